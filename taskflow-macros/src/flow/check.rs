@@ -1,0 +1,319 @@
+//! The wiring checks of `flow!`, one `check_*`/`report_*` function per rule. Each pushes a spanned
+//! error naming the step and the name at fault, and says how to fix it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use super::graph::{step_span, Analysis, Slot, Source, Step};
+use super::parse::FlowDef;
+use crate::ctxt::Ctxt;
+use crate::meta::{StepKind, VisRank};
+
+fn quoted(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    names
+        .into_iter()
+        .map(|n| format!("`{}`", n.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn what(step: &Step) -> &'static str {
+    match step.meta.kind {
+        StepKind::Task => "task",
+        StepKind::Flow => "flow",
+    }
+}
+
+/// Two steps with the same name could not be told apart in links, errors and the store.
+pub fn check_labels(steps: &[Step], cx: &mut Ctxt) {
+    let mut seen = HashSet::new();
+    for step in steps {
+        if !seen.insert(step.label.clone()) {
+            let span = step.r.label.as_ref().map_or_else(|| step_span(step), |l| l.span());
+            cx.error(
+                span,
+                format!(
+                    "two steps are named `{0}`: give this one its own name, e.g. `{1} as {0}_2`",
+                    step.label,
+                    quote::ToTokens::to_token_stream(&step.r.path).to_string().replace(' ', "")
+                ),
+            );
+        }
+    }
+}
+
+/// `step(param = name)`: every rebound parameter must exist, once.
+pub fn resolve_binds(step: &mut Step, cx: &mut Ctxt) {
+    step.reads = step.meta.params.iter().map(|p| p.name.clone()).collect();
+    let mut bound = HashSet::new();
+    for (param, name) in &step.r.binds {
+        let param_s = param.to_string();
+        if !bound.insert(param_s.clone()) {
+            cx.error(param.span(), format!("parameter `{param_s}` of step `{}` is rebound twice", step.label));
+            continue;
+        }
+        match step.meta.params.iter().position(|p| p.name == param_s) {
+            Some(i) => step.reads[i] = name.to_string(),
+            None => {
+                let params: Vec<&str> = step.meta.params.iter().map(|p| p.name.as_str()).collect();
+                let hint = match closest(&param_s, params.iter().copied()) {
+                    Some(c) => format!("; did you mean `{c}`?"),
+                    None if params.is_empty() => format!("; it takes no parameters"),
+                    None => format!("; its parameters are {}", quoted(&params)),
+                };
+                cx.error(
+                    param.span(),
+                    format!("{} `{}` has no parameter `{param_s}` to rebind{hint}", what(step), step.label),
+                );
+            }
+        }
+    }
+}
+
+/// `step -> name` / `step -> (a, b)`: one new name per output.
+pub fn resolve_renames(step: &mut Step, cx: &mut Ctxt) {
+    step.writes = step.meta.provides.clone();
+    if let Some(renames) = &step.r.renames {
+        if renames.len() != step.meta.provides.len() {
+            let span = renames.first().map_or_else(|| step_span(step), |r| r.span());
+            let n = step.meta.provides.len();
+            cx.error(
+                span,
+                format!(
+                    "{} `{}` provides {n} value{} ({}), but `->` names {}",
+                    what(step),
+                    step.label,
+                    if n == 1 { "" } else { "s" },
+                    if n == 0 { "none".to_owned() } else { quoted(&step.meta.provides) },
+                    renames.len()
+                ),
+            );
+        } else {
+            step.writes = renames.iter().map(ToString::to_string).collect();
+        }
+    }
+}
+
+pub fn check_duplicate_inputs(def: &FlowDef, cx: &mut Ctxt) {
+    let mut seen = HashSet::new();
+    for (name, _) in &def.inputs {
+        if !seen.insert(name.to_string()) {
+            cx.error(name.span(), format!("flow input `{name}` is declared twice"));
+        }
+    }
+}
+
+/// A name may have one provider: a flow input, or one step's output.
+pub fn check_ambiguous(def: &FlowDef, steps: &[Step], slots: &[Slot], cx: &mut Ctxt) {
+    let mut first: HashMap<&str, &Slot> = HashMap::new();
+    for slot in slots {
+        let Some(prev) = first.get(slot.name.as_str()) else {
+            first.insert(&slot.name, slot);
+            continue;
+        };
+        let Source::Output { step, index } = slot.source else { continue };
+        let this = &steps[step];
+        let span = this.r.renames.as_ref().map_or_else(|| step_span(this), |r| r[index].span());
+        let by = match prev.source {
+            Source::Input(_) => format!("flow `{}` takes `{}` as an input", def.name, slot.name),
+            Source::Output { step: other, .. } => {
+                format!("step `{}` provides `{}` already", steps[other].label, slot.name)
+            }
+            Source::Default { .. } => unreachable!("defaults are added after this check"),
+        };
+        cx.error(
+            span,
+            format!(
+                "ambiguous provider: {by}, and step `{}` provides it too; rename this output, e.g. `{} -> {}_2`",
+                this.label, this.label, slot.name
+            ),
+        );
+    }
+}
+
+/// A parameter reads a name that nothing surely provides before its step.
+pub fn report_unbound(
+    a: &Analysis,
+    s: usize,
+    p: usize,
+    name: &str,
+    avail: &BTreeSet<String>,
+    unordered_siblings: &HashMap<String, String>,
+    cx: &mut Ctxt,
+) {
+    let step = &a.steps[s];
+    let param = &step.meta.params[p].name;
+    let reading = if param == name {
+        format!("`{name}`")
+    } else {
+        format!("`{name}` (for its parameter `{param}`)")
+    };
+    let span = step
+        .r
+        .binds
+        .iter()
+        .find(|(pp, _)| pp == param)
+        .map_or_else(|| step_span(step), |(_, n)| n.span());
+    if let Some(provider) = unordered_siblings.get(name) {
+        cx.error(
+            span,
+            format!(
+                "step `{}` reads {reading}, which step `{provider}` provides in the same `unordered` block; members of `unordered` are independent: use `linear [ .. ]` or `graph [ .. ]` to order them",
+                step.label
+            ),
+        );
+        return;
+    }
+    let later = a.steps.iter().find(|other| other.writes.iter().any(|w| w == name));
+    let hint = match later {
+        Some(other) if other.label == step.label => format!(
+            "; the step provides `{name}` itself, so it cannot also read it: rebind the parameter, e.g. `{}({param} = other_name)`",
+            step.label
+        ),
+        Some(other) => format!(
+            "; it is provided by step `{}`, which does not run before `{}`: move `{}` earlier, or order the two in a `linear` or `graph`",
+            other.label, step.label, other.label
+        ),
+        None => {
+            let mut known: Vec<&str> = avail.iter().map(String::as_str).collect();
+            known.extend(a.steps.iter().flat_map(|o| o.writes.iter().map(String::as_str)));
+            match closest(name, known.into_iter()) {
+                Some(c) => format!(
+                    "; did you mean `{c}`? (rebind with `{}({param} = {c})`)",
+                    step.label
+                ),
+                None => format!(
+                    "; add `{name}` to the flow's inputs, add a step that provides it, or rebind the parameter with `{}({param} = other_name)`",
+                    step.label
+                ),
+            }
+        }
+    };
+    cx.error(
+        span,
+        format!(
+            "unbound input: step `{}` requires {reading}, but nothing provides it before the step runs{hint}",
+            step.label
+        ),
+    );
+}
+
+pub fn report_cycle(a: &Analysis, cycle: &[usize], cx: &mut Ctxt) {
+    let mut path: Vec<&str> = cycle.iter().map(|&s| a.steps[s].label.as_str()).collect();
+    path.push(path[0]);
+    let text = path.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(" -> ");
+    for (i, &s) in cycle.iter().enumerate() {
+        cx.error(
+            step_span(&a.steps[s]),
+            format!(
+                "cycle ({}/{}): {text}; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides",
+                i + 1,
+                cycle.len()
+            ),
+        );
+    }
+}
+
+/// Every flow input is read; every flow output is provided.
+pub fn check_flow_io(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
+    for (i, (name, _)) in def.inputs.iter().enumerate() {
+        let read = a.steps.iter().any(|s| s.args.iter().flatten().any(|&slot| a.slots[slot].source == Source::Input(i)))
+            || def.outputs.iter().any(|o| o == name);
+        if !read {
+            cx.error(
+                name.span(),
+                format!("unused flow input: no step of flow `{}` reads `{name}`; remove it, or rebind a parameter to it", def.name),
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    for out in &def.outputs {
+        let out_s = out.to_string();
+        if !seen.insert(out_s.clone()) {
+            cx.error(out.span(), format!("flow output `{out_s}` is listed twice"));
+            continue;
+        }
+        if a.slot_of(&out_s).is_none() {
+            let known = a.slots.iter().filter(|s| !matches!(s.source, Source::Default { .. })).map(|s| s.name.as_str());
+            let hint = match closest(&out_s, known) {
+                Some(c) => format!("; did you mean `{c}`?"),
+                None => "; add a step that provides it, or remove it from the outputs".to_owned(),
+            };
+            cx.error(
+                out.span(),
+                format!("flow `{}` outputs `{out_s}`, but no input or step provides it{hint}", def.name),
+            );
+        }
+    }
+}
+
+/// A `pub` flow names each output's type in public items; an output without a written type is
+/// named through the step that provides it, which must then be at least as visible as the flow.
+pub fn check_output_types(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
+    let flow_vis = VisRank::of(&def.vis);
+    for (out, declared) in def.outputs.iter().zip(&def.output_types) {
+        if declared.is_some() {
+            continue;
+        }
+        let Some(slot) = a.slot_of(&out.to_string()) else { continue };
+        if let Source::Output { step, .. } = a.slots[slot].source {
+            let step = &a.steps[step];
+            if step.meta.vis < flow_vis {
+                cx.error(
+                    out.span(),
+                    format!(
+                        "flow `{}` is more visible than {} `{}`, which provides `{out}`, so its output type cannot be named through it: write the type, e.g. `{out}: Type`",
+                        def.name,
+                        what(step),
+                        step.label
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The closest name within a small edit distance, for "did you mean" hints.
+pub fn closest<'n>(name: &str, candidates: impl Iterator<Item = &'n str>) -> Option<&'n str> {
+    let limit = (name.chars().count() / 3).clamp(1, 3);
+    candidates
+        .filter(|c| *c != name)
+        .map(|c| (levenshtein(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_typos_only() {
+        let names = ["server_id", "volume_id", "image"];
+        assert_eq!(closest("server_ids", names.iter().copied()), Some("server_id"));
+        assert_eq!(closest("imgae", names.iter().copied()), Some("image"));
+        assert_eq!(closest("flavor", names.iter().copied()), None);
+    }
+
+    #[test]
+    fn levenshtein_counts_edits() {
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert_eq!(levenshtein("same", "same"), 0);
+    }
+}

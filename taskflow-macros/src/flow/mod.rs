@@ -1,0 +1,89 @@
+//! `flow!`: collect every step's metadata through the steps' collector macros, then check the
+//! wiring and emit the static executor.
+//!
+//! A proc macro cannot read other items, so `flow!` (the entry) only parses the flow, finds the
+//! step paths and starts a chain of collector calls; the end of the chain, `__flow_impl`, holds
+//! every step's metadata and does the real work. Each hop of a chain is one level of macro
+//! expansion, so steps are collected in chunks of [`CHUNK`]: each chunk's chain ends by defining a
+//! collector macro for the whole chunk, and a last chain through those chunk collectors reaches
+//! `__flow_impl`. A 500-step flow thus nests about `CHUNK + 500 / CHUNK` levels deep, well inside
+//! rustc's default recursion limit of 128.
+
+mod check;
+mod expand;
+mod graph;
+mod parse;
+
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
+use quote::{format_ident, quote};
+
+use crate::meta;
+
+pub use parse::FlowDef;
+
+/// Steps collected per chain.
+const CHUNK: usize = 64;
+
+pub fn expand_entry(input: TokenStream) -> TokenStream {
+    let def: FlowDef = match syn::parse2(input.clone()) {
+        Ok(def) => def,
+        Err(e) => return e.to_compile_error(),
+    };
+    let steps = def.body.steps();
+    let collect_to = |first: &syn::Path, rest: Vec<TokenStream>, payload: TokenStream| {
+        quote!(#first! { [ #({ #rest })* ] [ ] #payload })
+    };
+    if steps.is_empty() {
+        return quote!(::taskflow::__private::__flow_impl! { [ ] [ ] #input });
+    }
+    let mut out = TokenStream::new();
+    let mut chunk_names = Vec::new();
+    for (i, chunk) in steps.chunks(CHUNK).enumerate() {
+        let chunk_name = format_ident!("__taskflow_chunk_{}_{}", def.name, i, span = Span::call_site());
+        let rest: Vec<TokenStream> = chunk[1..]
+            .iter()
+            .map(|s| {
+                let path = &s.path;
+                quote!(#path)
+            })
+            .chain(std::iter::once(quote!(::taskflow::__private::__define_chunk)))
+            .collect();
+        out.extend(collect_to(&chunk[0].path, rest, quote!({ #chunk_name })));
+        chunk_names.push(chunk_name);
+    }
+    let first = &chunk_names[0];
+    let rest = chunk_names[1..].iter().map(|n| quote!({ #n }));
+    out.extend(quote! {
+        #first! { [ #(#rest)* { ::taskflow::__private::__flow_impl } ] [ ] #input }
+    });
+    out
+}
+
+/// End of a chunk's chain: `[ ] [ metadata… ] { name }` defines collector `name` for the chunk.
+pub fn define_chunk(input: TokenStream) -> TokenStream {
+    let Some((metas, payload)) = meta::split_collected(input) else {
+        return quote!(::core::compile_error!("taskflow internal error: malformed chunk"););
+    };
+    let name = match payload.into_iter().next() {
+        Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => match g.stream().into_iter().next() {
+            Some(TokenTree::Ident(name)) => name,
+            _ => return quote!(::core::compile_error!("taskflow internal error: malformed chunk name");),
+        },
+        _ => return quote!(::core::compile_error!("taskflow internal error: malformed chunk name");),
+    };
+    let acc: TokenStream = metas.into_iter().map(TokenTree::Group).collect();
+    let chunk = meta::collector_macro(&Ident::new(&name.to_string(), name.span()), &acc, false);
+    quote!(#[allow(unused_macros)] #chunk)
+}
+
+pub fn expand_impl(input: TokenStream) -> TokenStream {
+    let Some((metas, payload)) = meta::split_collected(input) else {
+        return quote!(::core::compile_error!("taskflow internal error: malformed flow hand-off"););
+    };
+    let def: FlowDef = match syn::parse2(payload) {
+        Ok(def) => def,
+        Err(e) => return e.to_compile_error(),
+    };
+    let metas: Vec<Group> = metas;
+    expand::expand(&def, &metas)
+}

@@ -1,0 +1,271 @@
+//! The syntax inside `flow! { .. }`.
+//!
+//! ```text
+//! flow     := attrs vis `flow` Name `(` (input `:` Type),* `)` (`->` outputs)? `{` pattern `}`
+//! outputs  := output | `(` output,* `)`       output := name (`:` Type)?
+//! pattern  := (`linear` | `unordered` | `graph`) `[` item,* `]`
+//! item     := pattern | step | link          (links only in `graph`)
+//! step     := path (`(` param `=` name,* `)`)? (`->` name | `->` `(` name,* `)`)? (`as` label)?
+//! link     := label `->` label
+//! ```
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{bracketed, parenthesized, Attribute, Ident, Token, Type, Visibility};
+
+pub struct FlowDef {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    pub inputs: Vec<(Ident, Type)>,
+    pub outputs: Vec<Ident>,
+    /// The declared type of each output, where one is written.
+    pub output_types: Vec<Option<Type>>,
+    pub body: Pattern,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PatternKind {
+    Linear,
+    Unordered,
+    Graph,
+}
+
+pub struct Pattern {
+    pub kind: PatternKind,
+    pub items: Vec<Item>,
+}
+
+pub enum Item {
+    Pattern(Pattern),
+    Step(StepRef),
+    Link(Link),
+}
+
+pub struct StepRef {
+    pub path: syn::Path,
+    pub binds: Vec<(Ident, Ident)>,
+    pub renames: Option<Vec<Ident>>,
+    pub label: Option<Ident>,
+}
+
+pub struct Link {
+    pub from: Ident,
+    pub to: Ident,
+}
+
+impl StepRef {
+    /// The step's name in its flow: its `as` label, else the path's last segment.
+    pub fn label(&self) -> &Ident {
+        self.label.as_ref().unwrap_or_else(|| &self.path.segments.last().unwrap().ident)
+    }
+
+    /// Where generated code for this step is spanned, so rustc's own errors land on it.
+    pub fn span(&self) -> Span {
+        self.path.segments.last().unwrap().ident.span()
+    }
+
+    /// `a -> b` with nothing else: in a `graph`, a link when `a` and `b` name its steps.
+    fn link_candidate(&self) -> Option<Link> {
+        match (self.path.get_ident(), &self.renames) {
+            (Some(from), Some(to)) if to.len() == 1 && self.binds.is_empty() && self.label.is_none() => Some(Link {
+                from: from.clone(),
+                to: to[0].clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Parse for FlowDef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let kw: Ident = input.parse()?;
+        if kw != "flow" {
+            return Err(syn::Error::new(kw.span(), "expected `flow Name(inputs) -> (outputs) { .. }`"));
+        }
+        let name: Ident = input.parse()?;
+        let content;
+        parenthesized!(content in input);
+        let inputs = Punctuated::<(Ident, Type), Token![,]>::parse_terminated_with(&content, |s| {
+            let name: Ident = s.parse()?;
+            s.parse::<Token![:]>()?;
+            Ok((name, s.parse()?))
+        })?;
+        let (outputs, output_types) = if input.peek(Token![->]) {
+            input.parse::<Token![->]>()?;
+            parse_outputs(input)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let body_content;
+        syn::braced!(body_content in input);
+        let body: Pattern = body_content.parse()?;
+        if !body_content.is_empty() {
+            return Err(body_content.error("a flow's body is one pattern: wrap several in `linear [ .. ]`"));
+        }
+        if !input.is_empty() {
+            return Err(input.error("one `flow!` defines one flow: use another `flow!` for the next"));
+        }
+        Ok(FlowDef {
+            attrs,
+            vis,
+            name,
+            inputs: inputs.into_iter().collect(),
+            outputs,
+            output_types,
+            body,
+        })
+    }
+}
+
+fn parse_outputs(input: ParseStream) -> syn::Result<(Vec<Ident>, Vec<Option<Type>>)> {
+    let one = |s: ParseStream| -> syn::Result<(Ident, Option<Type>)> {
+        let name: Ident = s.parse()?;
+        let ty = if s.peek(Token![:]) {
+            s.parse::<Token![:]>()?;
+            Some(s.parse()?)
+        } else {
+            None
+        };
+        Ok((name, ty))
+    };
+    let pairs: Vec<(Ident, Option<Type>)> = if input.peek(syn::token::Paren) {
+        let content;
+        parenthesized!(content in input);
+        Punctuated::<_, Token![,]>::parse_terminated_with(&content, one)?.into_iter().collect()
+    } else {
+        vec![one(input)?]
+    };
+    Ok(pairs.into_iter().unzip())
+}
+
+fn parse_names(input: ParseStream) -> syn::Result<Vec<Ident>> {
+    if input.peek(syn::token::Paren) {
+        let content;
+        parenthesized!(content in input);
+        Ok(Punctuated::<Ident, Token![,]>::parse_terminated(&content)?.into_iter().collect())
+    } else {
+        Ok(vec![input.parse()?])
+    }
+}
+
+fn pattern_kind(ident: &Ident) -> Option<PatternKind> {
+    match ident.to_string().as_str() {
+        "linear" => Some(PatternKind::Linear),
+        "unordered" => Some(PatternKind::Unordered),
+        "graph" => Some(PatternKind::Graph),
+        _ => None,
+    }
+}
+
+impl Parse for Pattern {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let keyword: Ident = input.parse()?;
+        let Some(kind) = pattern_kind(&keyword) else {
+            return Err(syn::Error::new(keyword.span(), "expected a pattern: `linear [ .. ]`, `unordered [ .. ]` or `graph [ .. ]`"));
+        };
+        let content;
+        bracketed!(content in input);
+        let mut items = Vec::new();
+        while !content.is_empty() {
+            let is_pattern = content.peek(Ident) && content.peek2(syn::token::Bracket) && {
+                let fork = content.fork();
+                let ident: Ident = fork.parse()?;
+                pattern_kind(&ident).is_some()
+            };
+            if is_pattern {
+                items.push(Item::Pattern(content.parse()?));
+            } else {
+                items.push(Item::Step(content.parse()?));
+            }
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>()?;
+        }
+        if kind == PatternKind::Graph {
+            classify_links(&mut items);
+        }
+        Ok(Pattern { kind, items })
+    }
+}
+
+/// In a `graph`, `a -> b` is a link when both `a` and `b` name other steps of the graph;
+/// otherwise it is step `a` with its output renamed to `b`.
+fn classify_links(items: &mut [Item]) {
+    let labels: Vec<String> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Step(s) if s.link_candidate().is_none() => Some(s.label().to_string()),
+            _ => None,
+        })
+        .collect();
+    for item in items.iter_mut() {
+        if let Item::Step(s) = item {
+            if let Some(link) = s.link_candidate() {
+                if labels.contains(&link.from.to_string()) && labels.contains(&link.to.to_string()) {
+                    *item = Item::Link(link);
+                }
+            }
+        }
+    }
+}
+
+impl Parse for StepRef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let path: syn::Path = input.call(syn::Path::parse_mod_style).map_err(|e| {
+            syn::Error::new(e.span(), "expected a step: a #[task] function or a flow, by path")
+        })?;
+        let mut binds = Vec::new();
+        if input.peek(syn::token::Paren) {
+            let content;
+            parenthesized!(content in input);
+            let pairs = Punctuated::<(Ident, Ident), Token![,]>::parse_terminated_with(&content, |s| {
+                let param: Ident = s.parse()?;
+                s.parse::<Token![=]>()?;
+                Ok((param, s.parse()?))
+            })?;
+            binds = pairs.into_iter().collect();
+        }
+        let renames = if input.peek(Token![->]) {
+            input.parse::<Token![->]>()?;
+            Some(parse_names(input)?)
+        } else {
+            None
+        };
+        let label = if input.peek(Token![as]) {
+            input.parse::<Token![as]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(StepRef {
+            path,
+            binds,
+            renames,
+            label,
+        })
+    }
+}
+
+impl Pattern {
+    /// Every step, depth first, in the order they are written.
+    pub fn steps(&self) -> Vec<&StepRef> {
+        let mut out = Vec::new();
+        self.collect_steps(&mut out);
+        out
+    }
+
+    fn collect_steps<'a>(&'a self, out: &mut Vec<&'a StepRef>) {
+        for item in &self.items {
+            match item {
+                Item::Pattern(p) => p.collect_steps(out),
+                Item::Step(s) => out.push(s),
+                Item::Link(_) => {}
+            }
+        }
+    }
+}

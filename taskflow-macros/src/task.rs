@@ -1,0 +1,470 @@
+//! `#[task]` and `#[revert]`: leave the function as written and attach, next to it, what a flow
+//! needs to call it: a hidden marker type (in the type namespace, under the function's name) that
+//! carries the output types and the revert glue, and a hidden collector macro (in the macro
+//! namespace, under the same name) that carries the metadata.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, Visibility};
+
+use crate::ctxt::Ctxt;
+use crate::meta::{self, HookMeta, HookParam, ParamMeta, StepKind, StepMeta, VisRank};
+
+struct TaskParam {
+    name: Ident,
+    by_ref: bool,
+    /// The type of the flow value the parameter reads (`T` for both `T` and `&T`).
+    value_ty: Type,
+    default: bool,
+}
+
+struct TaskDef {
+    vis: Visibility,
+    name: Ident,
+    is_async: bool,
+    fallible: bool,
+    params: Vec<TaskParam>,
+    provides: Vec<Ident>,
+    /// One type per provided name.
+    output_tys: Vec<Type>,
+    revert: Option<syn::Path>,
+    export: bool,
+}
+
+#[derive(Default)]
+struct TaskArgs {
+    provides: Vec<Ident>,
+    revert: Option<syn::Path>,
+    export: bool,
+}
+
+fn parse_args(attr: TokenStream, cx: &mut Ctxt) -> TaskArgs {
+    let mut args = TaskArgs::default();
+    let parser = syn::meta::parser(|m| {
+        if m.path.is_ident("provides") {
+            let value = m.value()?;
+            if value.peek(syn::token::Paren) {
+                let content;
+                syn::parenthesized!(content in value);
+                let names = content.parse_terminated(<Ident as syn::parse::Parse>::parse, syn::Token![,])?;
+                args.provides = names.into_iter().collect();
+            } else {
+                args.provides = vec![value.parse::<Ident>()?];
+            }
+            Ok(())
+        } else if m.path.is_ident("revert") {
+            args.revert = Some(m.value()?.parse()?);
+            Ok(())
+        } else if m.path.is_ident("export") {
+            args.export = true;
+            Ok(())
+        } else {
+            Err(m.error("unknown #[task] argument: expected `provides = name`, `provides = (a, b)`, `revert = hook` or `export`"))
+        }
+    });
+    if let Err(e) = parser.parse2(attr) {
+        cx.push(e);
+    }
+    args
+}
+
+/// `Result<T, E>` (any path ending in `Result`) is fallible with output `T`.
+fn split_result(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    args.args.iter().find_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
+
+fn is_unit(ty: &Type) -> bool {
+    matches!(ty, Type::Tuple(t) if t.elems.is_empty())
+}
+
+/// Removes `#[default]` from the parameters (the function stays otherwise as written) and
+/// returns which parameters had it.
+fn strip_default_attrs(func: &mut ItemFn) -> Vec<bool> {
+    func.sig
+        .inputs
+        .iter_mut()
+        .map(|arg| match arg {
+            FnArg::Typed(pt) => {
+                let before = pt.attrs.len();
+                pt.attrs.retain(|a| !a.path().is_ident("default"));
+                pt.attrs.len() != before
+            }
+            FnArg::Receiver(_) => false,
+        })
+        .collect()
+}
+
+fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> Option<TaskDef> {
+    let sig = &func.sig;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        cx.error_spanned(&sig.generics, format!("task `{}` cannot be generic: a flow needs concrete types for its values", sig.ident));
+    }
+    if let Some(v) = &sig.variadic {
+        cx.error_spanned(v, "a task cannot be variadic");
+    }
+    let mut params = Vec::new();
+    for (arg, default) in sig.inputs.iter().zip(defaults) {
+        match arg {
+            FnArg::Receiver(r) => cx.error_spanned(r, "#[task] goes on a free function: `self` cannot be bound by name in a flow"),
+            FnArg::Typed(pt) => {
+                let Pat::Ident(pi) = &*pt.pat else {
+                    cx.error_spanned(&pt.pat, "a task parameter must be a plain name: flows bind parameters by name");
+                    continue;
+                };
+                let (by_ref, value_ty) = match &*pt.ty {
+                    Type::Reference(r) if r.mutability.is_some() => {
+                        cx.error_spanned(&pt.ty, format!("parameter `{}` takes `&mut`: a flow value is shared between steps, take it by value or by `&`", pi.ident));
+                        continue;
+                    }
+                    Type::Reference(r) => (true, (*r.elem).clone()),
+                    other => (false, other.clone()),
+                };
+                params.push(TaskParam {
+                    name: pi.ident.clone(),
+                    by_ref,
+                    value_ty,
+                    default: *default,
+                });
+            }
+        }
+    }
+    let ret: Option<&Type> = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some(ty),
+    };
+    let (fallible, output): (bool, Option<&Type>) = match ret {
+        None => (false, None),
+        Some(ty) => match split_result(ty) {
+            Some(ok) => (true, Some(ok)),
+            None => (false, Some(ty)),
+        },
+    };
+    let output = output.filter(|t| !is_unit(t));
+    let mut output_tys = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in &args.provides {
+        if !seen.insert(p.to_string()) {
+            cx.error_spanned(p, format!("task `{}` provides `{p}` twice", sig.ident));
+        }
+    }
+    match (args.provides.len(), output) {
+        (0, _) => {}
+        (n, None) => cx.error_spanned(&args.provides[0], format!(
+            "task `{}` provides {} but returns nothing: return the value{}",
+            sig.ident,
+            names(&args.provides),
+            if n > 1 { "s as a tuple" } else { "" }
+        )),
+        (1, Some(ty)) => output_tys.push(ty.clone()),
+        (n, Some(ty)) => match ty {
+            Type::Tuple(t) if t.elems.len() == n => output_tys.extend(t.elems.iter().cloned()),
+            _ => cx.error_spanned(ty, format!(
+                "task `{}` provides {n} names ({}), so it must return a tuple of {n} values",
+                sig.ident,
+                names(&args.provides)
+            )),
+        },
+    }
+    if cx.has_errors() {
+        return None;
+    }
+    Some(TaskDef {
+        vis: func.vis.clone(),
+        name: sig.ident.clone(),
+        is_async: sig.asyncness.is_some(),
+        fallible,
+        params,
+        provides: args.provides,
+        output_tys,
+        revert: args.revert,
+        export: args.export,
+    })
+}
+
+fn names(idents: &[Ident]) -> String {
+    idents.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+pub fn expand_task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let args = parse_args(attr.clone(), &mut cx);
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            cx.error(Span::call_site(), "#[task] goes on a function (`fn` or `async fn`)");
+            let errors = cx.into_compile_errors();
+            return quote!(#errors #item);
+        }
+    };
+    let defaults = strip_default_attrs(&mut func);
+    let def = analyze(&func, &defaults, args, &mut cx);
+    let errors = cx.into_compile_errors();
+    let Some(def) = def else {
+        return quote!(#errors #func);
+    };
+    match &def.revert {
+        // The hook's signature is only known to its own collector macro: ask it, and finish the
+        // expansion in `__task_impl` once its metadata has arrived.
+        Some(hook) => {
+            let mut sig_only = func.clone();
+            sig_only.block = Box::new(syn::parse_quote!({}));
+            sig_only.attrs.clear();
+            // keep `#[default]` marks for the second pass
+            for (arg, default) in sig_only.sig.inputs.iter_mut().zip(&defaults) {
+                if let (FnArg::Typed(pt), true) = (arg, default) {
+                    pt.attrs.push(syn::parse_quote!(#[default]));
+                }
+            }
+            let hook_call = quote_spanned!(hook.span()=> #hook);
+            quote! {
+                #func
+                #hook_call! { [ { ::taskflow::__private::__task_impl } ] [ ] ( #attr ) #sig_only }
+            }
+        }
+        None => {
+            let companions = companions(&def, None, &mut Ctxt::default());
+            quote!(#func #companions)
+        }
+    }
+}
+
+/// Second pass of a `#[task(revert = hook)]`: the hook's metadata has arrived.
+pub fn expand_with_hook(input: TokenStream) -> TokenStream {
+    let Some((metas, payload)) = meta::split_collected(input) else {
+        return quote!(::core::compile_error!("taskflow internal error: malformed #[task] hand-off"););
+    };
+    let mut it = payload.into_iter();
+    let attr = match it.next() {
+        Some(proc_macro2::TokenTree::Group(g)) => g.stream(),
+        _ => return quote!(::core::compile_error!("taskflow internal error: malformed #[task] hand-off");),
+    };
+    let mut cx = Ctxt::default();
+    let args = parse_args(attr, &mut cx);
+    let Ok(mut func) = syn::parse2::<ItemFn>(it.collect()) else {
+        return quote!(::core::compile_error!("taskflow internal error: malformed #[task] hand-off"););
+    };
+    let defaults = strip_default_attrs(&mut func);
+    let Some(def) = analyze(&func, &defaults, args, &mut cx) else {
+        return cx.into_compile_errors();
+    };
+    let hook = metas.first().and_then(HookMeta::parse);
+    let Some(hook) = hook else {
+        let path = def.revert.as_ref().unwrap();
+        return syn::Error::new_spanned(path, format!("`{}` is not a revert hook: mark it with #[revert]", path.to_token_stream()))
+            .to_compile_error();
+    };
+    let out = companions(&def, Some(&hook), &mut cx);
+    let errors = cx.into_compile_errors();
+    quote!(#errors #out)
+}
+
+fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStream {
+    let TaskDef { vis, name, .. } = def;
+    let provides_impls = def.output_tys.iter().enumerate().map(|(i, ty)| {
+        quote!(impl ::taskflow::__private::Provides<#i> for #name { type Value = #ty; })
+    });
+    let param_impls = def.params.iter().enumerate().filter(|(_, p)| p.default).map(|(i, p)| {
+        let ty = &p.value_ty;
+        quote!(impl ::taskflow::__private::Param<#i> for #name { type Value = #ty; })
+    });
+    let glue = hook.map(|hook| revert_glue(def, hook, cx));
+    let meta = StepMeta {
+        kind: StepKind::Task,
+        name: name.to_string(),
+        vis: VisRank::of(vis),
+        is_async: def.is_async,
+        fallible: def.fallible,
+        params: def
+            .params
+            .iter()
+            .map(|p| ParamMeta {
+                name: p.name.to_string(),
+                by_ref: p.by_ref,
+                default: p.default,
+            })
+            .collect(),
+        provides: def.provides.iter().map(ToString::to_string).collect(),
+        has_revert: hook.is_some(),
+    }
+    .to_tokens();
+    let collector = collector_items(name, vis, &meta, def.export);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #name {}
+        #(#provides_impls)*
+        #(#param_impls)*
+        #glue
+        #collector
+    }
+}
+
+/// The collector macro and its alias, which shares the item's name in the macro namespace.
+pub fn collector_items(name: &Ident, vis: &Visibility, meta: &TokenStream, export: bool) -> TokenStream {
+    if export {
+        let mut hasher = DefaultHasher::new();
+        std::env::var("CARGO_PKG_NAME").unwrap_or_default().hash(&mut hasher);
+        name.to_string().hash(&mut hasher);
+        meta.to_string().hash(&mut hasher);
+        let hidden = format_ident!("__taskflow_meta_{}_{:016x}", name, hasher.finish());
+        let collector = meta::collector_macro(&hidden, meta, true);
+        quote! {
+            #collector
+            #[doc(hidden)]
+            #[allow(unused_imports)]
+            pub use #hidden as #name;
+        }
+    } else {
+        let hidden = format_ident!("__taskflow_meta_{}", name);
+        let collector = meta::collector_macro(&hidden, meta, false);
+        let alias_vis = match vis {
+            Visibility::Inherited => quote!(),
+            _ => quote!(pub(crate)),
+        };
+        quote! {
+            #collector
+            #[doc(hidden)]
+            #[allow(unused_imports)]
+            #alias_vis use #hidden as #name;
+        }
+    }
+}
+
+fn with_lifetime(ty: &Type) -> TokenStream {
+    quote!(&'__tf #ty)
+}
+
+/// An associated function of the marker type that calls the hook with its parameters bound by
+/// name: the task's inputs (all passed by reference), `result` and `failures`.
+fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
+    let name = &def.name;
+    let hook_path = def.revert.as_ref().unwrap();
+    let inputs: Vec<_> = def.params.iter().map(|p| format_ident!("__p_{}", p.name)).collect();
+    let input_tys = def.params.iter().map(|p| with_lifetime(&p.value_ty));
+    let outcome_ty = match def.output_tys.as_slice() {
+        [] => quote!(()),
+        [one] => with_lifetime(one),
+        many => {
+            let tys = many.iter().map(with_lifetime);
+            quote!((#(#tys,)*))
+        }
+    };
+    let mut args = Vec::new();
+    for hp in &hook.params {
+        let hp_name = hp.name.to_string();
+        let value = match hp_name.as_str() {
+            "result" => quote!(__result),
+            "failures" => quote!(__failures),
+            other => match def.params.iter().position(|p| p.name == other) {
+                Some(i) => {
+                    let input = &inputs[i];
+                    if hp.by_ref {
+                        quote!(#input)
+                    } else {
+                        quote!(::std::borrow::ToOwned::to_owned(#input))
+                    }
+                }
+                None => {
+                    let known: Vec<String> = def
+                        .params
+                        .iter()
+                        .map(|p| format!("`{}`", p.name))
+                        .chain(["`result`".to_owned(), "`failures`".to_owned()])
+                        .collect();
+                    cx.error(
+                        hp.name.span(),
+                        format!(
+                            "revert hook `{}` of task `{name}` asks for `{other}`, which the task does not have; a revert hook can take {}",
+                            hook_path.to_token_stream(),
+                            known.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+            },
+        };
+        args.push(value);
+    }
+    let call_await = hook.is_async.then(|| quote!(.await));
+    let span = hook_path.span();
+    let call = quote_spanned!(span=> #hook_path(#(#args),*) #call_await);
+    quote! {
+        impl #name {
+            #[doc(hidden)]
+            #[allow(clippy::all, unused_variables)]
+            pub fn __taskflow_revert<'__tf>(
+                #(#inputs: #input_tys,)*
+                __result: ::taskflow::TaskOutcome<#outcome_ty>,
+                __failures: &'__tf [::taskflow::Failure],
+            ) -> impl ::core::future::Future<Output = impl ::taskflow::__private::HookReturn> + ::core::marker::Send + '__tf {
+                async move { #call }
+            }
+        }
+    }
+}
+
+pub fn expand_revert(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    if !attr.is_empty() {
+        cx.error_spanned(&attr, "#[revert] takes no arguments");
+    }
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            cx.error(Span::call_site(), "#[revert] goes on a function (`fn` or `async fn`)");
+            let errors = cx.into_compile_errors();
+            return quote!(#errors #item);
+        }
+    };
+    let mut params = Vec::new();
+    for arg in &func.sig.inputs {
+        match arg {
+            FnArg::Receiver(r) => cx.error_spanned(r, "#[revert] goes on a free function"),
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(pi) => params.push(HookParam {
+                    name: pi.ident.clone(),
+                    by_ref: matches!(&*pt.ty, Type::Reference(_)),
+                }),
+                other => cx.error_spanned(other, "a revert hook parameter must be a plain name: it is bound by name"),
+            },
+        }
+    }
+    if !func.sig.generics.params.is_empty() {
+        cx.error_spanned(&func.sig.generics, "a revert hook cannot be generic");
+    }
+    let errors = cx.into_compile_errors();
+    let meta = HookMeta {
+        is_async: func.sig.asyncness.is_some(),
+        params,
+    }
+    .to_tokens();
+    let hidden = format_ident!("__taskflow_revert_meta_{}", func.sig.ident);
+    let collector = meta::collector_macro(&hidden, &meta, false);
+    let name = &func.sig.ident;
+    let alias_vis = match &func.vis {
+        Visibility::Inherited => quote!(),
+        _ => quote!(pub(crate)),
+    };
+    quote! {
+        #errors
+        #func
+        #collector
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        #alias_vis use #hidden as #name;
+    }
+}

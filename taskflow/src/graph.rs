@@ -1,0 +1,188 @@
+//! A flow's structure as data: its steps, their names and the edges between them.
+
+use std::fmt::Write as _;
+
+/// What a step of a flow is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// A `#[task]` function.
+    Task,
+    /// Another flow used as a step.
+    Flow,
+}
+
+/// One step of a [`FlowGraph`].
+#[derive(Debug)]
+pub struct StepInfo {
+    name: &'static str,
+    kind: StepKind,
+    requires: &'static [&'static str],
+    provides: &'static [&'static str],
+    subflow: Option<fn() -> &'static FlowGraph>,
+}
+
+impl StepInfo {
+    #[doc(hidden)]
+    pub const fn __new(
+        name: &'static str,
+        kind: StepKind,
+        requires: &'static [&'static str],
+        provides: &'static [&'static str],
+        subflow: Option<fn() -> &'static FlowGraph>,
+    ) -> Self {
+        StepInfo {
+            name,
+            kind,
+            requires,
+            provides,
+            subflow,
+        }
+    }
+
+    /// The step's name in its flow (the task's name, or its label given with `as`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether the step is a task or a sub-flow.
+    pub fn kind(&self) -> StepKind {
+        self.kind
+    }
+
+    /// The flow names the step reads, after rebinding.
+    pub fn requires(&self) -> &'static [&'static str] {
+        self.requires
+    }
+
+    /// The flow names the step provides, after renaming.
+    pub fn provides(&self) -> &'static [&'static str] {
+        self.provides
+    }
+
+    /// The graph of the sub-flow, when the step is a flow.
+    pub fn subflow(&self) -> Option<&'static FlowGraph> {
+        self.subflow.map(|graph| graph())
+    }
+}
+
+/// The static structure of a flow defined with `flow!`: what `MyFlow::graph()` returns.
+///
+/// Steps are listed in the order the serial engine runs them; `edges` are pairs of step indices
+/// (`from` must finish before `to` starts), from data dependencies, the order of `linear` patterns
+/// and explicit `a -> b` links.
+///
+/// ```
+/// use taskflow::prelude::*;
+///
+/// #[task(provides = doubled)]
+/// fn double(x: u32) -> u32 { x * 2 }
+///
+/// #[task(provides = text)]
+/// fn show(doubled: u32) -> String { doubled.to_string() }
+///
+/// flow! {
+///     flow Show(x: u32) -> (text) { linear [ double, show ] }
+/// }
+///
+/// fn main() {
+///     let graph = Show::graph();
+///     assert_eq!(graph.name(), "Show");
+///     assert_eq!(graph.steps().iter().map(|s| s.name()).collect::<Vec<_>>(), ["double", "show"]);
+///     assert_eq!(graph.edges(), &[(0, 1)]);
+///     assert!(graph.to_dot().contains("\"Show/double\" -> \"Show/show\""));
+/// }
+/// ```
+#[derive(Debug)]
+pub struct FlowGraph {
+    name: &'static str,
+    inputs: &'static [&'static str],
+    outputs: &'static [&'static str],
+    steps: &'static [StepInfo],
+    edges: &'static [(usize, usize)],
+}
+
+impl FlowGraph {
+    #[doc(hidden)]
+    pub const fn __new(
+        name: &'static str,
+        inputs: &'static [&'static str],
+        outputs: &'static [&'static str],
+        steps: &'static [StepInfo],
+        edges: &'static [(usize, usize)],
+    ) -> Self {
+        FlowGraph {
+            name,
+            inputs,
+            outputs,
+            steps,
+            edges,
+        }
+    }
+
+    /// The flow's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The flow's declared inputs.
+    pub fn inputs(&self) -> &'static [&'static str] {
+        self.inputs
+    }
+
+    /// The flow's declared outputs.
+    pub fn outputs(&self) -> &'static [&'static str] {
+        self.outputs
+    }
+
+    /// The steps, in the order the serial engine runs them.
+    pub fn steps(&self) -> &'static [StepInfo] {
+        self.steps
+    }
+
+    /// `(from, to)` pairs of indices into [`steps`](Self::steps).
+    pub fn edges(&self) -> &'static [(usize, usize)] {
+        self.edges
+    }
+
+    /// The graph in Graphviz DOT; sub-flows are drawn as clusters.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "digraph {:?} {{", self.name);
+        let _ = writeln!(out, "  rankdir=LR;");
+        let mut cluster = 0;
+        self.write_body(&mut out, self.name, 1, &mut cluster);
+        out.push_str("}\n");
+        out
+    }
+
+    fn write_body(&self, out: &mut String, prefix: &str, depth: usize, cluster: &mut usize) {
+        let pad = "  ".repeat(depth);
+        for step in self.steps {
+            let id = format!("{prefix}/{}", step.name);
+            match step.subflow() {
+                Some(sub) => {
+                    *cluster += 1;
+                    let _ = writeln!(out, "{pad}subgraph \"cluster_{cluster}\" {{");
+                    let _ = writeln!(out, "{pad}  label={:?};", format!("{} ({})", step.name, sub.name));
+                    let _ = writeln!(out, "{pad}  {id:?} [shape=point];");
+                    sub.write_body(out, &id, depth + 1, cluster);
+                    let _ = writeln!(out, "{pad}}}");
+                }
+                None => {
+                    let label = match step.provides {
+                        [] => step.name.to_owned(),
+                        names => format!("{}\\n-> {}", step.name, names.join(", ")),
+                    };
+                    let _ = writeln!(out, "{pad}{id:?} [label=\"{label}\", shape=box];");
+                }
+            }
+        }
+        for &(from, to) in self.edges {
+            let _ = writeln!(
+                out,
+                "{pad}\"{prefix}/{}\" -> \"{prefix}/{}\";",
+                self.steps[from].name, self.steps[to].name
+            );
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Runtime helpers that generated code calls. Not a public API: no stability promise.
+
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::task::Poll;
+
+pub use crate::failure::{BoxError, Failure};
+pub use crate::flow::Flow;
+pub use crate::graph::{FlowGraph, StepInfo, StepKind};
+pub use crate::FlowError;
+pub use taskflow_macros::{__define_chunk, __flow_impl, __task_impl};
+
+/// What a run carries from step to step besides the flow's values.
+#[derive(Debug)]
+pub struct RunContext {
+    _private: (),
+}
+
+impl RunContext {
+    pub(crate) fn new() -> Self {
+        RunContext { _private: () }
+    }
+}
+
+/// The type of output `N` of a task or flow (after `provides = (..)` splits a tuple).
+pub trait Provides<const N: usize> {
+    type Value;
+}
+
+/// The value type of parameter `N` of a task (emitted for `#[default]` parameters).
+pub trait Param<const N: usize> {
+    type Value;
+}
+
+/// Reads output `N` of a completed flow run (a sub-flow's output copied into its parent).
+pub trait FlowOutput<const N: usize>: Flow + Provides<N> {
+    fn __get(state: &Self::State) -> &<Self as Provides<N>>::Value;
+}
+
+/// The error type of a fallible task.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of a #[task]",
+    label = "this error type does not convert into `Box<dyn Error + Send + Sync>`",
+    note = "implement `std::error::Error` (and make it `Send + Sync + 'static`), or return `anyhow::Error`"
+)]
+pub trait TaskError {
+    fn into_box(self) -> BoxError;
+}
+
+impl<E: Into<BoxError>> TaskError for E {
+    fn into_box(self) -> BoxError {
+        self.into()
+    }
+}
+
+/// What a revert hook may return: nothing, or `Result<(), E>`.
+#[diagnostic::on_unimplemented(
+    message = "a revert hook must return `()` or `Result<(), E>`, not `{Self}`",
+    label = "unsupported return type"
+)]
+pub trait HookReturn {
+    fn into_result(self) -> Result<(), BoxError>;
+}
+
+impl HookReturn for () {
+    fn into_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+impl<E: TaskError> HookReturn for Result<(), E> {
+    fn into_result(self) -> Result<(), BoxError> {
+        self.map_err(TaskError::into_box)
+    }
+}
+
+/// Why a step stopped the flow.
+pub enum StepFailed {
+    /// A task failed; it has not been reverted yet.
+    Task(Failure),
+    /// A sub-flow failed and already reverted its own steps.
+    Flow(FlowError),
+}
+
+/// Runs a sync step, turning a panic into a failure of `step`.
+#[inline(always)]
+pub fn catch_sync<R>(step: &'static str, f: impl FnOnce() -> R) -> Result<R, Failure> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Failure::from_panic(step, payload))
+}
+
+/// Polls an async step, turning a panic into a failure of `step`.
+pub async fn catch_async<F: Future>(step: &'static str, future: F) -> Result<F::Output, Failure> {
+    let mut future = pin!(future);
+    poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(Failure::from_panic(step, payload))),
+        },
+    )
+    .await
+}
+
+/// Normalizes a fallible task's outcome.
+#[inline(always)]
+pub fn fallible<T, E: TaskError>(
+    step: &'static str,
+    outcome: Result<Result<T, E>, Failure>,
+) -> Result<T, Failure> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(Failure::from_error(step, error.into_box())),
+        Err(failure) => Err(failure),
+    }
+}
+
+/// Normalizes a revert hook's outcome.
+pub fn hook_outcome<R: HookReturn>(step: &'static str, outcome: Result<R, Failure>) -> Result<(), Failure> {
+    outcome?.into_result().map_err(|error| Failure::from_error(step, error))
+}
+
+/// Renames the failures of a sub-flow into its parent's namespace.
+pub fn within(step: &'static str, failures: Vec<Failure>) -> Vec<Failure> {
+    failures.into_iter().map(|f| f.within(step)).collect()
+}
+
+#[inline(always)]
+pub fn slot_ref<T>(slot: &Option<T>) -> &T {
+    match slot {
+        Some(value) => value,
+        None => missing_slot(),
+    }
+}
+
+#[inline(always)]
+pub fn slot_take<T>(slot: &mut Option<T>) -> T {
+    match slot.take() {
+        Some(value) => value,
+        None => missing_slot(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn missing_slot() -> ! {
+    // The static order guarantees every slot is set before it is read; this is a bug in taskflow.
+    panic!("taskflow internal error: a step read a value that was never set; please report it")
+}
