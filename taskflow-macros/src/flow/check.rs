@@ -112,6 +112,11 @@ pub fn check_ambiguous(def: &FlowDef, steps: &[Step], slots: &[Slot], cx: &mut C
         };
         let Source::Output { step, index } = slot.source else { continue };
         let this = &steps[step];
+        if let Source::Output { step: other, .. } = prev.source {
+            if steps[other].label == this.label {
+                continue; // already reported as a duplicate step name
+            }
+        }
         let span = this.r.renames.as_ref().map_or_else(|| step_span(this), |r| r[index].span());
         let by = match prev.source {
             Source::Input(_) => format!("flow `{}` takes `{}` as an input", def.name, slot.name),

@@ -30,25 +30,31 @@ pub fn expand_entry(input: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error(),
     };
     let steps = def.body.steps();
-    let collect_to = |first: &syn::Path, rest: Vec<TokenStream>, payload: TokenStream| {
-        quote!(#first! { [ #({ #rest })* ] [ ] #payload })
+    let paths = |steps: &[&parse::StepRef]| -> Vec<TokenStream> {
+        steps
+            .iter()
+            .map(|s| {
+                let path = &s.path;
+                quote!({ #path })
+            })
+            .collect()
     };
-    if steps.is_empty() {
+    let Some(first) = steps.first() else {
         return quote!(::taskflow::__private::__flow_impl! { [ ] [ ] #input });
+    };
+    if steps.len() <= CHUNK {
+        // One chain: no chunk collectors, so a step that is not a task costs one error, not two.
+        let first = &first.path;
+        let rest = paths(&steps[1..]);
+        return quote!(#first! { [ #(#rest)* { ::taskflow::__private::__flow_impl } ] [ ] #input });
     }
     let mut out = TokenStream::new();
     let mut chunk_names = Vec::new();
     for (i, chunk) in steps.chunks(CHUNK).enumerate() {
         let chunk_name = format_ident!("__taskflow_chunk_{}_{}", def.name, i, span = Span::call_site());
-        let rest: Vec<TokenStream> = chunk[1..]
-            .iter()
-            .map(|s| {
-                let path = &s.path;
-                quote!(#path)
-            })
-            .chain(std::iter::once(quote!(::taskflow::__private::__define_chunk)))
-            .collect();
-        out.extend(collect_to(&chunk[0].path, rest, quote!({ #chunk_name })));
+        let first = &chunk[0].path;
+        let rest = paths(&chunk[1..]);
+        out.extend(quote!(#first! { [ #(#rest)* { ::taskflow::__private::__define_chunk } ] [ ] { #chunk_name } }));
         chunk_names.push(chunk_name);
     }
     let first = &chunk_names[0];
