@@ -26,7 +26,9 @@ flow! {
 
 #[test]
 fn exported_tasks_run_and_revert_from_another_crate() {
-    let out = Engine::serial().run_blocking(Provision, ProvisionInputs { size_gb: 3 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(Provision, ProvisionInputs { size_gb: 3 })
+        .unwrap();
     assert_eq!((out.volume_id, out.label.as_str()), (30, "vol-30"));
 
     LOG.lock().unwrap().clear();
@@ -34,5 +36,8 @@ fn exported_tasks_run_and_revert_from_another_crate() {
         .run_blocking(ProvisionAndFail, ProvisionAndFailInputs { size_gb: 4 })
         .unwrap_err();
     assert_eq!(err.failed_step(), "refuse");
-    assert_eq!(*LOG.lock().unwrap(), ["create_volume 4", "delete_volume 40"]);
+    assert_eq!(
+        *LOG.lock().unwrap(),
+        ["create_volume 4", "delete_volume 40"]
+    );
 }

@@ -515,7 +515,9 @@ flow! {
 
 #[test]
 fn a_500_step_flow_runs_every_step() {
-    let out = Engine::serial().run_blocking(Chain500, Chain500Inputs { v0: 7 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(Chain500, Chain500Inputs { v0: 7 })
+        .unwrap();
     assert_eq!(out.v500, 507);
     assert_eq!(Chain500::graph().steps().len(), 500);
 }

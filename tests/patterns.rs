@@ -43,7 +43,15 @@ flow! {
 #[test]
 fn linear_runs_in_the_written_order() {
     let trace = Trace::default();
-    let out = Engine::serial().run_blocking(Linear, LinearInputs { trace: trace.clone(), x: 3 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(
+            Linear,
+            LinearInputs {
+                trace: trace.clone(),
+                x: 3,
+            },
+        )
+        .unwrap();
     assert_eq!(out.total, 15);
     assert_eq!(trace.events(), ["double", "square", "add"]);
 }
@@ -51,7 +59,15 @@ fn linear_runs_in_the_written_order() {
 #[test]
 fn unordered_members_all_run_before_what_follows() {
     let trace = Trace::default();
-    let out = Engine::serial().run_blocking(Unordered, UnorderedInputs { trace: trace.clone(), x: 4 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(
+            Unordered,
+            UnorderedInputs {
+                trace: trace.clone(),
+                x: 4,
+            },
+        )
+        .unwrap();
     assert_eq!(out.total, 24);
     assert_eq!(trace.events(), ["square", "double", "add"]);
     assert_eq!(Unordered::graph().edges(), &[(0, 2), (1, 2)]);
@@ -60,7 +76,15 @@ fn unordered_members_all_run_before_what_follows() {
 #[test]
 fn graph_orders_steps_by_their_data_dependencies() {
     let trace = Trace::default();
-    let out = Engine::serial().run_blocking(Graph, GraphInputs { trace: trace.clone(), x: 5 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(
+            Graph,
+            GraphInputs {
+                trace: trace.clone(),
+                x: 5,
+            },
+        )
+        .unwrap();
     assert_eq!(out.total, 35);
     // `add` is written first but reads both others' outputs.
     assert_eq!(trace.events(), ["square", "double", "add"]);
@@ -103,7 +127,15 @@ flow! {
 #[test]
 fn a_diamond_runs_each_step_once_after_its_inputs() {
     let trace = Trace::default();
-    let out = Engine::serial().run_blocking(Diamond, DiamondInputs { trace: trace.clone(), seed: 10 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(
+            Diamond,
+            DiamondInputs {
+                trace: trace.clone(),
+                seed: 10,
+            },
+        )
+        .unwrap();
     assert_eq!(out.joined, (11, 12));
     let events = trace.events();
     assert_eq!(events.len(), 4, "each step once: {events:?}");
@@ -120,7 +152,12 @@ fn a_diamond_runs_each_step_once_after_its_inputs() {
     edges.sort();
     assert_eq!(
         edges,
-        [("left_side", "bottom"), ("right_side", "bottom"), ("top", "left_side"), ("top", "right_side")]
+        [
+            ("left_side", "bottom"),
+            ("right_side", "bottom"),
+            ("top", "left_side"),
+            ("top", "right_side")
+        ]
     );
     assert!(index("top") < index("bottom"));
 }
@@ -144,7 +181,14 @@ flow! {
 #[test]
 fn a_link_orders_two_independent_steps() {
     let trace = Trace::default();
-    Engine::serial().run_blocking(Linked, LinkedInputs { trace: trace.clone() }).unwrap();
+    Engine::serial()
+        .run_blocking(
+            Linked,
+            LinkedInputs {
+                trace: trace.clone(),
+            },
+        )
+        .unwrap();
     assert_eq!(trace.events(), ["first", "second"]);
 }
 
@@ -174,14 +218,27 @@ flow! {
 
 #[test]
 fn rebinding_renaming_labels_defaults_and_tuples() {
-    let out = Engine::serial().run_blocking(Rebound, ReboundInputs { start: 9 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(Rebound, ReboundInputs { start: 9 })
+        .unwrap();
     assert_eq!((out.a, out.b), (10, 11));
     // `divisor` is bound by nothing in the first `divide`: it takes Default::default() (0 -> 3).
     assert_eq!((out.quotient, out.remainder), (3, 2));
     assert_eq!(out.q2, 0);
-    let steps: Vec<_> = Rebound::graph().steps().iter().map(|s| (s.name(), s.requires(), s.provides())).collect();
+    let steps: Vec<_> = Rebound::graph()
+        .steps()
+        .iter()
+        .map(|s| (s.name(), s.requires(), s.provides()))
+        .collect();
     assert_eq!(steps[0], ("first_increment", &["start"][..], &["a"][..]));
-    assert_eq!(steps[2], ("divide", &["b", "divisor"][..], &["quotient", "remainder"][..]));
+    assert_eq!(
+        steps[2],
+        (
+            "divide",
+            &["b", "divisor"][..],
+            &["quotient", "remainder"][..]
+        )
+    );
 }
 
 // ---- values that are not Clone move through when a single step reads them
@@ -205,7 +262,9 @@ flow! {
 
 #[test]
 fn a_value_read_once_by_value_is_moved_not_cloned() {
-    let out = Engine::serial().run_blocking(Redeem, RedeemInputs { name: "t1".into() }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(Redeem, RedeemInputs { name: "t1".into() })
+        .unwrap();
     assert_eq!(out.receipt, "redeemed t1");
 }
 
@@ -234,7 +293,15 @@ flow! {
 #[test]
 fn flows_compose_as_steps_to_any_depth() {
     let trace = Trace::default();
-    let out = Engine::serial().run_blocking(Outer, OuterInputs { trace: trace.clone(), seed: 2 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(
+            Outer,
+            OuterInputs {
+                trace: trace.clone(),
+                seed: 2,
+            },
+        )
+        .unwrap();
     assert_eq!((out.total, out.report.as_str()), (8, "total=8"));
     assert_eq!(trace.events(), ["double", "square", "add"]);
 
@@ -245,7 +312,10 @@ fn flows_compose_as_steps_to_any_depth() {
     assert_eq!(middle.steps()[0].subflow().unwrap().name(), "Inner");
     let dot = graph.to_dot();
     assert!(dot.contains("\"Outer/Middle/Inner/double\""), "{dot}");
-    assert!(dot.contains("\"Outer/Middle\" -> \"Outer/describe\""), "{dot}");
+    assert!(
+        dot.contains("\"Outer/Middle\" -> \"Outer/describe\""),
+        "{dot}"
+    );
 }
 
 // ---- failures inside and after a sub-flow
@@ -307,7 +377,14 @@ flow! {
 fn run_parent(fail_inner: bool, fail_after: bool) -> (Result<(), FlowError>, Vec<String>) {
     let trace = Trace::default();
     let result = Engine::serial()
-        .run_blocking(Parent, ParentInputs { trace: trace.clone(), fail_inner, fail_after })
+        .run_blocking(
+            Parent,
+            ParentInputs {
+                trace: trace.clone(),
+                fail_inner,
+                fail_after,
+            },
+        )
         .map(|_| ());
     (result, trace.events())
 }
@@ -315,10 +392,21 @@ fn run_parent(fail_inner: bool, fail_after: bool) -> (Result<(), FlowError>, Vec
 #[test]
 fn a_failure_inside_a_sub_flow_reverts_it_then_the_parent() {
     let (result, events) = run_parent(true, false);
-    assert_eq!(events, ["execute before", "execute g", "revert g ok=false", "revert before"]);
+    assert_eq!(
+        events,
+        [
+            "execute before",
+            "execute g",
+            "revert g ok=false",
+            "revert before"
+        ]
+    );
     let err = result.unwrap_err();
     assert_eq!(err.failed_step(), "Sub/make_g");
-    assert_eq!(err.failures()[0].downcast_ref::<Refused>(), Some(&Refused(1)));
+    assert_eq!(
+        err.failures()[0].downcast_ref::<Refused>(),
+        Some(&Refused(1))
+    );
 }
 
 #[test]
@@ -326,7 +414,15 @@ fn a_failure_after_a_sub_flow_reverts_the_whole_sub_flow() {
     let (result, events) = run_parent(false, true);
     assert_eq!(
         events,
-        ["execute before", "execute g", "execute h", "execute after", "revert h", "revert g ok=true", "revert before"]
+        [
+            "execute before",
+            "execute g",
+            "execute h",
+            "execute after",
+            "revert h",
+            "revert g ok=true",
+            "revert before"
+        ]
     );
     assert_eq!(result.unwrap_err().failed_step(), "after");
 }
@@ -336,10 +432,21 @@ fn a_failure_after_a_sub_flow_reverts_the_whole_sub_flow() {
 #[tokio::test]
 async fn run_from_async_code_and_run_blocking_inside_a_runtime() {
     let trace = Trace::default();
-    let out = Engine::serial().run(Linear, LinearInputs { trace: trace.clone(), x: 1 }).await.unwrap();
+    let out = Engine::serial()
+        .run(
+            Linear,
+            LinearInputs {
+                trace: trace.clone(),
+                x: 1,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(out.total, 3);
     // run_blocking from inside a runtime does not panic: it runs on a helper thread.
-    let out = Engine::serial().run_blocking(Linear, LinearInputs { trace, x: 2 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(Linear, LinearInputs { trace, x: 2 })
+        .unwrap();
     assert_eq!(out.total, 8);
 }
 
@@ -355,7 +462,9 @@ flow! {
 
 #[test]
 fn run_blocking_provides_tokio_timers_to_async_tasks() {
-    let out = Engine::serial().run_blocking(Sleepy, SleepyInputs { ms: 1 }).unwrap();
+    let out = Engine::serial()
+        .run_blocking(Sleepy, SleepyInputs { ms: 1 })
+        .unwrap();
     assert_eq!(out.slept, 1);
 }
 

@@ -45,7 +45,14 @@ flow! {
 fn run_five(fail_at: u32) -> (Result<u32, FlowError>, Vec<String>) {
     let trace = Trace::default();
     let result = Engine::serial()
-        .run_blocking(Five, FiveInputs { trace: trace.clone(), fail_at, v0: 10 })
+        .run_blocking(
+            Five,
+            FiveInputs {
+                trace: trace.clone(),
+                fail_at,
+                v0: 10,
+            },
+        )
         .map(|out| out.v5);
     (result, trace.events())
 }
@@ -54,7 +61,16 @@ fn run_five(fail_at: u32) -> (Result<u32, FlowError>, Vec<String>) {
 fn a_chain_without_failure_runs_every_step_once_and_reverts_nothing() {
     let (result, events) = run_five(0);
     assert_eq!(result.unwrap(), 15);
-    assert_eq!(events, ["execute 1", "execute 2", "execute 3", "execute 4", "execute 5"]);
+    assert_eq!(
+        events,
+        [
+            "execute 1",
+            "execute 2",
+            "execute 3",
+            "execute 4",
+            "execute 5"
+        ]
+    );
 }
 
 #[test]
@@ -62,7 +78,9 @@ fn a_failure_at_every_position_reverts_exactly_what_ran_newest_first() {
     for fail_at in 1..=5u32 {
         let (result, events) = run_five(fail_at);
         let mut expected: Vec<String> = (1..=fail_at).map(|n| format!("execute {n}")).collect();
-        expected.push(format!("revert {fail_at} (own failure: step `step{fail_at}` failed: step {fail_at} refused)"));
+        expected.push(format!(
+            "revert {fail_at} (own failure: step `step{fail_at}` failed: step {fail_at} refused)"
+        ));
         for n in (1..fail_at).rev() {
             expected.push(format!("revert {n} (had {})", 10 + n));
         }
@@ -75,7 +93,10 @@ fn a_failure_at_every_position_reverts_exactly_what_ran_newest_first() {
         assert_eq!(err.failures().len(), 1);
         let source = err.source().expect("the step's own error is the source");
         assert_eq!(source.downcast_ref::<Refused>(), Some(&Refused(fail_at)));
-        assert_eq!(err.failures()[0].downcast_ref::<Refused>(), Some(&Refused(fail_at)));
+        assert_eq!(
+            err.failures()[0].downcast_ref::<Refused>(),
+            Some(&Refused(fail_at))
+        );
         assert_eq!(
             err.to_string(),
             format!("step `step{fail_at}` failed: step {fail_at} refused; every completed step was reverted")
@@ -140,11 +161,24 @@ flow! {
 fn failed_reverts_are_all_listed_the_rest_still_revert_and_the_flow_ends_failure() {
     let trace = Trace::default();
     let err = Engine::serial()
-        .run_blocking(BadReverts, BadRevertsInputs { trace: trace.clone() })
+        .run_blocking(
+            BadReverts,
+            BadRevertsInputs {
+                trace: trace.clone(),
+            },
+        )
         .unwrap_err();
     assert_eq!(
         trace.events(),
-        ["execute a", "execute b", "execute c", "execute boom", "revert c (panics)", "revert b (fails)", "revert a"]
+        [
+            "execute a",
+            "execute b",
+            "execute c",
+            "execute boom",
+            "revert c (panics)",
+            "revert b (fails)",
+            "revert a"
+        ]
     );
     assert_eq!(err.failed_step(), "boom");
     assert_eq!(err.state(), FlowState::Failure);
@@ -153,7 +187,9 @@ fn failed_reverts_are_all_listed_the_rest_still_revert_and_the_flow_ends_failure
     assert_eq!(reverts[0].step(), "make_c");
     assert!(reverts[0].is_panic());
     assert_eq!(
-        reverts[0].downcast_ref::<PanicError>().map(PanicError::message),
+        reverts[0]
+            .downcast_ref::<PanicError>()
+            .map(PanicError::message),
         Some("undo of c exploded")
     );
     assert_eq!(reverts[1].step(), "make_b");
@@ -197,24 +233,48 @@ flow! {
 fn a_panicking_step_is_a_failure_and_what_ran_is_reverted() {
     let trace = Trace::default();
     let err = Engine::serial()
-        .run_blocking(PanicsSync, PanicsSyncInputs { trace: trace.clone() })
+        .run_blocking(
+            PanicsSync,
+            PanicsSyncInputs {
+                trace: trace.clone(),
+            },
+        )
         .unwrap_err();
-    assert_eq!(trace.events(), ["execute a", "execute panics_sync", "revert a"]);
+    assert_eq!(
+        trace.events(),
+        ["execute a", "execute panics_sync", "revert a"]
+    );
     assert_eq!(err.failed_step(), "panics_sync");
     assert!(err.failures()[0].is_panic());
     assert_eq!(err.state(), FlowState::Reverted);
     assert_eq!(
-        err.source().unwrap().downcast_ref::<PanicError>().unwrap().message(),
+        err.source()
+            .unwrap()
+            .downcast_ref::<PanicError>()
+            .unwrap()
+            .message(),
         "sync step blew up"
     );
 
     let trace = Trace::default();
     let err = Engine::serial()
-        .run_blocking(PanicsAsync, PanicsAsyncInputs { trace: trace.clone() })
+        .run_blocking(
+            PanicsAsync,
+            PanicsAsyncInputs {
+                trace: trace.clone(),
+            },
+        )
         .unwrap_err();
-    assert_eq!(trace.events(), ["execute a", "execute panics_async", "revert a"]);
     assert_eq!(
-        err.source().unwrap().downcast_ref::<PanicError>().unwrap().message(),
+        trace.events(),
+        ["execute a", "execute panics_async", "revert a"]
+    );
+    assert_eq!(
+        err.source()
+            .unwrap()
+            .downcast_ref::<PanicError>()
+            .unwrap()
+            .message(),
         "async step blew up at 1"
     );
 }
@@ -230,7 +290,10 @@ fn make_e(trace: &Trace, label: String) -> String {
 #[revert]
 fn undo_e(trace: &Trace, label: String, result: TaskOutcome<&String>, failures: &[Failure]) {
     let steps: Vec<&str> = failures.iter().map(Failure::step).collect();
-    trace.push(format!("revert e {label} {:?} after {steps:?}", result.ok()));
+    trace.push(format!(
+        "revert e {label} {:?} after {steps:?}",
+        result.ok()
+    ));
 }
 
 #[task]
@@ -246,8 +309,23 @@ flow! {
 fn revert_hooks_bind_inputs_result_and_failures_by_name_and_anyhow_errors_work() {
     let trace = Trace::default();
     let err = Engine::serial()
-        .run_blocking(HookArgs, HookArgsInputs { trace: trace.clone(), label: "x".into() })
+        .run_blocking(
+            HookArgs,
+            HookArgsInputs {
+                trace: trace.clone(),
+                label: "x".into(),
+            },
+        )
         .unwrap_err();
-    assert_eq!(trace.events(), ["execute e x", "revert e x Some(\"x!\") after [\"refuse_e\"]"]);
-    assert_eq!(err.to_string(), "step `refuse_e` failed: no to x!; every completed step was reverted");
+    assert_eq!(
+        trace.events(),
+        [
+            "execute e x",
+            "revert e x Some(\"x!\") after [\"refuse_e\"]"
+        ]
+    );
+    assert_eq!(
+        err.to_string(),
+        "step `refuse_e` failed: no to x!; every completed step was reverted"
+    );
 }

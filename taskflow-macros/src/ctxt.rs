@@ -30,6 +30,9 @@ impl Ctxt {
 
     /// All errors as `compile_error!` invocations (empty when there are none).
     pub fn into_compile_errors(self) -> TokenStream {
-        self.errors.iter().map(syn::Error::to_compile_error).collect()
+        self.errors
+            .iter()
+            .map(syn::Error::to_compile_error)
+            .collect()
     }
 }

@@ -58,6 +58,8 @@ pub struct StepMeta {
     pub params: Vec<ParamMeta>,
     pub provides: Vec<String>,
     pub has_revert: bool,
+    /// A flow whose own checks failed (already reported): users of it emit no executor either.
+    pub broken: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -96,7 +98,8 @@ impl StepMeta {
         });
         let provides = self.provides.iter().map(|p| format_ident!("{}", p));
         let revert = flag(self.has_revert, "revert", "norevert");
-        quote!({ #kind #name #vis #asyncness #fallible [ #(#params)* ] [ #(#provides)* ] #revert })
+        let broken = flag(self.broken, "broken", "ok");
+        quote!({ #kind #name #vis #asyncness #fallible [ #(#params)* ] [ #(#provides)* ] #revert #broken })
     }
 
     pub fn parse(group: &Group) -> Option<StepMeta> {
@@ -129,6 +132,7 @@ impl StepMeta {
             .map(ident)
             .collect::<Option<Vec<_>>>()?;
         let has_revert = ident(it.next()?)? == "revert";
+        let broken = ident(it.next()?)? == "broken";
         Some(StepMeta {
             kind,
             name,
@@ -138,6 +142,7 @@ impl StepMeta {
             params,
             provides,
             has_revert,
+            broken,
         })
     }
 }
@@ -163,7 +168,9 @@ impl HookMeta {
         for p in bracket(it.next()?)? {
             let TokenTree::Group(g) = p else { return None };
             let mut parts = g.stream().into_iter();
-            let TokenTree::Ident(name) = parts.next()? else { return None };
+            let TokenTree::Ident(name) = parts.next()? else {
+                return None;
+            };
             params.push(HookParam {
                 name,
                 by_ref: ident(parts.next()?)? == "ref",
@@ -182,7 +189,9 @@ fn ident(tt: TokenTree) -> Option<String> {
 
 fn bracket(tt: TokenTree) -> Option<Vec<TokenTree>> {
     match tt {
-        TokenTree::Group(g) if g.delimiter() == Delimiter::Bracket => Some(g.stream().into_iter().collect()),
+        TokenTree::Group(g) if g.delimiter() == Delimiter::Bracket => {
+            Some(g.stream().into_iter().collect())
+        }
         _ => None,
     }
 }

@@ -10,7 +10,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, Visibility};
+use syn::{
+    FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, Visibility,
+};
 
 use crate::ctxt::Ctxt;
 use crate::meta::{self, HookMeta, HookParam, ParamMeta, StepKind, StepMeta, VisRank};
@@ -28,6 +30,8 @@ struct TaskDef {
     name: Ident,
     is_async: bool,
     fallible: bool,
+    /// For a fallible task: the whole return type and its `Ok` type.
+    result_tys: Option<(Type, Type)>,
     params: Vec<TaskParam>,
     provides: Vec<Ident>,
     /// One type per provided name.
@@ -51,7 +55,8 @@ fn parse_args(attr: TokenStream, cx: &mut Ctxt) -> TaskArgs {
             if value.peek(syn::token::Paren) {
                 let content;
                 syn::parenthesized!(content in value);
-                let names = content.parse_terminated(<Ident as syn::parse::Parse>::parse, syn::Token![,])?;
+                let names = content
+                    .parse_terminated(<Ident as syn::parse::Parse>::parse, syn::Token![,])?;
                 args.provides = names.into_iter().collect();
             } else {
                 args.provides = vec![value.parse::<Ident>()?];
@@ -80,11 +85,27 @@ fn split_result(ty: &Type) -> Option<&Type> {
     if last.ident != "Result" {
         return None;
     }
-    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
     args.args.iter().find_map(|a| match a {
         GenericArgument::Type(t) => Some(t),
         _ => None,
     })
+}
+
+/// The span of `E` in `Result<T, E>`, else of the whole return type.
+fn error_type_span(ret: &Type) -> Span {
+    if let Type::Path(p) = ret {
+        if let Some(PathArguments::AngleBracketed(args)) =
+            p.path.segments.last().map(|s| &s.arguments)
+        {
+            if let Some(GenericArgument::Type(e)) = args.args.iter().nth(1) {
+                return e.span();
+            }
+        }
+    }
+    ret.span()
 }
 
 fn is_unit(ty: &Type) -> bool {
@@ -111,7 +132,13 @@ fn strip_default_attrs(func: &mut ItemFn) -> Vec<bool> {
 fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> Option<TaskDef> {
     let sig = &func.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        cx.error_spanned(&sig.generics, format!("task `{}` cannot be generic: a flow needs concrete types for its values", sig.ident));
+        cx.error_spanned(
+            &sig.generics,
+            format!(
+                "task `{}` cannot be generic: a flow needs concrete types for its values",
+                sig.ident
+            ),
+        );
     }
     if let Some(v) = &sig.variadic {
         cx.error_spanned(v, "a task cannot be variadic");
@@ -119,10 +146,16 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
     let mut params = Vec::new();
     for (arg, default) in sig.inputs.iter().zip(defaults) {
         match arg {
-            FnArg::Receiver(r) => cx.error_spanned(r, "#[task] goes on a free function: `self` cannot be bound by name in a flow"),
+            FnArg::Receiver(r) => cx.error_spanned(
+                r,
+                "#[task] goes on a free function: `self` cannot be bound by name in a flow",
+            ),
             FnArg::Typed(pt) => {
                 let Pat::Ident(pi) = &*pt.pat else {
-                    cx.error_spanned(&pt.pat, "a task parameter must be a plain name: flows bind parameters by name");
+                    cx.error_spanned(
+                        &pt.pat,
+                        "a task parameter must be a plain name: flows bind parameters by name",
+                    );
                     continue;
                 };
                 let (by_ref, value_ty) = match &*pt.ty {
@@ -153,6 +186,10 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
             None => (false, Some(ty)),
         },
     };
+    let result_tys = match (fallible, ret, output) {
+        (true, Some(ret), Some(ok)) => Some((ret.clone(), ok.clone())),
+        _ => None,
+    };
     let output = output.filter(|t| !is_unit(t));
     let mut output_tys = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -163,20 +200,26 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
     }
     match (args.provides.len(), output) {
         (0, _) => {}
-        (n, None) => cx.error_spanned(&args.provides[0], format!(
-            "task `{}` provides {} but returns nothing: return the value{}",
-            sig.ident,
-            names(&args.provides),
-            if n > 1 { "s as a tuple" } else { "" }
-        )),
+        (n, None) => cx.error_spanned(
+            &args.provides[0],
+            format!(
+                "task `{}` provides {} but returns nothing: return the value{}",
+                sig.ident,
+                names(&args.provides),
+                if n > 1 { "s as a tuple" } else { "" }
+            ),
+        ),
         (1, Some(ty)) => output_tys.push(ty.clone()),
         (n, Some(ty)) => match ty {
             Type::Tuple(t) if t.elems.len() == n => output_tys.extend(t.elems.iter().cloned()),
-            _ => cx.error_spanned(ty, format!(
-                "task `{}` provides {n} names ({}), so it must return a tuple of {n} values",
-                sig.ident,
-                names(&args.provides)
-            )),
+            _ => cx.error_spanned(
+                ty,
+                format!(
+                    "task `{}` provides {n} names ({}), so it must return a tuple of {n} values",
+                    sig.ident,
+                    names(&args.provides)
+                ),
+            ),
         },
     }
     if cx.has_errors() {
@@ -187,6 +230,7 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
         name: sig.ident.clone(),
         is_async: sig.asyncness.is_some(),
         fallible,
+        result_tys,
         params,
         provides: args.provides,
         output_tys,
@@ -196,7 +240,11 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
 }
 
 fn names(idents: &[Ident]) -> String {
-    idents.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    idents
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn expand_task(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -205,7 +253,10 @@ pub fn expand_task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
-            cx.error(Span::call_site(), "#[task] goes on a function (`fn` or `async fn`)");
+            cx.error(
+                Span::call_site(),
+                "#[task] goes on a function (`fn` or `async fn`)",
+            );
             let errors = cx.into_compile_errors();
             return quote!(#errors #item);
         }
@@ -221,7 +272,7 @@ pub fn expand_task(attr: TokenStream, item: TokenStream) -> TokenStream {
         // expansion in `__task_impl` once its metadata has arrived.
         Some(hook) => {
             let mut sig_only = func.clone();
-            sig_only.block = Box::new(syn::parse_quote!({}));
+            *sig_only.block = syn::parse_quote!({});
             sig_only.attrs.clear();
             // keep `#[default]` marks for the second pass
             for (arg, default) in sig_only.sig.inputs.iter_mut().zip(&defaults) {
@@ -250,7 +301,9 @@ pub fn expand_with_hook(input: TokenStream) -> TokenStream {
     let mut it = payload.into_iter();
     let attr = match it.next() {
         Some(proc_macro2::TokenTree::Group(g)) => g.stream(),
-        _ => return quote!(::core::compile_error!("taskflow internal error: malformed #[task] hand-off");),
+        _ => {
+            return quote!(::core::compile_error!("taskflow internal error: malformed #[task] hand-off");)
+        }
     };
     let mut cx = Ctxt::default();
     let args = parse_args(attr, &mut cx);
@@ -264,8 +317,14 @@ pub fn expand_with_hook(input: TokenStream) -> TokenStream {
     let hook = metas.first().and_then(HookMeta::parse);
     let Some(hook) = hook else {
         let path = def.revert.as_ref().unwrap();
-        return syn::Error::new_spanned(path, format!("`{}` is not a revert hook: mark it with #[revert]", path.to_token_stream()))
-            .to_compile_error();
+        return syn::Error::new_spanned(
+            path,
+            format!(
+                "`{}` is not a revert hook: mark it with #[revert]",
+                path.to_token_stream()
+            ),
+        )
+        .to_compile_error();
     };
     let out = companions(&def, Some(&hook), &mut cx);
     let errors = cx.into_compile_errors();
@@ -274,14 +333,39 @@ pub fn expand_with_hook(input: TokenStream) -> TokenStream {
 
 fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStream {
     let TaskDef { vis, name, .. } = def;
-    let provides_impls = def.output_tys.iter().enumerate().map(|(i, ty)| {
-        quote!(impl ::taskflow::__private::Provides<#i> for #name { type Value = #ty; })
-    });
-    let param_impls = def.params.iter().enumerate().filter(|(_, p)| p.default).map(|(i, p)| {
-        let ty = &p.value_ty;
-        quote!(impl ::taskflow::__private::Param<#i> for #name { type Value = #ty; })
-    });
+    let provides_impls = def.output_tys.iter().enumerate().map(
+        |(i, ty)| quote!(impl ::taskflow::__private::Provides<#i> for #name { type Value = #ty; }),
+    );
+    let param_impls = def
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.default)
+        .map(|(i, p)| {
+            let ty = &p.value_ty;
+            quote!(impl ::taskflow::__private::Param<#i> for #name { type Value = #ty; })
+        });
     let glue = hook.map(|hook| revert_glue(def, hook, cx));
+    // Converting the error here puts a bad error type's diagnostic on the task's return type,
+    // whether or not a flow uses the task yet.
+    let result_glue = def.result_tys.as_ref().map(|(ret, ok)| {
+        let span = error_type_span(ret);
+        let convert = quote_spanned! {span=>
+            match ret {
+                ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
+                ::core::result::Result::Err(error) => ::core::result::Result::Err(::taskflow::__private::TaskError::into_box(error)),
+            }
+        };
+        quote! {
+            impl #name {
+                #[doc(hidden)]
+                #[inline(always)]
+                pub fn __taskflow_result(ret: #ret) -> ::core::result::Result<#ok, ::taskflow::BoxError> {
+                    #convert
+                }
+            }
+        }
+    });
     let meta = StepMeta {
         kind: StepKind::Task,
         name: name.to_string(),
@@ -299,6 +383,7 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             .collect(),
         provides: def.provides.iter().map(ToString::to_string).collect(),
         has_revert: hook.is_some(),
+        broken: false,
     }
     .to_tokens();
     let collector = collector_items(name, vis, &meta, def.export);
@@ -309,15 +394,23 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
         #(#provides_impls)*
         #(#param_impls)*
         #glue
+        #result_glue
         #collector
     }
 }
 
 /// The collector macro and its alias, which shares the item's name in the macro namespace.
-pub fn collector_items(name: &Ident, vis: &Visibility, meta: &TokenStream, export: bool) -> TokenStream {
+pub fn collector_items(
+    name: &Ident,
+    vis: &Visibility,
+    meta: &TokenStream,
+    export: bool,
+) -> TokenStream {
     if export {
         let mut hasher = DefaultHasher::new();
-        std::env::var("CARGO_PKG_NAME").unwrap_or_default().hash(&mut hasher);
+        std::env::var("CARGO_PKG_NAME")
+            .unwrap_or_default()
+            .hash(&mut hasher);
         name.to_string().hash(&mut hasher);
         meta.to_string().hash(&mut hasher);
         let hidden = format_ident!("__taskflow_meta_{}_{:016x}", name, hasher.finish());
@@ -353,7 +446,11 @@ fn with_lifetime(ty: &Type) -> TokenStream {
 fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
     let name = &def.name;
     let hook_path = def.revert.as_ref().unwrap();
-    let inputs: Vec<_> = def.params.iter().map(|p| format_ident!("__p_{}", p.name)).collect();
+    let inputs: Vec<_> = def
+        .params
+        .iter()
+        .map(|p| format_ident!("__p_{}", p.name))
+        .collect();
     let input_tys = def.params.iter().map(|p| with_lifetime(&p.value_ty));
     let outcome_ty = match def.output_tys.as_slice() {
         [] => quote!(()),
@@ -401,7 +498,11 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
     }
     let call_await = hook.is_async.then(|| quote!(.await));
     let span = hook_path.span();
-    let call = quote_spanned!(span=> #hook_path(#(#args),*) #call_await);
+    let call = if args.len() == hook.params.len() {
+        quote_spanned!(span=> #hook_path(#(#args),*) #call_await)
+    } else {
+        quote!() // the unknown parameter is reported; do not add rustc's arity error to it
+    };
     quote! {
         impl #name {
             #[doc(hidden)]
@@ -425,7 +526,10 @@ pub fn expand_revert(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
-            cx.error(Span::call_site(), "#[revert] goes on a function (`fn` or `async fn`)");
+            cx.error(
+                Span::call_site(),
+                "#[revert] goes on a function (`fn` or `async fn`)",
+            );
             let errors = cx.into_compile_errors();
             return quote!(#errors #item);
         }
@@ -439,7 +543,10 @@ pub fn expand_revert(attr: TokenStream, item: TokenStream) -> TokenStream {
                     name: pi.ident.clone(),
                     by_ref: matches!(&*pt.ty, Type::Reference(_)),
                 }),
-                other => cx.error_spanned(other, "a revert hook parameter must be a plain name: it is bound by name"),
+                other => cx.error_spanned(
+                    other,
+                    "a revert hook parameter must be a plain name: it is bound by name",
+                ),
             },
         }
     }

@@ -54,16 +54,17 @@ impl Engine {
     ///
     /// Called from inside a Tokio runtime, it runs the flow on a scoped helper thread instead of
     /// blocking the runtime's own thread (prefer [`run`](Self::run) there).
-    pub fn run_blocking<F: Flow>(&self, flow: F, inputs: F::Inputs) -> Result<F::Outputs, FlowError> {
+    pub fn run_blocking<F: Flow>(
+        &self,
+        flow: F,
+        inputs: F::Inputs,
+    ) -> Result<F::Outputs, FlowError> {
         let go = move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| {
-                    FlowError::__new(
-                        vec![crate::Failure::from_error("<engine>", e)],
-                        Vec::new(),
-                    )
+                    FlowError::__new(vec![crate::Failure::from_error("<engine>", e)], Vec::new())
                 })?;
             runtime.block_on(self.run(flow, inputs))
         };

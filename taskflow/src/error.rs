@@ -111,6 +111,8 @@ impl fmt::Display for FlowError {
 
 impl StdError for FlowError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.failures.first().map(|f| f.error() as &(dyn StdError + 'static))
+        self.failures
+            .first()
+            .map(|f| f.error() as &(dyn StdError + 'static))
     }
 }

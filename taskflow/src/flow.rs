@@ -19,7 +19,7 @@ use crate::FlowError;
 ///
 /// flow! {
 ///     /// Says hello.
-///     pub flow Hello(name: String) -> (greeting) { linear [ greet ] }
+///     pub flow Hello(name: String) -> (greeting: String) { linear [ greet ] }
 /// }
 ///
 /// fn main() {

@@ -163,7 +163,11 @@ impl FlowGraph {
                 Some(sub) => {
                     *cluster += 1;
                     let _ = writeln!(out, "{pad}subgraph \"cluster_{cluster}\" {{");
-                    let _ = writeln!(out, "{pad}  label={:?};", format!("{} ({})", step.name, sub.name));
+                    let _ = writeln!(
+                        out,
+                        "{pad}  label={:?};",
+                        format!("{} ({})", step.name, sub.name)
+                    );
                     let _ = writeln!(out, "{pad}  {id:?} [shape=point];");
                     sub.write_body(out, &id, depth + 1, cluster);
                     let _ = writeln!(out, "{pad}}}");

@@ -116,8 +116,13 @@ pub fn fallible<T, E: TaskError>(
 }
 
 /// Normalizes a revert hook's outcome.
-pub fn hook_outcome<R: HookReturn>(step: &'static str, outcome: Result<R, Failure>) -> Result<(), Failure> {
-    outcome?.into_result().map_err(|error| Failure::from_error(step, error))
+pub fn hook_outcome<R: HookReturn>(
+    step: &'static str,
+    outcome: Result<R, Failure>,
+) -> Result<(), Failure> {
+    outcome?
+        .into_result()
+        .map_err(|error| Failure::from_error(step, error))
 }
 
 /// Renames the failures of a sub-flow into its parent's namespace.

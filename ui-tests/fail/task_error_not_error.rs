@@ -10,10 +10,4 @@ fn launch_server(image: String) -> Result<u64, Refused> {
     Err(Refused)
 }
 
-flow! {
-    flow Boot(image: String) -> (server_id) {
-        linear [ launch_server ]
-    }
-}
-
 fn main() {}

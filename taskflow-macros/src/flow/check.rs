@@ -28,13 +28,19 @@ pub fn check_labels(steps: &[Step], cx: &mut Ctxt) {
     let mut seen = HashSet::new();
     for step in steps {
         if !seen.insert(step.label.clone()) {
-            let span = step.r.label.as_ref().map_or_else(|| step_span(step), |l| l.span());
+            let span = step
+                .r
+                .label
+                .as_ref()
+                .map_or_else(|| step_span(step), |l| l.span());
             cx.error(
                 span,
                 format!(
                     "two steps are named `{0}`: give this one its own name, e.g. `{1} as {0}_2`",
                     step.label,
-                    quote::ToTokens::to_token_stream(&step.r.path).to_string().replace(' ', "")
+                    quote::ToTokens::to_token_stream(&step.r.path)
+                        .to_string()
+                        .replace(' ', "")
                 ),
             );
         }
@@ -48,21 +54,40 @@ pub fn resolve_binds(step: &mut Step, cx: &mut Ctxt) {
     for (param, name) in &step.r.binds {
         let param_s = param.to_string();
         if !bound.insert(param_s.clone()) {
-            cx.error(param.span(), format!("parameter `{param_s}` of step `{}` is rebound twice", step.label));
+            cx.error(
+                param.span(),
+                format!(
+                    "parameter `{param_s}` of step `{}` is rebound twice",
+                    step.label
+                ),
+            );
             continue;
         }
         match step.meta.params.iter().position(|p| p.name == param_s) {
             Some(i) => step.reads[i] = name.to_string(),
             None => {
                 let params: Vec<&str> = step.meta.params.iter().map(|p| p.name.as_str()).collect();
-                let hint = match closest(&param_s, params.iter().copied()) {
+                let suggestion = closest(&param_s, params.iter().copied()).map(str::to_owned);
+                let hint = match &suggestion {
                     Some(c) => format!("; did you mean `{c}`?"),
-                    None if params.is_empty() => format!("; it takes no parameters"),
+                    None if params.is_empty() => "; it takes no parameters".to_owned(),
                     None => format!("; its parameters are {}", quoted(&params)),
                 };
+                // Read the binding as the suggested one, so this mistake is reported once.
+                if let Some(i) =
+                    suggestion.and_then(|c| step.meta.params.iter().position(|p| p.name == c))
+                {
+                    step.reads[i] = name.to_string();
+                } else {
+                    step.extra_reads.push(name.to_string());
+                }
                 cx.error(
                     param.span(),
-                    format!("{} `{}` has no parameter `{param_s}` to rebind{hint}", what(step), step.label),
+                    format!(
+                        "{} `{}` has no parameter `{param_s}` to rebind{hint}",
+                        what(step),
+                        step.label
+                    ),
                 );
             }
         }
@@ -74,7 +99,9 @@ pub fn resolve_renames(step: &mut Step, cx: &mut Ctxt) {
     step.writes = step.meta.provides.clone();
     if let Some(renames) = &step.r.renames {
         if renames.len() != step.meta.provides.len() {
-            let span = renames.first().map_or_else(|| step_span(step), |r| r.span());
+            let span = renames
+                .first()
+                .map_or_else(|| step_span(step), |r| r.span());
             let n = step.meta.provides.len();
             cx.error(
                 span,
@@ -83,13 +110,17 @@ pub fn resolve_renames(step: &mut Step, cx: &mut Ctxt) {
                     what(step),
                     step.label,
                     if n == 1 { "" } else { "s" },
-                    if n == 0 { "none".to_owned() } else { quoted(&step.meta.provides) },
+                    if n == 0 {
+                        "none".to_owned()
+                    } else {
+                        quoted(&step.meta.provides)
+                    },
                     renames.len()
                 ),
             );
-        } else {
-            step.writes = renames.iter().map(ToString::to_string).collect();
         }
+        // Keep the names the user wrote either way, so later checks do not report them again.
+        step.writes = renames.iter().map(ToString::to_string).collect();
     }
 }
 
@@ -97,7 +128,10 @@ pub fn check_duplicate_inputs(def: &FlowDef, cx: &mut Ctxt) {
     let mut seen = HashSet::new();
     for (name, _) in &def.inputs {
         if !seen.insert(name.to_string()) {
-            cx.error(name.span(), format!("flow input `{name}` is declared twice"));
+            cx.error(
+                name.span(),
+                format!("flow input `{name}` is declared twice"),
+            );
         }
     }
 }
@@ -110,18 +144,27 @@ pub fn check_ambiguous(def: &FlowDef, steps: &[Step], slots: &[Slot], cx: &mut C
             first.insert(&slot.name, slot);
             continue;
         };
-        let Source::Output { step, index } = slot.source else { continue };
+        let Source::Output { step, index } = slot.source else {
+            continue;
+        };
         let this = &steps[step];
         if let Source::Output { step: other, .. } = prev.source {
             if steps[other].label == this.label {
                 continue; // already reported as a duplicate step name
             }
         }
-        let span = this.r.renames.as_ref().map_or_else(|| step_span(this), |r| r[index].span());
+        let span = this
+            .r
+            .renames
+            .as_ref()
+            .map_or_else(|| step_span(this), |r| r[index].span());
         let by = match prev.source {
             Source::Input(_) => format!("flow `{}` takes `{}` as an input", def.name, slot.name),
             Source::Output { step: other, .. } => {
-                format!("step `{}` provides `{}` already", steps[other].label, slot.name)
+                format!(
+                    "step `{}` provides `{}` already",
+                    steps[other].label, slot.name
+                )
             }
             Source::Default { .. } => unreachable!("defaults are added after this check"),
         };
@@ -168,7 +211,10 @@ pub fn report_unbound(
         );
         return;
     }
-    let later = a.steps.iter().find(|other| other.writes.iter().any(|w| w == name));
+    let later = a
+        .steps
+        .iter()
+        .find(|other| other.writes.iter().any(|w| w == name));
     let hint = match later {
         Some(other) if other.label == step.label => format!(
             "; the step provides `{name}` itself, so it cannot also read it: rebind the parameter, e.g. `{}({param} = other_name)`",
@@ -205,7 +251,11 @@ pub fn report_unbound(
 pub fn report_cycle(a: &Analysis, cycle: &[usize], cx: &mut Ctxt) {
     let mut path: Vec<&str> = cycle.iter().map(|&s| a.steps[s].label.as_str()).collect();
     path.push(path[0]);
-    let text = path.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(" -> ");
+    let text = path
+        .iter()
+        .map(|l| format!("`{l}`"))
+        .collect::<Vec<_>>()
+        .join(" -> ");
     for (i, &s) in cycle.iter().enumerate() {
         cx.error(
             step_span(&a.steps[s]),
@@ -221,7 +271,15 @@ pub fn report_cycle(a: &Analysis, cycle: &[usize], cx: &mut Ctxt) {
 /// Every flow input is read; every flow output is provided.
 pub fn check_flow_io(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
     for (i, (name, _)) in def.inputs.iter().enumerate() {
-        let read = a.steps.iter().any(|s| s.args.iter().flatten().any(|&slot| a.slots[slot].source == Source::Input(i)))
+        let read = a.steps.iter().any(|s| {
+            s.args
+                .iter()
+                .flatten()
+                .any(|&slot| a.slots[slot].source == Source::Input(i))
+        }) || a
+            .steps
+            .iter()
+            .any(|s| s.extra_reads.iter().any(|r| name == r))
             || def.outputs.iter().any(|o| o == name);
         if !read {
             cx.error(
@@ -238,14 +296,21 @@ pub fn check_flow_io(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
             continue;
         }
         if a.slot_of(&out_s).is_none() {
-            let known = a.slots.iter().filter(|s| !matches!(s.source, Source::Default { .. })).map(|s| s.name.as_str());
+            let known = a
+                .slots
+                .iter()
+                .filter(|s| !matches!(s.source, Source::Default { .. }))
+                .map(|s| s.name.as_str());
             let hint = match closest(&out_s, known) {
                 Some(c) => format!("; did you mean `{c}`?"),
                 None => "; add a step that provides it, or remove it from the outputs".to_owned(),
             };
             cx.error(
                 out.span(),
-                format!("flow `{}` outputs `{out_s}`, but no input or step provides it{hint}", def.name),
+                format!(
+                    "flow `{}` outputs `{out_s}`, but no input or step provides it{hint}",
+                    def.name
+                ),
             );
         }
     }
@@ -259,16 +324,19 @@ pub fn check_output_types(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
         if declared.is_some() {
             continue;
         }
-        let Some(slot) = a.slot_of(&out.to_string()) else { continue };
+        let Some(slot) = a.slot_of(&out.to_string()) else {
+            continue;
+        };
         if let Source::Output { step, .. } = a.slots[slot].source {
             let step = &a.steps[step];
             if step.meta.vis < flow_vis {
                 cx.error(
                     out.span(),
                     format!(
-                        "flow `{}` is more visible than {} `{}`, which provides `{out}`, so its output type cannot be named through it: write the type, e.g. `{out}: Type`",
+                        "flow `{}` is more visible than {} `{}` (step `{}`), which provides `{out}`, so its output type cannot be named through it: write the type, e.g. `{out}: Type`",
                         def.name,
                         what(step),
+                        step.meta.name,
                         step.label
                     ),
                 );
@@ -288,19 +356,28 @@ pub fn closest<'n>(name: &str, candidates: impl Iterator<Item = &'n str>) -> Opt
         .map(|(_, c)| c)
 }
 
+/// Edit distance counting an adjacent transposition as one edit (optimal string alignment), so
+/// `imgae` is one typo away from `image`.
 fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
-            prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -310,7 +387,10 @@ mod tests {
     #[test]
     fn closest_finds_typos_only() {
         let names = ["server_id", "volume_id", "image"];
-        assert_eq!(closest("server_ids", names.iter().copied()), Some("server_id"));
+        assert_eq!(
+            closest("server_ids", names.iter().copied()),
+            Some("server_id")
+        );
         assert_eq!(closest("imgae", names.iter().copied()), Some("image"));
         assert_eq!(closest("flavor", names.iter().copied()), None);
     }
@@ -320,5 +400,6 @@ mod tests {
         assert_eq!(levenshtein("kitten", "sitting"), 3);
         assert_eq!(levenshtein("", "abc"), 3);
         assert_eq!(levenshtein("same", "same"), 0);
+        assert_eq!(levenshtein("imgae", "image"), 1);
     }
 }

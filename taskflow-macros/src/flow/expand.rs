@@ -28,6 +28,7 @@ pub fn expand(def: &FlowDef, groups: &[Group]) -> TokenStream {
                     params: Vec::new(),
                     provides: Vec::new(),
                     has_revert: false,
+                    broken: true,
                 });
             }
         }
@@ -35,10 +36,13 @@ pub fn expand(def: &FlowDef, groups: &[Group]) -> TokenStream {
     if cx.has_errors() || steps.len() != groups.len() {
         return fallback(def, cx);
     }
+    // A sub-flow that failed its own checks has reported why; check this flow's wiring all the
+    // same, but emit no executor over it.
+    let sub_broken = metas.iter().any(|m| m.broken);
     let analysis = graph::analyze(def, metas, &mut cx);
     super::check::check_flow_io(def, &analysis, &mut cx);
     super::check::check_output_types(def, &analysis, &mut cx);
-    if cx.has_errors() {
+    if cx.has_errors() || sub_broken {
         return fallback(def, cx);
     }
     let out = emit(def, &analysis);
@@ -56,19 +60,69 @@ fn outputs_ident(def: &FlowDef) -> Ident {
     Ident::new(&format!("{}Outputs", def.name), def.name.span())
 }
 
-/// On a wiring error: the errors, plus the flow's name and inputs, so code that names them does
-/// not add a cascade of unrelated errors.
+/// On a wiring error: the errors, plus the flow's types and a `Flow` impl that is never run (the
+/// build fails), so code that uses the flow does not add a cascade of unrelated errors.
 fn fallback(def: &FlowDef, cx: Ctxt) -> TokenStream {
     let errors = cx.into_compile_errors();
     let name = &def.name;
     let vis = &def.vis;
     let attrs = &def.attrs;
     let inputs = inputs_struct(def);
+    let inputs_ty = inputs_ident(def);
+    let outputs_ty = outputs_ident(def);
+    let name_str = name.to_string();
+    let typed_outputs = def
+        .outputs
+        .iter()
+        .zip(&def.output_types)
+        .filter_map(|(o, t)| t.as_ref().map(|t| quote!(pub #o: #t)));
+    let collector = flow_collector(def, true);
     quote! {
         #errors
+        #collector
         #(#attrs)*
         #vis struct #name;
         #inputs
+        #[allow(dead_code)]
+        #vis struct #outputs_ty { #(#typed_outputs,)* }
+        const _: () = {
+            static __GRAPH: ::taskflow::__private::FlowGraph =
+                ::taskflow::__private::FlowGraph::__new(#name_str, &[], &[], &[], &[]);
+            impl #name {
+                #[allow(dead_code)]
+                pub fn graph() -> &'static ::taskflow::__private::FlowGraph {
+                    &__GRAPH
+                }
+            }
+            impl ::taskflow::__private::Flow for #name {
+                type Inputs = #inputs_ty;
+                type Outputs = #outputs_ty;
+                type State = ();
+                const NAME: &'static str = #name_str;
+                fn graph() -> &'static ::taskflow::__private::FlowGraph {
+                    &__GRAPH
+                }
+                fn __start(_: #inputs_ty) {}
+                #[allow(unreachable_code)]
+                fn __execute<'__a>(
+                    _: &'__a mut (),
+                    _: &'__a mut ::taskflow::__private::RunContext,
+                ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::__private::FlowError>> + ::core::marker::Send + '__a {
+                    async { ::core::unreachable!("flow! reported errors; this build cannot succeed") }
+                }
+                #[allow(unreachable_code)]
+                fn __revert<'__a>(
+                    _: &'__a mut (),
+                    _: &'__a mut ::taskflow::__private::RunContext,
+                    _: &'__a [::taskflow::__private::Failure],
+                ) -> impl ::core::future::Future<Output = ::std::vec::Vec<::taskflow::__private::Failure>> + ::core::marker::Send + '__a {
+                    async { ::core::unreachable!("flow! reported errors; this build cannot succeed") }
+                }
+                fn __finish(_: ()) -> #outputs_ty {
+                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
+                }
+            }
+        };
     }
 }
 
@@ -134,7 +188,13 @@ fn readers(def: &FlowDef, a: &Analysis) -> Vec<usize> {
     count
 }
 
-fn arg_expr(a: &Analysis, readers: &[usize], step: &Step, p: usize, param: &ParamMeta) -> TokenStream {
+fn arg_expr(
+    a: &Analysis,
+    readers: &[usize],
+    step: &Step,
+    p: usize,
+    param: &ParamMeta,
+) -> TokenStream {
     let slot = step.args[p].expect("bound by analysis");
     let field = slot_field(slot);
     let _ = a;
@@ -178,7 +238,11 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
             None => slot_type(def, a, slot),
         })
         .collect();
-    let out_fields = def.outputs.iter().zip(&out_types).map(|(o, ty)| quote!(pub #o: #ty));
+    let out_fields = def
+        .outputs
+        .iter()
+        .zip(&out_types)
+        .map(|(o, ty)| quote!(pub #o: #ty));
     let outputs_doc = format!("The outputs of flow [`{name}`].");
 
     // ---- state struct
@@ -187,11 +251,16 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         let ty = slot_type(def, a, i);
         quote!(#f: ::core::option::Option<#ty>)
     });
-    let sub_fields = a.order.iter().enumerate().filter(|(_, &s)| a.steps[s].meta.kind == StepKind::Flow).map(|(k, &s)| {
-        let f = sub_field(k);
-        let path = &a.steps[s].r.path;
-        quote!(#f: ::core::option::Option<<#path as ::taskflow::__private::Flow>::State>)
-    });
+    let sub_fields = a
+        .order
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| a.steps[s].meta.kind == StepKind::Flow)
+        .map(|(k, &s)| {
+            let f = sub_field(k);
+            let path = &a.steps[s].r.path;
+            quote!(#f: ::core::option::Option<<#path as ::taskflow::__private::Flow>::State>)
+        });
     let slot_inits = a.slots.iter().enumerate().map(|(i, slot)| {
         let f = slot_field(i);
         match slot.source {
@@ -199,18 +268,33 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 let input = &def.inputs[j].0;
                 quote!(#f: ::core::option::Option::Some(inputs.#input))
             }
-            Source::Default { .. } => quote!(#f: ::core::option::Option::Some(::core::default::Default::default())),
+            Source::Default { .. } => {
+                quote!(#f: ::core::option::Option::Some(::core::default::Default::default()))
+            }
             Source::Output { .. } => quote!(#f: ::core::option::Option::None),
         }
     });
-    let sub_inits = a.order.iter().enumerate().filter(|(_, &s)| a.steps[s].meta.kind == StepKind::Flow).map(|(k, _)| {
-        let f = sub_field(k);
-        quote!(#f: ::core::option::Option::None)
-    });
+    let sub_inits = a
+        .order
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| a.steps[s].meta.kind == StepKind::Flow)
+        .map(|(k, _)| {
+            let f = sub_field(k);
+            quote!(#f: ::core::option::Option::None)
+        });
 
     // ---- execute arms, in execution order
-    let exec_arms = a.order.iter().enumerate().map(|(k, &s)| exec_arm(a, &readers, k, &a.steps[s]));
-    let revert_arms = a.order.iter().enumerate().filter_map(|(k, &s)| revert_arm(a, k, &a.steps[s]));
+    let exec_arms = a
+        .order
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| exec_arm(a, &readers, k, &a.steps[s]));
+    let revert_arms = a
+        .order
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &s)| revert_arm(a, k, &a.steps[s]));
     let labels: Vec<&str> = a.order.iter().map(|&s| a.steps[s].label.as_str()).collect();
 
     // ---- graph data
@@ -253,7 +337,148 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let input_params = def.inputs.iter().map(|(n, t)| quote!(#n: #t));
     let input_names_ids = def.inputs.iter().map(|(n, _)| n);
 
-    // ---- collector, so this flow can be a step of another
+    let collector = flow_collector(def, false);
+
+    quote! {
+    #(#attrs)*
+            #vis struct #name;
+
+            #inputs_struct
+
+            #[doc = #outputs_doc]
+            #[derive(Debug)]
+            #vis struct #outputs_ty { #(#out_fields,)* }
+
+            #collector
+
+            const _: () = {
+                #[doc(hidden)]
+                pub struct __TaskflowState {
+                    #(#slot_fields,)*
+                    #(#sub_fields,)*
+                }
+
+                const __LABELS: [&str; #n] = [#(#labels),*];
+
+                static __GRAPH: ::taskflow::__private::FlowGraph = ::taskflow::__private::FlowGraph::__new(
+                    #name_str,
+                    &[#(#input_names),*],
+                    &[#(#output_names),*],
+                    &[#(#step_infos),*],
+                    &[#(#edges),*],
+                );
+
+                impl #name {
+                    /// The flow's structure: steps, names and edges (see `FlowGraph::to_dot`).
+                    #[allow(dead_code)]
+                    pub fn graph() -> &'static ::taskflow::__private::FlowGraph {
+                        &__GRAPH
+                    }
+
+                    #[doc(hidden)]
+                    #[allow(dead_code, clippy::too_many_arguments)]
+                    pub fn __taskflow_inputs(#(#input_params),*) -> #inputs_ty {
+                        #inputs_ty { #(#input_names_ids),* }
+                    }
+                }
+
+                #(#output_impls)*
+
+                #[allow(unused_variables, unused_mut, clippy::all)]
+                async fn __taskflow_revert(
+                    state: &mut __TaskflowState,
+                    run: &mut ::taskflow::__private::RunContext,
+                    completed: usize,
+                    failed: ::core::option::Option<&::taskflow::__private::Failure>,
+                    failures: &[::taskflow::__private::Failure],
+                    out: &mut ::std::vec::Vec<::taskflow::__private::Failure>,
+                ) {
+                    let mut __k = if failed.is_some() { completed + 1 } else { completed };
+                    while __k > 0 {
+                        __k -= 1;
+                        let __failed_here = if __k == completed { failed } else { ::core::option::Option::None };
+                        match __k {
+                            #(#revert_arms)*
+                            _ => {}
+                        }
+                    }
+                }
+
+                impl ::taskflow::__private::Flow for #name {
+                    type Inputs = #inputs_ty;
+                    type Outputs = #outputs_ty;
+                    type State = __TaskflowState;
+                    const NAME: &'static str = #name_str;
+
+                    fn graph() -> &'static ::taskflow::__private::FlowGraph {
+                        &__GRAPH
+                    }
+
+                    fn __start(inputs: #inputs_ty) -> __TaskflowState {
+                        __TaskflowState {
+                            #(#slot_inits,)*
+                            #(#sub_inits,)*
+                        }
+                    }
+
+                    #[allow(unused_variables, unused_mut, unreachable_code, clippy::all)]
+                    fn __execute<'__a>(
+                        state: &'__a mut __TaskflowState,
+                        run: &'__a mut ::taskflow::__private::RunContext,
+                    ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::__private::FlowError>> + ::core::marker::Send + '__a {
+                        async move {
+                            let mut __k: usize = 0;
+                            let __failed: ::core::option::Option<::taskflow::__private::StepFailed> = loop {
+                                match __k {
+                                    #(#exec_arms)*
+                                    _ => break ::core::option::Option::None,
+                                }
+                                __k += 1;
+                            };
+                            match __failed {
+                                ::core::option::Option::None => ::core::result::Result::Ok(()),
+                                ::core::option::Option::Some(::taskflow::__private::StepFailed::Task(failure)) => {
+                                    let failures = ::std::vec![failure];
+                                    let mut revert_failures = ::std::vec::Vec::new();
+                                    __taskflow_revert(state, run, __k, failures.first(), &failures, &mut revert_failures).await;
+                                    ::core::result::Result::Err(::taskflow::__private::FlowError::__new(failures, revert_failures))
+                                }
+                                ::core::option::Option::Some(::taskflow::__private::StepFailed::Flow(error)) => {
+                                    let (failures, revert_failures) = error.into_parts();
+                                    let failures = ::taskflow::__private::within(__LABELS[__k], failures);
+                                    let mut revert_failures = ::taskflow::__private::within(__LABELS[__k], revert_failures);
+                                    __taskflow_revert(state, run, __k, ::core::option::Option::None, &failures, &mut revert_failures).await;
+                                    ::core::result::Result::Err(::taskflow::__private::FlowError::__new(failures, revert_failures))
+                                }
+                            }
+                        }
+                    }
+
+                    fn __revert<'__a>(
+                        state: &'__a mut __TaskflowState,
+                        run: &'__a mut ::taskflow::__private::RunContext,
+                        failures: &'__a [::taskflow::__private::Failure],
+                    ) -> impl ::core::future::Future<Output = ::std::vec::Vec<::taskflow::__private::Failure>> + ::core::marker::Send + '__a {
+                        async move {
+                            let mut out = ::std::vec::Vec::new();
+                            __taskflow_revert(state, run, #n, ::core::option::Option::None, failures, &mut out).await;
+                            out
+                        }
+                    }
+
+                    fn __finish(mut state: __TaskflowState) -> #outputs_ty {
+                        #outputs_ty { #(#finish_fields,)* }
+                    }
+                }
+            };
+        }
+}
+
+/// The flow's collector, aliased under the flow's own name, so it can be a step of another flow.
+fn flow_collector(def: &FlowDef, broken: bool) -> TokenStream {
+    let name = &def.name;
+    let name_str = name.to_string();
+    let vis = &def.vis;
     let meta = StepMeta {
         kind: StepKind::Flow,
         name: name_str.clone(),
@@ -271,144 +496,16 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
             .collect(),
         provides: def.outputs.iter().map(ToString::to_string).collect(),
         has_revert: false,
+        broken,
     }
     .to_tokens();
-    let collector = crate::task::collector_items(&Ident::new(&format!("flow_{name_str}"), Span::call_site()), vis, &meta, false);
-    let collector = rename_alias(collector, name);
-
-    quote! {
-        #(#attrs)*
-        #vis struct #name;
-
-        #inputs_struct
-
-        #[doc = #outputs_doc]
-        #[derive(Debug)]
-        #vis struct #outputs_ty { #(#out_fields,)* }
-
-        #collector
-
-        const _: () = {
-            #[doc(hidden)]
-            pub struct __TaskflowState {
-                #(#slot_fields,)*
-                #(#sub_fields,)*
-            }
-
-            const __LABELS: [&str; #n] = [#(#labels),*];
-
-            static __GRAPH: ::taskflow::__private::FlowGraph = ::taskflow::__private::FlowGraph::__new(
-                #name_str,
-                &[#(#input_names),*],
-                &[#(#output_names),*],
-                &[#(#step_infos),*],
-                &[#(#edges),*],
-            );
-
-            impl #name {
-                /// The flow's structure: steps, names and edges (see `FlowGraph::to_dot`).
-                #[allow(dead_code)]
-                pub fn graph() -> &'static ::taskflow::__private::FlowGraph {
-                    &__GRAPH
-                }
-
-                #[doc(hidden)]
-                #[allow(dead_code, clippy::too_many_arguments)]
-                pub fn __taskflow_inputs(#(#input_params),*) -> #inputs_ty {
-                    #inputs_ty { #(#input_names_ids),* }
-                }
-            }
-
-            #(#output_impls)*
-
-            #[allow(unused_variables, unused_mut, clippy::all)]
-            async fn __taskflow_revert(
-                state: &mut __TaskflowState,
-                run: &mut ::taskflow::__private::RunContext,
-                completed: usize,
-                failed: ::core::option::Option<&::taskflow::__private::Failure>,
-                failures: &[::taskflow::__private::Failure],
-                out: &mut ::std::vec::Vec<::taskflow::__private::Failure>,
-            ) {
-                let mut __k = if failed.is_some() { completed + 1 } else { completed };
-                while __k > 0 {
-                    __k -= 1;
-                    let __failed_here = if __k == completed { failed } else { ::core::option::Option::None };
-                    match __k {
-                        #(#revert_arms)*
-                        _ => {}
-                    }
-                }
-            }
-
-            impl ::taskflow::__private::Flow for #name {
-                type Inputs = #inputs_ty;
-                type Outputs = #outputs_ty;
-                type State = __TaskflowState;
-                const NAME: &'static str = #name_str;
-
-                fn graph() -> &'static ::taskflow::__private::FlowGraph {
-                    &__GRAPH
-                }
-
-                fn __start(inputs: #inputs_ty) -> __TaskflowState {
-                    __TaskflowState {
-                        #(#slot_inits,)*
-                        #(#sub_inits,)*
-                    }
-                }
-
-                #[allow(unused_variables, unused_mut, unreachable_code, clippy::all)]
-                fn __execute<'__a>(
-                    state: &'__a mut __TaskflowState,
-                    run: &'__a mut ::taskflow::__private::RunContext,
-                ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::__private::FlowError>> + ::core::marker::Send + '__a {
-                    async move {
-                        let mut __k: usize = 0;
-                        let __failed: ::core::option::Option<::taskflow::__private::StepFailed> = loop {
-                            match __k {
-                                #(#exec_arms)*
-                                _ => break ::core::option::Option::None,
-                            }
-                            __k += 1;
-                        };
-                        match __failed {
-                            ::core::option::Option::None => ::core::result::Result::Ok(()),
-                            ::core::option::Option::Some(::taskflow::__private::StepFailed::Task(failure)) => {
-                                let failures = ::std::vec![failure];
-                                let mut revert_failures = ::std::vec::Vec::new();
-                                __taskflow_revert(state, run, __k, failures.first(), &failures, &mut revert_failures).await;
-                                ::core::result::Result::Err(::taskflow::__private::FlowError::__new(failures, revert_failures))
-                            }
-                            ::core::option::Option::Some(::taskflow::__private::StepFailed::Flow(error)) => {
-                                let (failures, revert_failures) = error.into_parts();
-                                let failures = ::taskflow::__private::within(__LABELS[__k], failures);
-                                let mut revert_failures = ::taskflow::__private::within(__LABELS[__k], revert_failures);
-                                __taskflow_revert(state, run, __k, ::core::option::Option::None, &failures, &mut revert_failures).await;
-                                ::core::result::Result::Err(::taskflow::__private::FlowError::__new(failures, revert_failures))
-                            }
-                        }
-                    }
-                }
-
-                fn __revert<'__a>(
-                    state: &'__a mut __TaskflowState,
-                    run: &'__a mut ::taskflow::__private::RunContext,
-                    failures: &'__a [::taskflow::__private::Failure],
-                ) -> impl ::core::future::Future<Output = ::std::vec::Vec<::taskflow::__private::Failure>> + ::core::marker::Send + '__a {
-                    async move {
-                        let mut out = ::std::vec::Vec::new();
-                        __taskflow_revert(state, run, #n, ::core::option::Option::None, failures, &mut out).await;
-                        out
-                    }
-                }
-
-                fn __finish(mut state: __TaskflowState) -> #outputs_ty {
-                    #outputs_ty { #(#finish_fields,)* }
-                }
-            }
-        };
-    }
+    let collector = crate::task::collector_items(
+        &Ident::new(&format!("flow_{name_str}"), Span::call_site()),
+        vis,
+        &meta,
+        false,
+    );
+    rename_alias(collector, name)
 }
 
 /// The collector of a flow is aliased under the flow's own name (`use __taskflow_meta_flow_X as X`).
@@ -417,7 +514,9 @@ fn rename_alias(collector: TokenStream, name: &Ident) -> TokenStream {
     collector
         .into_iter()
         .map(|tt| match tt {
-            proc_macro2::TokenTree::Ident(i) if i == flow_alias => proc_macro2::TokenTree::Ident(name.clone()),
+            proc_macro2::TokenTree::Ident(i) if i == flow_alias => {
+                proc_macro2::TokenTree::Ident(name.clone())
+            }
             other => other,
         })
         .collect()
@@ -437,17 +536,19 @@ fn exec_arm(a: &Analysis, readers: &[usize], k: usize, step: &Step) -> TokenStre
     let store = store_outputs(step);
     match step.meta.kind {
         StepKind::Task => {
-            let vars: Vec<Ident> = (0..args.len()).map(|i| format_ident!("__a{}", i, span = span)).collect();
+            let span = Span::call_site().located_at(span);
+            let vars: Vec<Ident> = (0..args.len())
+                .map(|i| format_ident!("__a{}", i, span = span))
+                .collect();
             let call = quote_spanned!(span=> #path(#(#vars),*));
             let run = if step.meta.is_async {
                 quote!(::taskflow::__private::catch_async(#label, #call).await)
             } else {
                 quote!(::taskflow::__private::catch_sync(#label, move || #call))
             };
-            let normalize = step
-                .meta
-                .fallible
-                .then(|| quote!(let __outcome = ::taskflow::__private::fallible(#label, __outcome);));
+            let normalize = step.meta.fallible.then(|| {
+                quote!(let __outcome = ::taskflow::__private::fallible(#label, __outcome.map(#path::__taskflow_result));)
+            });
             quote! {
                 #k => {
                     let __outcome = {
@@ -519,7 +620,9 @@ fn revert_arm(a: &Analysis, k: usize, step: &Step) -> Option<TokenStream> {
     match step.meta.kind {
         StepKind::Task if step.meta.has_revert => {
             // Bound first, so `&String` can coerce to a `&str` parameter at the call.
-            let vars: Vec<Ident> = (0..step.args.len()).map(|i| format_ident!("__i{}", i)).collect();
+            let vars: Vec<Ident> = (0..step.args.len())
+                .map(|i| format_ident!("__i{}", i))
+                .collect();
             let inputs = step.args.iter().map(|slot| {
                 let f = slot_field(slot.expect("bound"));
                 quote!(::taskflow::__private::slot_ref(&state.#f))

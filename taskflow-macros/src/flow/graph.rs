@@ -36,6 +36,8 @@ pub struct Step<'a> {
     pub reads: Vec<String>,
     /// The flow name each output is stored under (after renaming).
     pub writes: Vec<String>,
+    /// Names a mistaken rebinding meant to read (already reported; they count as read).
+    pub extra_reads: Vec<String>,
     /// Slot of each parameter, once bound.
     pub args: Vec<Option<usize>>,
     /// Slot of each output.
@@ -69,6 +71,7 @@ pub fn analyze<'a>(def: &'a FlowDef, metas: Vec<StepMeta>, cx: &mut Ctxt) -> Ana
             label: r.label().to_string(),
             reads: Vec::new(),
             writes: Vec::new(),
+            extra_reads: Vec::new(),
             args: vec![None; meta.params.len()],
             outs: Vec::new(),
             r,
@@ -139,7 +142,12 @@ struct Walker<'w, 'a> {
 impl Walker<'_, '_> {
     /// Checks that every parameter of every step in `pattern` is bound by a name available before
     /// the step, binds it, and returns the names `pattern` provides.
-    fn walk(&mut self, pattern: &Pattern, avail: &BTreeSet<String>, ctx: &Context) -> BTreeSet<String> {
+    fn walk(
+        &mut self,
+        pattern: &Pattern,
+        avail: &BTreeSet<String>,
+        ctx: &Context,
+    ) -> BTreeSet<String> {
         let mut provided = BTreeSet::new();
         match pattern.kind {
             PatternKind::Linear => {
@@ -152,7 +160,8 @@ impl Walker<'_, '_> {
             }
             PatternKind::Unordered => {
                 let first = self.next_step;
-                let per_item: Vec<BTreeSet<String>> = pattern.items.iter().map(|i| self.provides_of(i)).collect();
+                let per_item: Vec<BTreeSet<String>> =
+                    pattern.items.iter().map(|i| self.provides_of(i)).collect();
                 let items_steps = self.steps_per_item(pattern, first);
                 for (i, item) in pattern.items.iter().enumerate() {
                     let mut inner = ctx.clone();
@@ -209,7 +218,12 @@ impl Walker<'_, '_> {
         out
     }
 
-    fn walk_item(&mut self, item: &Item, avail: &BTreeSet<String>, ctx: &Context) -> BTreeSet<String> {
+    fn walk_item(
+        &mut self,
+        item: &Item,
+        avail: &BTreeSet<String>,
+        ctx: &Context,
+    ) -> BTreeSet<String> {
         match item {
             Item::Pattern(p) => self.walk(p, avail, ctx),
             Item::Link(_) => BTreeSet::new(),
@@ -238,7 +252,15 @@ impl Walker<'_, '_> {
                 self.a.steps[s].args[p] = Some(slot);
                 continue;
             }
-            super::check::report_unbound(self.a, s, p, &name, avail, &ctx.unordered_siblings, self.cx);
+            super::check::report_unbound(
+                self.a,
+                s,
+                p,
+                &name,
+                avail,
+                &ctx.unordered_siblings,
+                self.cx,
+            );
         }
     }
 }
@@ -314,12 +336,19 @@ fn structure(pattern: &Pattern, a: &mut Analysis, next: &mut usize) -> Ends {
             }
         }
         PatternKind::Unordered => Ends {
-            sources: parts.iter().flat_map(|p| p.sources.iter().copied()).collect(),
+            sources: parts
+                .iter()
+                .flat_map(|p| p.sources.iter().copied())
+                .collect(),
             sinks: parts.iter().flat_map(|p| p.sinks.iter().copied()).collect(),
             all,
         },
         PatternKind::Graph => {
-            let find = |label: &Ident| all.iter().copied().find(|&s| a.steps[s].label == label.to_string());
+            let find = |label: &Ident| {
+                all.iter()
+                    .copied()
+                    .find(|&s| *label == a.steps[s].label)
+            };
             for l in links {
                 if let (Some(from), Some(to)) = (find(&l.from), find(&l.to)) {
                     a.edges.insert((from, to));
@@ -403,7 +432,9 @@ fn topo_order(a: &Analysis, cx: &mut Ctxt) -> Vec<usize> {
 
 /// A cycle among the steps that Kahn's algorithm could not order.
 fn find_cycle(a: &Analysis, ordered: &[usize]) -> Vec<usize> {
-    let left: Vec<usize> = (0..a.steps.len()).filter(|s| !ordered.contains(s)).collect();
+    let left: Vec<usize> = (0..a.steps.len())
+        .filter(|s| !ordered.contains(s))
+        .collect();
     // Walk backwards along incoming edges from a remaining step: every remaining step has an
     // incoming edge from another remaining step, so the walk must revisit a step.
     let mut path = vec![left[0]];
@@ -419,7 +450,12 @@ fn find_cycle(a: &Analysis, ordered: &[usize]) -> Vec<usize> {
             let mut cycle: Vec<usize> = path[pos..].to_vec();
             cycle.reverse();
             // Start the cycle at the step written first.
-            let start = cycle.iter().enumerate().min_by_key(|(_, &s)| s).map(|(i, _)| i).unwrap_or(0);
+            let start = cycle
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, &s)| s)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
             cycle.rotate_left(start);
             return cycle;
         }

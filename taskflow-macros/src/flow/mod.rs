@@ -51,7 +51,12 @@ pub fn expand_entry(input: TokenStream) -> TokenStream {
     let mut out = TokenStream::new();
     let mut chunk_names = Vec::new();
     for (i, chunk) in steps.chunks(CHUNK).enumerate() {
-        let chunk_name = format_ident!("__taskflow_chunk_{}_{}", def.name, i, span = Span::call_site());
+        let chunk_name = format_ident!(
+            "__taskflow_chunk_{}_{}",
+            def.name,
+            i,
+            span = Span::call_site()
+        );
         let first = &chunk[0].path;
         let rest = paths(&chunk[1..]);
         out.extend(quote!(#first! { [ #(#rest)* { ::taskflow::__private::__define_chunk } ] [ ] { #chunk_name } }));
@@ -71,11 +76,17 @@ pub fn define_chunk(input: TokenStream) -> TokenStream {
         return quote!(::core::compile_error!("taskflow internal error: malformed chunk"););
     };
     let name = match payload.into_iter().next() {
-        Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => match g.stream().into_iter().next() {
-            Some(TokenTree::Ident(name)) => name,
-            _ => return quote!(::core::compile_error!("taskflow internal error: malformed chunk name");),
-        },
-        _ => return quote!(::core::compile_error!("taskflow internal error: malformed chunk name");),
+        Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
+            match g.stream().into_iter().next() {
+                Some(TokenTree::Ident(name)) => name,
+                _ => {
+                    return quote!(::core::compile_error!("taskflow internal error: malformed chunk name");)
+                }
+            }
+        }
+        _ => {
+            return quote!(::core::compile_error!("taskflow internal error: malformed chunk name");)
+        }
     };
     let acc: TokenStream = metas.into_iter().map(TokenTree::Group).collect();
     let chunk = meta::collector_macro(&Ident::new(&name.to_string(), name.span()), &acc, false);

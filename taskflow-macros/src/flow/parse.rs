@@ -58,7 +58,9 @@ pub struct Link {
 impl StepRef {
     /// The step's name in its flow: its `as` label, else the path's last segment.
     pub fn label(&self) -> &Ident {
-        self.label.as_ref().unwrap_or_else(|| &self.path.segments.last().unwrap().ident)
+        self.label
+            .as_ref()
+            .unwrap_or_else(|| &self.path.segments.last().unwrap().ident)
     }
 
     /// Where generated code for this step is spanned, so rustc's own errors land on it.
@@ -69,10 +71,14 @@ impl StepRef {
     /// `a -> b` with nothing else: in a `graph`, a link when `a` and `b` name its steps.
     fn link_candidate(&self) -> Option<Link> {
         match (self.path.get_ident(), &self.renames) {
-            (Some(from), Some(to)) if to.len() == 1 && self.binds.is_empty() && self.label.is_none() => Some(Link {
-                from: from.clone(),
-                to: to[0].clone(),
-            }),
+            (Some(from), Some(to))
+                if to.len() == 1 && self.binds.is_empty() && self.label.is_none() =>
+            {
+                Some(Link {
+                    from: from.clone(),
+                    to: to[0].clone(),
+                })
+            }
             _ => None,
         }
     }
@@ -84,16 +90,20 @@ impl Parse for FlowDef {
         let vis: Visibility = input.parse()?;
         let kw: Ident = input.parse()?;
         if kw != "flow" {
-            return Err(syn::Error::new(kw.span(), "expected `flow Name(inputs) -> (outputs) { .. }`"));
+            return Err(syn::Error::new(
+                kw.span(),
+                "expected `flow Name(inputs) -> (outputs) { .. }`",
+            ));
         }
         let name: Ident = input.parse()?;
         let content;
         parenthesized!(content in input);
-        let inputs = Punctuated::<(Ident, Type), Token![,]>::parse_terminated_with(&content, |s| {
-            let name: Ident = s.parse()?;
-            s.parse::<Token![:]>()?;
-            Ok((name, s.parse()?))
-        })?;
+        let inputs =
+            Punctuated::<(Ident, Type), Token![,]>::parse_terminated_with(&content, |s| {
+                let name: Ident = s.parse()?;
+                s.parse::<Token![:]>()?;
+                Ok((name, s.parse()?))
+            })?;
         let (outputs, output_types) = if input.peek(Token![->]) {
             input.parse::<Token![->]>()?;
             parse_outputs(input)?
@@ -104,10 +114,14 @@ impl Parse for FlowDef {
         syn::braced!(body_content in input);
         let body: Pattern = body_content.parse()?;
         if !body_content.is_empty() {
-            return Err(body_content.error("a flow's body is one pattern: wrap several in `linear [ .. ]`"));
+            return Err(
+                body_content.error("a flow's body is one pattern: wrap several in `linear [ .. ]`")
+            );
         }
         if !input.is_empty() {
-            return Err(input.error("one `flow!` defines one flow: use another `flow!` for the next"));
+            return Err(
+                input.error("one `flow!` defines one flow: use another `flow!` for the next")
+            );
         }
         Ok(FlowDef {
             attrs,
@@ -135,7 +149,9 @@ fn parse_outputs(input: ParseStream) -> syn::Result<(Vec<Ident>, Vec<Option<Type
     let pairs: Vec<(Ident, Option<Type>)> = if input.peek(syn::token::Paren) {
         let content;
         parenthesized!(content in input);
-        Punctuated::<_, Token![,]>::parse_terminated_with(&content, one)?.into_iter().collect()
+        Punctuated::<_, Token![,]>::parse_terminated_with(&content, one)?
+            .into_iter()
+            .collect()
     } else {
         vec![one(input)?]
     };
@@ -146,7 +162,9 @@ fn parse_names(input: ParseStream) -> syn::Result<Vec<Ident>> {
     if input.peek(syn::token::Paren) {
         let content;
         parenthesized!(content in input);
-        Ok(Punctuated::<Ident, Token![,]>::parse_terminated(&content)?.into_iter().collect())
+        Ok(Punctuated::<Ident, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect())
     } else {
         Ok(vec![input.parse()?])
     }
@@ -165,7 +183,10 @@ impl Parse for Pattern {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let keyword: Ident = input.parse()?;
         let Some(kind) = pattern_kind(&keyword) else {
-            return Err(syn::Error::new(keyword.span(), "expected a pattern: `linear [ .. ]`, `unordered [ .. ]` or `graph [ .. ]`"));
+            return Err(syn::Error::new(
+                keyword.span(),
+                "expected a pattern: `linear [ .. ]`, `unordered [ .. ]` or `graph [ .. ]`",
+            ));
         };
         let content;
         bracketed!(content in input);
@@ -206,7 +227,8 @@ fn classify_links(items: &mut [Item]) {
     for item in items.iter_mut() {
         if let Item::Step(s) = item {
             if let Some(link) = s.link_candidate() {
-                if labels.contains(&link.from.to_string()) && labels.contains(&link.to.to_string()) {
+                if labels.contains(&link.from.to_string()) && labels.contains(&link.to.to_string())
+                {
                     *item = Item::Link(link);
                 }
             }
@@ -217,17 +239,21 @@ fn classify_links(items: &mut [Item]) {
 impl Parse for StepRef {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let path: syn::Path = input.call(syn::Path::parse_mod_style).map_err(|e| {
-            syn::Error::new(e.span(), "expected a step: a #[task] function or a flow, by path")
+            syn::Error::new(
+                e.span(),
+                "expected a step: a #[task] function or a flow, by path",
+            )
         })?;
         let mut binds = Vec::new();
         if input.peek(syn::token::Paren) {
             let content;
             parenthesized!(content in input);
-            let pairs = Punctuated::<(Ident, Ident), Token![,]>::parse_terminated_with(&content, |s| {
-                let param: Ident = s.parse()?;
-                s.parse::<Token![=]>()?;
-                Ok((param, s.parse()?))
-            })?;
+            let pairs =
+                Punctuated::<(Ident, Ident), Token![,]>::parse_terminated_with(&content, |s| {
+                    let param: Ident = s.parse()?;
+                    s.parse::<Token![=]>()?;
+                    Ok((param, s.parse()?))
+                })?;
             binds = pairs.into_iter().collect();
         }
         let renames = if input.peek(Token![->]) {
