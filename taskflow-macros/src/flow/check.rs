@@ -248,6 +248,28 @@ pub fn report_unbound(
     );
 }
 
+/// A link `a -> b` whose `b` is not a step of the graph.
+pub fn report_bad_link(
+    a: &Analysis,
+    graph_steps: &[usize],
+    link: &super::parse::Link,
+    cx: &mut Ctxt,
+) {
+    let labels = graph_steps.iter().map(|&s| a.steps[s].label.as_str());
+    let to = link.to.to_string();
+    let hint = match closest(&to, labels.clone()) {
+        Some(c) => format!("; did you mean `{c}`?"),
+        None => format!("; the steps of this graph are {}", quoted(labels)),
+    };
+    cx.error(
+        link.to.span(),
+        format!(
+            "link `{} -> {to}`: this graph has no step named `{to}`{hint}",
+            link.from
+        ),
+    );
+}
+
 pub fn report_cycle(a: &Analysis, cycle: &[usize], cx: &mut Ctxt) {
     let mut path: Vec<&str> = cycle.iter().map(|&s| a.steps[s].label.as_str()).collect();
     path.push(path[0]);
@@ -371,7 +393,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
             }

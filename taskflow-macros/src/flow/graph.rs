@@ -120,7 +120,7 @@ pub fn analyze<'a>(def: &'a FlowDef, metas: Vec<StepMeta>, cx: &mut Ctxt) -> Ana
     };
     walker.walk(&def.body, &inputs, &Context::default());
     let mut walker_step = 0;
-    structure(&def.body, &mut analysis, &mut walker_step);
+    structure(&def.body, &mut analysis, &mut walker_step, cx);
     add_data_edges(&mut analysis);
     analysis.order = topo_order(&analysis, cx);
     analysis
@@ -301,7 +301,7 @@ struct Ends {
 }
 
 /// Adds the edges the patterns imply (linear order, explicit links) and returns each pattern's ends.
-fn structure(pattern: &Pattern, a: &mut Analysis, next: &mut usize) -> Ends {
+fn structure(pattern: &Pattern, a: &mut Analysis, next: &mut usize, cx: &mut Ctxt) -> Ends {
     let mut parts = Vec::new();
     let mut links = Vec::new();
     for item in &pattern.items {
@@ -315,7 +315,7 @@ fn structure(pattern: &Pattern, a: &mut Analysis, next: &mut usize) -> Ends {
                     all: vec![s],
                 });
             }
-            Item::Pattern(p) => parts.push(structure(p, a, next)),
+            Item::Pattern(p) => parts.push(structure(p, a, next, cx)),
             Item::Link(l) => links.push(l),
         }
     }
@@ -344,14 +344,13 @@ fn structure(pattern: &Pattern, a: &mut Analysis, next: &mut usize) -> Ends {
             all,
         },
         PatternKind::Graph => {
-            let find = |label: &Ident| {
-                all.iter()
-                    .copied()
-                    .find(|&s| *label == a.steps[s].label)
-            };
+            let find = |label: &Ident| all.iter().copied().find(|&s| *label == a.steps[s].label);
             for l in links {
-                if let (Some(from), Some(to)) = (find(&l.from), find(&l.to)) {
-                    a.edges.insert((from, to));
+                match (find(&l.from), find(&l.to)) {
+                    (Some(from), Some(to)) => {
+                        a.edges.insert((from, to));
+                    }
+                    _ => super::check::report_bad_link(a, &all, l, cx),
                 }
             }
             // Data edges inside the graph order its members too.

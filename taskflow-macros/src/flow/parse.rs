@@ -214,21 +214,25 @@ impl Parse for Pattern {
     }
 }
 
-/// In a `graph`, `a -> b` is a link when both `a` and `b` name other steps of the graph;
-/// otherwise it is step `a` with its output renamed to `b`.
+/// In a `graph`, `a -> b` is a link when `a` names another step of the graph (at any depth);
+/// otherwise it is step `a` with its output renamed to `b`. A link to a name that is not a step
+/// is reported by the analysis.
 fn classify_links(items: &mut [Item]) {
-    let labels: Vec<String> = items
-        .iter()
-        .filter_map(|item| match item {
-            Item::Step(s) if s.link_candidate().is_none() => Some(s.label().to_string()),
-            _ => None,
-        })
-        .collect();
+    fn labels(items: &[Item], out: &mut Vec<String>) {
+        for item in items {
+            match item {
+                Item::Step(s) if s.link_candidate().is_none() => out.push(s.label().to_string()),
+                Item::Pattern(p) => labels(&p.items, out),
+                _ => {}
+            }
+        }
+    }
+    let mut known = Vec::new();
+    labels(items, &mut known);
     for item in items.iter_mut() {
         if let Item::Step(s) = item {
             if let Some(link) = s.link_candidate() {
-                if labels.contains(&link.from.to_string()) && labels.contains(&link.to.to_string())
-                {
+                if known.contains(&link.from.to_string()) {
                     *item = Item::Link(link);
                 }
             }
