@@ -247,19 +247,25 @@ fn names(idents: &[Ident]) -> String {
         .join(", ")
 }
 
+/// The function an attribute is on, or the errors so far plus the item unchanged.
+fn parse_fn(item: &TokenStream, attribute: &str, cx: &mut Ctxt) -> Result<ItemFn, TokenStream> {
+    syn::parse2(item.clone()).map_err(|_| {
+        let mut errors = std::mem::take(cx);
+        errors.error(
+            Span::call_site(),
+            format!("#[{attribute}] goes on a function (`fn` or `async fn`)"),
+        );
+        let errors = errors.into_compile_errors();
+        quote!(#errors #item)
+    })
+}
+
 pub fn expand_task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
     let args = parse_args(attr.clone(), &mut cx);
-    let mut func: ItemFn = match syn::parse2(item.clone()) {
+    let mut func = match parse_fn(&item, "task", &mut cx) {
         Ok(f) => f,
-        Err(_) => {
-            cx.error(
-                Span::call_site(),
-                "#[task] goes on a function (`fn` or `async fn`)",
-            );
-            let errors = cx.into_compile_errors();
-            return quote!(#errors #item);
-        }
+        Err(out) => return out,
     };
     let defaults = strip_default_attrs(&mut func);
     let def = analyze(&func, &defaults, args, &mut cx);
@@ -386,7 +392,7 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
         broken: false,
     }
     .to_tokens();
-    let collector = collector_items(name, vis, &meta, def.export);
+    let collector = collector_items("__taskflow_meta", name, vis, &meta, def.export);
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
@@ -399,8 +405,10 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
     }
 }
 
-/// The collector macro and its alias, which shares the item's name in the macro namespace.
+/// The collector macro `{prefix}_{name}` and its alias, which shares the item's name in the
+/// macro namespace.
 pub fn collector_items(
+    prefix: &str,
     name: &Ident,
     vis: &Visibility,
     meta: &TokenStream,
@@ -413,7 +421,7 @@ pub fn collector_items(
             .hash(&mut hasher);
         name.to_string().hash(&mut hasher);
         meta.to_string().hash(&mut hasher);
-        let hidden = format_ident!("__taskflow_meta_{}_{:016x}", name, hasher.finish());
+        let hidden = format_ident!("{}_{}_{:016x}", prefix, name, hasher.finish());
         let collector = meta::collector_macro(&hidden, meta, true);
         quote! {
             #collector
@@ -422,7 +430,7 @@ pub fn collector_items(
             pub use #hidden as #name;
         }
     } else {
-        let hidden = format_ident!("__taskflow_meta_{}", name);
+        let hidden = format_ident!("{}_{}", prefix, name);
         let collector = meta::collector_macro(&hidden, meta, false);
         let alias_vis = match vis {
             Visibility::Inherited => quote!(),
@@ -523,16 +531,9 @@ pub fn expand_revert(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
         cx.error_spanned(&attr, "#[revert] takes no arguments");
     }
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let func = match parse_fn(&item, "revert", &mut cx) {
         Ok(f) => f,
-        Err(_) => {
-            cx.error(
-                Span::call_site(),
-                "#[revert] goes on a function (`fn` or `async fn`)",
-            );
-            let errors = cx.into_compile_errors();
-            return quote!(#errors #item);
-        }
+        Err(out) => return out,
     };
     let mut params = Vec::new();
     for arg in &func.sig.inputs {
@@ -559,19 +560,16 @@ pub fn expand_revert(attr: TokenStream, item: TokenStream) -> TokenStream {
         params,
     }
     .to_tokens();
-    let hidden = format_ident!("__taskflow_revert_meta_{}", func.sig.ident);
-    let collector = meta::collector_macro(&hidden, &meta, false);
-    let name = &func.sig.ident;
-    let alias_vis = match &func.vis {
-        Visibility::Inherited => quote!(),
-        _ => quote!(pub(crate)),
-    };
+    let collector = collector_items(
+        "__taskflow_revert_meta",
+        &func.sig.ident,
+        &func.vis,
+        &meta,
+        false,
+    );
     quote! {
         #errors
         #func
         #collector
-        #[doc(hidden)]
-        #[allow(unused_imports)]
-        #alias_vis use #hidden as #name;
     }
 }

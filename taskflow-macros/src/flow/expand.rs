@@ -499,27 +499,7 @@ fn flow_collector(def: &FlowDef, broken: bool) -> TokenStream {
         broken,
     }
     .to_tokens();
-    let collector = crate::task::collector_items(
-        &Ident::new(&format!("flow_{name_str}"), Span::call_site()),
-        vis,
-        &meta,
-        false,
-    );
-    rename_alias(collector, name)
-}
-
-/// The collector of a flow is aliased under the flow's own name (`use __taskflow_meta_flow_X as X`).
-fn rename_alias(collector: TokenStream, name: &Ident) -> TokenStream {
-    let flow_alias = format!("flow_{name}");
-    collector
-        .into_iter()
-        .map(|tt| match tt {
-            proc_macro2::TokenTree::Ident(i) if i == flow_alias => {
-                proc_macro2::TokenTree::Ident(name.clone())
-            }
-            other => other,
-        })
-        .collect()
+    crate::task::collector_items("__taskflow_meta_flow", name, vis, &meta, false)
 }
 
 fn exec_arm(a: &Analysis, readers: &[usize], k: usize, step: &Step) -> TokenStream {
