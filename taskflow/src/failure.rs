@@ -6,6 +6,11 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The error type every task error is converted into.
+///
+/// ```
+/// let e: taskflow::BoxError = std::io::Error::other("disk full").into();
+/// assert_eq!(e.to_string(), "disk full");
+/// ```
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// A step's failure: the step's name and the error it returned (or the panic it raised).

@@ -3,6 +3,22 @@
 use std::fmt::Write as _;
 
 /// What a step of a flow is.
+///
+/// ```
+/// use taskflow::prelude::*;
+/// use taskflow::StepKind;
+///
+/// #[task(provides = n)]
+/// fn one() -> u32 { 1 }
+///
+/// flow! { flow Inner() -> (n) { linear [ one ] } }
+/// flow! { flow Outer() -> (n) { linear [ Inner ] } }
+///
+/// fn main() {
+///     assert_eq!(Outer::graph().steps()[0].kind(), StepKind::Flow);
+///     assert_eq!(Inner::graph().steps()[0].kind(), StepKind::Task);
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
     /// A `#[task]` function.
@@ -11,7 +27,24 @@ pub enum StepKind {
     Flow,
 }
 
-/// One step of a [`FlowGraph`].
+/// One step of a [`FlowGraph`]: its name, what it reads and provides, and its sub-flow.
+///
+/// ```
+/// use taskflow::prelude::*;
+///
+/// #[task(provides = total)]
+/// fn sum(a: u32, b: u32) -> u32 { a + b }
+///
+/// flow! { flow Sum(x: u32, y: u32) -> (result) { linear [ sum(a = x, b = y) -> result as add ] } }
+///
+/// fn main() {
+///     let step = &Sum::graph().steps()[0];
+///     assert_eq!(step.name(), "add");
+///     assert_eq!(step.requires(), &["x", "y"]);
+///     assert_eq!(step.provides(), &["result"]);
+///     assert!(step.subflow().is_none());
+/// }
+/// ```
 #[derive(Debug)]
 pub struct StepInfo {
     name: &'static str,

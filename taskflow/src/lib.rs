@@ -277,7 +277,20 @@ pub use taskflow_macros::flow;
 /// ```
 pub type TaskOutcome<T> = Result<T, Failure>;
 
-/// Everything a flow author needs: `use taskflow::prelude::*;`.
+/// Everything a flow author needs.
+///
+/// ```
+/// use taskflow::prelude::*;
+///
+/// #[task(provides = y)]
+/// fn inc(x: u32) -> u32 { x + 1 }
+///
+/// flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
+///
+/// fn main() {
+///     assert_eq!(Engine::serial().run_blocking(Inc, IncInputs { x: 1 }).unwrap().y, 2);
+/// }
+/// ```
 pub mod prelude {
     pub use crate::{flow, revert, task, Engine, Failure, Flow, FlowError, FlowState, TaskOutcome};
 }
