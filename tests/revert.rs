@@ -42,9 +42,14 @@ flow! {
     }
 }
 
-fn run_five(fail_at: u32) -> (Result<u32, FlowError>, Vec<String>) {
+/// Both engines: a linear chain leaves the parallel engine no freedom, so traces are exact.
+fn engines() -> [Engine; 2] {
+    [Engine::serial(), Engine::parallel()]
+}
+
+fn run_five(engine: &Engine, fail_at: u32) -> (Result<u32, FlowError>, Vec<String>) {
     let trace = Trace::default();
-    let result = Engine::serial()
+    let result = engine
         .run_blocking(
             Five,
             FiveInputs {
@@ -59,24 +64,29 @@ fn run_five(fail_at: u32) -> (Result<u32, FlowError>, Vec<String>) {
 
 #[test]
 fn a_chain_without_failure_runs_every_step_once_and_reverts_nothing() {
-    let (result, events) = run_five(0);
-    assert_eq!(result.unwrap(), 15);
-    assert_eq!(
-        events,
-        [
-            "execute 1",
-            "execute 2",
-            "execute 3",
-            "execute 4",
-            "execute 5"
-        ]
-    );
+    for engine in engines() {
+        let (result, events) = run_five(&engine, 0);
+        assert_eq!(result.unwrap(), 15);
+        assert_eq!(
+            events,
+            [
+                "execute 1",
+                "execute 2",
+                "execute 3",
+                "execute 4",
+                "execute 5"
+            ]
+        );
+    }
 }
 
 #[test]
 fn a_failure_at_every_position_reverts_exactly_what_ran_newest_first() {
-    for fail_at in 1..=5u32 {
-        let (result, events) = run_five(fail_at);
+    for (engine, fail_at) in engines()
+        .iter()
+        .flat_map(|e| (1..=5u32).map(move |n| (e, n)))
+    {
+        let (result, events) = run_five(engine, fail_at);
         let mut expected: Vec<String> = (1..=fail_at).map(|n| format!("execute {n}")).collect();
         expected.push(format!(
             "revert {fail_at} (own failure: step `step{fail_at}` failed: step {fail_at} refused)"
@@ -84,7 +94,7 @@ fn a_failure_at_every_position_reverts_exactly_what_ran_newest_first() {
         for n in (1..fail_at).rev() {
             expected.push(format!("revert {n} (had {})", 10 + n));
         }
-        assert_eq!(events, expected, "failure at step {fail_at}");
+        assert_eq!(events, expected, "failure at step {fail_at} on {engine:?}");
 
         let err = result.unwrap_err();
         assert_eq!(err.failed_step(), format!("step{fail_at}"));
@@ -159,45 +169,47 @@ flow! {
 
 #[test]
 fn failed_reverts_are_all_listed_the_rest_still_revert_and_the_flow_ends_failure() {
-    let trace = Trace::default();
-    let err = Engine::serial()
-        .run_blocking(
-            BadReverts,
-            BadRevertsInputs {
-                trace: trace.clone(),
-            },
-        )
-        .unwrap_err();
-    assert_eq!(
-        trace.events(),
-        [
-            "execute a",
-            "execute b",
-            "execute c",
-            "execute boom",
-            "revert c (panics)",
-            "revert b (fails)",
-            "revert a"
-        ]
-    );
-    assert_eq!(err.failed_step(), "boom");
-    assert_eq!(err.state(), FlowState::Failure);
-    let reverts = err.revert_failures();
-    assert_eq!(reverts.len(), 2);
-    assert_eq!(reverts[0].step(), "make_c");
-    assert!(reverts[0].is_panic());
-    assert_eq!(
-        reverts[0]
-            .downcast_ref::<PanicError>()
-            .map(PanicError::message),
-        Some("undo of c exploded")
-    );
-    assert_eq!(reverts[1].step(), "make_b");
-    assert!(reverts[1].downcast_ref::<CannotUndo>().is_some());
-    assert_eq!(
-        err.to_string(),
-        "step `boom` failed: step 3 refused; 2 reverts failed (revert of step `make_c` failed: panicked: undo of c exploded; revert of step `make_b` failed: cannot undo b), the flow ended in FAILURE"
-    );
+    for engine in engines() {
+        let trace = Trace::default();
+        let err = engine
+            .run_blocking(
+                BadReverts,
+                BadRevertsInputs {
+                    trace: trace.clone(),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            trace.events(),
+            [
+                "execute a",
+                "execute b",
+                "execute c",
+                "execute boom",
+                "revert c (panics)",
+                "revert b (fails)",
+                "revert a"
+            ]
+        );
+        assert_eq!(err.failed_step(), "boom");
+        assert_eq!(err.state(), FlowState::Failure);
+        let reverts = err.revert_failures();
+        assert_eq!(reverts.len(), 2);
+        assert_eq!(reverts[0].step(), "make_c");
+        assert!(reverts[0].is_panic());
+        assert_eq!(
+            reverts[0]
+                .downcast_ref::<PanicError>()
+                .map(PanicError::message),
+            Some("undo of c exploded")
+        );
+        assert_eq!(reverts[1].step(), "make_b");
+        assert!(reverts[1].downcast_ref::<CannotUndo>().is_some());
+        assert_eq!(
+            err.to_string(),
+            "step `boom` failed: step 3 refused; 2 reverts failed (revert of step `make_c` failed: panicked: undo of c exploded; revert of step `make_b` failed: cannot undo b), the flow ended in FAILURE"
+        );
+    }
 }
 
 // ---- a step that panics, sync and async
@@ -231,52 +243,54 @@ flow! {
 
 #[test]
 fn a_panicking_step_is_a_failure_and_what_ran_is_reverted() {
-    let trace = Trace::default();
-    let err = Engine::serial()
-        .run_blocking(
-            PanicsSync,
-            PanicsSyncInputs {
-                trace: trace.clone(),
-            },
-        )
-        .unwrap_err();
-    assert_eq!(
-        trace.events(),
-        ["execute a", "execute panics_sync", "revert a"]
-    );
-    assert_eq!(err.failed_step(), "panics_sync");
-    assert!(err.failures()[0].is_panic());
-    assert_eq!(err.state(), FlowState::Reverted);
-    assert_eq!(
-        err.source()
-            .unwrap()
-            .downcast_ref::<PanicError>()
-            .unwrap()
-            .message(),
-        "sync step blew up"
-    );
+    for engine in engines() {
+        let trace = Trace::default();
+        let err = engine
+            .run_blocking(
+                PanicsSync,
+                PanicsSyncInputs {
+                    trace: trace.clone(),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            trace.events(),
+            ["execute a", "execute panics_sync", "revert a"]
+        );
+        assert_eq!(err.failed_step(), "panics_sync");
+        assert!(err.failures()[0].is_panic());
+        assert_eq!(err.state(), FlowState::Reverted);
+        assert_eq!(
+            err.source()
+                .unwrap()
+                .downcast_ref::<PanicError>()
+                .unwrap()
+                .message(),
+            "sync step blew up"
+        );
 
-    let trace = Trace::default();
-    let err = Engine::serial()
-        .run_blocking(
-            PanicsAsync,
-            PanicsAsyncInputs {
-                trace: trace.clone(),
-            },
-        )
-        .unwrap_err();
-    assert_eq!(
-        trace.events(),
-        ["execute a", "execute panics_async", "revert a"]
-    );
-    assert_eq!(
-        err.source()
-            .unwrap()
-            .downcast_ref::<PanicError>()
-            .unwrap()
-            .message(),
-        "async step blew up at 1"
-    );
+        let trace = Trace::default();
+        let err = engine
+            .run_blocking(
+                PanicsAsync,
+                PanicsAsyncInputs {
+                    trace: trace.clone(),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            trace.events(),
+            ["execute a", "execute panics_async", "revert a"]
+        );
+        assert_eq!(
+            err.source()
+                .unwrap()
+                .downcast_ref::<PanicError>()
+                .unwrap()
+                .message(),
+            "async step blew up at 1"
+        );
+    }
 }
 
 // ---- hooks see the flow's failures, and inputs by value
@@ -307,25 +321,27 @@ flow! {
 
 #[test]
 fn revert_hooks_bind_inputs_result_and_failures_by_name_and_anyhow_errors_work() {
-    let trace = Trace::default();
-    let err = Engine::serial()
-        .run_blocking(
-            HookArgs,
-            HookArgsInputs {
-                trace: trace.clone(),
-                label: "x".into(),
-            },
-        )
-        .unwrap_err();
-    assert_eq!(
-        trace.events(),
-        [
-            "execute e x",
-            "revert e x Some(\"x!\") after [\"refuse_e\"]"
-        ]
-    );
-    assert_eq!(
-        err.to_string(),
-        "step `refuse_e` failed: no to x!; every completed step was reverted"
-    );
+    for engine in engines() {
+        let trace = Trace::default();
+        let err = engine
+            .run_blocking(
+                HookArgs,
+                HookArgsInputs {
+                    trace: trace.clone(),
+                    label: "x".into(),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            trace.events(),
+            [
+                "execute e x",
+                "revert e x Some(\"x!\") after [\"refuse_e\"]"
+            ]
+        );
+        assert_eq!(
+            err.to_string(),
+            "step `refuse_e` failed: no to x!; every completed step was reverted"
+        );
+    }
 }

@@ -1,10 +1,11 @@
 //! The trait every `flow!` implements.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use crate::engine::{RunContext, StepFailed};
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
-use crate::FlowError;
 
 /// A flow defined with [`flow!`](crate::flow): a unit struct that names it, with generated
 /// `…Inputs` and `…Outputs` structs.
@@ -38,8 +39,12 @@ pub trait Flow: Sized + Send + Sync + 'static {
     type Inputs: Send + 'static;
     /// The generated `…Outputs` struct: one public field per declared output.
     type Outputs: Send + 'static;
+    /// The typed slots of one run.
     #[doc(hidden)]
-    type State: Send + 'static;
+    type Values: Send + 'static;
+    /// What a step's future hands back: one variant per step, typed.
+    #[doc(hidden)]
+    type Done: Send + 'static;
 
     /// The flow's name as written in `flow!`.
     const NAME: &'static str;
@@ -48,23 +53,39 @@ pub trait Flow: Sized + Send + Sync + 'static {
     fn graph() -> &'static FlowGraph;
 
     #[doc(hidden)]
-    fn __start(inputs: Self::Inputs) -> Self::State;
+    fn __values(inputs: Self::Inputs) -> Self::Values;
 
-    /// Runs every step; on failure reverts what ran and reports it.
+    /// Takes step `step`'s arguments out of the slots and returns its run, which owns them.
     #[doc(hidden)]
-    fn __execute<'a>(
-        state: &'a mut Self::State,
-        run: &'a mut crate::__private::RunContext,
-    ) -> impl Future<Output = Result<(), FlowError>> + Send + 'a;
+    fn __start(
+        values: &mut Self::Values,
+        step: usize,
+        run: &RunContext,
+    ) -> impl Future<Output = Self::Done> + Send + 'static;
 
-    /// Reverts every step of a completed run (a later step of an enclosing flow failed).
+    /// Runs step `step` borrowing the values (the serial engine): one dispatch per step.
     #[doc(hidden)]
-    fn __revert<'a>(
-        state: &'a mut Self::State,
-        run: &'a mut crate::__private::RunContext,
-        failures: &'a [Failure],
-    ) -> impl Future<Output = Vec<Failure>> + Send + 'a;
+    fn __run_step<'a>(
+        values: &'a mut Self::Values,
+        step: usize,
+        run: &'a RunContext,
+    ) -> impl Future<Output = Result<(), StepFailed>> + Send + 'a;
+
+    /// Stores a finished step's outputs, or hands back its failure.
+    #[doc(hidden)]
+    fn __finish(values: &mut Self::Values, done: Self::Done) -> Result<(), StepFailed>;
+
+    /// Undoes step `step`: its revert hook (with `failed` when this very step failed), or the
+    /// whole run of a sub-flow. Resolves to the reverts that failed.
+    #[doc(hidden)]
+    fn __revert(
+        values: &mut Self::Values,
+        step: usize,
+        failed: Option<Failure>,
+        failures: Arc<[Failure]>,
+        run: &RunContext,
+    ) -> impl Future<Output = Vec<Failure>> + Send + 'static;
 
     #[doc(hidden)]
-    fn __finish(state: Self::State) -> Self::Outputs;
+    fn __outputs(values: Self::Values) -> Self::Outputs;
 }

@@ -27,6 +27,18 @@ pub enum StepKind {
     Flow,
 }
 
+/// How a step runs.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exec {
+    /// A plain `fn` task: on a worker thread in the parallel engine.
+    Sync,
+    /// An `async fn` task.
+    Async,
+    /// A sub-flow.
+    Flow,
+}
+
 /// One step of a [`FlowGraph`]: its name, what it reads and provides, and its sub-flow.
 ///
 /// ```
@@ -52,24 +64,34 @@ pub struct StepInfo {
     requires: &'static [&'static str],
     provides: &'static [&'static str],
     subflow: Option<fn() -> &'static FlowGraph>,
+    exec: Exec,
 }
 
 impl StepInfo {
     #[doc(hidden)]
     pub const fn __new(
         name: &'static str,
-        kind: StepKind,
+        exec: Exec,
         requires: &'static [&'static str],
         provides: &'static [&'static str],
         subflow: Option<fn() -> &'static FlowGraph>,
     ) -> Self {
+        let kind = match exec {
+            Exec::Flow => StepKind::Flow,
+            Exec::Sync | Exec::Async => StepKind::Task,
+        };
         StepInfo {
             name,
             kind,
             requires,
             provides,
             subflow,
+            exec,
         }
+    }
+
+    pub(crate) fn exec(&self) -> Exec {
+        self.exec
     }
 
     /// The step's name in its flow (the task's name, or its label given with `as`).

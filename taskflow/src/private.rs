@@ -5,23 +5,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::task::Poll;
 
+pub use std::sync::Arc;
+
+pub use crate::engine::{revert_subflow, run_subflow, RunContext, StepFailed};
 pub use crate::failure::{BoxError, Failure};
 pub use crate::flow::Flow;
-pub use crate::graph::{FlowGraph, StepInfo, StepKind};
+pub use crate::graph::{Exec, FlowGraph, StepInfo, StepKind};
 pub use crate::FlowError;
 pub use taskflow_macros::{__define_chunk, __flow_impl, __task_impl};
-
-/// What a run carries from step to step besides the flow's values.
-#[derive(Debug)]
-pub struct RunContext {
-    _private: (),
-}
-
-impl RunContext {
-    pub(crate) fn new() -> Self {
-        RunContext { _private: () }
-    }
-}
 
 /// The type of output `N` of a task or flow (after `provides = (..)` splits a tuple).
 pub trait Provides<const N: usize> {
@@ -35,7 +26,7 @@ pub trait Param<const N: usize> {
 
 /// Reads output `N` of a completed flow run (a sub-flow's output copied into its parent).
 pub trait FlowOutput<const N: usize>: Flow + Provides<N> {
-    fn __get(state: &Self::State) -> &<Self as Provides<N>>::Value;
+    fn __get(values: &Self::Values) -> &<Self as Provides<N>>::Value;
 }
 
 /// The error type of a fallible task.
@@ -73,14 +64,6 @@ impl<E: TaskError> HookReturn for Result<(), E> {
     fn into_result(self) -> Result<(), BoxError> {
         self.map_err(TaskError::into_box)
     }
-}
-
-/// Why a step stopped the flow.
-pub enum StepFailed {
-    /// A task failed; it has not been reverted yet.
-    Task(Failure),
-    /// A sub-flow failed and already reverted its own steps.
-    Flow(FlowError),
 }
 
 /// Runs a sync step, turning a panic into a failure of `step`.
@@ -146,9 +129,25 @@ pub fn slot_take<T>(slot: &mut Option<T>) -> T {
     }
 }
 
+/// A shared handle on a slot that steps read by reference (the step's future owns it).
+#[inline(always)]
+pub fn slot_arc<T>(slot: &Option<Arc<T>>) -> Arc<T> {
+    Arc::clone(slot_ref(slot))
+}
+
+/// The value of a shared slot once no step holds it any more (the end of a run).
+#[inline(always)]
+pub fn slot_unwrap<T>(slot: &mut Option<Arc<T>>) -> T {
+    match Arc::into_inner(slot_take(slot)) {
+        Some(value) => value,
+        None => missing_slot(),
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn missing_slot() -> ! {
-    // The static order guarantees every slot is set before it is read; this is a bug in taskflow.
-    panic!("taskflow internal error: a step read a value that was never set; please report it")
+    // The static order guarantees every slot is set before it is read and that no step holds a
+    // value when the run ends; reaching this is a bug in taskflow.
+    panic!("taskflow internal error: a slot was read before it was set or while still shared; please report it")
 }

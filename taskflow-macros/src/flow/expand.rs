@@ -97,28 +97,43 @@ fn fallback(def: &FlowDef, cx: Ctxt) -> TokenStream {
             impl ::taskflow::__private::Flow for #name {
                 type Inputs = #inputs_ty;
                 type Outputs = #outputs_ty;
-                type State = ();
+                type Values = ();
+                type Done = ();
                 const NAME: &'static str = #name_str;
                 fn graph() -> &'static ::taskflow::__private::FlowGraph {
                     &__GRAPH
                 }
-                fn __start(_: #inputs_ty) {}
+                fn __values(_: #inputs_ty) {}
                 #[allow(unreachable_code)]
-                fn __execute<'__a>(
-                    _: &'__a mut (),
-                    _: &'__a mut ::taskflow::__private::RunContext,
-                ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::__private::FlowError>> + ::core::marker::Send + '__a {
+                fn __start(
+                    _: &mut (),
+                    _: usize,
+                    _: &::taskflow::__private::RunContext,
+                ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send + 'static {
                     async { ::core::unreachable!("flow! reported errors; this build cannot succeed") }
                 }
                 #[allow(unreachable_code)]
-                fn __revert<'__a>(
+                fn __run_step<'__a>(
                     _: &'__a mut (),
-                    _: &'__a mut ::taskflow::__private::RunContext,
-                    _: &'__a [::taskflow::__private::Failure],
-                ) -> impl ::core::future::Future<Output = ::std::vec::Vec<::taskflow::__private::Failure>> + ::core::marker::Send + '__a {
+                    _: usize,
+                    _: &'__a ::taskflow::__private::RunContext,
+                ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::__private::StepFailed>> + ::core::marker::Send + '__a {
                     async { ::core::unreachable!("flow! reported errors; this build cannot succeed") }
                 }
-                fn __finish(_: ()) -> #outputs_ty {
+                fn __finish(_: &mut (), _: ()) -> ::core::result::Result<(), ::taskflow::__private::StepFailed> {
+                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
+                }
+                #[allow(unreachable_code)]
+                fn __revert(
+                    _: &mut (),
+                    _: usize,
+                    _: ::core::option::Option<::taskflow::__private::Failure>,
+                    _: ::taskflow::__private::Arc<[::taskflow::__private::Failure]>,
+                    _: &::taskflow::__private::RunContext,
+                ) -> impl ::core::future::Future<Output = ::std::vec::Vec<::taskflow::__private::Failure>> + ::core::marker::Send + 'static {
+                    async { ::core::unreachable!("flow! reported errors; this build cannot succeed") }
+                }
+                fn __outputs(_: ()) -> #outputs_ty {
                     ::core::unreachable!("flow! reported errors; this build cannot succeed")
                 }
             }
@@ -147,8 +162,12 @@ fn sub_field(k: usize) -> Ident {
     format_ident!("__sub{}", k)
 }
 
-/// The type of a slot, as generated code can name it from the flow's own module.
-fn slot_type(def: &FlowDef, a: &Analysis, slot: usize) -> TokenStream {
+fn variant(k: usize) -> Ident {
+    format_ident!("S{}", k)
+}
+
+/// The type of a slot's value, as generated code can name it from the flow's own module.
+fn value_type(def: &FlowDef, a: &Analysis, slot: usize) -> TokenStream {
     match a.slots[slot].source {
         Source::Input(i) => {
             let ty = &def.inputs[i].1;
@@ -165,45 +184,197 @@ fn slot_type(def: &FlowDef, a: &Analysis, slot: usize) -> TokenStream {
     }
 }
 
-/// How many places read each slot after it is written; a by-value parameter that is a slot's only
-/// reader moves the value out instead of cloning it.
-fn readers(def: &FlowDef, a: &Analysis) -> Vec<usize> {
-    let mut count = vec![0usize; a.slots.len()];
+/// How each slot is stored and read, decided once for the whole flow.
+struct Layout {
+    /// Read by reference somewhere (a `&T` parameter, or a task whose revert hook gets its inputs
+    /// and outputs by reference): stored as `Arc<T>`, so a step's future can own a handle.
+    shared: Vec<bool>,
+    /// How many places read the slot; a by-value parameter that is the only reader moves it.
+    readers: Vec<usize>,
+}
+
+fn layout(def: &FlowDef, a: &Analysis) -> Layout {
+    let mut shared = vec![false; a.slots.len()];
+    let mut readers = vec![0usize; a.slots.len()];
     for step in &a.steps {
-        for slot in step.args.iter().flatten() {
-            count[*slot] += 1;
+        for (p, slot) in step.args.iter().enumerate() {
+            let slot = slot.expect("bound by analysis");
+            readers[slot] += 1;
+            if step.meta.params[p].by_ref {
+                shared[slot] = true;
+            }
         }
         if step.meta.has_revert {
-            // The revert hook receives every input and output of its task.
-            for slot in step.args.iter().flatten().chain(&step.outs) {
-                count[*slot] += 1;
+            for &slot in step.args.iter().flatten().chain(&step.outs) {
+                readers[slot] += 1;
+                shared[slot] = true;
             }
         }
     }
     for out in &def.outputs {
         if let Some(slot) = a.slot_of(&out.to_string()) {
-            count[slot] += 1;
+            readers[slot] += 1;
         }
     }
-    count
+    Layout { shared, readers }
 }
 
-fn arg_expr(
-    a: &Analysis,
-    readers: &[usize],
-    step: &Step,
-    p: usize,
-    param: &ParamMeta,
-) -> TokenStream {
-    let slot = step.args[p].expect("bound by analysis");
-    let field = slot_field(slot);
-    let _ = a;
-    if param.by_ref {
-        quote!(::taskflow::__private::slot_ref(&state.#field))
-    } else if readers[slot] == 1 {
-        quote!(::taskflow::__private::slot_take(&mut state.#field))
-    } else {
-        quote!(::core::clone::Clone::clone(::taskflow::__private::slot_ref(&state.#field)))
+impl Layout {
+    fn slot_type(&self, def: &FlowDef, a: &Analysis, slot: usize) -> TokenStream {
+        let ty = value_type(def, a, slot);
+        if self.shared[slot] {
+            quote!(::taskflow::__private::Arc<#ty>)
+        } else {
+            ty
+        }
+    }
+
+    fn wrap(&self, slot: usize, value: TokenStream) -> TokenStream {
+        if self.shared[slot] {
+            quote!(::taskflow::__private::Arc::new(#value))
+        } else {
+            value
+        }
+    }
+
+    /// `&T` to the value in a slot.
+    fn read_ref(&self, slot: usize, values: &TokenStream) -> TokenStream {
+        let f = slot_field(slot);
+        if self.shared[slot] {
+            quote!(&**::taskflow::__private::slot_ref(&#values.#f))
+        } else {
+            quote!(::taskflow::__private::slot_ref(&#values.#f))
+        }
+    }
+
+    /// What a step's future owns for a parameter: an `Arc` handle for `&T`, else the value
+    /// (moved out when this is the slot's only reader, cloned otherwise).
+    fn take_arg(&self, slot: usize, by_ref: bool) -> TokenStream {
+        let f = slot_field(slot);
+        if by_ref {
+            quote!(::taskflow::__private::slot_arc(&values.#f))
+        } else if !self.shared[slot] && self.readers[slot] == 1 {
+            quote!(::taskflow::__private::slot_take(&mut values.#f))
+        } else {
+            let r = self.read_ref(slot, &quote!(values));
+            quote!(::core::clone::Clone::clone(#r))
+        }
+    }
+
+    /// The type of what a step's future owns for a parameter.
+    fn arg_type(&self, def: &FlowDef, a: &Analysis, slot: usize, by_ref: bool) -> TokenStream {
+        let ty = value_type(def, a, slot);
+        if by_ref {
+            quote!(::taskflow::__private::Arc<#ty>)
+        } else {
+            ty
+        }
+    }
+
+    fn store(&self, slot: usize, value: TokenStream) -> TokenStream {
+        let f = slot_field(slot);
+        let value = self.wrap(slot, value);
+        quote!(values.#f = ::core::option::Option::Some(#value);)
+    }
+}
+
+/// One arm of `__run_step`, the serial engine's step: it borrows the values for the duration of
+/// the step (no handles, no completion enum), so a step costs one dispatch.
+fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) -> TokenStream {
+    let _ = def;
+    let path = &step.r.path;
+    let label = &step.label;
+    let span = Span::call_site().located_at(graph::step_span(step));
+    let slots: Vec<usize> = step
+        .args
+        .iter()
+        .map(|s| s.expect("bound by analysis"))
+        .collect();
+    let vars: Vec<Ident> = (0..slots.len())
+        .map(|i| format_ident!("__a{}", i, span = span))
+        .collect();
+    let reads = step.meta.params.iter().zip(&slots).map(|(p, &slot)| {
+        if p.by_ref {
+            lay.read_ref(slot, &quote!(values))
+        } else {
+            lay.take_arg(slot, false)
+        }
+    });
+    let lets = quote!(#(let #vars = #reads;)*);
+    match step.meta.kind {
+        StepKind::Task => {
+            let call = quote_spanned!(span=> #path(#(#vars),*));
+            let outcome = if step.meta.is_async {
+                quote!(::taskflow::__private::catch_async(#label, #call).await)
+            } else {
+                quote!(::taskflow::__private::catch_sync(#label, move || #call))
+            };
+            let outcome = if step.meta.fallible {
+                quote!(::taskflow::__private::fallible(#label, #outcome.map(#path::__taskflow_result)))
+            } else {
+                outcome
+            };
+            let store = match step.outs.as_slice() {
+                [] => quote!(let _ = __value;),
+                [one] => lay.store(*one, quote!(__value)),
+                many => {
+                    let tmps: Vec<Ident> =
+                        (0..many.len()).map(|i| format_ident!("__o{}", i)).collect();
+                    let stores = many
+                        .iter()
+                        .zip(&tmps)
+                        .map(|(&s, t)| lay.store(s, quote!(#t)));
+                    quote!(let (#(#tmps,)*) = __value; #(#stores)*)
+                }
+            };
+            quote! {
+                #k => {
+                    let __outcome = { #lets #outcome };
+                    match __outcome {
+                        ::core::result::Result::Ok(__value) => { #store ::core::result::Result::Ok(()) }
+                        ::core::result::Result::Err(__f) => {
+                            ::core::result::Result::Err(::taskflow::__private::StepFailed::Task(__f))
+                        }
+                    }
+                }
+            }
+        }
+        StepKind::Flow => {
+            let f = sub_field(k);
+            let copies = step.outs.iter().enumerate().map(|(j, &slot)| {
+                lay.store(
+                    slot,
+                    quote!(::core::clone::Clone::clone(<#path as ::taskflow::__private::FlowOutput<#j>>::__get(&__sub))),
+                )
+            });
+            let make_inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#vars),*));
+            let _ = a;
+            quote! {
+                #k => {
+                    let __sub = { #lets <#path as ::taskflow::__private::Flow>::__values(#make_inputs) };
+                    match ::taskflow::__private::run_subflow::<#path>(__sub, #label, ::core::clone::Clone::clone(run)).await {
+                        ::core::result::Result::Ok(__sub) => {
+                            #(#copies)*
+                            values.#f = ::core::option::Option::Some(__sub);
+                            ::core::result::Result::Ok(())
+                        }
+                        ::core::result::Result::Err(__e) => {
+                            ::core::result::Result::Err(::taskflow::__private::StepFailed::Flow(__e))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The type a task step's future resolves to on success: its outputs, as stored.
+fn outputs_type(def: &FlowDef, a: &Analysis, step: &Step) -> TokenStream {
+    let tys: Vec<TokenStream> = step.outs.iter().map(|&s| value_type(def, a, s)).collect();
+    match tys.as_slice() {
+        [] => quote!(()),
+        [one] => one.clone(),
+        many => quote!((#(#many,)*)),
     }
 }
 
@@ -215,15 +386,19 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let inputs_ty = inputs_ident(def);
     let outputs_ty = outputs_ident(def);
     let inputs_struct = inputs_struct(def);
-    let readers = readers(def, a);
-    let n = a.order.len();
-    // position in execution order of each step id
+    let lay = layout(def, a);
     let mut pos = vec![0usize; a.steps.len()];
     for (k, &s) in a.order.iter().enumerate() {
         pos[s] = k;
     }
+    let ordered: Vec<(usize, &Step)> = a
+        .order
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| (k, &a.steps[s]))
+        .collect();
 
-    // ---- outputs struct
+    // ---- outputs
     let out_slots: Vec<usize> = def
         .outputs
         .iter()
@@ -235,7 +410,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         .zip(&out_slots)
         .map(|(declared, &slot)| match declared {
             Some(ty) => quote!(#ty),
-            None => slot_type(def, a, slot),
+            None => value_type(def, a, slot),
         })
         .collect();
     let out_fields = def
@@ -244,74 +419,278 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         .zip(&out_types)
         .map(|(o, ty)| quote!(pub #o: #ty));
     let outputs_doc = format!("The outputs of flow [`{name}`].");
-
-    // ---- state struct
-    let slot_fields = (0..a.slots.len()).map(|i| {
-        let f = slot_field(i);
-        let ty = slot_type(def, a, i);
-        quote!(#f: ::core::option::Option<#ty>)
-    });
-    let sub_fields = a
-        .order
-        .iter()
-        .enumerate()
-        .filter(|(_, &s)| a.steps[s].meta.kind == StepKind::Flow)
-        .map(|(k, &s)| {
-            let f = sub_field(k);
-            let path = &a.steps[s].r.path;
-            quote!(#f: ::core::option::Option<<#path as ::taskflow::__private::Flow>::State>)
-        });
-    let slot_inits = a.slots.iter().enumerate().map(|(i, slot)| {
-        let f = slot_field(i);
-        match slot.source {
-            Source::Input(j) => {
-                let input = &def.inputs[j].0;
-                quote!(#f: ::core::option::Option::Some(inputs.#input))
-            }
-            Source::Default { .. } => {
-                quote!(#f: ::core::option::Option::Some(::core::default::Default::default()))
-            }
-            Source::Output { .. } => quote!(#f: ::core::option::Option::None),
+    let finish_fields = def.outputs.iter().zip(&out_slots).map(|(o, &slot)| {
+        let f = slot_field(slot);
+        if lay.shared[slot] {
+            quote!(#o: ::taskflow::__private::slot_unwrap(&mut values.#f))
+        } else {
+            quote!(#o: ::taskflow::__private::slot_take(&mut values.#f))
         }
     });
-    let sub_inits = a
-        .order
+    let output_impls = out_slots
         .iter()
+        .zip(&out_types)
         .enumerate()
-        .filter(|(_, &s)| a.steps[s].meta.kind == StepKind::Flow)
-        .map(|(k, _)| {
-            let f = sub_field(k);
-            quote!(#f: ::core::option::Option::None)
+        .map(|(i, (&slot, ty))| {
+            let read = lay.read_ref(slot, &quote!(values));
+            quote! {
+                impl ::taskflow::__private::Provides<#i> for #name { type Value = #ty; }
+                impl ::taskflow::__private::FlowOutput<#i> for #name {
+                    fn __get(values: &__Values) -> &#ty { #read }
+                }
+            }
         });
 
-    // ---- execute arms, in execution order
-    let exec_arms = a
-        .order
+    // ---- the values struct
+    let slot_fields = (0..a.slots.len()).map(|i| {
+        let f = slot_field(i);
+        let ty = lay.slot_type(def, a, i);
+        quote!(#f: ::core::option::Option<#ty>)
+    });
+    let subs: Vec<(usize, &Step)> = ordered
         .iter()
-        .enumerate()
-        .map(|(k, &s)| exec_arm(a, &readers, k, &a.steps[s]));
-    let revert_arms = a
-        .order
-        .iter()
-        .enumerate()
-        .filter_map(|(k, &s)| revert_arm(a, k, &a.steps[s]));
-    let labels: Vec<&str> = a.order.iter().map(|&s| a.steps[s].label.as_str()).collect();
+        .copied()
+        .filter(|(_, s)| s.meta.kind == StepKind::Flow)
+        .collect();
+    let sub_fields = subs.iter().map(|(k, s)| {
+        let f = sub_field(*k);
+        let path = &s.r.path;
+        quote!(#f: ::core::option::Option<<#path as ::taskflow::__private::Flow>::Values>)
+    });
+    let slot_inits = a.slots.iter().enumerate().map(|(i, slot)| {
+        let f = slot_field(i);
+        let value = match slot.source {
+            Source::Input(j) => {
+                let input = &def.inputs[j].0;
+                lay.wrap(i, quote!(inputs.#input))
+            }
+            Source::Default { .. } => lay.wrap(i, quote!(::core::default::Default::default())),
+            Source::Output { .. } => return quote!(#f: ::core::option::Option::None),
+        };
+        quote!(#f: ::core::option::Option::Some(#value))
+    });
+    let sub_inits = subs.iter().map(|(k, _)| {
+        let f = sub_field(*k);
+        quote!(#f: ::core::option::Option::None)
+    });
+
+    // ---- per step: arguments, run, completion, revert
+    let mut args_variants = Vec::new();
+    let mut take_args = Vec::new();
+    let mut run_arms = Vec::new();
+    let mut done_variants = Vec::new();
+    let mut finish_arms = Vec::new();
+    let mut revert_variants = Vec::new();
+    let mut revert_takes = Vec::new();
+    let mut revert_arms = Vec::new();
+    let mut serial_arms = Vec::new();
+    for &(k, step) in &ordered {
+        serial_arms.push(serial_arm(def, a, &lay, k, step));
+        let v = variant(k);
+        let path = &step.r.path;
+        let label = &step.label;
+        let span = Span::call_site().located_at(graph::step_span(step));
+        let slots: Vec<usize> = step
+            .args
+            .iter()
+            .map(|s| s.expect("bound by analysis"))
+            .collect();
+        let vars: Vec<Ident> = (0..slots.len())
+            .map(|i| format_ident!("__a{}", i, span = span))
+            .collect();
+        let arg_tys = step
+            .meta
+            .params
+            .iter()
+            .zip(&slots)
+            .map(|(p, &slot)| lay.arg_type(def, a, slot, p.by_ref));
+        let takes = step
+            .meta
+            .params
+            .iter()
+            .zip(&slots)
+            .map(|(p, &slot)| lay.take_arg(slot, p.by_ref));
+        match step.meta.kind {
+            StepKind::Task => {
+                args_variants.push(quote!(#v(#(#arg_tys,)*)));
+                take_args.push(quote!(#k => __Args::#v(#(#takes,)*),));
+                let call_args = step.meta.params.iter().zip(&vars).map(|(p, var)| {
+                    if p.by_ref {
+                        quote_spanned!(span=> &*#var)
+                    } else {
+                        quote!(#var)
+                    }
+                });
+                let call = quote_spanned!(span=> #path(#(#call_args),*));
+                let outcome = if step.meta.is_async {
+                    quote!(::taskflow::__private::catch_async(#label, #call).await)
+                } else {
+                    quote!(::taskflow::__private::catch_sync(#label, move || #call))
+                };
+                let outcome = if step.meta.fallible {
+                    quote!(::taskflow::__private::fallible(#label, #outcome.map(#path::__taskflow_result)))
+                } else {
+                    outcome
+                };
+                let outcome = if step.outs.is_empty() {
+                    quote!(#outcome.map(|_| ()))
+                } else {
+                    outcome
+                };
+                run_arms.push(quote!(__Args::#v(#(#vars,)*) => __Done::#v(#outcome),));
+                let out_ty = outputs_type(def, a, step);
+                done_variants.push(
+                    quote!(#v(::core::result::Result<#out_ty, ::taskflow::__private::Failure>)),
+                );
+                let store = match step.outs.as_slice() {
+                    [] => quote!(let () = __value;),
+                    [one] => lay.store(*one, quote!(__value)),
+                    many => {
+                        let tmps: Vec<Ident> =
+                            (0..many.len()).map(|i| format_ident!("__o{}", i)).collect();
+                        let stores = many
+                            .iter()
+                            .zip(&tmps)
+                            .map(|(&s, t)| lay.store(s, quote!(#t)));
+                        quote!(let (#(#tmps,)*) = __value; #(#stores)*)
+                    }
+                };
+                finish_arms.push(quote! {
+                    __Done::#v(::core::result::Result::Ok(__value)) => { #store ::core::result::Result::Ok(()) }
+                    __Done::#v(::core::result::Result::Err(__f)) => {
+                        ::core::result::Result::Err(::taskflow::__private::StepFailed::Task(__f))
+                    }
+                });
+                if step.meta.has_revert {
+                    let in_tys = slots.iter().map(|&s| {
+                        let ty = value_type(def, a, s);
+                        quote!(::taskflow::__private::Arc<#ty>)
+                    });
+                    let out_arcs: Vec<TokenStream> = step
+                        .outs
+                        .iter()
+                        .map(|&s| {
+                            let ty = value_type(def, a, s);
+                            quote!(::taskflow::__private::Arc<#ty>)
+                        })
+                        .collect();
+                    let outcome_ty = match out_arcs.as_slice() {
+                        [] => quote!(()),
+                        [one] => one.clone(),
+                        many => quote!((#(#many,)*)),
+                    };
+                    revert_variants.push(quote!(#v(#(#in_tys,)* ::core::result::Result<#outcome_ty, ::taskflow::__private::Failure>)));
+                    let in_takes = slots.iter().map(|&s| {
+                        let f = slot_field(s);
+                        quote!(::taskflow::__private::slot_arc(&values.#f))
+                    });
+                    let out_takes: Vec<TokenStream> = step
+                        .outs
+                        .iter()
+                        .map(|&s| {
+                            let f = slot_field(s);
+                            quote!(::taskflow::__private::slot_arc(&values.#f))
+                        })
+                        .collect();
+                    let ok = match out_takes.as_slice() {
+                        [] => quote!(()),
+                        [one] => one.clone(),
+                        many => quote!((#(#many,)*)),
+                    };
+                    revert_takes.push(quote! {
+                        #k => __Revert::#v(#(#in_takes,)* match failed {
+                            ::core::option::Option::Some(__f) => ::core::result::Result::Err(__f),
+                            ::core::option::Option::None => ::core::result::Result::Ok(#ok),
+                        }),
+                    });
+                    let borrowed = match step.outs.len() {
+                        0 => quote!(::core::result::Result::Ok(())),
+                        1 => quote!(::core::result::Result::Ok(&**__o)),
+                        n => {
+                            let idx = (0..n).map(syn::Index::from);
+                            quote!(::core::result::Result::Ok((#(&*__o.#idx,)*)))
+                        }
+                    };
+                    let bind_o = if step.outs.is_empty() {
+                        quote!(())
+                    } else {
+                        quote!(__o)
+                    };
+                    revert_arms.push(quote! {
+                        __Revert::#v(#(#vars,)* __outcome) => {
+                            let __result = match &__outcome {
+                                ::core::result::Result::Ok(#bind_o) => #borrowed,
+                                ::core::result::Result::Err(__f) => ::core::result::Result::Err(::core::clone::Clone::clone(__f)),
+                            };
+                            let __r = ::taskflow::__private::catch_async(
+                                #label,
+                                #path::__taskflow_revert(#(&*#vars,)* __result, &failures),
+                            ).await;
+                            ::taskflow::__private::hook_outcome(#label, __r).err().into_iter().collect()
+                        }
+                    });
+                }
+            }
+            StepKind::Flow => {
+                let f = sub_field(k);
+                args_variants.push(quote!(#v(<#path as ::taskflow::__private::Flow>::Values, ::taskflow::__private::RunContext)));
+                let make_inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#takes),*));
+                take_args.push(quote! {
+                    #k => __Args::#v(
+                        <#path as ::taskflow::__private::Flow>::__values(#make_inputs),
+                        ::core::clone::Clone::clone(run),
+                    ),
+                });
+                run_arms.push(quote! {
+                    __Args::#v(__sub, __run) => __Done::#v(::taskflow::__private::run_subflow::<#path>(__sub, #label, __run).await),
+                });
+                done_variants.push(quote! {
+                    #v(::core::result::Result<<#path as ::taskflow::__private::Flow>::Values, ::taskflow::__private::FlowError>)
+                });
+                let copies = step.outs.iter().enumerate().map(|(j, &slot)| {
+                    lay.store(
+                        slot,
+                        quote!(::core::clone::Clone::clone(<#path as ::taskflow::__private::FlowOutput<#j>>::__get(&__sub))),
+                    )
+                });
+                finish_arms.push(quote! {
+                    __Done::#v(::core::result::Result::Ok(__sub)) => {
+                        #(#copies)*
+                        values.#f = ::core::option::Option::Some(__sub);
+                        ::core::result::Result::Ok(())
+                    }
+                    __Done::#v(::core::result::Result::Err(__e)) => {
+                        ::core::result::Result::Err(::taskflow::__private::StepFailed::Flow(__e))
+                    }
+                });
+                revert_variants.push(quote! {
+                    #v(::core::option::Option<<#path as ::taskflow::__private::Flow>::Values>, ::taskflow::__private::RunContext)
+                });
+                revert_takes.push(
+                    quote!(#k => __Revert::#v(values.#f.take(), ::core::clone::Clone::clone(run)),),
+                );
+                revert_arms.push(quote! {
+                    __Revert::#v(__sub, __run) => ::taskflow::__private::revert_subflow::<#path>(__sub, #label, failures, __run).await,
+                });
+            }
+        }
+    }
 
     // ---- graph data
-    let step_infos = a.order.iter().map(|&s| {
-        let step = &a.steps[s];
+    let step_infos = ordered.iter().map(|(_, step)| {
         let label = &step.label;
         let reads = step.reads.iter();
         let writes = step.writes.iter();
         let path = &step.r.path;
-        let (kind, sub) = match step.meta.kind {
-            StepKind::Task => (quote!(Task), quote!(::core::option::Option::None)),
-            StepKind::Flow => (
+        let (exec, sub) = match (step.meta.kind, step.meta.is_async) {
+            (StepKind::Task, false) => (quote!(Sync), quote!(::core::option::Option::None)),
+            (StepKind::Task, true) => (quote!(Async), quote!(::core::option::Option::None)),
+            (StepKind::Flow, _) => (
                 quote!(Flow),
                 quote!(::core::option::Option::Some(<#path as ::taskflow::__private::Flow>::graph)),
             ),
         };
-        quote!(::taskflow::__private::StepInfo::__new(#label, ::taskflow::__private::StepKind::#kind, &[#(#reads),*], &[#(#writes),*], #sub))
+        quote!(::taskflow::__private::StepInfo::__new(#label, ::taskflow::__private::Exec::#exec, &[#(#reads),*], &[#(#writes),*], #sub))
     });
     let edges = a.edges.iter().map(|&(f, t)| {
         let (f, t) = (pos[f], pos[t]);
@@ -319,159 +698,145 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     });
     let input_names = def.inputs.iter().map(|(n, _)| n.to_string());
     let output_names = def.outputs.iter().map(ToString::to_string);
-
-    // ---- outputs, for the caller and for an enclosing flow
-    let finish_fields = def.outputs.iter().zip(&out_slots).map(|(o, &slot)| {
-        let f = slot_field(slot);
-        quote!(#o: ::taskflow::__private::slot_take(&mut state.#f))
-    });
-    let output_impls = out_slots.iter().zip(&out_types).enumerate().map(|(i, (&slot, ty))| {
-        let f = slot_field(slot);
-        quote! {
-            impl ::taskflow::__private::Provides<#i> for #name { type Value = #ty; }
-            impl ::taskflow::__private::FlowOutput<#i> for #name {
-                fn __get(state: &__TaskflowState) -> &#ty { ::taskflow::__private::slot_ref(&state.#f) }
-            }
-        }
-    });
     let input_params = def.inputs.iter().map(|(n, t)| quote!(#n: #t));
     let input_names_ids = def.inputs.iter().map(|(n, _)| n);
-
     let collector = flow_collector(def, false);
 
     quote! {
-    #(#attrs)*
-            #vis struct #name;
+        #(#attrs)*
+        #vis struct #name;
 
-            #inputs_struct
+        #inputs_struct
 
-            #[doc = #outputs_doc]
-            #[derive(Debug)]
-            #vis struct #outputs_ty { #(#out_fields,)* }
+        #[doc = #outputs_doc]
+        #[derive(Debug)]
+        #vis struct #outputs_ty { #(#out_fields,)* }
 
-            #collector
+        #collector
 
-            const _: () = {
+        const _: () = {
+            #[doc(hidden)]
+            pub struct __Values {
+                #(#slot_fields,)*
+                #(#sub_fields,)*
+            }
+
+            #[doc(hidden)]
+            #[allow(clippy::large_enum_variant)]
+            pub enum __Done { #(#done_variants,)* }
+
+            #[allow(clippy::large_enum_variant)]
+            enum __Args { #(#args_variants,)* }
+
+            #[allow(clippy::large_enum_variant)]
+            enum __Revert { __Nothing, #(#revert_variants,)* }
+
+            static __GRAPH: ::taskflow::__private::FlowGraph = ::taskflow::__private::FlowGraph::__new(
+                #name_str,
+                &[#(#input_names),*],
+                &[#(#output_names),*],
+                &[#(#step_infos),*],
+                &[#(#edges),*],
+            );
+
+            impl #name {
+                /// The flow's structure: steps, names and edges (see `FlowGraph::to_dot`).
+                #[allow(dead_code)]
+                pub fn graph() -> &'static ::taskflow::__private::FlowGraph {
+                    &__GRAPH
+                }
+
                 #[doc(hidden)]
-                pub struct __TaskflowState {
-                    #(#slot_fields,)*
-                    #(#sub_fields,)*
+                #[allow(dead_code, clippy::too_many_arguments)]
+                pub fn __taskflow_inputs(#(#input_params),*) -> #inputs_ty {
+                    #inputs_ty { #(#input_names_ids),* }
+                }
+            }
+
+            #(#output_impls)*
+
+            #[allow(unused_variables, unreachable_code, unreachable_patterns, clippy::all)]
+            impl ::taskflow::__private::Flow for #name {
+                type Inputs = #inputs_ty;
+                type Outputs = #outputs_ty;
+                type Values = __Values;
+                type Done = __Done;
+                const NAME: &'static str = #name_str;
+
+                fn graph() -> &'static ::taskflow::__private::FlowGraph {
+                    &__GRAPH
                 }
 
-                const __LABELS: [&str; #n] = [#(#labels),*];
-
-                static __GRAPH: ::taskflow::__private::FlowGraph = ::taskflow::__private::FlowGraph::__new(
-                    #name_str,
-                    &[#(#input_names),*],
-                    &[#(#output_names),*],
-                    &[#(#step_infos),*],
-                    &[#(#edges),*],
-                );
-
-                impl #name {
-                    /// The flow's structure: steps, names and edges (see `FlowGraph::to_dot`).
-                    #[allow(dead_code)]
-                    pub fn graph() -> &'static ::taskflow::__private::FlowGraph {
-                        &__GRAPH
-                    }
-
-                    #[doc(hidden)]
-                    #[allow(dead_code, clippy::too_many_arguments)]
-                    pub fn __taskflow_inputs(#(#input_params),*) -> #inputs_ty {
-                        #inputs_ty { #(#input_names_ids),* }
+                fn __values(inputs: #inputs_ty) -> __Values {
+                    __Values {
+                        #(#slot_inits,)*
+                        #(#sub_inits,)*
                     }
                 }
 
-                #(#output_impls)*
+                fn __start(
+                    values: &mut __Values,
+                    step: usize,
+                    run: &::taskflow::__private::RunContext,
+                ) -> impl ::core::future::Future<Output = __Done> + ::core::marker::Send + 'static {
+                    let args = match step {
+                        #(#take_args)*
+                        _ => ::core::unreachable!("taskflow internal error: no step {}", step),
+                    };
+                    async move {
+                        match args {
+                            #(#run_arms)*
+                        }
+                    }
+                }
 
-                #[allow(unused_variables, unused_mut, clippy::all)]
-                async fn __taskflow_revert(
-                    state: &mut __TaskflowState,
-                    run: &mut ::taskflow::__private::RunContext,
-                    completed: usize,
-                    failed: ::core::option::Option<&::taskflow::__private::Failure>,
-                    failures: &[::taskflow::__private::Failure],
-                    out: &mut ::std::vec::Vec<::taskflow::__private::Failure>,
-                ) {
-                    let mut __k = if failed.is_some() { completed + 1 } else { completed };
-                    while __k > 0 {
-                        __k -= 1;
-                        let __failed_here = if __k == completed { failed } else { ::core::option::Option::None };
-                        match __k {
+                fn __run_step<'__a>(
+                    values: &'__a mut __Values,
+                    step: usize,
+                    run: &'__a ::taskflow::__private::RunContext,
+                ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::__private::StepFailed>> + ::core::marker::Send + '__a {
+                    async move {
+                        match step {
+                            #(#serial_arms)*
+                            _ => ::core::unreachable!("taskflow internal error: no step {}", step),
+                        }
+                    }
+                }
+
+                fn __finish(
+                    values: &mut __Values,
+                    done: __Done,
+                ) -> ::core::result::Result<(), ::taskflow::__private::StepFailed> {
+                    match done {
+                        #(#finish_arms)*
+                    }
+                }
+
+                fn __revert(
+                    values: &mut __Values,
+                    step: usize,
+                    failed: ::core::option::Option<::taskflow::__private::Failure>,
+                    failures: ::taskflow::__private::Arc<[::taskflow::__private::Failure]>,
+                    run: &::taskflow::__private::RunContext,
+                ) -> impl ::core::future::Future<Output = ::std::vec::Vec<::taskflow::__private::Failure>> + ::core::marker::Send + 'static {
+                    let args = match step {
+                        #(#revert_takes)*
+                        _ => __Revert::__Nothing,
+                    };
+                    async move {
+                        match args {
+                            __Revert::__Nothing => ::std::vec::Vec::new(),
                             #(#revert_arms)*
-                            _ => {}
                         }
                     }
                 }
 
-                impl ::taskflow::__private::Flow for #name {
-                    type Inputs = #inputs_ty;
-                    type Outputs = #outputs_ty;
-                    type State = __TaskflowState;
-                    const NAME: &'static str = #name_str;
-
-                    fn graph() -> &'static ::taskflow::__private::FlowGraph {
-                        &__GRAPH
-                    }
-
-                    fn __start(inputs: #inputs_ty) -> __TaskflowState {
-                        __TaskflowState {
-                            #(#slot_inits,)*
-                            #(#sub_inits,)*
-                        }
-                    }
-
-                    #[allow(unused_variables, unused_mut, unreachable_code, clippy::all)]
-                    fn __execute<'__a>(
-                        state: &'__a mut __TaskflowState,
-                        run: &'__a mut ::taskflow::__private::RunContext,
-                    ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::__private::FlowError>> + ::core::marker::Send + '__a {
-                        async move {
-                            let mut __k: usize = 0;
-                            let __failed: ::core::option::Option<::taskflow::__private::StepFailed> = loop {
-                                match __k {
-                                    #(#exec_arms)*
-                                    _ => break ::core::option::Option::None,
-                                }
-                                __k += 1;
-                            };
-                            match __failed {
-                                ::core::option::Option::None => ::core::result::Result::Ok(()),
-                                ::core::option::Option::Some(::taskflow::__private::StepFailed::Task(failure)) => {
-                                    let failures = ::std::vec![failure];
-                                    let mut revert_failures = ::std::vec::Vec::new();
-                                    __taskflow_revert(state, run, __k, failures.first(), &failures, &mut revert_failures).await;
-                                    ::core::result::Result::Err(::taskflow::__private::FlowError::__new(failures, revert_failures))
-                                }
-                                ::core::option::Option::Some(::taskflow::__private::StepFailed::Flow(error)) => {
-                                    let (failures, revert_failures) = error.into_parts();
-                                    let failures = ::taskflow::__private::within(__LABELS[__k], failures);
-                                    let mut revert_failures = ::taskflow::__private::within(__LABELS[__k], revert_failures);
-                                    __taskflow_revert(state, run, __k, ::core::option::Option::None, &failures, &mut revert_failures).await;
-                                    ::core::result::Result::Err(::taskflow::__private::FlowError::__new(failures, revert_failures))
-                                }
-                            }
-                        }
-                    }
-
-                    fn __revert<'__a>(
-                        state: &'__a mut __TaskflowState,
-                        run: &'__a mut ::taskflow::__private::RunContext,
-                        failures: &'__a [::taskflow::__private::Failure],
-                    ) -> impl ::core::future::Future<Output = ::std::vec::Vec<::taskflow::__private::Failure>> + ::core::marker::Send + '__a {
-                        async move {
-                            let mut out = ::std::vec::Vec::new();
-                            __taskflow_revert(state, run, #n, ::core::option::Option::None, failures, &mut out).await;
-                            out
-                        }
-                    }
-
-                    fn __finish(mut state: __TaskflowState) -> #outputs_ty {
-                        #outputs_ty { #(#finish_fields,)* }
-                    }
+                fn __outputs(mut values: __Values) -> #outputs_ty {
+                    #outputs_ty { #(#finish_fields,)* }
                 }
-            };
-        }
+            }
+        };
+    }
 }
 
 /// The flow's collector, aliased under the flow's own name, so it can be a step of another flow.
@@ -500,151 +865,4 @@ fn flow_collector(def: &FlowDef, broken: bool) -> TokenStream {
     }
     .to_tokens();
     crate::task::collector_items("__taskflow_meta_flow", name, vis, &meta, false)
-}
-
-fn exec_arm(a: &Analysis, readers: &[usize], k: usize, step: &Step) -> TokenStream {
-    let span = graph::step_span(step);
-    let path = &step.r.path;
-    let label = &step.label;
-    let args: Vec<TokenStream> = step
-        .meta
-        .params
-        .iter()
-        .enumerate()
-        .map(|(p, param)| arg_expr(a, readers, step, p, param))
-        .collect();
-    let store = store_outputs(step);
-    match step.meta.kind {
-        StepKind::Task => {
-            let span = Span::call_site().located_at(span);
-            let vars: Vec<Ident> = (0..args.len())
-                .map(|i| format_ident!("__a{}", i, span = span))
-                .collect();
-            let call = quote_spanned!(span=> #path(#(#vars),*));
-            let run = if step.meta.is_async {
-                quote!(::taskflow::__private::catch_async(#label, #call).await)
-            } else {
-                quote!(::taskflow::__private::catch_sync(#label, move || #call))
-            };
-            let normalize = step.meta.fallible.then(|| {
-                quote!(let __outcome = ::taskflow::__private::fallible(#label, __outcome.map(#path::__taskflow_result));)
-            });
-            quote! {
-                #k => {
-                    let __outcome = {
-                        #(let #vars = #args;)*
-                        #run
-                    };
-                    #normalize
-                    match __outcome {
-                        ::core::result::Result::Ok(__value) => { #store }
-                        ::core::result::Result::Err(__f) => {
-                            break ::core::option::Option::Some(::taskflow::__private::StepFailed::Task(__f));
-                        }
-                    }
-                }
-            }
-        }
-        StepKind::Flow => {
-            let sub = sub_field(k);
-            let copy_out = step.outs.iter().enumerate().map(|(j, &slot)| {
-                let f = slot_field(slot);
-                quote! {
-                    state.#f = ::core::option::Option::Some(::core::clone::Clone::clone(
-                        <#path as ::taskflow::__private::FlowOutput<#j>>::__get(&__sub),
-                    ));
-                }
-            });
-            let make_inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#args),*));
-            quote! {
-                #k => {
-                    let __inputs = #make_inputs;
-                    let mut __sub = <#path as ::taskflow::__private::Flow>::__start(__inputs);
-                    match <#path as ::taskflow::__private::Flow>::__execute(&mut __sub, &mut *run).await {
-                        ::core::result::Result::Ok(()) => {
-                            #(#copy_out)*
-                            state.#sub = ::core::option::Option::Some(__sub);
-                        }
-                        ::core::result::Result::Err(__e) => {
-                            break ::core::option::Option::Some(::taskflow::__private::StepFailed::Flow(__e));
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn store_outputs(step: &Step) -> TokenStream {
-    match step.outs.as_slice() {
-        [] => quote!(let _ = __value;),
-        [one] => {
-            let f = slot_field(*one);
-            quote!(state.#f = ::core::option::Option::Some(__value);)
-        }
-        many => {
-            let tmps: Vec<Ident> = (0..many.len()).map(|i| format_ident!("__o{}", i)).collect();
-            let fields = many.iter().map(|&s| slot_field(s));
-            quote! {
-                let (#(#tmps,)*) = __value;
-                #(state.#fields = ::core::option::Option::Some(#tmps);)*
-            }
-        }
-    }
-}
-
-fn revert_arm(a: &Analysis, k: usize, step: &Step) -> Option<TokenStream> {
-    let path = &step.r.path;
-    let label = &step.label;
-    let _ = a;
-    match step.meta.kind {
-        StepKind::Task if step.meta.has_revert => {
-            // Bound first, so `&String` can coerce to a `&str` parameter at the call.
-            let vars: Vec<Ident> = (0..step.args.len())
-                .map(|i| format_ident!("__i{}", i))
-                .collect();
-            let inputs = step.args.iter().map(|slot| {
-                let f = slot_field(slot.expect("bound"));
-                quote!(::taskflow::__private::slot_ref(&state.#f))
-            });
-            let outs: Vec<TokenStream> = step
-                .outs
-                .iter()
-                .map(|&slot| {
-                    let f = slot_field(slot);
-                    quote!(::taskflow::__private::slot_ref(&state.#f))
-                })
-                .collect();
-            let ok = match outs.as_slice() {
-                [] => quote!(()),
-                [one] => one.clone(),
-                many => quote!((#(#many,)*)),
-            };
-            Some(quote! {
-                #k => {
-                    let __result = match __failed_here {
-                        ::core::option::Option::Some(__f) => ::core::result::Result::Err(::core::clone::Clone::clone(__f)),
-                        ::core::option::Option::None => ::core::result::Result::Ok(#ok),
-                    };
-                    #(let #vars = #inputs;)*
-                    let __r = ::taskflow::__private::catch_async(#label, #path::__taskflow_revert(#(#vars,)* __result, failures)).await;
-                    if let ::core::result::Result::Err(__f) = ::taskflow::__private::hook_outcome(#label, __r) {
-                        out.push(__f);
-                    }
-                }
-            })
-        }
-        StepKind::Task => None,
-        StepKind::Flow => {
-            let sub = sub_field(k);
-            Some(quote! {
-                #k => {
-                    if let ::core::option::Option::Some(__sub) = state.#sub.as_mut() {
-                        let __r = <#path as ::taskflow::__private::Flow>::__revert(__sub, &mut *run, failures).await;
-                        out.extend(::taskflow::__private::within(#label, __r));
-                    }
-                }
-            })
-        }
-    }
 }

@@ -1,0 +1,114 @@
+//! A persistent pool of worker threads for sync steps: no thread is spawned per step.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Inner {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+/// Worker threads that run jobs from one shared queue. Dropping the pool lets the workers finish
+/// the queued jobs and exit.
+pub(crate) struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(workers: usize) -> Pool {
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+        });
+        for i in 0..workers {
+            let worker = inner.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("taskflow-worker-{i}"))
+                .spawn(move || work(&worker));
+            if spawned.is_err() && i == 0 {
+                // Without a single worker, sync steps would never run: run them on the caller.
+                inner.queue.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+            }
+        }
+        Pool { inner }
+    }
+
+    /// Queues `job`; runs it right here when the pool could start no thread at all.
+    pub(crate) fn submit(&self, job: Job) {
+        let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.closed {
+            drop(queue);
+            job();
+            return;
+        }
+        queue.jobs.push_back(job);
+        drop(queue);
+        self.inner.ready.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed = true;
+        self.inner.ready.notify_all();
+    }
+}
+
+fn work(inner: &Inner) {
+    let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(job) = queue.jobs.pop_front() {
+            drop(queue);
+            // Steps catch their own panics; this guards the worker against anything else.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        } else if queue.closed {
+            return;
+        } else {
+            queue = inner.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives a future to completion on this thread. A sync step's future is ready at its first poll.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
