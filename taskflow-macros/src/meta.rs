@@ -45,6 +45,8 @@ pub struct ParamMeta {
     pub name: String,
     pub by_ref: bool,
     pub default: bool,
+    /// `&TaskContext`: supplied by the engine, not bound to a flow value.
+    pub ctx: bool,
 }
 
 /// What a step (a task or a flow) looks like from a flow that uses it.
@@ -92,7 +94,13 @@ impl StepMeta {
         let fallible = flag(self.fallible, "fallible", "infallible");
         let params = self.params.iter().map(|p| {
             let name = format_ident!("{}", p.name);
-            let mode = flag(p.by_ref, "ref", "value");
+            let mode = word(if p.ctx {
+                "ctx"
+            } else if p.by_ref {
+                "ref"
+            } else {
+                "value"
+            });
             let default = flag(p.default, "default", "required");
             quote!((#name #mode #default))
         });
@@ -121,9 +129,12 @@ impl StepMeta {
         for p in bracket(it.next()?)? {
             let TokenTree::Group(g) = p else { return None };
             let mut parts = g.stream().into_iter();
+            let name = ident(parts.next()?)?;
+            let mode = ident(parts.next()?)?;
             params.push(ParamMeta {
-                name: ident(parts.next()?)?,
-                by_ref: ident(parts.next()?)? == "ref",
+                name,
+                by_ref: mode == "ref",
+                ctx: mode == "ctx",
                 default: ident(parts.next()?)? == "default",
             });
         }

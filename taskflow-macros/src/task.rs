@@ -20,6 +20,8 @@ use crate::meta::{self, HookMeta, HookParam, ParamMeta, StepKind, StepMeta, VisR
 struct TaskParam {
     name: Ident,
     by_ref: bool,
+    /// `&TaskContext`, which the engine supplies.
+    ctx: bool,
     /// The type of the flow value the parameter reads (`T` for both `T` and `&T`).
     value_ty: Type,
     default: bool,
@@ -76,6 +78,16 @@ fn parse_args(attr: TokenStream, cx: &mut Ctxt) -> TaskArgs {
         cx.push(e);
     }
     args
+}
+
+/// `&TaskContext` (by any path): the engine's handle for the running step, not a flow value.
+fn is_task_context(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => {
+            matches!(&*r.elem, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "TaskContext"))
+        }
+        _ => false,
+    }
 }
 
 /// `Result<T, E>` (any path ending in `Result`) is fallible with output `T`.
@@ -158,6 +170,16 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                     );
                     continue;
                 };
+                if is_task_context(&pt.ty) {
+                    params.push(TaskParam {
+                        name: pi.ident.clone(),
+                        by_ref: true,
+                        ctx: true,
+                        value_ty: (*pt.ty).clone(),
+                        default: false,
+                    });
+                    continue;
+                }
                 let (by_ref, value_ty) = match &*pt.ty {
                     Type::Reference(r) if r.mutability.is_some() => {
                         cx.error_spanned(&pt.ty, format!("parameter `{}` takes `&mut`: a flow value is shared between steps, take it by value or by `&`", pi.ident));
@@ -169,6 +191,7 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                 params.push(TaskParam {
                     name: pi.ident.clone(),
                     by_ref,
+                    ctx: false,
                     value_ty,
                     default: *default,
                 });
@@ -385,6 +408,7 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
                 name: p.name.to_string(),
                 by_ref: p.by_ref,
                 default: p.default,
+                ctx: p.ctx,
             })
             .collect(),
         provides: def.provides.iter().map(ToString::to_string).collect(),
@@ -454,12 +478,13 @@ fn with_lifetime(ty: &Type) -> TokenStream {
 fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
     let name = &def.name;
     let hook_path = def.revert.as_ref().unwrap();
-    let inputs: Vec<_> = def
-        .params
+    // The task's flow inputs, all by reference (a `&TaskContext` belongs to the run, not the hook).
+    let flow_params: Vec<&TaskParam> = def.params.iter().filter(|p| !p.ctx).collect();
+    let inputs: Vec<_> = flow_params
         .iter()
         .map(|p| format_ident!("__p_{}", p.name))
         .collect();
-    let input_tys = def.params.iter().map(|p| with_lifetime(&p.value_ty));
+    let input_tys = flow_params.iter().map(|p| with_lifetime(&p.value_ty));
     let outcome_ty = match def.output_tys.as_slice() {
         [] => quote!(()),
         [one] => with_lifetime(one),
@@ -474,7 +499,7 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
         let value = match hp_name.as_str() {
             "result" => quote!(__result),
             "failures" => quote!(__failures),
-            other => match def.params.iter().position(|p| p.name == other) {
+            other => match flow_params.iter().position(|p| p.name == other) {
                 Some(i) => {
                     let input = &inputs[i];
                     if hp.by_ref {
@@ -484,8 +509,7 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                     }
                 }
                 None => {
-                    let known: Vec<String> = def
-                        .params
+                    let known: Vec<String> = flow_params
                         .iter()
                         .map(|p| format!("`{}`", p.name))
                         .chain(["`result`".to_owned(), "`failures`".to_owned()])

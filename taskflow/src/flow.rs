@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::engine::{RunContext, StepFailed};
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
+use crate::state::Status;
 
 /// A flow defined with [`flow!`](crate::flow): a unit struct that names it, with generated
 /// `…Inputs` and `…Outputs` structs.
@@ -54,6 +55,10 @@ pub trait Flow: Sized + Send + Sync + 'static {
 
     #[doc(hidden)]
     fn __values(inputs: Self::Inputs) -> Self::Values;
+
+    /// Where each step of this run is.
+    #[doc(hidden)]
+    fn __status(values: &mut Self::Values) -> &mut Status;
 
     /// Takes step `step`'s arguments out of the slots and returns its run, which owns them.
     #[doc(hidden)]

@@ -46,23 +46,29 @@
 
 extern crate self as taskflow;
 
+mod context;
 mod engine;
 mod error;
 mod failure;
 mod flow;
 mod graph;
+mod listener;
 mod state;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use engine::Engine;
+pub use context::TaskContext;
+pub use engine::{Engine, Finished, Paused, SuspendHandle};
 pub use error::FlowError;
 pub use failure::{BoxError, Failure, PanicError};
 pub use flow::Flow;
 pub use graph::{FlowGraph, StepInfo, StepKind};
-pub use state::FlowState;
+pub use listener::{
+    FlowEvent, Listener, ProgressEvent, StepEvent, StepTiming, TimingListener, TracingListener,
+};
+pub use state::{FlowState, StepState};
 /// Marks a function as a task: a step a [`flow!`] can run.
 ///
 /// The function stays exactly as written and directly callable. Next to it the attribute emits
@@ -292,5 +298,7 @@ pub type TaskOutcome<T> = Result<T, Failure>;
 /// }
 /// ```
 pub mod prelude {
-    pub use crate::{flow, revert, task, Engine, Failure, Flow, FlowError, FlowState, TaskOutcome};
+    pub use crate::{
+        flow, revert, task, Engine, Failure, Flow, FlowError, FlowState, TaskContext, TaskOutcome,
+    };
 }

@@ -7,10 +7,12 @@ use std::task::Poll;
 
 pub use std::sync::Arc;
 
-pub use crate::engine::{revert_subflow, run_subflow, RunContext, StepFailed};
+pub use crate::context::TaskContext;
+pub use crate::engine::{revert_subflow, run_subflow, RunContext, StepFailed, SubflowEnd};
 pub use crate::failure::{BoxError, Failure};
 pub use crate::flow::Flow;
 pub use crate::graph::{Exec, FlowGraph, StepInfo, StepKind};
+pub use crate::state::Status;
 pub use crate::FlowError;
 pub use taskflow_macros::{__define_chunk, __flow_impl, __task_impl};
 

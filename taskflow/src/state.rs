@@ -1,4 +1,4 @@
-//! The states of flows and steps (TaskFlow's names).
+//! The states of flows and steps (TaskFlow's names and transitions).
 
 use std::fmt;
 
@@ -22,6 +22,12 @@ pub enum FlowState {
     Reverting,
     /// A step failed and every step that ran was undone.
     Reverted,
+    /// Asked to suspend: letting the steps in flight finish.
+    Suspending,
+    /// Stopped between steps; can be resumed.
+    Suspended,
+    /// Picking up a suspended run.
+    Resuming,
 }
 
 impl fmt::Display for FlowState {
@@ -33,6 +39,77 @@ impl fmt::Display for FlowState {
             FlowState::Failure => "FAILURE",
             FlowState::Reverting => "REVERTING",
             FlowState::Reverted => "REVERTED",
+            FlowState::Suspending => "SUSPENDING",
+            FlowState::Suspended => "SUSPENDED",
+            FlowState::Resuming => "RESUMING",
         })
+    }
+}
+
+/// The state of one step (TaskFlow's atom states).
+///
+/// ```
+/// use taskflow::StepState;
+/// assert_eq!(StepState::RevertFailure.to_string(), "REVERT_FAILURE");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepState {
+    /// Not started.
+    Pending,
+    /// Running.
+    Running,
+    /// Finished; its outputs are stored.
+    Success,
+    /// Failed (returned an error or panicked).
+    Failure,
+    /// Its revert hook is running.
+    Reverting,
+    /// Undone.
+    Reverted,
+    /// Its revert hook failed.
+    RevertFailure,
+    /// Skipped by a decider: neither run nor reverted.
+    Ignore,
+    /// Reverted so that its retry controller can run it again.
+    Retrying,
+}
+
+impl fmt::Display for StepState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StepState::Pending => "PENDING",
+            StepState::Running => "RUNNING",
+            StepState::Success => "SUCCESS",
+            StepState::Failure => "FAILURE",
+            StepState::Reverting => "REVERTING",
+            StepState::Reverted => "REVERTED",
+            StepState::RevertFailure => "REVERT_FAILURE",
+            StepState::Ignore => "IGNORE",
+            StepState::Retrying => "RETRYING",
+        })
+    }
+}
+
+/// Where each step of one flow run is: kept with the run's values, so a suspended run resumes
+/// without re-running finished steps.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub(crate) steps: Vec<StepState>,
+    pub(crate) attempts: Vec<u32>,
+}
+
+impl Status {
+    #[doc(hidden)]
+    pub fn __new(steps: usize) -> Self {
+        Status {
+            steps: vec![StepState::Pending; steps],
+            attempts: vec![1; steps],
+        }
+    }
+
+    /// Whether any step has started (a run that is resumed, not started).
+    pub(crate) fn started(&self) -> bool {
+        self.steps.iter().any(|s| *s != StepState::Pending)
     }
 }

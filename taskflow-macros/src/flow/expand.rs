@@ -104,6 +104,9 @@ fn fallback(def: &FlowDef, cx: Ctxt) -> TokenStream {
                     &__GRAPH
                 }
                 fn __values(_: #inputs_ty) {}
+                fn __status(_: &mut ()) -> &mut ::taskflow::__private::Status {
+                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
+                }
                 #[allow(unreachable_code)]
                 fn __start(
                     _: &mut (),
@@ -198,7 +201,7 @@ fn layout(def: &FlowDef, a: &Analysis) -> Layout {
     let mut readers = vec![0usize; a.slots.len()];
     for step in &a.steps {
         for (p, slot) in step.args.iter().enumerate() {
-            let slot = slot.expect("bound by analysis");
+            let Some(slot) = *slot else { continue }; // a `&TaskContext`
             readers[slot] += 1;
             if step.meta.params[p].by_ref {
                 shared[slot] = true;
@@ -285,25 +288,31 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
     let path = &step.r.path;
     let label = &step.label;
     let span = Span::call_site().located_at(graph::step_span(step));
-    let slots: Vec<usize> = step
-        .args
-        .iter()
-        .map(|s| s.expect("bound by analysis"))
-        .collect();
+    let slots = &step.args;
     let vars: Vec<Ident> = (0..slots.len())
         .map(|i| format_ident!("__a{}", i, span = span))
         .collect();
-    let reads = step.meta.params.iter().zip(&slots).map(|(p, &slot)| {
-        if p.by_ref {
-            lay.read_ref(slot, &quote!(values))
-        } else {
-            lay.take_arg(slot, false)
-        }
-    });
+    let reads = step
+        .meta
+        .params
+        .iter()
+        .zip(slots)
+        .map(|(p, slot)| match slot {
+            None => quote!(::taskflow::__private::TaskContext::__new(run, #label)),
+            Some(slot) if p.by_ref => lay.read_ref(*slot, &quote!(values)),
+            Some(slot) => lay.take_arg(*slot, false),
+        });
     let lets = quote!(#(let #vars = #reads;)*);
     match step.meta.kind {
         StepKind::Task => {
-            let call = quote_spanned!(span=> #path(#(#vars),*));
+            let call_args = step.meta.params.iter().zip(&vars).map(|(p, var)| {
+                if p.ctx {
+                    quote!(&#var)
+                } else {
+                    quote!(#var)
+                }
+            });
+            let call = quote_spanned!(span=> #path(#(#call_args),*));
             let outcome = if step.meta.is_async {
                 quote!(::taskflow::__private::catch_async(#label, #call).await)
             } else {
@@ -351,15 +360,26 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
             let _ = a;
             quote! {
                 #k => {
-                    let __sub = { #lets <#path as ::taskflow::__private::Flow>::__values(#make_inputs) };
+                    // A sub-flow suspended part-way left its values here: resume them.
+                    let __sub = match values.#f.take() {
+                        ::core::option::Option::Some(__partial) => __partial,
+                        ::core::option::Option::None => {
+                            #lets
+                            <#path as ::taskflow::__private::Flow>::__values(#make_inputs)
+                        }
+                    };
                     match ::taskflow::__private::run_subflow::<#path>(__sub, #label, ::core::clone::Clone::clone(run)).await {
-                        ::core::result::Result::Ok(__sub) => {
+                        ::taskflow::__private::SubflowEnd::Done(__sub) => {
                             #(#copies)*
                             values.#f = ::core::option::Option::Some(__sub);
                             ::core::result::Result::Ok(())
                         }
-                        ::core::result::Result::Err(__e) => {
+                        ::taskflow::__private::SubflowEnd::Failed(__e) => {
                             ::core::result::Result::Err(::taskflow::__private::StepFailed::Flow(__e))
+                        }
+                        ::taskflow::__private::SubflowEnd::Suspended(__sub) => {
+                            values.#f = ::core::option::Option::Some(__sub);
+                            ::core::result::Result::Err(::taskflow::__private::StepFailed::Suspended)
                         }
                     }
                 }
@@ -490,11 +510,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         let path = &step.r.path;
         let label = &step.label;
         let span = Span::call_site().located_at(graph::step_span(step));
-        let slots: Vec<usize> = step
-            .args
-            .iter()
-            .map(|s| s.expect("bound by analysis"))
-            .collect();
+        let slots = &step.args;
         let vars: Vec<Ident> = (0..slots.len())
             .map(|i| format_ident!("__a{}", i, span = span))
             .collect();
@@ -502,20 +518,33 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
             .meta
             .params
             .iter()
-            .zip(&slots)
-            .map(|(p, &slot)| lay.arg_type(def, a, slot, p.by_ref));
+            .zip(slots)
+            .map(|(p, slot)| match slot {
+                None => quote!(::taskflow::__private::TaskContext),
+                Some(slot) => lay.arg_type(def, a, *slot, p.by_ref),
+            });
         let takes = step
             .meta
             .params
             .iter()
-            .zip(&slots)
-            .map(|(p, &slot)| lay.take_arg(slot, p.by_ref));
+            .zip(slots)
+            .map(|(p, slot)| match slot {
+                None => quote!(::taskflow::__private::TaskContext::__new(run, #label)),
+                Some(slot) => lay.take_arg(*slot, p.by_ref),
+            });
+        // The task's flow inputs, which its revert hook receives (never the `&TaskContext`).
+        let flow_slots: Vec<usize> = slots.iter().flatten().copied().collect();
+        let flow_vars: Vec<Ident> = (0..flow_slots.len())
+            .map(|i| format_ident!("__i{}", i))
+            .collect();
         match step.meta.kind {
             StepKind::Task => {
                 args_variants.push(quote!(#v(#(#arg_tys,)*)));
                 take_args.push(quote!(#k => __Args::#v(#(#takes,)*),));
                 let call_args = step.meta.params.iter().zip(&vars).map(|(p, var)| {
-                    if p.by_ref {
+                    if p.ctx {
+                        quote_spanned!(span=> &#var)
+                    } else if p.by_ref {
                         quote_spanned!(span=> &*#var)
                     } else {
                         quote!(#var)
@@ -562,7 +591,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     }
                 });
                 if step.meta.has_revert {
-                    let in_tys = slots.iter().map(|&s| {
+                    let in_tys = flow_slots.iter().map(|&s| {
                         let ty = value_type(def, a, s);
                         quote!(::taskflow::__private::Arc<#ty>)
                     });
@@ -580,7 +609,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                         many => quote!((#(#many,)*)),
                     };
                     revert_variants.push(quote!(#v(#(#in_tys,)* ::core::result::Result<#outcome_ty, ::taskflow::__private::Failure>)));
-                    let in_takes = slots.iter().map(|&s| {
+                    let in_takes = flow_slots.iter().map(|&s| {
                         let f = slot_field(s);
                         quote!(::taskflow::__private::slot_arc(&values.#f))
                     });
@@ -617,14 +646,14 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                         quote!(__o)
                     };
                     revert_arms.push(quote! {
-                        __Revert::#v(#(#vars,)* __outcome) => {
+                        __Revert::#v(#(#flow_vars,)* __outcome) => {
                             let __result = match &__outcome {
                                 ::core::result::Result::Ok(#bind_o) => #borrowed,
                                 ::core::result::Result::Err(__f) => ::core::result::Result::Err(::core::clone::Clone::clone(__f)),
                             };
                             let __r = ::taskflow::__private::catch_async(
                                 #label,
-                                #path::__taskflow_revert(#(&*#vars,)* __result, &failures),
+                                #path::__taskflow_revert(#(&*#flow_vars,)* __result, &failures),
                             ).await;
                             ::taskflow::__private::hook_outcome(#label, __r).err().into_iter().collect()
                         }
@@ -637,7 +666,10 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 let make_inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#takes),*));
                 take_args.push(quote! {
                     #k => __Args::#v(
-                        <#path as ::taskflow::__private::Flow>::__values(#make_inputs),
+                        match values.#f.take() {
+                            ::core::option::Option::Some(__partial) => __partial,
+                            ::core::option::Option::None => <#path as ::taskflow::__private::Flow>::__values(#make_inputs),
+                        },
                         ::core::clone::Clone::clone(run),
                     ),
                 });
@@ -645,7 +677,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     __Args::#v(__sub, __run) => __Done::#v(::taskflow::__private::run_subflow::<#path>(__sub, #label, __run).await),
                 });
                 done_variants.push(quote! {
-                    #v(::core::result::Result<<#path as ::taskflow::__private::Flow>::Values, ::taskflow::__private::FlowError>)
+                    #v(::taskflow::__private::SubflowEnd<<#path as ::taskflow::__private::Flow>::Values>)
                 });
                 let copies = step.outs.iter().enumerate().map(|(j, &slot)| {
                     lay.store(
@@ -654,13 +686,17 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     )
                 });
                 finish_arms.push(quote! {
-                    __Done::#v(::core::result::Result::Ok(__sub)) => {
+                    __Done::#v(::taskflow::__private::SubflowEnd::Done(__sub)) => {
                         #(#copies)*
                         values.#f = ::core::option::Option::Some(__sub);
                         ::core::result::Result::Ok(())
                     }
-                    __Done::#v(::core::result::Result::Err(__e)) => {
+                    __Done::#v(::taskflow::__private::SubflowEnd::Failed(__e)) => {
                         ::core::result::Result::Err(::taskflow::__private::StepFailed::Flow(__e))
+                    }
+                    __Done::#v(::taskflow::__private::SubflowEnd::Suspended(__sub)) => {
+                        values.#f = ::core::option::Option::Some(__sub);
+                        ::core::result::Result::Err(::taskflow::__private::StepFailed::Suspended)
                     }
                 });
                 revert_variants.push(quote! {
@@ -679,7 +715,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     // ---- graph data
     let step_infos = ordered.iter().map(|(_, step)| {
         let label = &step.label;
-        let reads = step.reads.iter();
+        let reads = step.reads.iter().zip(&step.meta.params).filter(|(_, p)| !p.ctx).map(|(r, _)| r);
         let writes = step.writes.iter();
         let path = &step.r.path;
         let (exec, sub) = match (step.meta.kind, step.meta.is_async) {
@@ -701,6 +737,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let input_params = def.inputs.iter().map(|(n, t)| quote!(#n: #t));
     let input_names_ids = def.inputs.iter().map(|(n, _)| n);
     let collector = flow_collector(def, false);
+    let n_steps = ordered.len();
 
     quote! {
         #(#attrs)*
@@ -719,6 +756,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
             pub struct __Values {
                 #(#slot_fields,)*
                 #(#sub_fields,)*
+                __status: ::taskflow::__private::Status,
             }
 
             #[doc(hidden)]
@@ -771,7 +809,12 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     __Values {
                         #(#slot_inits,)*
                         #(#sub_inits,)*
+                        __status: ::taskflow::__private::Status::__new(#n_steps),
                     }
+                }
+
+                fn __status(values: &mut __Values) -> &mut ::taskflow::__private::Status {
+                    &mut values.__status
                 }
 
                 fn __start(
@@ -857,6 +900,7 @@ fn flow_collector(def: &FlowDef, broken: bool) -> TokenStream {
                 name: n.to_string(),
                 by_ref: false,
                 default: false,
+                ctx: false,
             })
             .collect(),
         provides: def.outputs.iter().map(ToString::to_string).collect(),

@@ -238,6 +238,9 @@ impl Walker<'_, '_> {
 
     fn bind_step(&mut self, s: usize, avail: &BTreeSet<String>, ctx: &Context) {
         for p in 0..self.a.steps[s].meta.params.len() {
+            if self.a.steps[s].meta.params[p].ctx {
+                continue; // the engine supplies it
+            }
             let name = self.a.steps[s].reads[p].clone();
             if avail.contains(&name) {
                 self.a.steps[s].args[p] = self.a.slot_of(&name);

@@ -9,6 +9,7 @@ mod parallel;
 mod pool;
 mod serial;
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -17,6 +18,12 @@ use crate::flow::Flow;
 use crate::FlowError;
 
 pub(crate) use pool::Pool;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
+use crate::state::{FlowState, StepState};
 
 /// Runs flows, serially or in parallel.
 ///
@@ -43,9 +50,19 @@ pub(crate) use pool::Pool;
 /// assert_eq!(out.sum, 2);
 /// # });
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine {
     mode: Mode,
+    listeners: Vec<Arc<dyn Listener>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("mode", &self.mode)
+            .field("listeners", &self.listeners.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +85,10 @@ impl Engine {
     /// The serial engine: one step at a time, in the topological order `flow!` computed; after a
     /// failure nothing new starts and every step that ran is reverted, newest first.
     pub fn serial() -> Self {
-        Engine { mode: Mode::Serial }
+        Engine {
+            mode: Mode::Serial,
+            listeners: Vec::new(),
+        }
     }
 
     /// The parallel engine: a step starts as soon as every step it depends on has finished.
@@ -85,6 +105,7 @@ impl Engine {
                 max_in_flight: None,
                 pool: Arc::default(),
             },
+            listeners: Vec::new(),
         }
     }
 
@@ -107,13 +128,80 @@ impl Engine {
         self
     }
 
+    /// Attaches a listener: it sees every flow and step transition and every progress report of
+    /// the runs of this engine (and of its clones made afterwards).
+    pub fn listener(mut self, listener: Arc<dyn Listener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
     /// Runs `flow` with `inputs` to completion, or to a complete revert.
     pub async fn run<F: Flow>(&self, flow: F, inputs: F::Inputs) -> Result<F::Outputs, FlowError> {
+        match self.start(flow, inputs, &SuspendHandle::new()).await? {
+            Finished::Done(outputs) => Ok(outputs),
+            Finished::Suspended(_) => unreachable!("nothing can ask this run to suspend"),
+        }
+    }
+
+    /// Runs `flow` with `inputs` until it completes, fails (and is reverted), or `suspend` asks it
+    /// to stop: then the steps in flight finish and the run hands back its state, which
+    /// [`resume`](Self::resume) continues without running finished steps again.
+    ///
+    /// ```
+    /// use taskflow::prelude::*;
+    /// use taskflow::{Finished, SuspendHandle, TaskContext};
+    ///
+    /// #[task(provides = a)]
+    /// fn first(suspend: &SuspendHandle) -> u32 {
+    ///     suspend.suspend(); // e.g. a shutdown signal arriving while the step runs
+    ///     1
+    /// }
+    ///
+    /// #[task(provides = b)]
+    /// fn second(a: u32) -> u32 { a + 1 }
+    ///
+    /// flow! { flow Two(suspend: SuspendHandle) -> (b) { linear [ first, second ] } }
+    ///
+    /// fn main() {
+    ///     let engine = Engine::serial();
+    ///     let handle = SuspendHandle::new();
+    ///     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    ///     let started = runtime.block_on(engine.start(Two, TwoInputs { suspend: handle.clone() }, &handle));
+    ///     let Ok(Finished::Suspended(paused)) = started else { panic!("expected a suspended run") };
+    ///     let resumed = runtime.block_on(engine.resume(paused, &SuspendHandle::new())).unwrap();
+    ///     let Finished::Done(out) = resumed else { panic!("expected the end") };
+    ///     assert_eq!(out.b, 2);
+    /// }
+    /// ```
+    pub async fn start<F: Flow>(
+        &self,
+        flow: F,
+        inputs: F::Inputs,
+        suspend: &SuspendHandle,
+    ) -> Result<Finished<F>, FlowError> {
         let _ = flow;
-        let mut values = F::__values(inputs);
-        let run = RunContext::new(self.mode.clone(), "");
-        drive::<F>(&mut values, &run).await?;
-        Ok(F::__outputs(values))
+        self.resume(
+            Paused {
+                values: F::__values(inputs),
+            },
+            suspend,
+        )
+        .await
+    }
+
+    /// Continues a suspended run (see [`start`](Self::start)); finished steps are not run again.
+    pub async fn resume<F: Flow>(
+        &self,
+        paused: Paused<F>,
+        suspend: &SuspendHandle,
+    ) -> Result<Finished<F>, FlowError> {
+        let mut values = paused.values;
+        let run = RunContext::new(self, suspend.clone(), F::NAME);
+        match drive::<F>(&mut values, &run).await {
+            Ok(()) => Ok(Finished::Done(F::__outputs(values))),
+            Err(Stop::Suspended) => Ok(Finished::Suspended(Paused { values })),
+            Err(Stop::Failed(error)) => Err(error),
+        }
     }
 
     /// Runs `flow` from code that has no async runtime, on a fresh current-thread Tokio runtime
@@ -146,25 +234,38 @@ impl Engine {
     }
 }
 
-/// What a run carries from step to step besides the flow's values: the engine's mode and where in
-/// the tree of flows a step is.
-#[derive(Clone, Debug)]
+/// What a run carries from step to step besides the flow's values: the engine's mode, its
+/// listeners, the suspend handle, and which flow (or sub-flow) the steps belong to.
+#[derive(Clone)]
 pub struct RunContext {
     shared: Arc<Shared>,
-    /// `Parent/Sub/` for a sub-flow's steps, empty at the top.
-    prefix: Arc<str>,
+    /// `Root` at the top, `Root/step` for the steps of sub-flow step `step`.
+    flow: Arc<str>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("flow", &self.flow)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Shared {
     mode: Mode,
+    listeners: Vec<Arc<dyn Listener>>,
+    suspend: SuspendHandle,
 }
 
 impl RunContext {
-    pub(crate) fn new(mode: Mode, prefix: &str) -> Self {
+    fn new(engine: &Engine, suspend: SuspendHandle, flow: &str) -> Self {
         RunContext {
-            shared: Arc::new(Shared { mode }),
-            prefix: Arc::from(prefix),
+            shared: Arc::new(Shared {
+                mode: engine.mode.clone(),
+                listeners: engine.listeners.clone(),
+                suspend,
+            }),
+            flow: Arc::from(flow),
         }
     }
 
@@ -172,9 +273,127 @@ impl RunContext {
     pub(crate) fn within(&self, step: &str) -> RunContext {
         RunContext {
             shared: self.shared.clone(),
-            prefix: Arc::from(format!("{}{step}/", self.prefix)),
+            flow: Arc::from(format!("{}/{step}", self.flow)),
         }
     }
+
+    pub(crate) fn flow(&self) -> &str {
+        &self.flow
+    }
+
+    pub(crate) fn suspend_requested(&self) -> bool {
+        self.shared.suspend.is_requested()
+    }
+
+    /// Calls every listener, each behind `catch_unwind`: a listener that panics breaks nothing.
+    fn notify(&self, call: impl Fn(&dyn Listener)) {
+        for listener in &self.shared.listeners {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&**listener)));
+        }
+    }
+
+    pub(crate) fn flow_event(&self, state: FlowState) {
+        if self.shared.listeners.is_empty() {
+            return;
+        }
+        let event = FlowEvent {
+            flow: &self.flow,
+            state,
+            at: SystemTime::now(),
+        };
+        self.notify(|l| l.on_flow(&event));
+    }
+
+    pub(crate) fn step_event(
+        &self,
+        step: &str,
+        state: StepState,
+        attempt: u32,
+        failure: Option<&Failure>,
+    ) {
+        if self.shared.listeners.is_empty() {
+            return;
+        }
+        let event = StepEvent {
+            flow: &self.flow,
+            step,
+            state,
+            attempt,
+            failure,
+            at: SystemTime::now(),
+        };
+        self.notify(|l| l.on_step(&event));
+    }
+
+    pub(crate) fn progress(&self, step: &str, progress: f32) {
+        if self.shared.listeners.is_empty() {
+            return;
+        }
+        let event = ProgressEvent {
+            flow: &self.flow,
+            step,
+            progress,
+            at: SystemTime::now(),
+        };
+        self.notify(|l| l.on_progress(&event));
+    }
+}
+
+/// Asks a run to stop after the steps in flight ([`Engine::start`], [`Engine::resume`]).
+/// Obtainable before a run and usable from anywhere during it (clones share the request).
+///
+/// ```
+/// let handle = taskflow::SuspendHandle::new();
+/// assert!(!handle.is_requested());
+/// handle.clone().suspend();
+/// assert!(handle.is_requested());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SuspendHandle(Arc<AtomicBool>);
+
+impl SuspendHandle {
+    /// A handle that has not asked for anything yet.
+    pub fn new() -> Self {
+        SuspendHandle::default()
+    }
+
+    /// Asks the run to stop after the steps in flight.
+    pub fn suspend(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether suspension was asked for.
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How a run that can be suspended ended.
+#[derive(Debug)]
+pub enum Finished<F: Flow> {
+    /// Every step succeeded.
+    Done(F::Outputs),
+    /// Suspended between steps: hand it to [`Engine::resume`].
+    Suspended(Paused<F>),
+}
+
+/// A suspended run: the flow's values and where each step is.
+pub struct Paused<F: Flow> {
+    values: F::Values,
+}
+
+impl<F: Flow> std::fmt::Debug for Paused<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Paused")
+            .field("flow", &F::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a driver stopped before the end.
+pub(crate) enum Stop {
+    Failed(FlowError),
+    Suspended,
 }
 
 /// Why a step stopped the flow.
@@ -184,15 +403,33 @@ pub enum StepFailed {
     Task(Failure),
     /// A sub-flow failed and already reverted its own steps.
     Flow(FlowError),
+    /// A sub-flow was suspended; its values are back in the parent's.
+    Suspended,
 }
 
-/// Runs every step of a flow's values with the run's engine; on failure, reverts what ran and
-/// returns what went wrong.
-pub(crate) async fn drive<F: Flow>(
-    values: &mut F::Values,
-    run: &RunContext,
-) -> Result<(), FlowError> {
-    match &run.shared.mode {
+/// How a sub-flow run as a step ended.
+pub enum SubflowEnd<V> {
+    /// Done: its values, for its outputs and a later revert.
+    Done(V),
+    /// Failed, and reverted itself.
+    Failed(FlowError),
+    /// Suspended: its values, to resume it.
+    Suspended(V),
+}
+
+/// Runs every step of a flow's values that has not finished yet, with the run's engine; on
+/// failure, reverts what ran and returns what went wrong.
+pub(crate) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> Result<(), Stop> {
+    let resuming = F::__status(values).started();
+    run.flow_event(if resuming {
+        FlowState::Resuming
+    } else {
+        FlowState::Running
+    });
+    if resuming {
+        run.flow_event(FlowState::Running);
+    }
+    let result = match &run.shared.mode {
         Mode::Serial => serial::drive::<F>(values, run).await,
         Mode::Parallel {
             workers,
@@ -202,21 +439,54 @@ pub(crate) async fn drive<F: Flow>(
             let pool = pool.get_or_init(|| Pool::new(*workers));
             parallel::drive::<F>(values, run, pool, max_in_flight.unwrap_or(usize::MAX)).await
         }
-    }
+    };
+    run.flow_event(match &result {
+        Ok(()) => FlowState::Success,
+        Err(Stop::Suspended) => FlowState::Suspended,
+        Err(Stop::Failed(e)) => e.state(),
+    });
+    result
 }
 
 /// Runs a sub-flow as a step of its parent: owns the sub-flow's values and hands them back
-/// (they are needed to revert it later), or the sub-flow's error after it reverted itself.
+/// (they are needed to revert or resume it later), or the sub-flow's error after it reverted
+/// itself.
 pub async fn run_subflow<F: Flow>(
     mut values: F::Values,
     step: &'static str,
     run: RunContext,
-) -> Result<F::Values, FlowError> {
+) -> SubflowEnd<F::Values> {
     let run = run.within(step);
-    drive::<F>(&mut values, &run).await.map(|()| values)
+    match drive::<F>(&mut values, &run).await {
+        Ok(()) => SubflowEnd::Done(values),
+        Err(Stop::Suspended) => SubflowEnd::Suspended(values),
+        Err(Stop::Failed(e)) => SubflowEnd::Failed(e),
+    }
 }
 
-/// Reverts a completed sub-flow as a step of its parent.
+/// Reverts one step and reports its transitions.
+async fn revert_step<F: Flow>(
+    values: &mut F::Values,
+    step: usize,
+    own: Option<Failure>,
+    failures: &Arc<[Failure]>,
+    run: &RunContext,
+) -> Vec<Failure> {
+    let name = F::graph().steps()[step].name();
+    let attempt = F::__status(values).attempts[step];
+    run.step_event(name, StepState::Reverting, attempt, None);
+    let failed = F::__revert(values, step, own, failures.clone(), run).await;
+    let state = if failed.is_empty() {
+        StepState::Reverted
+    } else {
+        StepState::RevertFailure
+    };
+    F::__status(values).steps[step] = state;
+    run.step_event(name, state, attempt, failed.first());
+    failed
+}
+
+/// Reverts a completed (or suspended) sub-flow as a step of its parent.
 pub async fn revert_subflow<F: Flow>(
     values: Option<F::Values>,
     step: &'static str,
@@ -227,25 +497,61 @@ pub async fn revert_subflow<F: Flow>(
         return Vec::new();
     };
     let run = run.within(step);
-    let failed = revert_all::<F>(&mut values, &failures, &run).await;
+    run.flow_event(FlowState::Reverting);
+    let failed = revert_ran::<F>(&mut values, HashMap::new(), &failures, &run).await;
+    run.flow_event(if failed.is_empty() {
+        FlowState::Reverted
+    } else {
+        FlowState::Failure
+    });
     crate::__private::within(step, failed)
 }
 
-/// Reverts every step of a completed run, newest first (serial) or in reverse dependency order
-/// (parallel).
-async fn revert_all<F: Flow>(
+/// Reverts every step that ran — those that succeeded, and failed tasks (with their own failure,
+/// from `own`) — newest first (serial) or in reverse dependency order (parallel).
+async fn revert_ran<F: Flow>(
     values: &mut F::Values,
+    own: HashMap<usize, Failure>,
     failures: &Arc<[Failure]>,
     run: &RunContext,
 ) -> Vec<Failure> {
-    let n = F::graph().steps().len();
     match &run.shared.mode {
-        Mode::Serial => serial::revert::<F>(values, n, failures, run).await,
-        Mode::Parallel { .. } => {
-            let ran = vec![parallel::Ran::Succeeded; n];
-            parallel::revert::<F>(values, &ran, failures, run).await
+        Mode::Serial => serial::revert::<F>(values, own, failures, run).await,
+        Mode::Parallel { .. } => parallel::revert::<F>(values, own, failures, run).await,
+    }
+}
+
+/// Whether step `step` must be undone: it succeeded, or it is a task that failed.
+fn to_undo<F: Flow>(values: &mut F::Values, own: &HashMap<usize, Failure>, step: usize) -> bool {
+    match F::__status(values).steps[step] {
+        StepState::Success => true,
+        StepState::Failure => own.contains_key(&step),
+        _ => false,
+    }
+}
+
+/// After a step failed (and everything in flight finished): reverts what ran, and builds the
+/// error. `failed` lists each failed step with why.
+async fn fail<F: Flow>(
+    values: &mut F::Values,
+    failed: Vec<(usize, StepFailed)>,
+    run: &RunContext,
+) -> FlowError {
+    let mut failures = Vec::new();
+    let mut reverts = Vec::new();
+    let mut own = HashMap::new();
+    for (step, why) in failed {
+        let (f, r, o) = failure_parts::<F>(step, why);
+        failures.extend(f);
+        reverts.extend(r);
+        if let Some(o) = o {
+            own.insert(step, o);
         }
     }
+    run.flow_event(FlowState::Reverting);
+    let failures: Arc<[Failure]> = failures.into();
+    reverts.extend(revert_ran::<F>(values, own, &failures, run).await);
+    FlowError::__new(failures.to_vec(), reverts)
 }
 
 /// Splits what stopped a flow into its failures (named within the flow) and the reverts that
@@ -255,6 +561,7 @@ fn failure_parts<F: Flow>(
     failed: StepFailed,
 ) -> (Vec<Failure>, Vec<Failure>, Option<Failure>) {
     match failed {
+        StepFailed::Suspended => (Vec::new(), Vec::new(), None),
         StepFailed::Task(f) => (vec![f.clone()], Vec::new(), Some(f)),
         StepFailed::Flow(e) => {
             let label = F::graph().steps()[step].name();

@@ -1,43 +1,65 @@
 //! The serial driver: one step at a time, in the order fixed at compile time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{failure_parts, RunContext};
+use super::{fail, revert_step, to_undo, RunContext, StepFailed, Stop};
 use crate::failure::Failure;
 use crate::flow::Flow;
-use crate::FlowError;
+use crate::state::StepState;
 
-pub(super) async fn drive<F: Flow>(
-    values: &mut F::Values,
-    run: &RunContext,
-) -> Result<(), FlowError> {
-    let n = F::graph().steps().len();
-    for step in 0..n {
-        if let Err(failed) = F::__run_step(values, step, run).await {
-            let (failures, mut reverts, own) = failure_parts::<F>(step, failed);
-            let failures: Arc<[Failure]> = failures.into();
-            // The failed task is reverted too, with its own failure; a failed sub-flow has
-            // already reverted itself.
-            if let Some(own) = own {
-                reverts.extend(F::__revert(values, step, Some(own), failures.clone(), run).await);
+pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> Result<(), Stop> {
+    let steps = F::graph().steps();
+    for (step, info) in steps.iter().enumerate() {
+        let status = F::__status(values);
+        if status.steps[step] != StepState::Pending {
+            continue; // finished before a suspension
+        }
+        if run.suspend_requested() {
+            return Err(Stop::Suspended);
+        }
+        let attempt = status.attempts[step];
+        status.steps[step] = StepState::Running;
+        run.step_event(info.name(), StepState::Running, attempt, None);
+        match F::__run_step(values, step, run).await {
+            Ok(()) => {
+                F::__status(values).steps[step] = StepState::Success;
+                run.step_event(info.name(), StepState::Success, attempt, None);
             }
-            reverts.extend(revert::<F>(values, step, &failures, run).await);
-            return Err(FlowError::__new(failures.to_vec(), reverts));
+            Err(StepFailed::Suspended) => {
+                // A sub-flow stopped part-way; its values wait in ours for the resume.
+                F::__status(values).steps[step] = StepState::Pending;
+                return Err(Stop::Suspended);
+            }
+            Err(failed) => {
+                F::__status(values).steps[step] = StepState::Failure;
+                if let StepFailed::Task(f) = &failed {
+                    run.step_event(info.name(), StepState::Failure, attempt, Some(f));
+                } else {
+                    run.step_event(info.name(), StepState::Failure, attempt, None);
+                }
+                return Err(Stop::Failed(
+                    fail::<F>(values, vec![(step, failed)], run).await,
+                ));
+            }
         }
     }
     Ok(())
 }
 
-/// Reverts steps `0..completed`, newest first.
+/// Reverts every step that ran, newest first.
 pub(super) async fn revert<F: Flow>(
     values: &mut F::Values,
-    completed: usize,
+    mut own: HashMap<usize, Failure>,
     failures: &Arc<[Failure]>,
     run: &RunContext,
 ) -> Vec<Failure> {
     let mut reverts = Vec::new();
-    for step in (0..completed).rev() {
-        reverts.extend(F::__revert(values, step, None, failures.clone(), run).await);
+    for step in (0..F::graph().steps().len()).rev() {
+        if to_undo::<F>(values, &own, step) {
+            let mine = own.remove(&step);
+            reverts.extend(revert_step::<F>(values, step, mine, failures, run).await);
+        }
     }
     reverts
 }
