@@ -42,6 +42,8 @@ use crate::state::FlowState;
 pub struct FlowError {
     failures: Vec<Failure>,
     revert_failures: Vec<Failure>,
+    /// A controller decided `RevertAll`: enclosing flows revert everything too.
+    revert_all: bool,
 }
 
 impl FlowError {
@@ -51,7 +53,17 @@ impl FlowError {
         FlowError {
             failures,
             revert_failures,
+            revert_all: false,
         }
+    }
+
+    pub(crate) fn with_revert_all(mut self, revert_all: bool) -> Self {
+        self.revert_all = revert_all;
+        self
+    }
+
+    pub(crate) fn revert_all(&self) -> bool {
+        self.revert_all
     }
 
     /// The name of the step whose failure stopped the flow (`SubFlow/step` inside a sub-flow).

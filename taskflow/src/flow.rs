@@ -2,10 +2,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::engine::{RunContext, StepFailed};
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
+use crate::retry::{Decision, History};
 use crate::state::Status;
 
 /// A flow defined with [`flow!`](crate::flow): a unit struct that names it, with generated
@@ -93,4 +95,26 @@ pub trait Flow: Sized + Send + Sync + 'static {
 
     #[doc(hidden)]
     fn __outputs(values: Self::Values) -> Self::Outputs;
+
+    /// Begins attempt `attempt` of retry scope `scope`: sets the value its controller provides.
+    /// False when the controller has nothing to attempt.
+    #[doc(hidden)]
+    fn __retry_enter(values: &mut Self::Values, scope: usize, attempt: u32) -> bool {
+        let _ = (values, scope, attempt);
+        true
+    }
+
+    /// What retry scope `scope`'s controller decides after a failed attempt.
+    #[doc(hidden)]
+    fn __retry_decide(values: &mut Self::Values, scope: usize, history: &History) -> Decision {
+        let _ = (values, scope, history);
+        Decision::Revert
+    }
+
+    /// How long retry scope `scope`'s controller waits before attempt `attempt`.
+    #[doc(hidden)]
+    fn __retry_delay(values: &mut Self::Values, scope: usize, attempt: u32) -> Option<Duration> {
+        let _ = (values, scope, attempt);
+        None
+    }
 }

@@ -120,6 +120,22 @@ impl StepInfo {
     }
 }
 
+/// A retry controller's sub-flow: which steps it covers and which controller encloses it.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ScopeInfo {
+    pub(crate) parent: Option<usize>,
+    /// Step positions, in run order.
+    pub(crate) steps: &'static [usize],
+}
+
+impl ScopeInfo {
+    #[doc(hidden)]
+    pub const fn __new(parent: Option<usize>, steps: &'static [usize]) -> Self {
+        ScopeInfo { parent, steps }
+    }
+}
+
 /// The static structure of a flow defined with `flow!`: what `MyFlow::graph()` returns.
 ///
 /// Steps are listed in the order the serial engine runs them; `edges` are pairs of step indices
@@ -154,6 +170,7 @@ pub struct FlowGraph {
     outputs: &'static [&'static str],
     steps: &'static [StepInfo],
     edges: &'static [(usize, usize)],
+    scopes: &'static [ScopeInfo],
 }
 
 impl FlowGraph {
@@ -164,6 +181,7 @@ impl FlowGraph {
         outputs: &'static [&'static str],
         steps: &'static [StepInfo],
         edges: &'static [(usize, usize)],
+        scopes: &'static [ScopeInfo],
     ) -> Self {
         FlowGraph {
             name,
@@ -171,7 +189,18 @@ impl FlowGraph {
             outputs,
             steps,
             edges,
+            scopes,
         }
+    }
+
+    pub(crate) fn scopes(&self) -> &'static [ScopeInfo] {
+        self.scopes
+    }
+
+    /// The innermost retry scope of step `step`.
+    pub(crate) fn scope_of(&self, step: usize) -> Option<usize> {
+        // Scopes are listed outermost first, so the last one that holds the step is innermost.
+        self.scopes.iter().rposition(|s| s.steps.contains(&step))
     }
 
     /// The flow's name.

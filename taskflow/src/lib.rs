@@ -53,6 +53,7 @@ mod failure;
 mod flow;
 mod graph;
 mod listener;
+mod retry;
 mod state;
 
 #[doc(hidden)]
@@ -67,6 +68,9 @@ pub use flow::Flow;
 pub use graph::{FlowGraph, StepInfo, StepKind};
 pub use listener::{
     FlowEvent, Listener, ProgressEvent, StepEvent, StepTiming, TimingListener, TracingListener,
+};
+pub use retry::{
+    AlwaysRevert, AlwaysRevertAll, Backoff, Decision, ForEach, History, Retry, Times, WithBackoff,
 };
 pub use state::{FlowState, StepState};
 /// Marks a function as a task: a step a [`flow!`] can run.
@@ -299,6 +303,7 @@ pub type TaskOutcome<T> = Result<T, Failure>;
 /// ```
 pub mod prelude {
     pub use crate::{
-        flow, revert, task, Engine, Failure, Flow, FlowError, FlowState, TaskContext, TaskOutcome,
+        flow, revert, task, AlwaysRevert, AlwaysRevertAll, Backoff, Engine, Failure, Flow,
+        FlowError, FlowState, ForEach, Retry, TaskContext, TaskOutcome, Times,
     };
 }

@@ -11,9 +11,11 @@ pub use crate::context::TaskContext;
 pub use crate::engine::{revert_subflow, run_subflow, RunContext, StepFailed, SubflowEnd};
 pub use crate::failure::{BoxError, Failure};
 pub use crate::flow::Flow;
-pub use crate::graph::{Exec, FlowGraph, StepInfo, StepKind};
+pub use crate::graph::{Exec, FlowGraph, ScopeInfo, StepInfo, StepKind};
+pub use crate::retry::{Decision, ForEach, History, Retry};
 pub use crate::state::Status;
 pub use crate::FlowError;
+pub use std::time::Duration;
 pub use taskflow_macros::{__define_chunk, __flow_impl, __task_impl};
 
 /// The type of output `N` of a task or flow (after `provides = (..)` splits a tuple).
@@ -113,6 +115,15 @@ pub fn hook_outcome<R: HookReturn>(
 /// Renames the failures of a sub-flow into its parent's namespace.
 pub fn within(step: &'static str, failures: Vec<Failure>) -> Vec<Failure> {
     failures.into_iter().map(|f| f.within(step)).collect()
+}
+
+/// The element type of a flow value that `ParameterizedForEach` iterates.
+pub trait Elements {
+    type Item;
+}
+
+impl<T> Elements for Vec<T> {
+    type Item = T;
 }
 
 #[inline(always)]

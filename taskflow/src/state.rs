@@ -96,15 +96,34 @@ impl fmt::Display for StepState {
 #[derive(Debug, Clone)]
 pub struct Status {
     pub(crate) steps: Vec<StepState>,
+    /// The attempt of each step: its innermost retry scope's attempt (1 outside any).
     pub(crate) attempts: Vec<u32>,
+    pub(crate) scopes: Vec<ScopeStatus>,
+}
+
+/// A retry controller's progress in this run.
+#[derive(Debug, Clone)]
+pub(crate) struct ScopeStatus {
+    pub(crate) attempt: u32,
+    /// Whether this attempt has begun (its value is set).
+    pub(crate) entered: bool,
+    pub(crate) history: crate::retry::History,
 }
 
 impl Status {
     #[doc(hidden)]
-    pub fn __new(steps: usize) -> Self {
+    pub fn __new(steps: usize, scopes: usize) -> Self {
         Status {
             steps: vec![StepState::Pending; steps],
             attempts: vec![1; steps],
+            scopes: vec![
+                ScopeStatus {
+                    attempt: 1,
+                    entered: false,
+                    history: Default::default()
+                };
+                scopes
+            ],
         }
     }
 

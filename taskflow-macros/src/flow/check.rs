@@ -166,7 +166,9 @@ pub fn check_ambiguous(def: &FlowDef, steps: &[Step], slots: &[Slot], cx: &mut C
                     steps[other].label, slot.name
                 )
             }
-            Source::Default { .. } => unreachable!("defaults are added after this check"),
+            Source::Default { .. } | Source::RetryItem { .. } => {
+                unreachable!("added after this check")
+            }
         };
         cx.error(
             span,
@@ -302,7 +304,12 @@ pub fn check_flow_io(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
             .steps
             .iter()
             .any(|s| s.extra_reads.iter().any(|r| name == r))
-            || def.outputs.iter().any(|o| o == name);
+            || def.outputs.iter().any(|o| o == name)
+            || a.scopes.iter().any(|scope| {
+                scope
+                    .for_each
+                    .is_some_and(|slot| a.slots[slot].source == Source::Input(i))
+            });
         if !read {
             cx.error(
                 name.span(),

@@ -87,7 +87,7 @@ fn fallback(def: &FlowDef, cx: Ctxt) -> TokenStream {
         #vis struct #outputs_ty { #(#typed_outputs,)* }
         const _: () = {
             static __GRAPH: ::taskflow::__private::FlowGraph =
-                ::taskflow::__private::FlowGraph::__new(#name_str, &[], &[], &[], &[]);
+                ::taskflow::__private::FlowGraph::__new(#name_str, &[], &[], &[], &[], &[]);
             impl #name {
                 #[allow(dead_code)]
                 pub fn graph() -> &'static ::taskflow::__private::FlowGraph {
@@ -184,6 +184,17 @@ fn value_type(def: &FlowDef, a: &Analysis, slot: usize) -> TokenStream {
             let path = &a.steps[step].r.path;
             quote!(<#path as ::taskflow::__private::Param<#param>>::Value)
         }
+        Source::RetryItem { scope } => {
+            let scope = &a.scopes[scope];
+            match (&scope.spec.provides, scope.for_each) {
+                (Some((_, Some(ty))), _) => quote!(#ty),
+                (_, Some(values)) => {
+                    let values = value_type(def, a, values);
+                    quote!(<#values as ::taskflow::__private::Elements>::Item)
+                }
+                _ => quote!(()), // reported: the type must be written
+            }
+        }
     }
 }
 
@@ -192,17 +203,20 @@ struct Layout {
     /// Read by reference somewhere (a `&T` parameter, or a task whose revert hook gets its inputs
     /// and outputs by reference): stored as `Arc<T>`, so a step's future can own a handle.
     shared: Vec<bool>,
-    /// How many places read the slot; a by-value parameter that is the only reader moves it.
-    readers: Vec<usize>,
+    /// A by-value parameter that is the slot's only reader moves the value out instead of
+    /// cloning it — unless a retry could run that reader again without writing the slot again.
+    movable: Vec<bool>,
 }
 
 fn layout(def: &FlowDef, a: &Analysis) -> Layout {
     let mut shared = vec![false; a.slots.len()];
     let mut readers = vec![0usize; a.slots.len()];
+    let mut reader_scopes: Vec<&[usize]> = vec![&[]; a.slots.len()];
     for step in &a.steps {
         for (p, slot) in step.args.iter().enumerate() {
             let Some(slot) = *slot else { continue }; // a `&TaskContext`
             readers[slot] += 1;
+            reader_scopes[slot] = &step.scopes;
             if step.meta.params[p].by_ref {
                 shared[slot] = true;
             }
@@ -219,7 +233,20 @@ fn layout(def: &FlowDef, a: &Analysis) -> Layout {
             readers[slot] += 1;
         }
     }
-    Layout { shared, readers }
+    for scope in &a.scopes {
+        if let Some(values) = scope.for_each {
+            readers[values] += 1;
+        }
+    }
+    let movable = (0..a.slots.len())
+        .map(|slot| {
+            let producer = a.producer_scopes(slot);
+            !shared[slot]
+                && readers[slot] == 1
+                && reader_scopes[slot].iter().all(|s| producer.contains(s))
+        })
+        .collect();
+    Layout { shared, movable }
 }
 
 impl Layout {
@@ -256,7 +283,7 @@ impl Layout {
         let f = slot_field(slot);
         if by_ref {
             quote!(::taskflow::__private::slot_arc(&values.#f))
-        } else if !self.shared[slot] && self.readers[slot] == 1 {
+        } else if self.movable[slot] {
             quote!(::taskflow::__private::slot_take(&mut values.#f))
         } else {
             let r = self.read_ref(slot, &quote!(values));
@@ -278,6 +305,75 @@ impl Layout {
         let f = slot_field(slot);
         let value = self.wrap(slot, value);
         quote!(values.#f = ::core::option::Option::Some(#value);)
+    }
+}
+
+/// The retry controllers' hooks: begin an attempt (set the provided value), decide after a
+/// failure, and the delay before the next attempt. Each evaluates the controller's expression.
+fn retry_methods(def: &FlowDef, a: &Analysis, lay: &Layout) -> TokenStream {
+    if a.scopes.is_empty() {
+        return TokenStream::new();
+    }
+    let controller = |scope: &super::graph::Scope| match scope.for_each {
+        Some(values) => {
+            let read = lay.read_ref(values, &quote!(values));
+            quote!(::taskflow::__private::ForEach(::core::clone::Clone::clone(#read)))
+        }
+        None => {
+            let expr = &scope.spec.controller;
+            quote!(#expr)
+        }
+    };
+    let _ = def;
+    let enter_arms = a.scopes.iter().enumerate().map(|(i, scope)| {
+        let ctrl = controller(scope);
+        let store = match scope.item {
+            Some(slot) => lay.store(slot, quote!(__item)),
+            None => quote!(let _ = __item;),
+        };
+        quote! {
+            #i => {
+                let __c = #ctrl;
+                match ::taskflow::__private::Retry::item(&__c, attempt) {
+                    ::core::option::Option::Some(__item) => { #store true }
+                    ::core::option::Option::None => false,
+                }
+            }
+        }
+    });
+    let decide_arms = a.scopes.iter().enumerate().map(|(i, scope)| {
+        let ctrl = controller(scope);
+        quote!(#i => { let __c = #ctrl; ::taskflow::__private::Retry::on_failure(&__c, history) })
+    });
+    let delay_arms = a.scopes.iter().enumerate().map(|(i, scope)| {
+        let ctrl = controller(scope);
+        quote!(#i => { let __c = #ctrl; ::taskflow::__private::Retry::delay(&__c, attempt) })
+    });
+    quote! {
+        fn __retry_enter(values: &mut __Values, scope: usize, attempt: u32) -> bool {
+            match scope {
+                #(#enter_arms)*
+                _ => true,
+            }
+        }
+
+        fn __retry_decide(
+            values: &mut __Values,
+            scope: usize,
+            history: &::taskflow::__private::History,
+        ) -> ::taskflow::__private::Decision {
+            match scope {
+                #(#decide_arms)*
+                _ => ::taskflow::__private::Decision::Revert,
+            }
+        }
+
+        fn __retry_delay(values: &mut __Values, scope: usize, attempt: u32) -> ::core::option::Option<::taskflow::__private::Duration> {
+            match scope {
+                #(#delay_arms)*
+                _ => ::core::option::Option::None,
+            }
+        }
     }
 }
 
@@ -485,7 +581,9 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 lay.wrap(i, quote!(inputs.#input))
             }
             Source::Default { .. } => lay.wrap(i, quote!(::core::default::Default::default())),
-            Source::Output { .. } => return quote!(#f: ::core::option::Option::None),
+            Source::Output { .. } | Source::RetryItem { .. } => {
+                return quote!(#f: ::core::option::Option::None)
+            }
         };
         quote!(#f: ::core::option::Option::Some(#value))
     });
@@ -738,6 +836,17 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let input_names_ids = def.inputs.iter().map(|(n, _)| n);
     let collector = flow_collector(def, false);
     let n_steps = ordered.len();
+    let n_scopes = a.scopes.len();
+    let retry_methods = retry_methods(def, a, &lay);
+    let scope_infos = a.scopes.iter().enumerate().map(|(i, scope)| {
+        let parent = match scope.parent {
+            Some(p) => quote!(::core::option::Option::Some(#p)),
+            None => quote!(::core::option::Option::None),
+        };
+        let mut steps: Vec<usize> = a.scope_steps(i).into_iter().map(|s| pos[s]).collect();
+        steps.sort_unstable();
+        quote!(::taskflow::__private::ScopeInfo::__new(#parent, &[#(#steps),*]))
+    });
 
     quote! {
         #(#attrs)*
@@ -775,6 +884,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 &[#(#output_names),*],
                 &[#(#step_infos),*],
                 &[#(#edges),*],
+                &[#(#scope_infos),*],
             );
 
             impl #name {
@@ -809,7 +919,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     __Values {
                         #(#slot_inits,)*
                         #(#sub_inits,)*
-                        __status: ::taskflow::__private::Status::__new(#n_steps),
+                        __status: ::taskflow::__private::Status::__new(#n_steps, #n_scopes),
                     }
                 }
 
@@ -877,6 +987,8 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 fn __outputs(mut values: __Values) -> #outputs_ty {
                     #outputs_ty { #(#finish_fields,)* }
                 }
+
+                #retry_methods
             }
         };
     }

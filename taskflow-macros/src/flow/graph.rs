@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use proc_macro2::Span;
 use syn::Ident;
 
-use super::parse::{FlowDef, Item, Pattern, PatternKind, StepRef};
+use super::parse::{FlowDef, Item, Pattern, PatternKind, RetrySpec, StepRef};
 use crate::ctxt::Ctxt;
 use crate::meta::StepMeta;
 
@@ -20,6 +20,20 @@ pub enum Source {
     Output { step: usize, index: usize },
     /// `Default::default()` for parameter `param` of step `step`, which nothing binds.
     Default { step: usize, param: usize },
+    /// The value retry scope `scope`'s controller provides each attempt.
+    RetryItem { scope: usize },
+}
+
+/// A `retry(..)` sub-flow.
+pub struct Scope<'a> {
+    pub spec: &'a RetrySpec,
+    pub parent: Option<usize>,
+    /// The slot of the flow value `ParameterizedForEach(values)` iterates.
+    pub for_each: Option<usize>,
+    /// The slot of the value the controller provides.
+    pub item: Option<usize>,
+    /// The enclosing scopes and this one, outermost first.
+    pub chain: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -42,10 +56,13 @@ pub struct Step<'a> {
     pub args: Vec<Option<usize>>,
     /// Slot of each output.
     pub outs: Vec<usize>,
+    /// The retry scopes around the step, outermost first.
+    pub scopes: Vec<usize>,
 }
 
 pub struct Analysis<'a> {
     pub steps: Vec<Step<'a>>,
+    pub scopes: Vec<Scope<'a>>,
     pub slots: Vec<Slot>,
     /// Step ids (in written order) in the order the serial engine runs them.
     pub order: Vec<usize>,
@@ -58,6 +75,23 @@ impl<'a> Analysis<'a> {
         self.slots
             .iter()
             .position(|s| s.name == name && !matches!(s.source, Source::Default { .. }))
+    }
+
+    /// The steps of retry scope `scope`, by id.
+    pub fn scope_steps(&self, scope: usize) -> Vec<usize> {
+        (0..self.steps.len())
+            .filter(|&s| self.steps[s].scopes.contains(&scope))
+            .collect()
+    }
+
+    /// The retry scopes around whatever writes `slot` (none for inputs and defaults, which are
+    /// set once per run).
+    pub fn producer_scopes(&self, slot: usize) -> &[usize] {
+        match self.slots[slot].source {
+            Source::Output { step, .. } => &self.steps[step].scopes,
+            Source::RetryItem { scope } => &self.scopes[scope].chain,
+            Source::Input(_) | Source::Default { .. } => &[],
+        }
     }
 }
 
@@ -74,6 +108,7 @@ pub fn analyze<'a>(def: &'a FlowDef, metas: Vec<StepMeta>, cx: &mut Ctxt) -> Ana
             extra_reads: Vec::new(),
             args: vec![None; meta.params.len()],
             outs: Vec::new(),
+            scopes: Vec::new(),
             r,
             meta,
         })
@@ -108,6 +143,7 @@ pub fn analyze<'a>(def: &'a FlowDef, metas: Vec<StepMeta>, cx: &mut Ctxt) -> Ana
 
     let mut analysis = Analysis {
         steps,
+        scopes: Vec::new(),
         slots,
         order: Vec::new(),
         edges: BTreeSet::new(),
@@ -117,6 +153,7 @@ pub fn analyze<'a>(def: &'a FlowDef, metas: Vec<StepMeta>, cx: &mut Ctxt) -> Ana
         a: &mut analysis,
         cx,
         next_step: 0,
+        scope_stack: Vec::new(),
     };
     walker.walk(&def.body, &inputs, &Context::default());
     let mut walker_step = 0;
@@ -137,14 +174,78 @@ struct Walker<'w, 'a> {
     a: &'w mut Analysis<'a>,
     cx: &'w mut Ctxt,
     next_step: usize,
+    /// The retry scopes around the pattern being walked, outermost first.
+    scope_stack: Vec<usize>,
 }
 
-impl Walker<'_, '_> {
+impl<'a> Walker<'_, 'a> {
     /// Checks that every parameter of every step in `pattern` is bound by a name available before
     /// the step, binds it, and returns the names `pattern` provides.
     fn walk(
         &mut self,
-        pattern: &Pattern,
+        pattern: &'a Pattern,
+        avail: &BTreeSet<String>,
+        ctx: &Context,
+    ) -> BTreeSet<String> {
+        let Some(spec) = &pattern.retry else {
+            return self.walk_pattern(pattern, avail, ctx);
+        };
+        let scope = self.a.scopes.len();
+        let for_each = spec.for_each.as_ref().and_then(|values| {
+            let name = values.to_string();
+            if avail.contains(&name) {
+                self.a.slot_of(&name)
+            } else {
+                self.cx.error(
+                    values.span(),
+                    format!("`ParameterizedForEach({name})` iterates `{name}`, but nothing provides it before this `retry`"),
+                );
+                None
+            }
+        });
+        let mut inner = avail.clone();
+        let item = spec.provides.as_ref().map(|(name, ty)| {
+            let name_s = name.to_string();
+            if let Some(existing) = self.a.slot_of(&name_s) {
+                let by = match self.a.slots[existing].source {
+                    Source::Input(_) => "a flow input".to_owned(),
+                    Source::Output { step, .. } => format!("step `{}`", self.a.steps[step].label),
+                    _ => "another retry".to_owned(),
+                };
+                self.cx.error(
+                    name.span(),
+                    format!("ambiguous provider: {by} provides `{name_s}` already, and this `retry` provides it too; name the retry's value differently"),
+                );
+            }
+            if ty.is_none() && spec.for_each.is_none() {
+                self.cx.error(name.span(), format!("write the type of the value this `retry` provides: `-> {name_s}: Type`"));
+            }
+            inner.insert(name_s.clone());
+            let slot = self.a.slots.len();
+            self.a.slots.push(Slot { name: name_s, source: Source::RetryItem { scope } });
+            slot
+        });
+        let mut chain = self.scope_stack.clone();
+        chain.push(scope);
+        self.a.scopes.push(Scope {
+            spec,
+            parent: self.scope_stack.last().copied(),
+            for_each,
+            item,
+            chain,
+        });
+        self.scope_stack.push(scope);
+        let mut provided = self.walk_pattern(pattern, &inner, ctx);
+        self.scope_stack.pop();
+        if let Some((name, _)) = &spec.provides {
+            provided.remove(&name.to_string());
+        }
+        provided
+    }
+
+    fn walk_pattern(
+        &mut self,
+        pattern: &'a Pattern,
         avail: &BTreeSet<String>,
         ctx: &Context,
     ) -> BTreeSet<String> {
@@ -220,7 +321,7 @@ impl Walker<'_, '_> {
 
     fn walk_item(
         &mut self,
-        item: &Item,
+        item: &'a Item,
         avail: &BTreeSet<String>,
         ctx: &Context,
     ) -> BTreeSet<String> {
@@ -230,6 +331,7 @@ impl Walker<'_, '_> {
             Item::Step(_) => {
                 let s = self.next_step;
                 self.next_step += 1;
+                self.a.steps[s].scopes = self.scope_stack.clone();
                 self.bind_step(s, avail, ctx);
                 self.a.steps[s].writes.iter().cloned().collect()
             }

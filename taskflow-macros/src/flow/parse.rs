@@ -3,7 +3,7 @@
 //! ```text
 //! flow     := attrs vis `flow` Name `(` (input `:` Type),* `)` (`->` outputs)? `{` pattern `}`
 //! outputs  := output | `(` output,* `)`       output := name (`:` Type)?
-//! pattern  := (`linear` | `unordered` | `graph`) `[` item,* `]`
+//! pattern  := (`retry` `(` controller (`->` name (`:` Type)?)? `)`)? (`linear` | `unordered` | `graph`) `[` item,* `]`
 //! item     := pattern | step | link          (links only in `graph`)
 //! step     := path (`(` param `=` name,* `)`)? (`->` name | `->` `(` name,* `)`)? (`as` label)?
 //! link     := label `->` label
@@ -35,6 +35,81 @@ pub enum PatternKind {
 pub struct Pattern {
     pub kind: PatternKind,
     pub items: Vec<Item>,
+    /// `retry(controller) pattern`: a controller around this sub-flow.
+    pub retry: Option<Box<RetrySpec>>,
+}
+
+/// `retry(expr)`, `retry(expr -> name: Type)` or `retry(ParameterizedForEach(values) -> name)`.
+pub struct RetrySpec {
+    pub controller: syn::Expr,
+    /// `ParameterizedForEach(values)`: one attempt per element of flow value `values`.
+    pub for_each: Option<Ident>,
+    /// The value the controller provides to its sub-flow each attempt.
+    pub provides: Option<(Ident, Option<Type>)>,
+}
+
+impl Parse for RetrySpec {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        input.parse::<Ident>()?; // `retry`
+        let content;
+        parenthesized!(content in input);
+        // `expr -> name`: syn would read `- >` as a subtraction, so split at the arrow first.
+        let tokens: Vec<proc_macro2::TokenTree> = content
+            .parse::<proc_macro2::TokenStream>()?
+            .into_iter()
+            .collect();
+        let arrow = tokens.windows(2).position(|w| {
+            matches!((&w[0], &w[1]), (proc_macro2::TokenTree::Punct(a), proc_macro2::TokenTree::Punct(b))
+                if a.as_char() == '-' && a.spacing() == proc_macro2::Spacing::Joint && b.as_char() == '>')
+        });
+        let (expr_tokens, rest) = match arrow {
+            Some(i) => (&tokens[..i], &tokens[i + 2..]),
+            None => (&tokens[..], &[][..]),
+        };
+        let controller: syn::Expr = syn::parse2(expr_tokens.iter().cloned().collect())?;
+        let provides = if arrow.is_some() {
+            let parse_provides = |s: ParseStream| -> syn::Result<(Ident, Option<Type>)> {
+                let name: Ident = s.parse()?;
+                let ty = if s.peek(Token![:]) {
+                    s.parse::<Token![:]>()?;
+                    Some(s.parse()?)
+                } else {
+                    None
+                };
+                if !s.is_empty() {
+                    return Err(s.error(
+                        "expected `retry(controller -> name)` or `retry(controller -> name: Type)`",
+                    ));
+                }
+                Ok((name, ty))
+            };
+            Some(syn::parse::Parser::parse2(
+                parse_provides,
+                rest.iter().cloned().collect(),
+            )?)
+        } else {
+            None
+        };
+        let for_each = match &controller {
+            syn::Expr::Call(call) if matches!(&*call.func, syn::Expr::Path(p) if p.path.is_ident("ParameterizedForEach")) => {
+                match call.args.iter().collect::<Vec<_>>().as_slice() {
+                    [syn::Expr::Path(arg)] if arg.path.get_ident().is_some() => arg.path.get_ident().cloned(),
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &call.args,
+                            "`ParameterizedForEach` takes the name of a flow value: `ParameterizedForEach(sizes)`",
+                        ))
+                    }
+                }
+            }
+            _ => None,
+        };
+        Ok(RetrySpec {
+            controller,
+            for_each,
+            provides,
+        })
+    }
 }
 
 pub enum Item {
@@ -179,8 +254,23 @@ fn pattern_kind(ident: &Ident) -> Option<PatternKind> {
     }
 }
 
+fn starts_pattern(input: ParseStream) -> bool {
+    let fork = input.fork();
+    match fork.parse::<Ident>() {
+        Ok(ident) if ident == "retry" => fork.peek(syn::token::Paren),
+        Ok(ident) => pattern_kind(&ident).is_some() && fork.peek(syn::token::Bracket),
+        Err(_) => false,
+    }
+}
+
 impl Parse for Pattern {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        let retry =
+            if input.peek(Ident) && input.fork().parse::<Ident>().is_ok_and(|i| i == "retry") {
+                Some(Box::new(input.parse::<RetrySpec>()?))
+            } else {
+                None
+            };
         let keyword: Ident = input.parse()?;
         let Some(kind) = pattern_kind(&keyword) else {
             return Err(syn::Error::new(
@@ -192,12 +282,7 @@ impl Parse for Pattern {
         bracketed!(content in input);
         let mut items = Vec::new();
         while !content.is_empty() {
-            let is_pattern = content.peek(Ident) && content.peek2(syn::token::Bracket) && {
-                let fork = content.fork();
-                let ident: Ident = fork.parse()?;
-                pattern_kind(&ident).is_some()
-            };
-            if is_pattern {
+            if starts_pattern(&content) {
                 items.push(Item::Pattern(content.parse()?));
             } else {
                 items.push(Item::Step(content.parse()?));
@@ -210,7 +295,7 @@ impl Parse for Pattern {
         if kind == PatternKind::Graph {
             classify_links(&mut items);
         }
-        Ok(Pattern { kind, items })
+        Ok(Pattern { kind, items, retry })
     }
 }
 

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
+use crate::retry::Decision;
 use crate::state::{FlowState, StepState};
 
 /// Runs flows, serially or in parallel.
@@ -405,6 +406,8 @@ pub enum StepFailed {
     Flow(FlowError),
     /// A sub-flow was suspended; its values are back in the parent's.
     Suspended,
+    /// The step could not start: a retry controller around it had nothing to attempt.
+    NotAttempted(Failure),
 }
 
 /// How a sub-flow run as a step ended.
@@ -498,7 +501,7 @@ pub async fn revert_subflow<F: Flow>(
     };
     let run = run.within(step);
     run.flow_event(FlowState::Reverting);
-    let failed = revert_ran::<F>(&mut values, HashMap::new(), &failures, &run).await;
+    let failed = revert_ran::<F>(&mut values, &mut HashMap::new(), None, &failures, &run).await;
     run.flow_event(if failed.is_empty() {
         FlowState::Reverted
     } else {
@@ -508,16 +511,19 @@ pub async fn revert_subflow<F: Flow>(
 }
 
 /// Reverts every step that ran — those that succeeded, and failed tasks (with their own failure,
-/// from `own`) — newest first (serial) or in reverse dependency order (parallel).
+/// taken from `own`) — of the whole flow or only of `scope`: newest first (serial) or in reverse
+/// dependency order (parallel).
 async fn revert_ran<F: Flow>(
     values: &mut F::Values,
-    own: HashMap<usize, Failure>,
+    own: &mut HashMap<usize, Failure>,
+    scope: Option<usize>,
     failures: &Arc<[Failure]>,
     run: &RunContext,
 ) -> Vec<Failure> {
+    let only = scope.map(|s| F::graph().scopes()[s].steps);
     match &run.shared.mode {
-        Mode::Serial => serial::revert::<F>(values, own, failures, run).await,
-        Mode::Parallel { .. } => parallel::revert::<F>(values, own, failures, run).await,
+        Mode::Serial => serial::revert::<F>(values, own, only, failures, run).await,
+        Mode::Parallel { .. } => parallel::revert::<F>(values, own, only, failures, run).await,
     }
 }
 
@@ -530,28 +536,164 @@ fn to_undo<F: Flow>(values: &mut F::Values, own: &HashMap<usize, Failure>, step:
     }
 }
 
-/// After a step failed (and everything in flight finished): reverts what ran, and builds the
-/// error. `failed` lists each failed step with why.
-async fn fail<F: Flow>(
+/// Begins the attempt of every retry scope around `step` that has not begun yet, outermost
+/// first. `Err(scope)` when that scope's controller has nothing to attempt.
+fn enter_scopes<F: Flow>(values: &mut F::Values, step: usize) -> Result<(), usize> {
+    for (s, scope) in F::graph().scopes().iter().enumerate() {
+        if !scope.steps.contains(&step) {
+            continue;
+        }
+        let status = &mut F::__status(values).scopes[s];
+        if status.entered {
+            continue;
+        }
+        status.entered = true;
+        let attempt = status.attempt;
+        if !F::__retry_enter(values, s, attempt) {
+            return Err(s);
+        }
+    }
+    Ok(())
+}
+
+/// A controller that has no value for its next attempt (an empty `ForEach`, say).
+#[derive(Debug, thiserror::Error)]
+#[error("its retry controller has nothing to attempt")]
+pub struct NothingToAttempt;
+
+/// The failure of a step that could not start because a controller had nothing to attempt.
+fn not_attempted<F: Flow>(step: usize) -> StepFailed {
+    StepFailed::NotAttempted(Failure::from_error(
+        F::graph().steps()[step].name(),
+        NothingToAttempt,
+    ))
+}
+
+/// After steps failed (and everything in flight finished), asks their retry controllers what to
+/// do. `Ok(())`: the scopes to retry were reverted and reset to PENDING, so the driver goes on.
+/// `Err`: the run is over; everything that ran has been reverted.
+async fn on_failure<F: Flow>(
     values: &mut F::Values,
     failed: Vec<(usize, StepFailed)>,
     run: &RunContext,
-) -> FlowError {
+) -> Result<(), FlowError> {
+    let graph = F::graph();
     let mut failures = Vec::new();
     let mut reverts = Vec::new();
     let mut own = HashMap::new();
+    let mut revert_all = false;
+    // The failures of each innermost scope, and whether its controller must not be asked.
+    let mut groups: Vec<(Option<usize>, Vec<Failure>, bool)> = Vec::new();
     for (step, why) in failed {
+        let forced = matches!(why, StepFailed::NotAttempted(_));
+        if let StepFailed::Flow(e) = &why {
+            revert_all |= e.revert_all();
+        }
         let (f, r, o) = failure_parts::<F>(step, why);
-        failures.extend(f);
-        reverts.extend(r);
         if let Some(o) = o {
             own.insert(step, o);
         }
+        reverts.extend(r);
+        let scope = graph.scope_of(step);
+        match groups.iter_mut().find(|g| g.0 == scope) {
+            Some(group) => {
+                group.1.extend(f.iter().cloned());
+                group.2 |= forced;
+            }
+            None => groups.push((scope, f.clone(), forced)),
+        }
+        failures.extend(f);
+    }
+    let failures: Arc<[Failure]> = failures.into();
+    let mut retry = Vec::new();
+    let mut flow_fails = revert_all;
+    if !revert_all {
+        'groups: for (mut scope, group_failures, mut forced) in groups {
+            while let Some(s) = scope {
+                let status = &mut F::__status(values).scopes[s];
+                status.history.record(group_failures.clone());
+                let history = status.history.clone();
+                let decision = if forced {
+                    Decision::Revert
+                } else {
+                    F::__retry_decide(values, s, &history)
+                };
+                forced = false;
+                match decision {
+                    Decision::Retry => {
+                        retry.push(s);
+                        continue 'groups;
+                    }
+                    Decision::RevertAll => {
+                        revert_all = true;
+                        flow_fails = true;
+                        break 'groups;
+                    }
+                    Decision::Revert => {
+                        // This scope gives up: undo it, and let the enclosing controller decide.
+                        reverts.extend(
+                            revert_ran::<F>(values, &mut own, Some(s), &failures, run).await,
+                        );
+                        scope = graph.scopes()[s].parent;
+                    }
+                }
+            }
+            flow_fails = true;
+            break;
+        }
+    }
+    if !flow_fails {
+        for &s in &retry {
+            reverts.extend(revert_ran::<F>(values, &mut own, Some(s), &failures, run).await);
+        }
+        // A revert that failed leaves its scope half undone: running it again is not safe.
+        if reverts.is_empty() {
+            for &s in &retry {
+                let attempt = reset_scope::<F>(values, s, run);
+                if let Some(delay) = F::__retry_delay(values, s, attempt) {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            return Ok(());
+        }
     }
     run.flow_event(FlowState::Reverting);
-    let failures: Arc<[Failure]> = failures.into();
-    reverts.extend(revert_ran::<F>(values, own, &failures, run).await);
-    FlowError::__new(failures.to_vec(), reverts)
+    reverts.extend(revert_ran::<F>(values, &mut own, None, &failures, run).await);
+    Err(FlowError::__new(failures.to_vec(), reverts).with_revert_all(revert_all))
+}
+
+/// Sets retry scope `s` up for its next attempt: its steps PENDING again, its nested
+/// controllers started afresh. Returns the new attempt number.
+fn reset_scope<F: Flow>(values: &mut F::Values, s: usize, run: &RunContext) -> u32 {
+    let graph = F::graph();
+    let scopes = graph.scopes();
+    let mine = scopes[s].steps;
+    let status = F::__status(values);
+    status.scopes[s].attempt += 1;
+    status.scopes[s].entered = false;
+    let attempt = status.scopes[s].attempt;
+    for (inner, scope) in scopes.iter().enumerate() {
+        if inner != s && scope.steps.iter().all(|step| mine.contains(step)) {
+            let nested = &mut status.scopes[inner];
+            nested.attempt = 1;
+            nested.entered = false;
+            nested.history.clear();
+        }
+    }
+    for &step in mine {
+        let was = status.steps[step];
+        status.steps[step] = StepState::Pending;
+        status.attempts[step] = graph.scope_of(step).map_or(1, |i| status.scopes[i].attempt);
+        if was != StepState::Pending {
+            run.step_event(
+                graph.steps()[step].name(),
+                StepState::Retrying,
+                attempt,
+                None,
+            );
+        }
+    }
+    attempt
 }
 
 /// Splits what stopped a flow into its failures (named within the flow) and the reverts that
@@ -562,6 +704,7 @@ fn failure_parts<F: Flow>(
 ) -> (Vec<Failure>, Vec<Failure>, Option<Failure>) {
     match failed {
         StepFailed::Suspended => (Vec::new(), Vec::new(), None),
+        StepFailed::NotAttempted(f) => (vec![f], Vec::new(), None),
         StepFailed::Task(f) => (vec![f.clone()], Vec::new(), Some(f)),
         StepFailed::Flow(e) => {
             let label = F::graph().steps()[step].name();

@@ -12,7 +12,7 @@ use std::task::Poll;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::pool::{block_on, Pool};
-use super::{fail, to_undo, RunContext, StepFailed, Stop};
+use super::{enter_scopes, not_attempted, on_failure, to_undo, RunContext, StepFailed, Stop};
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::Exec;
@@ -28,6 +28,26 @@ pub(super) async fn drive<F: Flow>(
     pool: &Pool,
     max_in_flight: usize,
 ) -> Result<(), Stop> {
+    loop {
+        let failed = run_until_quiet::<F>(values, run, pool, max_in_flight).await?;
+        if failed.is_empty() {
+            return Ok(());
+        }
+        // Retried scopes are PENDING again: schedule what is left.
+        on_failure::<F>(values, failed, run)
+            .await
+            .map_err(Stop::Failed)?;
+    }
+}
+
+/// Runs ready steps until nothing is in flight. Returns the failed steps (a failure stops new
+/// starts; the steps in flight finish), or `Stop::Suspended`.
+async fn run_until_quiet<F: Flow>(
+    values: &mut F::Values,
+    run: &RunContext,
+    pool: &Pool,
+    max_in_flight: usize,
+) -> Result<Vec<(usize, StepFailed)>, Stop> {
     let graph = F::graph();
     let steps = graph.steps();
     let n = steps.len();
@@ -61,6 +81,11 @@ pub(super) async fn drive<F: Flow>(
                 break;
             }
             let Some(step) = ready.pop() else { break };
+            if enter_scopes::<F>(values, step).is_err() {
+                F::__status(values).steps[step] = StepState::Failure;
+                failed.push((step, not_attempted::<F>(step)));
+                break;
+            }
             let status = F::__status(values);
             status.steps[step] = StepState::Running;
             let attempt = status.attempts[step];
@@ -116,7 +141,7 @@ pub(super) async fn drive<F: Flow>(
             Err(why) => {
                 F::__status(values).steps[step] = StepState::Failure;
                 let failure = match &why {
-                    StepFailed::Task(f) => Some(f),
+                    StepFailed::Task(f) | StepFailed::NotAttempted(f) => Some(f),
                     _ => None,
                 };
                 run.step_event(name, StepState::Failure, attempt, failure);
@@ -124,28 +149,28 @@ pub(super) async fn drive<F: Flow>(
             }
         }
     }
-    if !failed.is_empty() {
-        // A failure wins over a suspension asked for meanwhile: what ran is undone.
-        return Err(Stop::Failed(fail::<F>(values, failed, run).await));
-    }
-    if suspended {
+    // A failure wins over a suspension asked for meanwhile: what ran is undone.
+    if suspended && failed.is_empty() {
         return Err(Stop::Suspended);
     }
-    Ok(())
+    Ok(failed)
 }
 
 /// Reverts every step that ran, in reverse dependency order: a step is undone once every step
 /// after it that ran has been undone. Independent reverts run concurrently.
 pub(super) async fn revert<F: Flow>(
     values: &mut F::Values,
-    mut own: HashMap<usize, Failure>,
+    own: &mut HashMap<usize, Failure>,
+    only: Option<&[usize]>,
     failures: &Arc<[Failure]>,
     run: &RunContext,
 ) -> Vec<Failure> {
     let graph = F::graph();
     let steps = graph.steps();
     let n = steps.len();
-    let undo: Vec<bool> = (0..n).map(|s| to_undo::<F>(values, &own, s)).collect();
+    let undo: Vec<bool> = (0..n)
+        .map(|s| only.is_none_or(|o| o.contains(&s)) && to_undo::<F>(values, own, s))
+        .collect();
     let mut blocking = vec![0usize; n];
     let mut predecessors = vec![Vec::new(); n];
     for &(from, to) in graph.edges() {

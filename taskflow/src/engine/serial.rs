@@ -3,28 +3,40 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{fail, revert_step, to_undo, RunContext, StepFailed, Stop};
+use super::{
+    enter_scopes, not_attempted, on_failure, revert_step, to_undo, RunContext, StepFailed, Stop,
+};
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::state::StepState;
 
 pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> Result<(), Stop> {
     let steps = F::graph().steps();
-    for (step, info) in steps.iter().enumerate() {
-        let status = F::__status(values);
-        if status.steps[step] != StepState::Pending {
-            continue; // finished before a suspension
+    let mut step = 0;
+    while step < steps.len() {
+        if F::__status(values).steps[step] != StepState::Pending {
+            step += 1; // finished before a suspension, or before a retry of another scope
+            continue;
         }
         if run.suspend_requested() {
             return Err(Stop::Suspended);
         }
-        let attempt = status.attempts[step];
-        status.steps[step] = StepState::Running;
-        run.step_event(info.name(), StepState::Running, attempt, None);
-        match F::__run_step(values, step, run).await {
+        let name = steps[step].name();
+        let outcome = if enter_scopes::<F>(values, step).is_err() {
+            Err(not_attempted::<F>(step))
+        } else {
+            let status = F::__status(values);
+            status.steps[step] = StepState::Running;
+            let attempt = status.attempts[step];
+            run.step_event(name, StepState::Running, attempt, None);
+            F::__run_step(values, step, run).await
+        };
+        let attempt = F::__status(values).attempts[step];
+        match outcome {
             Ok(()) => {
                 F::__status(values).steps[step] = StepState::Success;
-                run.step_event(info.name(), StepState::Success, attempt, None);
+                run.step_event(name, StepState::Success, attempt, None);
+                step += 1;
             }
             Err(StepFailed::Suspended) => {
                 // A sub-flow stopped part-way; its values wait in ours for the resume.
@@ -33,30 +45,36 @@ pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> 
             }
             Err(failed) => {
                 F::__status(values).steps[step] = StepState::Failure;
-                if let StepFailed::Task(f) = &failed {
-                    run.step_event(info.name(), StepState::Failure, attempt, Some(f));
-                } else {
-                    run.step_event(info.name(), StepState::Failure, attempt, None);
-                }
-                return Err(Stop::Failed(
-                    fail::<F>(values, vec![(step, failed)], run).await,
-                ));
+                let failure = match &failed {
+                    StepFailed::Task(f) | StepFailed::NotAttempted(f) => Some(f),
+                    _ => None,
+                };
+                run.step_event(name, StepState::Failure, attempt, failure);
+                on_failure::<F>(values, vec![(step, failed)], run)
+                    .await
+                    .map_err(Stop::Failed)?;
+                // Retried scopes are PENDING again: go back to the first step left to run.
+                step = 0;
             }
         }
     }
     Ok(())
 }
 
-/// Reverts every step that ran, newest first.
+/// Reverts every step that ran (of `only`, when given), newest first.
 pub(super) async fn revert<F: Flow>(
     values: &mut F::Values,
-    mut own: HashMap<usize, Failure>,
+    own: &mut HashMap<usize, Failure>,
+    only: Option<&[usize]>,
     failures: &Arc<[Failure]>,
     run: &RunContext,
 ) -> Vec<Failure> {
     let mut reverts = Vec::new();
     for step in (0..F::graph().steps().len()).rev() {
-        if to_undo::<F>(values, &own, step) {
+        if only.is_some_and(|o| !o.contains(&step)) {
+            continue;
+        }
+        if to_undo::<F>(values, own, step) {
             let mine = own.remove(&step);
             reverts.extend(revert_step::<F>(values, step, mine, failures, run).await);
         }

@@ -1,0 +1,481 @@
+//! Retry controllers: Times, ForEach, ParameterizedForEach, AlwaysRevert, AlwaysRevertAll, a
+//! user controller, nesting, backoff — with the exact execute/revert traces, on both engines.
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Refused, Trace};
+use taskflow::prelude::*;
+use taskflow::{Decision, History, Listener, StepEvent};
+
+fn engines() -> [Engine; 2] {
+    [Engine::serial(), Engine::parallel()]
+}
+
+/// Fails while fewer than `fail_times` attempts have been made (counted across attempts).
+#[derive(Clone, Default)]
+struct Flaky {
+    fail_times: u32,
+    calls: Arc<AtomicU32>,
+}
+
+#[task(provides = prepared, revert = unprepare)]
+fn prepare(trace: &Trace) -> u32 {
+    trace.push("prepare");
+    1
+}
+
+#[revert]
+fn unprepare(trace: &Trace) {
+    trace.push("unprepare");
+}
+
+#[task(provides = reserved, revert = unreserve)]
+fn reserve(trace: &Trace, prepared: u32) -> u32 {
+    trace.push("reserve");
+    prepared + 1
+}
+
+#[revert]
+fn unreserve(trace: &Trace) {
+    trace.push("unreserve");
+}
+
+#[task(provides = attached, revert = detach)]
+async fn attach(trace: &Trace, flaky: &Flaky, reserved: u32) -> Result<u32, Refused> {
+    let call = flaky.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    trace.push(format!("attach #{call}"));
+    if call <= flaky.fail_times {
+        return Err(Refused(call));
+    }
+    Ok(reserved + 1)
+}
+
+#[revert]
+fn detach(trace: &Trace, result: TaskOutcome<&u32>) {
+    trace.push(format!("detach (ok={})", result.is_ok()));
+}
+
+flow! {
+    flow ThreeTimes(trace: Trace, flaky: Flaky) -> (attached) {
+        linear [ prepare, retry(Times(3)) linear [ reserve, attach ] ]
+    }
+}
+
+fn run_three_times(engine: &Engine, fail_times: u32) -> (Result<u32, FlowError>, Vec<String>) {
+    let trace = Trace::default();
+    let flaky = Flaky {
+        fail_times,
+        ..Flaky::default()
+    };
+    let result = engine
+        .run_blocking(
+            ThreeTimes,
+            ThreeTimesInputs {
+                trace: trace.clone(),
+                flaky,
+            },
+        )
+        .map(|out| out.attached);
+    (result, trace.events())
+}
+
+#[test]
+fn times_retries_only_its_sub_flow_until_an_attempt_succeeds() {
+    for engine in engines() {
+        let (result, events) = run_three_times(&engine, 2);
+        assert_eq!(result.unwrap(), 3);
+        assert_eq!(
+            events,
+            [
+                "prepare",
+                "reserve",
+                "attach #1",
+                "detach (ok=false)",
+                "unreserve",
+                "reserve",
+                "attach #2",
+                "detach (ok=false)",
+                "unreserve",
+                "reserve",
+                "attach #3",
+            ],
+            "{engine:?}"
+        );
+    }
+}
+
+#[test]
+fn an_exhausted_times_reverts_its_sub_flow_then_the_whole_flow() {
+    for engine in engines() {
+        let (result, events) = run_three_times(&engine, 5);
+        let err = result.unwrap_err();
+        assert_eq!(err.failed_step(), "attach");
+        assert_eq!(
+            err.failures()[0].downcast_ref::<Refused>(),
+            Some(&Refused(3))
+        );
+        assert_eq!(err.state(), FlowState::Reverted);
+        assert_eq!(
+            events,
+            [
+                "prepare",
+                "reserve",
+                "attach #1",
+                "detach (ok=false)",
+                "unreserve",
+                "reserve",
+                "attach #2",
+                "detach (ok=false)",
+                "unreserve",
+                "reserve",
+                "attach #3",
+                "detach (ok=false)",
+                "unreserve",
+                "unprepare",
+            ],
+            "{engine:?}"
+        );
+    }
+}
+
+#[derive(Default)]
+struct Attempts(std::sync::Mutex<Vec<String>>);
+
+impl Listener for Attempts {
+    fn on_step(&self, e: &StepEvent<'_>) {
+        if e.step == "attach" {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} #{}", e.state, e.attempt));
+        }
+    }
+}
+
+#[test]
+fn listeners_see_attempt_numbers_and_retrying() {
+    let attempts = Arc::new(Attempts::default());
+    let flaky = Flaky {
+        fail_times: 1,
+        ..Flaky::default()
+    };
+    Engine::serial()
+        .listener(attempts.clone())
+        .run_blocking(
+            ThreeTimes,
+            ThreeTimesInputs {
+                trace: Trace::default(),
+                flaky,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        *attempts.0.lock().unwrap(),
+        [
+            "RUNNING #1",
+            "FAILURE #1",
+            "REVERTING #1",
+            "REVERTED #1",
+            "RETRYING #2",
+            "RUNNING #2",
+            "SUCCESS #2"
+        ]
+    );
+}
+
+// ---- ForEach and ParameterizedForEach provide each attempt's value
+
+#[task(provides = zone_used)]
+fn place(trace: &Trace, zone: &str) -> Result<String, Refused> {
+    trace.push(format!("place in {zone}"));
+    if zone != "c" {
+        return Err(Refused(0));
+    }
+    Ok(zone.to_owned())
+}
+
+flow! {
+    flow Place(trace: Trace) -> (zone_used) {
+        retry(ForEach(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()]) -> zone: String) linear [ place ]
+    }
+}
+
+#[task(provides = formatted)]
+fn format_disk(trace: &Trace, size: u32) -> Result<u32, Refused> {
+    trace.push(format!("format {size}"));
+    if size < 30 {
+        return Err(Refused(size));
+    }
+    Ok(size)
+}
+
+flow! {
+    flow Format(trace: Trace, sizes: Vec<u32>) -> (formatted) {
+        retry(ParameterizedForEach(sizes) -> size) linear [ format_disk ]
+    }
+}
+
+#[test]
+fn for_each_tries_one_value_per_attempt() {
+    for engine in engines() {
+        let trace = Trace::default();
+        let out = engine
+            .run_blocking(
+                Place,
+                PlaceInputs {
+                    trace: trace.clone(),
+                },
+            )
+            .unwrap();
+        assert_eq!(out.zone_used, "c");
+        assert_eq!(trace.events(), ["place in a", "place in b", "place in c"]);
+
+        let trace = Trace::default();
+        let out = engine
+            .run_blocking(
+                Format,
+                FormatInputs {
+                    trace: trace.clone(),
+                    sizes: vec![10, 20, 30, 40],
+                },
+            )
+            .unwrap();
+        assert_eq!(out.formatted, 30);
+        assert_eq!(trace.events(), ["format 10", "format 20", "format 30"]);
+
+        let trace = Trace::default();
+        let err = engine
+            .run_blocking(
+                Format,
+                FormatInputs {
+                    trace: trace.clone(),
+                    sizes: vec![1, 2],
+                },
+            )
+            .unwrap_err();
+        assert_eq!(trace.events(), ["format 1", "format 2"]);
+        assert_eq!(
+            err.failures()[0].downcast_ref::<Refused>(),
+            Some(&Refused(2))
+        );
+
+        let err = engine
+            .run_blocking(
+                Format,
+                FormatInputs {
+                    trace: Trace::default(),
+                    sizes: vec![],
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.to_string(), "step `format_disk` failed: its retry controller has nothing to attempt; every completed step was reverted");
+    }
+}
+
+// ---- nesting: Revert defers to the enclosing controller; RevertAll reverts everything
+
+#[task(provides = inner_value)]
+fn inner_step(trace: &Trace, flaky: &Flaky) -> Result<u32, Refused> {
+    let call = flaky.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    trace.push(format!("inner #{call}"));
+    if call <= flaky.fail_times {
+        return Err(Refused(call));
+    }
+    Ok(call)
+}
+
+#[task(provides = outer_value, revert = undo_outer)]
+fn outer_step(trace: &Trace) -> u32 {
+    trace.push("outer");
+    7
+}
+
+#[revert]
+fn undo_outer(trace: &Trace) {
+    trace.push("undo outer");
+}
+
+flow! {
+    flow Nested(trace: Trace, flaky: Flaky) -> (inner_value) {
+        linear [ prepare, retry(Times(2)) linear [ outer_step, retry(AlwaysRevert) linear [ inner_step ] ] ]
+    }
+}
+
+flow! {
+    flow NestedAll(trace: Trace, flaky: Flaky) -> (inner_value) {
+        linear [ prepare, retry(Times(5)) linear [ outer_step, retry(AlwaysRevertAll) linear [ inner_step ] ] ]
+    }
+}
+
+#[test]
+fn a_nested_revert_defers_to_the_enclosing_controller() {
+    for engine in engines() {
+        let trace = Trace::default();
+        let flaky = Flaky {
+            fail_times: 1,
+            ..Flaky::default()
+        };
+        let out = engine
+            .run_blocking(
+                Nested,
+                NestedInputs {
+                    trace: trace.clone(),
+                    flaky,
+                },
+            )
+            .unwrap();
+        assert_eq!(out.inner_value, 2);
+        assert_eq!(
+            trace.events(),
+            [
+                "prepare",
+                "outer",
+                "inner #1",
+                "undo outer",
+                "outer",
+                "inner #2"
+            ],
+            "{engine:?}"
+        );
+    }
+}
+
+#[test]
+fn revert_all_reverts_the_whole_flow_whatever_encloses_it() {
+    for engine in engines() {
+        let trace = Trace::default();
+        let flaky = Flaky {
+            fail_times: 1,
+            ..Flaky::default()
+        };
+        let err = engine
+            .run_blocking(
+                NestedAll,
+                NestedAllInputs {
+                    trace: trace.clone(),
+                    flaky,
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.failed_step(), "inner_step");
+        assert_eq!(
+            trace.events(),
+            ["prepare", "outer", "inner #1", "undo outer", "unprepare"],
+            "{engine:?}"
+        );
+    }
+}
+
+// ---- a user controller sees the history
+
+/// Retries only while the failures say "busy", at most 4 attempts in all.
+struct WhileBusy;
+
+impl Retry for WhileBusy {
+    type Item = u32;
+
+    fn item(&self, attempt: u32) -> Option<u32> {
+        Some(attempt)
+    }
+
+    fn on_failure(&self, history: &History) -> Decision {
+        let busy = history
+            .last_failures()
+            .iter()
+            .all(|f| f.error().to_string().contains("busy"));
+        if busy && history.attempts() < 4 {
+            Decision::Retry
+        } else {
+            Decision::Revert
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Message(String);
+
+#[task(provides = answer)]
+fn ask(trace: &Trace, attempt_no: u32, replies: &[&'static str]) -> Result<u32, Message> {
+    let reply = replies[attempt_no as usize - 1];
+    trace.push(format!("ask #{attempt_no}: {reply}"));
+    match reply {
+        "ok" => Ok(attempt_no),
+        other => Err(Message(other.to_owned())),
+    }
+}
+
+flow! {
+    flow Ask(trace: Trace, replies: Vec<&'static str>) -> (answer) {
+        retry(WhileBusy -> attempt_no: u32) linear [ ask ]
+    }
+}
+
+#[test]
+fn a_user_controller_decides_from_the_history() {
+    for engine in engines() {
+        let trace = Trace::default();
+        let out = engine
+            .run_blocking(
+                Ask,
+                AskInputs {
+                    trace: trace.clone(),
+                    replies: vec!["busy", "busy", "ok"],
+                },
+            )
+            .unwrap();
+        assert_eq!(out.answer, 3);
+        assert_eq!(
+            trace.events(),
+            ["ask #1: busy", "ask #2: busy", "ask #3: ok"]
+        );
+
+        let trace = Trace::default();
+        let err = engine
+            .run_blocking(
+                Ask,
+                AskInputs {
+                    trace: trace.clone(),
+                    replies: vec!["busy", "broken", "ok"],
+                },
+            )
+            .unwrap_err();
+        assert_eq!(trace.events(), ["ask #1: busy", "ask #2: broken"]);
+        assert_eq!(err.source().unwrap().to_string(), "broken");
+    }
+}
+
+// ---- backoff waits between attempts (virtual time: deterministic)
+
+flow! {
+    flow Backed(trace: Trace, flaky: Flaky) -> (attached) {
+        linear [ prepare, retry(Times(3).backoff(Backoff::exponential(Duration::from_secs(10), 2.0))) linear [ reserve, attach ] ]
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_waits_before_each_retry() {
+    let start = tokio::time::Instant::now();
+    let flaky = Flaky {
+        fail_times: 2,
+        ..Flaky::default()
+    };
+    let out = Engine::serial()
+        .run(
+            Backed,
+            BackedInputs {
+                trace: Trace::default(),
+                flaky,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.attached, 3);
+    // 10 s before attempt 2, 20 s before attempt 3.
+    assert_eq!(start.elapsed().as_secs(), 30);
+}
+
+use std::error::Error as _;
