@@ -47,6 +47,8 @@ pub struct ParamMeta {
     pub default: bool,
     /// `&TaskContext`: supplied by the engine, not bound to a flow value.
     pub ctx: bool,
+    /// `Option<T>` or `Option<&T>`: may read a value that a decider skipped.
+    pub optional: bool,
 }
 
 /// What a step (a task or a flow) looks like from a flow that uses it.
@@ -94,12 +96,12 @@ impl StepMeta {
         let fallible = flag(self.fallible, "fallible", "infallible");
         let params = self.params.iter().map(|p| {
             let name = format_ident!("{}", p.name);
-            let mode = word(if p.ctx {
-                "ctx"
-            } else if p.by_ref {
-                "ref"
-            } else {
-                "value"
+            let mode = word(match (p.ctx, p.optional, p.by_ref) {
+                (true, _, _) => "ctx",
+                (_, true, true) => "optref",
+                (_, true, false) => "opt",
+                (_, false, true) => "ref",
+                (_, false, false) => "value",
             });
             let default = flag(p.default, "default", "required");
             quote!((#name #mode #default))
@@ -133,7 +135,8 @@ impl StepMeta {
             let mode = ident(parts.next()?)?;
             params.push(ParamMeta {
                 name,
-                by_ref: mode == "ref",
+                by_ref: mode == "ref" || mode == "optref",
+                optional: mode == "opt" || mode == "optref",
                 ctx: mode == "ctx",
                 default: ident(parts.next()?)? == "default",
             });

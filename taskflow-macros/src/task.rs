@@ -22,6 +22,10 @@ struct TaskParam {
     by_ref: bool,
     /// `&TaskContext`, which the engine supplies.
     ctx: bool,
+    /// `Option<T>` or `Option<&T>`: can read a value a decider skipped.
+    optional: bool,
+    /// `T` inside `Option<T>` / `Option<&T>`.
+    inner_ty: Option<Type>,
     /// The type of the flow value the parameter reads (`T` for both `T` and `&T`).
     value_ty: Type,
     default: bool,
@@ -78,6 +82,22 @@ fn parse_args(attr: TokenStream, cx: &mut Ctxt) -> TaskArgs {
         cx.push(e);
     }
     args
+}
+
+/// `T` in `Option<T>` (any path ending in `Option`).
+fn option_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    }
 }
 
 /// `&TaskContext` (by any path): the engine's handle for the running step, not a flow value.
@@ -175,12 +195,18 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                         name: pi.ident.clone(),
                         by_ref: true,
                         ctx: true,
+                        optional: false,
+                        inner_ty: None,
                         value_ty: (*pt.ty).clone(),
                         default: false,
                     });
                     continue;
                 }
-                let (by_ref, value_ty) = match &*pt.ty {
+                let (optional, ty) = match option_inner(&pt.ty) {
+                    Some(inner) => (true, inner),
+                    None => (false, &*pt.ty),
+                };
+                let (by_ref, value_ty) = match ty {
                     Type::Reference(r) if r.mutability.is_some() => {
                         cx.error_spanned(&pt.ty, format!("parameter `{}` takes `&mut`: a flow value is shared between steps, take it by value or by `&`", pi.ident));
                         continue;
@@ -192,7 +218,20 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                     name: pi.ident.clone(),
                     by_ref,
                     ctx: false,
-                    value_ty,
+                    optional,
+                    value_ty: if optional && !by_ref {
+                        (*pt.ty).clone()
+                    } else {
+                        value_ty
+                    },
+                    inner_ty: if optional {
+                        Some(match ty {
+                            Type::Reference(r) => (*r.elem).clone(),
+                            other => other.clone(),
+                        })
+                    } else {
+                        None
+                    },
                     default: *default,
                 });
             }
@@ -409,6 +448,7 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
                 by_ref: p.by_ref,
                 default: p.default,
                 ctx: p.ctx,
+                optional: p.optional,
             })
             .collect(),
         provides: def.provides.iter().map(ToString::to_string).collect(),
@@ -484,7 +524,13 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
         .iter()
         .map(|p| format_ident!("__p_{}", p.name))
         .collect();
-    let input_tys = flow_params.iter().map(|p| with_lifetime(&p.value_ty));
+    let input_tys = flow_params.iter().map(|p| match &p.inner_ty {
+        Some(inner) => {
+            let r = with_lifetime(inner);
+            quote!(::core::option::Option<#r>)
+        }
+        None => with_lifetime(&p.value_ty),
+    });
     let outcome_ty = match def.output_tys.as_slice() {
         [] => quote!(()),
         [one] => with_lifetime(one),

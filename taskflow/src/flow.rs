@@ -104,6 +104,13 @@ pub trait Flow: Sized + Send + Sync + 'static {
         true
     }
 
+    /// Whether guarded step `step` runs: every decider on a link into it says yes.
+    #[doc(hidden)]
+    fn __decide(values: &mut Self::Values, step: usize) -> Result<bool, Failure> {
+        let _ = (values, step);
+        Ok(true)
+    }
+
     /// What retry scope `scope`'s controller decides after a failed attempt.
     #[doc(hidden)]
     fn __retry_decide(values: &mut Self::Values, scope: usize, history: &History) -> Decision {

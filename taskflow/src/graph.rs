@@ -171,6 +171,8 @@ pub struct FlowGraph {
     steps: &'static [StepInfo],
     edges: &'static [(usize, usize)],
     scopes: &'static [ScopeInfo],
+    /// Steps guarded by deciders.
+    guarded: &'static [usize],
 }
 
 impl FlowGraph {
@@ -182,6 +184,7 @@ impl FlowGraph {
         steps: &'static [StepInfo],
         edges: &'static [(usize, usize)],
         scopes: &'static [ScopeInfo],
+        guarded: &'static [usize],
     ) -> Self {
         FlowGraph {
             name,
@@ -190,7 +193,13 @@ impl FlowGraph {
             steps,
             edges,
             scopes,
+            guarded,
         }
+    }
+
+    /// Steps that deciders guard.
+    pub(crate) fn guarded(&self) -> &'static [usize] {
+        self.guarded
     }
 
     pub(crate) fn scopes(&self) -> &'static [ScopeInfo] {

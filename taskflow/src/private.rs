@@ -28,9 +28,9 @@ pub trait Param<const N: usize> {
     type Value;
 }
 
-/// Reads output `N` of a completed flow run (a sub-flow's output copied into its parent).
+/// Copies output `N` of a completed flow run (a sub-flow's output, into its parent).
 pub trait FlowOutput<const N: usize>: Flow + Provides<N> {
-    fn __get(values: &Self::Values) -> &<Self as Provides<N>>::Value;
+    fn __clone(values: &Self::Values) -> <Self as Provides<N>>::Value;
 }
 
 /// The error type of a fallible task.
@@ -151,7 +151,12 @@ pub fn slot_arc<T>(slot: &Option<Arc<T>>) -> Arc<T> {
 /// The value of a shared slot once no step holds it any more (the end of a run).
 #[inline(always)]
 pub fn slot_unwrap<T>(slot: &mut Option<Arc<T>>) -> T {
-    match Arc::into_inner(slot_take(slot)) {
+    arc_unwrap(slot_take(slot))
+}
+
+/// The value behind an `Arc` that nothing else holds any more (the end of a run).
+pub fn arc_unwrap<T>(value: Arc<T>) -> T {
+    match Arc::into_inner(value) {
         Some(value) => value,
         None => missing_slot(),
     }

@@ -374,6 +374,91 @@ pub fn check_output_types(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
     }
 }
 
+/// A decider is a sync `#[task]` returning `bool` that provides nothing.
+pub fn check_decider(d: &super::graph::Decider, cx: &mut Ctxt) {
+    let path = d.link.decider.as_ref().expect("a decider link");
+    let name = quote::ToTokens::to_token_stream(path)
+        .to_string()
+        .replace(' ', "");
+    if d.meta.kind != StepKind::Task
+        || d.meta.is_async
+        || !d.meta.provides.is_empty()
+        || d.meta.params.iter().any(|p| p.ctx)
+    {
+        cx.error_spanned(
+            path,
+            format!("decider `{name}` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+        );
+    }
+}
+
+/// A decider reads a name that is not available to the step it guards.
+pub fn report_decider_unbound(a: &Analysis, d: usize, to: usize, name: &str, cx: &mut Ctxt) {
+    let decider = &a.deciders[d];
+    let path = decider.link.decider.as_ref().expect("a decider link");
+    cx.error_spanned(
+        path,
+        format!(
+            "decider of link `{} -> {}` requires `{name}`, which is not provided before step `{}`; a decider reads what the step it guards could read",
+            decider.link.from, decider.link.to, a.steps[to].label
+        ),
+    );
+}
+
+/// A value that a decider may skip can only be read as an `Option` — by a step that could run
+/// without it. A step that is skipped whenever the value's producer is (it depends on nothing
+/// else) may read it plainly.
+pub fn check_skippable_reads(a: &Analysis, cx: &mut Ctxt) {
+    for (reader, step) in a.steps.iter().enumerate() {
+        for (p, slot) in step.args.iter().enumerate() {
+            let Some(slot) = *slot else { continue };
+            let Source::Output { step: producer, .. } = a.slots[slot].source else {
+                continue;
+            };
+            let param = &step.meta.params[p];
+            if a.skippable[producer]
+                && !param.optional
+                && !skipped_with(a, producer).contains(&reader)
+            {
+                let span = step
+                    .r
+                    .binds
+                    .iter()
+                    .find(|(pp, _)| *pp == param.name)
+                    .map_or_else(|| step_span(step), |(_, n)| n.span());
+                cx.error(
+                    span,
+                    format!(
+                        "step `{}` reads `{}` from step `{}`, which a decider may skip while `{}` still runs: take it as `Option<T>` (or `Option<&T>`)",
+                        step.label, a.slots[slot].name, a.steps[producer].label, step.label
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The steps that are surely skipped when `step` is: itself, and (in run order) every step all of
+/// whose predecessors are.
+fn skipped_with(a: &Analysis, step: usize) -> Vec<usize> {
+    let mut with = vec![step];
+    for &s in &a.order {
+        if with.contains(&s) {
+            continue;
+        }
+        let mut preds = a
+            .edges
+            .iter()
+            .filter(|&&(_, t)| t == s)
+            .map(|&(f, _)| f)
+            .peekable();
+        if preds.peek().is_some() && preds.all(|p| with.contains(&p)) {
+            with.push(s);
+        }
+    }
+    with
+}
+
 /// The closest name within a small edit distance, for "did you mean" hints.
 pub fn closest<'n>(name: &str, candidates: impl Iterator<Item = &'n str>) -> Option<&'n str> {
     let limit = (name.chars().count() / 3).clamp(1, 3);

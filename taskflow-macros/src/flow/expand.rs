@@ -13,12 +13,17 @@ use crate::meta::{ParamMeta, StepKind, StepMeta, VisRank};
 pub fn expand(def: &FlowDef, groups: &[Group]) -> TokenStream {
     let mut cx = Ctxt::default();
     let steps = def.body.steps();
+    let deciders = def.body.deciders();
+    let paths = steps
+        .iter()
+        .map(|s| &s.path)
+        .chain(deciders.iter().filter_map(|l| l.decider.as_ref()));
     let mut metas = Vec::new();
-    for (step, group) in steps.iter().zip(groups) {
+    for (path, group) in paths.zip(groups) {
         match StepMeta::parse(group) {
             Some(meta) => metas.push(meta),
             None => {
-                cx.error_spanned(&step.path, "this is not a #[task] or a flow: mark the function with #[task], or define the flow with flow!");
+                cx.error_spanned(path, "this is not a #[task] or a flow: mark the function with #[task], or define the flow with flow!");
                 metas.push(StepMeta {
                     kind: StepKind::Task,
                     name: String::new(),
@@ -33,13 +38,14 @@ pub fn expand(def: &FlowDef, groups: &[Group]) -> TokenStream {
             }
         }
     }
-    if cx.has_errors() || steps.len() != groups.len() {
+    if cx.has_errors() || steps.len() + deciders.len() != groups.len() {
         return fallback(def, cx);
     }
     // A sub-flow that failed its own checks has reported why; check this flow's wiring all the
     // same, but emit no executor over it.
     let sub_broken = metas.iter().any(|m| m.broken);
-    let analysis = graph::analyze(def, metas, &mut cx);
+    let decider_metas = metas.split_off(steps.len());
+    let analysis = graph::analyze(def, metas, decider_metas, &mut cx);
     super::check::check_flow_io(def, &analysis, &mut cx);
     super::check::check_output_types(def, &analysis, &mut cx);
     if cx.has_errors() || sub_broken {
@@ -87,7 +93,7 @@ fn fallback(def: &FlowDef, cx: Ctxt) -> TokenStream {
         #vis struct #outputs_ty { #(#typed_outputs,)* }
         const _: () = {
             static __GRAPH: ::taskflow::__private::FlowGraph =
-                ::taskflow::__private::FlowGraph::__new(#name_str, &[], &[], &[], &[], &[]);
+                ::taskflow::__private::FlowGraph::__new(#name_str, &[], &[], &[], &[], &[], &[]);
             impl #name {
                 #[allow(dead_code)]
                 pub fn graph() -> &'static ::taskflow::__private::FlowGraph {
@@ -198,6 +204,41 @@ fn value_type(def: &FlowDef, a: &Analysis, slot: usize) -> TokenStream {
     }
 }
 
+/// How a parameter reads its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `&TaskContext`, from the run.
+    Ctx,
+    /// `T`: moved or cloned.
+    Value,
+    /// `&T`: borrowed (an `Arc` handle in the parallel engine).
+    Ref,
+    /// `Option<T>` of a value a decider may skip.
+    OptValue,
+    /// `Option<&T>`.
+    OptRef,
+}
+
+fn mode(a: &Analysis, args: &[Option<usize>], params: &[ParamMeta], p: usize) -> Mode {
+    let param = &params[p];
+    let Some(slot) = args[p] else {
+        return Mode::Ctx;
+    };
+    let skippable =
+        matches!(a.slots[slot].source, Source::Output { step, .. } if a.skippable[step]);
+    match (param.optional, param.by_ref) {
+        (true, true) => Mode::OptRef,
+        (true, false) if skippable => Mode::OptValue,
+        (_, true) => Mode::Ref,
+        _ => Mode::Value,
+    }
+}
+
+/// Whether a slot may be empty when read: its producer may be skipped by a decider.
+fn skippable_slot(a: &Analysis, slot: usize) -> bool {
+    matches!(a.slots[slot].source, Source::Output { step, .. } if a.skippable[step])
+}
+
 /// How each slot is stored and read, decided once for the whole flow.
 struct Layout {
     /// Read by reference somewhere (a `&T` parameter, or a task whose revert hook gets its inputs
@@ -217,7 +258,10 @@ fn layout(def: &FlowDef, a: &Analysis) -> Layout {
             let Some(slot) = *slot else { continue }; // a `&TaskContext`
             readers[slot] += 1;
             reader_scopes[slot] = &step.scopes;
-            if step.meta.params[p].by_ref {
+            if matches!(
+                mode(a, &step.args, &step.meta.params, p),
+                Mode::Ref | Mode::OptRef
+            ) {
                 shared[slot] = true;
             }
         }
@@ -236,6 +280,11 @@ fn layout(def: &FlowDef, a: &Analysis) -> Layout {
     for scope in &a.scopes {
         if let Some(values) = scope.for_each {
             readers[values] += 1;
+        }
+    }
+    for d in &a.deciders {
+        for &slot in d.args.iter().flatten() {
+            readers[slot] += 1;
         }
     }
     let movable = (0..a.slots.len())
@@ -301,10 +350,126 @@ impl Layout {
         }
     }
 
+    /// `Option<T>` out of a slot a decider may have left empty (moved or cloned).
+    fn take_option(&self, slot: usize) -> TokenStream {
+        let f = slot_field(slot);
+        if self.movable[slot] {
+            quote!(values.#f.take())
+        } else if self.shared[slot] {
+            quote!(::core::option::Option::map(values.#f.as_deref(), ::core::clone::Clone::clone))
+        } else {
+            quote!(::core::clone::Clone::clone(&values.#f))
+        }
+    }
+
+    /// The serial engine's argument (it may borrow the values).
+    fn serial_arg(&self, m: Mode, slot: Option<usize>, label: &str) -> TokenStream {
+        match (m, slot) {
+            (Mode::Ctx, _) | (_, None) => {
+                quote!(::taskflow::__private::TaskContext::__new(run, #label))
+            }
+            (Mode::Value, Some(s)) => self.take_arg(s, false),
+            (Mode::Ref, Some(s)) => self.read_ref(s, &quote!(values)),
+            (Mode::OptValue, Some(s)) => self.take_option(s),
+            (Mode::OptRef, Some(s)) => {
+                let f = slot_field(s);
+                quote!(values.#f.as_deref())
+            }
+        }
+    }
+
+    /// What the parallel engine's step future owns for an argument, and its type.
+    fn owned_arg(
+        &self,
+        def: &FlowDef,
+        a: &Analysis,
+        m: Mode,
+        slot: Option<usize>,
+        label: &str,
+    ) -> (TokenStream, TokenStream) {
+        match (m, slot) {
+            (Mode::Ctx, _) | (_, None) => (
+                quote!(::taskflow::__private::TaskContext::__new(run, #label)),
+                quote!(::taskflow::__private::TaskContext),
+            ),
+            (Mode::Value, Some(s)) => (self.take_arg(s, false), self.arg_type(def, a, s, false)),
+            (Mode::Ref, Some(s)) => (self.take_arg(s, true), self.arg_type(def, a, s, true)),
+            (Mode::OptValue, Some(s)) => {
+                let ty = value_type(def, a, s);
+                (self.take_option(s), quote!(::core::option::Option<#ty>))
+            }
+            (Mode::OptRef, Some(s)) => {
+                let f = slot_field(s);
+                let ty = value_type(def, a, s);
+                (
+                    quote!(::core::clone::Clone::clone(&values.#f)),
+                    quote!(::core::option::Option<::taskflow::__private::Arc<#ty>>),
+                )
+            }
+        }
+    }
+
     fn store(&self, slot: usize, value: TokenStream) -> TokenStream {
         let f = slot_field(slot);
         let value = self.wrap(slot, value);
         quote!(values.#f = ::core::option::Option::Some(#value);)
+    }
+}
+
+/// `__decide`: whether a guarded step runs — every decider on a link into it must say yes.
+fn decide_method(a: &Analysis, lay: &Layout, pos: &[usize]) -> TokenStream {
+    if a.deciders.is_empty() {
+        return TokenStream::new();
+    }
+    let mut targets: Vec<usize> = a.deciders.iter().filter_map(|d| d.to).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let arms = targets.iter().map(|&to| {
+        let k = pos[to];
+        let label = &a.steps[to].label;
+        let mut lets = Vec::new();
+        let mut calls = Vec::new();
+        for (i, d) in a.deciders.iter().enumerate().filter(|(_, d)| d.to == Some(to)) {
+            let path = d.link.decider.as_ref().expect("a decider link");
+            let vars: Vec<Ident> = (0..d.args.len()).map(|p| format_ident!("__d{}_{}", i, p)).collect();
+            for (p, var) in vars.iter().enumerate() {
+                // Deciders never move a value: they may be asked again after a retry.
+                let read = match (mode(a, &d.args, &d.meta.params, p), d.args[p]) {
+                    (Mode::Value, Some(slot)) => {
+                        let r = lay.read_ref(slot, &quote!(values));
+                        quote!(::core::clone::Clone::clone(#r))
+                    }
+                    (Mode::OptValue, Some(slot)) => {
+                        let f = slot_field(slot);
+                        if lay.shared[slot] {
+                            quote!(::core::option::Option::map(values.#f.as_deref(), ::core::clone::Clone::clone))
+                        } else {
+                            quote!(::core::clone::Clone::clone(&values.#f))
+                        }
+                    }
+                    (m, slot) => lay.serial_arg(m, slot, label),
+                };
+                lets.push(quote!(let #var = #read;));
+            }
+            calls.push(quote!(#path(#(#vars),*)));
+        }
+        quote! {
+            #k => {
+                #(#lets)*
+                ::taskflow::__private::catch_sync(#label, move || true #(&& #calls)*)
+            }
+        }
+    });
+    quote! {
+        fn __decide(
+            values: &mut __Values,
+            step: usize,
+        ) -> ::core::result::Result<bool, ::taskflow::__private::Failure> {
+            match step {
+                #(#arms)*
+                _ => ::core::result::Result::Ok(true),
+            }
+        }
     }
 }
 
@@ -388,16 +553,8 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
     let vars: Vec<Ident> = (0..slots.len())
         .map(|i| format_ident!("__a{}", i, span = span))
         .collect();
-    let reads = step
-        .meta
-        .params
-        .iter()
-        .zip(slots)
-        .map(|(p, slot)| match slot {
-            None => quote!(::taskflow::__private::TaskContext::__new(run, #label)),
-            Some(slot) if p.by_ref => lay.read_ref(*slot, &quote!(values)),
-            Some(slot) => lay.take_arg(*slot, false),
-        });
+    let reads = (0..slots.len())
+        .map(|p| lay.serial_arg(mode(a, slots, &step.meta.params, p), slots[p], label));
     let lets = quote!(#(let #vars = #reads;)*);
     match step.meta.kind {
         StepKind::Task => {
@@ -449,7 +606,7 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
             let copies = step.outs.iter().enumerate().map(|(j, &slot)| {
                 lay.store(
                     slot,
-                    quote!(::core::clone::Clone::clone(<#path as ::taskflow::__private::FlowOutput<#j>>::__get(&__sub))),
+                    quote!(<#path as ::taskflow::__private::FlowOutput<#j>>::__clone(&__sub)),
                 )
             });
             let make_inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#vars),*));
@@ -526,6 +683,11 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         .zip(&out_slots)
         .map(|(declared, &slot)| match declared {
             Some(ty) => quote!(#ty),
+            // A value a decider may skip is an `Option` among the outputs.
+            None if skippable_slot(a, slot) => {
+                let ty = value_type(def, a, slot);
+                quote!(::core::option::Option<#ty>)
+            }
             None => value_type(def, a, slot),
         })
         .collect();
@@ -537,7 +699,13 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let outputs_doc = format!("The outputs of flow [`{name}`].");
     let finish_fields = def.outputs.iter().zip(&out_slots).map(|(o, &slot)| {
         let f = slot_field(slot);
-        if lay.shared[slot] {
+        if skippable_slot(a, slot) {
+            if lay.shared[slot] {
+                quote!(#o: ::core::option::Option::map(values.#f.take(), ::taskflow::__private::arc_unwrap))
+            } else {
+                quote!(#o: values.#f.take())
+            }
+        } else if lay.shared[slot] {
             quote!(#o: ::taskflow::__private::slot_unwrap(&mut values.#f))
         } else {
             quote!(#o: ::taskflow::__private::slot_take(&mut values.#f))
@@ -548,11 +716,21 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         .zip(&out_types)
         .enumerate()
         .map(|(i, (&slot, ty))| {
-            let read = lay.read_ref(slot, &quote!(values));
+            let f = slot_field(slot);
+            let clone = if skippable_slot(a, slot) {
+                if lay.shared[slot] {
+                    quote!(::core::option::Option::map(values.#f.as_deref(), ::core::clone::Clone::clone))
+                } else {
+                    quote!(::core::clone::Clone::clone(&values.#f))
+                }
+            } else {
+                let read = lay.read_ref(slot, &quote!(values));
+                quote!(::core::clone::Clone::clone(#read))
+            };
             quote! {
                 impl ::taskflow::__private::Provides<#i> for #name { type Value = #ty; }
                 impl ::taskflow::__private::FlowOutput<#i> for #name {
-                    fn __get(values: &__Values) -> &#ty { #read }
+                    fn __clone(values: &__Values) -> #ty { #clone }
                 }
             }
         });
@@ -612,26 +790,23 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         let vars: Vec<Ident> = (0..slots.len())
             .map(|i| format_ident!("__a{}", i, span = span))
             .collect();
-        let arg_tys = step
-            .meta
-            .params
-            .iter()
-            .zip(slots)
-            .map(|(p, slot)| match slot {
-                None => quote!(::taskflow::__private::TaskContext),
-                Some(slot) => lay.arg_type(def, a, *slot, p.by_ref),
-            });
-        let takes = step
-            .meta
-            .params
-            .iter()
-            .zip(slots)
-            .map(|(p, slot)| match slot {
-                None => quote!(::taskflow::__private::TaskContext::__new(run, #label)),
-                Some(slot) => lay.take_arg(*slot, p.by_ref),
-            });
-        // The task's flow inputs, which its revert hook receives (never the `&TaskContext`).
+        let modes: Vec<Mode> = (0..slots.len())
+            .map(|p| mode(a, slots, &step.meta.params, p))
+            .collect();
+        let owned: Vec<(TokenStream, TokenStream)> = (0..slots.len())
+            .map(|p| lay.owned_arg(def, a, modes[p], slots[p], label))
+            .collect();
+        let arg_tys = owned.iter().map(|(_, ty)| ty);
+        let takes = owned.iter().map(|(take, _)| take);
+        // The task's flow inputs, which its revert hook receives (never the `&TaskContext`);
+        // an optional parameter's hook input is `Option<&T>`.
         let flow_slots: Vec<usize> = slots.iter().flatten().copied().collect();
+        let flow_optional: Vec<bool> = slots
+            .iter()
+            .zip(&step.meta.params)
+            .filter(|(s, _)| s.is_some())
+            .map(|(_, p)| p.optional)
+            .collect();
         let flow_vars: Vec<Ident> = (0..flow_slots.len())
             .map(|i| format_ident!("__i{}", i))
             .collect();
@@ -639,14 +814,11 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
             StepKind::Task => {
                 args_variants.push(quote!(#v(#(#arg_tys,)*)));
                 take_args.push(quote!(#k => __Args::#v(#(#takes,)*),));
-                let call_args = step.meta.params.iter().zip(&vars).map(|(p, var)| {
-                    if p.ctx {
-                        quote_spanned!(span=> &#var)
-                    } else if p.by_ref {
-                        quote_spanned!(span=> &*#var)
-                    } else {
-                        quote!(#var)
-                    }
+                let call_args = modes.iter().zip(&vars).map(|(m, var)| match m {
+                    Mode::Ctx => quote_spanned!(span=> &#var),
+                    Mode::Ref => quote_spanned!(span=> &*#var),
+                    Mode::OptRef => quote_spanned!(span=> ::core::option::Option::as_deref(&#var)),
+                    Mode::Value | Mode::OptValue => quote!(#var),
                 });
                 let call = quote_spanned!(span=> #path(#(#call_args),*));
                 let outcome = if step.meta.is_async {
@@ -691,7 +863,11 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 if step.meta.has_revert {
                     let in_tys = flow_slots.iter().map(|&s| {
                         let ty = value_type(def, a, s);
-                        quote!(::taskflow::__private::Arc<#ty>)
+                        if skippable_slot(a, s) {
+                            quote!(::core::option::Option<::taskflow::__private::Arc<#ty>>)
+                        } else {
+                            quote!(::taskflow::__private::Arc<#ty>)
+                        }
                     });
                     let out_arcs: Vec<TokenStream> = step
                         .outs
@@ -709,8 +885,22 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     revert_variants.push(quote!(#v(#(#in_tys,)* ::core::result::Result<#outcome_ty, ::taskflow::__private::Failure>)));
                     let in_takes = flow_slots.iter().map(|&s| {
                         let f = slot_field(s);
-                        quote!(::taskflow::__private::slot_arc(&values.#f))
+                        if skippable_slot(a, s) {
+                            quote!(::core::clone::Clone::clone(&values.#f))
+                        } else {
+                            quote!(::taskflow::__private::slot_arc(&values.#f))
+                        }
                     });
+                    let hook_inputs = flow_slots.iter().zip(&flow_optional).zip(&flow_vars).map(
+                        |((&s, &optional), var)| {
+                            match (optional, skippable_slot(a, s)) {
+                                (true, true) => quote!(::core::option::Option::as_deref(&#var)),
+                                // The value itself is an `Option<T>`: lend its contents.
+                                (true, false) => quote!(::core::option::Option::as_ref(&**#var)),
+                                (false, _) => quote!(&*#var),
+                            }
+                        },
+                    );
                     let out_takes: Vec<TokenStream> = step
                         .outs
                         .iter()
@@ -751,7 +941,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                             };
                             let __r = ::taskflow::__private::catch_async(
                                 #label,
-                                #path::__taskflow_revert(#(&*#flow_vars,)* __result, &failures),
+                                #path::__taskflow_revert(#(#hook_inputs,)* __result, &failures),
                             ).await;
                             ::taskflow::__private::hook_outcome(#label, __r).err().into_iter().collect()
                         }
@@ -780,7 +970,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 let copies = step.outs.iter().enumerate().map(|(j, &slot)| {
                     lay.store(
                         slot,
-                        quote!(::core::clone::Clone::clone(<#path as ::taskflow::__private::FlowOutput<#j>>::__get(&__sub))),
+                        quote!(<#path as ::taskflow::__private::FlowOutput<#j>>::__clone(&__sub)),
                     )
                 });
                 finish_arms.push(quote! {
@@ -838,6 +1028,15 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let n_steps = ordered.len();
     let n_scopes = a.scopes.len();
     let retry_methods = retry_methods(def, a, &lay);
+    let decide_method = decide_method(a, &lay, &pos);
+    let mut guarded: Vec<usize> = a
+        .deciders
+        .iter()
+        .filter_map(|d| d.to)
+        .map(|s| pos[s])
+        .collect();
+    guarded.sort_unstable();
+    guarded.dedup();
     let scope_infos = a.scopes.iter().enumerate().map(|(i, scope)| {
         let parent = match scope.parent {
             Some(p) => quote!(::core::option::Option::Some(#p)),
@@ -885,6 +1084,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 &[#(#step_infos),*],
                 &[#(#edges),*],
                 &[#(#scope_infos),*],
+                &[#(#guarded),*],
             );
 
             impl #name {
@@ -989,9 +1189,15 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 }
 
                 #retry_methods
+
+                #decide_method
             }
         };
     }
+}
+
+fn is_option(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Option"))
 }
 
 /// The flow's collector, aliased under the flow's own name, so it can be a step of another flow.
@@ -1008,11 +1214,12 @@ fn flow_collector(def: &FlowDef, broken: bool) -> TokenStream {
         params: def
             .inputs
             .iter()
-            .map(|(n, _)| ParamMeta {
+            .map(|(n, ty)| ParamMeta {
                 name: n.to_string(),
                 by_ref: false,
                 default: false,
                 ctx: false,
+                optional: is_option(ty),
             })
             .collect(),
         provides: def.outputs.iter().map(ToString::to_string).collect(),

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use proc_macro2::Span;
 use syn::Ident;
 
-use super::parse::{FlowDef, Item, Pattern, PatternKind, RetrySpec, StepRef};
+use super::parse::{FlowDef, Item, Link, Pattern, PatternKind, RetrySpec, StepRef};
 use crate::ctxt::Ctxt;
 use crate::meta::StepMeta;
 
@@ -22,6 +22,16 @@ pub enum Source {
     Default { step: usize, param: usize },
     /// The value retry scope `scope`'s controller provides each attempt.
     RetryItem { scope: usize },
+}
+
+/// The decider of a link `from -> to if decider`.
+pub struct Decider<'a> {
+    pub link: &'a Link,
+    pub meta: StepMeta,
+    /// Slot of each parameter, once bound (by the names available to `to`).
+    pub args: Vec<Option<usize>>,
+    /// The step the link leads to, once resolved.
+    pub to: Option<usize>,
 }
 
 /// A `retry(..)` sub-flow.
@@ -63,6 +73,10 @@ pub struct Step<'a> {
 pub struct Analysis<'a> {
     pub steps: Vec<Step<'a>>,
     pub scopes: Vec<Scope<'a>>,
+    pub deciders: Vec<Decider<'a>>,
+    /// Steps a decider may skip: targets of decider links, and steps all of whose predecessors
+    /// may be skipped.
+    pub skippable: Vec<bool>,
     pub slots: Vec<Slot>,
     /// Step ids (in written order) in the order the serial engine runs them.
     pub order: Vec<usize>,
@@ -96,8 +110,28 @@ impl<'a> Analysis<'a> {
 }
 
 /// Builds the analysis, pushing an error for every wiring mistake it finds.
-pub fn analyze<'a>(def: &'a FlowDef, metas: Vec<StepMeta>, cx: &mut Ctxt) -> Analysis<'a> {
+pub fn analyze<'a>(
+    def: &'a FlowDef,
+    metas: Vec<StepMeta>,
+    decider_metas: Vec<StepMeta>,
+    cx: &mut Ctxt,
+) -> Analysis<'a> {
     let refs = def.body.steps();
+    let deciders: Vec<Decider<'a>> = def
+        .body
+        .deciders()
+        .into_iter()
+        .zip(decider_metas)
+        .map(|(link, meta)| Decider {
+            link,
+            args: vec![None; meta.params.len()],
+            meta,
+            to: None,
+        })
+        .collect();
+    for d in &deciders {
+        super::check::check_decider(d, cx);
+    }
     let mut steps: Vec<Step<'a>> = refs
         .into_iter()
         .zip(metas)
@@ -144,6 +178,8 @@ pub fn analyze<'a>(def: &'a FlowDef, metas: Vec<StepMeta>, cx: &mut Ctxt) -> Ana
     let mut analysis = Analysis {
         steps,
         scopes: Vec::new(),
+        deciders,
+        skippable: Vec::new(),
         slots,
         order: Vec::new(),
         edges: BTreeSet::new(),
@@ -160,6 +196,8 @@ pub fn analyze<'a>(def: &'a FlowDef, metas: Vec<StepMeta>, cx: &mut Ctxt) -> Ana
     structure(&def.body, &mut analysis, &mut walker_step, cx);
     add_data_edges(&mut analysis);
     analysis.order = topo_order(&analysis, cx);
+    analysis.skippable = skippable(&analysis);
+    super::check::check_skippable_reads(&analysis, cx);
     analysis
 }
 
@@ -288,8 +326,27 @@ impl<'a> Walker<'_, 'a> {
                 for item in &pattern.items {
                     inside.extend(self.provides_of(item));
                 }
+                let first = self.next_step;
                 for item in &pattern.items {
                     provided.extend(self.walk_item(item, &inside, ctx));
+                }
+                // Deciders read what the step they guard could read.
+                for item in &pattern.items {
+                    if let Item::Link(link) = item {
+                        if let Some(d) = self
+                            .a
+                            .deciders
+                            .iter()
+                            .position(|d| std::ptr::eq(d.link, link))
+                        {
+                            let to =
+                                (first..self.next_step).find(|&s| link.to == self.a.steps[s].label);
+                            self.a.deciders[d].to = to;
+                            if let Some(to) = to {
+                                self.bind_decider(d, to, &inside);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -334,6 +391,18 @@ impl<'a> Walker<'_, 'a> {
                 self.a.steps[s].scopes = self.scope_stack.clone();
                 self.bind_step(s, avail, ctx);
                 self.a.steps[s].writes.iter().cloned().collect()
+            }
+        }
+    }
+
+    fn bind_decider(&mut self, d: usize, to: usize, avail: &BTreeSet<String>) {
+        for p in 0..self.a.deciders[d].meta.params.len() {
+            let name = self.a.deciders[d].meta.params[p].name.clone();
+            let produced_by_target = self.a.steps[to].writes.contains(&name);
+            if avail.contains(&name) && !produced_by_target {
+                self.a.deciders[d].args[p] = self.a.slot_of(&name);
+            } else {
+                super::check::report_decider_unbound(self.a, d, to, &name, self.cx);
             }
         }
     }
@@ -503,6 +572,40 @@ fn add_data_edges(a: &mut Analysis) {
             a.edges.insert((from, to));
         }
     }
+    // A guarded step runs after whatever its decider reads.
+    for d in &a.deciders {
+        let Some(to) = d.to else { continue };
+        for &slot in d.args.iter().flatten() {
+            if let Source::Output { step, .. } = a.slots[slot].source {
+                if step != to {
+                    a.edges.insert((step, to));
+                }
+            }
+        }
+    }
+}
+
+/// Which steps a decider may skip, in topological order: the targets of decider links, and the
+/// steps whose predecessors may all be skipped.
+fn skippable(a: &Analysis) -> Vec<bool> {
+    let mut skippable = vec![false; a.steps.len()];
+    for d in &a.deciders {
+        if let Some(to) = d.to {
+            skippable[to] = true;
+        }
+    }
+    for &s in &a.order {
+        let mut preds = a
+            .edges
+            .iter()
+            .filter(|&&(_, t)| t == s)
+            .map(|&(f, _)| f)
+            .peekable();
+        if preds.peek().is_some() && preds.all(|p| skippable[p]) {
+            skippable[s] = true;
+        }
+    }
+    skippable
 }
 
 /// Kahn's algorithm, preferring the step written first; reports a cycle when one remains.

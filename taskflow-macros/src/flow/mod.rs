@@ -29,22 +29,27 @@ pub fn expand_entry(input: TokenStream) -> TokenStream {
         Ok(def) => def,
         Err(e) => return e.to_compile_error(),
     };
-    let steps = def.body.steps();
-    let paths = |steps: &[&parse::StepRef]| -> Vec<TokenStream> {
-        steps
-            .iter()
-            .map(|s| {
-                let path = &s.path;
-                quote!({ #path })
-            })
-            .collect()
+    // Every path whose collector the chain calls: the steps, then the deciders of links.
+    let steps: Vec<&syn::Path> = def
+        .body
+        .steps()
+        .into_iter()
+        .map(|s| &s.path)
+        .chain(
+            def.body
+                .deciders()
+                .into_iter()
+                .filter_map(|l| l.decider.as_ref()),
+        )
+        .collect();
+    let paths = |steps: &[&syn::Path]| -> Vec<TokenStream> {
+        steps.iter().map(|path| quote!({ #path })).collect()
     };
     let Some(first) = steps.first() else {
         return quote!(::taskflow::__private::__flow_impl! { [ ] [ ] #input });
     };
     if steps.len() <= CHUNK {
         // One chain: no chunk collectors, so a step that is not a task costs one error, not two.
-        let first = &first.path;
         let rest = paths(&steps[1..]);
         return quote!(#first! { [ #(#rest)* { ::taskflow::__private::__flow_impl } ] [ ] #input });
     }
@@ -57,7 +62,7 @@ pub fn expand_entry(input: TokenStream) -> TokenStream {
             i,
             span = Span::call_site()
         );
-        let first = &chunk[0].path;
+        let first = chunk[0];
         let rest = paths(&chunk[1..]);
         out.extend(quote!(#first! { [ #(#rest)* { ::taskflow::__private::__define_chunk } ] [ ] { #chunk_name } }));
         chunk_names.push(chunk_name);

@@ -123,9 +123,13 @@ pub struct StepRef {
     pub binds: Vec<(Ident, Ident)>,
     pub renames: Option<Vec<Ident>>,
     pub label: Option<Ident>,
+    /// `if decider`: only valid on a link.
+    pub condition: Option<syn::Path>,
 }
 
 pub struct Link {
+    /// `if decider`: `to` runs only when the decider says so.
+    pub decider: Option<syn::Path>,
     pub from: Ident,
     pub to: Ident,
 }
@@ -152,6 +156,7 @@ impl StepRef {
                 Some(Link {
                     from: from.clone(),
                     to: to[0].clone(),
+                    decider: self.condition.clone(),
                 })
             }
             _ => None,
@@ -351,6 +356,12 @@ impl Parse for StepRef {
         } else {
             None
         };
+        let condition = if input.peek(Token![if]) {
+            input.parse::<Token![if]>()?;
+            Some(input.call(syn::Path::parse_mod_style)?)
+        } else {
+            None
+        };
         let label = if input.peek(Token![as]) {
             input.parse::<Token![as]>()?;
             Some(input.parse()?)
@@ -362,11 +373,29 @@ impl Parse for StepRef {
             binds,
             renames,
             label,
+            condition,
         })
     }
 }
 
 impl Pattern {
+    /// Every link with a decider, depth first, in the order they are written.
+    pub fn deciders(&self) -> Vec<&Link> {
+        let mut out = Vec::new();
+        self.collect_deciders(&mut out);
+        out
+    }
+
+    fn collect_deciders<'a>(&'a self, out: &mut Vec<&'a Link>) {
+        for item in &self.items {
+            match item {
+                Item::Pattern(p) => p.collect_deciders(out),
+                Item::Link(l) if l.decider.is_some() => out.push(l),
+                _ => {}
+            }
+        }
+    }
+
     /// Every step, depth first, in the order they are written.
     pub fn steps(&self) -> Vec<&StepRef> {
         let mut out = Vec::new();

@@ -556,6 +556,42 @@ fn enter_scopes<F: Flow>(values: &mut F::Values, step: usize) -> Result<(), usiz
     Ok(())
 }
 
+/// Predecessors of each step, when the flow has deciders (only then can a step be skipped).
+fn predecessors<F: Flow>() -> Option<Vec<Vec<usize>>> {
+    let graph = F::graph();
+    if graph.guarded().is_empty() {
+        return None;
+    }
+    let mut preds = vec![Vec::new(); graph.steps().len()];
+    for &(from, to) in graph.edges() {
+        preds[to].push(from);
+    }
+    Some(preds)
+}
+
+/// Whether step `step` is skipped (IGNORE): a decider on a link into it said no, or every step it
+/// depends on was skipped. A decider that panics fails the step.
+fn skipped<F: Flow>(
+    values: &mut F::Values,
+    step: usize,
+    preds: &[Vec<usize>],
+) -> Result<bool, StepFailed> {
+    let status = F::__status(values);
+    if !preds[step].is_empty()
+        && preds[step]
+            .iter()
+            .all(|&p| status.steps[p] == StepState::Ignore)
+    {
+        return Ok(true);
+    }
+    if F::graph().guarded().contains(&step) {
+        return F::__decide(values, step)
+            .map(|go| !go)
+            .map_err(StepFailed::NotAttempted);
+    }
+    Ok(false)
+}
+
 /// A controller that has no value for its next attempt (an empty `ForEach`, say).
 #[derive(Debug, thiserror::Error)]
 #[error("its retry controller has nothing to attempt")]

@@ -12,7 +12,10 @@ use std::task::Poll;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::pool::{block_on, Pool};
-use super::{enter_scopes, not_attempted, on_failure, to_undo, RunContext, StepFailed, Stop};
+use super::{
+    enter_scopes, not_attempted, on_failure, predecessors, skipped, to_undo, RunContext,
+    StepFailed, Stop,
+};
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::Exec;
@@ -51,8 +54,13 @@ async fn run_until_quiet<F: Flow>(
     let graph = F::graph();
     let steps = graph.steps();
     let n = steps.len();
-    let done =
-        |values: &mut F::Values, s: usize| F::__status(values).steps[s] == StepState::Success;
+    let done = |values: &mut F::Values, s: usize| {
+        matches!(
+            F::__status(values).steps[s],
+            StepState::Success | StepState::Ignore
+        )
+    };
+    let preds = predecessors::<F>();
     let mut successors = vec![Vec::new(); n];
     let mut waiting_on = vec![0usize; n];
     for &(from, to) in graph.edges() {
@@ -81,6 +89,35 @@ async fn run_until_quiet<F: Flow>(
                 break;
             }
             let Some(step) = ready.pop() else { break };
+            if let Some(preds) = &preds {
+                match skipped::<F>(values, step, preds) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        // Skipped: done as far as its successors are concerned.
+                        let status = F::__status(values);
+                        status.steps[step] = StepState::Ignore;
+                        run.step_event(
+                            steps[step].name(),
+                            StepState::Ignore,
+                            status.attempts[step],
+                            None,
+                        );
+                        for &next in &successors[step] {
+                            waiting_on[next] -= 1;
+                            if waiting_on[next] == 0 {
+                                ready.push(next);
+                            }
+                        }
+                        ready.sort_unstable_by(|a, b| b.cmp(a));
+                        continue;
+                    }
+                    Err(why) => {
+                        F::__status(values).steps[step] = StepState::Failure;
+                        failed.push((step, why));
+                        break;
+                    }
+                }
+            }
             if enter_scopes::<F>(values, step).is_err() {
                 F::__status(values).steps[step] = StepState::Failure;
                 failed.push((step, not_attempted::<F>(step)));

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
-    enter_scopes, not_attempted, on_failure, revert_step, to_undo, RunContext, StepFailed, Stop,
+    enter_scopes, not_attempted, on_failure, predecessors, revert_step, skipped, to_undo,
+    RunContext, StepFailed, Stop,
 };
 use crate::failure::Failure;
 use crate::flow::Flow;
@@ -12,6 +13,7 @@ use crate::state::StepState;
 
 pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> Result<(), Stop> {
     let steps = F::graph().steps();
+    let preds = predecessors::<F>();
     let mut step = 0;
     while step < steps.len() {
         if F::__status(values).steps[step] != StepState::Pending {
@@ -22,7 +24,20 @@ pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> 
             return Err(Stop::Suspended);
         }
         let name = steps[step].name();
-        let outcome = if enter_scopes::<F>(values, step).is_err() {
+        let skip = match &preds {
+            Some(preds) => skipped::<F>(values, step, preds),
+            None => Ok(false),
+        };
+        if let Ok(true) = skip {
+            let status = F::__status(values);
+            status.steps[step] = StepState::Ignore;
+            run.step_event(name, StepState::Ignore, status.attempts[step], None);
+            step += 1;
+            continue;
+        }
+        let outcome = if let Err(failed) = skip {
+            Err(failed)
+        } else if enter_scopes::<F>(values, step).is_err() {
             Err(not_attempted::<F>(step))
         } else {
             let status = F::__status(values);
