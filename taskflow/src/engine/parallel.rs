@@ -80,6 +80,7 @@ async fn run_until_quiet<F: Flow>(
     let mut running_async = FuturesUnordered::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, F::Done)>();
     let mut in_flight = 0usize;
+    let mut sync_jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
 
     loop {
         // Start what is ready, unless a step failed or suspension was asked for.
@@ -132,13 +133,15 @@ async fn run_until_quiet<F: Flow>(
             match steps[step].exec() {
                 Exec::Sync => {
                     let tx = done_tx.clone();
-                    pool.submit(Box::new(move || {
+                    sync_jobs.push(Box::new(move || {
                         let _ = tx.send((step, block_on(future)));
                     }));
                 }
                 Exec::Async | Exec::Flow => running_async.push(tagged(step, future)),
             }
         }
+        // Hand every sync step started in this round to the workers at once.
+        pool.submit_all(std::mem::take(&mut sync_jobs));
         if in_flight == 0 {
             break;
         }

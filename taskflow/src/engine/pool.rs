@@ -13,6 +13,8 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Queue {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// Workers waiting for a job: only as many are woken as there are jobs for.
+    idle: usize,
 }
 
 struct Inner {
@@ -51,17 +53,24 @@ impl Pool {
         Pool { inner }
     }
 
-    /// Queues `job`; runs it right here when the pool could start no thread at all.
-    pub(crate) fn submit(&self, job: Job) {
+    /// Queues `jobs` under one lock and wakes only as many idle workers as there are new jobs
+    /// (each wake is a system call); runs them right here when the pool has no thread at all.
+    pub(crate) fn submit_all(&self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
         let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         if queue.closed {
             drop(queue);
-            job();
+            jobs.into_iter().for_each(|job| job());
             return;
         }
-        queue.jobs.push_back(job);
+        let wake = jobs.len().min(queue.idle);
+        queue.jobs.extend(jobs);
         drop(queue);
-        self.inner.ready.notify_one();
+        for _ in 0..wake {
+            self.inner.ready.notify_one();
+        }
     }
 }
 
@@ -87,7 +96,9 @@ fn work(inner: &Inner) {
         } else if queue.closed {
             return;
         } else {
+            queue.idle += 1;
             queue = inner.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+            queue.idle -= 1;
         }
     }
 }
