@@ -8,7 +8,10 @@ use std::task::Poll;
 pub use std::sync::Arc;
 
 pub use crate::context::TaskContext;
-pub use crate::engine::{revert_subflow, run_subflow, RunContext, StepFailed, SubflowEnd};
+pub use crate::engine::{
+    map_async, map_sync, revert_subflow, run_subflow, MapItem, MapOutcome, RunContext, StepFailed,
+    SubflowEnd,
+};
 pub use crate::failure::{BoxError, Failure};
 pub use crate::flow::Flow;
 pub use crate::graph::{Exec, FlowGraph, ScopeInfo, StepInfo, StepKind};

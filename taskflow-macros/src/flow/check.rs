@@ -94,6 +94,22 @@ pub fn resolve_binds(step: &mut Step, cx: &mut Ctxt) {
     }
 }
 
+/// `map task over values`: a task with exactly one output, which becomes a `Vec`.
+pub fn check_map(step: &Step, cx: &mut Ctxt) {
+    let Some(values) = &step.r.map_over else {
+        return;
+    };
+    if step.meta.kind != StepKind::Task || step.meta.provides.len() != 1 {
+        cx.error(
+            values.span(),
+            format!(
+                "`map {} over {values}` needs a #[task] that provides exactly one value (the map provides a `Vec` of them)",
+                step.label
+            ),
+        );
+    }
+}
+
 /// `step -> name` / `step -> (a, b)`: one new name per output.
 pub fn resolve_renames(step: &mut Step, cx: &mut Ctxt) {
     step.writes = step.meta.provides.clone();

@@ -184,7 +184,11 @@ fn value_type(def: &FlowDef, a: &Analysis, slot: usize) -> TokenStream {
         }
         Source::Output { step, index } => {
             let path = &a.steps[step].r.path;
-            quote!(<#path as ::taskflow::__private::Provides<#index>>::Value)
+            if a.steps[step].map_item.is_some() {
+                quote!(::std::vec::Vec<<#path as ::taskflow::__private::Provides<#index>>::Value>)
+            } else {
+                quote!(<#path as ::taskflow::__private::Provides<#index>>::Value)
+            }
         }
         Source::Default { step, param } => {
             let path = &a.steps[step].r.path;
@@ -263,6 +267,9 @@ fn layout(def: &FlowDef, a: &Analysis) -> Layout {
                 Mode::Ref | Mode::OptRef
             ) {
                 shared[slot] = true;
+            }
+            if step.map_item == Some(p) {
+                shared[slot] = true; // every run of a map borrows its element
             }
         }
         if step.meta.has_revert {
@@ -542,6 +549,220 @@ fn retry_methods(def: &FlowDef, a: &Analysis, lay: &Layout) -> TokenStream {
     }
 }
 
+/// The generated pieces of one `map task over values` step.
+struct MapParts {
+    serial_arm: TokenStream,
+    args_variant: TokenStream,
+    take_args: TokenStream,
+    run_arm: TokenStream,
+    done_variant: TokenStream,
+    finish_arm: TokenStream,
+    revert: Option<(TokenStream, TokenStream, TokenStream)>,
+}
+
+fn map_field(k: usize) -> Ident {
+    format_ident!("__map{}", k)
+}
+
+/// A `map` step runs its task once per element of a `Vec` (one after another on the serial
+/// engine, all at once on the parallel engine) and provides a `Vec` of outputs in input order. On
+/// failure the finished items are kept, so each is reverted on its own.
+fn map_parts(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) -> MapParts {
+    let v = variant(k);
+    let path = &step.r.path;
+    let label = &step.label;
+    let span = Span::call_site().located_at(graph::step_span(step));
+    let item = step.map_item.expect("a map step");
+    let items_slot = step.args[item].expect("bound by analysis");
+    let items_f = slot_field(items_slot);
+    let items_ty = value_type(def, a, items_slot);
+    let out_slot = step.outs[0];
+    let elem_ty = quote!(<#path as ::taskflow::__private::Provides<0>>::Value);
+    let field = map_field(k);
+
+    // The other arguments, owned once; each run gets its own copy (or a borrow).
+    let others: Vec<usize> = (0..step.args.len()).filter(|&p| p != item).collect();
+    let modes: Vec<Mode> = (0..step.args.len())
+        .map(|p| mode(a, &step.args, &step.meta.params, p))
+        .collect();
+    let owned: Vec<(TokenStream, TokenStream)> = others
+        .iter()
+        .map(|&p| lay.owned_arg(def, a, modes[p], step.args[p], label))
+        .collect();
+    let vars: Vec<Ident> = others.iter().map(|p| format_ident!("__a{}", p)).collect();
+    let other_tys = owned.iter().map(|(_, ty)| ty);
+    let other_takes: Vec<&TokenStream> = owned.iter().map(|(take, _)| take).collect();
+
+    let item_arg = if step.meta.params[item].by_ref {
+        quote!(&__items[__i])
+    } else {
+        quote!(::core::clone::Clone::clone(&__items[__i]))
+    };
+    // Per run: what the call receives for each parameter.
+    let call_args: Vec<TokenStream> = (0..step.args.len())
+        .map(|p| {
+            if p == item {
+                return item_arg.clone();
+            }
+            let var = format_ident!("__a{}", p);
+            match modes[p] {
+                Mode::Ctx => quote!(&#var),
+                Mode::Ref => quote!(&*#var),
+                Mode::OptRef => quote!(::core::option::Option::as_deref(&#var)),
+                Mode::Value | Mode::OptValue => quote!(::core::clone::Clone::clone(&#var)),
+            }
+        })
+        .collect();
+    let call = quote_spanned!(span=> #path(#(#call_args),*));
+    let normalize = |outcome: TokenStream| {
+        if step.meta.fallible {
+            quote!(::taskflow::__private::fallible(#label, #outcome.map(#path::__taskflow_result)))
+        } else {
+            outcome
+        }
+    };
+    let map_call = if step.meta.is_async {
+        let outcome = normalize(quote!(::taskflow::__private::catch_async(#label, #call).await));
+        let copies = vars
+            .iter()
+            .map(|v| quote!(let #v = ::core::clone::Clone::clone(&#v);));
+        quote! {{
+            let __n = __items.len();
+            let __run_item = move |__i: usize| {
+                let __items = ::taskflow::__private::Arc::clone(&__items);
+                #(#copies)*
+                async move { #outcome }
+            };
+            ::taskflow::__private::map_async(&__run, __n, __run_item).await
+        }}
+    } else {
+        let outcome = normalize(quote!(::taskflow::__private::catch_sync(#label, || #call)));
+        quote! {{
+            let __n = __items.len();
+            let __run_item = move |__i: usize| #outcome;
+            ::taskflow::__private::map_sync(&__run, __n, __run_item).await
+        }}
+    };
+    let store = lay.store(out_slot, quote!(__outputs));
+    let finish = quote! {
+        ::core::result::Result::Ok(__outputs) => { #store ::core::result::Result::Ok(()) }
+        ::core::result::Result::Err((__partial, __f)) => {
+            values.#field = ::core::option::Option::Some(__partial);
+            ::core::result::Result::Err(::taskflow::__private::StepFailed::Task(__f))
+        }
+    };
+    let serial_arm = quote! {
+        #k => {
+            let __items = ::taskflow::__private::slot_arc(&values.#items_f);
+            #(let #vars = #other_takes;)*
+            let __run = ::core::clone::Clone::clone(run);
+            match #map_call { #finish }
+        }
+    };
+    let args_variant = quote!(#v(::taskflow::__private::Arc<#items_ty>, #(#other_tys,)* ::taskflow::__private::RunContext));
+    let take_args = quote! {
+        #k => __Args::#v(
+            ::taskflow::__private::slot_arc(&values.#items_f),
+            #(#other_takes,)*
+            ::core::clone::Clone::clone(run),
+        ),
+    };
+    let run_arm = quote!(__Args::#v(__items, #(#vars,)* __run) => __Done::#v(#map_call),);
+    let done_variant = quote!(#v(::taskflow::__private::MapOutcome<#elem_ty>));
+    let finish_arm = quote! {
+        __Done::#v(__outcome) => match __outcome { #finish }
+    };
+
+    let revert = step.meta.has_revert.then(|| {
+        // The hook gets the task's inputs (this item's element for the mapped parameter) and this
+        // item's outcome.
+        let flow_params: Vec<usize> = (0..step.args.len()).filter(|&p| step.args[p].is_some()).collect();
+        let in_vars: Vec<Ident> = flow_params.iter().map(|p| format_ident!("__i{}", p)).collect();
+        let in_tys = flow_params.iter().map(|&p| {
+            let slot = step.args[p].expect("flow parameter");
+            let ty = value_type(def, a, slot);
+            if skippable_slot(a, slot) {
+                quote!(::core::option::Option<::taskflow::__private::Arc<#ty>>)
+            } else {
+                quote!(::taskflow::__private::Arc<#ty>)
+            }
+        });
+        let in_takes = flow_params.iter().map(|&p| {
+            let slot = step.args[p].expect("flow parameter");
+            let f = slot_field(slot);
+            if skippable_slot(a, slot) {
+                quote!(::core::clone::Clone::clone(&values.#f))
+            } else {
+                quote!(::taskflow::__private::slot_arc(&values.#f))
+            }
+        });
+        let hook_inputs: Vec<TokenStream> = flow_params
+            .iter()
+            .zip(&in_vars)
+            .map(|(&p, var)| {
+                let slot = step.args[p].expect("flow parameter");
+                if p == item {
+                    quote!(&#var[__i])
+                } else {
+                    match (step.meta.params[p].optional, skippable_slot(a, slot)) {
+                        (true, true) => quote!(::core::option::Option::as_deref(&#var)),
+                        (true, false) => quote!(::core::option::Option::as_ref(&**#var)),
+                        (false, _) => quote!(&*#var),
+                    }
+                }
+            })
+            .collect();
+        let out_f = slot_field(out_slot);
+        let variant_ty = quote! {
+            #v(#(#in_tys,)* ::core::result::Result<::taskflow::__private::Arc<::std::vec::Vec<#elem_ty>>, ::std::vec::Vec<::taskflow::__private::MapItem<#elem_ty>>>)
+        };
+        let take = quote! {
+            #k => __Revert::#v(#(#in_takes,)* match failed {
+                ::core::option::Option::Some(_) => ::core::result::Result::Err(values.#field.take().unwrap_or_default()),
+                ::core::option::Option::None => ::core::result::Result::Ok(::taskflow::__private::slot_arc(&values.#out_f)),
+            }),
+        };
+        let arm = quote! {
+            __Revert::#v(#(#in_vars,)* __outcome) => {
+                let mut __errors = ::std::vec::Vec::new();
+                let __n = match &__outcome {
+                    ::core::result::Result::Ok(__outs) => __outs.len(),
+                    ::core::result::Result::Err(__partial) => __partial.len(),
+                };
+                // Newest first, each item on its own.
+                for __i in (0..__n).rev() {
+                    let __result = match &__outcome {
+                        ::core::result::Result::Ok(__outs) => ::core::result::Result::Ok(&__outs[__i]),
+                        ::core::result::Result::Err(__partial) => match &__partial[__i] {
+                            ::taskflow::__private::MapItem::Done(__u) => ::core::result::Result::Ok(__u),
+                            ::taskflow::__private::MapItem::Failed(__f) => ::core::result::Result::Err(::core::clone::Clone::clone(__f)),
+                            ::taskflow::__private::MapItem::NotRun => continue,
+                        },
+                    };
+                    let __r = ::taskflow::__private::catch_async(
+                        #label,
+                        #path::__taskflow_revert(#(#hook_inputs,)* __result, &failures),
+                    ).await;
+                    if let ::core::result::Result::Err(__f) = ::taskflow::__private::hook_outcome(#label, __r) {
+                        __errors.push(__f);
+                    }
+                }
+                __errors
+            }
+        };
+        (variant_ty, take, arm)
+    });
+    MapParts {
+        serial_arm,
+        args_variant,
+        take_args,
+        run_arm,
+        done_variant,
+        finish_arm,
+        revert,
+    }
+}
+
 /// One arm of `__run_step`, the serial engine's step: it borrows the values for the duration of
 /// the step (no handles, no completion enum), so a step costs one dispatch.
 fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) -> TokenStream {
@@ -769,6 +990,21 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         let f = sub_field(*k);
         quote!(#f: ::core::option::Option::None)
     });
+    // What a failed `map` step finished, kept for its revert.
+    let maps: Vec<(usize, &Step)> = ordered
+        .iter()
+        .copied()
+        .filter(|(_, s)| s.map_item.is_some())
+        .collect();
+    let map_fields = maps.iter().map(|(k, s)| {
+        let f = map_field(*k);
+        let path = &s.r.path;
+        quote!(#f: ::core::option::Option<::std::vec::Vec<::taskflow::__private::MapItem<<#path as ::taskflow::__private::Provides<0>>::Value>>>)
+    });
+    let map_inits = maps.iter().map(|(k, _)| {
+        let f = map_field(*k);
+        quote!(#f: ::core::option::Option::None)
+    });
 
     // ---- per step: arguments, run, completion, revert
     let mut args_variants = Vec::new();
@@ -781,6 +1017,21 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let mut revert_arms = Vec::new();
     let mut serial_arms = Vec::new();
     for &(k, step) in &ordered {
+        if step.map_item.is_some() {
+            let parts = map_parts(def, a, &lay, k, step);
+            serial_arms.push(parts.serial_arm);
+            args_variants.push(parts.args_variant);
+            take_args.push(parts.take_args);
+            run_arms.push(parts.run_arm);
+            done_variants.push(parts.done_variant);
+            finish_arms.push(parts.finish_arm);
+            if let Some((variant, take, arm)) = parts.revert {
+                revert_variants.push(variant);
+                revert_takes.push(take);
+                revert_arms.push(arm);
+            }
+            continue;
+        }
         serial_arms.push(serial_arm(def, a, &lay, k, step));
         let v = variant(k);
         let path = &step.r.path;
@@ -1007,8 +1258,9 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
         let writes = step.writes.iter();
         let path = &step.r.path;
         let (exec, sub) = match (step.meta.kind, step.meta.is_async) {
-            (StepKind::Task, false) => (quote!(Sync), quote!(::core::option::Option::None)),
-            (StepKind::Task, true) => (quote!(Async), quote!(::core::option::Option::None)),
+            // A map step waits for its items, which the engine runs: never on a worker itself.
+            (StepKind::Task, false) if step.map_item.is_none() => (quote!(Sync), quote!(::core::option::Option::None)),
+            (StepKind::Task, _) => (quote!(Async), quote!(::core::option::Option::None)),
             (StepKind::Flow, _) => (
                 quote!(Flow),
                 quote!(::core::option::Option::Some(<#path as ::taskflow::__private::Flow>::graph)),
@@ -1064,6 +1316,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
             pub struct __Values {
                 #(#slot_fields,)*
                 #(#sub_fields,)*
+                #(#map_fields,)*
                 __status: ::taskflow::__private::Status,
             }
 
@@ -1119,6 +1372,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     __Values {
                         #(#slot_inits,)*
                         #(#sub_inits,)*
+                        #(#map_inits,)*
                         __status: ::taskflow::__private::Status::__new(#n_steps, #n_scopes),
                     }
                 }

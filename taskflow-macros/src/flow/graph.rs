@@ -68,6 +68,8 @@ pub struct Step<'a> {
     pub outs: Vec<usize>,
     /// The retry scopes around the step, outermost first.
     pub scopes: Vec<usize>,
+    /// `map task over values`: the parameter that takes each element.
+    pub map_item: Option<usize>,
 }
 
 pub struct Analysis<'a> {
@@ -143,6 +145,7 @@ pub fn analyze<'a>(
             args: vec![None; meta.params.len()],
             outs: Vec::new(),
             scopes: Vec::new(),
+            map_item: None,
             r,
             meta,
         })
@@ -152,6 +155,7 @@ pub fn analyze<'a>(
     for step in &mut steps {
         super::check::resolve_binds(step, cx);
         super::check::resolve_renames(step, cx);
+        super::check::check_map(step, cx);
     }
 
     let mut slots: Vec<Slot> = def
@@ -408,6 +412,22 @@ impl<'a> Walker<'_, 'a> {
     }
 
     fn bind_step(&mut self, s: usize, avail: &BTreeSet<String>, ctx: &Context) {
+        if let Some(values) = &self.a.steps[s].r.map_over {
+            // `map task over values`: the first parameter takes one element of `values` per run.
+            match self.a.steps[s].meta.params.iter().position(|p| !p.ctx) {
+                Some(item) => {
+                    self.a.steps[s].map_item = Some(item);
+                    self.a.steps[s].reads[item] = values.to_string();
+                }
+                None => self.cx.error(
+                    values.span(),
+                    format!(
+                        "`map {} over {values}`: the task takes no parameter for the elements",
+                        self.a.steps[s].label
+                    ),
+                ),
+            }
+        }
         for p in 0..self.a.steps[s].meta.params.len() {
             if self.a.steps[s].meta.params[p].ctx {
                 continue; // the engine supplies it

@@ -5,7 +5,7 @@
 //! outputs  := output | `(` output,* `)`       output := name (`:` Type)?
 //! pattern  := (`retry` `(` controller (`->` name (`:` Type)?)? `)`)? (`linear` | `unordered` | `graph`) `[` item,* `]`
 //! item     := pattern | step | link          (links only in `graph`)
-//! step     := path (`(` param `=` name,* `)`)? (`->` name | `->` `(` name,* `)`)? (`as` label)?
+//! step     := (`map`)? path (`(` param `=` name,* `)`)? (`over` values)? (`->` name | `->` `(` name,* `)`)? (`as` label)?
 //! link     := label `->` label
 //! ```
 
@@ -125,6 +125,8 @@ pub struct StepRef {
     pub label: Option<Ident>,
     /// `if decider`: only valid on a link.
     pub condition: Option<syn::Path>,
+    /// `map task over values`: the flow value whose elements the task's first parameter takes.
+    pub map_over: Option<Ident>,
 }
 
 pub struct Link {
@@ -151,7 +153,10 @@ impl StepRef {
     fn link_candidate(&self) -> Option<Link> {
         match (self.path.get_ident(), &self.renames) {
             (Some(from), Some(to))
-                if to.len() == 1 && self.binds.is_empty() && self.label.is_none() =>
+                if to.len() == 1
+                    && self.binds.is_empty()
+                    && self.label.is_none()
+                    && self.map_over.is_none() =>
             {
                 Some(Link {
                     from: from.clone(),
@@ -332,6 +337,13 @@ fn classify_links(items: &mut [Item]) {
 
 impl Parse for StepRef {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        // `map task over values`: one run of `task` per element of `values`.
+        let is_map = input.peek(Ident)
+            && input.peek2(Ident)
+            && input.fork().parse::<Ident>().is_ok_and(|i| i == "map");
+        if is_map {
+            input.parse::<Ident>()?;
+        }
         let path: syn::Path = input.call(syn::Path::parse_mod_style).map_err(|e| {
             syn::Error::new(
                 e.span(),
@@ -350,6 +362,18 @@ impl Parse for StepRef {
                 })?;
             binds = pairs.into_iter().collect();
         }
+        let map_over = if is_map {
+            let over: Ident = input.parse()?;
+            if over != "over" {
+                return Err(syn::Error::new(
+                    over.span(),
+                    "expected `map task over values`",
+                ));
+            }
+            Some(input.parse::<Ident>()?)
+        } else {
+            None
+        };
         let renames = if input.peek(Token![->]) {
             input.parse::<Token![->]>()?;
             Some(parse_names(input)?)
@@ -374,6 +398,7 @@ impl Parse for StepRef {
             renames,
             label,
             condition,
+            map_over,
         })
     }
 }
