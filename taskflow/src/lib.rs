@@ -287,6 +287,22 @@ pub use taskflow_macros::flow;
 /// ```
 pub type TaskOutcome<T> = Result<T, Failure>;
 
+/// One page per concept; every example on them runs as a test.
+pub mod guide {
+    #[doc = include_str!("../../docs/guide/patterns.md")]
+    pub mod patterns {}
+    #[doc = include_str!("../../docs/guide/retries.md")]
+    pub mod retries {}
+    #[doc = include_str!("../../docs/guide/deciders.md")]
+    pub mod deciders {}
+    #[doc = include_str!("../../docs/guide/fan_out.md")]
+    pub mod fan_out {}
+    #[doc = include_str!("../../docs/guide/listeners.md")]
+    pub mod listeners {}
+    #[doc = include_str!("../../docs/guide/suspend.md")]
+    pub mod suspend {}
+}
+
 /// Everything a flow author needs.
 ///
 /// ```
