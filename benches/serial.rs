@@ -1,11 +1,16 @@
 //! The serial engine's per-step overhead: a 100-step linear chain of no-op steps (each adds 1 to
 //! its input) on the engine, against the same chain as direct function calls and as a chain of
-//! `&dyn Fn` calls, in the same run. See docs/BENCHMARKS.md for the numbers and how to read them.
+//! `&dyn Fn` calls, in the same run; and the engine with a listener attached against none. See
+//! docs/BENCHMARKS.md for the numbers and how to read them.
 
 use std::hint::black_box;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use taskflow::prelude::*;
+use taskflow::{Listener, StepEvent};
 
 #[task(provides = y)]
 fn add_one(x: u64) -> u64 {
@@ -263,7 +268,29 @@ fn serial(c: &mut Criterion) {
                 .v100
         })
     });
+    // The same chain with a listener attached: every step reports RUNNING and SUCCESS.
+    let counted = Arc::new(Counting::default());
+    let listened = Engine::serial().listener(counted.clone());
+    group.bench_function("serial_engine_with_listener", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(listened.run(Chain100, Chain100Inputs { v0: black_box(0) }))
+                .unwrap()
+                .v100
+        })
+    });
+    assert!(counted.0.load(Ordering::Relaxed) >= 200, "the listener saw the steps");
     group.finish();
+}
+
+/// A listener that counts what it sees (the cheapest one that still does something).
+#[derive(Default)]
+struct Counting(AtomicU64);
+
+impl Listener for Counting {
+    fn on_step(&self, _: &StepEvent<'_>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 criterion_group!(benches, serial);

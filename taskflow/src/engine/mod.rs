@@ -139,9 +139,13 @@ impl Engine {
 
     /// Runs `flow` with `inputs` to completion, or to a complete revert.
     pub async fn run<F: Flow>(&self, flow: F, inputs: F::Inputs) -> Result<F::Outputs, FlowError> {
-        match self.start(flow, inputs, &SuspendHandle::new()).await? {
-            Finished::Done(outputs) => Ok(outputs),
-            Finished::Suspended(_) => unreachable!("nothing can ask this run to suspend"),
+        let _ = flow;
+        let mut values = F::__values(inputs);
+        let run = RunContext::new(self, SuspendHandle::new(), F::NAME);
+        match drive::<F>(&mut values, &run).await {
+            Ok(()) => Ok(F::__outputs(values)),
+            Err(Stop::Failed(error)) => Err(error),
+            Err(Stop::Suspended) => unreachable!("nothing can ask this run to suspend"),
         }
     }
 
@@ -283,6 +287,7 @@ impl RunContext {
         &self.flow
     }
 
+    #[inline]
     pub(crate) fn suspend_requested(&self) -> bool {
         self.shared.suspend.is_requested()
     }
@@ -294,6 +299,7 @@ impl RunContext {
         }
     }
 
+    #[inline]
     pub(crate) fn flow_event(&self, state: FlowState) {
         if self.shared.listeners.is_empty() {
             return;
@@ -306,6 +312,7 @@ impl RunContext {
         self.notify(|l| l.on_flow(&event));
     }
 
+    #[inline]
     pub(crate) fn step_event(
         &self,
         step: &str,
@@ -365,6 +372,7 @@ impl SuspendHandle {
     }
 
     /// Whether suspension was asked for.
+    #[inline]
     pub fn is_requested(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
