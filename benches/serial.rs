@@ -279,7 +279,10 @@ fn serial(c: &mut Criterion) {
                 .v100
         })
     });
-    assert!(counted.0.load(Ordering::Relaxed) >= 200, "the listener saw the steps");
+    assert!(
+        counted.0.load(Ordering::Relaxed) >= 200,
+        "the listener saw the steps"
+    );
     group.finish();
 }
 

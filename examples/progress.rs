@@ -56,7 +56,11 @@ impl Bars {
         bars.entry(step.to_owned())
             .or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new(100));
-                bar.set_style(ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos:>3}% {msg}").unwrap().progress_chars("=> "));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos:>3}% {msg}")
+                        .unwrap()
+                        .progress_chars("=> "),
+                );
                 bar.set_prefix(step.to_owned());
                 bar
             })
@@ -87,10 +91,19 @@ impl Listener for Bars {
 }
 
 fn main() {
-    let bars = Arc::new(Bars { multi: MultiProgress::new(), bars: Mutex::default() });
+    let bars = Arc::new(Bars {
+        multi: MultiProgress::new(),
+        bars: Mutex::default(),
+    });
     let engine = Engine::parallel().listener(bars.clone());
     let out = engine
-        .run_blocking(Publish, PublishInputs { count: 24, done: Done::default() })
+        .run_blocking(
+            Publish,
+            PublishInputs {
+                count: 24,
+                done: Done::default(),
+            },
+        )
         .expect("the publish flow has no failing step");
     println!("index of {} files written", out.index.lines().count());
 }

@@ -364,3 +364,65 @@ fn sub_flows_run_and_compose_on_the_parallel_engine() {
     assert_eq!(out.total, 5);
     assert_eq!(trace.events().len(), 3);
 }
+
+// ---- independent reverts run concurrently (proved by a barrier in two revert hooks)
+
+static REVERT_MEET: Rendezvous = Rendezvous::new(2);
+
+#[task(provides = x, revert = undo_x)]
+fn make_x(trace: &Trace) -> u32 {
+    trace.push("x");
+    1
+}
+
+#[revert]
+fn undo_x(trace: &Trace) {
+    // A sync hook: the parallel engine runs it on a worker thread, beside `undo_y`.
+    let met = REVERT_MEET.meet();
+    trace.push(format!("undo x (met: {met})"));
+}
+
+#[task(provides = y, revert = undo_y)]
+async fn make_y(trace: &Trace) -> u32 {
+    trace.push("y");
+    2
+}
+
+#[revert]
+async fn undo_y(trace: &Trace) {
+    // Sync waiting inside an async hook blocks this poll; run it where blocking is allowed.
+    let met = tokio::task::spawn_blocking(|| REVERT_MEET.meet())
+        .await
+        .unwrap();
+    trace.push(format!("undo y (met: {met})"));
+}
+
+#[task]
+fn fail_after_both(x: u32, y: u32) -> Result<(), Refused> {
+    Err(Refused(x + y))
+}
+
+flow! {
+    flow RevertTogether(trace: Trace) { graph [ make_x, make_y, fail_after_both ] }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_reverts_run_at_the_same_time() {
+    let trace = Trace::default();
+    let err = Engine::parallel()
+        .run(
+            RevertTogether,
+            RevertTogetherInputs {
+                trace: trace.clone(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.state(), FlowState::Reverted);
+    let mut events = trace.events();
+    events.sort();
+    assert_eq!(
+        events,
+        ["undo x (met: true)", "undo y (met: true)", "x", "y"]
+    );
+}

@@ -479,3 +479,24 @@ async fn backoff_waits_before_each_retry() {
 }
 
 use std::error::Error as _;
+
+#[test]
+fn backoff_delays_grow_are_capped_and_jitter_stays_within_its_fraction() {
+    let backoff =
+        Backoff::exponential(Duration::from_millis(100), 2.0).max(Duration::from_millis(350));
+    assert_eq!(backoff.delay(2), Duration::from_millis(100));
+    assert_eq!(backoff.delay(3), Duration::from_millis(200));
+    assert_eq!(backoff.delay(4), Duration::from_millis(350));
+    let jittered = Times(5).backoff(Backoff::fixed(Duration::from_millis(100)).jitter(0.2));
+    let delays: Vec<Duration> = (0..200).map(|_| jittered.delay(2).unwrap()).collect();
+    assert!(
+        delays
+            .iter()
+            .all(|d| *d >= Duration::from_millis(80) && *d <= Duration::from_millis(120)),
+        "{delays:?}"
+    );
+    assert!(
+        delays.iter().any(|d| *d != delays[0]),
+        "jitter spreads the delays"
+    );
+}

@@ -62,6 +62,8 @@ pub struct StepMeta {
     pub params: Vec<ParamMeta>,
     pub provides: Vec<String>,
     pub has_revert: bool,
+    /// The revert hook is a plain `fn` (the parallel engine runs it on a worker thread).
+    pub sync_hook: bool,
     /// A flow whose own checks failed (already reported): users of it emit no executor either.
     pub broken: bool,
 }
@@ -107,7 +109,11 @@ impl StepMeta {
             quote!((#name #mode #default))
         });
         let provides = self.provides.iter().map(|p| format_ident!("{}", p));
-        let revert = flag(self.has_revert, "revert", "norevert");
+        let revert = word(match (self.has_revert, self.sync_hook) {
+            (false, _) => "norevert",
+            (true, true) => "synchook",
+            (true, false) => "asynchook",
+        });
         let broken = flag(self.broken, "broken", "ok");
         quote!({ #kind #name #vis #asyncness #fallible [ #(#params)* ] [ #(#provides)* ] #revert #broken })
     }
@@ -145,7 +151,9 @@ impl StepMeta {
             .into_iter()
             .map(ident)
             .collect::<Option<Vec<_>>>()?;
-        let has_revert = ident(it.next()?)? == "revert";
+        let revert = ident(it.next()?)?;
+        let has_revert = revert != "norevert";
+        let sync_hook = revert == "synchook";
         let broken = ident(it.next()?)? == "broken";
         Some(StepMeta {
             kind,
@@ -156,6 +164,7 @@ impl StepMeta {
             params,
             provides,
             has_revert,
+            sync_hook,
             broken,
         })
     }

@@ -453,6 +453,7 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             .collect(),
         provides: def.provides.iter().map(ToString::to_string).collect(),
         has_revert: hook.is_some(),
+        sync_hook: hook.is_some_and(|h| !h.is_async),
         broken: false,
     }
     .to_tokens();

@@ -65,6 +65,7 @@ pub struct StepInfo {
     provides: &'static [&'static str],
     subflow: Option<fn() -> &'static FlowGraph>,
     exec: Exec,
+    sync_hook: bool,
 }
 
 impl StepInfo {
@@ -75,6 +76,7 @@ impl StepInfo {
         requires: &'static [&'static str],
         provides: &'static [&'static str],
         subflow: Option<fn() -> &'static FlowGraph>,
+        sync_hook: bool,
     ) -> Self {
         let kind = match exec {
             Exec::Flow => StepKind::Flow,
@@ -87,7 +89,13 @@ impl StepInfo {
             provides,
             subflow,
             exec,
+            sync_hook,
         }
+    }
+
+    /// Whether the step's revert hook is a plain `fn` (run on a worker by the parallel engine).
+    pub(crate) fn sync_hook(&self) -> bool {
+        self.sync_hook
     }
 
     pub(crate) fn exec(&self) -> Exec {

@@ -33,6 +33,7 @@ pub fn expand(def: &FlowDef, groups: &[Group]) -> TokenStream {
                     params: Vec::new(),
                     provides: Vec::new(),
                     has_revert: false,
+                    sync_hook: false,
                     broken: true,
                 });
             }
@@ -1266,7 +1267,8 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 quote!(::core::option::Option::Some(<#path as ::taskflow::__private::Flow>::graph)),
             ),
         };
-        quote!(::taskflow::__private::StepInfo::__new(#label, ::taskflow::__private::Exec::#exec, &[#(#reads),*], &[#(#writes),*], #sub))
+        let sync_hook = step.meta.sync_hook;
+        quote!(::taskflow::__private::StepInfo::__new(#label, ::taskflow::__private::Exec::#exec, &[#(#reads),*], &[#(#writes),*], #sub, #sync_hook))
     });
     let edges = a.edges.iter().map(|&(f, t)| {
         let (f, t) = (pos[f], pos[t]);
@@ -1478,6 +1480,7 @@ fn flow_collector(def: &FlowDef, broken: bool) -> TokenStream {
             .collect(),
         provides: def.outputs.iter().map(ToString::to_string).collect(),
         has_revert: false,
+        sync_hook: false,
         broken,
     }
     .to_tokens();

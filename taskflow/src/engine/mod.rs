@@ -287,6 +287,14 @@ impl RunContext {
         &self.flow
     }
 
+    /// The parallel engine's worker pool (started on first use); none on the serial engine.
+    pub(crate) fn pool(&self) -> Option<&Pool> {
+        match &self.shared.mode {
+            Mode::Serial => None,
+            Mode::Parallel { workers, pool, .. } => Some(pool.get_or_init(|| Pool::new(*workers))),
+        }
+    }
+
     #[inline]
     pub(crate) fn suspend_requested(&self) -> bool {
         self.shared.suspend.is_requested()

@@ -222,17 +222,46 @@ pub(super) async fn revert<F: Flow>(
     let mut ready: Vec<usize> = (0..n).filter(|&s| undo[s] && blocking[s] == 0).collect();
     let mut reverting = FuturesUnordered::new();
     let mut reverts = Vec::new();
+    // Sync revert hooks run on the workers, like sync steps, so they can run side by side.
+    let (undone_tx, mut undone_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(usize, Vec<Failure>)>();
+    let mut in_flight = 0usize;
+    let pool = run.pool();
     loop {
+        let mut sync_jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
         while let Some(step) = ready.pop() {
             let attempt = F::__status(values).attempts[step];
             run.step_event(steps[step].name(), StepState::Reverting, attempt, None);
             F::__status(values).steps[step] = StepState::Reverting;
             let future = F::__revert(values, step, own.remove(&step), failures.clone(), run);
-            reverting.push(tagged(step, future));
+            in_flight += 1;
+            match pool {
+                Some(_) if steps[step].sync_hook() => {
+                    let tx = undone_tx.clone();
+                    sync_jobs.push(Box::new(move || {
+                        let _ = tx.send((step, block_on(future)));
+                    }));
+                }
+                _ => reverting.push(tagged(step, future)),
+            }
         }
-        let Some((step, failed)) = reverting.next().await else {
+        if let Some(pool) = pool {
+            pool.submit_all(sync_jobs);
+        }
+        if in_flight == 0 {
             break;
-        };
+        }
+        let (step, failed) = poll_fn(|cx| {
+            if let Poll::Ready(Some(done)) = undone_rx.poll_recv(cx) {
+                return Poll::Ready(done);
+            }
+            match reverting.poll_next_unpin(cx) {
+                Poll::Ready(Some(done)) => Poll::Ready(done),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        in_flight -= 1;
         let state = if failed.is_empty() {
             StepState::Reverted
         } else {
