@@ -432,10 +432,7 @@ pub fn check_skippable_reads(a: &Analysis, cx: &mut Ctxt) {
                 continue;
             };
             let param = &step.meta.params[p];
-            if a.skippable[producer]
-                && !param.optional
-                && !skipped_with(a, producer).contains(&reader)
-            {
+            if a.skippable[producer] && !param.optional && !skipped_with(a, producer)[reader] {
                 let span = step
                     .r
                     .binds
@@ -454,24 +451,12 @@ pub fn check_skippable_reads(a: &Analysis, cx: &mut Ctxt) {
     }
 }
 
-/// The steps that are surely skipped when `step` is: itself, and (in run order) every step all of
-/// whose predecessors are.
-fn skipped_with(a: &Analysis, step: usize) -> Vec<usize> {
-    let mut with = vec![step];
-    for &s in &a.order {
-        if with.contains(&s) {
-            continue;
-        }
-        let mut preds = a
-            .edges
-            .iter()
-            .filter(|&&(_, t)| t == s)
-            .map(|&(f, _)| f)
-            .peekable();
-        if preds.peek().is_some() && preds.all(|p| with.contains(&p)) {
-            with.push(s);
-        }
-    }
+/// The steps that are surely skipped when `step` is: itself, and every step all of whose
+/// predecessors are.
+fn skipped_with(a: &Analysis, step: usize) -> Vec<bool> {
+    let mut with = vec![false; a.steps.len()];
+    with[step] = true;
+    super::graph::spread_skips(a, &mut with);
     with
 }
 

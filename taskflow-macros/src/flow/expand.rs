@@ -764,6 +764,22 @@ fn map_parts(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) -
     }
 }
 
+/// Runs a task's call, catching a panic, and turns its return into `Result<output, Failure>`.
+fn task_outcome(step: &Step, call: TokenStream) -> TokenStream {
+    let label = &step.label;
+    let path = &step.r.path;
+    let outcome = if step.meta.is_async {
+        quote!(::taskflow::__private::catch_async(#label, #call).await)
+    } else {
+        quote!(::taskflow::__private::catch_sync(#label, move || #call))
+    };
+    if step.meta.fallible {
+        quote!(::taskflow::__private::fallible(#label, #outcome.map(#path::__taskflow_result)))
+    } else {
+        outcome
+    }
+}
+
 /// One arm of `__run_step`, the serial engine's step: it borrows the values for the duration of
 /// the step (no handles, no completion enum), so a step costs one dispatch.
 fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) -> TokenStream {
@@ -788,16 +804,7 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
                 }
             });
             let call = quote_spanned!(span=> #path(#(#call_args),*));
-            let outcome = if step.meta.is_async {
-                quote!(::taskflow::__private::catch_async(#label, #call).await)
-            } else {
-                quote!(::taskflow::__private::catch_sync(#label, move || #call))
-            };
-            let outcome = if step.meta.fallible {
-                quote!(::taskflow::__private::fallible(#label, #outcome.map(#path::__taskflow_result)))
-            } else {
-                outcome
-            };
+            let outcome = task_outcome(step, call);
             let store = match step.outs.as_slice() {
                 [] => quote!(let _ = __value;),
                 [one] => lay.store(*one, quote!(__value)),
@@ -1073,16 +1080,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     Mode::Value | Mode::OptValue => quote!(#var),
                 });
                 let call = quote_spanned!(span=> #path(#(#call_args),*));
-                let outcome = if step.meta.is_async {
-                    quote!(::taskflow::__private::catch_async(#label, #call).await)
-                } else {
-                    quote!(::taskflow::__private::catch_sync(#label, move || #call))
-                };
-                let outcome = if step.meta.fallible {
-                    quote!(::taskflow::__private::fallible(#label, #outcome.map(#path::__taskflow_result)))
-                } else {
-                    outcome
-                };
+                let outcome = task_outcome(step, call);
                 let outcome = if step.outs.is_empty() {
                     quote!(#outcome.map(|_| ()))
                 } else {

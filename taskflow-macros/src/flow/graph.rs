@@ -614,6 +614,13 @@ fn skippable(a: &Analysis) -> Vec<bool> {
             skippable[to] = true;
         }
     }
+    spread_skips(a, &mut skippable);
+    skippable
+}
+
+/// Marks, in run order, every step all of whose predecessors are marked: skipping those steps'
+/// predecessors skips them too.
+pub fn spread_skips(a: &Analysis, marked: &mut [bool]) {
     for &s in &a.order {
         let mut preds = a
             .edges
@@ -621,11 +628,10 @@ fn skippable(a: &Analysis) -> Vec<bool> {
             .filter(|&&(_, t)| t == s)
             .map(|&(f, _)| f)
             .peekable();
-        if preds.peek().is_some() && preds.all(|p| skippable[p]) {
-            skippable[s] = true;
+        if preds.peek().is_some() && preds.all(|p| marked[p]) {
+            marked[s] = true;
         }
     }
-    skippable
 }
 
 /// Kahn's algorithm, preferring the step written first; reports a cycle when one remains.

@@ -553,6 +553,22 @@ fn to_undo<F: Flow>(values: &mut F::Values, own: &HashMap<usize, Failure>, step:
     }
 }
 
+/// Records that step `step` failed: FAILURE in the run's state and for the listeners.
+fn mark_failed<F: Flow>(values: &mut F::Values, step: usize, why: &StepFailed, run: &RunContext) {
+    let status = F::__status(values);
+    status.steps[step] = StepState::Failure;
+    let failure = match why {
+        StepFailed::Task(f) | StepFailed::NotAttempted(f) => Some(f),
+        _ => None,
+    };
+    run.step_event(
+        F::graph().steps()[step].name(),
+        StepState::Failure,
+        status.attempts[step],
+        failure,
+    );
+}
+
 /// Begins the attempt of every retry scope around `step` that has not begun yet, outermost
 /// first. `Err(scope)` when that scope's controller has nothing to attempt.
 fn enter_scopes<F: Flow>(values: &mut F::Values, step: usize) -> Result<(), usize> {

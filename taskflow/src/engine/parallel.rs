@@ -13,8 +13,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::pool::{block_on, Pool};
 use super::{
-    enter_scopes, not_attempted, on_failure, predecessors, skipped, to_undo, RunContext,
-    StepFailed, Stop,
+    enter_scopes, mark_failed, not_attempted, on_failure, predecessors, skipped, to_undo,
+    RunContext, StepFailed, Stop,
 };
 use crate::failure::Failure;
 use crate::flow::Flow;
@@ -179,12 +179,7 @@ async fn run_until_quiet<F: Flow>(
                 suspended = true;
             }
             Err(why) => {
-                F::__status(values).steps[step] = StepState::Failure;
-                let failure = match &why {
-                    StepFailed::Task(f) | StepFailed::NotAttempted(f) => Some(f),
-                    _ => None,
-                };
-                run.step_event(name, StepState::Failure, attempt, failure);
+                mark_failed::<F>(values, step, &why, run);
                 failed.push((step, why));
             }
         }

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
-    enter_scopes, not_attempted, on_failure, predecessors, revert_step, skipped, to_undo,
-    RunContext, StepFailed, Stop,
+    enter_scopes, mark_failed, not_attempted, on_failure, predecessors, revert_step, skipped,
+    to_undo, RunContext, StepFailed, Stop,
 };
 use crate::failure::Failure;
 use crate::flow::Flow;
@@ -59,12 +59,7 @@ pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> 
                 return Err(Stop::Suspended);
             }
             Err(failed) => {
-                F::__status(values).steps[step] = StepState::Failure;
-                let failure = match &failed {
-                    StepFailed::Task(f) | StepFailed::NotAttempted(f) => Some(f),
-                    _ => None,
-                };
-                run.step_event(name, StepState::Failure, attempt, failure);
+                mark_failed::<F>(values, step, &failed, run);
                 on_failure::<F>(values, vec![(step, failed)], run)
                     .await
                     .map_err(Stop::Failed)?;
