@@ -85,13 +85,24 @@ impl Drop for Pool {
     }
 }
 
+/// Jobs a worker takes per visit to the queue: a share of what is queued, so a wide fan-out costs
+/// few lock round trips while the other workers still get work.
+fn batch(queued: usize, workers_waiting: usize) -> usize {
+    (queued / (workers_waiting + 2)).clamp(1, 32)
+}
+
 fn work(inner: &Inner) {
     let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+    let mut taken: Vec<Job> = Vec::new();
     loop {
-        if let Some(job) = queue.jobs.pop_front() {
+        if !queue.jobs.is_empty() {
+            let n = batch(queue.jobs.len(), queue.idle);
+            taken.extend(queue.jobs.drain(..n));
             drop(queue);
-            // Steps catch their own panics; this guards the worker against anything else.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            for job in taken.drain(..) {
+                // Steps catch their own panics; this guards the worker against anything else.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
             queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         } else if queue.closed {
             return;
