@@ -8,7 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::failure::Failure;
 use crate::state::{FlowState, StepState};
 
-/// A flow (or sub-flow) changed state.
+/// A flow (or sub-flow) changed state. See [`Listener`] for a listener that records events.
+///
+/// ```
+/// use taskflow::{FlowEvent, FlowState};
+/// let e = FlowEvent { flow: "BootVm/storage", state: FlowState::Running, at: std::time::SystemTime::now() };
+/// assert!(e.flow.ends_with("storage"));
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct FlowEvent<'a> {
     /// The flow's path: its name, or `Parent/step` for a sub-flow run as step `step`.
@@ -19,7 +25,13 @@ pub struct FlowEvent<'a> {
     pub at: SystemTime,
 }
 
-/// A step changed state.
+/// A step changed state. See [`Listener`] for a listener that records events.
+///
+/// ```
+/// use taskflow::{StepEvent, StepState};
+/// let e = StepEvent { flow: "BootVm", step: "attach", state: StepState::Retrying, attempt: 2, failure: None, at: std::time::SystemTime::now() };
+/// assert_eq!(format!("{}/{} {} #{}", e.flow, e.step, e.state, e.attempt), "BootVm/attach RETRYING #2");
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct StepEvent<'a> {
     /// The path of the flow the step belongs to (see [`FlowEvent::flow`]).
@@ -36,7 +48,14 @@ pub struct StepEvent<'a> {
     pub at: SystemTime,
 }
 
-/// A task reported progress with [`TaskContext::progress`](crate::TaskContext::progress).
+/// A task reported progress with [`TaskContext::progress`](crate::TaskContext::progress); the
+/// `TaskContext` example shows a listener receiving them.
+///
+/// ```
+/// use taskflow::ProgressEvent;
+/// let e = ProgressEvent { flow: "Copy", step: "copy", progress: 0.5, at: std::time::SystemTime::now() };
+/// assert_eq!(format!("{:.0}%", e.progress * 100.0), "50%");
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ProgressEvent<'a> {
     /// The path of the flow the step belongs to.
@@ -189,7 +208,14 @@ struct Timing {
     done: Vec<StepTiming>,
 }
 
-/// One step's measured run.
+/// One step's measured run, from [`TimingListener::report`] (whose example shows one).
+///
+/// ```
+/// use std::time::Duration;
+/// use taskflow::{StepState, StepTiming};
+/// let t = StepTiming { step: "Flow/step".into(), state: StepState::Success, attempt: 1, duration: Duration::from_millis(3) };
+/// assert!(t.duration < Duration::from_secs(1));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepTiming {
     /// `flow/step`.

@@ -25,6 +25,12 @@ use std::time::Duration;
 use crate::failure::Failure;
 
 /// What a controller decides after an attempt of its sub-flow failed.
+///
+/// ```
+/// use taskflow::{Decision, History, Retry, Times};
+/// assert_eq!(Times(1).on_failure(&History::default()), Decision::Retry); // no attempt failed yet
+/// assert_eq!(Decision::RevertAll.to_string(), "REVERT_ALL");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Revert the sub-flow and run it again.
@@ -194,6 +200,11 @@ impl<T: Clone + Send + Sync + 'static> Retry for ForEach<T> {
 }
 
 /// Never retries: reverts the sub-flow and defers to the enclosing controller.
+///
+/// ```
+/// use taskflow::{AlwaysRevert, Decision, History, Retry};
+/// assert_eq!(AlwaysRevert.on_failure(&History::default()), Decision::Revert);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AlwaysRevert;
 
@@ -210,6 +221,11 @@ impl Retry for AlwaysRevert {
 }
 
 /// Never retries: reverts the whole flow, whatever enclosing controllers would say.
+///
+/// ```
+/// use taskflow::{AlwaysRevertAll, Decision, History, Retry};
+/// assert_eq!(AlwaysRevertAll.on_failure(&History::default()), Decision::RevertAll);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AlwaysRevertAll;
 
@@ -312,6 +328,14 @@ fn random_unit() -> f64 {
 }
 
 /// A controller with a [`Backoff`] between attempts: what [`Retry::backoff`] returns.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskflow::{Backoff, Retry, Times};
+/// let times = Times(4).backoff(Backoff::exponential(Duration::from_millis(10), 3.0));
+/// assert_eq!(times.delay(3), Some(Duration::from_millis(30)));
+/// assert_eq!(times.item(2), Some(()));
+/// ```
 #[derive(Debug, Clone)]
 pub struct WithBackoff<R> {
     inner: R,

@@ -386,7 +386,25 @@ impl SuspendHandle {
     }
 }
 
-/// How a run that can be suspended ended.
+/// How a run that can be suspended ended ([`Engine::start`] has an example).
+///
+/// ```
+/// use taskflow::prelude::*;
+/// use taskflow::{Finished, SuspendHandle};
+///
+/// #[task(provides = y)]
+/// fn inc(x: u32) -> u32 { x + 1 }
+///
+/// flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
+///
+/// fn main() {
+///     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+///     match rt.block_on(Engine::serial().start(Inc, IncInputs { x: 1 }, &SuspendHandle::new())).unwrap() {
+///         Finished::Done(out) => assert_eq!(out.y, 2),
+///         Finished::Suspended(_) => unreachable!("nobody asked"),
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 pub enum Finished<F: Flow> {
     /// Every step succeeded.
@@ -395,7 +413,14 @@ pub enum Finished<F: Flow> {
     Suspended(Paused<F>),
 }
 
-/// A suspended run: the flow's values and where each step is.
+/// A suspended run: the flow's values and where each step is; [`Engine::resume`] continues it
+/// (the [`Engine::start`] example suspends and resumes one).
+///
+/// ```
+/// fn resume_later<F: taskflow::Flow>(paused: taskflow::Paused<F>) -> Vec<taskflow::Paused<F>> {
+///     vec![paused] // e.g. kept until the service is back
+/// }
+/// ```
 pub struct Paused<F: Flow> {
     values: F::Values,
 }
