@@ -500,3 +500,172 @@ fn backoff_delays_grow_are_capped_and_jitter_stays_within_its_fraction() {
         "jitter spreads the delays"
     );
 }
+
+// ---- two scopes failing at the same time on the parallel engine decide independently
+
+#[task(provides = left_value)]
+async fn left_try(trace: &Trace, left: &Flaky) -> Result<u32, Refused> {
+    let call = left.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    tokio::task::yield_now().await;
+    trace.push(format!("left #{call}"));
+    if call <= left.fail_times {
+        return Err(Refused(call));
+    }
+    Ok(call)
+}
+
+#[task(provides = right_value)]
+async fn right_try(trace: &Trace, right: &Flaky) -> Result<u32, Refused> {
+    let call = right.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    trace.push(format!("right #{call}"));
+    if call <= right.fail_times {
+        return Err(Refused(call));
+    }
+    Ok(call)
+}
+
+flow! {
+    flow TwoScopes(trace: Trace, left: Flaky, right: Flaky) -> (left_value, right_value) {
+        unordered [
+            retry(Times(3)) linear [ left_try ],
+            retry(Times(3)) linear [ right_try ],
+        ]
+    }
+}
+
+#[test]
+fn sibling_scopes_retry_on_their_own() {
+    for engine in engines() {
+        let trace = Trace::default();
+        let left = Flaky {
+            fail_times: 2,
+            ..Flaky::default()
+        };
+        let right = Flaky {
+            fail_times: 1,
+            ..Flaky::default()
+        };
+        let out = engine
+            .run_blocking(
+                TwoScopes,
+                TwoScopesInputs {
+                    trace: trace.clone(),
+                    left,
+                    right,
+                },
+            )
+            .unwrap();
+        assert_eq!((out.left_value, out.right_value), (3, 2), "{engine:?}");
+        let events = trace.events();
+        let lefts: Vec<&String> = events.iter().filter(|e| e.starts_with("left")).collect();
+        let rights: Vec<&String> = events.iter().filter(|e| e.starts_with("right")).collect();
+        assert_eq!(lefts, ["left #1", "left #2", "left #3"], "{engine:?}");
+        assert_eq!(rights, ["right #1", "right #2"], "{engine:?}");
+    }
+}
+
+// ---- the attempt count survives a suspension
+
+#[task(provides = attached)]
+fn attach_then_stop(
+    trace: &Trace,
+    flaky: &Flaky,
+    stop: &taskflow::SuspendHandle,
+) -> Result<u32, Refused> {
+    let call = flaky.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    trace.push(format!("attach #{call}"));
+    if call == 1 {
+        stop.suspend(); // suspended while the first attempt fails
+        return Err(Refused(call));
+    }
+    if call <= flaky.fail_times {
+        return Err(Refused(call));
+    }
+    Ok(call)
+}
+
+flow! {
+    flow Stoppable(trace: Trace, flaky: Flaky, stop: taskflow::SuspendHandle) -> (attached) {
+        retry(Times(3)) linear [ attach_then_stop ]
+    }
+}
+
+#[test]
+fn a_controllers_attempt_count_survives_suspend_and_resume() {
+    use taskflow::{Finished, SuspendHandle};
+    for engine in engines() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let trace = Trace::default();
+        let stop = SuspendHandle::new();
+        // Attempts 1 and 2 fail; Times(3) allows a third.
+        let flaky = Flaky {
+            fail_times: 2,
+            ..Flaky::default()
+        };
+        let inputs = StoppableInputs {
+            trace: trace.clone(),
+            flaky,
+            stop: stop.clone(),
+        };
+        let paused = match runtime
+            .block_on(engine.start(Stoppable, inputs, &stop))
+            .unwrap()
+        {
+            Finished::Suspended(paused) => paused,
+            Finished::Done(_) => panic!("expected a suspension"),
+        };
+        assert_eq!(trace.events(), ["attach #1"]);
+        let out = match runtime
+            .block_on(engine.resume(paused, &SuspendHandle::new()))
+            .unwrap()
+        {
+            Finished::Done(out) => out,
+            Finished::Suspended(_) => panic!("expected the end"),
+        };
+        assert_eq!(out.attached, 3);
+        assert_eq!(
+            trace.events(),
+            ["attach #1", "attach #2", "attach #3"],
+            "{engine:?}"
+        );
+    }
+}
+
+// ---- a fan-out inside a retry runs again as a whole
+
+#[task(provides = doubled)]
+fn double_or_fail(n: u32, flaky: &Flaky) -> Result<u32, Refused> {
+    if n == 2 && flaky.calls.fetch_add(1, Ordering::SeqCst) < flaky.fail_times {
+        return Err(Refused(n));
+    }
+    Ok(n * 2)
+}
+
+flow! {
+    flow MapRetry(numbers: Vec<u32>, flaky: Flaky) -> (all_doubled) {
+        retry(Times(2)) linear [ map double_or_fail over numbers -> all_doubled ]
+    }
+}
+
+#[test]
+fn a_map_inside_a_retry_is_retried_as_a_whole() {
+    for engine in engines() {
+        let flaky = Flaky {
+            fail_times: 1,
+            ..Flaky::default()
+        };
+        let out = engine
+            .run_blocking(
+                MapRetry,
+                MapRetryInputs {
+                    numbers: vec![1, 2, 3],
+                    flaky,
+                },
+            )
+            .unwrap();
+        assert_eq!(out.all_doubled, [2, 4, 6]);
+    }
+}
