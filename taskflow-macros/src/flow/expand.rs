@@ -417,6 +417,22 @@ impl Layout {
         }
     }
 
+    /// Stores a task's returned `__value` in its output slots (split when it provides a tuple).
+    fn store_outputs(&self, step: &Step) -> TokenStream {
+        match step.outs.as_slice() {
+            [] => quote!(let _ = __value;),
+            [one] => self.store(*one, quote!(__value)),
+            many => {
+                let tmps: Vec<Ident> = (0..many.len()).map(|i| format_ident!("__o{}", i)).collect();
+                let stores = many
+                    .iter()
+                    .zip(&tmps)
+                    .map(|(&s, t)| self.store(s, quote!(#t)));
+                quote!(let (#(#tmps,)*) = __value; #(#stores)*)
+            }
+        }
+    }
+
     fn store(&self, slot: usize, value: TokenStream) -> TokenStream {
         let f = slot_field(slot);
         let value = self.wrap(slot, value);
@@ -805,19 +821,7 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
             });
             let call = quote_spanned!(span=> #path(#(#call_args),*));
             let outcome = task_outcome(step, call);
-            let store = match step.outs.as_slice() {
-                [] => quote!(let _ = __value;),
-                [one] => lay.store(*one, quote!(__value)),
-                many => {
-                    let tmps: Vec<Ident> =
-                        (0..many.len()).map(|i| format_ident!("__o{}", i)).collect();
-                    let stores = many
-                        .iter()
-                        .zip(&tmps)
-                        .map(|(&s, t)| lay.store(s, quote!(#t)));
-                    quote!(let (#(#tmps,)*) = __value; #(#stores)*)
-                }
-            };
+            let store = lay.store_outputs(step);
             quote! {
                 #k => {
                     let __outcome = { #lets #outcome };
@@ -1091,19 +1095,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 done_variants.push(
                     quote!(#v(::core::result::Result<#out_ty, ::taskflow::__private::Failure>)),
                 );
-                let store = match step.outs.as_slice() {
-                    [] => quote!(let () = __value;),
-                    [one] => lay.store(*one, quote!(__value)),
-                    many => {
-                        let tmps: Vec<Ident> =
-                            (0..many.len()).map(|i| format_ident!("__o{}", i)).collect();
-                        let stores = many
-                            .iter()
-                            .zip(&tmps)
-                            .map(|(&s, t)| lay.store(s, quote!(#t)));
-                        quote!(let (#(#tmps,)*) = __value; #(#stores)*)
-                    }
-                };
+                let store = lay.store_outputs(step);
                 finish_arms.push(quote! {
                     __Done::#v(::core::result::Result::Ok(__value)) => { #store ::core::result::Result::Ok(()) }
                     __Done::#v(::core::result::Result::Err(__f)) => {

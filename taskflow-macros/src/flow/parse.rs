@@ -407,33 +407,33 @@ impl Pattern {
     /// Every link with a decider, depth first, in the order they are written.
     pub fn deciders(&self) -> Vec<&Link> {
         let mut out = Vec::new();
-        self.collect_deciders(&mut out);
-        out
-    }
-
-    fn collect_deciders<'a>(&'a self, out: &mut Vec<&'a Link>) {
-        for item in &self.items {
-            match item {
-                Item::Pattern(p) => p.collect_deciders(out),
-                Item::Link(l) if l.decider.is_some() => out.push(l),
-                _ => {}
+        self.visit(&mut |item| {
+            if let Item::Link(l) = item {
+                if l.decider.is_some() {
+                    out.push(l);
+                }
             }
-        }
+        });
+        out
     }
 
     /// Every step, depth first, in the order they are written.
     pub fn steps(&self) -> Vec<&StepRef> {
         let mut out = Vec::new();
-        self.collect_steps(&mut out);
+        self.visit(&mut |item| {
+            if let Item::Step(s) = item {
+                out.push(s);
+            }
+        });
         out
     }
 
-    fn collect_steps<'a>(&'a self, out: &mut Vec<&'a StepRef>) {
+    /// Calls `f` on every step and link, depth first, in the order they are written.
+    fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Item)) {
         for item in &self.items {
             match item {
-                Item::Pattern(p) => p.collect_steps(out),
-                Item::Step(s) => out.push(s),
-                Item::Link(_) => {}
+                Item::Pattern(p) => p.visit(f),
+                other => f(other),
             }
         }
     }
