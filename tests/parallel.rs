@@ -426,3 +426,23 @@ async fn independent_reverts_run_at_the_same_time() {
         ["undo x (met: true)", "undo y (met: true)", "x", "y"]
     );
 }
+
+// ---- sync steps on worker threads still see the caller's Tokio runtime
+
+#[task(provides = spawned)]
+fn spawn_from_sync() -> bool {
+    // A sync step may hand work to the runtime it was started from.
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
+flow! {
+    flow SpawnFromSync() -> (spawned) { linear [ spawn_from_sync ] }
+}
+
+#[test]
+fn sync_steps_on_workers_run_inside_the_callers_runtime() {
+    let out = Engine::parallel()
+        .run_blocking(SpawnFromSync, SpawnFromSyncInputs {})
+        .unwrap();
+    assert!(out.spawned);
+}

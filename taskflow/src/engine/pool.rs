@@ -9,9 +9,13 @@ use std::thread::Thread;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// A job and the Tokio runtime it was submitted from: sync steps run inside that runtime's
+/// context, so they may call `tokio::spawn` or `Handle::current()` like code on the runtime.
+type Queued = (Option<tokio::runtime::Handle>, Job);
+
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<Queued>,
     closed: bool,
     /// Workers waiting for a job: only as many are woken as there are jobs for.
     idle: usize,
@@ -66,7 +70,10 @@ impl Pool {
             return;
         }
         let wake = jobs.len().min(queue.idle);
-        queue.jobs.extend(jobs);
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        queue
+            .jobs
+            .extend(jobs.into_iter().map(|job| (runtime.clone(), job)));
         drop(queue);
         for _ in 0..wake {
             self.inner.ready.notify_one();
@@ -93,13 +100,14 @@ fn batch(queued: usize, workers_waiting: usize) -> usize {
 
 fn work(inner: &Inner) {
     let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-    let mut taken: Vec<Job> = Vec::new();
+    let mut taken: Vec<Queued> = Vec::new();
     loop {
         if !queue.jobs.is_empty() {
             let n = batch(queue.jobs.len(), queue.idle);
             taken.extend(queue.jobs.drain(..n));
             drop(queue);
-            for job in taken.drain(..) {
+            for (runtime, job) in taken.drain(..) {
+                let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 // Steps catch their own panics; this guards the worker against anything else.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             }
