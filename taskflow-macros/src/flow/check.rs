@@ -451,6 +451,26 @@ pub fn check_skippable_reads(a: &Analysis, cx: &mut Ctxt) {
     }
 }
 
+/// A decider reading a value that may have been skipped must take it as an `Option` too.
+pub fn check_skippable_decider_reads(a: &Analysis, cx: &mut Ctxt) {
+    for d in &a.deciders {
+        for (p, slot) in d.args.iter().enumerate() {
+            let Some(slot) = *slot else { continue };
+            let Source::Output { step: producer, .. } = a.slots[slot].source else { continue };
+            if a.skippable[producer] && !d.meta.params[p].optional {
+                let path = d.link.decider.as_ref().expect("a decider link");
+                cx.error_spanned(
+                    path,
+                    format!(
+                        "the decider of link `{} -> {}` reads `{}` from step `{}`, which a decider may skip: take it as `Option<T>` (or `Option<&T>`)",
+                        d.link.from, d.link.to, a.slots[slot].name, a.steps[producer].label
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// The steps that are surely skipped when `step` is: itself, and every step all of whose
 /// predecessors are.
 fn skipped_with(a: &Analysis, step: usize) -> Vec<bool> {

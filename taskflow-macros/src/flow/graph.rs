@@ -202,6 +202,7 @@ pub fn analyze<'a>(
     analysis.order = topo_order(&analysis, cx);
     analysis.skippable = skippable(&analysis);
     super::check::check_skippable_reads(&analysis, cx);
+    super::check::check_skippable_decider_reads(&analysis, cx);
     analysis
 }
 
