@@ -121,7 +121,7 @@ impl SqliteStore {
         // Look before writing anything: switching to WAL rewrites the file's header, and a
         // database from a newer taskflow must be left as it is.
         if let Some(found) = schema_version(&conn, &path)? {
-            check_version(found)?;
+            check_version(found, &path)?;
         }
         let _mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -134,7 +134,7 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
         match schema_version(&tx, &path)? {
-            Some(found) => check_version(found)?,
+            Some(found) => check_version(found, &path)?,
             None => {
                 tx.execute_batch(SCHEMA).map_err(&err)?;
                 tx.execute(
@@ -205,7 +205,7 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<Option<u32>, StoreEr
     }
 }
 
-fn check_version(found: u32) -> Result<(), StoreError> {
+fn check_version(found: u32, path: &Path) -> Result<(), StoreError> {
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             found,
@@ -214,7 +214,7 @@ fn check_version(found: u32) -> Result<(), StoreError> {
     }
     if found < 1 {
         return Err(StoreError::Corrupt {
-            what: "table schema_version".into(),
+            what: format!("table schema_version of `{}`", path.display()),
             detail: format!("unknown version {found}"),
         });
     }
