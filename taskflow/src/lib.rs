@@ -55,6 +55,7 @@ mod graph;
 mod listener;
 mod retry;
 mod state;
+pub mod store;
 
 #[doc(hidden)]
 #[path = "private.rs"]

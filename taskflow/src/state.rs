@@ -2,13 +2,17 @@
 
 use std::fmt;
 
-/// The state of a flow run.
+use serde::{Deserialize, Serialize};
+
+/// The state of a flow run. Serialized (serde) as its upper-case name, like `Display`.
 ///
 /// ```
 /// use taskflow::FlowState;
 /// assert_eq!(FlowState::Reverted.to_string(), "REVERTED");
+/// assert_eq!(serde_json::to_string(&FlowState::Reverted).unwrap(), r#""REVERTED""#);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FlowState {
     /// Not started.
     Pending,
@@ -46,13 +50,17 @@ impl fmt::Display for FlowState {
     }
 }
 
-/// The state of one step (TaskFlow's atom states).
+/// The state of one step (TaskFlow's atom states). Serialized (serde) as its upper-case name,
+/// like `Display`.
 ///
 /// ```
 /// use taskflow::StepState;
 /// assert_eq!(StepState::RevertFailure.to_string(), "REVERT_FAILURE");
+/// let state: StepState = serde_json::from_str(r#""REVERT_FAILURE""#).unwrap();
+/// assert_eq!(state, StepState::RevertFailure);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StepState {
     /// Not started.
     Pending,

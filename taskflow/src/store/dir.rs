@@ -1,0 +1,334 @@
+//! A store in a directory: one JSON file per run, rewritten atomically at each checkpoint.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    apply_checkpoint, sort_flows, unix_millis, validate_checkpoint, validate_flow_id, AtomRecord,
+    Checkpoint, FlowRecord, RetryRecord, Store, StoreError, StoredFlow,
+};
+
+/// The version of the file format this library writes and the newest it reads.
+const FORMAT: u32 = 1;
+
+/// A [`Store`] that keeps each run in its own file, `<flow id>.json`, in one directory.
+///
+/// Each file holds its format version (`"format": 1`), the flow, its steps and its retry records,
+/// as readable JSON. A write — creating a run or checkpointing it — writes the whole new file to
+/// `<flow id>.json.tmp`, fsyncs it, renames it over `<flow id>.json` (creating uses a hard link
+/// instead, so an existing run is never replaced) and fsyncs the directory. A crash or a failed
+/// write (a full or read-only disk) therefore leaves either the old file or the new one, never a
+/// mix; a leftover `.tmp` file is ignored and overwritten by the next write.
+///
+/// A file that does not parse (truncated, edited) is [`StoreError::Corrupt`] naming the file;
+/// one written by a newer taskflow is [`StoreError::SchemaTooNew`]. Such a file is never
+/// overwritten by a checkpoint. [`Store::list_flows`] fails on the first such file, naming it;
+/// [`DirStore::scan`] lists every readable run and reports the others.
+///
+/// Writes are serialized within one `DirStore`; use one `DirStore` (in one process) per
+/// directory: two writers checkpointing the same run could lose each other's updates.
+///
+/// ```
+/// use taskflow::store::{DirStore, FlowRecord, Store};
+///
+/// let dir = std::env::temp_dir().join(format!("taskflow-doc-dir-{}", std::process::id()));
+/// let store = DirStore::open(&dir).unwrap();
+/// let flow = FlowRecord::new("book", "BootVm", "fp", serde_json::json!({ "size_gb": 20 }));
+/// store.create_flow(&flow).unwrap();
+/// assert!(dir.join(format!("{}.json", flow.id)).is_file());
+///
+/// // Another process (or a later run) sees it.
+/// let again = DirStore::open(&dir).unwrap();
+/// assert_eq!(again.load_flow(&flow.id).unwrap().unwrap().flow, flow);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct DirStore {
+    root: PathBuf,
+    writing: Mutex<()>,
+}
+
+/// What [`DirStore::scan`] found: the runs it could read and an error for each file it could not.
+///
+/// ```
+/// use taskflow::store::{DirStore, FlowRecord, Store, StoreError};
+///
+/// let dir = std::env::temp_dir().join(format!("taskflow-doc-scan-{}", std::process::id()));
+/// let store = DirStore::open(&dir).unwrap();
+/// store.create_flow(&FlowRecord::new("book", "Good", "fp", serde_json::json!({}))).unwrap();
+/// std::fs::write(dir.join("broken.json"), "{ \"format\": 1, \"fl").unwrap();
+///
+/// let scan = store.scan().unwrap();
+/// assert_eq!(scan.flows[0].flow_name, "Good");
+/// assert!(matches!(&scan.errors[..], [StoreError::Corrupt { what, .. }] if what.contains("broken.json")));
+/// assert!(store.list_flows().is_err());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct DirScan {
+    /// The runs that could be read, oldest first.
+    pub flows: Vec<FlowRecord>,
+    /// One error per run file that could not be read.
+    pub errors: Vec<StoreError>,
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    format: u32,
+    flow: &'a FlowRecord,
+    atoms: &'a [AtomRecord],
+    retries: &'a [RetryRecord],
+}
+
+#[derive(Deserialize)]
+struct FileIn {
+    flow: FlowRecord,
+    atoms: Vec<AtomRecord>,
+    retries: Vec<RetryRecord>,
+}
+
+impl DirStore {
+    /// Opens the store in directory `path`, creating the directory if needed.
+    ///
+    /// ```
+    /// use taskflow::store::{DirStore, StoreError};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("taskflow-doc-open-{}", std::process::id()));
+    /// assert_eq!(DirStore::open(&dir).unwrap().path(), dir);
+    ///
+    /// // A file is not a directory:
+    /// let file = dir.join("file");
+    /// std::fs::write(&file, "").unwrap();
+    /// assert!(matches!(DirStore::open(&file), Err(StoreError::Io { .. })));
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let root = path.as_ref().to_path_buf();
+        fs::create_dir_all(&root).map_err(io_at(&root))?;
+        if !fs::metadata(&root).map_err(io_at(&root))?.is_dir() {
+            return Err(StoreError::Io {
+                source: io::Error::other("not a directory"),
+                path: root,
+            });
+        }
+        Ok(DirStore {
+            root,
+            writing: Mutex::new(()),
+        })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every run whose file can be read (oldest first), and an error for each `*.json` file that
+    /// cannot. Fails only when the directory itself cannot be read.
+    pub fn scan(&self) -> Result<DirScan, StoreError> {
+        self.scan_files(false)
+    }
+
+    fn scan_files(&self, stop_at_error: bool) -> Result<DirScan, StoreError> {
+        let mut scan = DirScan {
+            flows: Vec::new(),
+            errors: Vec::new(),
+        };
+        for entry in fs::read_dir(&self.root).map_err(io_at(&self.root))? {
+            let name = entry.map_err(io_at(&self.root))?.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if validate_flow_id(id).is_err() {
+                continue;
+            }
+            match self.read(id) {
+                Ok(Some(stored)) => scan.flows.push(stored.flow),
+                Ok(None) => {} // deleted since the directory was listed
+                Err(e) if stop_at_error => return Err(e),
+                Err(e) => scan.errors.push(e),
+            }
+        }
+        sort_flows(&mut scan.flows);
+        scan.errors.sort_by_cached_key(ToString::to_string);
+        Ok(scan)
+    }
+
+    fn file_path(&self, id: &str) -> PathBuf {
+        self.root.join(format!("{id}.json"))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The run `id` (a valid id), `None` when its file does not exist.
+    fn read(&self, id: &str) -> Result<Option<StoredFlow>, StoreError> {
+        let path = self.file_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        parse(&path, id, &bytes).map(Some)
+    }
+
+    /// Writes `stored` as its run's file: temp file, fsync, then rename over the old file (or,
+    /// with `create`, a hard link that fails if the run exists), then fsync of the directory.
+    fn write(&self, stored: &StoredFlow, create: bool) -> Result<(), StoreError> {
+        let id = &stored.flow.id;
+        let bytes = serde_json::to_vec_pretty(&FileOut {
+            format: FORMAT,
+            flow: &stored.flow,
+            atoms: &stored.atoms,
+            retries: &stored.retries,
+        })
+        .map_err(|e| StoreError::Invalid {
+            what: format!("flow `{id}`"),
+            detail: e.to_string(),
+        })?;
+        let tmp = self.root.join(format!("{id}.json.tmp"));
+        if let Err(e) = write_synced(&tmp, &bytes) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::Io {
+                path: tmp,
+                source: e,
+            });
+        }
+        let dest = self.file_path(id);
+        let placed = if create {
+            let linked = fs::hard_link(&tmp, &dest);
+            let _ = fs::remove_file(&tmp);
+            linked
+        } else {
+            fs::rename(&tmp, &dest).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+        };
+        match placed {
+            Ok(()) => sync_dir(&self.root),
+            Err(e) if create && e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists {
+                    flow_id: id.clone(),
+                })
+            }
+            Err(e) => Err(StoreError::Io {
+                path: dest,
+                source: e,
+            }),
+        }
+    }
+}
+
+fn parse(path: &Path, id: &str, bytes: &[u8]) -> Result<StoredFlow, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: format!("flow file `{}`", path.display()),
+        detail,
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let format = value
+        .get("format")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| corrupt("no `format` version number".into()))?;
+    if format > u64::from(FORMAT) {
+        return Err(StoreError::SchemaTooNew {
+            found: u32::try_from(format).unwrap_or(u32::MAX),
+            supported: FORMAT,
+        });
+    }
+    if format != u64::from(FORMAT) {
+        return Err(corrupt(format!("unknown format version {format}")));
+    }
+    let file: FileIn = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    if file.flow.id != id {
+        return Err(corrupt(format!(
+            "it holds flow `{}`, not `{id}`",
+            file.flow.id
+        )));
+    }
+    Ok(StoredFlow {
+        flow: file.flow,
+        atoms: file.atoms,
+        retries: file.retries,
+    })
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes a rename or link in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+impl Store for DirStore {
+    fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
+        validate_flow_id(&flow.id)?;
+        let _writing = self.lock();
+        let stored = StoredFlow {
+            flow: flow.clone(),
+            atoms: Vec::new(),
+            retries: Vec::new(),
+        };
+        self.write(&stored, true)
+    }
+
+    fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let not_found = || StoreError::NotFound {
+            flow_id: flow_id.to_owned(),
+        };
+        validate_flow_id(flow_id).map_err(|_| not_found())?;
+        validate_checkpoint(checkpoint)?;
+        let _writing = self.lock();
+        let mut stored = self.read(flow_id)?.ok_or_else(not_found)?;
+        apply_checkpoint(&mut stored, checkpoint, unix_millis(SystemTime::now()));
+        self.write(&stored, false)
+    }
+
+    fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
+        if validate_flow_id(flow_id).is_err() {
+            return Ok(None);
+        }
+        self.read(flow_id)
+    }
+
+    /// Fails with the first file that cannot be read; [`DirStore::scan`] lists the others too.
+    fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
+        self.scan_files(true).map(|scan| scan.flows)
+    }
+
+    fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError> {
+        let not_found = || StoreError::NotFound {
+            flow_id: flow_id.to_owned(),
+        };
+        validate_flow_id(flow_id).map_err(|_| not_found())?;
+        let _writing = self.lock();
+        let path = self.file_path(flow_id);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.root),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found()),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
+    }
+}

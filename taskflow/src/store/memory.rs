@@ -1,0 +1,91 @@
+//! A store in memory: for tests and for runs that need no durability.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use super::{
+    apply_checkpoint, sort_flows, unix_millis, validate_checkpoint, validate_flow_id, Checkpoint,
+    FlowRecord, Store, StoreError, StoredFlow,
+};
+
+/// A [`Store`] in memory. Everything is lost when it is dropped.
+///
+/// A checkpoint is checked first, then applied under one lock, so it is all or nothing and
+/// readers never see half of it.
+///
+/// ```
+/// use taskflow::store::{FlowRecord, MemoryStore, Store};
+///
+/// let store = MemoryStore::new();
+/// let flow = FlowRecord::new("book", "BootVm", "fp", serde_json::json!({}));
+/// store.create_flow(&flow).unwrap();
+/// assert_eq!(store.list_flows().unwrap(), [flow]);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    flows: Mutex<HashMap<String, StoredFlow>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn flows(&self) -> MutexGuard<'_, HashMap<String, StoredFlow>> {
+        // Nothing panics while the lock is held, and a checkpoint is applied only after it was
+        // checked, so a poisoned map is still consistent.
+        self.flows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Store for MemoryStore {
+    fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
+        validate_flow_id(&flow.id)?;
+        let mut flows = self.flows();
+        if flows.contains_key(&flow.id) {
+            return Err(StoreError::AlreadyExists {
+                flow_id: flow.id.clone(),
+            });
+        }
+        flows.insert(
+            flow.id.clone(),
+            StoredFlow {
+                flow: flow.clone(),
+                atoms: Vec::new(),
+                retries: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        validate_checkpoint(checkpoint)?;
+        let mut flows = self.flows();
+        let stored = flows.get_mut(flow_id).ok_or_else(|| StoreError::NotFound {
+            flow_id: flow_id.to_owned(),
+        })?;
+        apply_checkpoint(stored, checkpoint, unix_millis(SystemTime::now()));
+        Ok(())
+    }
+
+    fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
+        Ok(self.flows().get(flow_id).cloned())
+    }
+
+    fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
+        let mut flows: Vec<FlowRecord> = self.flows().values().map(|s| s.flow.clone()).collect();
+        sort_flows(&mut flows);
+        Ok(flows)
+    }
+
+    fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError> {
+        match self.flows().remove(flow_id) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound {
+                flow_id: flow_id.to_owned(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! Durable records of flow runs, and the stores that keep them.
+//!
+//! The model follows TaskFlow's: a **log book** (a name that groups runs) holds **flows**
+//! ([`FlowRecord`]: one run of a flow, with its inputs and state), and a flow holds one **atom**
+//! per step ([`AtomRecord`]: state, attempt, result, failure, progress, timings) and one
+//! [`RetryRecord`] per retry scope (its attempt and the failures of each failed attempt). Values are
+//! JSON ([`serde_json::Value`]).
+//!
+//! Every backend implements [`Store`]. A run writes through [`Store::checkpoint`], which applies a
+//! [`Checkpoint`] — a new flow state, any number of atoms, any number of retry records — all or
+//! nothing. Backends:
+//!
+//! | backend | keeps | a checkpoint is atomic because |
+//! | --- | --- | --- |
+//! | [`MemoryStore`] | a map in memory (tests, runs that need no durability) | it is checked, then applied under one lock |
+//! | [`DirStore`] | one JSON file per flow in a directory | the whole file is rewritten: temp file, fsync, rename, fsync of the directory |
+//! | [`SqliteStore`] | one SQLite database file (WAL, `synchronous=FULL`) | it is one transaction |
+//!
+//! Bad data is refused with an error that names it — a file or row that does not parse is
+//! [`StoreError::Corrupt`], a store written by a newer taskflow is [`StoreError::SchemaTooNew`] —
+//! and a checkpoint that fails (a full or read-only disk, an I/O error) leaves the flow as the last
+//! successful checkpoint left it, so the run can be resumed from there.
+//!
+//! ```
+//! use taskflow::store::{AtomRecord, Checkpoint, FlowRecord, MemoryStore, Store};
+//! use taskflow::{FlowState, StepState};
+//!
+//! let store = MemoryStore::new();
+//! let flow = FlowRecord::new("nightly", "BootVm", "fp-1", serde_json::json!({ "size_gb": 20 }));
+//! store.create_flow(&flow).unwrap();
+//!
+//! let mut launch = AtomRecord::new("launch_server");
+//! launch.state = StepState::Success;
+//! launch.result = Some(serde_json::json!(7));
+//! store
+//!     .checkpoint(&flow.id, &Checkpoint {
+//!         flow_state: Some(FlowState::Running),
+//!         atoms: vec![launch],
+//!         ..Checkpoint::default()
+//!     })
+//!     .unwrap();
+//!
+//! let stored = store.load_flow(&flow.id).unwrap().unwrap();
+//! assert_eq!(stored.flow.state, FlowState::Running);
+//! assert_eq!(stored.atom("launch_server").unwrap().result, Some(serde_json::json!(7)));
+//! ```
+
+mod dir;
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::{Failure, FlowState, PanicError, StepState};
+
+pub use dir::{DirScan, DirStore};
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// One run of a flow: what was run, with which inputs, and where it is.
+///
+/// Times are milliseconds since the Unix epoch.
+///
+/// ```
+/// use taskflow::store::FlowRecord;
+/// use taskflow::FlowState;
+///
+/// let flow = FlowRecord::new("nightly", "BootVm", "fp-1", serde_json::json!({ "image": "debian" }));
+/// assert_eq!(flow.state, FlowState::Pending);
+/// assert_eq!(flow.inputs["image"], "debian");
+/// assert_eq!(flow.created_at, flow.updated_at);
+/// assert_ne!(flow.id, FlowRecord::new("nightly", "BootVm", "fp-1", serde_json::json!({})).id);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// The run's id, unique in its store: 1 to 128 ASCII letters, digits, `-` or `_`.
+    pub id: String,
+    /// The log book the run belongs to (a name that groups runs).
+    pub logbook: String,
+    /// The name of the flow that was run.
+    pub flow_name: String,
+    /// The flow's structure when the run started; a run is resumed only by the same structure.
+    pub fingerprint: String,
+    /// The run's state.
+    pub state: FlowState,
+    /// The run's inputs.
+    pub inputs: Value,
+    /// When the run was created (Unix milliseconds).
+    pub created_at: u64,
+    /// When the run was last checkpointed (Unix milliseconds); set by the store.
+    pub updated_at: u64,
+}
+
+impl FlowRecord {
+    /// A new PENDING run with a fresh id (see [`new_flow_id`]), created now.
+    pub fn new(
+        logbook: impl Into<String>,
+        flow_name: impl Into<String>,
+        fingerprint: impl Into<String>,
+        inputs: Value,
+    ) -> Self {
+        let now = unix_millis(SystemTime::now());
+        FlowRecord {
+            id: new_flow_id(),
+            logbook: logbook.into(),
+            flow_name: flow_name.into(),
+            fingerprint: fingerprint.into(),
+            state: FlowState::Pending,
+            inputs,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// One step of a run (TaskFlow's atom detail): its latest state, attempt, result, failures,
+/// progress and timings.
+///
+/// `name` is the step's path: `Parent/step` for a step of a sub-flow. Times are milliseconds since
+/// the Unix epoch.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskflow::store::AtomRecord;
+/// use taskflow::StepState;
+///
+/// let mut atom = AtomRecord::new("Boot/launch");
+/// assert_eq!((atom.state, atom.attempt, atom.duration()), (StepState::Pending, 1, None));
+/// atom.started_at = Some(1_000);
+/// atom.finished_at = Some(1_250);
+/// assert_eq!(atom.duration(), Some(Duration::from_millis(250)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AtomRecord {
+    /// The step's path, like `Parent/step`.
+    pub name: String,
+    /// The step's state.
+    pub state: StepState,
+    /// The attempt of the step's innermost retry scope (1 outside any).
+    pub attempt: u32,
+    /// The step's outputs, once it succeeded. `Some(Value::Null)` (a step whose output is `()`)
+    /// stays distinct from `None` in every backend.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_value"
+    )]
+    pub result: Option<Value>,
+    /// Why the step failed.
+    pub failure: Option<FailureRecord>,
+    /// Why its revert hook failed.
+    pub revert_failure: Option<FailureRecord>,
+    /// The last progress the step reported, from 0.0 to 1.0.
+    pub progress: f32,
+    /// When the step's latest attempt started (Unix milliseconds).
+    pub started_at: Option<u64>,
+    /// When the step's latest attempt finished (Unix milliseconds).
+    pub finished_at: Option<u64>,
+}
+
+fn some_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl AtomRecord {
+    /// A PENDING step at attempt 1, with nothing recorded yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        AtomRecord {
+            name: name.into(),
+            state: StepState::Pending,
+            attempt: 1,
+            result: None,
+            failure: None,
+            revert_failure: None,
+            progress: 0.0,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// How long the latest attempt took, when it has started and finished.
+    pub fn duration(&self) -> Option<Duration> {
+        let (start, end) = (self.started_at?, self.finished_at?);
+        Some(Duration::from_millis(end.saturating_sub(start)))
+    }
+}
+
+/// A failure as stored: the step, the error's message, and whether it was a panic.
+///
+/// The typed error does not survive storage; its `Display` text does (a panic's message without
+/// the `panicked: ` prefix).
+///
+/// ```
+/// use taskflow::store::FailureRecord;
+/// use taskflow::{Failure, PanicError};
+///
+/// let record = FailureRecord::from(&Failure::from_error("attach", std::io::Error::other("disk full")));
+/// assert_eq!(record, FailureRecord { step: "attach".into(), message: "disk full".into(), is_panic: false });
+///
+/// let panic = FailureRecord::from(&Failure::from_error("attach", PanicError::new("oops")));
+/// assert_eq!((panic.message.as_str(), panic.is_panic), ("oops", true));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// The step that failed (its path).
+    pub step: String,
+    /// The error's message, or the panic's.
+    pub message: String,
+    /// Whether the step panicked rather than returning an error.
+    pub is_panic: bool,
+}
+
+impl From<&Failure> for FailureRecord {
+    fn from(failure: &Failure) -> Self {
+        let message = match failure.downcast_ref::<PanicError>() {
+            Some(panic) => panic.message().to_owned(),
+            None => failure.error().to_string(),
+        };
+        FailureRecord {
+            step: failure.step().to_owned(),
+            message,
+            is_panic: failure.is_panic(),
+        }
+    }
+}
+
+/// A retry scope's progress in a run: its current attempt and the failures of each failed one.
+///
+/// `scope` is the scope's index in the flow (its position in the flow's graph).
+///
+/// ```
+/// use taskflow::store::{FailureRecord, RetryRecord};
+///
+/// let failed = FailureRecord { step: "attach".into(), message: "busy".into(), is_panic: false };
+/// let retry = RetryRecord { scope: 0, attempt: 2, history: vec![vec![failed]] };
+/// assert_eq!(retry.history.len() as u32, retry.attempt - 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRecord {
+    /// The scope's index in the flow.
+    pub scope: usize,
+    /// The attempt in progress (1-based).
+    pub attempt: u32,
+    /// The failures of each failed attempt, oldest first.
+    pub history: Vec<Vec<FailureRecord>>,
+}
+
+/// What one [`Store::checkpoint`] writes, all or nothing.
+///
+/// Atoms and retry records replace the stored ones of the same name (or scope) and are added when
+/// new; a name given twice in one checkpoint keeps the later record. `flow_state: None` keeps the
+/// flow's state. Every checkpoint sets the flow's `updated_at`.
+///
+/// ```
+/// use taskflow::store::{AtomRecord, Checkpoint};
+/// use taskflow::{FlowState, StepState};
+///
+/// let mut step = AtomRecord::new("launch");
+/// step.state = StepState::Running;
+/// let cp = Checkpoint { flow_state: Some(FlowState::Running), atoms: vec![step], ..Default::default() };
+/// assert!(cp.retries.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoint {
+    /// The flow's new state, if it changed.
+    pub flow_state: Option<FlowState>,
+    /// Steps whose records changed.
+    pub atoms: Vec<AtomRecord>,
+    /// Retry scopes whose records changed.
+    pub retries: Vec<RetryRecord>,
+}
+
+/// A run as stored: the flow, the latest record of each step (in the order the steps were first
+/// checkpointed) and the retry records (by scope).
+///
+/// ```
+/// use taskflow::store::{AtomRecord, Checkpoint, FlowRecord, MemoryStore, Store};
+///
+/// let store = MemoryStore::new();
+/// let flow = FlowRecord::new("book", "Flow", "fp", serde_json::Value::Null);
+/// store.create_flow(&flow).unwrap();
+/// let cp = Checkpoint { atoms: vec![AtomRecord::new("b"), AtomRecord::new("a")], ..Default::default() };
+/// store.checkpoint(&flow.id, &cp).unwrap();
+///
+/// let stored = store.load_flow(&flow.id).unwrap().unwrap();
+/// let names: Vec<&str> = stored.atoms.iter().map(|a| a.name.as_str()).collect();
+/// assert_eq!(names, ["b", "a"]);
+/// assert!(stored.atom("a").is_some() && stored.atom("c").is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFlow {
+    /// The flow.
+    pub flow: FlowRecord,
+    /// The latest record of each step, in the order the steps were first checkpointed.
+    pub atoms: Vec<AtomRecord>,
+    /// The retry records, by scope.
+    pub retries: Vec<RetryRecord>,
+}
+
+impl StoredFlow {
+    /// The record of the step named `name`.
+    pub fn atom(&self, name: &str) -> Option<&AtomRecord> {
+        self.atoms.iter().find(|a| a.name == name)
+    }
+}
+
+/// Where runs are recorded. Every method either does all it says or nothing, and reports why.
+///
+/// Implemented by [`MemoryStore`], [`DirStore`] and [`SqliteStore`]. Methods are synchronous:
+/// each is one short write or read.
+///
+/// ```
+/// use taskflow::store::{FlowRecord, MemoryStore, Store, StoreError};
+///
+/// fn states(store: &dyn Store) -> Result<Vec<String>, StoreError> {
+///     Ok(store.list_flows()?.iter().map(|f| format!("{} {}", f.flow_name, f.state)).collect())
+/// }
+///
+/// let store = MemoryStore::new();
+/// store.create_flow(&FlowRecord::new("book", "BootVm", "fp", serde_json::json!({}))).unwrap();
+/// assert_eq!(states(&store).unwrap(), ["BootVm PENDING"]);
+/// ```
+pub trait Store: Send + Sync {
+    /// Records a new run.
+    ///
+    /// Fails with [`StoreError::AlreadyExists`] when a run with that id is stored (the stored one
+    /// is kept), and [`StoreError::Invalid`] when the id is not 1 to 128 ASCII letters, digits,
+    /// `-` or `_`.
+    ///
+    /// ```
+    /// use taskflow::store::{FlowRecord, MemoryStore, Store, StoreError};
+    ///
+    /// let store = MemoryStore::new();
+    /// let flow = FlowRecord::new("book", "Flow", "fp", serde_json::json!(null));
+    /// store.create_flow(&flow).unwrap();
+    /// assert!(matches!(store.create_flow(&flow), Err(StoreError::AlreadyExists { .. })));
+    /// ```
+    fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError>;
+
+    /// Applies `checkpoint` to the run `flow_id`, all or nothing.
+    ///
+    /// Fails with [`StoreError::NotFound`] for an unknown run and [`StoreError::Invalid`] for a
+    /// progress outside 0.0..=1.0; on any error the stored run is as it was.
+    ///
+    /// ```
+    /// use taskflow::store::{AtomRecord, Checkpoint, FlowRecord, MemoryStore, Store, StoreError};
+    /// use taskflow::FlowState;
+    ///
+    /// let store = MemoryStore::new();
+    /// let flow = FlowRecord::new("book", "Flow", "fp", serde_json::json!(null));
+    /// store.create_flow(&flow).unwrap();
+    ///
+    /// let mut bad = AtomRecord::new("b");
+    /// bad.progress = f32::NAN;
+    /// let cp = Checkpoint {
+    ///     flow_state: Some(FlowState::Success),
+    ///     atoms: vec![AtomRecord::new("a"), bad],
+    ///     ..Default::default()
+    /// };
+    /// assert!(matches!(store.checkpoint(&flow.id, &cp), Err(StoreError::Invalid { .. })));
+    /// let stored = store.load_flow(&flow.id).unwrap().unwrap();
+    /// assert_eq!((stored.flow.state, stored.atoms.len()), (FlowState::Pending, 0));
+    /// ```
+    fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    /// The run `flow_id` with the latest record of each step, or `None` when there is none.
+    ///
+    /// ```
+    /// use taskflow::store::{MemoryStore, Store};
+    /// assert!(MemoryStore::new().load_flow("nope").unwrap().is_none());
+    /// ```
+    fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError>;
+
+    /// Every run in the store, oldest first (by `created_at`, then id).
+    ///
+    /// ```
+    /// use taskflow::store::{FlowRecord, MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::new();
+    /// let mut older = FlowRecord::new("book", "First", "fp", serde_json::json!(null));
+    /// older.created_at -= 1000;
+    /// store.create_flow(&FlowRecord::new("book", "Second", "fp", serde_json::json!(null))).unwrap();
+    /// store.create_flow(&older).unwrap();
+    /// let names: Vec<String> = store.list_flows().unwrap().into_iter().map(|f| f.flow_name).collect();
+    /// assert_eq!(names, ["First", "Second"]);
+    /// ```
+    fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError>;
+
+    /// Removes the run `flow_id` with its steps and retry records.
+    ///
+    /// ```
+    /// use taskflow::store::{FlowRecord, MemoryStore, Store, StoreError};
+    ///
+    /// let store = MemoryStore::new();
+    /// let flow = FlowRecord::new("book", "Flow", "fp", serde_json::json!(null));
+    /// store.create_flow(&flow).unwrap();
+    /// store.delete_flow(&flow.id).unwrap();
+    /// assert!(matches!(store.delete_flow(&flow.id), Err(StoreError::NotFound { .. })));
+    /// ```
+    fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError>;
+}
+
+/// Why a store refused or failed an operation. Each variant names the problem and where it is.
+///
+/// ```
+/// use taskflow::store::StoreError;
+///
+/// let e = StoreError::SchemaTooNew { found: 3, supported: 1 };
+/// assert_eq!(
+///     e.to_string(),
+///     "the store's schema version 3 is newer than the newest this taskflow supports (1): \
+///      upgrade taskflow to use this store"
+/// );
+/// let e = StoreError::Corrupt { what: "flow file `/tmp/x.json`".into(), detail: "EOF".into() };
+/// assert_eq!(e.to_string(), "corrupt flow file `/tmp/x.json`: EOF");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading or writing a file failed (a full or read-only disk, missing permissions, ...).
+    #[error("i/o error on `{}`: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// SQLite reported an error (a full disk, a locked database, ...).
+    #[cfg(feature = "sqlite")]
+    #[error("SQLite error in `{}`: {source}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// Stored data does not parse: a truncated or edited file, a row with invalid JSON, a file or
+    /// database that is not a store.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// Which file, or which table and row (and column).
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The store was written by a newer taskflow; it is left untouched.
+    #[error(
+        "the store's schema version {found} is newer than the newest this taskflow supports \
+         ({supported}): upgrade taskflow to use this store"
+    )]
+    SchemaTooNew {
+        /// The store's version.
+        found: u32,
+        /// The newest version this library reads.
+        supported: u32,
+    },
+    /// No run with this id is stored.
+    #[error("no flow `{flow_id}` in the store")]
+    NotFound {
+        /// The id asked for.
+        flow_id: String,
+    },
+    /// A run with this id is already stored.
+    #[error("flow `{flow_id}` is already in the store")]
+    AlreadyExists {
+        /// The id.
+        flow_id: String,
+    },
+    /// The caller handed the store something it cannot keep (a bad id, a progress that is not
+    /// between 0 and 1); nothing was written.
+    #[error("invalid {what}: {detail}")]
+    Invalid {
+        /// What was refused.
+        what: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// A fresh run id: the creation time in milliseconds and 64 random bits, in hex (29 characters,
+/// sorting by creation time).
+///
+/// Unique across processes and machines with overwhelming probability (the random part comes from
+/// the standard library's per-process random hash keys, mixed with the process id, the time and a
+/// counter); no UUID dependency.
+///
+/// ```
+/// let (a, b) = (taskflow::store::new_flow_id(), taskflow::store::new_flow_id());
+/// assert_ne!(a, b);
+/// assert_eq!(a.len(), 29);
+/// assert!(a.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+/// ```
+pub fn new_flow_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(now.as_nanos());
+    format!(
+        "{:012x}-{:016x}",
+        now.as_millis() & 0xffff_ffff_ffff,
+        h.finish()
+    )
+}
+
+/// Milliseconds since the Unix epoch (0 for earlier times).
+pub(crate) fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn validate_flow_id(id: &str) -> Result<(), StoreError> {
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid {
+            what: format!("flow id {id:?}"),
+            detail: "a flow id is 1 to 128 ASCII letters, digits, `-` or `_`".into(),
+        })
+    }
+}
+
+pub(crate) fn validate_checkpoint(cp: &Checkpoint) -> Result<(), StoreError> {
+    for atom in &cp.atoms {
+        if !(0.0..=1.0).contains(&atom.progress) {
+            return Err(StoreError::Invalid {
+                what: format!("progress of step `{}`", atom.name),
+                detail: format!("{} is not between 0.0 and 1.0", atom.progress),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Applies a checkpoint that passed [`validate_checkpoint`] to an in-memory copy of a run; cannot
+/// fail, which is what makes the memory and directory stores all-or-nothing.
+pub(crate) fn apply_checkpoint(stored: &mut StoredFlow, cp: &Checkpoint, now: u64) {
+    if let Some(state) = cp.flow_state {
+        stored.flow.state = state;
+    }
+    stored.flow.updated_at = now;
+    for atom in &cp.atoms {
+        match stored.atoms.iter_mut().find(|a| a.name == atom.name) {
+            Some(slot) => *slot = atom.clone(),
+            None => stored.atoms.push(atom.clone()),
+        }
+    }
+    for retry in &cp.retries {
+        match stored
+            .retries
+            .binary_search_by_key(&retry.scope, |r| r.scope)
+        {
+            Ok(i) => stored.retries[i] = retry.clone(),
+            Err(i) => stored.retries.insert(i, retry.clone()),
+        }
+    }
+}
+
+/// The order of [`Store::list_flows`].
+pub(crate) fn sort_flows(flows: &mut [FlowRecord]) {
+    flows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+}

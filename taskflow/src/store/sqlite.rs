@@ -1,0 +1,600 @@
+//! A store in an SQLite database (the bundled SQLite, through rusqlite).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, Connection, ErrorCode, Row, TransactionBehavior};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{
+    unix_millis, validate_checkpoint, validate_flow_id, AtomRecord, Checkpoint, FlowRecord,
+    RetryRecord, Store, StoreError, StoredFlow,
+};
+
+/// The schema version this library creates and the newest it opens.
+const SCHEMA_VERSION: u32 = 1;
+
+/// Version 1. `flows`: one row per run; `atoms`: one row per step of a run (`id` keeps the order
+/// in which steps were first recorded; the `UNIQUE (flow_id, name)` index serves every lookup by
+/// run); `retries`: one row per retry scope of a run. JSON values are stored as text, times as
+/// Unix milliseconds.
+const SCHEMA: &str = "
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE flows (
+    id          TEXT PRIMARY KEY NOT NULL,
+    logbook     TEXT NOT NULL,
+    flow_name   TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    inputs      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE TABLE atoms (
+    id             INTEGER PRIMARY KEY,
+    flow_id        TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+    name           TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    attempt        INTEGER NOT NULL,
+    result         TEXT,
+    failure        TEXT,
+    revert_failure TEXT,
+    progress       REAL NOT NULL,
+    started_at     INTEGER,
+    finished_at    INTEGER,
+    UNIQUE (flow_id, name)
+);
+CREATE TABLE retries (
+    flow_id TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+    scope   INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    history TEXT NOT NULL,
+    PRIMARY KEY (flow_id, scope)
+);
+";
+
+const FLOW_COLUMNS: &str =
+    "rowid, id, logbook, flow_name, fingerprint, state, inputs, created_at, updated_at";
+const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_failure, progress, \
+                            started_at, finished_at";
+
+/// A [`Store`] in one SQLite database file: the embedded default.
+///
+/// The database uses write-ahead logging (`journal_mode=WAL`) and `synchronous=FULL`, so every
+/// committed checkpoint is on disk; each checkpoint is one transaction, so a failure half-way
+/// (a full or read-only disk, a crash) leaves the run as the previous checkpoint left it.
+///
+/// The schema is created on first use, with its version in table `schema_version`. A database
+/// whose version is newer than this library's is refused with [`StoreError::SchemaTooNew`]
+/// before anything is written to it; a file that is not an SQLite database is
+/// [`StoreError::Corrupt`], and so is a row whose JSON or state does not parse (naming the table,
+/// the row and the column).
+///
+/// The connection is shared behind a lock; several processes may use the same file (SQLite
+/// serializes their writes; a writer waits up to 5 s for another's transaction).
+///
+/// ```
+/// use taskflow::store::{FlowRecord, SqliteStore, Store};
+///
+/// let path = std::env::temp_dir().join(format!("taskflow-doc-sqlite-{}.db", std::process::id()));
+/// let store = SqliteStore::open(&path).unwrap();
+/// let flow = FlowRecord::new("book", "BootVm", "fp", serde_json::json!({ "size_gb": 20 }));
+/// store.create_flow(&flow).unwrap();
+/// drop(store);
+///
+/// let again = SqliteStore::open(&path).unwrap();
+/// assert_eq!(again.list_flows().unwrap(), [flow]);
+/// # drop(again);
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store in database file `path`, creating the schema on first use.
+    ///
+    /// ```
+    /// use taskflow::store::{SqliteStore, StoreError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("taskflow-doc-notdb-{}.db", std::process::id()));
+    /// std::fs::write(&path, "this is not a database, it is a text file padded to a page...".repeat(20)).unwrap();
+    /// match SqliteStore::open(&path) {
+    ///     Err(StoreError::Corrupt { what, .. }) => assert!(what.contains("notdb")),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let err = sql_error(&path);
+        let mut conn = Connection::open(&path).map_err(&err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(&err)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(&err)?;
+
+        // Look before writing anything: switching to WAL rewrites the file's header, and a
+        // database from a newer taskflow must be left as it is.
+        if let Some(found) = schema_version(&conn, &path)? {
+            check_version(found, &path)?;
+        }
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(&err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(&err)?;
+
+        // Two processes opening a new file at once: the write lock makes one create the schema.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        match schema_version(&tx, &path)? {
+            Some(found) => check_version(found, &path)?,
+            None => {
+                tx.execute_batch(SCHEMA).map_err(&err)?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)?;
+        drop(err);
+        Ok(SqliteStore {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    ///
+    /// ```
+    /// # let path = std::env::temp_dir().join(format!("taskflow-doc-path-{}.db", std::process::id()));
+    /// let store = taskflow::store::SqliteStore::open(&path).unwrap();
+    /// assert_eq!(store.path(), path);
+    /// # drop(store);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock is held unwinds through the open transaction's drop, which rolls
+        // it back: the connection is still usable.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The version in `schema_version`, `None` when the table does not exist (a new database).
+fn schema_version(conn: &Connection, path: &Path) -> Result<Option<u32>, StoreError> {
+    let err = sql_error(path);
+    let exists: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(&err)?;
+    if !exists {
+        return Ok(None);
+    }
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: format!("table schema_version of `{}`", path.display()),
+        detail,
+    };
+    let mut stmt = conn
+        .prepare("SELECT version FROM schema_version")
+        .map_err(&err)?;
+    let versions: Vec<rusqlite::types::Value> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(Iterator::collect)
+        .map_err(&err)?;
+    match &versions[..] {
+        [rusqlite::types::Value::Integer(v)] => u32::try_from(*v)
+            .map(Some)
+            .map_err(|_| corrupt(format!("version {v} is not a version number"))),
+        [other] => Err(corrupt(format!("version {other:?} is not a number"))),
+        rows => Err(corrupt(format!("{} rows, expected one", rows.len()))),
+    }
+}
+
+fn check_version(found: u32, path: &Path) -> Result<(), StoreError> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < 1 {
+        return Err(StoreError::Corrupt {
+            what: format!("table schema_version of `{}`", path.display()),
+            detail: format!("unknown version {found}"),
+        });
+    }
+    Ok(())
+}
+
+/// Maps SQLite's errors; a file that is not a database, or is damaged, is `Corrupt`.
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            what: format!("SQLite database `{}`", path.display()),
+            detail: source.to_string(),
+        },
+        _ => StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+fn invalid(what: impl Into<String>, detail: impl ToString) -> StoreError {
+    StoreError::Invalid {
+        what: what.into(),
+        detail: detail.to_string(),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| invalid(what, e))
+}
+
+fn to_i64<T: TryInto<i64> + Copy + std::fmt::Display>(n: T, what: &str) -> Result<i64, StoreError> {
+    n.try_into()
+        .map_err(|_| invalid(what, format!("{n} does not fit in SQLite's 64-bit integer")))
+}
+
+/// Reads the columns of one row, reporting any that does not parse as `Corrupt` naming the row.
+struct RowReader<'r, 's> {
+    row: &'r Row<'s>,
+    what: String,
+}
+
+impl RowReader<'_, '_> {
+    fn corrupt(&self, column: &str, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            what: format!("{}, column `{column}`", self.what),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn get<T: rusqlite::types::FromSql>(&self, idx: usize, column: &str) -> Result<T, StoreError> {
+        self.row.get(idx).map_err(|e| self.corrupt(column, e))
+    }
+
+    fn int<T: TryFrom<i64>>(&self, idx: usize, column: &str) -> Result<T, StoreError> {
+        let n: i64 = self.get(idx, column)?;
+        T::try_from(n).map_err(|_| self.corrupt(column, format!("{n} is out of range")))
+    }
+
+    fn opt_int<T: TryFrom<i64>>(&self, idx: usize, column: &str) -> Result<Option<T>, StoreError> {
+        match self.get::<Option<i64>>(idx, column)? {
+            None => Ok(None),
+            Some(n) => T::try_from(n)
+                .map(Some)
+                .map_err(|_| self.corrupt(column, format!("{n} is out of range"))),
+        }
+    }
+
+    fn json<T: DeserializeOwned>(&self, idx: usize, column: &str) -> Result<T, StoreError> {
+        let text: String = self.get(idx, column)?;
+        serde_json::from_str(&text).map_err(|e| self.corrupt(column, e))
+    }
+
+    fn opt_json<T: DeserializeOwned>(
+        &self,
+        idx: usize,
+        column: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.get::<Option<String>>(idx, column)? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| self.corrupt(column, e)),
+        }
+    }
+
+    /// A state column: the state's upper-case name.
+    fn state<T: DeserializeOwned>(&self, idx: usize, column: &str) -> Result<T, StoreError> {
+        let name: String = self.get(idx, column)?;
+        serde_json::from_value(Value::String(name)).map_err(|e| self.corrupt(column, e))
+    }
+}
+
+fn read_flow(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
+    let rowid: i64 = row.get(0).unwrap_or_default();
+    let id = row.get::<_, String>(1).ok();
+    let r = RowReader {
+        row,
+        what: match &id {
+            Some(id) => format!("flows row id={id:?}"),
+            None => format!("flows row rowid={rowid}"),
+        },
+    };
+    Ok(FlowRecord {
+        id: r.get(1, "id")?,
+        logbook: r.get(2, "logbook")?,
+        flow_name: r.get(3, "flow_name")?,
+        fingerprint: r.get(4, "fingerprint")?,
+        state: r.state(5, "state")?,
+        inputs: r.json(6, "inputs")?,
+        created_at: r.int(7, "created_at")?,
+        updated_at: r.int(8, "updated_at")?,
+    })
+}
+
+fn read_atom(row: &Row<'_>, flow_id: &str) -> Result<AtomRecord, StoreError> {
+    let rowid: i64 = row.get(0).unwrap_or_default();
+    let name = row.get::<_, String>(1).ok();
+    let r = RowReader {
+        row,
+        what: match &name {
+            Some(name) => format!("atoms row flow_id={flow_id:?} name={name:?}"),
+            None => format!("atoms row id={rowid}"),
+        },
+    };
+    Ok(AtomRecord {
+        name: r.get(1, "name")?,
+        state: r.state(2, "state")?,
+        attempt: r.int(3, "attempt")?,
+        result: r.opt_json(4, "result")?,
+        failure: r.opt_json(5, "failure")?,
+        revert_failure: r.opt_json(6, "revert_failure")?,
+        progress: r.get::<f64>(7, "progress")? as f32,
+        started_at: r.opt_int(8, "started_at")?,
+        finished_at: r.opt_int(9, "finished_at")?,
+    })
+}
+
+fn read_retry(row: &Row<'_>, flow_id: &str) -> Result<RetryRecord, StoreError> {
+    let scope = row.get::<_, i64>(0).ok();
+    let r = RowReader {
+        row,
+        what: format!("retries row flow_id={flow_id:?} scope={scope:?}"),
+    };
+    Ok(RetryRecord {
+        scope: r.int(0, "scope")?,
+        attempt: r.int(1, "attempt")?,
+        history: r.json(2, "history")?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
+        validate_flow_id(&flow.id)?;
+        let inputs = to_json(&flow.inputs, "flow inputs")?;
+        let created_at = to_i64(flow.created_at, "created_at")?;
+        let updated_at = to_i64(flow.updated_at, "updated_at")?;
+        let conn = self.conn();
+        let inserted = conn.execute(
+            "INSERT INTO flows (id, logbook, flow_name, fingerprint, state, inputs, created_at, \
+             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                flow.id,
+                flow.logbook,
+                flow.flow_name,
+                flow.fingerprint,
+                flow.state.to_string(),
+                inputs,
+                created_at,
+                updated_at,
+            ],
+        );
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.sqlite_extended_error_code()
+                    == Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
+            {
+                Err(StoreError::AlreadyExists {
+                    flow_id: flow.id.clone(),
+                })
+            }
+            Err(e) => Err(sql_error(&self.path)(e)),
+        }
+    }
+
+    fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        validate_checkpoint(checkpoint)?;
+        let err = sql_error(&self.path);
+        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
+        let mut conn = self.conn();
+        // Any early return drops `tx`, which rolls back everything written so far.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let updated = tx
+            .execute(
+                "UPDATE flows SET state = coalesce(?2, state), updated_at = ?3 WHERE id = ?1",
+                params![flow_id, checkpoint.flow_state.map(|s| s.to_string()), now],
+            )
+            .map_err(&err)?;
+        if updated == 0 {
+            return Err(StoreError::NotFound {
+                flow_id: flow_id.to_owned(),
+            });
+        }
+        {
+            let mut upsert_atom = tx
+                .prepare_cached(
+                    "INSERT INTO atoms (flow_id, name, state, attempt, result, failure, \
+                     revert_failure, progress, started_at, finished_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     ON CONFLICT (flow_id, name) DO UPDATE SET state = excluded.state, \
+                     attempt = excluded.attempt, result = excluded.result, \
+                     failure = excluded.failure, revert_failure = excluded.revert_failure, \
+                     progress = excluded.progress, started_at = excluded.started_at, \
+                     finished_at = excluded.finished_at",
+                )
+                .map_err(&err)?;
+            for atom in &checkpoint.atoms {
+                let json = |v: &Option<_>, what| v.as_ref().map(|v| to_json(v, what)).transpose();
+                upsert_atom
+                    .execute(params![
+                        flow_id,
+                        atom.name,
+                        atom.state.to_string(),
+                        atom.attempt,
+                        atom.result
+                            .as_ref()
+                            .map(|v| to_json(v, "result"))
+                            .transpose()?,
+                        json(&atom.failure, "failure")?,
+                        json(&atom.revert_failure, "revert failure")?,
+                        f64::from(atom.progress),
+                        atom.started_at
+                            .map(|t| to_i64(t, "started_at"))
+                            .transpose()?,
+                        atom.finished_at
+                            .map(|t| to_i64(t, "finished_at"))
+                            .transpose()?,
+                    ])
+                    .map_err(&err)?;
+            }
+            let mut upsert_retry = tx
+                .prepare_cached(
+                    "INSERT INTO retries (flow_id, scope, attempt, history) \
+                     VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (flow_id, scope) DO UPDATE SET attempt = excluded.attempt, \
+                     history = excluded.history",
+                )
+                .map_err(&err)?;
+            for retry in &checkpoint.retries {
+                upsert_retry
+                    .execute(params![
+                        flow_id,
+                        to_i64(retry.scope, "retry scope")?,
+                        retry.attempt,
+                        to_json(&retry.history, "retry history")?,
+                    ])
+                    .map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
+        let err = sql_error(&self.path);
+        let mut conn = self.conn();
+        // One read transaction: the flow, its atoms and its retries come from one snapshot.
+        let tx = conn.transaction().map_err(&err)?;
+        let flow = {
+            let mut stmt = tx
+                .prepare_cached(&format!("SELECT {FLOW_COLUMNS} FROM flows WHERE id = ?1"))
+                .map_err(&err)?;
+            let mut rows = stmt.query([flow_id]).map_err(&err)?;
+            match rows.next().map_err(&err)? {
+                Some(row) => read_flow(row)?,
+                None => return Ok(None),
+            }
+        };
+        let mut atoms = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {ATOM_COLUMNS} FROM atoms WHERE flow_id = ?1 ORDER BY id"
+                ))
+                .map_err(&err)?;
+            let mut rows = stmt.query([flow_id]).map_err(&err)?;
+            while let Some(row) = rows.next().map_err(&err)? {
+                atoms.push(read_atom(row, flow_id)?);
+            }
+        }
+        let mut retries = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT scope, attempt, history FROM retries WHERE flow_id = ?1 \
+                     ORDER BY scope",
+                )
+                .map_err(&err)?;
+            let mut rows = stmt.query([flow_id]).map_err(&err)?;
+            while let Some(row) = rows.next().map_err(&err)? {
+                retries.push(read_retry(row, flow_id)?);
+            }
+        }
+        tx.commit().map_err(&err)?;
+        Ok(Some(StoredFlow {
+            flow,
+            atoms,
+            retries,
+        }))
+    }
+
+    fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
+        let err = sql_error(&self.path);
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {FLOW_COLUMNS} FROM flows ORDER BY created_at, id"
+            ))
+            .map_err(&err)?;
+        let mut rows = stmt.query([]).map_err(&err)?;
+        let mut flows = Vec::new();
+        while let Some(row) = rows.next().map_err(&err)? {
+            flows.push(read_flow(row)?);
+        }
+        Ok(flows)
+    }
+
+    fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError> {
+        let err = sql_error(&self.path);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        tx.execute("DELETE FROM atoms WHERE flow_id = ?1", [flow_id])
+            .map_err(&err)?;
+        tx.execute("DELETE FROM retries WHERE flow_id = ?1", [flow_id])
+            .map_err(&err)?;
+        let deleted = tx
+            .execute("DELETE FROM flows WHERE id = ?1", [flow_id])
+            .map_err(&err)?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                flow_id: flow_id.to_owned(),
+            });
+        }
+        tx.commit().map_err(&err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loading a run's atoms is a lookup in the `UNIQUE (flow_id, name)` index, not a scan.
+    #[test]
+    fn atoms_are_found_by_index() {
+        let path = std::env::temp_dir().join(format!(
+            "taskflow-sqlite-plan-{}-{}.db",
+            std::process::id(),
+            super::super::new_flow_id()
+        ));
+        let store = SqliteStore::open(&path).unwrap();
+        let plan: Vec<String> = {
+            let conn = store.conn();
+            let mut stmt = conn
+                .prepare(&format!(
+                    "EXPLAIN QUERY PLAN SELECT {ATOM_COLUMNS} FROM atoms WHERE flow_id = ?1 \
+                     ORDER BY id"
+                ))
+                .unwrap();
+            let rows = stmt.query_map(["x"], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect()
+        };
+        drop(store);
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            plan.iter().any(|step| step.contains("USING INDEX")),
+            "{plan:?}"
+        );
+    }
+}

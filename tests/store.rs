@@ -1,0 +1,1051 @@
+//! The storage layer through its public API: every behaviour of the `Store` trait is one function
+//! run against all three backends; then what only one backend has (files, SQLite's schema and
+//! transactions).
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
+use taskflow::store::{
+    AtomRecord, Checkpoint, DirStore, FailureRecord, FlowRecord, MemoryStore, RetryRecord,
+    SqliteStore, Store, StoreError, StoredFlow,
+};
+use taskflow::{FlowState, StepState};
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// A fresh directory under the system's temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "taskflow-store-test-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            taskflow::store::new_flow_id()
+        ));
+        fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn memory() -> (MemoryStore, ()) {
+    (MemoryStore::new(), ())
+}
+
+fn dir() -> (DirStore, TempDir) {
+    let tmp = TempDir::new();
+    (DirStore::open(tmp.0.join("flows")).unwrap(), tmp)
+}
+
+fn sqlite() -> (SqliteStore, TempDir) {
+    let tmp = TempDir::new();
+    (SqliteStore::open(tmp.0.join("flows.db")).unwrap(), tmp)
+}
+
+/// One `#[test]` per backend for each shared behaviour.
+macro_rules! for_each_backend {
+    ($($behaviour:ident),* $(,)?) => {
+        mod memory {
+            $( #[test] fn $behaviour() { let (store, _tmp) = super::memory(); super::$behaviour(&store); } )*
+        }
+        mod dir {
+            $( #[test] fn $behaviour() { let (store, _tmp) = super::dir(); super::$behaviour(&store); } )*
+        }
+        mod sqlite {
+            $( #[test] fn $behaviour() { let (store, _tmp) = super::sqlite(); super::$behaviour(&store); } )*
+        }
+    };
+}
+
+for_each_backend!(
+    round_trip,
+    later_records_replace_earlier_ones,
+    invalid_checkpoint_changes_nothing,
+    unknown_flow_is_not_found,
+    create_twice_is_already_exists,
+    list_flows_in_creation_order_with_states,
+    delete_removes_one_flow,
+    unsafe_flow_id_is_refused,
+    concurrent_checkpoints_all_land,
+);
+
+fn flow(name: &str) -> FlowRecord {
+    FlowRecord::new(
+        "nightly",
+        name,
+        "fp-1",
+        json!({ "image": "debian", "size_gb": 20 }),
+    )
+}
+
+fn failure(step: &str, message: &str, is_panic: bool) -> FailureRecord {
+    FailureRecord {
+        step: step.into(),
+        message: message.into(),
+        is_panic,
+    }
+}
+
+fn atom(name: &str, state: StepState) -> AtomRecord {
+    AtomRecord {
+        state,
+        ..AtomRecord::new(name)
+    }
+}
+
+fn load(store: &dyn Store, id: &str) -> StoredFlow {
+    store.load_flow(id).unwrap().expect("the flow is stored")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared behaviours
+
+/// Everything a checkpoint carries comes back as it was written: flow state, every atom field
+/// (a `Some(Null)` result stays distinct from `None`), retry histories; `updated_at` moves.
+fn round_trip(store: &dyn Store) {
+    let mut record = flow("BootVm");
+    record.created_at -= 10_000;
+    record.updated_at = record.created_at;
+    store.create_flow(&record).unwrap();
+    assert_eq!(
+        load(store, &record.id),
+        StoredFlow {
+            flow: record.clone(),
+            atoms: vec![],
+            retries: vec![]
+        }
+    );
+
+    let launch = AtomRecord {
+        result: Some(json!({ "server_id": 7, "tags": ["a", "b"] })),
+        progress: 1.0,
+        started_at: Some(1_700_000_000_000),
+        finished_at: Some(1_700_000_000_250),
+        ..atom("launch", StepState::Success)
+    };
+    let notify = AtomRecord {
+        result: Some(serde_json::Value::Null),
+        ..atom("Boot/notify", StepState::Success)
+    };
+    let attach = AtomRecord {
+        attempt: 3,
+        failure: Some(failure("Boot/attach", "disk full", false)),
+        revert_failure: Some(failure("Boot/attach", "index out of bounds", true)),
+        progress: 0.25,
+        started_at: Some(1_700_000_000_300),
+        ..atom("Boot/attach", StepState::RevertFailure)
+    };
+    let retry = RetryRecord {
+        scope: 2,
+        attempt: 3,
+        history: vec![
+            vec![failure("Boot/attach", "busy", false)],
+            vec![
+                failure("Boot/attach", "busy", false),
+                failure("Boot/other", "boom", true),
+            ],
+        ],
+    };
+    store
+        .checkpoint(
+            &record.id,
+            &Checkpoint {
+                flow_state: Some(FlowState::Failure),
+                atoms: vec![launch.clone(), notify.clone(), attach.clone()],
+                retries: vec![retry.clone()],
+            },
+        )
+        .unwrap();
+
+    let stored = load(store, &record.id);
+    assert_eq!(stored.flow.state, FlowState::Failure);
+    assert!(stored.flow.updated_at > record.updated_at);
+    assert_eq!(
+        stored.flow,
+        FlowRecord {
+            state: FlowState::Failure,
+            updated_at: stored.flow.updated_at,
+            ..record.clone()
+        }
+    );
+    assert_eq!(stored.atoms, [launch, notify, attach]);
+    assert_eq!(stored.retries, [retry]);
+    assert_eq!(
+        stored.atom("launch").unwrap().duration(),
+        Some(std::time::Duration::from_millis(250))
+    );
+    assert_eq!(stored.atom("Boot/attach").unwrap().duration(), None);
+    assert_eq!(
+        stored.atom("Boot/notify").unwrap().result,
+        Some(serde_json::Value::Null)
+    );
+    assert_eq!(stored.atom("Boot/attach").unwrap().result, None);
+}
+
+/// The latest record of a step wins (also within one checkpoint), steps keep the order in which
+/// they were first recorded, retry records are replaced per scope and kept by scope, and
+/// `flow_state: None` keeps the flow's state.
+fn later_records_replace_earlier_ones(store: &dyn Store) {
+    let record = flow("F");
+    store.create_flow(&record).unwrap();
+    let cp = |state, atoms, retries| Checkpoint {
+        flow_state: state,
+        atoms,
+        retries,
+    };
+    let retry = |scope, attempt| RetryRecord {
+        scope,
+        attempt,
+        history: vec![],
+    };
+    store
+        .checkpoint(
+            &record.id,
+            &cp(
+                Some(FlowState::Running),
+                vec![atom("b", StepState::Running), atom("a", StepState::Running)],
+                vec![retry(5, 1)],
+            ),
+        )
+        .unwrap();
+    let a_done = AtomRecord {
+        result: Some(json!(1)),
+        ..atom("a", StepState::Success)
+    };
+    store
+        .checkpoint(
+            &record.id,
+            &cp(
+                None,
+                vec![
+                    atom("a", StepState::Failure),
+                    a_done.clone(),
+                    atom("c", StepState::Running),
+                ],
+                vec![retry(1, 1), retry(5, 2)],
+            ),
+        )
+        .unwrap();
+
+    let stored = load(store, &record.id);
+    assert_eq!(stored.flow.state, FlowState::Running);
+    assert_eq!(
+        stored.atoms,
+        [
+            atom("b", StepState::Running),
+            a_done,
+            atom("c", StepState::Running)
+        ]
+    );
+    assert_eq!(stored.retries, [retry(1, 1), retry(5, 2)]);
+}
+
+/// A checkpoint whose second atom is invalid (a NaN progress) changes nothing — neither the flow
+/// state nor the first, valid atom. What this proves: every backend checks a whole checkpoint
+/// before writing any of it. (That a write failing half-way is rolled back is proved per backend
+/// below: `sqlite_failed_write_rolls_back`, `dir_failed_write_keeps_previous_file`.)
+fn invalid_checkpoint_changes_nothing(store: &dyn Store) {
+    let record = flow("F");
+    store.create_flow(&record).unwrap();
+    let first = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        atoms: vec![atom("a", StepState::Running)],
+        retries: vec![],
+    };
+    store.checkpoint(&record.id, &first).unwrap();
+    let before = load(store, &record.id);
+
+    for bad_progress in [f32::NAN, 1.5, -0.1, f32::INFINITY] {
+        let bad = Checkpoint {
+            flow_state: Some(FlowState::Success),
+            atoms: vec![
+                atom("a", StepState::Success),
+                AtomRecord {
+                    progress: bad_progress,
+                    ..atom("b", StepState::Running)
+                },
+            ],
+            retries: vec![RetryRecord {
+                scope: 0,
+                attempt: 2,
+                history: vec![],
+            }],
+        };
+        match store.checkpoint(&record.id, &bad) {
+            Err(StoreError::Invalid { what, .. }) => assert!(what.contains("`b`"), "{what}"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert_eq!(load(store, &record.id), before);
+    }
+}
+
+/// Unknown ids: loading gives `None`, checkpointing and deleting give `NotFound` naming the id,
+/// and a failed checkpoint of an unknown flow leaves nothing behind.
+fn unknown_flow_is_not_found(store: &dyn Store) {
+    assert!(store.load_flow("nope").unwrap().is_none());
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        atoms: vec![atom("a", StepState::Running)],
+        retries: vec![RetryRecord {
+            scope: 0,
+            attempt: 1,
+            history: vec![],
+        }],
+    };
+    match store.checkpoint("nope", &cp) {
+        Err(e @ StoreError::NotFound { .. }) => {
+            assert_eq!(e.to_string(), "no flow `nope` in the store")
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(matches!(
+        store.delete_flow("nope"),
+        Err(StoreError::NotFound { flow_id }) if flow_id == "nope"
+    ));
+    assert!(store.load_flow("nope").unwrap().is_none());
+    assert!(store.list_flows().unwrap().is_empty());
+}
+
+/// Creating an id twice is refused and keeps the first record.
+fn create_twice_is_already_exists(store: &dyn Store) {
+    let first = flow("First");
+    store.create_flow(&first).unwrap();
+    let second = FlowRecord {
+        flow_name: "Second".into(),
+        ..first.clone()
+    };
+    match store.create_flow(&second) {
+        Err(StoreError::AlreadyExists { flow_id }) => assert_eq!(flow_id, first.id),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(load(store, &first.id).flow, first);
+    assert_eq!(store.list_flows().unwrap(), [first]);
+}
+
+/// `list_flows` gives every flow with its current state, oldest first.
+fn list_flows_in_creation_order_with_states(store: &dyn Store) {
+    assert!(store.list_flows().unwrap().is_empty());
+    let mut flows: Vec<FlowRecord> = ["C", "A", "B"].into_iter().map(flow).collect();
+    for (f, created_at) in flows.iter_mut().zip([3_000, 1_000, 2_000]) {
+        f.created_at = created_at;
+    }
+    for f in &flows {
+        store.create_flow(f).unwrap();
+    }
+    for (f, state) in
+        flows
+            .iter()
+            .zip([FlowState::Success, FlowState::Running, FlowState::Reverted])
+    {
+        let cp = Checkpoint {
+            flow_state: Some(state),
+            ..Default::default()
+        };
+        store.checkpoint(&f.id, &cp).unwrap();
+    }
+    let listed: Vec<(String, FlowState)> = store
+        .list_flows()
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.flow_name, f.state))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("A".to_owned(), FlowState::Running),
+            ("B".to_owned(), FlowState::Reverted),
+            ("C".to_owned(), FlowState::Success),
+        ]
+    );
+}
+
+/// Deleting a flow removes it with its atoms and retries; other flows stay; its id can be reused.
+fn delete_removes_one_flow(store: &dyn Store) {
+    let (gone, kept) = (flow("Gone"), flow("Kept"));
+    for f in [&gone, &kept] {
+        store.create_flow(f).unwrap();
+        let cp = Checkpoint {
+            atoms: vec![atom("a", StepState::Success)],
+            retries: vec![RetryRecord {
+                scope: 0,
+                attempt: 1,
+                history: vec![],
+            }],
+            ..Default::default()
+        };
+        store.checkpoint(&f.id, &cp).unwrap();
+    }
+    store.delete_flow(&gone.id).unwrap();
+    assert!(store.load_flow(&gone.id).unwrap().is_none());
+    assert_eq!(load(store, &kept.id).atoms.len(), 1);
+    assert_eq!(store.list_flows().unwrap().len(), 1);
+    assert!(matches!(
+        store.delete_flow(&gone.id),
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // Nothing of the deleted flow survives into a new flow with the same id.
+    store.create_flow(&gone).unwrap();
+    let again = load(store, &gone.id);
+    assert!(again.atoms.is_empty() && again.retries.is_empty());
+}
+
+/// Ids that could name a path (or nothing) are refused by every backend, not just by the one that
+/// uses them as file names.
+fn unsafe_flow_id_is_refused(store: &dyn Store) {
+    for id in [
+        "",
+        "../escape",
+        "a/b",
+        "a.json",
+        "with space",
+        &"x".repeat(129),
+    ] {
+        let record = FlowRecord {
+            id: id.to_owned(),
+            ..flow("F")
+        };
+        assert!(
+            matches!(store.create_flow(&record), Err(StoreError::Invalid { .. })),
+            "{id:?}"
+        );
+        assert!(store.load_flow(id).unwrap().is_none());
+    }
+    assert!(store.list_flows().unwrap().is_empty());
+}
+
+/// Checkpoints from several threads into one flow all land (no lost update).
+fn concurrent_checkpoints_all_land(store: &dyn Store) {
+    let record = flow("F");
+    store.create_flow(&record).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let id = &record.id;
+            s.spawn(move || {
+                for i in 0..10 {
+                    let cp = Checkpoint {
+                        atoms: vec![atom(&format!("t{t}/s{i}"), StepState::Success)],
+                        ..Default::default()
+                    };
+                    store.checkpoint(id, &cp).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(load(store, &record.id).atoms.len(), 40);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Not backend-specific
+
+#[test]
+fn states_serialize_as_their_display_names() {
+    use FlowState as F;
+    use StepState as S;
+    for state in [
+        F::Pending,
+        F::Running,
+        F::Success,
+        F::Failure,
+        F::Reverting,
+        F::Reverted,
+        F::Suspending,
+        F::Suspended,
+        F::Resuming,
+    ] {
+        let json = serde_json::to_value(state).unwrap();
+        assert_eq!(json, json!(state.to_string()));
+        assert_eq!(serde_json::from_value::<F>(json).unwrap(), state);
+    }
+    for state in [
+        S::Pending,
+        S::Running,
+        S::Success,
+        S::Failure,
+        S::Reverting,
+        S::Reverted,
+        S::RevertFailure,
+        S::Ignore,
+        S::Retrying,
+    ] {
+        let json = serde_json::to_value(state).unwrap();
+        assert_eq!(json, json!(state.to_string()));
+        assert_eq!(serde_json::from_value::<S>(json).unwrap(), state);
+    }
+}
+
+#[test]
+fn generated_ids_are_unique_across_threads() {
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..5000)
+                        .map(|_| taskflow::store::new_flow_id())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+}
+
+#[test]
+fn stores_are_usable_as_shared_trait_objects() {
+    let (dir_store, _tmp) = dir();
+    let stores: Vec<Arc<dyn Store>> = vec![Arc::new(MemoryStore::new()), Arc::new(dir_store)];
+    for store in stores {
+        let record = flow("F");
+        let shared = Arc::clone(&store);
+        let id = record.id.clone();
+        std::thread::spawn(move || shared.create_flow(&record).unwrap())
+            .join()
+            .unwrap();
+        assert!(store.load_flow(&id).unwrap().is_some());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durable backends: a reopened store holds what the closed one wrote
+
+fn checkpointed(store: &dyn Store) -> StoredFlow {
+    let record = flow("F");
+    store.create_flow(&record).unwrap();
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Suspended),
+        atoms: vec![AtomRecord {
+            result: Some(json!([1, 2, 3])),
+            ..atom("a", StepState::Success)
+        }],
+        retries: vec![RetryRecord {
+            scope: 0,
+            attempt: 2,
+            history: vec![vec![failure("a", "flaky", false)]],
+        }],
+    };
+    store.checkpoint(&record.id, &cp).unwrap();
+    load(store, &record.id)
+}
+
+#[test]
+fn dir_reopened_store_resumes_where_it_was() {
+    let (store, tmp) = dir();
+    let stored = checkpointed(&store);
+    drop(store);
+    let store = DirStore::open(tmp.0.join("flows")).unwrap();
+    assert_eq!(load(&store, &stored.flow.id), stored);
+}
+
+#[test]
+fn sqlite_reopened_store_resumes_where_it_was() {
+    let (store, tmp) = sqlite();
+    let stored = checkpointed(&store);
+    drop(store);
+    let store = SqliteStore::open(tmp.0.join("flows.db")).unwrap();
+    assert_eq!(load(&store, &stored.flow.id), stored);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DirStore
+
+fn flow_file(store: &DirStore, id: &str) -> PathBuf {
+    store.path().join(format!("{id}.json"))
+}
+
+/// The file is readable JSON with its format version, the flow, its atoms and retries.
+#[test]
+fn dir_file_is_versioned_json() {
+    let (store, _tmp) = dir();
+    let stored = checkpointed(&store);
+    let text = fs::read_to_string(flow_file(&store, &stored.flow.id)).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["format"], 1);
+    assert_eq!(value["flow"]["state"], "SUSPENDED");
+    assert_eq!(value["atoms"][0]["result"], json!([1, 2, 3]));
+    assert_eq!(value["retries"][0]["history"][0][0]["message"], "flaky");
+}
+
+/// A truncated file and a file of garbage are each `Corrupt` naming the file; other flows still
+/// load; `list_flows` refuses (naming the file) while `scan` lists the good flows and reports the
+/// bad ones; a checkpoint of a corrupt flow is refused and does not overwrite the file.
+#[test]
+fn dir_corrupt_files_are_named_and_left_alone() {
+    let (store, _tmp) = dir();
+    let (truncated, garbage, good) = (flow("Truncated"), flow("Garbage"), flow("Good"));
+    for f in [&truncated, &garbage, &good] {
+        store.create_flow(f).unwrap();
+    }
+    let truncated_path = flow_file(&store, &truncated.id);
+    let full = fs::read(&truncated_path).unwrap();
+    fs::write(&truncated_path, &full[..full.len() / 2]).unwrap();
+    let garbage_path = flow_file(&store, &garbage.id);
+    fs::write(&garbage_path, "\0\0 not json at all").unwrap();
+
+    let names_file = |e: &StoreError, path: &Path| match e {
+        StoreError::Corrupt { what, .. } => what.contains(&path.display().to_string()),
+        _ => false,
+    };
+    for (f, path) in [(&truncated, &truncated_path), (&garbage, &garbage_path)] {
+        let e = store.load_flow(&f.id).unwrap_err();
+        assert!(names_file(&e, path), "{e}");
+    }
+    assert_eq!(load(&store, &good.id).flow, good);
+
+    let e = store.list_flows().unwrap_err();
+    assert!(
+        names_file(&e, &truncated_path) || names_file(&e, &garbage_path),
+        "{e}"
+    );
+    let scan = store.scan().unwrap();
+    assert_eq!(scan.flows, [good]);
+    assert_eq!(scan.errors.len(), 2);
+    assert!(scan.errors.iter().any(|e| names_file(e, &truncated_path)));
+    assert!(scan.errors.iter().any(|e| names_file(e, &garbage_path)));
+
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.checkpoint(&truncated.id, &cp),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(fs::read(&truncated_path).unwrap(), &full[..full.len() / 2]);
+}
+
+/// A file that is valid JSON but not a flow, or holds another flow than its name says, is
+/// `Corrupt`; a file from a newer format is `SchemaTooNew`. Stray files are ignored by listings.
+#[test]
+fn dir_wrong_content_and_newer_format_are_refused() {
+    let (store, _tmp) = dir();
+    let f = flow("F");
+    store.create_flow(&f).unwrap();
+    let path = flow_file(&store, &f.id);
+    let original: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+
+    let mut newer = original.clone();
+    newer["format"] = json!(2);
+    fs::write(&path, newer.to_string()).unwrap();
+    assert!(matches!(
+        store.load_flow(&f.id),
+        Err(StoreError::SchemaTooNew {
+            found: 2,
+            supported: 1
+        })
+    ));
+
+    let mut no_format = original.clone();
+    no_format.as_object_mut().unwrap().remove("format");
+    let mut bad_state = original.clone();
+    bad_state["flow"]["state"] = json!("HALF_DONE");
+    for bad in [no_format, bad_state, json!({ "format": 1 }), json!([1, 2])] {
+        fs::write(&path, bad.to_string()).unwrap();
+        assert!(
+            matches!(store.load_flow(&f.id), Err(StoreError::Corrupt { .. })),
+            "{bad}"
+        );
+    }
+
+    // The right content under another flow's name.
+    fs::write(&path, original.to_string()).unwrap();
+    let other = store.path().join("other-id.json");
+    fs::copy(&path, &other).unwrap();
+    match store.load_flow("other-id") {
+        Err(StoreError::Corrupt { detail, .. }) => assert!(detail.contains(&f.id), "{detail}"),
+        r => panic!("expected Corrupt, got {r:?}"),
+    }
+    fs::remove_file(other).unwrap();
+
+    fs::write(store.path().join("notes.txt"), "not a flow").unwrap();
+    fs::write(store.path().join(format!("{}.json.tmp", f.id)), "{").unwrap();
+    assert_eq!(store.list_flows().unwrap(), [f]);
+}
+
+/// A checkpoint whose write fails (here: its temp file cannot be created, because a directory
+/// stands in its place — an injection that works even as root) returns an `Io` error naming the
+/// file and leaves the previous checkpoint in place; once the obstacle is gone the run goes on.
+/// What this proves: a failed write never replaces the flow's file. (A crash between the temp
+/// file's write and the rename is covered by the same construction but is not simulated.)
+#[test]
+fn dir_failed_write_keeps_previous_file() {
+    let (store, _tmp) = dir();
+    let stored = checkpointed(&store);
+    let id = &stored.flow.id;
+    let before = fs::read(flow_file(&store, id)).unwrap();
+    let blocker = store.path().join(format!("{id}.json.tmp"));
+    fs::create_dir(&blocker).unwrap();
+
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        atoms: vec![atom("a", StepState::Running), atom("b", StepState::Running)],
+        ..Default::default()
+    };
+    match store.checkpoint(id, &cp) {
+        Err(StoreError::Io { path, .. }) => assert_eq!(path, blocker),
+        other => panic!("expected Io, got {other:?}"),
+    }
+    assert_eq!(fs::read(flow_file(&store, id)).unwrap(), before);
+    assert_eq!(load(&store, id), stored);
+
+    fs::remove_dir(&blocker).unwrap();
+    store.checkpoint(id, &cp).unwrap();
+    assert_eq!(load(&store, id).flow.state, FlowState::Running);
+}
+
+/// A read-only directory: the checkpoint fails with `Io` and the run is as it was. Root ignores
+/// directory permissions, so where the test can still write into the read-only directory (it runs
+/// as root) it says so and checks nothing.
+#[cfg(unix)]
+#[test]
+fn dir_read_only_directory_fails_cleanly() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (store, _tmp) = dir();
+    let stored = checkpointed(&store);
+    let id = &stored.flow.id;
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o555)).unwrap();
+    let probe = store.path().join("probe");
+    let privileged = fs::write(&probe, "").is_ok();
+    if privileged {
+        let _ = fs::remove_file(&probe);
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        eprintln!(
+            "note: dir_read_only_directory_fails_cleanly checked nothing: this process writes \
+             into a 0o555 directory (it runs as root), so a read-only directory cannot be \
+             simulated here; dir_failed_write_keeps_previous_file covers a failed write"
+        );
+        return;
+    }
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        ..Default::default()
+    };
+    let result = store.checkpoint(id, &cp);
+    let after = store.load_flow(id);
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(matches!(result, Err(StoreError::Io { .. })), "{result:?}");
+    assert_eq!(after.unwrap().unwrap(), stored);
+    store.checkpoint(id, &cp).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// SqliteStore
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+/// A new database gets WAL and schema version 1.
+#[test]
+fn sqlite_new_database_is_wal_with_schema_version_1() {
+    let (store, _tmp) = sqlite();
+    let conn = raw(store.path());
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: u32 = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+}
+
+/// A database written by a newer taskflow (schema_version 99) is refused with `SchemaTooNew`,
+/// and the file is byte for byte as it was, with no WAL file left beside it.
+#[test]
+fn sqlite_newer_schema_is_refused_and_untouched() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("newer.db");
+    {
+        let conn = raw(&path);
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (99);
+             CREATE TABLE flows (id TEXT, shape_of_the_future BLOB);",
+        )
+        .unwrap();
+    }
+    let before = fs::read(&path).unwrap();
+    match SqliteStore::open(&path) {
+        Err(e @ StoreError::SchemaTooNew { .. }) => {
+            assert!(matches!(
+                e,
+                StoreError::SchemaTooNew {
+                    found: 99,
+                    supported: 1
+                }
+            ));
+            assert!(e.to_string().contains("upgrade taskflow"), "{e}");
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    assert_eq!(fs::read(&path).unwrap(), before);
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    assert!(!Path::new(&wal).exists());
+}
+
+/// Invalid JSON, an unknown state or a wrongly typed value in a row is `Corrupt` naming the table,
+/// the row and the column; other flows still load.
+#[test]
+fn sqlite_bad_rows_are_corrupt_naming_the_row() {
+    let (store, _tmp) = sqlite();
+    let stored = checkpointed(&store);
+    let good = checkpointed(&store);
+    let id = &stored.flow.id;
+    let conn = raw(store.path());
+    let cases = [
+        (
+            "atoms",
+            "result",
+            "'{not json'",
+            "name = 'a'",
+            vec!["atoms", "\"a\"", "result"],
+        ),
+        (
+            "atoms",
+            "state",
+            "'HALF_DONE'",
+            "name = 'a'",
+            vec!["atoms", "\"a\"", "state"],
+        ),
+        (
+            "atoms",
+            "attempt",
+            "-1",
+            "name = 'a'",
+            vec!["atoms", "attempt"],
+        ),
+        (
+            "atoms",
+            "progress",
+            "'lots'",
+            "name = 'a'",
+            vec!["atoms", "progress"],
+        ),
+        (
+            "retries",
+            "history",
+            "'[[{'",
+            "scope = 0",
+            vec!["retries", "history"],
+        ),
+        (
+            "flows",
+            "inputs",
+            "'{'",
+            "id = ?1",
+            vec!["flows", id.as_str(), "inputs"],
+        ),
+    ];
+    for (table, column, bad, row, names) in cases {
+        let key = if table == "flows" { "id" } else { "flow_id" };
+        let (good_value, rowid): (rusqlite::types::Value, i64) = conn
+            .query_row(
+                &format!("SELECT {column}, rowid FROM {table} WHERE {key} = ?1 AND {row}"),
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        conn.execute(
+            &format!("UPDATE {table} SET {column} = {bad} WHERE rowid = {rowid}"),
+            [],
+        )
+        .unwrap();
+        match store.load_flow(id) {
+            Err(StoreError::Corrupt { what, .. }) => {
+                for name in names {
+                    assert!(what.contains(name), "{what} should name {name}");
+                }
+            }
+            other => panic!("{table}.{column} = {bad}: expected Corrupt, got {other:?}"),
+        }
+        if table == "flows" {
+            assert!(matches!(
+                store.list_flows(),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
+        assert_eq!(load(&store, &good.flow.id), good);
+        conn.execute(
+            &format!("UPDATE {table} SET {column} = ?1 WHERE rowid = {rowid}"),
+            [good_value],
+        )
+        .unwrap();
+        assert_eq!(load(&store, id), stored);
+    }
+}
+
+/// A checkpoint whose second write fails inside SQLite (a trigger aborts the insert of atom `b`,
+/// after the flow's state and atom `a` were written in the same transaction) returns a `Sqlite`
+/// error and leaves nothing of itself: what this proves is that a checkpoint is one transaction
+/// that is rolled back on any error. Without the trigger the same checkpoint goes through.
+#[test]
+fn sqlite_failed_write_rolls_back() {
+    let (store, _tmp) = sqlite();
+    let stored = checkpointed(&store);
+    let id = &stored.flow.id;
+    let conn = raw(store.path());
+    conn.execute_batch(
+        "CREATE TRIGGER fail_b BEFORE INSERT ON atoms WHEN NEW.name = 'b'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Failure),
+        atoms: vec![
+            AtomRecord {
+                failure: Some(failure("a", "late", false)),
+                ..atom("a", StepState::Failure)
+            },
+            atom("b", StepState::Running),
+        ],
+        retries: vec![],
+    };
+    match store.checkpoint(id, &cp) {
+        Err(e @ StoreError::Sqlite { .. }) => assert!(e.to_string().contains("injected failure")),
+        other => panic!("expected Sqlite, got {other:?}"),
+    }
+    assert_eq!(load(&store, id), stored);
+
+    conn.execute_batch("DROP TRIGGER fail_b").unwrap();
+    store.checkpoint(id, &cp).unwrap();
+    let after = load(&store, id);
+    assert_eq!(after.flow.state, FlowState::Failure);
+    assert_eq!(after.atoms.len(), 2);
+}
+
+/// A file that is not an SQLite database is `Corrupt` naming the file, and is not overwritten.
+#[test]
+fn sqlite_not_a_database_is_corrupt() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("notes.db");
+    let text = "these are my notes, not a database. ".repeat(100);
+    fs::write(&path, &text).unwrap();
+    match SqliteStore::open(&path) {
+        Err(StoreError::Corrupt { what, .. }) => assert!(what.contains("notes.db"), "{what}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(fs::read_to_string(&path).unwrap(), text);
+}
+
+/// Two stores on one file (as two processes would be) see each other's writes.
+#[test]
+fn sqlite_two_connections_share_the_file() {
+    let (first, tmp) = sqlite();
+    let second = SqliteStore::open(tmp.0.join("flows.db")).unwrap();
+    let stored = checkpointed(&first);
+    assert_eq!(load(&second, &stored.flow.id), stored);
+    second.delete_flow(&stored.flow.id).unwrap();
+    assert!(first.load_flow(&stored.flow.id).unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full disk (needs a small file system; skipped otherwise)
+
+/// Checkpoints growing a run until the file system is full: the failing checkpoint is an `Io`
+/// (directory) or `Sqlite` (database) error, the run loads as the last successful checkpoint left
+/// it — also after reopening the store — and once space is freed the run goes on.
+///
+/// Runs only when `TASKFLOW_TEST_SMALL_FS` names a directory on a small file system, e.g. on
+/// Linux without root:
+/// `unshare -rm sh -c 'mkdir -p /tmp/small && mount -t tmpfs -o size=1m tmpfs /tmp/small &&
+/// TASKFLOW_TEST_SMALL_FS=/tmp/small cargo test --test store full_disk'`.
+#[test]
+fn full_disk_checkpoint_fails_cleanly() {
+    let Some(small) = std::env::var_os("TASKFLOW_TEST_SMALL_FS") else {
+        eprintln!(
+            "note: full_disk_checkpoint_fails_cleanly checked nothing: set TASKFLOW_TEST_SMALL_FS \
+             to a directory on a small file system to run it"
+        );
+        return;
+    };
+    let small = PathBuf::from(small);
+    let ballast = small.join(format!("ballast-{}", std::process::id()));
+    type Open = fn(&Path) -> Box<dyn Store>;
+    let backends: [(&str, Open); 2] = [
+        ("dir", |p| Box::new(DirStore::open(p).unwrap())),
+        ("sqlite", |p| {
+            Box::new(SqliteStore::open(p.join("flows.db")).unwrap())
+        }),
+    ];
+    for (name, open) in backends {
+        let root = small.join(format!("{name}-{}", taskflow::store::new_flow_id()));
+        fs::create_dir_all(&root).unwrap();
+        let store = open(&root);
+        let record = flow("Big");
+        store.create_flow(&record).unwrap();
+        // Fill most of the space up front, so a checkpoint is what hits the limit.
+        let mut fill = fs::File::create(&ballast).unwrap();
+        let chunk = vec![7u8; 4096];
+        while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
+        drop(fill);
+        let free_some = fs::metadata(&ballast)
+            .unwrap()
+            .len()
+            .saturating_sub(96 * 1024);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&ballast)
+            .unwrap()
+            .set_len(free_some)
+            .unwrap();
+
+        let mut last_ok = load(&*store, &record.id);
+        let big = json!("x".repeat(8 * 1024));
+        let mut failed = None;
+        for i in 0..10_000 {
+            let cp = Checkpoint {
+                flow_state: Some(FlowState::Running),
+                atoms: vec![AtomRecord {
+                    result: Some(big.clone()),
+                    ..atom(&format!("s{i}"), StepState::Success)
+                }],
+                ..Default::default()
+            };
+            match store.checkpoint(&record.id, &cp) {
+                Ok(()) => last_ok = load(&*store, &record.id),
+                Err(e) => {
+                    failed = Some((e, cp));
+                    break;
+                }
+            }
+        }
+        let (error, cp) = failed.expect("the file system never filled up");
+        eprintln!("{name}: after {} steps: {error}", last_ok.atoms.len());
+        assert!(
+            matches!(error, StoreError::Io { .. } | StoreError::Sqlite { .. }),
+            "{name}: {error:?}"
+        );
+        assert_eq!(load(&*store, &record.id), last_ok, "{name}");
+        drop(store);
+        let store = open(&root);
+        assert_eq!(load(&*store, &record.id), last_ok, "{name} reopened");
+
+        fs::remove_file(&ballast).unwrap();
+        store.checkpoint(&record.id, &cp).unwrap();
+        assert_eq!(
+            load(&*store, &record.id).atoms.len(),
+            last_ok.atoms.len() + 1
+        );
+        drop(store);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
