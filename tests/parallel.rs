@@ -446,3 +446,37 @@ fn sync_steps_on_workers_run_inside_the_callers_runtime() {
         .unwrap();
     assert!(out.spawned);
 }
+
+// Its own barrier: tests run in parallel, and two tests sharing one could meet each other.
+static LIMITED_MEET: LazyLock<tokio::sync::Barrier> =
+    LazyLock::new(|| tokio::sync::Barrier::new(2));
+
+#[task(provides = a)]
+async fn limited_a() -> Result<u32, NoOverlap> {
+    tokio::time::timeout(Duration::from_millis(200), LIMITED_MEET.wait())
+        .await
+        .map_err(|_| NoOverlap("limited_a"))?;
+    Ok(1)
+}
+
+#[task(provides = b)]
+async fn limited_b() -> Result<u32, NoOverlap> {
+    tokio::time::timeout(Duration::from_millis(200), LIMITED_MEET.wait())
+        .await
+        .map_err(|_| NoOverlap("limited_b"))?;
+    Ok(2)
+}
+
+flow! {
+    flow LimitedPair() -> (a, b) { unordered [ limited_a, limited_b ] }
+}
+
+#[test]
+fn max_in_flight_limits_how_many_steps_run_at_once() {
+    // The two barrier steps cannot meet when only one step may be in flight.
+    let err = Engine::parallel()
+        .max_in_flight(1)
+        .run_blocking(LimitedPair, LimitedPairInputs {})
+        .unwrap_err();
+    assert!(err.source_message().contains("waited alone"), "{err}");
+}

@@ -456,7 +456,9 @@ pub fn check_skippable_decider_reads(a: &Analysis, cx: &mut Ctxt) {
     for d in &a.deciders {
         for (p, slot) in d.args.iter().enumerate() {
             let Some(slot) = *slot else { continue };
-            let Source::Output { step: producer, .. } = a.slots[slot].source else { continue };
+            let Source::Output { step: producer, .. } = a.slots[slot].source else {
+                continue;
+            };
             if a.skippable[producer] && !d.meta.params[p].optional {
                 let path = d.link.decider.as_ref().expect("a decider link");
                 cx.error_spanned(
