@@ -145,43 +145,52 @@ async fn run_until_quiet<F: Flow>(
         if in_flight == 0 {
             break;
         }
-        let (step, result) = poll_fn(|cx| {
-            if let Poll::Ready(Some(done)) = done_rx.poll_recv(cx) {
-                return Poll::Ready(done);
+        // Take every completion that is there, not one per wake-up: a wide fan-out finishes
+        // many steps between two polls of this task.
+        let done = poll_fn(|cx| {
+            let mut done = Vec::new();
+            // `recv_many` registers the waker when nothing is queued; it never sees the channel
+            // closed, since this function holds a sender.
+            let _ = done_rx.poll_recv_many(cx, &mut done, usize::MAX);
+            while let Poll::Ready(Some(finished)) = running_async.poll_next_unpin(cx) {
+                done.push(finished);
             }
-            match running_async.poll_next_unpin(cx) {
-                Poll::Ready(Some(done)) => Poll::Ready(done),
-                _ => Poll::Pending,
+            if done.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(done)
             }
         })
         .await;
-        in_flight -= 1;
-        let name = steps[step].name();
-        let attempt = F::__status(values).attempts[step];
-        match F::__finish(values, result) {
-            Ok(()) => {
-                F::__status(values).steps[step] = StepState::Success;
-                run.step_event(name, StepState::Success, attempt, None);
-                let mut newly = Vec::new();
-                for &next in &successors[step] {
-                    waiting_on[next] -= 1;
-                    if waiting_on[next] == 0 {
-                        newly.push(next);
+        in_flight -= done.len();
+        let mut newly = Vec::new();
+        for (step, result) in done {
+            let name = steps[step].name();
+            let attempt = F::__status(values).attempts[step];
+            match F::__finish(values, result) {
+                Ok(()) => {
+                    F::__status(values).steps[step] = StepState::Success;
+                    run.step_event(name, StepState::Success, attempt, None);
+                    for &next in &successors[step] {
+                        waiting_on[next] -= 1;
+                        if waiting_on[next] == 0 {
+                            newly.push(next);
+                        }
                     }
                 }
-                if !newly.is_empty() {
-                    ready.extend(newly);
-                    ready.sort_unstable_by(|a, b| b.cmp(a));
+                Err(StepFailed::Suspended) => {
+                    F::__status(values).steps[step] = StepState::Pending;
+                    suspended = true;
+                }
+                Err(why) => {
+                    mark_failed::<F>(values, step, &why, run);
+                    failed.push((step, why));
                 }
             }
-            Err(StepFailed::Suspended) => {
-                F::__status(values).steps[step] = StepState::Pending;
-                suspended = true;
-            }
-            Err(why) => {
-                mark_failed::<F>(values, step, &why, run);
-                failed.push((step, why));
-            }
+        }
+        if !newly.is_empty() {
+            ready.append(&mut newly);
+            ready.sort_unstable_by(|a, b| b.cmp(a));
         }
     }
     // A failure wins over a suspension asked for meanwhile: what ran is undone.
