@@ -1,0 +1,424 @@
+//! `taskflow`: inspect the flows recorded in a taskflow store.
+//!
+//! ```text
+//! taskflow list <STORE>            every flow in the store, with its state and times
+//! taskflow show <STORE> <FLOW_ID>  one flow: its inputs, each step, its retry scopes
+//! ```
+//!
+//! `<STORE>` is a directory (a [`DirStore`]) or an SQLite database file (a [`SqliteStore`]); it
+//! must exist: inspecting never creates a store. Errors go to stderr, naming the problem and the
+//! path, with exit code 1 (2 for a bad command line).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use rusqlite::{Connection, OpenFlags};
+use taskflow::store::{
+    AtomRecord, DirStore, FailureRecord, FlowRecord, RetryRecord, SqliteStore, Store,
+};
+
+/// Inspect the flows recorded in a taskflow store.
+///
+/// A store is a directory of flow files (`DirStore`) or an SQLite database file (`SqliteStore`);
+/// the path says which. It is only read, never created: a path that does not exist is an error.
+/// Errors go to stderr with exit code 1 (2 for a bad command line). Times are UTC.
+#[derive(Debug, Parser)]
+#[command(name = "taskflow", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the flows in a store, oldest first.
+    ///
+    /// One row per flow: its id, log book, flow name and state, and when it was created and last
+    /// updated (UTC, `YYYY-MM-DD HH:MM:SS`). In a directory store, a flow file that cannot be read
+    /// is reported on stderr (exit code 1) and the readable flows are still listed.
+    List {
+        /// The store: a directory (DirStore) or an SQLite database file (SqliteStore).
+        ///
+        /// A directory is read as a DirStore (one `<flow id>.json` file per flow), any other file
+        /// as a SqliteStore. The path must exist; it is never created.
+        store: PathBuf,
+    },
+    /// Show one flow: its inputs, every step, and its retry scopes.
+    ///
+    /// First the flow (id, name, log book, fingerprint, state, times, inputs as JSON); then one
+    /// row per step: state, attempt, duration of the latest attempt (`-` when it has not both
+    /// started and finished), result as JSON (cut at 40 characters with `…`), failure (`(panic)`
+    /// when the step panicked, then any failure of its revert hook); then each retry scope: its
+    /// attempt and what failed in each earlier attempt.
+    Show {
+        /// The store: a directory (DirStore) or an SQLite database file (SqliteStore).
+        ///
+        /// A directory is read as a DirStore (one `<flow id>.json` file per flow), any other file
+        /// as a SqliteStore. The path must exist; it is never created.
+        store: PathBuf,
+        /// The flow's id, as the ID column of `taskflow list` prints it.
+        flow_id: String,
+    },
+}
+
+/// The widest a result is shown in the steps table, in characters (`…` included).
+const RESULT_WIDTH: usize = 40;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = String::new();
+    let errors = match &cli.command {
+        Command::List { store } => list(store, &mut out),
+        Command::Show { store, flow_id } => show(store, flow_id, &mut out),
+    };
+    if let Err(e) = io::stdout().lock().write_all(out.as_bytes()) {
+        // `taskflow list … | head` closes the pipe early: not an error worth a word.
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to stdout: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// A store opened for reading.
+enum Opened {
+    Dir(DirStore),
+    Sqlite(SqliteStore),
+}
+
+impl Opened {
+    fn store(&self) -> &dyn Store {
+        match self {
+            Opened::Dir(s) => s,
+            Opened::Sqlite(s) => s,
+        }
+    }
+}
+
+/// Opens the store at `path`: a directory is a `DirStore`, a file a `SqliteStore`. Refuses a path
+/// that does not exist, an empty file and an SQLite database that is not a taskflow store, rather
+/// than let `open` make a store of it.
+fn open(path: &Path) -> Result<Opened, String> {
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            format!("no store at `{}`: the path does not exist", path.display())
+        }
+        _ => format!("cannot read `{}`: {e}", path.display()),
+    })?;
+    let opened = if meta.is_dir() {
+        DirStore::open(path).map(Opened::Dir)
+    } else if meta.len() == 0 {
+        return Err(format!(
+            "`{}` is an empty file, not a taskflow store",
+            path.display()
+        ));
+    } else {
+        is_taskflow_database(path)?;
+        SqliteStore::open(path).map(Opened::Sqlite)
+    };
+    opened.map_err(|e| e.to_string())
+}
+
+/// Refuses an SQLite database that is not a taskflow store: `SqliteStore::open` would create its
+/// schema in it. Looks through a read-only connection, so nothing is written. A file that SQLite
+/// cannot read passes: `SqliteStore::open` then reports it, naming the file, before it writes.
+fn is_taskflow_database(path: &Path) -> Result<(), String> {
+    let Ok(conn) = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Ok(());
+    };
+    let tables: rusqlite::Result<i64> = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+        [],
+        |row| row.get(0),
+    );
+    match tables {
+        Ok(0) => Err(format!(
+            "`{}` is an SQLite database but not a taskflow store (it has no `schema_version` table)",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `taskflow list`: writes the table to `out`; returns the errors (a flow file of a directory
+/// store that cannot be read is reported, and the readable flows are still listed).
+fn list(path: &Path, out: &mut String) -> Vec<String> {
+    let opened = match open(path) {
+        Ok(opened) => opened,
+        Err(e) => return vec![e],
+    };
+    let (flows, errors) = match &opened {
+        Opened::Dir(dir) => match dir.scan() {
+            Ok(scan) => (scan.flows, scan.errors),
+            Err(e) => return vec![e.to_string()],
+        },
+        Opened::Sqlite(db) => match db.list_flows() {
+            Ok(flows) => (flows, Vec::new()),
+            Err(e) => return vec![e.to_string()],
+        },
+    };
+    if flows.is_empty() && errors.is_empty() {
+        let _ = writeln!(out, "no flows in `{}`", path.display());
+    } else if !flows.is_empty() {
+        let rows: Vec<Vec<String>> = flows.iter().map(flow_row).collect();
+        out.push_str(&table(
+            &["ID", "LOG BOOK", "FLOW", "STATE", "CREATED", "UPDATED"],
+            &rows,
+        ));
+    }
+    errors.iter().map(ToString::to_string).collect()
+}
+
+fn flow_row(flow: &FlowRecord) -> Vec<String> {
+    vec![
+        one_line(&flow.id),
+        one_line(&flow.logbook),
+        one_line(&flow.flow_name),
+        flow.state.to_string(),
+        utc(flow.created_at),
+        utc(flow.updated_at),
+    ]
+}
+
+/// `taskflow show`: writes the flow's header, its steps and its retry scopes to `out`.
+fn show(path: &Path, flow_id: &str, out: &mut String) -> Vec<String> {
+    let stored = match open(path)
+        .and_then(|opened| opened.store().load_flow(flow_id).map_err(|e| e.to_string()))
+    {
+        Ok(Some(stored)) => stored,
+        Ok(None) => {
+            return vec![format!(
+                "no flow `{flow_id}` in `{}` (`taskflow list` shows the ids)",
+                path.display()
+            )]
+        }
+        Err(e) => return vec![e],
+    };
+    let flow = &stored.flow;
+    let header = [
+        ("flow", one_line(&flow.id)),
+        ("name", one_line(&flow.flow_name)),
+        ("log book", one_line(&flow.logbook)),
+        ("fingerprint", one_line(&flow.fingerprint)),
+        ("state", flow.state.to_string()),
+        ("created", utc(flow.created_at)),
+        ("updated", utc(flow.updated_at)),
+        ("inputs", flow.inputs.to_string()),
+    ];
+    for (key, value) in header {
+        let _ = writeln!(out, "{:<12} {value}", format!("{key}:"));
+    }
+
+    out.push('\n');
+    if stored.atoms.is_empty() {
+        out.push_str("no steps recorded\n");
+    } else {
+        let rows: Vec<Vec<String>> = stored.atoms.iter().map(step_row).collect();
+        out.push_str(&table(
+            &["STEP", "STATE", "ATTEMPT", "DURATION", "RESULT", "FAILURE"],
+            &rows,
+        ));
+    }
+
+    if !stored.retries.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = stored.retries.iter().map(retry_row).collect();
+        out.push_str(&table(&["RETRY SCOPE", "ATTEMPT", "FAILURES"], &rows));
+    }
+    Vec::new()
+}
+
+fn step_row(atom: &AtomRecord) -> Vec<String> {
+    let result = match &atom.result {
+        Some(value) => truncate(&value.to_string(), RESULT_WIDTH),
+        None => "-".to_owned(),
+    };
+    let failure = match (&atom.failure, &atom.revert_failure) {
+        (None, None) => "-".to_owned(),
+        (Some(f), None) => failure(f),
+        (None, Some(r)) => format!("revert failed: {}", failure(r)),
+        (Some(f), Some(r)) => format!("{}; revert failed: {}", failure(f), failure(r)),
+    };
+    vec![
+        one_line(&atom.name),
+        atom.state.to_string(),
+        atom.attempt.to_string(),
+        atom.duration().map_or_else(|| "-".to_owned(), duration),
+        result,
+        failure,
+    ]
+}
+
+/// One row per retry scope: its current attempt and, for each failed attempt, what failed.
+fn retry_row(retry: &RetryRecord) -> Vec<String> {
+    let failures = retry
+        .history
+        .iter()
+        .enumerate()
+        .map(|(i, failed)| {
+            let what: Vec<String> = failed
+                .iter()
+                .map(|f| format!("{}: {}", one_line(&f.step), failure(f)))
+                .collect();
+            format!("attempt {}: {}", i + 1, what.join(", "))
+        })
+        .collect::<Vec<_>>();
+    vec![
+        retry.scope.to_string(),
+        retry.attempt.to_string(),
+        if failures.is_empty() {
+            "-".to_owned()
+        } else {
+            failures.join("; ")
+        },
+    ]
+}
+
+/// A failure's message, with ` (panic)` when the step panicked.
+fn failure(f: &FailureRecord) -> String {
+    let message = one_line(&f.message);
+    if f.is_panic {
+        format!("{message} (panic)")
+    } else {
+        message
+    }
+}
+
+/// A table: the headers, then one line per row, each column padded to its widest cell and
+/// separated by two spaces (no trailing spaces). Widths count characters.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push_line = |cells: Vec<&str>| {
+        let mut line = String::new();
+        for (cell, width) in cells.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push_line(headers.to_vec());
+    for row in rows {
+        push_line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `text` on one line: control characters (newlines of a multi-line error, tabs) become spaces,
+/// so they cannot break a table.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when it was cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Unix milliseconds as UTC `YYYY-MM-DD HH:MM:SS` (proleptic Gregorian calendar).
+fn utc(millis: u64) -> String {
+    let secs = millis / 1000;
+    // Fits in i64: u64::MAX / 86_400_000 is about 2.1e11 days.
+    let days = (secs / 86_400) as i64;
+    let (hour, min, sec) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Days to a civil date: Howard Hinnant's `civil_from_days`, with eras of 400 years that start
+    // on 1 March (so the leap day is the last day of a year).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from 1 March, 0..=365
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{min:02}:{sec:02}")
+}
+
+/// A step's duration, short: `250ms`, `1.250s`, `2m05s`, `1h02m03s`.
+fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let secs = d.as_secs();
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1000..=59_999 => format!("{secs}.{:03}s", ms % 1000),
+        _ if secs < 3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m{:02}s", secs / 3600, secs % 3600 / 60, secs % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(999), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00"); // leap day of a /400 year
+        assert_eq!(utc(951_868_800_000), "2000-03-01 00:00:00");
+        assert_eq!(utc(1_709_164_799_000), "2024-02-28 23:59:59");
+        assert_eq!(utc(4_107_542_400_000), "2100-03-01 00:00:00"); // 2100 has no leap day
+        assert_eq!(utc(253_402_300_799_000), "9999-12-31 23:59:59");
+        assert!(utc(u64::MAX).starts_with("584556019-")); // no overflow
+    }
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(duration(ms(0)), "0ms");
+        assert_eq!(duration(ms(250)), "250ms");
+        assert_eq!(duration(ms(1250)), "1.250s");
+        assert_eq!(duration(ms(59_999)), "59.999s");
+        assert_eq!(duration(ms(125_000)), "2m05s");
+        assert_eq!(duration(ms(3_723_000)), "1h02m03s");
+    }
+
+    #[test]
+    fn table_pads_columns_without_trailing_spaces() {
+        let rows = vec![
+            vec!["a".to_owned(), "long cell".to_owned(), "x".to_owned()],
+            vec!["ccc".to_owned(), "…".to_owned(), "".to_owned()],
+        ];
+        assert_eq!(
+            table(&["H1", "H2", "H3"], &rows),
+            "H1   H2         H3\n\
+             a    long cell  x\n\
+             ccc  …\n"
+        );
+    }
+
+    #[test]
+    fn truncate_and_one_line() {
+        assert_eq!(truncate("abcdef", 6), "abcdef");
+        assert_eq!(truncate("abcdefg", 6), "abcde…");
+        assert_eq!(truncate("ééééééé", 3), "éé…");
+        assert_eq!(one_line("a\nb\tc"), "a b c");
+    }
+}

@@ -1,0 +1,411 @@
+//! The `taskflow` binary against stores built through `taskflow::store`: exit codes and the exact
+//! text of what it prints, for a directory store and an SQLite store.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::json;
+use taskflow::store::{
+    AtomRecord, Checkpoint, DirStore, FailureRecord, FlowRecord, RetryRecord, SqliteStore, Store,
+};
+use taskflow::{FlowState, StepState};
+
+/// A fresh directory under the system's temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "taskflow-cli-test-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            taskflow::store::new_flow_id()
+        ));
+        fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn taskflow(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_taskflow"))
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The two kinds of store the binary opens, each in a fresh temp dir: `(store, its path, dir)`.
+fn dir_store() -> (Box<dyn Store>, PathBuf, TempDir) {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("flows");
+    (Box::new(DirStore::open(&path).unwrap()), path, tmp)
+}
+
+fn sqlite_store() -> (Box<dyn Store>, PathBuf, TempDir) {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("flows.db");
+    (Box::new(SqliteStore::open(&path).unwrap()), path, tmp)
+}
+
+/// 2023-11-14 22:13:20 UTC.
+const T0: u64 = 1_700_000_000_000;
+
+fn flow(id: &str, logbook: &str, name: &str, state: FlowState, created: u64) -> FlowRecord {
+    let mut flow = FlowRecord::new(logbook, name, "fp-1", json!({ "image": "debian" }));
+    flow.id = id.into();
+    flow.state = state;
+    flow.created_at = created;
+    flow.updated_at = created + 61_000;
+    flow
+}
+
+// ---------------------------------------------------------------------------------------------
+// list
+
+fn list_two_flows(store: &dyn Store, path: &Path) {
+    // Created out of order: the listing is oldest first.
+    store
+        .create_flow(&flow(
+            "run-b",
+            "weekly",
+            "Backup",
+            FlowState::Running,
+            T0 + 3_600_000,
+        ))
+        .unwrap();
+    store
+        .create_flow(&flow("run-a", "nightly", "BootVm", FlowState::Reverted, T0))
+        .unwrap();
+
+    let run = taskflow(&["list", s(path)]);
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "\
+ID     LOG BOOK  FLOW    STATE     CREATED              UPDATED
+run-a  nightly   BootVm  REVERTED  2023-11-14 22:13:20  2023-11-14 22:14:21
+run-b  weekly    Backup  RUNNING   2023-11-14 23:13:20  2023-11-14 23:14:21
+"
+    );
+}
+
+#[test]
+fn list_two_flows_in_a_dir_store() {
+    let (store, path, _tmp) = dir_store();
+    list_two_flows(&*store, &path);
+}
+
+#[test]
+fn list_two_flows_in_a_sqlite_store() {
+    let (store, path, _tmp) = sqlite_store();
+    list_two_flows(&*store, &path);
+}
+
+#[test]
+fn list_of_empty_stores_says_so() {
+    for (_store, path, _tmp) in [dir_store(), sqlite_store()] {
+        let run = taskflow(&["list", s(&path)]);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        assert_eq!(run.stdout, format!("no flows in `{}`\n", path.display()));
+        assert_eq!(run.stderr, "");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// show
+
+/// A flow that failed in a retry scope: a step that succeeded, one that panicked (and whose
+/// revert failed), one that never started, one whose result is long, and the scope's record.
+fn failed_run(store: &dyn Store) {
+    store
+        .create_flow(&flow("run-1", "nightly", "BootVm", FlowState::Pending, T0))
+        .unwrap();
+
+    let mut launch = AtomRecord::new("launch_server");
+    launch.state = StepState::Reverted;
+    launch.result = Some(json!({ "id": 7, "zone": "eu" }));
+    launch.started_at = Some(T0);
+    launch.finished_at = Some(T0 + 1_250);
+
+    let mut attach = AtomRecord::new("Storage/attach_volume");
+    attach.state = StepState::Failure;
+    attach.attempt = 3;
+    attach.started_at = Some(T0 + 2_000);
+    attach.finished_at = Some(T0 + 127_000);
+    attach.failure = Some(FailureRecord {
+        step: "Storage/attach_volume".into(),
+        message: "index out of bounds".into(),
+        is_panic: true,
+    });
+    attach.revert_failure = Some(FailureRecord {
+        step: "Storage/attach_volume".into(),
+        message: "volume busy".into(),
+        is_panic: false,
+    });
+
+    let configure = AtomRecord::new("configure"); // PENDING, no timestamps, no result
+
+    let mut unit = AtomRecord::new("notify");
+    unit.state = StepState::Success;
+    unit.result = Some(json!(null)); // a `()` output
+    unit.started_at = Some(T0 + 500); // started, finish unknown: no duration
+
+    let mut report = AtomRecord::new("report");
+    report.state = StepState::Success;
+    report.result = Some(json!({ "lines": ["first line of the report", "second line"] }));
+    report.started_at = Some(T0);
+    report.finished_at = Some(T0 + 80);
+
+    let busy = |message: &str, is_panic| FailureRecord {
+        step: "Storage/attach_volume".into(),
+        message: message.into(),
+        is_panic,
+    };
+    let retry = RetryRecord {
+        scope: 1,
+        attempt: 3,
+        history: vec![
+            vec![busy("volume busy", false)],
+            vec![busy("disk gone", true), busy("line one\nline two", false)],
+        ],
+    };
+    store
+        .checkpoint(
+            "run-1",
+            &Checkpoint {
+                flow_state: Some(FlowState::Failure),
+                atoms: vec![launch, attach, configure, unit, report],
+                retries: vec![retry],
+            },
+        )
+        .unwrap();
+}
+
+fn show_failed_run(store: &dyn Store, path: &Path) {
+    failed_run(store);
+    let run = taskflow(&["show", s(path), "run-1"]);
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{run:?}");
+
+    // `updated` is when the checkpoint was written: now.
+    let (updated, rest): (Vec<&str>, Vec<&str>) =
+        run.stdout.lines().partition(|l| l.starts_with("updated:"));
+    assert_eq!(updated.len(), 1, "{}", run.stdout);
+    assert_eq!(updated[0].len(), "updated:     2023-11-14 22:13:20".len());
+    assert_eq!(
+        rest.join("\n"),
+        r#"flow:        run-1
+name:        BootVm
+log book:    nightly
+fingerprint: fp-1
+state:       FAILURE
+created:     2023-11-14 22:13:20
+inputs:      {"image":"debian"}
+
+STEP                   STATE     ATTEMPT  DURATION  RESULT                                    FAILURE
+launch_server          REVERTED  1        1.250s    {"id":7,"zone":"eu"}                      -
+Storage/attach_volume  FAILURE   3        2m05s     -                                         index out of bounds (panic); revert failed: volume busy
+configure              PENDING   1        -         -                                         -
+notify                 SUCCESS   1        -         null                                      -
+report                 SUCCESS   1        80ms      {"lines":["first line of the report","s…  -
+
+RETRY SCOPE  ATTEMPT  FAILURES
+1            3        attempt 1: Storage/attach_volume: volume busy; attempt 2: Storage/attach_volume: disk gone (panic), Storage/attach_volume: line one line two"#
+    );
+}
+
+#[test]
+fn show_steps_and_retries_of_a_dir_store() {
+    let (store, path, _tmp) = dir_store();
+    show_failed_run(&*store, &path);
+}
+
+#[test]
+fn show_steps_and_retries_of_a_sqlite_store() {
+    let (store, path, _tmp) = sqlite_store();
+    show_failed_run(&*store, &path);
+}
+
+#[test]
+fn show_a_flow_with_no_steps() {
+    let (store, path, _tmp) = sqlite_store();
+    store
+        .create_flow(&flow("fresh", "nightly", "BootVm", FlowState::Pending, T0))
+        .unwrap();
+    let run = taskflow(&["show", s(&path), "fresh"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.ends_with("\n\nno steps recorded\n"), "{run:?}");
+    assert!(!run.stdout.contains("RETRY"), "{run:?}");
+}
+
+#[test]
+fn show_of_an_unknown_flow_names_it() {
+    for (store, path, _tmp) in [dir_store(), sqlite_store()] {
+        failed_run(&*store);
+        let run = taskflow(&["show", s(&path), "run-2"]);
+        assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "error: no flow `run-2` in `{}` (`taskflow list` shows the ids)\n",
+                path.display()
+            )
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad stores
+
+#[test]
+fn a_store_that_does_not_exist_is_named_and_not_created() {
+    let tmp = TempDir::new();
+    for missing in [tmp.0.join("flows"), tmp.0.join("flows.db")] {
+        for args in [
+            vec!["list", s(&missing)],
+            vec!["show", s(&missing), "run-1"],
+        ] {
+            let run = taskflow(&args);
+            assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
+            assert_eq!(
+                run.stderr,
+                format!(
+                    "error: no store at `{}`: the path does not exist\n",
+                    missing.display()
+                )
+            );
+            assert!(
+                !missing.exists(),
+                "inspecting created {}",
+                missing.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_flow_file_is_named_and_the_others_still_listed() {
+    let (store, path, _tmp) = dir_store();
+    store
+        .create_flow(&flow("run-a", "nightly", "BootVm", FlowState::Success, T0))
+        .unwrap();
+    let broken = path.join("broken.json");
+    fs::write(&broken, "{ \"format\": 1, \"fl").unwrap();
+
+    let run = taskflow(&["list", s(&path)]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "\
+ID     LOG BOOK  FLOW    STATE    CREATED              UPDATED
+run-a  nightly   BootVm  SUCCESS  2023-11-14 22:13:20  2023-11-14 22:14:21
+"
+    );
+    let prefix = format!("error: corrupt flow file `{}`: ", broken.display());
+    assert!(run.stderr.starts_with(&prefix), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+
+    let run = taskflow(&["show", s(&path), "broken"]);
+    assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
+    assert!(run.stderr.starts_with(&prefix), "{run:?}");
+
+    // The readable flow is still shown.
+    assert_eq!(taskflow(&["show", s(&path), "run-a"]).code, Some(0));
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_named() {
+    let tmp = TempDir::new();
+    let text = tmp.0.join("notes.txt");
+    fs::write(
+        &text,
+        "not a database, a text file padded to a page. ".repeat(30),
+    )
+    .unwrap();
+    let run = taskflow(&["list", s(&text)]);
+    assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
+    let prefix = format!("error: corrupt SQLite database `{}`: ", text.display());
+    assert!(run.stderr.starts_with(&prefix), "{run:?}");
+
+    // SQLite would take an empty file for a new database and write a store into it.
+    let empty = tmp.0.join("empty.db");
+    fs::write(&empty, "").unwrap();
+    let run = taskflow(&["list", s(&empty)]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: `{}` is an empty file, not a taskflow store\n",
+            empty.display()
+        )
+    );
+    assert_eq!(fs::metadata(&empty).unwrap().len(), 0);
+}
+
+#[test]
+fn another_sqlite_database_is_refused_and_left_as_it_was() {
+    let tmp = TempDir::new();
+    let other = tmp.0.join("other.db");
+    let conn = rusqlite::Connection::open(&other).unwrap();
+    conn.execute_batch("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('hi');")
+        .unwrap();
+    drop(conn);
+    let before = fs::read(&other).unwrap();
+
+    let run = taskflow(&["list", s(&other)]);
+    assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: `{}` is an SQLite database but not a taskflow store (it has no \
+             `schema_version` table)\n",
+            other.display()
+        )
+    );
+    assert_eq!(fs::read(&other).unwrap(), before);
+}
+
+#[test]
+fn a_closed_sqlite_store_is_read() {
+    // The other tests keep their store open while the binary reads it (a live `-wal` file); here
+    // the store is closed first, so the binary's read-only look opens it alone.
+    let (store, path, _tmp) = sqlite_store();
+    store
+        .create_flow(&flow("run-a", "nightly", "BootVm", FlowState::Success, T0))
+        .unwrap();
+    drop(store);
+    let run = taskflow(&["list", s(&path)]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("\nrun-a  nightly"), "{run:?}");
+}
+
+#[test]
+fn a_bad_command_line_is_exit_code_2() {
+    let run = taskflow(&["show", "flows.db"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("<FLOW_ID>"), "{run:?}");
+}
