@@ -1049,3 +1049,79 @@ fn full_disk_checkpoint_fails_cleanly() {
         fs::remove_dir_all(&root).unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// SqliteStore::open_read_only: inspecting without writing
+
+#[test]
+fn a_read_only_sqlite_store_reads_while_another_writes_and_refuses_writes() {
+    let dir = TempDir::new();
+    let path = dir.0.join("flows.db");
+    let writer = SqliteStore::open(&path).unwrap();
+    let flow = FlowRecord::new("book", "BootVm", "fp", json!({ "size_gb": 1 }));
+    writer.create_flow(&flow).unwrap();
+
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(reader.list_flows().unwrap().len(), 1);
+    // The writer goes on; the reader sees it.
+    let mut atom = AtomRecord::new("launch");
+    atom.state = StepState::Success;
+    writer
+        .checkpoint(
+            &flow.id,
+            &Checkpoint {
+                flow_state: Some(FlowState::Running),
+                atoms: vec![atom],
+                ..Checkpoint::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        reader.load_flow(&flow.id).unwrap().unwrap().flow.state,
+        FlowState::Running
+    );
+    // The reader cannot write, and says where.
+    let refused = reader.checkpoint(
+        &flow.id,
+        &Checkpoint {
+            flow_state: Some(FlowState::Success),
+            ..Checkpoint::default()
+        },
+    );
+    match refused {
+        Err(StoreError::Sqlite { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected an SQLite error, got {other:?}"),
+    }
+    assert_eq!(
+        writer.load_flow(&flow.id).unwrap().unwrap().flow.state,
+        FlowState::Running
+    );
+}
+
+#[test]
+fn a_read_only_open_refuses_what_is_not_a_store_and_leaves_it_alone() {
+    let dir = TempDir::new();
+    let other = dir.0.join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('hello');")
+            .unwrap();
+    }
+    let before = fs::read(&other).unwrap();
+    match SqliteStore::open_read_only(&other) {
+        Err(StoreError::NotAStore { path }) => assert_eq!(path, other),
+        other => panic!("expected NotAStore, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read(&other).unwrap(),
+        before,
+        "the file is byte for byte unchanged"
+    );
+
+    let missing = dir.0.join("missing.db");
+    assert!(matches!(
+        SqliteStore::open_read_only(&missing),
+        Err(StoreError::Sqlite { .. })
+    ));
+    assert!(!missing.exists(), "a read-only open creates nothing");
+}

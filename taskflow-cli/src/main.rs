@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rusqlite::{Connection, OpenFlags};
 use taskflow::store::{
     AtomRecord, DirStore, FailureRecord, FlowRecord, RetryRecord, SqliteStore, Store,
 };
@@ -126,31 +125,10 @@ fn open(path: &Path) -> Result<Opened, String> {
             path.display()
         ));
     } else {
-        is_taskflow_database(path)?;
-        SqliteStore::open(path).map(Opened::Sqlite)
+        // Read-only: inspecting never creates a schema or changes the journal mode.
+        SqliteStore::open_read_only(path).map(Opened::Sqlite)
     };
     opened.map_err(|e| e.to_string())
-}
-
-/// Refuses an SQLite database that is not a taskflow store: `SqliteStore::open` would create its
-/// schema in it. Looks through a read-only connection, so nothing is written. A file that SQLite
-/// cannot read passes: `SqliteStore::open` then reports it, naming the file, before it writes.
-fn is_taskflow_database(path: &Path) -> Result<(), String> {
-    let Ok(conn) = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
-        return Ok(());
-    };
-    let tables: rusqlite::Result<i64> = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
-        [],
-        |row| row.get(0),
-    );
-    match tables {
-        Ok(0) => Err(format!(
-            "`{}` is an SQLite database but not a taskflow store (it has no `schema_version` table)",
-            path.display()
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// `taskflow list`: writes the table to `out`; returns the errors (a flow file of a directory

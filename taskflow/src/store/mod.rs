@@ -463,6 +463,12 @@ pub enum StoreError {
         /// The newest version this library reads.
         supported: u32,
     },
+    /// A database opened read-only is not a taskflow store (it has no schema of ours).
+    #[error("`{}` is an SQLite database but not a taskflow store (it has no `schema_version` table)", path.display())]
+    NotAStore {
+        /// The database file.
+        path: PathBuf,
+    },
     /// No run with this id is stored.
     #[error("no flow `{flow_id}` in the store")]
     NotFound {

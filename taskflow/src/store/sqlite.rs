@@ -152,6 +152,41 @@ impl SqliteStore {
         })
     }
 
+    /// Opens an existing store without writing to it: no schema is created, the journal mode is
+    /// left alone, and checkpoints fail. For inspecting a store — also one the caller may only
+    /// read, or one another process is writing. A database that is not a taskflow store is
+    /// refused ([`StoreError::NotAStore`]) and left untouched.
+    ///
+    /// ```
+    /// use taskflow::store::{SqliteStore, Store, StoreError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("taskflow-doc-ro-{}.db", std::process::id()));
+    /// drop(SqliteStore::open(&path).unwrap()); // create it
+    /// let store = SqliteStore::open_read_only(&path).unwrap();
+    /// assert!(store.list_flows().unwrap().is_empty());
+    /// # drop(store);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # let _ = std::fs::remove_file(path.with_extension("db-wal"));
+    /// # let _ = std::fs::remove_file(path.with_extension("db-shm"));
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let err = sql_error(&path);
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(&err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(&err)?;
+        let version = schema_version(&conn, &path)?;
+        drop(err);
+        match version {
+            Some(found) => check_version(found, &path)?,
+            None => return Err(StoreError::NotAStore { path }),
+        }
+        Ok(SqliteStore {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
     /// The database file.
     ///
     /// ```
