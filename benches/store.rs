@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
-use taskflow::store::{AtomRecord, Checkpoint, DirStore, FlowRecord, MemoryStore, SqliteStore, Store};
+use taskflow::store::{
+    AtomRecord, Checkpoint, DirStore, FlowRecord, MemoryStore, SqliteStore, Store,
+};
 use taskflow::{FlowState, StepState};
 
 fn scratch(name: &str) -> PathBuf {
@@ -27,7 +29,11 @@ fn step_checkpoint(n: u64) -> Checkpoint {
     done.result = Some(json!(n));
     let mut next = AtomRecord::new(format!("s{}", n + 1));
     next.state = StepState::Running;
-    Checkpoint { flow_state: Some(FlowState::Running), atoms: vec![done, next], ..Checkpoint::default() }
+    Checkpoint {
+        flow_state: Some(FlowState::Running),
+        atoms: vec![done, next],
+        ..Checkpoint::default()
+    }
 }
 
 fn bench_store(c: &mut Criterion, name: &str, store: &dyn Store) {
@@ -47,20 +53,28 @@ fn checkpoints(c: &mut Criterion) {
     // The baseline: one row, one fsync'd commit, same pragmas as SqliteStore.
     let dir = scratch("bare");
     let conn = rusqlite::Connection::open(dir.join("bare.db")).unwrap();
-    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap();
+    let _: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
-    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").unwrap();
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
     let mut i = 0u64;
     c.bench_function("checkpoint/bare_sqlite_insert_commit", |b| {
         b.iter(|| {
             i += 1;
-            conn.execute("INSERT INTO t (v) VALUES (?1)", [i.to_string()]).unwrap();
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [i.to_string()])
+                .unwrap();
         })
     });
 
     bench_store(c, "memory", &MemoryStore::new());
     let sqlite_dir = scratch("sqlite");
-    bench_store(c, "sqlite", &SqliteStore::open(sqlite_dir.join("flows.db")).unwrap());
+    bench_store(
+        c,
+        "sqlite",
+        &SqliteStore::open(sqlite_dir.join("flows.db")).unwrap(),
+    );
     let dir_dir = scratch("dir");
     bench_store(c, "dir", &DirStore::open(&dir_dir).unwrap());
 
