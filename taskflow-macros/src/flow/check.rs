@@ -114,7 +114,9 @@ pub fn check_map(step: &Step, cx: &mut Ctxt) {
 pub fn resolve_renames(step: &mut Step, cx: &mut Ctxt) {
     step.writes = step.meta.provides.clone();
     if let Some(renames) = &step.r.renames {
-        if renames.len() != step.meta.provides.len() {
+        // A map of a task with other than one output is reported by `check_map`.
+        let map_mismatch = step.r.map_over.is_some() && step.meta.provides.len() != 1;
+        if renames.len() != step.meta.provides.len() && !map_mismatch {
             let span = renames
                 .first()
                 .map_or_else(|| step_span(step), |r| r.span());

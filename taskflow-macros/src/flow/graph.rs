@@ -239,9 +239,16 @@ impl<'a> Walker<'_, 'a> {
             if avail.contains(&name) {
                 self.a.slot_of(&name)
             } else {
+                let hint = super::check::closest(&name, avail.iter().map(String::as_str))
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                // Count the likely meant name as read, so the typo is reported once.
+                if let Some(first) = self.a.steps.first_mut() {
+                    first.extra_reads.extend(super::check::closest(&name, avail.iter().map(String::as_str)).map(str::to_owned));
+                }
                 self.cx.error(
                     values.span(),
-                    format!("`ParameterizedForEach({name})` iterates `{name}`, but nothing provides it before this `retry`"),
+                    format!("`ParameterizedForEach({name})` iterates `{name}`, but nothing provides it before this `retry`{hint}"),
                 );
                 None
             }
