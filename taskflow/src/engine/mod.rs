@@ -476,12 +476,8 @@ pub(crate) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> 
     }
     let result = match &run.shared.mode {
         Mode::Serial => serial::drive::<F>(values, run).await,
-        Mode::Parallel {
-            workers,
-            max_in_flight,
-            pool,
-        } => {
-            let pool = pool.get_or_init(|| Pool::new(*workers));
+        Mode::Parallel { max_in_flight, .. } => {
+            let pool = run.pool().expect("the parallel engine has a pool");
             parallel::drive::<F>(values, run, pool, max_in_flight.unwrap_or(usize::MAX)).await
         }
     };
@@ -846,8 +842,8 @@ where
                 }
             }
         }
-        Mode::Parallel { workers, pool, .. } => {
-            let pool = pool.get_or_init(|| Pool::new(*workers));
+        Mode::Parallel { .. } => {
+            let pool = run.pool().expect("the parallel engine has a pool");
             let run_item = Arc::new(run_item);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let jobs = (0..items)
