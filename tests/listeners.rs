@@ -149,7 +149,7 @@ fn failure_and_revert_transitions_are_seen_in_order() {
                 "step Outer/Inner/make_a REVERTING #1",
                 "step Outer/Inner/make_a REVERTED #1",
                 "flow Outer/Inner REVERTED",
-                "step Outer/Inner FAILURE #1",
+                "step Outer/Inner FAILURE #1 (step 2 refused)",
                 "flow Outer REVERTING",
                 "flow Outer REVERTED",
             ]

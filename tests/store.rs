@@ -148,6 +148,7 @@ fn round_trip(store: &dyn Store) {
     };
     let retry = RetryRecord {
         scope: 2,
+        flow: String::new(),
         attempt: 3,
         history: vec![
             vec![failure("Boot/attach", "busy", false)],
@@ -206,6 +207,7 @@ fn later_records_replace_earlier_ones(store: &dyn Store) {
     };
     let retry = |scope, attempt| RetryRecord {
         scope,
+        flow: String::new(),
         attempt,
         history: vec![],
     };
@@ -278,6 +280,7 @@ fn invalid_checkpoint_changes_nothing(store: &dyn Store) {
             ],
             retries: vec![RetryRecord {
                 scope: 0,
+                flow: String::new(),
                 attempt: 2,
                 history: vec![],
             }],
@@ -299,6 +302,7 @@ fn unknown_flow_is_not_found(store: &dyn Store) {
         atoms: vec![atom("a", StepState::Running)],
         retries: vec![RetryRecord {
             scope: 0,
+            flow: String::new(),
             attempt: 1,
             history: vec![],
         }],
@@ -379,6 +383,7 @@ fn delete_removes_one_flow(store: &dyn Store) {
             atoms: vec![atom("a", StepState::Success)],
             retries: vec![RetryRecord {
                 scope: 0,
+                flow: String::new(),
                 attempt: 1,
                 history: vec![],
             }],
@@ -535,6 +540,7 @@ fn checkpointed(store: &dyn Store) -> StoredFlow {
         }],
         retries: vec![RetryRecord {
             scope: 0,
+            flow: String::new(),
             attempt: 2,
             history: vec![vec![failure("a", "flaky", false)]],
         }],

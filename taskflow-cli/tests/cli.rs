@@ -188,6 +188,7 @@ fn failed_run(store: &dyn Store) {
     };
     let retry = RetryRecord {
         scope: 1,
+        flow: String::new(),
         attempt: 3,
         history: vec![
             vec![busy("volume busy", false)],

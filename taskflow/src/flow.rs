@@ -118,6 +118,11 @@ pub trait Flow: Sized + Send + Sync + 'static {
         Decision::Revert
     }
 
+    /// The names of the value types (inputs, then step outputs, then sub-flows'), for the
+    /// fingerprint.
+    #[doc(hidden)]
+    fn __types(out: &mut Vec<&'static str>);
+
     /// How long retry scope `scope`'s controller waits before attempt `attempt`.
     #[doc(hidden)]
     fn __retry_delay(values: &mut Self::Values, scope: usize, attempt: u32) -> Option<Duration> {

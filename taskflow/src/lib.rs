@@ -47,6 +47,7 @@
 extern crate self as taskflow;
 
 mod context;
+mod durable;
 mod engine;
 mod error;
 mod failure;
@@ -62,6 +63,7 @@ pub mod store;
 pub mod __private;
 
 pub use context::TaskContext;
+pub use durable::{fingerprint, DurableError, DurableFlow, RecordedError};
 pub use engine::{Engine, Finished, Paused, SuspendHandle};
 pub use error::FlowError;
 pub use failure::{BoxError, Failure, PanicError};

@@ -172,3 +172,83 @@ fn missing_slot() -> ! {
     // value when the run ends; reaching this is a bug in taskflow.
     panic!("taskflow internal error: a slot was read before it was set or while still shared; please report it")
 }
+
+// ---- durability: serialization that generated code can always call
+
+pub use crate::durable::{restore_into, DurableFlow, Registry, Restore};
+pub use serde;
+pub use serde_json::Value as JsonValue;
+
+/// A field of a JSON object, or an error naming it.
+pub fn json_field<'v>(
+    value: &'v serde_json::Value,
+    field: &str,
+) -> Result<&'v serde_json::Value, String> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .get(field)
+            .ok_or_else(|| format!("`{field}` is missing")),
+        other => Err(format!("expected an object with `{field}`, found {other}")),
+    }
+}
+
+/// Wraps a field's error with its name.
+pub fn in_field<T>(field: &str, r: Result<T, String>) -> Result<T, String> {
+    r.map_err(|e| format!("`{field}`: {e}"))
+}
+
+/// A value a store can keep: `Serialize + DeserializeOwned`.
+///
+/// The lifetime lets a flow's `DurableFlow` impl name it in bounds that mention the impl's own
+/// lifetime parameter: such bounds are not "global", so rustc checks them where the impl is
+/// used (a run with a store), not where `flow!` writes it, and the impl's methods use them as
+/// written. A flow whose values are not serializable still compiles and runs in memory.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored: it is not `Serialize + DeserializeOwned`",
+    label = "a value of a flow run with a store",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or run the flow in memory with `Engine::run`"
+)]
+pub trait StorableIn<'d> {
+    fn save(&self) -> Result<serde_json::Value, String>;
+    fn load(value: &serde_json::Value) -> Result<Self, String>
+    where
+        Self: Sized;
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> StorableIn<'_> for T {
+    fn save(&self) -> Result<serde_json::Value, String> {
+        serde_json::to_value(self).map_err(|e| e.to_string())
+    }
+    fn load(value: &serde_json::Value) -> Result<Self, String> {
+        T::deserialize(value).map_err(|e| e.to_string())
+    }
+}
+
+/// A durable flow used as a sub-flow, reached through a bound that mentions the parent's impl
+/// lifetime (see [`StorableIn`]).
+pub trait SubflowIn<'d>: Flow {
+    fn __restore(
+        values: &mut Self::Values,
+        stored: &Restore<'_>,
+        run: &RunContext,
+    ) -> Result<(), crate::store::StoreError>;
+    fn __register(registry: &mut Registry);
+}
+
+impl<F: DurableFlow> SubflowIn<'_> for F {
+    fn __restore(
+        values: &mut Self::Values,
+        stored: &Restore<'_>,
+        run: &RunContext,
+    ) -> Result<(), crate::store::StoreError> {
+        restore_into::<F>(values, stored, run)
+    }
+    fn __register(registry: &mut Registry) {
+        F::__register(registry);
+    }
+}
+
+/// An empty JSON object.
+pub fn serde_json_map() -> serde_json::Map<String, serde_json::Value> {
+    serde_json::Map::new()
+}

@@ -78,6 +78,14 @@ impl History {
         self.attempts.iter().flatten()
     }
 
+    pub(crate) fn from_attempts(attempts: Vec<Vec<Failure>>) -> Self {
+        History { attempts }
+    }
+
+    pub(crate) fn each_attempt(&self) -> &[Vec<Failure>] {
+        &self.attempts
+    }
+
     pub(crate) fn record(&mut self, failures: Vec<Failure>) {
         self.attempts.push(failures);
     }

@@ -107,6 +107,11 @@ pub struct Status {
     /// The attempt of each step: its innermost retry scope's attempt (1 outside any).
     pub(crate) attempts: Vec<u32>,
     pub(crate) scopes: Vec<ScopeStatus>,
+    /// Restored from a store: failures whose handling a crash interrupted (step, failure, whether
+    /// the step never started), for the driver to handle first.
+    pub(crate) unhandled: Vec<(usize, crate::Failure, bool)>,
+    /// Restored from a store: reverts that already failed.
+    pub(crate) prior_reverts: Vec<crate::Failure>,
 }
 
 /// A retry controller's progress in this run.
@@ -132,6 +137,8 @@ impl Status {
                 };
                 scopes
             ],
+            unhandled: Vec::new(),
+            prior_reverts: Vec::new(),
         }
     }
 

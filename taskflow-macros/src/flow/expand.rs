@@ -146,6 +146,30 @@ fn fallback(def: &FlowDef, cx: Ctxt) -> TokenStream {
                 fn __outputs(_: ()) -> #outputs_ty {
                     ::core::unreachable!("flow! reported errors; this build cannot succeed")
                 }
+                fn __types(_: &mut ::std::vec::Vec<&'static str>) {}
+            }
+            impl ::taskflow::__private::DurableFlow for #name {
+                fn __save_step(_: &(), _: usize) -> ::core::result::Result<::taskflow::__private::JsonValue, ::std::string::String> {
+                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
+                }
+                fn __load_step(_: &mut (), _: usize, _: &::taskflow::__private::JsonValue) -> ::core::result::Result<(), ::std::string::String> {
+                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
+                }
+                fn __save_inputs(_: &#inputs_ty) -> ::core::result::Result<::taskflow::__private::JsonValue, ::std::string::String> {
+                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
+                }
+                fn __load_inputs(_: &::taskflow::__private::JsonValue) -> ::core::result::Result<#inputs_ty, ::std::string::String> {
+                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
+                }
+                fn __restore_sub(
+                    _: &mut (),
+                    _: usize,
+                    _: &::taskflow::__private::Restore<'_>,
+                    _: &::taskflow::__private::RunContext,
+                ) -> ::core::result::Result<(), ::taskflow::store::StoreError> {
+                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
+                }
+                fn __register(_: &mut ::taskflow::__private::Registry) {}
             }
         };
     }
@@ -1273,6 +1297,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let n_scopes = a.scopes.len();
     let retry_methods = retry_methods(def, a, &lay);
     let decide_method = decide_method(a, &lay, &pos);
+    let (durable_methods, durable_gate) = durable_parts(def, a, &lay, &ordered);
     let mut guarded: Vec<usize> = a
         .deciders
         .iter()
@@ -1437,7 +1462,11 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 #retry_methods
 
                 #decide_method
+
+                #durable_methods
             }
+
+            #durable_gate
         };
     }
 }
@@ -1475,4 +1504,182 @@ fn flow_collector(def: &FlowDef, broken: bool) -> TokenStream {
     }
     .to_tokens();
     crate::task::collector_items("__taskflow_meta_flow", name, vis, &meta, false)
+}
+
+/// `<T as Storable>::save(..)` / `::load(..)`: callable in the `DurableFlow` impl, whose bounds
+/// say every stored type is `Storable`.
+fn json_call(ty: &TokenStream, method: &str, arg: TokenStream) -> TokenStream {
+    let method = format_ident!("{}", method);
+    quote!(<#ty as ::taskflow::__private::StorableIn<'__d>>::#method(#arg))
+}
+
+/// The methods a durable run calls: a step's result and the inputs to and from JSON, sub-flow
+/// restoration and the type names of the fingerprint; and the `DurableFlow` gate.
+fn durable_parts(
+    def: &FlowDef,
+    a: &Analysis,
+    lay: &Layout,
+    ordered: &[(usize, &Step)],
+) -> (TokenStream, TokenStream) {
+    let name = &def.name;
+    let inputs_ty = inputs_ident(def);
+    let mut save_arms = Vec::new();
+    let mut load_arms = Vec::new();
+    let mut restore_arms = Vec::new();
+    for &(k, step) in ordered {
+        let outs = &step.outs;
+        let save_one = |s: usize| {
+            let ty = value_type(def, a, s);
+            let read = lay.read_ref(s, &quote!(values));
+            json_call(&ty, "save", read)
+        };
+        let load_one = |s: usize, from: TokenStream| {
+            let ty = value_type(def, a, s);
+            let call = json_call(&ty, "load", from);
+            let store = lay.store(s, quote!(__v));
+            quote! { let __v: #ty = #call?; #store }
+        };
+        match outs.as_slice() {
+            [] => {}
+            [one] => {
+                let save = save_one(*one);
+                let load = load_one(*one, quote!(result));
+                save_arms.push(quote!(#k => #save,));
+                load_arms.push(quote!(#k => { #load ::core::result::Result::Ok(()) }));
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|&s| a.slots[s].name.as_str()).collect();
+                let saves = many.iter().map(|&s| save_one(s));
+                save_arms.push(quote! {
+                    #k => {
+                        let mut __m = ::taskflow::__private::serde_json_map();
+                        #( __m.insert(::std::string::String::from(#names), ::taskflow::__private::in_field(#names, #saves)?); )*
+                        ::core::result::Result::Ok(::taskflow::__private::JsonValue::Object(__m))
+                    }
+                });
+                let loads = many.iter().zip(&names).map(|(&s, n)| {
+                    let ty = value_type(def, a, s);
+                    let call = json_call(
+                        &ty,
+                        "load",
+                        quote!(::taskflow::__private::json_field(result, #n)?),
+                    );
+                    let store = lay.store(s, quote!(__v));
+                    quote! { let __v: #ty = ::taskflow::__private::in_field(#n, #call)?; #store }
+                });
+                load_arms.push(quote!(#k => { #(#loads)* ::core::result::Result::Ok(()) }));
+            }
+        }
+        if step.meta.kind == StepKind::Flow {
+            let path = &step.r.path;
+            let label = &step.label;
+            let f = sub_field(k);
+            let takes = (0..step.args.len()).map(|p| {
+                let m = mode(a, &step.args, &step.meta.params, p);
+                lay.owned_arg(def, a, m, step.args[p], label).0
+            });
+            restore_arms.push(quote! {
+                #k => {
+                    let mut __sub = <#path as ::taskflow::__private::Flow>::__values(#path::__taskflow_inputs(#(#takes),*));
+                    <#path as ::taskflow::__private::SubflowIn<'__d>>::__restore(&mut __sub, &stored.within(#label), run)?;
+                    values.#f = ::core::option::Option::Some(__sub);
+                    ::core::result::Result::Ok(())
+                }
+            });
+        }
+    }
+
+    let input_names: Vec<String> = def.inputs.iter().map(|(n, _)| n.to_string()).collect();
+    let input_ids: Vec<&Ident> = def.inputs.iter().map(|(n, _)| n).collect();
+    let input_saves = def
+        .inputs
+        .iter()
+        .map(|(n, ty)| json_call(&quote!(#ty), "save", quote!(&inputs.#n)));
+    let input_loads = def.inputs.iter().zip(&input_names).map(|((_, ty), n)| {
+        let call = json_call(
+            &quote!(#ty),
+            "load",
+            quote!(::taskflow::__private::json_field(inputs, #n)?),
+        );
+        quote!(::taskflow::__private::in_field(#n, #call)?)
+    });
+
+    // Every value a store keeps: the inputs and each step's outputs (retry items and defaults
+    // are recomputed, not stored).
+    let mut types: Vec<TokenStream> = def.inputs.iter().map(|(_, ty)| quote!(#ty)).collect();
+    for (i, slot) in a.slots.iter().enumerate() {
+        if matches!(slot.source, Source::Output { .. }) {
+            types.push(value_type(def, a, i));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    types.retain(|t| seen.insert(t.to_string()));
+    let subs: Vec<&syn::Path> = ordered
+        .iter()
+        .filter(|(_, s)| s.meta.kind == StepKind::Flow)
+        .map(|(_, s)| &s.r.path)
+        .collect();
+
+    let durable_methods = quote! {
+        fn __save_step(values: &__Values, step: usize) -> ::core::result::Result<::taskflow::__private::JsonValue, ::std::string::String> {
+            match step {
+                #(#save_arms)*
+                _ => ::core::result::Result::Ok(::taskflow::__private::JsonValue::Null),
+            }
+        }
+
+        fn __load_step(values: &mut __Values, step: usize, result: &::taskflow::__private::JsonValue) -> ::core::result::Result<(), ::std::string::String> {
+            match step {
+                #(#load_arms)*
+                _ => ::core::result::Result::Ok(()),
+            }
+        }
+
+        fn __save_inputs(inputs: &#inputs_ty) -> ::core::result::Result<::taskflow::__private::JsonValue, ::std::string::String> {
+            let mut __m = ::taskflow::__private::serde_json_map();
+            #( __m.insert(::std::string::String::from(#input_names), ::taskflow::__private::in_field(#input_names, #input_saves)?); )*
+            ::core::result::Result::Ok(::taskflow::__private::JsonValue::Object(__m))
+        }
+
+        fn __load_inputs(inputs: &::taskflow::__private::JsonValue) -> ::core::result::Result<#inputs_ty, ::std::string::String> {
+            ::core::result::Result::Ok(#inputs_ty { #(#input_ids: #input_loads,)* })
+        }
+
+        fn __restore_sub(
+            values: &mut __Values,
+            step: usize,
+            stored: &::taskflow::__private::Restore<'_>,
+            run: &::taskflow::__private::RunContext,
+        ) -> ::core::result::Result<(), ::taskflow::store::StoreError> {
+            match step {
+                #(#restore_arms)*
+                _ => ::core::result::Result::Ok(()),
+            }
+        }
+
+        fn __register(registry: &mut ::taskflow::__private::Registry) {
+            registry.add::<Self>(<Self as ::taskflow::__private::DurableFlow>::__save_step);
+            #( <#subs as ::taskflow::__private::SubflowIn<'__d>>::__register(registry); )*
+        }
+    };
+    let flow_methods = quote! {
+        fn __types(out: &mut ::std::vec::Vec<&'static str>) {
+            #( out.push(::core::any::type_name::<#types>()); )*
+            #( <#subs as ::taskflow::__private::Flow>::__types(out); )*
+        }
+    };
+    // The bounds mention the impl's lifetime so that rustc checks them where the impl is used
+    // (a run with a store), not here: a flow with a value that is not serializable still
+    // compiles and runs in memory (see `StorableIn`).
+    let gate = quote! {
+        #[allow(unused_variables, unreachable_code, unreachable_patterns, clippy::all)]
+        impl<'__d> ::taskflow::__private::DurableFlow for #name
+        where
+            #( #types: ::taskflow::__private::StorableIn<'__d>, )*
+            #( #subs: ::taskflow::__private::SubflowIn<'__d>, )*
+        {
+            #durable_methods
+        }
+    };
+    (flow_methods, gate)
 }

@@ -14,8 +14,10 @@ use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use crate::durable::Journal;
 use crate::failure::Failure;
 use crate::flow::Flow;
+use crate::graph::FlowGraph;
 use crate::FlowError;
 
 pub(crate) use pool::Pool;
@@ -220,14 +222,25 @@ impl Engine {
         flow: F,
         inputs: F::Inputs,
     ) -> Result<F::Outputs, FlowError> {
+        self.blocking(|| self.run(flow, inputs))
+            .map_err(|e| FlowError::__new(vec![Failure::from_error("<engine>", e)], Vec::new()))?
+    }
+
+    /// Runs the future `make` returns on a fresh current-thread Tokio runtime (on a scoped
+    /// helper thread when called from inside a runtime). `Err` when the runtime cannot start.
+    pub(crate) fn blocking<Fut>(
+        &self,
+        make: impl FnOnce() -> Fut + Send,
+    ) -> std::io::Result<Fut::Output>
+    where
+        Fut: Future,
+        Fut::Output: Send,
+    {
         let go = move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()
-                .map_err(|e| {
-                    FlowError::__new(vec![Failure::from_error("<engine>", e)], Vec::new())
-                })?;
-            runtime.block_on(self.run(flow, inputs))
+                .build()?;
+            Ok(runtime.block_on(make()))
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|scope| match scope.spawn(go).join() {
@@ -247,6 +260,9 @@ pub struct RunContext {
     shared: Arc<Shared>,
     /// `Root` at the top, `Root/step` for the steps of sub-flow step `step`.
     flow: Arc<str>,
+    /// The path of this (sub-)flow's steps in a store: `""` at the top, `step/` inside sub-flow
+    /// step `step`.
+    rel: Arc<str>,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -261,17 +277,35 @@ struct Shared {
     mode: Mode,
     listeners: Vec<Arc<dyn Listener>>,
     suspend: SuspendHandle,
+    /// A durable run's write-ahead journal.
+    journal: Option<Arc<Journal>>,
 }
 
 impl RunContext {
     fn new(engine: &Engine, suspend: SuspendHandle, flow: &str) -> Self {
+        Self::with_journal(engine, suspend, flow, None)
+    }
+
+    /// The context of a durable run, which writes ahead to `journal`.
+    pub(crate) fn durable(engine: &Engine, journal: Arc<Journal>, flow: &str) -> Self {
+        Self::with_journal(engine, SuspendHandle::new(), flow, Some(journal))
+    }
+
+    fn with_journal(
+        engine: &Engine,
+        suspend: SuspendHandle,
+        flow: &str,
+        journal: Option<Arc<Journal>>,
+    ) -> Self {
         RunContext {
             shared: Arc::new(Shared {
                 mode: engine.mode.clone(),
                 listeners: engine.listeners.clone(),
                 suspend,
+                journal,
             }),
             flow: Arc::from(flow),
+            rel: Arc::from(""),
         }
     }
 
@@ -280,6 +314,61 @@ impl RunContext {
         RunContext {
             shared: self.shared.clone(),
             flow: Arc::from(format!("{}/{step}", self.flow)),
+            rel: Arc::from(format!("{}{step}/", self.rel)),
+        }
+    }
+
+    /// A step's path in the store.
+    fn path(&self, step: &str) -> String {
+        format!("{}{step}", self.rel)
+    }
+
+    fn journal(&self) -> Option<&Journal> {
+        self.shared.journal.as_deref()
+    }
+
+    /// Writes what the journal holds (a durable run); false when a checkpoint failed and the
+    /// run must stop.
+    #[inline]
+    pub(crate) fn commit(&self) -> bool {
+        self.journal().is_none_or(Journal::commit)
+    }
+
+    /// Records step `step`'s result, just after it succeeded (a durable run).
+    #[inline]
+    pub(crate) fn record_result<F: Flow>(&self, values: &F::Values, step: usize) {
+        if let Some(journal) = self.journal() {
+            let name = F::graph().steps()[step].name();
+            journal.result::<F>(&self.path(name), values, step);
+        }
+    }
+
+    /// Records a step's state in the journal only (a durable run; listeners are not told).
+    pub(crate) fn record_step(&self, step: &str, state: StepState, attempt: u32) {
+        if let Some(journal) = self.journal() {
+            journal.step(self.path(step), state, attempt, None);
+        }
+    }
+
+    /// Records retry scope `scope`'s attempt and history (a durable run).
+    pub(crate) fn record_retry(&self, scope: usize, attempt: u32, history: &crate::retry::History) {
+        if let Some(journal) = self.journal() {
+            journal.retry(self.rel.trim_end_matches('/'), scope, attempt, history);
+        }
+    }
+
+    /// Records every step of sub-flow `graph` (at `prefix`), recursively, as PENDING: a retried
+    /// sub-flow starts afresh.
+    pub(crate) fn record_pending_within(&self, prefix: &str, graph: &FlowGraph) {
+        if let Some(journal) = self.journal() {
+            for step in graph.steps() {
+                let path = format!("{}{prefix}/{}", self.rel, step.name());
+                journal.step(path.clone(), StepState::Pending, 1, None);
+                if let Some(sub) = step.subflow() {
+                    let rel = path.strip_prefix(&*self.rel).unwrap_or(&path).to_owned();
+                    self.record_pending_within(&rel, sub);
+                }
+            }
         }
     }
 
@@ -295,9 +384,11 @@ impl RunContext {
         }
     }
 
+    /// Whether the run must stop starting things: suspension was asked for, or a durable
+    /// run's checkpoint failed.
     #[inline]
     pub(crate) fn suspend_requested(&self) -> bool {
-        self.shared.suspend.is_requested()
+        self.shared.suspend.is_requested() || self.journal().is_some_and(Journal::failed)
     }
 
     /// Calls every listener, each behind `catch_unwind`: a listener that panics breaks nothing.
@@ -309,6 +400,11 @@ impl RunContext {
 
     #[inline]
     pub(crate) fn flow_event(&self, state: FlowState) {
+        if let Some(journal) = self.journal() {
+            if self.rel.is_empty() {
+                journal.flow_state(state);
+            }
+        }
         if self.shared.listeners.is_empty() {
             return;
         }
@@ -328,6 +424,9 @@ impl RunContext {
         attempt: u32,
         failure: Option<&Failure>,
     ) {
+        if let Some(journal) = self.journal() {
+            journal.step(self.path(step), state, attempt, failure);
+        }
         if self.shared.listeners.is_empty() {
             return;
         }
@@ -343,6 +442,9 @@ impl RunContext {
     }
 
     pub(crate) fn progress(&self, step: &str, progress: f32) {
+        if let Some(journal) = self.journal() {
+            journal.progress(self.path(step), progress);
+        }
         if self.shared.listeners.is_empty() {
             return;
         }
@@ -474,19 +576,87 @@ pub(crate) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> 
     if resuming {
         run.flow_event(FlowState::Running);
     }
-    let result = match &run.shared.mode {
-        Mode::Serial => serial::drive::<F>(values, run).await,
-        Mode::Parallel { max_in_flight, .. } => {
-            let pool = run.pool().expect("the parallel engine has a pool");
-            parallel::drive::<F>(values, run, pool, max_in_flight.unwrap_or(usize::MAX)).await
-        }
+    let result = match handle_restored::<F>(values, run).await {
+        Err(e) => Err(Stop::Failed(e)),
+        Ok(()) => match &run.shared.mode {
+            Mode::Serial => serial::drive::<F>(values, run).await,
+            Mode::Parallel { max_in_flight, .. } => {
+                let pool = run.pool().expect("the parallel engine has a pool");
+                parallel::drive::<F>(values, run, pool, max_in_flight.unwrap_or(usize::MAX)).await
+            }
+        },
     };
     run.flow_event(match &result {
         Ok(()) => FlowState::Success,
         Err(Stop::Suspended) => FlowState::Suspended,
         Err(Stop::Failed(e)) => e.state(),
     });
+    run.commit();
     result
+}
+
+/// A run restored from a store whose failure handling a crash interrupted: handles those
+/// failures again (the controllers decide from the restored histories).
+async fn handle_restored<F: Flow>(
+    values: &mut F::Values,
+    run: &RunContext,
+) -> Result<(), FlowError> {
+    let status = F::__status(values);
+    if status.unhandled.is_empty() {
+        return Ok(());
+    }
+    let unhandled = std::mem::take(&mut status.unhandled);
+    let prior = std::mem::take(&mut status.prior_reverts);
+    let steps = F::graph().steps();
+    let failed = unhandled
+        .into_iter()
+        .map(|(step, failure, never_ran)| {
+            let why = if steps[step].exec() == crate::graph::Exec::Flow {
+                StepFailed::Flow(FlowError::__new(vec![failure], Vec::new()))
+            } else if never_ran {
+                StepFailed::NotAttempted(failure)
+            } else {
+                StepFailed::Task(failure)
+            };
+            (step, why)
+        })
+        .collect();
+    on_failure::<F>(values, failed, prior, run).await
+}
+
+/// Finishes the revert of a run restored from a store in REVERTING: undoes what is left and
+/// returns the run's error.
+pub(crate) async fn finish_revert<F: Flow>(values: &mut F::Values, run: &RunContext) -> FlowError {
+    run.flow_event(FlowState::Reverting);
+    let status = F::__status(values);
+    let unhandled = std::mem::take(&mut status.unhandled);
+    let mut reverts = std::mem::take(&mut status.prior_reverts);
+    let mut own = HashMap::new();
+    let mut failures = Vec::new();
+    let steps = F::graph().steps();
+    for (step, failure, never_ran) in unhandled {
+        let failure = if steps[step].exec() == crate::graph::Exec::Flow {
+            failure.within(steps[step].name())
+        } else {
+            if !never_ran && status.steps[step] == StepState::Failure {
+                own.insert(step, failure.clone());
+            }
+            failure
+        };
+        failures.push(failure);
+    }
+    if failures.is_empty() {
+        failures.push(Failure::from_error(
+            run.flow(),
+            crate::RecordedError::new("the run was reverting, with no failure recorded"),
+        ));
+    }
+    let failures: Arc<[Failure]> = failures.into();
+    reverts.extend(revert_ran::<F>(values, &mut own, None, &failures, run).await);
+    let error = FlowError::__new(failures.to_vec(), reverts);
+    run.flow_event(error.state());
+    run.commit();
+    error
 }
 
 /// Runs a sub-flow as a step of its parent: owns the sub-flow's values and hands them back
@@ -515,7 +685,11 @@ async fn revert_step<F: Flow>(
 ) -> Vec<Failure> {
     let name = F::graph().steps()[step].name();
     let attempt = F::__status(values).attempts[step];
+    F::__status(values).steps[step] = StepState::Reverting;
     run.step_event(name, StepState::Reverting, attempt, None);
+    if !run.commit() {
+        return Vec::new(); // the run stops: the store still says what to undo
+    }
     let failed = F::__revert(values, step, own, failures.clone(), run).await;
     let state = if failed.is_empty() {
         StepState::Reverted
@@ -580,7 +754,8 @@ fn mark_failed<F: Flow>(values: &mut F::Values, step: usize, why: &StepFailed, r
     status.steps[step] = StepState::Failure;
     let failure = match why {
         StepFailed::Task(f) | StepFailed::NotAttempted(f) => Some(f),
-        _ => None,
+        StepFailed::Flow(e) => e.failures().first(),
+        StepFailed::Suspended => None,
     };
     run.step_event(
         F::graph().steps()[step].name(),
@@ -665,11 +840,12 @@ fn not_attempted<F: Flow>(step: usize) -> StepFailed {
 async fn on_failure<F: Flow>(
     values: &mut F::Values,
     failed: Vec<(usize, StepFailed)>,
+    prior_reverts: Vec<Failure>,
     run: &RunContext,
 ) -> Result<(), FlowError> {
     let graph = F::graph();
     let mut failures = Vec::new();
-    let mut reverts = Vec::new();
+    let mut reverts = prior_reverts;
     let mut own = HashMap::new();
     let mut revert_all = false;
     // The failures of each innermost scope, and whether its controller must not be asked.
@@ -770,17 +946,23 @@ fn reset_scope<F: Flow>(values: &mut F::Values, s: usize, run: &RunContext) -> u
             nested.history.clear();
         }
     }
+    for (i, scope) in status.scopes.iter().enumerate() {
+        if i == s || scopes[i].steps.iter().all(|step| mine.contains(step)) {
+            run.record_retry(i, scope.attempt, &scope.history);
+        }
+    }
     for &step in mine {
         let was = status.steps[step];
         status.steps[step] = StepState::Pending;
         status.attempts[step] = graph.scope_of(step).map_or(1, |i| status.scopes[i].attempt);
+        let info = &graph.steps()[step];
         if was != StepState::Pending {
-            run.step_event(
-                graph.steps()[step].name(),
-                StepState::Retrying,
-                attempt,
-                None,
-            );
+            run.step_event(info.name(), StepState::Retrying, attempt, None);
+        }
+        // In the store, PENDING again at the new attempt, its sub-flow's steps with it.
+        run.record_step(info.name(), StepState::Pending, status.attempts[step]);
+        if let Some(sub) = info.subflow() {
+            run.record_pending_within(info.name(), sub);
         }
     }
     attempt

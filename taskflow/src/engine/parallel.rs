@@ -37,7 +37,7 @@ pub(super) async fn drive<F: Flow>(
             return Ok(());
         }
         // Retried scopes are PENDING again: schedule what is left.
-        on_failure::<F>(values, failed, run)
+        on_failure::<F>(values, failed, Vec::new(), run)
             .await
             .map_err(Stop::Failed)?;
     }
@@ -81,6 +81,7 @@ async fn run_until_quiet<F: Flow>(
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, F::Done)>();
     let mut in_flight = 0usize;
     let mut sync_jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+    let mut new_async = Vec::new();
 
     loop {
         // Start what is ready, unless a step failed or suspension was asked for.
@@ -113,15 +114,16 @@ async fn run_until_quiet<F: Flow>(
                         continue;
                     }
                     Err(why) => {
-                        F::__status(values).steps[step] = StepState::Failure;
+                        mark_failed::<F>(values, step, &why, run);
                         failed.push((step, why));
                         break;
                     }
                 }
             }
             if enter_scopes::<F>(values, step).is_err() {
-                F::__status(values).steps[step] = StepState::Failure;
-                failed.push((step, not_attempted::<F>(step)));
+                let why = not_attempted::<F>(step);
+                mark_failed::<F>(values, step, &why, run);
+                failed.push((step, why));
                 break;
             }
             let status = F::__status(values);
@@ -137,9 +139,18 @@ async fn run_until_quiet<F: Flow>(
                         let _ = tx.send((step, block_on(future)));
                     }));
                 }
-                Exec::Async | Exec::Flow => running_async.push(tagged(step, future)),
+                Exec::Async | Exec::Flow => new_async.push(tagged(step, future)),
             }
         }
+        // Write-ahead: the RUNNING of every step started in this round, with the SUCCESS of the
+        // steps that finished before it, in one checkpoint; if it fails, none of them starts.
+        if !(sync_jobs.is_empty() && new_async.is_empty()) && !run.commit() {
+            in_flight -= sync_jobs.len() + new_async.len();
+            sync_jobs.clear();
+            new_async.clear();
+            suspended = true;
+        }
+        running_async.extend(new_async.drain(..));
         // Hand every sync step started in this round to the workers at once.
         pool.submit_all(std::mem::take(&mut sync_jobs));
         if in_flight == 0 {
@@ -171,6 +182,7 @@ async fn run_until_quiet<F: Flow>(
                 Ok(()) => {
                     F::__status(values).steps[step] = StepState::Success;
                     run.step_event(name, StepState::Success, attempt, None);
+                    run.record_result::<F>(values, step);
                     for &next in &successors[step] {
                         waiting_on[next] -= 1;
                         if waiting_on[next] == 0 {
@@ -233,10 +245,16 @@ pub(super) async fn revert<F: Flow>(
     let pool = run.pool();
     loop {
         let mut sync_jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
-        while let Some(step) = ready.pop() {
+        for &step in &ready {
             let attempt = F::__status(values).attempts[step];
             run.step_event(steps[step].name(), StepState::Reverting, attempt, None);
             F::__status(values).steps[step] = StepState::Reverting;
+        }
+        // Write-ahead: REVERTING before the hooks run; if it fails, none of them starts.
+        if !ready.is_empty() && !run.commit() {
+            ready.clear();
+        }
+        while let Some(step) = ready.pop() {
             let future = F::__revert(values, step, own.remove(&step), failures.clone(), run);
             in_flight += 1;
             match pool {

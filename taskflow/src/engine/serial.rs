@@ -44,6 +44,11 @@ pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> 
             status.steps[step] = StepState::Running;
             let attempt = status.attempts[step];
             run.step_event(name, StepState::Running, attempt, None);
+            // Write-ahead: this RUNNING, with the SUCCESS of the step before it.
+            if !run.commit() {
+                F::__status(values).steps[step] = StepState::Pending;
+                return Err(Stop::Suspended);
+            }
             F::__run_step(values, step, run).await
         };
         let attempt = F::__status(values).attempts[step];
@@ -51,6 +56,7 @@ pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> 
             Ok(()) => {
                 F::__status(values).steps[step] = StepState::Success;
                 run.step_event(name, StepState::Success, attempt, None);
+                run.record_result::<F>(values, step);
                 step += 1;
             }
             Err(StepFailed::Suspended) => {
@@ -60,7 +66,7 @@ pub(super) async fn drive<F: Flow>(values: &mut F::Values, run: &RunContext) -> 
             }
             Err(failed) => {
                 mark_failed::<F>(values, step, &failed, run);
-                on_failure::<F>(values, vec![(step, failed)], run)
+                on_failure::<F>(values, vec![(step, failed)], Vec::new(), run)
                     .await
                     .map_err(Stop::Failed)?;
                 // Retried scopes are PENDING again: go back to the first step left to run.

@@ -241,13 +241,17 @@ impl From<&Failure> for FailureRecord {
 /// use taskflow::store::{FailureRecord, RetryRecord};
 ///
 /// let failed = FailureRecord { step: "attach".into(), message: "busy".into(), is_panic: false };
-/// let retry = RetryRecord { scope: 0, attempt: 2, history: vec![vec![failed]] };
+/// let retry = RetryRecord { scope: 0, flow: String::new(), attempt: 2, history: vec![vec![failed]] };
 /// assert_eq!(retry.history.len() as u32, retry.attempt - 1);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryRecord {
-    /// The scope's index in the flow.
+    /// The scope's index in its flow.
     pub scope: usize,
+    /// The (sub-)flow the scope belongs to: `""` for the run's own flow, the sub-flow step's path
+    /// (like `Parent/step`) for a sub-flow's.
+    #[serde(default)]
+    pub flow: String,
     /// The attempt in progress (1-based).
     pub attempt: u32,
     /// The failures of each failed attempt, oldest first.
@@ -570,7 +574,7 @@ pub(crate) fn apply_checkpoint(stored: &mut StoredFlow, cp: &Checkpoint, now: u6
     for retry in &cp.retries {
         match stored
             .retries
-            .binary_search_by_key(&retry.scope, |r| r.scope)
+            .binary_search_by(|r| (&r.flow, r.scope).cmp(&(&retry.flow, retry.scope)))
         {
             Ok(i) => stored.retries[i] = retry.clone(),
             Err(i) => stored.retries.insert(i, retry.clone()),

@@ -396,6 +396,7 @@ fn read_retry(row: &Row<'_>, flow_id: &str) -> Result<RetryRecord, StoreError> {
     };
     Ok(RetryRecord {
         scope: r.int(0, "scope")?,
+        flow: String::new(),
         attempt: r.int(1, "attempt")?,
         history: r.json(2, "history")?,
     })

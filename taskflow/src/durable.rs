@@ -1,0 +1,843 @@
+//! Durable runs: a flow run attached to a [`Store`] writes ahead every transition, and a run whose
+//! process died is resumed from the store.
+//!
+//! The gate is [`DurableFlow`]: `flow!` implements it for a flow whose every stored value (the
+//! inputs and each step's outputs, and those of its sub-flows) is `Serialize + DeserializeOwned`.
+//! The engine's durable entry points ([`Engine::run_durable`], [`Engine::resume_durable`]) take
+//! only such flows, so attaching a store to any other flow is a compile error.
+//!
+//! What is written, and when (write-ahead): a step is recorded RUNNING before it starts; a
+//! finished step's SUCCESS and result are recorded before anything that depends on it starts (the
+//! serial engine writes one step's SUCCESS and the next step's RUNNING in one checkpoint; the
+//! parallel engine writes those of every step it starts together in one); REVERTING before a
+//! revert hook runs; a retry scope's new attempt and history when it is set up again; the flow's
+//! final state at the end. A checkpoint that fails stops the run at once: nothing new starts,
+//! and the store keeps what the last successful checkpoint wrote, from where the run can be
+//! resumed once the store works again.
+//!
+//! On resume: SUCCESS steps are not run again (their results are loaded); RUNNING ones run again
+//! (so tasks must be idempotent, or check for their own earlier effects); a failure whose
+//! handling was interrupted is handled again from the stored failures and retry histories
+//! (controllers decide from the history, so they decide the same); a REVERTING flow finishes
+//! reverting.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::engine::{Engine, RunContext};
+use crate::failure::Failure;
+use crate::flow::Flow;
+use crate::graph::{Exec, FlowGraph};
+use crate::retry::History;
+use crate::state::{FlowState, StepState};
+use crate::store::{
+    unix_millis, AtomRecord, Checkpoint, FailureRecord, FlowRecord, RetryRecord, Store, StoreError,
+    StoredFlow,
+};
+use crate::{FlowError, PanicError};
+
+/// A flow whose every stored value is `Serialize + DeserializeOwned`: it can be run with a
+/// store ([`Engine::run_durable`]). `flow!` implements it; the bounds are checked where a flow
+/// is run with a store, so a flow with other values still compiles and runs in memory.
+///
+/// ```
+/// use taskflow::prelude::*;
+///
+/// #[task(provides = doubled)]
+/// fn double(x: u32) -> u32 { x * 2 }
+///
+/// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+///
+/// fn stored<F: taskflow::DurableFlow>(_: F) {}
+///
+/// fn main() {
+///     stored(Double); // u32 is Serialize + DeserializeOwned
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "flow `{Self}` cannot be run with a store: not every value it stores is `Serialize + DeserializeOwned`",
+    label = "this flow has a value that is not `Serialize + DeserializeOwned`",
+    note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
+)]
+pub trait DurableFlow: Flow {
+    /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
+    /// one, an object by name for several. `Err` when a value does not serialize.
+    #[doc(hidden)]
+    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, String>;
+
+    /// Puts a stored result of step `step` back in its slots.
+    #[doc(hidden)]
+    fn __load_step(values: &mut Self::Values, step: usize, result: &Value) -> Result<(), String>;
+
+    /// The inputs as a JSON object by name.
+    #[doc(hidden)]
+    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, String>;
+
+    /// The inputs back from [`__save_inputs`](Self::__save_inputs)'s JSON.
+    #[doc(hidden)]
+    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, String>;
+
+    /// Rebuilds sub-flow step `step`'s values from the store (its inputs from ours).
+    #[doc(hidden)]
+    fn __restore_sub(
+        values: &mut Self::Values,
+        step: usize,
+        stored: &Restore<'_>,
+        run: &RunContext,
+    ) -> Result<(), StoreError>;
+
+    /// Adds this flow and its sub-flows to `registry`.
+    #[doc(hidden)]
+    fn __register(registry: &mut Registry);
+}
+
+/// How the drivers, which know only `F: Flow`, reach the serialization of the flows of a durable
+/// run: each flow's `__save_step`, by type.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Registry {
+    save_step: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+}
+
+#[doc(hidden)]
+pub type SaveStep<F> = fn(&<F as Flow>::Values, usize) -> Result<Value, String>;
+
+impl Registry {
+    #[doc(hidden)]
+    pub fn add<F: Flow>(&mut self, save: SaveStep<F>) {
+        self.save_step.insert(TypeId::of::<F>(), Box::new(save));
+    }
+
+    fn save_step<F: Flow>(&self, values: &F::Values, step: usize) -> Result<Value, String> {
+        match self
+            .save_step
+            .get(&TypeId::of::<F>())
+            .and_then(|f| f.downcast_ref::<SaveStep<F>>())
+        {
+            Some(save) => save(values, step),
+            None => Err(format!(
+                "taskflow internal error: flow `{}` is not registered",
+                F::NAME
+            )),
+        }
+    }
+}
+
+/// A failure read back from a store: its message survives, its type does not.
+///
+/// ```
+/// use taskflow::RecordedError;
+/// let e = RecordedError::new("disk full");
+/// assert_eq!(e.to_string(), "disk full");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RecordedError {
+    message: String,
+}
+
+impl RecordedError {
+    /// A recorded error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        RecordedError {
+            message: message.into(),
+        }
+    }
+}
+
+impl FailureRecord {
+    /// The failure back, named `step`: a [`PanicError`] for a panic, else a [`RecordedError`].
+    pub(crate) fn to_failure(&self, step: &str) -> Failure {
+        if self.is_panic {
+            Failure::from_error(step, PanicError::new(self.message.clone()))
+        } else {
+            Failure::from_error(step, RecordedError::new(self.message.clone()))
+        }
+    }
+}
+
+/// Why a durable run or resume stopped without the flow's outputs.
+///
+/// ```
+/// use taskflow::DurableError;
+/// let e = DurableError::FingerprintMismatch {
+///     flow_id: "vm-1".into(),
+///     stored: "0123".into(),
+///     compiled: "4567".into(),
+/// };
+/// assert!(e.to_string().contains("vm-1"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurableError {
+    /// The flow failed and was reverted (or its revert failed); the store says so too.
+    #[error(transparent)]
+    Failed(#[from] FlowError),
+    /// The store failed (a full or read-only disk, corrupt data, an unknown flow id, ...). A run
+    /// stopped at once: the store keeps what its last successful checkpoint wrote, and the run
+    /// can be resumed from there once the store works again.
+    #[error("store error: {0}")]
+    Store(#[from] StoreError),
+    /// The stored run belongs to a different flow.
+    #[error("flow `{flow_id}` was stored by flow `{stored}`, not `{compiled}`: resume it with `{stored}`")]
+    WrongFlow {
+        /// The run's id.
+        flow_id: String,
+        /// The flow name in the store.
+        stored: String,
+        /// The flow asked to resume it.
+        compiled: String,
+    },
+    /// The flow's steps, wiring or value types changed since the run was stored.
+    #[error(
+        "flow `{flow_id}` was stored with fingerprint {stored}, but this build of the flow has \
+         fingerprint {compiled}: its steps, wiring or value types changed; finish the run with \
+         the build that started it"
+    )]
+    FingerprintMismatch {
+        /// The run's id.
+        flow_id: String,
+        /// The stored fingerprint.
+        stored: String,
+        /// This build's.
+        compiled: String,
+    },
+}
+
+/// The fingerprint of a flow: a hash of its steps, their names and kinds, what each reads and
+/// provides, the edges, the retry scopes, and the names of its value types (with its sub-flows'),
+/// as 16 hex digits. Two builds with the same fingerprint store the same things in the same
+/// places.
+///
+/// ```
+/// use taskflow::prelude::*;
+///
+/// #[task(provides = y)]
+/// fn inc(x: u32) -> u32 { x + 1 }
+/// #[task(provides = y)]
+/// fn wide(x: u64) -> u64 { x + 1 }
+///
+/// flow! { flow A(x: u32) -> (y) { linear [ inc ] } }
+/// flow! { flow B(x: u64) -> (y) { linear [ wide as inc ] } }
+///
+/// fn main() {
+///     assert_eq!(taskflow::fingerprint::<A>().len(), 16);
+///     assert_eq!(taskflow::fingerprint::<A>(), taskflow::fingerprint::<A>());
+///     assert_ne!(taskflow::fingerprint::<A>(), taskflow::fingerprint::<B>());
+/// }
+/// ```
+pub fn fingerprint<F: Flow>() -> String {
+    let mut text = String::new();
+    describe(F::graph(), &mut text);
+    let mut types = Vec::new();
+    F::__types(&mut types);
+    for t in types {
+        text.push_str(t);
+        text.push('\n');
+    }
+    // FNV-1a, 64 bits: stable across builds and platforms (std's hashers promise neither).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn describe(graph: &FlowGraph, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "flow {} {:?} {:?}",
+        graph.name(),
+        graph.inputs(),
+        graph.outputs()
+    );
+    for step in graph.steps() {
+        let _ = writeln!(
+            out,
+            "step {} {:?} {:?} {:?}",
+            step.name(),
+            step.exec(),
+            step.requires(),
+            step.provides()
+        );
+        if let Some(sub) = step.subflow() {
+            describe(sub, out);
+            out.push_str("end\n");
+        }
+    }
+    let _ = writeln!(out, "edges {:?}", graph.edges());
+    for scope in graph.scopes() {
+        let _ = writeln!(out, "scope {:?} {:?}", scope.parent, scope.steps);
+    }
+    let _ = writeln!(out, "guarded {:?}", graph.guarded());
+}
+
+// ---- the journal: what a durable run has recorded and has yet to commit
+
+/// The write-ahead journal of one durable run, shared by its flow and sub-flows.
+pub(crate) struct Journal {
+    store: Arc<dyn Store>,
+    flow_id: String,
+    registry: Registry,
+    state: Mutex<JournalState>,
+}
+
+#[derive(Default)]
+struct JournalState {
+    /// The latest record of each step, by path.
+    current: HashMap<String, AtomRecord>,
+    atoms: Vec<AtomRecord>,
+    retries: Vec<RetryRecord>,
+    flow_state: Option<FlowState>,
+    /// The first checkpoint that failed: the run stops, and nothing more is written.
+    error: Option<StoreError>,
+}
+
+impl Journal {
+    fn new<F: DurableFlow>(
+        store: Arc<dyn Store>,
+        flow_id: &str,
+        stored: Option<&StoredFlow>,
+    ) -> Self {
+        let mut registry = Registry::default();
+        F::__register(&mut registry);
+        let current = stored
+            .map(|s| {
+                s.atoms
+                    .iter()
+                    .map(|a| (a.name.clone(), a.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Journal {
+            store,
+            flow_id: flow_id.to_owned(),
+            registry,
+            state: Mutex::new(JournalState {
+                current,
+                ..JournalState::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JournalState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a step's new state (written with the next checkpoint).
+    pub(crate) fn step(
+        &self,
+        path: String,
+        state: StepState,
+        attempt: u32,
+        failure: Option<&Failure>,
+    ) {
+        let now = unix_millis(SystemTime::now());
+        let mut j = self.lock();
+        let atom = j
+            .current
+            .entry(path)
+            .or_insert_with_key(|name| AtomRecord::new(name.clone()));
+        atom.state = state;
+        atom.attempt = attempt;
+        match state {
+            StepState::Pending => {
+                atom.result = None;
+                atom.failure = None;
+                atom.revert_failure = None;
+                atom.progress = 0.0;
+                atom.started_at = None;
+                atom.finished_at = None;
+            }
+            StepState::Running => {
+                atom.result = None;
+                atom.failure = None;
+                atom.revert_failure = None;
+                atom.progress = 0.0;
+                atom.started_at = Some(now);
+                atom.finished_at = None;
+            }
+            StepState::Success => {
+                atom.progress = 1.0;
+                atom.finished_at = Some(now);
+            }
+            StepState::Failure => {
+                atom.failure = failure.map(FailureRecord::from);
+                atom.finished_at = Some(now);
+            }
+            StepState::RevertFailure => atom.revert_failure = failure.map(FailureRecord::from),
+            StepState::Reverting
+            | StepState::Reverted
+            | StepState::Ignore
+            | StepState::Retrying => {}
+        }
+        let atom = atom.clone();
+        j.atoms.push(atom);
+    }
+
+    /// Records step `step`'s result, with its SUCCESS.
+    pub(crate) fn result<F: Flow>(&self, path: &str, values: &F::Values, step: usize) {
+        let result = self.registry.save_step::<F>(values, step);
+        let mut j = self.lock();
+        match result {
+            Ok(value) => {
+                if let Some(atom) = j.current.get_mut(path) {
+                    atom.result = Some(value);
+                    let atom = atom.clone();
+                    j.atoms.push(atom);
+                }
+            }
+            Err(detail) => {
+                // A value that does not serialize cannot be checkpointed: stop like a failed
+                // write, before anything depends on it.
+                if j.error.is_none() {
+                    j.error = Some(StoreError::Invalid {
+                        what: format!("result of step `{path}`"),
+                        detail,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Records a step's progress (written with the next checkpoint).
+    pub(crate) fn progress(&self, path: String, progress: f32) {
+        let mut j = self.lock();
+        if let Some(atom) = j.current.get_mut(&path) {
+            atom.progress = progress.clamp(0.0, 1.0);
+            let atom = atom.clone();
+            j.atoms.push(atom);
+        }
+    }
+
+    /// Records a retry scope's attempt and history (of the flow at `flow`, `""` for the root).
+    pub(crate) fn retry(&self, flow: &str, scope: usize, attempt: u32, history: &History) {
+        let record = RetryRecord {
+            scope,
+            flow: flow.to_owned(),
+            attempt,
+            history: history
+                .each_attempt()
+                .iter()
+                .map(|failures| failures.iter().map(FailureRecord::from).collect())
+                .collect(),
+        };
+        self.lock().retries.push(record);
+    }
+
+    pub(crate) fn flow_state(&self, state: FlowState) {
+        self.lock().flow_state = Some(state);
+    }
+
+    /// Writes what was recorded since the last checkpoint, all or nothing. False when this or an
+    /// earlier checkpoint failed: the run must stop.
+    pub(crate) fn commit(&self) -> bool {
+        let mut j = self.lock();
+        if j.error.is_some() {
+            return false;
+        }
+        if j.atoms.is_empty() && j.retries.is_empty() && j.flow_state.is_none() {
+            return true;
+        }
+        let checkpoint = Checkpoint {
+            flow_state: j.flow_state.take(),
+            atoms: std::mem::take(&mut j.atoms),
+            retries: std::mem::take(&mut j.retries),
+        };
+        match self.store.checkpoint(&self.flow_id, &checkpoint) {
+            Ok(()) => true,
+            Err(e) => {
+                j.error = Some(e);
+                false
+            }
+        }
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.lock().error.is_some()
+    }
+
+    fn take_error(&self) -> Option<StoreError> {
+        self.lock().error.take()
+    }
+}
+
+// ---- restoring a run's values from the store
+
+/// A stored run, seen from one (sub-)flow of it. Generated code passes it along to restore
+/// sub-flows.
+#[doc(hidden)]
+pub struct Restore<'a> {
+    atoms: &'a HashMap<&'a str, &'a AtomRecord>,
+    retries: &'a [RetryRecord],
+    flow_id: &'a str,
+    /// `""` for the root flow, `Sub/` for the steps of sub-flow step `Sub`.
+    prefix: String,
+}
+
+impl<'a> Restore<'a> {
+    #[doc(hidden)]
+    pub fn within(&self, step: &str) -> Restore<'a> {
+        Restore {
+            atoms: self.atoms,
+            retries: self.retries,
+            flow_id: self.flow_id,
+            prefix: format!("{}{step}/", self.prefix),
+        }
+    }
+
+    fn corrupt(&self, path: &str, detail: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            what: format!("record of step `{path}` of flow `{}`", self.flow_id),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Puts a stored run back in `values`: each step's state and attempt, the results of the steps
+/// that succeeded, the retry scopes' attempts and histories, sub-flows recursively; failures whose
+/// handling was interrupted are kept for the driver to handle again.
+#[doc(hidden)]
+pub fn restore_into<F: DurableFlow>(
+    values: &mut F::Values,
+    stored: &Restore<'_>,
+    run: &RunContext,
+) -> Result<(), StoreError> {
+    let graph = F::graph();
+    for (k, info) in graph.steps().iter().enumerate() {
+        let path = format!("{}{}", stored.prefix, info.name());
+        let Some(atom) = stored.atoms.get(path.as_str()) else {
+            continue;
+        };
+        let is_flow = info.exec() == Exec::Flow;
+        let load = |values: &mut F::Values| -> Result<(), StoreError> {
+            let result = atom
+                .result
+                .as_ref()
+                .ok_or_else(|| stored.corrupt(&path, "a finished step without its result"))?;
+            F::__load_step(values, k, result)
+                .map_err(|e| stored.corrupt(&path, format!("its result does not load: {e}")))?;
+            if is_flow {
+                F::__restore_sub(values, k, stored, run)?;
+            }
+            Ok(())
+        };
+        let failed_task = atom.failure.is_some();
+        let state = match atom.state {
+            StepState::Pending | StepState::Retrying => StepState::Pending,
+            StepState::Running => {
+                if is_flow {
+                    F::__restore_sub(values, k, stored, run)?;
+                }
+                StepState::Pending
+            }
+            StepState::Success => {
+                load(values)?;
+                StepState::Success
+            }
+            // Its revert was interrupted: it is undone again.
+            StepState::Reverting if failed_task => StepState::Failure,
+            StepState::Reverting => {
+                load(values)?;
+                StepState::Success
+            }
+            other => other,
+        };
+        let status = F::__status(values);
+        status.steps[k] = state;
+        status.attempts[k] = atom.attempt.max(1);
+        if let Some(record) = &atom.revert_failure {
+            status.prior_reverts.push(record.to_failure(&path));
+        }
+        if let Some(record) = &atom.failure {
+            if state != StepState::Pending && state != StepState::Success {
+                let failure = record.to_failure(&record.step);
+                status
+                    .unhandled
+                    .push((k, failure, atom.started_at.is_none()));
+            }
+        }
+    }
+    let flow = stored.prefix.trim_end_matches('/');
+    let status = F::__status(values);
+    for record in stored.retries.iter().filter(|r| r.flow == flow) {
+        let Some(scope) = status.scopes.get_mut(record.scope) else {
+            return Err(StoreError::Corrupt {
+                what: format!("retry record {} of flow `{}`", record.scope, stored.flow_id),
+                detail: format!("the flow has {} retry scopes", status.scopes.len()),
+            });
+        };
+        scope.attempt = record.attempt.max(1);
+        scope.history = History::from_attempts(
+            record
+                .history
+                .iter()
+                .map(|fs| fs.iter().map(|f| f.to_failure(&f.step)).collect())
+                .collect(),
+        );
+    }
+    Ok(())
+}
+
+// ---- the engine's durable entry points
+
+impl Engine {
+    /// Runs `flow` with `inputs`, recording every transition in `store` under `flow_id` (a new
+    /// run: [`StoreError::AlreadyExists`] when the id is taken). If the process dies, the run
+    /// continues with [`resume_durable`](Self::resume_durable).
+    ///
+    /// Only a flow whose values are all `Serialize + DeserializeOwned` can be run this way
+    /// ([`DurableFlow`]); anything else is a compile error.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskflow::prelude::*;
+    /// use taskflow::store::{MemoryStore, Store};
+    ///
+    /// #[task(provides = doubled)]
+    /// fn double(x: u32) -> u32 { x * 2 }
+    ///
+    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let out = Engine::serial().run_durable(Double, DoubleInputs { x: 21 }, store.clone(), "job-1").await.unwrap();
+    /// assert_eq!(out.doubled, 42);
+    /// let stored = store.load_flow("job-1").unwrap().unwrap();
+    /// assert_eq!(stored.flow.state, FlowState::Success);
+    /// assert_eq!(stored.atom("double").unwrap().result, Some(serde_json::json!(42)));
+    /// # });
+    /// ```
+    pub async fn run_durable<F: DurableFlow>(
+        &self,
+        flow: F,
+        inputs: F::Inputs,
+        store: Arc<dyn Store>,
+        flow_id: &str,
+    ) -> Result<F::Outputs, DurableError> {
+        let _ = flow;
+        let json = F::__save_inputs(&inputs).map_err(|detail| StoreError::Invalid {
+            what: format!("inputs of flow `{flow_id}`"),
+            detail,
+        })?;
+        let mut record = FlowRecord::new(F::NAME, F::NAME, fingerprint::<F>(), json);
+        record.id = flow_id.to_owned();
+        store.create_flow(&record)?;
+        let journal = Arc::new(Journal::new::<F>(store, flow_id, None));
+        let run = RunContext::durable(self, journal.clone(), F::NAME);
+        let values = F::__values(inputs);
+        finish::<F>(values, &run, &journal).await
+    }
+
+    /// Continues the run `flow_id` of `flow` from `store`, in this process or any other: steps
+    /// recorded SUCCESS are not run again, steps recorded RUNNING run again, an interrupted
+    /// failure is handled again (a retry controller keeps its attempt count), and a run that was
+    /// reverting finishes reverting. A run that already finished returns its outcome again
+    /// (its outputs from the store, or its failure) without running anything.
+    ///
+    /// Refused, with nothing written: an unknown id ([`StoreError::NotFound`]), a run of another
+    /// flow ([`DurableError::WrongFlow`]), a flow whose steps, wiring or types changed since
+    /// ([`DurableError::FingerprintMismatch`]), stored data that does not load
+    /// ([`StoreError::Corrupt`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskflow::prelude::*;
+    /// use taskflow::store::MemoryStore;
+    ///
+    /// #[task(provides = doubled)]
+    /// fn double(x: u32) -> u32 { x * 2 }
+    ///
+    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let engine = Engine::serial();
+    /// engine.run_durable(Double, DoubleInputs { x: 21 }, store.clone(), "job-1").await.unwrap();
+    /// // Finished: resuming hands back the stored outputs.
+    /// let again = engine.resume_durable(Double, store, "job-1").await.unwrap();
+    /// assert_eq!(again.doubled, 42);
+    /// # });
+    /// ```
+    pub async fn resume_durable<F: DurableFlow>(
+        &self,
+        flow: F,
+        store: Arc<dyn Store>,
+        flow_id: &str,
+    ) -> Result<F::Outputs, DurableError> {
+        let _ = flow;
+        let stored = store
+            .load_flow(flow_id)?
+            .ok_or_else(|| StoreError::NotFound {
+                flow_id: flow_id.to_owned(),
+            })?;
+        if stored.flow.flow_name != F::NAME {
+            return Err(DurableError::WrongFlow {
+                flow_id: flow_id.to_owned(),
+                stored: stored.flow.flow_name,
+                compiled: F::NAME.to_owned(),
+            });
+        }
+        let compiled = fingerprint::<F>();
+        if stored.flow.fingerprint != compiled {
+            return Err(DurableError::FingerprintMismatch {
+                flow_id: flow_id.to_owned(),
+                stored: stored.flow.fingerprint,
+                compiled,
+            });
+        }
+        let inputs =
+            F::__load_inputs(&stored.flow.inputs).map_err(|detail| StoreError::Corrupt {
+                what: format!("inputs of flow `{flow_id}`"),
+                detail,
+            })?;
+        match stored.flow.state {
+            FlowState::Reverted | FlowState::Failure => {
+                return Err(DurableError::Failed(recorded_error(&stored)));
+            }
+            _ => {}
+        }
+        let journal = Arc::new(Journal::new::<F>(store, flow_id, Some(&stored)));
+        let run = RunContext::durable(self, journal.clone(), F::NAME);
+        let mut values = F::__values(inputs);
+        let atoms: HashMap<&str, &AtomRecord> =
+            stored.atoms.iter().map(|a| (a.name.as_str(), a)).collect();
+        let view = Restore {
+            atoms: &atoms,
+            retries: &stored.retries,
+            flow_id,
+            prefix: String::new(),
+        };
+        restore_into::<F>(&mut values, &view, &run)?;
+        match stored.flow.state {
+            FlowState::Success => Ok(F::__outputs(values)),
+            FlowState::Reverting => {
+                let error = crate::engine::finish_revert::<F>(&mut values, &run).await;
+                match journal.take_error() {
+                    Some(e) => Err(e.into()),
+                    None => Err(error.into()),
+                }
+            }
+            _ => finish::<F>(values, &run, &journal).await,
+        }
+    }
+
+    /// [`run_durable`](Self::run_durable) from code that has no async runtime (see
+    /// [`run_blocking`](Self::run_blocking)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskflow::prelude::*;
+    /// use taskflow::store::MemoryStore;
+    ///
+    /// #[task(provides = doubled)]
+    /// fn double(x: u32) -> u32 { x * 2 }
+    ///
+    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+    ///
+    /// fn main() {
+    ///     let store = Arc::new(MemoryStore::new());
+    ///     let out = Engine::serial().run_durable_blocking(Double, DoubleInputs { x: 2 }, store, "a").unwrap();
+    ///     assert_eq!(out.doubled, 4);
+    /// }
+    /// ```
+    pub fn run_durable_blocking<F: DurableFlow>(
+        &self,
+        flow: F,
+        inputs: F::Inputs,
+        store: Arc<dyn Store>,
+        flow_id: &str,
+    ) -> Result<F::Outputs, DurableError> {
+        self.blocking(|| self.run_durable(flow, inputs, store, flow_id))
+            .map_err(|e| DurableError::Failed(engine_error(e)))?
+    }
+
+    /// [`resume_durable`](Self::resume_durable) from code that has no async runtime.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskflow::prelude::*;
+    /// use taskflow::store::MemoryStore;
+    ///
+    /// #[task(provides = doubled)]
+    /// fn double(x: u32) -> u32 { x * 2 }
+    ///
+    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+    ///
+    /// fn main() {
+    ///     let store = Arc::new(MemoryStore::new());
+    ///     let err = Engine::serial().resume_durable_blocking(Double, store, "nope").unwrap_err();
+    ///     assert_eq!(err.to_string(), "store error: no flow `nope` in the store");
+    /// }
+    /// ```
+    pub fn resume_durable_blocking<F: DurableFlow>(
+        &self,
+        flow: F,
+        store: Arc<dyn Store>,
+        flow_id: &str,
+    ) -> Result<F::Outputs, DurableError> {
+        self.blocking(|| self.resume_durable(flow, store, flow_id))
+            .map_err(|e| DurableError::Failed(engine_error(e)))?
+    }
+}
+
+fn engine_error(e: std::io::Error) -> FlowError {
+    FlowError::__new(vec![Failure::from_error("<engine>", e)], Vec::new())
+}
+
+/// Drives a durable run to its end and reports how it ended; a failed checkpoint wins.
+async fn finish<F: Flow>(
+    mut values: F::Values,
+    run: &RunContext,
+    journal: &Journal,
+) -> Result<F::Outputs, DurableError> {
+    let result = crate::engine::drive::<F>(&mut values, run).await;
+    if let Some(e) = journal.take_error() {
+        return Err(e.into());
+    }
+    match result {
+        Ok(()) => Ok(F::__outputs(values)),
+        Err(crate::engine::Stop::Failed(e)) => Err(e.into()),
+        Err(crate::engine::Stop::Suspended) => {
+            unreachable!("a durable run stops early only when a checkpoint failed")
+        }
+    }
+}
+
+/// The error of a run that ended reverted or failed, from its records.
+fn recorded_error(stored: &StoredFlow) -> FlowError {
+    let mut failures = Vec::new();
+    let mut reverts = Vec::new();
+    for atom in &stored.atoms {
+        if atom.name.contains('/') {
+            continue; // a sub-flow's: its step in the parent has the failure too
+        }
+        if let Some(f) = &atom.failure {
+            let name = if f.step == atom.name {
+                f.step.clone()
+            } else {
+                format!("{}/{}", atom.name, f.step)
+            };
+            failures.push(f.to_failure(&name));
+        }
+        if let Some(f) = &atom.revert_failure {
+            reverts.push(f.to_failure(&atom.name));
+        }
+    }
+    if failures.is_empty() {
+        failures.push(Failure::from_error(
+            "<store>",
+            RecordedError::new(format!(
+                "flow `{}` ended {} with no failure recorded",
+                stored.flow.id, stored.flow.state
+            )),
+        ));
+    }
+    FlowError::__new(failures, reverts)
+}
