@@ -582,6 +582,20 @@ pub fn restore_into<F: DurableFlow>(
                 .collect(),
         );
     }
+    // A scope whose attempt had begun provides its value again: its steps' reverts (and the
+    // steps still to run in it) read it.
+    for (s, scope) in graph.scopes().iter().enumerate() {
+        let status = F::__status(values);
+        if scope
+            .steps
+            .iter()
+            .any(|&step| status.steps[step] != StepState::Pending)
+        {
+            status.scopes[s].entered = true;
+            let attempt = status.scopes[s].attempt;
+            F::__retry_enter(values, s, attempt);
+        }
+    }
     Ok(())
 }
 
