@@ -78,6 +78,7 @@ for_each_backend!(
     delete_removes_one_flow,
     unsafe_flow_id_is_refused,
     concurrent_checkpoints_all_land,
+    graph_is_kept_with_the_flow,
 );
 
 fn flow(name: &str) -> FlowRecord {
@@ -451,6 +452,44 @@ fn concurrent_checkpoints_all_land(store: &dyn Store) {
     assert_eq!(load(store, &record.id).atoms.len(), 40);
 }
 
+/// A flow's recorded structure (nested JSON) comes back as it was written, through checkpoints
+/// and listings; a flow without one has `Value::Null`.
+fn graph_is_kept_with_the_flow(store: &dyn Store) {
+    let graph = json!({
+        "name": "Outer", "inputs": ["x"], "outputs": ["y"], "edges": [[0, 1]],
+        "steps": [
+            { "name": "a", "kind": "task", "requires": ["x"], "provides": ["m"], "subflow": null },
+            { "name": "Sub", "kind": "flow", "requires": ["m"], "provides": ["y"],
+              "subflow": { "name": "Inner", "inputs": ["m"], "outputs": ["y"], "edges": [],
+                           "steps": [{ "name": "b", "kind": "task", "requires": ["m"],
+                                       "provides": ["y"], "subflow": null }] } },
+        ],
+    });
+    let with = flow("Outer").with_graph(graph.clone());
+    let without = flow("Plain");
+    assert_eq!(without.graph, serde_json::Value::Null);
+    for f in [&with, &without] {
+        store.create_flow(f).unwrap();
+    }
+    assert_eq!(load(store, &with.id).flow, with);
+    assert_eq!(load(store, &without.id).flow, without);
+
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        atoms: vec![atom("Sub/b", StepState::Running)],
+        ..Default::default()
+    };
+    store.checkpoint(&with.id, &cp).unwrap();
+    assert_eq!(load(store, &with.id).flow.graph, graph);
+    let listed: Vec<serde_json::Value> = store
+        .list_flows()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.graph)
+        .collect();
+    assert!(listed.contains(&graph) && listed.contains(&serde_json::Value::Null));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Not backend-specific
 
@@ -585,6 +624,53 @@ fn dir_file_is_versioned_json() {
     assert_eq!(value["flow"]["state"], "SUSPENDED");
     assert_eq!(value["atoms"][0]["result"], json!([1, 2, 3]));
     assert_eq!(value["retries"][0]["history"][0][0]["message"], "flaky");
+}
+
+/// A file written before flows recorded their graph (no `graph` key) loads with `Value::Null`,
+/// and checkpoints go on.
+#[test]
+fn dir_file_without_a_graph_loads() {
+    let (store, _tmp) = dir();
+    let old = r#"{
+  "format": 1,
+  "flow": {
+    "id": "old-run",
+    "logbook": "nightly",
+    "flow_name": "BootVm",
+    "fingerprint": "fp-1",
+    "state": "RUNNING",
+    "inputs": { "image": "debian" },
+    "created_at": 1700000000000,
+    "updated_at": 1700000061000
+  },
+  "atoms": [
+    { "name": "launch", "state": "SUCCESS", "attempt": 1, "result": "srv-1", "failure": null,
+      "revert_failure": null, "progress": 1.0, "started_at": 1700000000000,
+      "finished_at": 1700000001000 }
+  ],
+  "retries": []
+}"#;
+    fs::write(flow_file(&store, "old-run"), old).unwrap();
+    let stored = load(&store, "old-run");
+    assert_eq!(stored.flow.graph, serde_json::Value::Null);
+    assert_eq!(
+        (stored.flow.flow_name.as_str(), stored.flow.state),
+        ("BootVm", FlowState::Running)
+    );
+    assert_eq!(stored.atom("launch").unwrap().result, Some(json!("srv-1")));
+    assert_eq!(
+        store.list_flows().unwrap(),
+        std::slice::from_ref(&stored.flow)
+    );
+
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Success),
+        ..Default::default()
+    };
+    store.checkpoint("old-run", &cp).unwrap();
+    let after = load(&store, "old-run");
+    assert_eq!(after.flow.state, FlowState::Success);
+    assert_eq!(after.atoms, stored.atoms);
 }
 
 /// A truncated file and a file of garbage are each `Corrupt` naming the file; other flows still
@@ -757,9 +843,9 @@ fn raw(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
 
-/// A new database gets WAL and schema version 1.
+/// A new database gets WAL and schema version 2, whose `flows` table has the `graph` column.
 #[test]
-fn sqlite_new_database_is_wal_with_schema_version_1() {
+fn sqlite_new_database_is_wal_with_schema_version_2() {
     let (store, _tmp) = sqlite();
     let conn = raw(store.path());
     let mode: String = conn
@@ -769,7 +855,243 @@ fn sqlite_new_database_is_wal_with_schema_version_1() {
     let version: u32 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
+    assert!(has_graph_column(store.path()));
+}
+
+/// Whether the `flows` table of the database at `path` has the `graph` column of version 2.
+fn has_graph_column(path: &Path) -> bool {
+    raw(path)
+        .query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('flows') WHERE name = 'graph'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn schema_version(path: &Path) -> u32 {
+    raw(path)
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The schema of version 1, as taskflow 0.1 created it: a frozen copy, so that these tests keep
+/// making real version-1 databases whatever the library's schema becomes.
+const SCHEMA_V1: &str = "
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE flows (
+    id          TEXT PRIMARY KEY NOT NULL,
+    logbook     TEXT NOT NULL,
+    flow_name   TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    inputs      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE TABLE atoms (
+    id             INTEGER PRIMARY KEY,
+    flow_id        TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+    name           TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    attempt        INTEGER NOT NULL,
+    result         TEXT,
+    failure        TEXT,
+    revert_failure TEXT,
+    progress       REAL NOT NULL,
+    started_at     INTEGER,
+    finished_at    INTEGER,
+    UNIQUE (flow_id, name)
+);
+CREATE TABLE retries (
+    flow_id TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+    scope   INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    history TEXT NOT NULL,
+    PRIMARY KEY (flow_id, scope)
+);
+INSERT INTO schema_version (version) VALUES (1);
+";
+
+/// A version-1 database at `path` as taskflow 0.1 left it (WAL, closed), holding one suspended
+/// run with two steps and a retry record; returns that run as it must load.
+fn version_1_database(path: &Path) -> StoredFlow {
+    let conn = raw(path);
+    let _mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    conn.execute_batch(SCHEMA_V1).unwrap();
+    conn.execute_batch(
+        r#"
+        INSERT INTO flows VALUES ('v1-run', 'nightly', 'BootVm', 'fp-1', 'SUSPENDED',
+            '{"image":"debian"}', 1700000000000, 1700000061000);
+        INSERT INTO atoms (flow_id, name, state, attempt, result, failure, revert_failure,
+                           progress, started_at, finished_at)
+        VALUES ('v1-run', 'launch', 'SUCCESS', 1, '"srv-1"', NULL, NULL, 1.0,
+                1700000000000, 1700000001000),
+               ('v1-run', 'Storage/attach', 'FAILURE', 2, NULL,
+                '{"step":"Storage/attach","message":"busy","is_panic":false}', NULL, 0.5,
+                1700000002000, NULL);
+        INSERT INTO retries VALUES ('v1-run', 0, 2,
+            '[[{"step":"Storage/attach","message":"busy","is_panic":false}]]');
+        "#,
+    )
+    .unwrap();
+    drop(conn);
+    StoredFlow {
+        flow: FlowRecord {
+            id: "v1-run".into(),
+            logbook: "nightly".into(),
+            flow_name: "BootVm".into(),
+            fingerprint: "fp-1".into(),
+            state: FlowState::Suspended,
+            inputs: json!({ "image": "debian" }),
+            created_at: 1_700_000_000_000,
+            updated_at: 1_700_000_061_000,
+            graph: serde_json::Value::Null,
+        },
+        atoms: vec![
+            AtomRecord {
+                result: Some(json!("srv-1")),
+                progress: 1.0,
+                started_at: Some(1_700_000_000_000),
+                finished_at: Some(1_700_000_001_000),
+                ..atom("launch", StepState::Success)
+            },
+            AtomRecord {
+                attempt: 2,
+                failure: Some(failure("Storage/attach", "busy", false)),
+                progress: 0.5,
+                started_at: Some(1_700_000_002_000),
+                ..atom("Storage/attach", StepState::Failure)
+            },
+        ],
+        retries: vec![RetryRecord {
+            scope: 0,
+            attempt: 2,
+            history: vec![vec![failure("Storage/attach", "busy", false)]],
+        }],
+    }
+}
+
+/// `open` migrates a version-1 database to version 2: every flow, atom and retry record is
+/// intact, the flows have no graph, and the store works on (checkpoints, new flows with a graph,
+/// reopening).
+#[test]
+fn sqlite_version_1_database_is_migrated_by_open() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("v1.db");
+    let expected = version_1_database(&path);
+    assert_eq!(schema_version(&path), 1);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(schema_version(&path), 2);
+    assert!(has_graph_column(&path));
+    assert_eq!(load(&store, "v1-run"), expected);
+    assert_eq!(
+        store.list_flows().unwrap(),
+        std::slice::from_ref(&expected.flow)
+    );
+
+    let cp = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        atoms: vec![atom("Storage/attach", StepState::Running)],
+        ..Default::default()
+    };
+    store.checkpoint("v1-run", &cp).unwrap();
+    let after = load(&store, "v1-run");
+    assert_eq!(after.flow.state, FlowState::Running);
+    assert_eq!(after.atoms[0], expected.atoms[0]);
+    assert_eq!(after.atoms[1], atom("Storage/attach", StepState::Running));
+    assert_eq!(after.flow.graph, serde_json::Value::Null);
+
+    let new = flow("New").with_graph(json!({ "name": "New", "steps": [] }));
+    store.create_flow(&new).unwrap();
+    drop(store);
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(schema_version(&path), 2);
+    assert_eq!(load(&again, &new.id).flow, new);
+    assert_eq!(load(&again, "v1-run"), after);
+}
+
+/// `open_read_only` reads a version-1 database as it is: flows with no graph, and nothing written
+/// (the version stays 1, no column is added, the file is byte for byte the same).
+#[test]
+fn sqlite_version_1_database_is_read_by_open_read_only() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("v1.db");
+    let expected = version_1_database(&path);
+    let before = fs::read(&path).unwrap();
+
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(load(&store, "v1-run"), expected);
+    assert_eq!(
+        store.list_flows().unwrap(),
+        std::slice::from_ref(&expected.flow)
+    );
+    assert!(store.checkpoint("v1-run", &Checkpoint::default()).is_err());
+    drop(store);
+
+    assert_eq!(schema_version(&path), 1);
+    assert!(!has_graph_column(&path));
+    assert_eq!(fs::read(&path).unwrap(), before);
+}
+
+/// The migration is one transaction: when its last statement fails (here a trigger refuses the
+/// version bump, after the column was added), nothing of it stays and the database is still a
+/// readable version 1; once the obstacle is gone, `open` migrates it.
+#[test]
+fn sqlite_failed_migration_changes_nothing() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("v1.db");
+    let expected = version_1_database(&path);
+    raw(&path)
+        .execute_batch(
+            "CREATE TRIGGER no_bump BEFORE UPDATE ON schema_version
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    match SqliteStore::open(&path) {
+        Err(e @ StoreError::Sqlite { .. }) => assert!(e.to_string().contains("injected failure")),
+        other => panic!("expected Sqlite, got {other:?}"),
+    }
+    assert_eq!(schema_version(&path), 1);
+    assert!(!has_graph_column(&path));
+    assert_eq!(
+        load(&SqliteStore::open_read_only(&path).unwrap(), "v1-run"),
+        expected
+    );
+
+    raw(&path).execute_batch("DROP TRIGGER no_bump").unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(schema_version(&path), 2);
+    assert_eq!(load(&store, "v1-run"), expected);
+}
+
+/// Version 3 is newer than this taskflow: both opens refuse it and leave it alone.
+#[test]
+fn sqlite_version_3_is_too_new_for_both_opens() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("v3.db");
+    version_1_database(&path);
+    raw(&path)
+        .execute_batch("UPDATE schema_version SET version = 3")
+        .unwrap();
+    let before = fs::read(&path).unwrap();
+    for opened in [SqliteStore::open(&path), SqliteStore::open_read_only(&path)] {
+        assert!(
+            matches!(
+                opened,
+                Err(StoreError::SchemaTooNew {
+                    found: 3,
+                    supported: 2
+                })
+            ),
+            "{opened:?}"
+        );
+    }
+    assert_eq!(fs::read(&path).unwrap(), before);
 }
 
 /// A database written by a newer taskflow (schema_version 99) is refused with `SchemaTooNew`,
@@ -794,7 +1116,7 @@ fn sqlite_newer_schema_is_refused_and_untouched() {
                 e,
                 StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 1
+                    supported: 2
                 }
             ));
             assert!(e.to_string().contains("upgrade taskflow"), "{e}");
@@ -858,6 +1180,13 @@ fn sqlite_bad_rows_are_corrupt_naming_the_row() {
             "'{'",
             "id = ?1",
             vec!["flows", id.as_str(), "inputs"],
+        ),
+        (
+            "flows",
+            "graph",
+            "'{\"name\": '",
+            "id = ?1",
+            vec!["flows", id.as_str(), "graph"],
         ),
     ];
     for (table, column, bad, row, names) in cases {

@@ -1,14 +1,16 @@
 //! `taskflow`: inspect the flows recorded in a taskflow store.
 //!
 //! ```text
-//! taskflow list <STORE>            every flow in the store, with its state and times
-//! taskflow show <STORE> <FLOW_ID>  one flow: its inputs, each step, its retry scopes
+//! taskflow list <STORE>             every flow in the store, with its state and times
+//! taskflow show <STORE> <FLOW_ID>   one flow: its inputs, each step, its retry scopes
+//! taskflow graph <STORE> <FLOW_ID>  one flow's structure as Graphviz DOT, with step states
 //! ```
 //!
 //! `<STORE>` is a directory (a [`DirStore`]) or an SQLite database file (a [`SqliteStore`]); it
 //! must exist: inspecting never creates a store. Errors go to stderr, naming the problem and the
 //! path, with exit code 1 (2 for a bad command line).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Write as _};
@@ -16,10 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use taskflow::store::{
-    AtomRecord, DirStore, FailureRecord, FlowRecord, RetryRecord, SqliteStore, Store,
+    AtomRecord, DirStore, FailureRecord, FlowRecord, RetryRecord, SqliteStore, Store, StoredFlow,
 };
+use taskflow::{FlowGraph, StepState};
 
 /// Inspect the flows recorded in a taskflow store.
 ///
@@ -40,13 +43,7 @@ enum Command {
     /// One row per flow: its id, log book, flow name and state, and when it was created and last
     /// updated (UTC, `YYYY-MM-DD HH:MM:SS`). In a directory store, a flow file that cannot be read
     /// is reported on stderr (exit code 1) and the readable flows are still listed.
-    List {
-        /// The store: a directory (DirStore) or an SQLite database file (SqliteStore).
-        ///
-        /// A directory is read as a DirStore (one `<flow id>.json` file per flow), any other file
-        /// as a SqliteStore. The path must exist; it is never created.
-        store: PathBuf,
-    },
+    List(StoreArg),
     /// Show one flow: its inputs, every step, and its retry scopes.
     ///
     /// First the flow (id, name, log book, fingerprint, state, times, inputs as JSON); then one
@@ -54,15 +51,36 @@ enum Command {
     /// started and finished), result as JSON (cut at 40 characters with `…`), failure (`(panic)`
     /// when the step panicked, then any failure of its revert hook); then each retry scope: its
     /// attempt and what failed in each earlier attempt.
-    Show {
-        /// The store: a directory (DirStore) or an SQLite database file (SqliteStore).
-        ///
-        /// A directory is read as a DirStore (one `<flow id>.json` file per flow), any other file
-        /// as a SqliteStore. The path must exist; it is never created.
-        store: PathBuf,
-        /// The flow's id, as the ID column of `taskflow list` prints it.
-        flow_id: String,
-    },
+    Show(FlowArgs),
+    /// Print a flow's structure as Graphviz DOT, with the state of each step.
+    ///
+    /// The structure is the one the run recorded in the store when it started: its steps (a
+    /// sub-flow is a cluster), what each provides, and the order between them. Each step that has
+    /// a record in the run shows its state and is filled with a colour: SUCCESS green, FAILURE
+    /// red, REVERTING and REVERTED orange, RUNNING yellow, PENDING white. Render it with Graphviz:
+    /// `taskflow graph flows.db <FLOW_ID> | dot -Tsvg > flow.svg`. A run stored by a taskflow
+    /// that did not record structures has none to print (exit code 1).
+    Graph(FlowArgs),
+}
+
+// The arguments of the commands. (No doc comments on these structs: clap would take them for
+// the commands' descriptions.)
+
+#[derive(Debug, Args)]
+struct StoreArg {
+    /// The store: a directory (DirStore) or an SQLite database file (SqliteStore).
+    ///
+    /// A directory is read as a DirStore (one `<flow id>.json` file per flow), any other file
+    /// as a SqliteStore. The path must exist; it is never created.
+    store: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct FlowArgs {
+    #[command(flatten)]
+    store: StoreArg,
+    /// The flow's id, as the ID column of `taskflow list` prints it.
+    flow_id: String,
 }
 
 /// The widest a result is shown in the steps table, in characters (`…` included).
@@ -72,8 +90,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = String::new();
     let errors = match &cli.command {
-        Command::List { store } => list(store, &mut out),
-        Command::Show { store, flow_id } => show(store, flow_id, &mut out),
+        Command::List(StoreArg { store }) => list(store, &mut out),
+        Command::Show(flow) => show(&flow.store.store, &flow.flow_id, &mut out),
+        Command::Graph(flow) => graph(&flow.store.store, &flow.flow_id, &mut out),
     };
     if let Err(e) = io::stdout().lock().write_all(out.as_bytes()) {
         // `taskflow list … | head` closes the pipe early: not an error worth a word.
@@ -171,18 +190,23 @@ fn flow_row(flow: &FlowRecord) -> Vec<String> {
     ]
 }
 
+/// The flow `flow_id` of the store at `path`, or why it cannot be had.
+fn load(path: &Path, flow_id: &str) -> Result<StoredFlow, String> {
+    match open(path)
+        .and_then(|opened| opened.store().load_flow(flow_id).map_err(|e| e.to_string()))?
+    {
+        Some(stored) => Ok(stored),
+        None => Err(format!(
+            "no flow `{flow_id}` in `{}` (`taskflow list` shows the ids)",
+            path.display()
+        )),
+    }
+}
+
 /// `taskflow show`: writes the flow's header, its steps and its retry scopes to `out`.
 fn show(path: &Path, flow_id: &str, out: &mut String) -> Vec<String> {
-    let stored = match open(path)
-        .and_then(|opened| opened.store().load_flow(flow_id).map_err(|e| e.to_string()))
-    {
-        Ok(Some(stored)) => stored,
-        Ok(None) => {
-            return vec![format!(
-                "no flow `{flow_id}` in `{}` (`taskflow list` shows the ids)",
-                path.display()
-            )]
-        }
+    let stored = match load(path, flow_id) {
+        Ok(stored) => stored,
         Err(e) => return vec![e],
     };
     let flow = &stored.flow;
@@ -217,6 +241,36 @@ fn show(path: &Path, flow_id: &str, out: &mut String) -> Vec<String> {
         out.push_str(&table(&["RETRY SCOPE", "ATTEMPT", "FAILURES"], &rows));
     }
     Vec::new()
+}
+
+/// `taskflow graph`: writes the flow's recorded structure as DOT, with each recorded step's state.
+fn graph(path: &Path, flow_id: &str, out: &mut String) -> Vec<String> {
+    let stored = match load(path, flow_id) {
+        Ok(stored) => stored,
+        Err(e) => return vec![e],
+    };
+    if stored.flow.graph.is_null() {
+        return vec![format!(
+            "flow `{flow_id}` in `{}` has no recorded structure: it was stored by a taskflow \
+             without graph recording",
+            path.display()
+        )];
+    }
+    let states: HashMap<String, StepState> = stored
+        .atoms
+        .iter()
+        .map(|atom| (atom.name.clone(), atom.state))
+        .collect();
+    match FlowGraph::dot_from_json(&stored.flow.graph, Some(&states)) {
+        Ok(dot) => {
+            out.push_str(&dot);
+            Vec::new()
+        }
+        Err(e) => vec![format!(
+            "the recorded structure of flow `{flow_id}` in `{}` is malformed: {e}",
+            path.display()
+        )],
+    }
 }
 
 fn step_row(atom: &AtomRecord) -> Vec<String> {

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::json;
+use taskflow::prelude::*;
 use taskflow::store::{
     AtomRecord, Checkpoint, DirStore, FailureRecord, FlowRecord, RetryRecord, SqliteStore, Store,
 };
@@ -53,6 +54,12 @@ fn taskflow(args: &[&str]) -> Run {
         stdout: String::from_utf8(out.stdout).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
     }
+}
+
+/// The run failed with exit code 1, printing nothing but `error: <message>` on stderr.
+fn assert_error(run: &Run, message: &str) {
+    assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
+    assert_eq!(run.stderr, format!("error: {message}\n"));
 }
 
 fn s(path: &Path) -> &str {
@@ -264,19 +271,202 @@ fn show_a_flow_with_no_steps() {
 }
 
 #[test]
-fn show_of_an_unknown_flow_names_it() {
+fn show_and_graph_of_an_unknown_flow_name_it() {
     for (store, path, _tmp) in [dir_store(), sqlite_store()] {
         failed_run(&*store);
-        let run = taskflow(&["show", s(&path), "run-2"]);
-        assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
-        assert_eq!(
-            run.stderr,
-            format!(
-                "error: no flow `run-2` in `{}` (`taskflow list` shows the ids)\n",
+        for command in ["show", "graph"] {
+            let run = taskflow(&[command, s(&path), "run-2"]);
+            let message = format!(
+                "no flow `run-2` in `{}` (`taskflow list` shows the ids)",
                 path.display()
-            )
+            );
+            assert_error(&run, &message);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// graph
+
+#[task(provides = server_id)]
+fn launch_server(image: &str) -> u32 {
+    image.len() as u32
+}
+
+#[task(provides = volume_id)]
+fn attach_volume(server_id: u32) -> u32 {
+    server_id * 10
+}
+
+#[task]
+fn notify(volume_id: u32) {
+    let _ = volume_id;
+}
+
+flow! {
+    flow Storage(server_id: u32) -> (volume_id) { linear [ attach_volume ] }
+}
+
+flow! {
+    flow BootVm(image: String) -> (volume_id) { linear [ launch_server, Storage, notify ] }
+}
+
+/// A run of `BootVm` that failed in its sub-flow, with its structure recorded as a durable run
+/// records it; `notify` never started, so it has no record.
+fn failed_boot(store: &dyn Store) {
+    let mut record = flow("run-1", "nightly", "BootVm", FlowState::Pending, T0);
+    record = record.with_graph(BootVm::graph().to_json());
+    store.create_flow(&record).unwrap();
+    let state = |name: &str, state| AtomRecord {
+        state,
+        ..AtomRecord::new(name)
+    };
+    store
+        .checkpoint(
+            "run-1",
+            &Checkpoint {
+                flow_state: Some(FlowState::Reverted),
+                atoms: vec![
+                    state("launch_server", StepState::Reverted),
+                    state("Storage", StepState::Failure),
+                    state("Storage/attach_volume", StepState::Failure),
+                ],
+                ..Checkpoint::default()
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn graph_of_a_failed_run_shows_step_states() {
+    for (store, path, _tmp) in [dir_store(), sqlite_store()] {
+        failed_boot(&*store);
+        let run = taskflow(&["graph", s(&path), "run-1"]);
+        assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{run:?}");
+        assert_eq!(
+            run.stdout,
+            r#"digraph "BootVm" {
+  rankdir=LR;
+  "BootVm/launch_server" [label="launch_server\n-> server_id\nREVERTED", shape=box, style=filled, fillcolor=orange];
+  subgraph "cluster_1" {
+    label="Storage (Storage)\nFAILURE";
+    style=filled;
+    fillcolor=tomato;
+    "BootVm/Storage" [shape=point];
+    "BootVm/Storage/attach_volume" [label="attach_volume\n-> volume_id\nFAILURE", shape=box, style=filled, fillcolor=tomato];
+  }
+  "BootVm/notify" [label="notify", shape=box];
+  "BootVm/launch_server" -> "BootVm/Storage";
+  "BootVm/Storage" -> "BootVm/notify";
+}
+"#
         );
     }
+}
+
+/// Before any step ran, the graph is the flow's own `to_dot`.
+#[test]
+fn graph_of_a_fresh_run_is_the_flows_dot() {
+    let (store, path, _tmp) = sqlite_store();
+    let record = flow("fresh", "nightly", "BootVm", FlowState::Pending, T0)
+        .with_graph(BootVm::graph().to_json());
+    store.create_flow(&record).unwrap();
+    let run = taskflow(&["graph", s(&path), "fresh"]);
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{run:?}");
+    assert_eq!(run.stdout, BootVm::graph().to_dot());
+}
+
+#[test]
+fn graph_of_a_flow_without_a_recorded_structure_says_so() {
+    for (store, path, _tmp) in [dir_store(), sqlite_store()] {
+        failed_run(&*store); // recorded without a graph
+        let run = taskflow(&["graph", s(&path), "run-1"]);
+        let message = format!(
+            "flow `run-1` in `{}` has no recorded structure: it was stored by a taskflow \
+             without graph recording",
+            path.display()
+        );
+        assert_error(&run, &message);
+    }
+}
+
+/// A recorded structure that is JSON but not a graph is named with what is wrong and where.
+#[test]
+fn graph_of_a_malformed_structure_names_the_problem() {
+    for (store, path, _tmp) in [dir_store(), sqlite_store()] {
+        let mut graph = BootVm::graph().to_json();
+        graph["steps"][1]["subflow"]["steps"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("kind");
+        let record = flow("bad", "nightly", "BootVm", FlowState::Pending, T0).with_graph(graph);
+        store.create_flow(&record).unwrap();
+        let run = taskflow(&["graph", s(&path), "bad"]);
+        let message = format!(
+            "the recorded structure of flow `bad` in `{}` is malformed: \
+             steps[1].subflow.steps[0].kind is missing",
+            path.display()
+        );
+        assert_error(&run, &message);
+    }
+}
+
+/// A `graph` column that is not JSON at all is a corrupt row, named as such.
+#[test]
+fn graph_of_a_corrupt_row_names_the_column() {
+    let (store, path, _tmp) = sqlite_store();
+    failed_boot(&*store);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE flows SET graph = '{\"name\": ' WHERE id = 'run-1'",
+            [],
+        )
+        .unwrap();
+    let run = taskflow(&["graph", s(&path), "run-1"]);
+    assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: corrupt flows row id=\"run-1\", column `graph`: "),
+        "{run:?}"
+    );
+}
+
+/// A database of schema version 1 (from before structures were recorded) is read as it is: its
+/// flows are listed and shown, `graph` says they have no structure, and nothing is written to it.
+#[test]
+fn a_version_1_sqlite_store_is_read_and_left_as_it_was() {
+    let (store, path, _tmp) = sqlite_store();
+    failed_run(&*store);
+    drop(store);
+    // Version 2 minus its `graph` column is version 1.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE flows DROP COLUMN graph; UPDATE schema_version SET version = 1;",
+        )
+        .unwrap();
+    let before = fs::read(&path).unwrap();
+
+    let run = taskflow(&["list", s(&path)]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("\nrun-1  nightly   BootVm"), "{run:?}");
+    let run = taskflow(&["show", s(&path), "run-1"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.contains("\nStorage/attach_volume  FAILURE"),
+        "{run:?}"
+    );
+    let run = taskflow(&["graph", s(&path), "run-1"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("has no recorded structure"), "{run:?}");
+
+    assert_eq!(fs::read(&path).unwrap(), before);
+    let version: u32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,6 +479,7 @@ fn a_store_that_does_not_exist_is_named_and_not_created() {
         for args in [
             vec!["list", s(&missing)],
             vec!["show", s(&missing), "run-1"],
+            vec!["graph", s(&missing), "run-1"],
         ] {
             let run = taskflow(&args);
             assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
@@ -406,7 +597,9 @@ fn a_closed_sqlite_store_is_read() {
 
 #[test]
 fn a_bad_command_line_is_exit_code_2() {
-    let run = taskflow(&["show", "flows.db"]);
-    assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(run.stderr.contains("<FLOW_ID>"), "{run:?}");
+    for command in ["show", "graph"] {
+        let run = taskflow(&[command, "flows.db"]);
+        assert_eq!(run.code, Some(2), "{run:?}");
+        assert!(run.stderr.contains("<FLOW_ID>"), "{run:?}");
+    }
 }

@@ -68,7 +68,7 @@ pub use engine::{Engine, Finished, Paused, SuspendHandle};
 pub use error::FlowError;
 pub use failure::{BoxError, Failure, PanicError};
 pub use flow::Flow;
-pub use graph::{FlowGraph, StepInfo, StepKind};
+pub use graph::{FlowGraph, GraphJsonError, StepInfo, StepKind};
 pub use listener::{
     FlowEvent, Listener, ProgressEvent, StepEvent, StepTiming, TimingListener, TracingListener,
 };

@@ -24,7 +24,8 @@ const FORMAT: u32 = 1;
 /// `<flow id>.json.tmp`, fsyncs it, renames it over `<flow id>.json` (creating uses a hard link
 /// instead, so an existing run is never replaced) and fsyncs the directory. A crash or a failed
 /// write (a full or read-only disk) therefore leaves either the old file or the new one, never a
-/// mix; a leftover `.tmp` file is ignored and overwritten by the next write.
+/// mix; a leftover `.tmp` file is ignored and overwritten by the next write. A file written
+/// before flows recorded their structure (no `graph` key in its flow) loads with `Value::Null`.
 ///
 /// A file that does not parse (truncated, edited) is [`StoreError::Corrupt`] naming the file;
 /// one written by a newer taskflow is [`StoreError::SchemaTooNew`]. Such a file is never

@@ -1,7 +1,8 @@
 //! Durable records of flow runs, and the stores that keep them.
 //!
 //! The model follows TaskFlow's: a **log book** (a name that groups runs) holds **flows**
-//! ([`FlowRecord`]: one run of a flow, with its inputs and state), and a flow holds one **atom**
+//! ([`FlowRecord`]: one run of a flow, with its inputs, its state and the flow's structure as
+//! [`FlowGraph::to_json`](crate::FlowGraph::to_json) gives it), and a flow holds one **atom**
 //! per step ([`AtomRecord`]: state, attempt, result, failure, progress, timings) and one
 //! [`RetryRecord`] per retry scope (its attempt and the failures of each failed attempt). Values are
 //! JSON ([`serde_json::Value`]).
@@ -77,6 +78,7 @@ pub use sqlite::SqliteStore;
 /// let flow = FlowRecord::new("nightly", "BootVm", "fp-1", serde_json::json!({ "image": "debian" }));
 /// assert_eq!(flow.state, FlowState::Pending);
 /// assert_eq!(flow.inputs["image"], "debian");
+/// assert!(flow.graph.is_null());
 /// assert_eq!(flow.created_at, flow.updated_at);
 /// assert_ne!(flow.id, FlowRecord::new("nightly", "BootVm", "fp-1", serde_json::json!({})).id);
 /// ```
@@ -98,10 +100,16 @@ pub struct FlowRecord {
     pub created_at: u64,
     /// When the run was last checkpointed (Unix milliseconds); set by the store.
     pub updated_at: u64,
+    /// The flow's structure, as [`FlowGraph::to_json`](crate::FlowGraph::to_json) gives it (what
+    /// `taskflow graph` draws); `Value::Null` when it was not recorded, as in runs stored by a
+    /// taskflow that did not record it. See [`with_graph`](Self::with_graph).
+    #[serde(default)]
+    pub graph: Value,
 }
 
 impl FlowRecord {
-    /// A new PENDING run with a fresh id (see [`new_flow_id`]), created now.
+    /// A new PENDING run with a fresh id (see [`new_flow_id`]), created now, with no recorded
+    /// graph (`Value::Null`).
     pub fn new(
         logbook: impl Into<String>,
         flow_name: impl Into<String>,
@@ -118,7 +126,34 @@ impl FlowRecord {
             inputs,
             created_at: now,
             updated_at: now,
+            graph: Value::Null,
         }
+    }
+
+    /// The record with `graph` as the flow's structure: what a durable run records, from
+    /// [`FlowGraph::to_json`](crate::FlowGraph::to_json).
+    ///
+    /// ```
+    /// use taskflow::prelude::*;
+    /// use taskflow::store::{FlowRecord, MemoryStore, Store};
+    ///
+    /// #[task(provides = doubled)]
+    /// fn double(x: u32) -> u32 { x * 2 }
+    ///
+    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+    ///
+    /// fn main() {
+    ///     let flow = FlowRecord::new("book", "Double", "fp", serde_json::json!({ "x": 2 }))
+    ///         .with_graph(Double::graph().to_json());
+    ///     let store = MemoryStore::new();
+    ///     store.create_flow(&flow).unwrap();
+    ///     let stored = store.load_flow(&flow.id).unwrap().unwrap();
+    ///     assert_eq!(stored.flow.graph["steps"][0]["name"], "double");
+    /// }
+    /// ```
+    pub fn with_graph(mut self, graph: Value) -> Self {
+        self.graph = graph;
+        self
     }
 }
 
@@ -418,10 +453,10 @@ pub trait Store: Send + Sync {
 /// ```
 /// use taskflow::store::StoreError;
 ///
-/// let e = StoreError::SchemaTooNew { found: 3, supported: 1 };
+/// let e = StoreError::SchemaTooNew { found: 3, supported: 2 };
 /// assert_eq!(
 ///     e.to_string(),
-///     "the store's schema version 3 is newer than the newest this taskflow supports (1): \
+///     "the store's schema version 3 is newer than the newest this taskflow supports (2): \
 ///      upgrade taskflow to use this store"
 /// );
 /// let e = StoreError::Corrupt { what: "flow file `/tmp/x.json`".into(), detail: "EOF".into() };

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{params, Connection, ErrorCode, Row, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, Row, Transaction, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -15,13 +15,14 @@ use super::{
 };
 
 /// The schema version this library creates and the newest it opens.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
-/// Version 1. `flows`: one row per run; `atoms`: one row per step of a run (`id` keeps the order
-/// in which steps were first recorded; the `UNIQUE (flow_id, name)` index serves every lookup by
-/// run); `retries`: one row per retry scope of a run. JSON values are stored as text, times as
-/// Unix milliseconds.
-const SCHEMA: &str = "
+/// Version 1, as taskflow first wrote it; a new database is created with it, then migrated (see
+/// [`MIGRATIONS`]), so new and migrated databases are the same. `flows`: one row per run;
+/// `atoms`: one row per step of a run (`id` keeps the order in which steps were first recorded;
+/// the `UNIQUE (flow_id, name)` index serves every lookup by run); `retries`: one row per retry
+/// scope of a run. JSON values are stored as text, times as Unix milliseconds.
+const SCHEMA_V1: &str = "
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE flows (
     id          TEXT PRIMARY KEY NOT NULL,
@@ -56,8 +57,24 @@ CREATE TABLE retries (
 );
 ";
 
+/// `MIGRATIONS[i]` takes a database from version `i + 1` to `i + 2`, in the transaction that
+/// also records the new version.
+///
+/// 1 → 2: `flows.graph`, the flow's structure as JSON (`FlowRecord::graph`); NULL when it was not
+/// recorded. A nullable column added at the end: rows of version 1 keep everything and get NULL,
+/// and a process of an older taskflow that still has the database open goes on working (its
+/// statements name their columns).
+const MIGRATIONS: &[&str] = &["ALTER TABLE flows ADD COLUMN graph TEXT;"];
+
+const _: () = assert!(MIGRATIONS.len() + 1 == SCHEMA_VERSION as usize);
+
+/// The columns [`read_flow`] reads, in a database of version 2 or later.
 const FLOW_COLUMNS: &str =
-    "rowid, id, logbook, flow_name, fingerprint, state, inputs, created_at, updated_at";
+    "rowid, id, logbook, flow_name, fingerprint, state, inputs, created_at, updated_at, graph";
+/// The same in a version-1 database (only opened read-only: `open` migrates), which has no
+/// `graph` column: its flows have no recorded graph.
+const FLOW_COLUMNS_V1: &str =
+    "rowid, id, logbook, flow_name, fingerprint, state, inputs, created_at, updated_at, NULL";
 const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_failure, progress, \
                             started_at, finished_at";
 
@@ -67,9 +84,12 @@ const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_fa
 /// committed checkpoint is on disk; each checkpoint is one transaction, so a failure half-way
 /// (a full or read-only disk, a crash) leaves the run as the previous checkpoint left it.
 ///
-/// The schema is created on first use, with its version in table `schema_version`. A database
-/// whose version is newer than this library's is refused with [`StoreError::SchemaTooNew`]
-/// before anything is written to it; a file that is not an SQLite database is
+/// The schema is created on first use, with its version in table `schema_version` (version 2:
+/// version 1 plus `flows.graph`, the flow's structure). [`SqliteStore::open`] migrates a database
+/// of an older version in one transaction, losing nothing; [`SqliteStore::open_read_only`] reads
+/// it as it is (the flows of a version-1 database have no graph). A database whose version is
+/// newer than this library's is refused with [`StoreError::SchemaTooNew`] before anything is
+/// written to it; a file that is not an SQLite database is
 /// [`StoreError::Corrupt`], and so is a row whose JSON or state does not parse (naming the table,
 /// the row and the column).
 ///
@@ -94,10 +114,14 @@ const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_fa
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// The schema version of the database: [`SCHEMA_VERSION`] once `open` is done; as found for
+    /// `open_read_only`.
+    version: u32,
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the store in database file `path`, creating the schema on first use.
+    /// Opens (or creates) the store in database file `path`, creating the schema on first use
+    /// and migrating a database of an older schema version (in one transaction: all or nothing).
     ///
     /// ```
     /// use taskflow::store::{SqliteStore, StoreError};
@@ -134,14 +158,15 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
         match schema_version(&tx, &path)? {
-            Some(found) => check_version(found, &path)?,
+            Some(found) => {
+                check_version(found, &path)?;
+                migrate(&tx, found, &path)?;
+            }
             None => {
-                tx.execute_batch(SCHEMA).map_err(&err)?;
-                tx.execute(
-                    "INSERT INTO schema_version (version) VALUES (?1)",
-                    [SCHEMA_VERSION],
-                )
-                .map_err(&err)?;
+                tx.execute_batch(SCHEMA_V1).map_err(&err)?;
+                tx.execute("INSERT INTO schema_version (version) VALUES (1)", [])
+                    .map_err(&err)?;
+                migrate(&tx, 1, &path)?;
             }
         }
         tx.commit().map_err(&err)?;
@@ -149,13 +174,15 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),
+            version: SCHEMA_VERSION,
         })
     }
 
     /// Opens an existing store without writing to it: no schema is created, the journal mode is
     /// left alone, and checkpoints fail. For inspecting a store — also one the caller may only
     /// read, or one another process is writing. A database that is not a taskflow store is
-    /// refused ([`StoreError::NotAStore`]) and left untouched.
+    /// refused ([`StoreError::NotAStore`]) and left untouched. A database of an older schema
+    /// version is read as it is, not migrated.
     ///
     /// ```
     /// use taskflow::store::{SqliteStore, Store, StoreError};
@@ -177,13 +204,17 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(5)).map_err(&err)?;
         let version = schema_version(&conn, &path)?;
         drop(err);
-        match version {
-            Some(found) => check_version(found, &path)?,
+        let version = match version {
+            Some(found) => {
+                check_version(found, &path)?;
+                found
+            }
             None => return Err(StoreError::NotAStore { path }),
-        }
+        };
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),
+            version,
         })
     }
 
@@ -198,6 +229,15 @@ impl SqliteStore {
     /// ```
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The columns [`read_flow`] reads, for this database's schema version.
+    fn flow_columns(&self) -> &'static str {
+        if self.version >= 2 {
+            FLOW_COLUMNS
+        } else {
+            FLOW_COLUMNS_V1
+        }
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -238,6 +278,21 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<Option<u32>, StoreEr
         [other] => Err(corrupt(format!("version {other:?} is not a number"))),
         rows => Err(corrupt(format!("{} rows, expected one", rows.len()))),
     }
+}
+
+/// Takes a database from schema version `from` (checked: 1 to [`SCHEMA_VERSION`]) to
+/// [`SCHEMA_VERSION`], inside the caller's transaction.
+fn migrate(tx: &Transaction<'_>, from: u32, path: &Path) -> Result<(), StoreError> {
+    if from == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let err = sql_error(path);
+    for migration in &MIGRATIONS[from as usize - 1..] {
+        tx.execute_batch(migration).map_err(&err)?;
+    }
+    tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
+        .map_err(&err)?;
+    Ok(())
 }
 
 fn check_version(found: u32, path: &Path) -> Result<(), StoreError> {
@@ -362,6 +417,7 @@ fn read_flow(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
         inputs: r.json(6, "inputs")?,
         created_at: r.int(7, "created_at")?,
         updated_at: r.int(8, "updated_at")?,
+        graph: r.opt_json(9, "graph")?.unwrap_or(Value::Null),
     })
 }
 
@@ -406,12 +462,16 @@ impl Store for SqliteStore {
     fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
         validate_flow_id(&flow.id)?;
         let inputs = to_json(&flow.inputs, "flow inputs")?;
+        let graph = match &flow.graph {
+            Value::Null => None,
+            graph => Some(to_json(graph, "flow graph")?),
+        };
         let created_at = to_i64(flow.created_at, "created_at")?;
         let updated_at = to_i64(flow.updated_at, "updated_at")?;
         let conn = self.conn();
         let inserted = conn.execute(
             "INSERT INTO flows (id, logbook, flow_name, fingerprint, state, inputs, created_at, \
-             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             updated_at, graph) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 flow.id,
                 flow.logbook,
@@ -421,6 +481,7 @@ impl Store for SqliteStore {
                 inputs,
                 created_at,
                 updated_at,
+                graph,
             ],
         );
         match inserted {
@@ -523,7 +584,10 @@ impl Store for SqliteStore {
         let tx = conn.transaction().map_err(&err)?;
         let flow = {
             let mut stmt = tx
-                .prepare_cached(&format!("SELECT {FLOW_COLUMNS} FROM flows WHERE id = ?1"))
+                .prepare_cached(&format!(
+                    "SELECT {} FROM flows WHERE id = ?1",
+                    self.flow_columns()
+                ))
                 .map_err(&err)?;
             let mut rows = stmt.query([flow_id]).map_err(&err)?;
             match rows.next().map_err(&err)? {
@@ -569,7 +633,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {FLOW_COLUMNS} FROM flows ORDER BY created_at, id"
+                "SELECT {} FROM flows ORDER BY created_at, id",
+                self.flow_columns()
             ))
             .map_err(&err)?;
         let mut rows = stmt.query([]).map_err(&err)?;
