@@ -79,7 +79,35 @@ for_each_backend!(
     unsafe_flow_id_is_refused,
     concurrent_checkpoints_all_land,
     graph_is_kept_with_the_flow,
+    retry_scopes_of_sub_flows_are_kept_apart,
 );
+
+/// A sub-flow's retry scope 0 and the flow's own scope 0 are two records.
+fn retry_scopes_of_sub_flows_are_kept_apart(store: &dyn Store) {
+    let record = flow("Nested");
+    store.create_flow(&record).unwrap();
+    let retry = |flow: &str, attempt| RetryRecord {
+        scope: 0,
+        flow: flow.into(),
+        attempt,
+        history: Vec::new(),
+    };
+    let cp = Checkpoint {
+        retries: vec![retry("Inner", 2), retry("", 3), retry("Inner/Deeper", 5)],
+        ..Default::default()
+    };
+    store.checkpoint(&record.id, &cp).unwrap();
+    let cp = Checkpoint {
+        retries: vec![retry("Inner", 4)],
+        ..Default::default()
+    };
+    store.checkpoint(&record.id, &cp).unwrap();
+    let stored = load(store, &record.id);
+    assert_eq!(
+        stored.retries,
+        [retry("", 3), retry("Inner", 4), retry("Inner/Deeper", 5)]
+    );
+}
 
 fn flow(name: &str) -> FlowRecord {
     FlowRecord::new(
@@ -969,6 +997,7 @@ fn version_1_database(path: &Path) -> StoredFlow {
         ],
         retries: vec![RetryRecord {
             scope: 0,
+            flow: String::new(),
             attempt: 2,
             history: vec![vec![failure("Storage/attach", "busy", false)]],
         }],
@@ -1005,6 +1034,23 @@ fn sqlite_version_1_database_is_migrated_by_open() {
     assert_eq!(after.atoms[0], expected.atoms[0]);
     assert_eq!(after.atoms[1], atom("Storage/attach", StepState::Running));
     assert_eq!(after.flow.graph, serde_json::Value::Null);
+
+    // Retry scopes of sub-flows are kept apart from the flow's own (a version 2 key).
+    let sub_retry = RetryRecord {
+        scope: 0,
+        flow: "Storage".into(),
+        attempt: 4,
+        history: Vec::new(),
+    };
+    let cp = Checkpoint {
+        retries: vec![sub_retry.clone()],
+        ..Default::default()
+    };
+    store.checkpoint("v1-run", &cp).unwrap();
+    let after = load(&store, "v1-run");
+    assert_eq!(after.retries.len(), expected.retries.len() + 1);
+    assert_eq!(after.retries.last(), Some(&sub_retry));
+    assert!(expected.retries.iter().all(|r| after.retries.contains(r)));
 
     let new = flow("New").with_graph(json!({ "name": "New", "steps": [] }));
     store.create_flow(&new).unwrap();

@@ -640,7 +640,8 @@ impl Engine {
             what: format!("inputs of flow `{flow_id}`"),
             detail,
         })?;
-        let mut record = FlowRecord::new(F::NAME, F::NAME, fingerprint::<F>(), json);
+        let mut record = FlowRecord::new(F::NAME, F::NAME, fingerprint::<F>(), json)
+            .with_graph(F::graph().to_json());
         record.id = flow_id.to_owned();
         store.create_flow(&record)?;
         let journal = Arc::new(Journal::new::<F>(store, flow_id, None));

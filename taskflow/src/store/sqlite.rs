@@ -61,10 +61,24 @@ CREATE TABLE retries (
 /// also records the new version.
 ///
 /// 1 → 2: `flows.graph`, the flow's structure as JSON (`FlowRecord::graph`); NULL when it was not
-/// recorded. A nullable column added at the end: rows of version 1 keep everything and get NULL,
-/// and a process of an older taskflow that still has the database open goes on working (its
-/// statements name their columns).
-const MIGRATIONS: &[&str] = &["ALTER TABLE flows ADD COLUMN graph TEXT;"];
+/// recorded (a nullable column added at the end: rows of version 1 keep everything and get
+/// NULL). `retries.flow`, the sub-flow a retry scope belongs to (`RetryRecord::flow`, `''` for
+/// the run's own flow), in the key: the table is rebuilt with its rows, which get `''`. A
+/// process of an older taskflow must not write to a migrated database (its retry upsert names
+/// the old key).
+const MIGRATIONS: &[&str] = &["ALTER TABLE flows ADD COLUMN graph TEXT;
+CREATE TABLE retries_v2 (
+    flow_id TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+    flow    TEXT NOT NULL DEFAULT '',
+    scope   INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    history TEXT NOT NULL,
+    PRIMARY KEY (flow_id, flow, scope)
+);
+INSERT INTO retries_v2 (flow_id, flow, scope, attempt, history)
+    SELECT flow_id, '', scope, attempt, history FROM retries;
+DROP TABLE retries;
+ALTER TABLE retries_v2 RENAME TO retries;"];
 
 const _: () = assert!(MIGRATIONS.len() + 1 == SCHEMA_VERSION as usize);
 
@@ -229,6 +243,15 @@ impl SqliteStore {
     /// ```
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The columns [`read_retry`] reads, for this database's schema version.
+    fn retry_columns(&self) -> &'static str {
+        if self.version >= 2 {
+            "scope, attempt, history, flow"
+        } else {
+            "scope, attempt, history, ''"
+        }
     }
 
     /// The columns [`read_flow`] reads, for this database's schema version.
@@ -452,7 +475,7 @@ fn read_retry(row: &Row<'_>, flow_id: &str) -> Result<RetryRecord, StoreError> {
     };
     Ok(RetryRecord {
         scope: r.int(0, "scope")?,
-        flow: String::new(),
+        flow: r.get(3, "flow")?,
         attempt: r.int(1, "attempt")?,
         history: r.json(2, "history")?,
     })
@@ -557,16 +580,17 @@ impl Store for SqliteStore {
             }
             let mut upsert_retry = tx
                 .prepare_cached(
-                    "INSERT INTO retries (flow_id, scope, attempt, history) \
-                     VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (flow_id, scope) DO UPDATE SET attempt = excluded.attempt, \
-                     history = excluded.history",
+                    "INSERT INTO retries (flow_id, flow, scope, attempt, history) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (flow_id, flow, scope) DO UPDATE SET \
+                     attempt = excluded.attempt, history = excluded.history",
                 )
                 .map_err(&err)?;
             for retry in &checkpoint.retries {
                 upsert_retry
                     .execute(params![
                         flow_id,
+                        retry.flow,
                         to_i64(retry.scope, "retry scope")?,
                         retry.attempt,
                         to_json(&retry.history, "retry history")?,
@@ -610,10 +634,10 @@ impl Store for SqliteStore {
         let mut retries = Vec::new();
         {
             let mut stmt = tx
-                .prepare_cached(
-                    "SELECT scope, attempt, history FROM retries WHERE flow_id = ?1 \
-                     ORDER BY scope",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {} FROM retries WHERE flow_id = ?1 ORDER BY 4, 1",
+                    self.retry_columns()
+                ))
                 .map_err(&err)?;
             let mut rows = stmt.query([flow_id]).map_err(&err)?;
             while let Some(row) = rows.next().map_err(&err)? {
