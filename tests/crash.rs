@@ -22,7 +22,10 @@ use taskflow::prelude::*;
 use taskflow::store::{
     Checkpoint, DirStore, FlowRecord, SqliteStore, Store, StoreError, StoredFlow,
 };
-use taskflow::{Decision, DurableError, History, Retry, StepState};
+use taskflow::{DurableError, StepState};
+
+mod common;
+use common::Attempts;
 
 // ---- the flow: provisioning with side effects on disk
 
@@ -161,23 +164,6 @@ async fn summarize(plan: &Plan, tagged: &str) -> Result<String, Refused> {
 #[revert]
 async fn undo_summarize(plan: &Plan) {
     undo(plan, "summarize")
-}
-
-/// At most `.0` attempts in all; provides each attempt's number to its sub-flow.
-pub struct Attempts(pub u32);
-
-impl Retry for Attempts {
-    type Item = u32;
-    fn item(&self, attempt: u32) -> Option<u32> {
-        Some(attempt)
-    }
-    fn on_failure(&self, history: &History) -> Decision {
-        if history.attempts() < self.0 {
-            Decision::Retry
-        } else {
-            Decision::Revert
-        }
-    }
 }
 
 flow! {

@@ -1,9 +1,10 @@
 //! The storage layer through its public API: every behaviour of the `Store` trait is one function
 //! run against all three backends; then what only one backend has (files, SQLite's schema and
 //! transactions).
+mod common;
+use common::TempDir;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -17,28 +18,6 @@ use taskflow::{FlowState, StepState};
 // Fixtures
 
 /// A fresh directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "taskflow-store-test-{}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            taskflow::store::new_flow_id()
-        ));
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 fn memory() -> (MemoryStore, ()) {
     (MemoryStore::new(), ())
 }

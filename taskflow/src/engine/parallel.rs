@@ -144,7 +144,8 @@ async fn run_until_quiet<F: Flow>(
         }
         // Write-ahead: the RUNNING of every step started in this round, with the SUCCESS of the
         // steps that finished before it, in one checkpoint; if it fails, none of them starts.
-        if !(sync_jobs.is_empty() && new_async.is_empty()) && !run.commit() {
+        let started = !(sync_jobs.is_empty() && new_async.is_empty());
+        if started && !run.commit() {
             in_flight -= sync_jobs.len() + new_async.len();
             sync_jobs.clear();
             new_async.clear();
