@@ -30,7 +30,15 @@ impl Mount {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("skipped: cannot mount (needs root): mount {args:?} {}", at.display());
+            let root = Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+            assert!(!root, "mount {args:?} {} failed as root", at.display());
+            eprintln!(
+                "skipped: cannot mount (needs root): mount {args:?} {}",
+                at.display()
+            );
             return None;
         }
         Some(Mount(at.to_owned()))
@@ -95,8 +103,10 @@ flow! {
 /// the last checkpoint left it, and after space is freed the run resumes to the end.
 fn full_disk(open: impl Fn(&Path) -> Arc<dyn Store>, expect: impl Fn(&StoreError) -> bool) {
     let tmp = TempDir::new();
-    let Some(disk) = Mount::new(&["-t", "tmpfs", "-o", "size=256k"], &tmp.path().join("disk"))
-    else {
+    let Some(disk) = Mount::new(
+        &["-t", "tmpfs", "-o", "size=256k", "tmpfs"],
+        &tmp.path().join("disk"),
+    ) else {
         return;
     };
     for r in &RUNS {
@@ -114,7 +124,11 @@ fn full_disk(open: impl Fn(&Path) -> Arc<dyn Store>, expect: impl Fn(&StoreError
     // Readable and consistent: the flow with the steps of the last good checkpoint.
     let stored = store.load_flow("b").unwrap().unwrap();
     let done: Vec<usize> = (0..6)
-        .filter(|&i| stored.atom(&format!("s{i}")).is_some_and(|a| a.state == StepState::Success))
+        .filter(|&i| {
+            stored
+                .atom(&format!("s{i}"))
+                .is_some_and(|a| a.state == StepState::Success)
+        })
         .collect();
     assert!(!done.is_empty() && done.len() < 6, "{done:?}");
     assert_ne!(stored.flow.state, FlowState::Success);
@@ -149,9 +163,7 @@ fn a_full_disk_fails_the_run_and_it_resumes_once_there_is_space() {
     );
     full_disk(
         |dir| Arc::new(DirStore::open(dir.join("flows")).unwrap()),
-        |e| {
-            matches!(e, StoreError::Io { source, .. } if source.raw_os_error() == Some(28))
-        },
+        |e| matches!(e, StoreError::Io { source, .. } if source.raw_os_error() == Some(28)),
     );
 }
 
@@ -162,8 +174,10 @@ fn a_read_only_file_system_fails_the_run_and_it_resumes() {
     let tmp = TempDir::new();
     let real = tmp.path().join("real");
     std::fs::create_dir_all(&real).unwrap();
-    let Some(view) = Mount::new(&["--bind", real.to_str().unwrap()], &tmp.path().join("view"))
-    else {
+    let Some(view) = Mount::new(
+        &["--bind", real.to_str().unwrap()],
+        &tmp.path().join("view"),
+    ) else {
         return;
     };
     let store: Arc<dyn Store> = Arc::new(DirStore::open(&view.0).unwrap());
