@@ -1,6 +1,7 @@
 //! Crash and resume: a flow runs in a child process that kills itself with SIGKILL at a chosen
-//! point — inside a step, just before or just after a checkpoint is written, inside a revert
-//! hook, inside a retried attempt — and a second child process resumes it from the store. Then
+//! point — inside a step, just before, half-way through (a torn write left on disk) or just after
+//! a checkpoint is written, inside a revert hook, inside a retried attempt — and a second child
+//! process resumes it from the store. Then
 //! the outcome is checked against the store and against the side effects the steps left:
 //!
 //! - the outputs are right (or the flow ended REVERTED, when it was meant to fail);
@@ -201,6 +202,43 @@ const STEPS: [&str; 8] = [
 struct KillingStore {
     inner: Box<dyn Store>,
     checkpoints: AtomicUsize,
+    kind: String,
+    dir: PathBuf,
+}
+
+impl KillingStore {
+    /// Dies half-way through writing checkpoint `n`: what a kill during the write leaves on disk
+    /// (the directory store: half a temp file that was never renamed; SQLite: a torn frame at the
+    /// end of the write-ahead log, never committed).
+    fn torn_write(&self, n: usize) {
+        if std::env::var("CRASH_KILL_AT").ok() != Some(format!("cp-torn:{n}")) {
+            return;
+        }
+        use std::io::Write as _;
+        let (path, bytes) = match self.kind.as_str() {
+            "dir" => {
+                let file = self.dir.join("flows").join("job.json");
+                let old = std::fs::read(&file).unwrap();
+                (
+                    self.dir.join("flows").join("job.json.tmp"),
+                    old[..old.len() / 2].to_vec(),
+                )
+            }
+            _ => (self.dir.join("flows.db-wal"), vec![0x5a; 3000]),
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(&bytes).unwrap();
+        f.sync_all().unwrap();
+        let pid = std::process::id().to_string();
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
 }
 
 impl Store for KillingStore {
@@ -210,6 +248,7 @@ impl Store for KillingStore {
     fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let n = self.checkpoints.fetch_add(1, Ordering::SeqCst) + 1;
         kill_point(&format!("cp-before:{n}"));
+        self.torn_write(n);
         let result = self.inner.checkpoint(flow_id, checkpoint);
         kill_point(&format!("cp-after:{n}"));
         result
@@ -243,6 +282,8 @@ fn child(args: &[String]) {
     let store: Arc<dyn Store> = Arc::new(KillingStore {
         inner: open_store(store, &dir),
         checkpoints: AtomicUsize::new(0),
+        kind: store.clone(),
+        dir: dir.clone(),
     });
     let engine = match engine.as_str() {
         "serial" => Engine::serial(),
@@ -509,6 +550,8 @@ fn cases() -> Vec<Case> {
         "cp-after:9",
         "cp-before:11",
         "cp-after:12",
+        "cp-torn:2",
+        "cp-torn:8",
     ];
     add("serial", "sqlite", Outcome::Done, done_points);
     add("parallel", "sqlite", Outcome::Done, done_points);
@@ -527,6 +570,7 @@ fn cases() -> Vec<Case> {
         "cp-after:13",
         "cp-before:15",
         "cp-after:17",
+        "cp-torn:16",
     ];
     add("serial", "sqlite", Outcome::Reverted, revert_points);
     add("parallel", "sqlite", Outcome::Reverted, revert_points);
@@ -545,13 +589,13 @@ fn cases() -> Vec<Case> {
         "serial",
         "dir",
         Outcome::Done,
-        &["after:boot", "cp-after:5", "after:lease@2"],
+        &["after:boot", "cp-after:5", "after:lease@2", "cp-torn:4"],
     );
     add(
         "parallel",
         "dir",
         Outcome::Reverted,
-        &["revert-after:tag", "cp-before:14"],
+        &["revert-after:tag", "cp-before:14", "cp-torn:15"],
     );
     cases
 }
