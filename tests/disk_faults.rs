@@ -6,7 +6,7 @@
 //! The faults are real: a small tmpfs mounted for the test (a full disk), and a read-only bind
 //! mount. That needs root (CAP_SYS_ADMIN), which CI has; elsewhere each test says it was skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,49 +16,7 @@ use taskflow::store::{DirStore, SqliteStore, Store, StoreError};
 use taskflow::{DurableError, StepState};
 
 mod common;
-use common::TempDir;
-
-/// A mount of the test's, unmounted when dropped.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(args: &[&str], at: &Path) -> Option<Mount> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(args)
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let root = Command::new("id")
-                .arg("-u")
-                .output()
-                .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-            assert!(!root, "mount {args:?} {} failed as root", at.display());
-            eprintln!(
-                "skipped: cannot mount (needs root): mount {args:?} {}",
-                at.display()
-            );
-            return None;
-        }
-        Some(Mount(at.to_owned()))
-    }
-
-    fn remount(&self, options: &str) {
-        let status = Command::new("mount")
-            .args(["-o", options])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount -o {options} {}", self.0.display());
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
+use common::{Mount, TempDir};
 
 /// How many times each step ran, across the failed run and the resume.
 static RUNS: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];

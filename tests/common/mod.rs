@@ -66,3 +66,48 @@ impl taskflow::Retry for Attempts {
         }
     }
 }
+
+/// A mount of the test's (a small tmpfs, a read-only bind mount: real storage faults), unmounted
+/// when dropped.
+pub struct Mount(pub std::path::PathBuf);
+
+impl Mount {
+    /// `mount <args> <at>`; `None` (with a note) when this process may not mount, which is an
+    /// error when it runs as root.
+    pub fn new(args: &[&str], at: &std::path::Path) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(args)
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let root = std::process::Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+            assert!(!root, "mount {args:?} {} failed as root", at.display());
+            eprintln!(
+                "skipped: cannot mount (needs root): mount {args:?} {}",
+                at.display()
+            );
+            return None;
+        }
+        Some(Mount(at.to_owned()))
+    }
+
+    pub fn remount(&self, options: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", options])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o {options} {}", self.0.display());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
