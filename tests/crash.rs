@@ -15,18 +15,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use taskflow::prelude::*;
-use taskflow::store::{
-    Checkpoint, DirStore, FlowRecord, SqliteStore, Store, StoreError, StoredFlow,
-};
+use taskflow::store::{DirStore, SqliteStore, Store};
 use taskflow::{DurableError, StepState};
 
 mod common;
-use common::Attempts;
+use common::{Attempts, HookedStore};
 
 // ---- the flow: provisioning with side effects on disk
 
@@ -199,69 +196,46 @@ const STEPS: [&str; 8] = [
 
 // ---- a store that dies around its n-th checkpoint
 
-struct KillingStore {
-    inner: Box<dyn Store>,
-    checkpoints: AtomicUsize,
-    kind: String,
-    dir: PathBuf,
+/// Dies half-way through writing a checkpoint: what a kill during the write leaves on disk (the
+/// directory store: half a temp file that was never renamed; SQLite: a torn frame at the end of
+/// the write-ahead log, never committed).
+fn torn_write(kind: &str, dir: &Path) {
+    use std::io::Write as _;
+    let (path, bytes) = match kind {
+        "dir" => {
+            let file = dir.join("flows").join("job.json");
+            let old = std::fs::read(&file).unwrap();
+            (
+                dir.join("flows").join("job.json.tmp"),
+                old[..old.len() / 2].to_vec(),
+            )
+        }
+        _ => (dir.join("flows.db-wal"), vec![0x5a; 3000]),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(&bytes).unwrap();
+    f.sync_all().unwrap();
+    std::env::set_var("CRASH_KILL_AT", "torn");
+    kill_point("torn");
 }
 
-impl KillingStore {
-    /// Dies half-way through writing checkpoint `n`: what a kill during the write leaves on disk
-    /// (the directory store: half a temp file that was never renamed; SQLite: a torn frame at the
-    /// end of the write-ahead log, never committed).
-    fn torn_write(&self, n: usize) {
-        if std::env::var("CRASH_KILL_AT").ok() != Some(format!("cp-torn:{n}")) {
-            return;
-        }
-        use std::io::Write as _;
-        let (path, bytes) = match self.kind.as_str() {
-            "dir" => {
-                let file = self.dir.join("flows").join("job.json");
-                let old = std::fs::read(&file).unwrap();
-                (
-                    self.dir.join("flows").join("job.json.tmp"),
-                    old[..old.len() / 2].to_vec(),
-                )
-            }
-            _ => (self.dir.join("flows.db-wal"), vec![0x5a; 3000]),
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        f.write_all(&bytes).unwrap();
-        f.sync_all().unwrap();
-        let pid = std::process::id().to_string();
-        let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
-    }
-}
-
-impl Store for KillingStore {
-    fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
-        self.inner.create_flow(flow)
-    }
-    fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let n = self.checkpoints.fetch_add(1, Ordering::SeqCst) + 1;
+/// The store of a child: dies just before, half-way through or just after its n-th checkpoint
+/// when the kill point says so.
+fn killing_store(kind: &str, dir: &Path) -> HookedStore {
+    let (kind, dir) = (kind.to_owned(), dir.to_owned());
+    HookedStore::new(open_store(&kind, &dir).into(), move |n, _, write| {
         kill_point(&format!("cp-before:{n}"));
-        self.torn_write(n);
-        let result = self.inner.checkpoint(flow_id, checkpoint);
+        if std::env::var("CRASH_KILL_AT").is_ok_and(|p| p == format!("cp-torn:{n}")) {
+            torn_write(&kind, &dir);
+        }
+        let result = write();
         kill_point(&format!("cp-after:{n}"));
         result
-    }
-    fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
-        self.inner.load_flow(flow_id)
-    }
-    fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
-        self.inner.list_flows()
-    }
-    fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError> {
-        self.inner.delete_flow(flow_id)
-    }
+    })
 }
 
 fn open_store(kind: &str, dir: &Path) -> Box<dyn Store> {
@@ -279,12 +253,7 @@ fn child(args: &[String]) {
         panic!("child args: mode engine store dir plan-json, got {args:?}");
     };
     let dir = PathBuf::from(dir);
-    let store: Arc<dyn Store> = Arc::new(KillingStore {
-        inner: open_store(store, &dir),
-        checkpoints: AtomicUsize::new(0),
-        kind: store.clone(),
-        dir: dir.clone(),
-    });
+    let store: Arc<dyn Store> = Arc::new(killing_store(store, &dir));
     let engine = match engine.as_str() {
         "serial" => Engine::serial(),
         _ => Engine::parallel().workers(2),

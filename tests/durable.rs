@@ -4,62 +4,44 @@
 //! processes).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use taskflow::prelude::*;
 use taskflow::store::{
-    Checkpoint, DirStore, FlowRecord, MemoryStore, SqliteStore, Store, StoreError, StoredFlow,
+    Checkpoint, DirStore, MemoryStore, SqliteStore, Store, StoreError, StoredFlow,
 };
 use taskflow::{DurableError, StepState};
 
 mod common;
-use common::{Attempts, TempDir};
+use common::{Attempts, HookedStore, TempDir};
 
-// ---- a store that fails from its n-th checkpoint on, and counts them
+// ---- a store that fails from its n-th checkpoint on, and keeps what it wrote
 
 struct Flaky {
-    inner: Arc<dyn Store>,
-    fail_from: usize,
-    checkpoints: AtomicUsize,
-    written: Mutex<Vec<Checkpoint>>,
+    store: HookedStore,
+    written: Arc<Mutex<Vec<Checkpoint>>>,
 }
 
 impl Flaky {
-    fn new(inner: Arc<dyn Store>, fail_from: usize) -> Arc<Self> {
-        Arc::new(Flaky {
-            inner,
-            fail_from,
-            checkpoints: AtomicUsize::new(0),
-            written: Mutex::new(Vec::new()),
-        })
+    fn failing_from(inner: Arc<dyn Store>, fail_from: usize) -> Arc<HookedStore> {
+        Self::recording(inner, fail_from).store.into()
     }
-}
 
-impl Store for Flaky {
-    fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
-        self.inner.create_flow(flow)
-    }
-    fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let n = self.checkpoints.fetch_add(1, Ordering::SeqCst) + 1;
-        if n >= self.fail_from {
-            return Err(StoreError::Io {
-                path: "flaky".into(),
-                source: std::io::Error::other("no space left on device"),
-            });
-        }
-        self.written.lock().unwrap().push(checkpoint.clone());
-        self.inner.checkpoint(flow_id, checkpoint)
-    }
-    fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
-        self.inner.load_flow(flow_id)
-    }
-    fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
-        self.inner.list_flows()
-    }
-    fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError> {
-        self.inner.delete_flow(flow_id)
+    fn recording(inner: Arc<dyn Store>, fail_from: usize) -> Flaky {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let log = written.clone();
+        let store = HookedStore::new(inner, move |n, checkpoint, write| {
+            if n >= fail_from {
+                return Err(StoreError::Io {
+                    path: "flaky".into(),
+                    source: std::io::Error::other("no space left on device"),
+                });
+            }
+            log.lock().unwrap().push(checkpoint.clone());
+            write()
+        });
+        Flaky { store, written }
     }
 }
 
@@ -184,16 +166,16 @@ fn a_durable_run_records_every_step_with_its_result_and_timings() {
 #[test]
 fn the_serial_engine_commits_once_per_step() {
     let _turn = my_turn();
-    let flaky = Flaky::new(Arc::new(MemoryStore::new()), usize::MAX);
+    let Flaky { store, written } = Flaky::recording(Arc::new(MemoryStore::new()), usize::MAX);
     Engine::serial()
         .run_durable_blocking(
             Publish,
             PublishInputs { name: "a".into() },
-            flaky.clone(),
+            Arc::new(store),
             "p",
         )
         .unwrap();
-    let written = flaky.written.lock().unwrap();
+    let written = written.lock().unwrap();
     // RUNNING create | SUCCESS create + RUNNING address | ... | SUCCESS publish + flow SUCCESS
     assert_eq!(written.len(), 4, "{written:#?}");
     let states = |cp: &Checkpoint| -> Vec<(String, StepState)> {
@@ -226,7 +208,7 @@ fn a_failed_checkpoint_stops_the_run_and_it_resumes() {
             *RUNS.lock().unwrap() = Some(Runs::default());
             let tmp = TempDir::new();
             let store = sqlite(&tmp);
-            let flaky = Flaky::new(store.clone(), fail_from);
+            let flaky = Flaky::failing_from(store.clone(), fail_from);
             let err = engine
                 .run_durable_blocking(Publish, PublishInputs { name: "db".into() }, flaky, "p")
                 .unwrap_err();
@@ -365,7 +347,7 @@ mod v2 {
 /// fails), returning the store and what it holds.
 fn interrupted_v1(tmp: &TempDir) -> (Arc<dyn Store>, StoredFlow) {
     let store = sqlite(tmp);
-    let flaky = Flaky::new(store.clone(), 2);
+    let flaky = Flaky::failing_from(store.clone(), 2);
     Engine::serial()
         .run_durable_blocking(v1::Deploy, v1::DeployInputs { n: 21 }, flaky, "d")
         .unwrap_err();
@@ -423,7 +405,7 @@ fn corrupt_stored_values_are_refused_naming_them() {
     let _turn = my_turn();
     let tmp = TempDir::new();
     let store = sqlite(&tmp);
-    let flaky = Flaky::new(store.clone(), 3);
+    let flaky = Flaky::failing_from(store.clone(), 3);
     Engine::serial()
         .run_durable_blocking(Publish, PublishInputs { name: "c".into() }, flaky, "p")
         .unwrap_err();
@@ -474,7 +456,7 @@ fn a_truncated_flow_file_is_refused() {
     let _turn = my_turn();
     let tmp = TempDir::new();
     let store: Arc<dyn Store> = Arc::new(DirStore::open(tmp.path()).unwrap());
-    let flaky = Flaky::new(store.clone(), 3);
+    let flaky = Flaky::failing_from(store.clone(), 3);
     Engine::serial()
         .run_durable_blocking(Publish, PublishInputs { name: "t".into() }, flaky, "p")
         .unwrap_err();
@@ -566,7 +548,7 @@ fn a_sub_flows_retry_count_survives_every_stop() {
         for fail_from in 1..=12 {
             *RUNS.lock().unwrap() = Some(Runs::default());
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-            let flaky = Flaky::new(store.clone(), fail_from);
+            let flaky = Flaky::failing_from(store.clone(), fail_from);
             let first =
                 engine.run_durable_blocking(Nested, NestedInputs { size: 5, tries: 2 }, flaky, "n");
             let out = match first {

@@ -111,3 +111,75 @@ impl Drop for Mount {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A store that passes everything to `inner`, calling `around(n, checkpoint, write)` for its
+/// `n`-th checkpoint (1-based): the hook decides whether and when the write happens, so a test can
+/// fail a checkpoint, record it, or die around it.
+pub struct HookedStore {
+    pub inner: std::sync::Arc<dyn taskflow::store::Store>,
+    checkpoints: std::sync::atomic::AtomicUsize,
+    #[allow(clippy::type_complexity)]
+    around: Box<
+        dyn Fn(
+                usize,
+                &taskflow::store::Checkpoint,
+                &dyn Fn() -> Result<(), taskflow::store::StoreError>,
+            ) -> Result<(), taskflow::store::StoreError>
+            + Send
+            + Sync,
+    >,
+}
+
+impl HookedStore {
+    pub fn new(
+        inner: std::sync::Arc<dyn taskflow::store::Store>,
+        around: impl Fn(
+                usize,
+                &taskflow::store::Checkpoint,
+                &dyn Fn() -> Result<(), taskflow::store::StoreError>,
+            ) -> Result<(), taskflow::store::StoreError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        HookedStore {
+            inner,
+            checkpoints: std::sync::atomic::AtomicUsize::new(0),
+            around: Box::new(around),
+        }
+    }
+}
+
+impl taskflow::store::Store for HookedStore {
+    fn create_flow(
+        &self,
+        flow: &taskflow::store::FlowRecord,
+    ) -> Result<(), taskflow::store::StoreError> {
+        self.inner.create_flow(flow)
+    }
+    fn checkpoint(
+        &self,
+        flow_id: &str,
+        checkpoint: &taskflow::store::Checkpoint,
+    ) -> Result<(), taskflow::store::StoreError> {
+        let n = self
+            .checkpoints
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        (self.around)(n, checkpoint, &|| {
+            self.inner.checkpoint(flow_id, checkpoint)
+        })
+    }
+    fn load_flow(
+        &self,
+        flow_id: &str,
+    ) -> Result<Option<taskflow::store::StoredFlow>, taskflow::store::StoreError> {
+        self.inner.load_flow(flow_id)
+    }
+    fn list_flows(&self) -> Result<Vec<taskflow::store::FlowRecord>, taskflow::store::StoreError> {
+        self.inner.list_flows()
+    }
+    fn delete_flow(&self, flow_id: &str) -> Result<(), taskflow::store::StoreError> {
+        self.inner.delete_flow(flow_id)
+    }
+}
