@@ -616,3 +616,64 @@ fn a_reverted_run_resumes_to_its_failure() {
     assert_eq!(UNDONE.lock().unwrap().len(), 3);
     assert_eq!(runs().count("attach"), 3);
 }
+
+// ---- the parallel engine batches its checkpoints
+
+#[task(provides = part)]
+async fn part(n: u32) -> u32 {
+    tokio::task::yield_now().await;
+    n
+}
+
+#[task(provides = total)]
+fn join(a: u32, b: u32, c: u32, d: u32) -> u32 {
+    a + b + c + d
+}
+
+flow! {
+    flow FanIn(n: u32) -> (total) {
+        graph [
+            part -> a as p1, part -> b as p2, part -> c as p3, part -> d as p4,
+            join,
+        ]
+    }
+}
+
+/// Four steps started together are recorded RUNNING in one transaction; their SUCCESS records go
+/// with the RUNNING of the step that waited for them.
+#[test]
+fn the_parallel_engine_commits_steps_that_start_or_finish_together_at_once() {
+    let Flaky { store, written } = Flaky::recording(Arc::new(MemoryStore::new()), usize::MAX);
+    let out = Engine::parallel()
+        .run_durable_blocking(FanIn, FanInInputs { n: 5 }, Arc::new(store), "f")
+        .unwrap();
+    assert_eq!(out.total, 20);
+    let written = written.lock().unwrap();
+    let summary: Vec<Vec<String>> = written
+        .iter()
+        .map(|cp| {
+            let mut atoms: Vec<String> = cp
+                .atoms
+                .iter()
+                .map(|a| format!("{} {}", a.name, a.state))
+                .collect();
+            atoms.sort(); // steps that finish together finish in any order
+            atoms
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            vec!["p1 RUNNING", "p2 RUNNING", "p3 RUNNING", "p4 RUNNING"],
+            vec![
+                "join RUNNING",
+                "p1 SUCCESS",
+                "p2 SUCCESS",
+                "p3 SUCCESS",
+                "p4 SUCCESS"
+            ],
+            vec!["join SUCCESS"],
+        ],
+        "{written:#?}"
+    );
+}
