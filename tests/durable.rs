@@ -689,3 +689,75 @@ fn the_parallel_engine_commits_steps_that_start_or_finish_together_at_once() {
         "{states:?}"
     );
 }
+
+// ---- graceful suspension
+
+static STOP: Mutex<Option<taskflow::SuspendHandle>> = Mutex::new(None);
+
+#[task(provides = checked)]
+fn check_in(name: String) -> String {
+    runs().ran("check_in");
+    // A shutdown arrives while this step runs.
+    STOP.lock().unwrap().as_ref().unwrap().suspend();
+    format!("{name} checked in")
+}
+
+#[task(provides = boarded)]
+async fn board(checked: &str) -> String {
+    runs().ran("board");
+    format!("{checked}, boarded")
+}
+
+flow! {
+    flow Travel(name: String) -> (boarded) { linear [ check_in, board ] }
+}
+
+/// A suspended durable run lets the step in flight finish, records it, ends SUSPENDED, and is
+/// resumed from the store without running that step again.
+#[test]
+fn a_suspended_durable_run_is_recorded_and_resumes() {
+    let _turn = my_turn();
+    for engine in engines() {
+        *RUNS.lock().unwrap() = Some(Runs::default());
+        let stop = taskflow::SuspendHandle::new();
+        *STOP.lock().unwrap() = Some(stop.clone());
+        let tmp = TempDir::new();
+        let store = sqlite(&tmp);
+        let end = engine
+            .run_durable_until(
+                Travel,
+                TravelInputs { name: "ada".into() },
+                store.clone(),
+                "t",
+                &stop,
+            )
+            .block_on_here();
+        assert!(
+            matches!(end, Ok(taskflow::DurableEnd::Suspended)),
+            "{end:?}"
+        );
+        let stored = store.load_flow("t").unwrap().unwrap();
+        assert_eq!(stored.flow.state, FlowState::Suspended);
+        assert_eq!(stored.atom("check_in").unwrap().state, StepState::Success);
+        assert!(stored.atom("board").is_none());
+
+        let out = engine
+            .resume_durable_blocking(Travel, store.clone(), "t")
+            .unwrap();
+        assert_eq!(out.boarded, "ada checked in, boarded");
+        assert_eq!(runs().count("check_in"), 1);
+    }
+}
+
+/// Runs a future on a fresh current-thread runtime.
+trait BlockOnHere: std::future::Future + Sized {
+    fn block_on_here(self) -> Self::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(self)
+    }
+}
+
+impl<F: std::future::Future> BlockOnHere for F {}

@@ -28,7 +28,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::engine::{Engine, RunContext};
+use crate::engine::{Engine, RunContext, SuspendHandle};
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::{Exec, FlowGraph};
@@ -644,6 +644,51 @@ impl Engine {
         store: Arc<dyn Store>,
         flow_id: &str,
     ) -> Result<F::Outputs, DurableError> {
+        let end = self
+            .run_durable_until(flow, inputs, store, flow_id, &SuspendHandle::new())
+            .await?;
+        Ok(end.expect_done())
+    }
+
+    /// [`run_durable`](Self::run_durable) that `suspend` can stop between steps: the steps in
+    /// flight finish and are recorded, the run is recorded SUSPENDED, and it returns
+    /// [`DurableEnd::Suspended`]. [`resume_durable`](Self::resume_durable) (or
+    /// [`resume_durable_until`](Self::resume_durable_until)) continues it, in this process or
+    /// another — the way to stop a service gracefully instead of killing it mid-step.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskflow::prelude::*;
+    /// use taskflow::store::{MemoryStore, Store};
+    /// use taskflow::{DurableEnd, SuspendHandle};
+    ///
+    /// #[task(provides = a)]
+    /// fn first(n: u32) -> u32 { n + 1 }
+    /// #[task(provides = b)]
+    /// fn second(a: u32) -> u32 { a * 10 }
+    ///
+    /// flow! { flow Two(n: u32) -> (b) { linear [ first, second ] } }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    /// let shutdown = SuspendHandle::new();
+    /// shutdown.suspend(); // e.g. SIGTERM arrived
+    /// let end = Engine::serial().run_durable_until(Two, TwoInputs { n: 1 }, store.clone(), "t", &shutdown).await.unwrap();
+    /// assert!(matches!(end, DurableEnd::Suspended));
+    /// assert_eq!(store.load_flow("t").unwrap().unwrap().flow.state, FlowState::Suspended);
+    /// // After the restart:
+    /// let out = Engine::serial().resume_durable(Two, store, "t").await.unwrap();
+    /// assert_eq!(out.b, 20);
+    /// # });
+    /// ```
+    pub async fn run_durable_until<F: DurableFlow>(
+        &self,
+        flow: F,
+        inputs: F::Inputs,
+        store: Arc<dyn Store>,
+        flow_id: &str,
+        suspend: &SuspendHandle,
+    ) -> Result<DurableEnd<F::Outputs>, DurableError> {
         let _ = flow;
         let json = F::__save_inputs(&inputs).map_err(|detail| StoreError::Invalid {
             what: format!("inputs of flow `{flow_id}`"),
@@ -654,7 +699,7 @@ impl Engine {
         record.id = flow_id.to_owned();
         store.create_flow(&record)?;
         let journal = Arc::new(Journal::new::<F>(store, flow_id, None));
-        let run = RunContext::durable(self, journal.clone(), F::NAME);
+        let run = RunContext::durable(self, journal.clone(), suspend.clone(), F::NAME);
         let values = F::__values(inputs);
         finish::<F>(values, &run, &journal).await
     }
@@ -695,6 +740,46 @@ impl Engine {
         store: Arc<dyn Store>,
         flow_id: &str,
     ) -> Result<F::Outputs, DurableError> {
+        let end = self
+            .resume_durable_until(flow, store, flow_id, &SuspendHandle::new())
+            .await?;
+        Ok(end.expect_done())
+    }
+
+    /// [`resume_durable`](Self::resume_durable) that `suspend` can stop between steps, like
+    /// [`run_durable_until`](Self::run_durable_until).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskflow::prelude::*;
+    /// use taskflow::store::MemoryStore;
+    /// use taskflow::{DurableEnd, SuspendHandle};
+    ///
+    /// #[task(provides = y)]
+    /// fn inc(x: u32) -> u32 { x + 1 }
+    ///
+    /// flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let stop = SuspendHandle::new();
+    /// stop.suspend();
+    /// let engine = Engine::serial();
+    /// engine.run_durable_until(Inc, IncInputs { x: 1 }, store.clone(), "i", &stop).await.unwrap();
+    /// // Still shutting down: nothing runs.
+    /// let end = engine.resume_durable_until(Inc, store.clone(), "i", &stop).await.unwrap();
+    /// assert!(matches!(end, DurableEnd::Suspended));
+    /// let end = engine.resume_durable_until(Inc, store, "i", &SuspendHandle::new()).await.unwrap();
+    /// assert!(matches!(end, DurableEnd::Done(out) if out.y == 2));
+    /// # });
+    /// ```
+    pub async fn resume_durable_until<F: DurableFlow>(
+        &self,
+        flow: F,
+        store: Arc<dyn Store>,
+        flow_id: &str,
+        suspend: &SuspendHandle,
+    ) -> Result<DurableEnd<F::Outputs>, DurableError> {
         let _ = flow;
         let stored = store
             .load_flow(flow_id)?
@@ -728,7 +813,7 @@ impl Engine {
             _ => {}
         }
         let journal = Arc::new(Journal::new::<F>(store, flow_id, Some(&stored)));
-        let run = RunContext::durable(self, journal.clone(), F::NAME);
+        let run = RunContext::durable(self, journal.clone(), suspend.clone(), F::NAME);
         let mut values = F::__values(inputs);
         let atoms: HashMap<&str, &AtomRecord> =
             stored.atoms.iter().map(|a| (a.name.as_str(), a)).collect();
@@ -740,7 +825,7 @@ impl Engine {
         };
         restore_into::<F>(&mut values, &view, &run)?;
         match stored.flow.state {
-            FlowState::Success => Ok(F::__outputs(values)),
+            FlowState::Success => Ok(DurableEnd::Done(F::__outputs(values))),
             FlowState::Reverting => {
                 let error = crate::engine::finish_revert::<F>(&mut values, &run).await;
                 match journal.take_error() {
@@ -820,16 +905,38 @@ async fn finish<F: Flow>(
     mut values: F::Values,
     run: &RunContext,
     journal: &Journal,
-) -> Result<F::Outputs, DurableError> {
+) -> Result<DurableEnd<F::Outputs>, DurableError> {
     let result = crate::engine::drive::<F>(&mut values, run).await;
     if let Some(e) = journal.take_error() {
         return Err(e.into());
     }
     match result {
-        Ok(()) => Ok(F::__outputs(values)),
+        Ok(()) => Ok(DurableEnd::Done(F::__outputs(values))),
         Err(crate::engine::Stop::Failed(e)) => Err(e.into()),
-        Err(crate::engine::Stop::Suspended) => {
-            unreachable!("a durable run stops early only when a checkpoint failed")
+        Err(crate::engine::Stop::Suspended) => Ok(DurableEnd::Suspended),
+    }
+}
+
+/// How a durable run that can be suspended ended ([`Engine::run_durable_until`] has an example).
+///
+/// ```
+/// let end: taskflow::DurableEnd<u32> = taskflow::DurableEnd::Done(7);
+/// assert!(matches!(end, taskflow::DurableEnd::Done(7)));
+/// ```
+#[derive(Debug)]
+pub enum DurableEnd<O> {
+    /// Every step succeeded: the outputs.
+    Done(O),
+    /// Suspended between steps and recorded SUSPENDED: resume it from the store.
+    Suspended,
+}
+
+impl<O> DurableEnd<O> {
+    /// The outputs of a run that nothing could suspend.
+    fn expect_done(self) -> O {
+        match self {
+            DurableEnd::Done(out) => out,
+            DurableEnd::Suspended => unreachable!("nothing can ask this run to suspend"),
         }
     }
 }

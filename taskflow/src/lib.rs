@@ -63,7 +63,7 @@ pub mod store;
 pub mod __private;
 
 pub use context::TaskContext;
-pub use durable::{fingerprint, DurableError, DurableFlow, RecordedError};
+pub use durable::{fingerprint, DurableEnd, DurableError, DurableFlow, RecordedError};
 pub use engine::{Engine, Finished, Paused, SuspendHandle};
 pub use error::FlowError;
 pub use failure::{BoxError, Failure, PanicError};

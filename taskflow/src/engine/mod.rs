@@ -287,8 +287,13 @@ impl RunContext {
     }
 
     /// The context of a durable run, which writes ahead to `journal`.
-    pub(crate) fn durable(engine: &Engine, journal: Arc<Journal>, flow: &str) -> Self {
-        Self::with_journal(engine, SuspendHandle::new(), flow, Some(journal))
+    pub(crate) fn durable(
+        engine: &Engine,
+        journal: Arc<Journal>,
+        suspend: SuspendHandle,
+        flow: &str,
+    ) -> Self {
+        Self::with_journal(engine, suspend, flow, Some(journal))
     }
 
     fn with_journal(
