@@ -761,3 +761,95 @@ trait BlockOnHere: std::future::Future + Sized {
 }
 
 impl<F: std::future::Future> BlockOnHere for F {}
+
+// ---- maps and deciders across a stop
+
+#[task(provides = volume_id)]
+fn make_volume(size: u32) -> String {
+    runs().ran(&format!("make_volume {size}"));
+    format!("vol-{size}")
+}
+
+#[task]
+fn worth_a_backup(sizes: &[u32]) -> bool {
+    sizes.iter().sum::<u32>() >= 10
+}
+
+#[task(provides = backup_id)]
+fn backup(volume_ids: &[String]) -> String {
+    runs().ran("backup");
+    format!("bk-{}", volume_ids.len())
+}
+
+#[task(provides = report)]
+fn report(volume_ids: &[String], backup_id: Option<&String>) -> String {
+    format!(
+        "{} backup {}",
+        volume_ids.join(","),
+        backup_id.map_or("skipped", String::as_str)
+    )
+}
+
+flow! {
+    flow Volumes(sizes: Vec<u32>) -> (report, backup_id) {
+        graph [
+            map make_volume over sizes -> volume_ids,
+            backup,
+            report,
+            make_volume -> backup if worth_a_backup,
+        ]
+    }
+}
+
+/// A `map` step's outputs and a skipped (IGNORE) step survive a stop at every checkpoint.
+#[test]
+fn maps_and_skipped_steps_resume_from_every_stop() {
+    let _turn = my_turn();
+    let mut resumed = 0;
+    for engine in engines() {
+        for (sizes, want) in [
+            (vec![1, 2], ("vol-1,vol-2 backup skipped", None)),
+            (
+                vec![5, 6, 7],
+                ("vol-5,vol-6,vol-7 backup bk-3", Some("bk-3")),
+            ),
+        ] {
+            for fail_from in 1..=5 {
+                *RUNS.lock().unwrap() = Some(Runs::default());
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+                let flaky = Flaky::failing_from(store.clone(), fail_from);
+                let inputs = VolumesInputs {
+                    sizes: sizes.clone(),
+                };
+                let out = match engine.run_durable_blocking(Volumes, inputs, flaky, "v") {
+                    Ok(out) => out,
+                    Err(DurableError::Store(_)) => {
+                        resumed += 1;
+                        let stored = store.load_flow("v").unwrap().unwrap();
+                        let mapped = stored
+                            .atom("make_volume")
+                            .is_some_and(|a| a.state == StepState::Success);
+                        let before = runs().count(&format!("make_volume {}", sizes[0]));
+                        let out = engine
+                            .resume_durable_blocking(Volumes, store.clone(), "v")
+                            .unwrap();
+                        if mapped {
+                            let after = runs().count(&format!("make_volume {}", sizes[0]));
+                            assert_eq!(before, after, "the map ran again (fail_from {fail_from})");
+                        }
+                        out
+                    }
+                    Err(e) => panic!("{e}"),
+                };
+                assert_eq!((out.report.as_str(), out.backup_id.as_deref()), want);
+                let stored = store.load_flow("v").unwrap().unwrap();
+                let backup = stored.atom("backup").map(|a| a.state);
+                if want.1.is_none() {
+                    assert_eq!(backup, Some(StepState::Ignore), "fail_from {fail_from}");
+                    assert_eq!(runs().count("backup"), 0);
+                }
+            }
+        }
+    }
+    assert!(resumed >= 12, "only {resumed} runs stopped part-way");
+}
