@@ -1,6 +1,7 @@
 //! Crash and resume: a flow runs in a child process that kills itself with SIGKILL at a chosen
-//! point — inside a step, just before or just after a checkpoint is written, inside a revert
-//! hook, inside a retried attempt — and a second child process resumes it from the store. Then
+//! point — inside a step, just before, half-way through (a torn write left on disk) or just after
+//! a checkpoint is written, inside a revert hook, inside a retried attempt — and a second child
+//! process resumes it from the store. Then
 //! the outcome is checked against the store and against the side effects the steps left:
 //!
 //! - the outputs are right (or the flow ended REVERTED, when it was meant to fail);
@@ -14,15 +15,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use taskflow::prelude::*;
-use taskflow::store::{
-    Checkpoint, DirStore, FlowRecord, SqliteStore, Store, StoreError, StoredFlow,
-};
-use taskflow::{Decision, DurableError, History, Retry, StepState};
+use taskflow::store::{DirStore, SqliteStore, Store};
+use taskflow::{DurableError, StepState};
+
+mod common;
+use common::{Attempts, HookedStore};
 
 // ---- the flow: provisioning with side effects on disk
 
@@ -163,23 +164,6 @@ async fn undo_summarize(plan: &Plan) {
     undo(plan, "summarize")
 }
 
-/// At most `.0` attempts in all; provides each attempt's number to its sub-flow.
-pub struct Attempts(pub u32);
-
-impl Retry for Attempts {
-    type Item = u32;
-    fn item(&self, attempt: u32) -> Option<u32> {
-        Some(attempt)
-    }
-    fn on_failure(&self, history: &History) -> Decision {
-        if history.attempts() < self.0 {
-            Decision::Retry
-        } else {
-            Decision::Revert
-        }
-    }
-}
-
 flow! {
     flow Finish(plan: Plan, config: String) -> (summary: String) {
         linear [ tag, summarize ]
@@ -212,31 +196,46 @@ const STEPS: [&str; 8] = [
 
 // ---- a store that dies around its n-th checkpoint
 
-struct KillingStore {
-    inner: Box<dyn Store>,
-    checkpoints: AtomicUsize,
+/// Dies half-way through writing a checkpoint: what a kill during the write leaves on disk (the
+/// directory store: half a temp file that was never renamed; SQLite: a torn frame at the end of
+/// the write-ahead log, never committed).
+fn torn_write(kind: &str, dir: &Path) {
+    use std::io::Write as _;
+    let (path, bytes) = match kind {
+        "dir" => {
+            let file = dir.join("flows").join("job.json");
+            let old = std::fs::read(&file).unwrap();
+            (
+                dir.join("flows").join("job.json.tmp"),
+                old[..old.len() / 2].to_vec(),
+            )
+        }
+        _ => (dir.join("flows.db-wal"), vec![0x5a; 3000]),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(&bytes).unwrap();
+    f.sync_all().unwrap();
+    std::env::set_var("CRASH_KILL_AT", "torn");
+    kill_point("torn");
 }
 
-impl Store for KillingStore {
-    fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
-        self.inner.create_flow(flow)
-    }
-    fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let n = self.checkpoints.fetch_add(1, Ordering::SeqCst) + 1;
+/// The store of a child: dies just before, half-way through or just after its n-th checkpoint
+/// when the kill point says so.
+fn killing_store(kind: &str, dir: &Path) -> HookedStore {
+    let (kind, dir) = (kind.to_owned(), dir.to_owned());
+    HookedStore::new(open_store(&kind, &dir).into(), move |n, _, write| {
         kill_point(&format!("cp-before:{n}"));
-        let result = self.inner.checkpoint(flow_id, checkpoint);
+        if std::env::var("CRASH_KILL_AT").is_ok_and(|p| p == format!("cp-torn:{n}")) {
+            torn_write(&kind, &dir);
+        }
+        let result = write();
         kill_point(&format!("cp-after:{n}"));
         result
-    }
-    fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
-        self.inner.load_flow(flow_id)
-    }
-    fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
-        self.inner.list_flows()
-    }
-    fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError> {
-        self.inner.delete_flow(flow_id)
-    }
+    })
 }
 
 fn open_store(kind: &str, dir: &Path) -> Box<dyn Store> {
@@ -254,10 +253,7 @@ fn child(args: &[String]) {
         panic!("child args: mode engine store dir plan-json, got {args:?}");
     };
     let dir = PathBuf::from(dir);
-    let store: Arc<dyn Store> = Arc::new(KillingStore {
-        inner: open_store(store, &dir),
-        checkpoints: AtomicUsize::new(0),
-    });
+    let store: Arc<dyn Store> = Arc::new(killing_store(store, &dir));
     let engine = match engine.as_str() {
         "serial" => Engine::serial(),
         _ => Engine::parallel().workers(2),
@@ -523,6 +519,8 @@ fn cases() -> Vec<Case> {
         "cp-after:9",
         "cp-before:11",
         "cp-after:12",
+        "cp-torn:2",
+        "cp-torn:8",
     ];
     add("serial", "sqlite", Outcome::Done, done_points);
     add("parallel", "sqlite", Outcome::Done, done_points);
@@ -541,6 +539,7 @@ fn cases() -> Vec<Case> {
         "cp-after:13",
         "cp-before:15",
         "cp-after:17",
+        "cp-torn:16",
     ];
     add("serial", "sqlite", Outcome::Reverted, revert_points);
     add("parallel", "sqlite", Outcome::Reverted, revert_points);
@@ -559,13 +558,13 @@ fn cases() -> Vec<Case> {
         "serial",
         "dir",
         Outcome::Done,
-        &["after:boot", "cp-after:5", "after:lease@2"],
+        &["after:boot", "cp-after:5", "after:lease@2", "cp-torn:4"],
     );
     add(
         "parallel",
         "dir",
         Outcome::Reverted,
-        &["revert-after:tag", "cp-before:14"],
+        &["revert-after:tag", "cp-before:14", "cp-torn:15"],
     );
     cases
 }

@@ -1,9 +1,10 @@
 //! The storage layer through its public API: every behaviour of the `Store` trait is one function
 //! run against all three backends; then what only one backend has (files, SQLite's schema and
 //! transactions).
+mod common;
+use common::{Mount, TempDir};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -17,28 +18,6 @@ use taskflow::{FlowState, StepState};
 // Fixtures
 
 /// A fresh directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "taskflow-store-test-{}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            taskflow::store::new_flow_id()
-        ));
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 fn memory() -> (MemoryStore, ()) {
     (MemoryStore::new(), ())
 }
@@ -828,38 +807,35 @@ fn dir_failed_write_keeps_previous_file() {
     assert_eq!(load(&store, id).flow.state, FlowState::Running);
 }
 
-/// A read-only directory: the checkpoint fails with `Io` and the run is as it was. Root ignores
-/// directory permissions, so where the test can still write into the read-only directory (it runs
-/// as root) it says so and checks nothing.
-#[cfg(unix)]
+/// A read-only directory: the checkpoint fails with `Io` and the run is as it was. The store is
+/// opened through a bind mount that is then made read-only (root ignores directory permissions,
+/// so a `0o555` directory would not do).
 #[test]
 fn dir_read_only_directory_fails_cleanly() {
-    use std::os::unix::fs::PermissionsExt;
-
-    let (store, _tmp) = dir();
+    let tmp = TempDir::new();
+    let real = tmp.path().join("real");
+    fs::create_dir_all(&real).unwrap();
+    let Some(view) = Mount::new(
+        &["--bind", real.to_str().unwrap()],
+        &tmp.path().join("view"),
+    ) else {
+        return;
+    };
+    let store = DirStore::open(&view.0).unwrap();
     let stored = checkpointed(&store);
     let id = &stored.flow.id;
-    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o555)).unwrap();
-    let probe = store.path().join("probe");
-    let privileged = fs::write(&probe, "").is_ok();
-    if privileged {
-        let _ = fs::remove_file(&probe);
-        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        eprintln!(
-            "note: dir_read_only_directory_fails_cleanly checked nothing: this process writes \
-             into a 0o555 directory (it runs as root), so a read-only directory cannot be \
-             simulated here; dir_failed_write_keeps_previous_file covers a failed write"
-        );
-        return;
-    }
+    view.remount("remount,bind,ro");
     let cp = Checkpoint {
         flow_state: Some(FlowState::Running),
         ..Default::default()
     };
     let result = store.checkpoint(id, &cp);
     let after = store.load_flow(id);
-    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    assert!(matches!(result, Err(StoreError::Io { .. })), "{result:?}");
+    view.remount("remount,bind,rw");
+    assert!(
+        matches!(&result, Err(StoreError::Io { source, .. }) if source.raw_os_error() == Some(30)),
+        "{result:?}"
+    );
     assert_eq!(after.unwrap().unwrap(), stored);
     store.checkpoint(id, &cp).unwrap();
 }
@@ -1339,26 +1315,33 @@ fn sqlite_two_connections_share_the_file() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A full disk (needs a small file system; skipped otherwise)
+// A full disk (a small tmpfs: needs root, or a small file system named by TASKFLOW_TEST_SMALL_FS)
 
 /// Checkpoints growing a run until the file system is full: the failing checkpoint is an `Io`
 /// (directory) or `Sqlite` (database) error, the run loads as the last successful checkpoint left
 /// it — also after reopening the store — and once space is freed the run goes on.
 ///
-/// Runs only when `TASKFLOW_TEST_SMALL_FS` names a directory on a small file system, e.g. on
-/// Linux without root:
+/// The small file system is a 1 MiB tmpfs the test mounts (as root, like CI), or the directory
+/// `TASKFLOW_TEST_SMALL_FS` names, e.g. on Linux without root:
 /// `unshare -rm sh -c 'mkdir -p /tmp/small && mount -t tmpfs -o size=1m tmpfs /tmp/small &&
 /// TASKFLOW_TEST_SMALL_FS=/tmp/small cargo test --test store full_disk'`.
 #[test]
 fn full_disk_checkpoint_fails_cleanly() {
-    let Some(small) = std::env::var_os("TASKFLOW_TEST_SMALL_FS") else {
-        eprintln!(
-            "note: full_disk_checkpoint_fails_cleanly checked nothing: set TASKFLOW_TEST_SMALL_FS \
-             to a directory on a small file system to run it"
-        );
-        return;
+    let tmp = TempDir::new();
+    let mount;
+    let small = match std::env::var_os("TASKFLOW_TEST_SMALL_FS") {
+        Some(small) => PathBuf::from(small),
+        None => {
+            let Some(m) = Mount::new(
+                &["-t", "tmpfs", "-o", "size=1m", "tmpfs"],
+                &tmp.path().join("small"),
+            ) else {
+                return;
+            };
+            mount = m;
+            mount.0.clone()
+        }
     };
-    let small = PathBuf::from(small);
     let ballast = small.join(format!("ballast-{}", std::process::id()));
     type Open = fn(&Path) -> Box<dyn Store>;
     let backends: [(&str, Open); 2] = [

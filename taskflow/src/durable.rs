@@ -290,13 +290,29 @@ pub(crate) struct Journal {
 
 #[derive(Default)]
 struct JournalState {
-    /// The latest record of each step, by path.
-    current: HashMap<String, AtomRecord>,
-    atoms: Vec<AtomRecord>,
+    /// The latest record of each step, by path, and whether it changed since the last commit.
+    current: HashMap<String, (AtomRecord, bool)>,
+    /// The steps that changed since the last commit, in the order they first did.
+    dirty: Vec<String>,
     retries: Vec<RetryRecord>,
     flow_state: Option<FlowState>,
     /// The first checkpoint that failed: the run stops, and nothing more is written.
     error: Option<StoreError>,
+}
+
+impl JournalState {
+    /// The current record of step `path`, marked as changed.
+    fn touch(&mut self, path: String) -> &mut AtomRecord {
+        let JournalState { current, dirty, .. } = self;
+        let (atom, changed) = current
+            .entry(path)
+            .or_insert_with_key(|name| (AtomRecord::new(name.clone()), false));
+        if !*changed {
+            *changed = true;
+            dirty.push(atom.name.clone());
+        }
+        atom
+    }
 }
 
 impl Journal {
@@ -311,7 +327,7 @@ impl Journal {
             .map(|s| {
                 s.atoms
                     .iter()
-                    .map(|a| (a.name.clone(), a.clone()))
+                    .map(|a| (a.name.clone(), (a.clone(), false)))
                     .collect()
             })
             .unwrap_or_default();
@@ -340,10 +356,7 @@ impl Journal {
     ) {
         let now = unix_millis(SystemTime::now());
         let mut j = self.lock();
-        let atom = j
-            .current
-            .entry(path)
-            .or_insert_with_key(|name| AtomRecord::new(name.clone()));
+        let atom = j.touch(path);
         atom.state = state;
         atom.attempt = attempt;
         match state {
@@ -377,8 +390,6 @@ impl Journal {
             | StepState::Ignore
             | StepState::Retrying => {}
         }
-        let atom = atom.clone();
-        j.atoms.push(atom);
     }
 
     /// Records step `step`'s result, with its SUCCESS.
@@ -386,13 +397,7 @@ impl Journal {
         let result = self.registry.save_step::<F>(values, step);
         let mut j = self.lock();
         match result {
-            Ok(value) => {
-                if let Some(atom) = j.current.get_mut(path) {
-                    atom.result = Some(value);
-                    let atom = atom.clone();
-                    j.atoms.push(atom);
-                }
-            }
+            Ok(value) => j.touch(path.to_owned()).result = Some(value),
             Err(detail) => {
                 // A value that does not serialize cannot be checkpointed: stop like a failed
                 // write, before anything depends on it.
@@ -408,12 +413,7 @@ impl Journal {
 
     /// Records a step's progress (written with the next checkpoint).
     pub(crate) fn progress(&self, path: String, progress: f32) {
-        let mut j = self.lock();
-        if let Some(atom) = j.current.get_mut(&path) {
-            atom.progress = progress.clamp(0.0, 1.0);
-            let atom = atom.clone();
-            j.atoms.push(atom);
-        }
+        self.lock().touch(path).progress = progress.clamp(0.0, 1.0);
     }
 
     /// Records a retry scope's attempt and history (of the flow at `flow`, `""` for the root).
@@ -442,12 +442,21 @@ impl Journal {
         if j.error.is_some() {
             return false;
         }
-        if j.atoms.is_empty() && j.retries.is_empty() && j.flow_state.is_none() {
+        if j.dirty.is_empty() && j.retries.is_empty() && j.flow_state.is_none() {
             return true;
         }
+        let dirty = std::mem::take(&mut j.dirty);
+        let atoms = dirty
+            .iter()
+            .filter_map(|name| {
+                let (atom, changed) = j.current.get_mut(name)?;
+                *changed = false;
+                Some(atom.clone())
+            })
+            .collect();
         let checkpoint = Checkpoint {
             flow_state: j.flow_state.take(),
-            atoms: std::mem::take(&mut j.atoms),
+            atoms,
             retries: std::mem::take(&mut j.retries),
         };
         match self.store.checkpoint(&self.flow_id, &checkpoint) {

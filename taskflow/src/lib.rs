@@ -304,6 +304,8 @@ pub mod guide {
     pub mod listeners {}
     #[doc = include_str!("../../docs/guide/suspend.md")]
     pub mod suspend {}
+    #[doc = include_str!("../../docs/guide/durability.md")]
+    pub mod durability {}
 }
 
 /// Everything a flow author needs.

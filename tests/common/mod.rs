@@ -21,3 +21,165 @@ impl Trace {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("step {0} refused")]
 pub struct Refused(pub u32);
+
+/// A scratch directory, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "taskflow-test-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            taskflow::store::new_flow_id()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// At most `.0` attempts in all, like `Times`; provides each attempt's number (1-based) to its
+/// sub-flow, so steps can behave by attempt.
+pub struct Attempts(pub u32);
+
+impl taskflow::Retry for Attempts {
+    type Item = u32;
+    fn item(&self, attempt: u32) -> Option<u32> {
+        Some(attempt)
+    }
+    fn on_failure(&self, history: &taskflow::History) -> taskflow::Decision {
+        if history.attempts() < self.0 {
+            taskflow::Decision::Retry
+        } else {
+            taskflow::Decision::Revert
+        }
+    }
+}
+
+/// A mount of the test's (a small tmpfs, a read-only bind mount: real storage faults), unmounted
+/// when dropped.
+pub struct Mount(pub std::path::PathBuf);
+
+impl Mount {
+    /// `mount <args> <at>`; `None` (with a note) when this process may not mount, which is an
+    /// error when it runs as root.
+    pub fn new(args: &[&str], at: &std::path::Path) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(args)
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let root = std::process::Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+            assert!(!root, "mount {args:?} {} failed as root", at.display());
+            eprintln!(
+                "skipped: cannot mount (needs root): mount {args:?} {}",
+                at.display()
+            );
+            return None;
+        }
+        Some(Mount(at.to_owned()))
+    }
+
+    pub fn remount(&self, options: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", options])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o {options} {}", self.0.display());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A store that passes everything to `inner`, calling `around(n, checkpoint, write)` for its
+/// `n`-th checkpoint (1-based): the hook decides whether and when the write happens, so a test can
+/// fail a checkpoint, record it, or die around it.
+pub struct HookedStore {
+    pub inner: std::sync::Arc<dyn taskflow::store::Store>,
+    checkpoints: std::sync::atomic::AtomicUsize,
+    #[allow(clippy::type_complexity)]
+    around: Box<
+        dyn Fn(
+                usize,
+                &taskflow::store::Checkpoint,
+                &dyn Fn() -> Result<(), taskflow::store::StoreError>,
+            ) -> Result<(), taskflow::store::StoreError>
+            + Send
+            + Sync,
+    >,
+}
+
+impl HookedStore {
+    pub fn new(
+        inner: std::sync::Arc<dyn taskflow::store::Store>,
+        around: impl Fn(
+                usize,
+                &taskflow::store::Checkpoint,
+                &dyn Fn() -> Result<(), taskflow::store::StoreError>,
+            ) -> Result<(), taskflow::store::StoreError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        HookedStore {
+            inner,
+            checkpoints: std::sync::atomic::AtomicUsize::new(0),
+            around: Box::new(around),
+        }
+    }
+}
+
+impl taskflow::store::Store for HookedStore {
+    fn create_flow(
+        &self,
+        flow: &taskflow::store::FlowRecord,
+    ) -> Result<(), taskflow::store::StoreError> {
+        self.inner.create_flow(flow)
+    }
+    fn checkpoint(
+        &self,
+        flow_id: &str,
+        checkpoint: &taskflow::store::Checkpoint,
+    ) -> Result<(), taskflow::store::StoreError> {
+        let n = self
+            .checkpoints
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        (self.around)(n, checkpoint, &|| {
+            self.inner.checkpoint(flow_id, checkpoint)
+        })
+    }
+    fn load_flow(
+        &self,
+        flow_id: &str,
+    ) -> Result<Option<taskflow::store::StoredFlow>, taskflow::store::StoreError> {
+        self.inner.load_flow(flow_id)
+    }
+    fn list_flows(&self) -> Result<Vec<taskflow::store::FlowRecord>, taskflow::store::StoreError> {
+        self.inner.list_flows()
+    }
+    fn delete_flow(&self, flow_id: &str) -> Result<(), taskflow::store::StoreError> {
+        self.inner.delete_flow(flow_id)
+    }
+}

@@ -143,8 +143,10 @@ async fn run_until_quiet<F: Flow>(
             }
         }
         // Write-ahead: the RUNNING of every step started in this round, with the SUCCESS of the
-        // steps that finished before it, in one checkpoint; if it fails, none of them starts.
-        if !(sync_jobs.is_empty() && new_async.is_empty()) && !run.commit() {
+        // steps that finished since the last round, in one checkpoint (none when nothing
+        // changed; at the very end the run's last checkpoint takes them); if it fails, none of
+        // them starts.
+        if in_flight > 0 && !run.commit() {
             in_flight -= sync_jobs.len() + new_async.len();
             sync_jobs.clear();
             new_async.clear();

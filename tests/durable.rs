@@ -1,0 +1,691 @@
+//! Durable runs through the public API, in one process: what is recorded, and every refusal.
+//! A "crash" here is a store whose n-th checkpoint fails: the run stops where the previous
+//! checkpoint left it, exactly as if the process had died there (tests/crash.rs kills real
+//! processes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use taskflow::prelude::*;
+use taskflow::store::{
+    Checkpoint, DirStore, MemoryStore, SqliteStore, Store, StoreError, StoredFlow,
+};
+use taskflow::{DurableError, StepState};
+
+mod common;
+use common::{Attempts, HookedStore, TempDir};
+
+// ---- a store that fails from its n-th checkpoint on, and keeps what it wrote
+
+struct Flaky {
+    store: HookedStore,
+    written: Arc<Mutex<Vec<Checkpoint>>>,
+}
+
+impl Flaky {
+    fn failing_from(inner: Arc<dyn Store>, fail_from: usize) -> Arc<HookedStore> {
+        Self::recording(inner, fail_from).store.into()
+    }
+
+    fn recording(inner: Arc<dyn Store>, fail_from: usize) -> Flaky {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let log = written.clone();
+        let store = HookedStore::new(inner, move |n, checkpoint, write| {
+            if n >= fail_from {
+                return Err(StoreError::Io {
+                    path: "flaky".into(),
+                    source: std::io::Error::other("no space left on device"),
+                });
+            }
+            log.lock().unwrap().push(checkpoint.clone());
+            write()
+        });
+        Flaky { store, written }
+    }
+}
+
+// ---- flows
+
+/// Counts the runs of each step, across "processes".
+#[derive(Clone, Default, Debug)]
+pub struct Runs(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Runs {
+    fn ran(&self, step: &str) {
+        *self.0.lock().unwrap().entry(step.to_owned()).or_default() += 1;
+    }
+    fn count(&self, step: &str) -> usize {
+        self.0.lock().unwrap().get(step).copied().unwrap_or(0)
+    }
+}
+
+// `Runs` is shared through a global (it is not a stored value); the tests that use it take
+// turns.
+static RUNS: Mutex<Option<Runs>> = Mutex::new(None);
+static TURN: Mutex<()> = Mutex::new(());
+
+fn my_turn() -> std::sync::MutexGuard<'static, ()> {
+    let turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *RUNS.lock().unwrap() = Some(Runs::default());
+    UNDONE.lock().unwrap().clear();
+    turn
+}
+
+fn runs() -> Runs {
+    RUNS.lock()
+        .unwrap()
+        .get_or_insert_with(Runs::default)
+        .clone()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Server {
+    id: u32,
+    name: String,
+}
+
+#[task(provides = server)]
+fn create(name: String) -> Server {
+    runs().ran(&format!("create {name}"));
+    Server { id: 7, name }
+}
+
+#[task(provides = (ip, port))]
+async fn address(server: &Server) -> (String, u16) {
+    runs().ran(&format!("address {}", server.name));
+    (format!("10.0.0.{}", server.id), 8000 + server.id as u16)
+}
+
+#[task(provides = url)]
+fn publish(ip: &str, port: u16, ctx: &TaskContext) -> String {
+    ctx.progress(0.5);
+    runs().ran(&format!("publish {ip}"));
+    format!("http://{ip}:{port}")
+}
+
+flow! {
+    flow Publish(name: String) -> (server: Server, url: String) {
+        linear [ create, address, publish ]
+    }
+}
+
+const URL: &str = "http://10.0.0.7:8007";
+
+fn sqlite(tmp: &TempDir) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(tmp.path().join("flows.db")).unwrap())
+}
+
+fn engines() -> [Engine; 2] {
+    [Engine::serial(), Engine::parallel().workers(2)]
+}
+
+#[test]
+fn a_durable_run_records_every_step_with_its_result_and_timings() {
+    let _turn = my_turn();
+    for engine in engines() {
+        let tmp = TempDir::new();
+        let store = sqlite(&tmp);
+        let out = engine
+            .run_durable_blocking(
+                Publish,
+                PublishInputs { name: "web".into() },
+                store.clone(),
+                "p1",
+            )
+            .unwrap();
+        assert_eq!(out.url, URL);
+        let stored = store.load_flow("p1").unwrap().unwrap();
+        assert_eq!(stored.flow.state, FlowState::Success);
+        assert_eq!(stored.flow.flow_name, "Publish");
+        assert_eq!(stored.flow.fingerprint, taskflow::fingerprint::<Publish>());
+        assert_eq!(stored.flow.inputs, serde_json::json!({ "name": "web" }));
+        assert_eq!(stored.flow.graph, Publish::graph().to_json());
+        let create = stored.atom("create").unwrap();
+        assert_eq!(create.state, StepState::Success);
+        assert_eq!(
+            create.result,
+            Some(serde_json::json!({ "id": 7, "name": "web" }))
+        );
+        assert!(create.started_at.is_some() && create.duration().is_some());
+        // Two outputs: an object by name.
+        let address = stored.atom("address").unwrap();
+        assert_eq!(
+            address.result,
+            Some(serde_json::json!({ "ip": "10.0.0.7", "port": 8007 }))
+        );
+        let publish = stored.atom("publish").unwrap();
+        assert_eq!((publish.progress, publish.attempt), (1.0, 1));
+    }
+}
+
+/// About one transaction per step on the serial engine: one step's SUCCESS and the next step's
+/// RUNNING share one.
+#[test]
+fn the_serial_engine_commits_once_per_step() {
+    let _turn = my_turn();
+    let Flaky { store, written } = Flaky::recording(Arc::new(MemoryStore::new()), usize::MAX);
+    Engine::serial()
+        .run_durable_blocking(
+            Publish,
+            PublishInputs { name: "a".into() },
+            Arc::new(store),
+            "p",
+        )
+        .unwrap();
+    let written = written.lock().unwrap();
+    // RUNNING create | SUCCESS create + RUNNING address | ... | SUCCESS publish + flow SUCCESS
+    assert_eq!(written.len(), 4, "{written:#?}");
+    let states = |cp: &Checkpoint| -> Vec<(String, StepState)> {
+        let mut last: Vec<(String, StepState)> = Vec::new();
+        for a in &cp.atoms {
+            last.retain(|(n, _)| n != &a.name);
+            last.push((a.name.clone(), a.state));
+        }
+        last
+    };
+    assert_eq!(states(&written[0]), [("create".into(), StepState::Running)]);
+    assert_eq!(
+        states(&written[1]),
+        [
+            ("create".into(), StepState::Success),
+            ("address".into(), StepState::Running)
+        ]
+    );
+    assert_eq!(written[3].flow_state, Some(FlowState::Success));
+}
+
+/// A checkpoint that fails stops the run at once with the store's error; the store keeps what the
+/// last good checkpoint wrote, and the run resumes from there without re-running a step recorded
+/// SUCCESS.
+#[test]
+fn a_failed_checkpoint_stops_the_run_and_it_resumes() {
+    let _turn = my_turn();
+    for engine in engines() {
+        for fail_from in 1..=4 {
+            *RUNS.lock().unwrap() = Some(Runs::default());
+            let tmp = TempDir::new();
+            let store = sqlite(&tmp);
+            let flaky = Flaky::failing_from(store.clone(), fail_from);
+            let err = engine
+                .run_durable_blocking(Publish, PublishInputs { name: "db".into() }, flaky, "p")
+                .unwrap_err();
+            assert!(
+                matches!(&err, DurableError::Store(StoreError::Io { .. })),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("no space left on device"), "{err}");
+            let at_crash = store.load_flow("p").unwrap().unwrap();
+            assert_ne!(at_crash.flow.state, FlowState::Success);
+            let succeeded: Vec<String> = at_crash
+                .atoms
+                .iter()
+                .filter(|a| a.state == StepState::Success)
+                .map(|a| a.name.clone())
+                .collect();
+            assert_eq!(succeeded.len(), fail_from.saturating_sub(2).min(3));
+
+            let out = engine
+                .resume_durable_blocking(Publish, store.clone(), "p")
+                .unwrap();
+            assert_eq!(out.url, URL);
+            assert_eq!(
+                out.server,
+                Server {
+                    id: 7,
+                    name: "db".into()
+                }
+            );
+            let runs = runs();
+            for (step, key) in [
+                ("create", "create db"),
+                ("address", "address db"),
+                ("publish", "publish 10.0.0.7"),
+            ] {
+                if succeeded.iter().any(|s| s == step) {
+                    assert_eq!(
+                        runs.count(key),
+                        1,
+                        "{step} ran again (fail_from {fail_from})"
+                    );
+                }
+            }
+            assert_eq!(
+                store.load_flow("p").unwrap().unwrap().flow.state,
+                FlowState::Success
+            );
+        }
+    }
+}
+
+#[test]
+fn a_finished_run_resumes_to_its_stored_outcome_without_running() {
+    let _turn = my_turn();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let engine = Engine::serial();
+    engine
+        .run_durable_blocking(
+            Publish,
+            PublishInputs { name: "x".into() },
+            store.clone(),
+            "p",
+        )
+        .unwrap();
+    let before = runs().count("create x");
+    let again = engine
+        .resume_durable_blocking(Publish, store.clone(), "p")
+        .unwrap();
+    assert_eq!(again.url, URL);
+    assert_eq!(runs().count("create x"), before);
+}
+
+#[test]
+fn an_id_in_use_is_refused() {
+    let _turn = my_turn();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let engine = Engine::serial();
+    engine
+        .run_durable_blocking(
+            Publish,
+            PublishInputs { name: "x".into() },
+            store.clone(),
+            "p",
+        )
+        .unwrap();
+    let err = engine
+        .run_durable_blocking(
+            Publish,
+            PublishInputs { name: "y".into() },
+            store.clone(),
+            "p",
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, DurableError::Store(StoreError::AlreadyExists { .. })),
+        "{err:?}"
+    );
+    let err = engine
+        .resume_durable_blocking(Publish, store, "missing")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "store error: no flow `missing` in the store"
+    );
+}
+
+// ---- refusals: another flow, a changed flow, corrupt data
+
+mod v1 {
+    use super::*;
+
+    #[task(provides = doubled)]
+    pub fn double(n: u32) -> u32 {
+        n * 2
+    }
+
+    flow! {
+        pub flow Deploy(n: u32) -> (doubled: u32) { linear [ double ] }
+    }
+}
+
+mod v2 {
+    use super::*;
+
+    #[task(provides = doubled)]
+    pub fn double(n: u64) -> u64 {
+        n * 2
+    }
+
+    flow! {
+        pub flow Deploy(n: u64) -> (doubled: u64) { linear [ double ] }
+    }
+}
+
+/// Stops a run of `v1::Deploy` before its step finished (its first checkpoint lands, the second
+/// fails), returning the store and what it holds.
+fn interrupted_v1(tmp: &TempDir) -> (Arc<dyn Store>, StoredFlow) {
+    let store = sqlite(tmp);
+    let flaky = Flaky::failing_from(store.clone(), 2);
+    Engine::serial()
+        .run_durable_blocking(v1::Deploy, v1::DeployInputs { n: 21 }, flaky, "d")
+        .unwrap_err();
+    let stored = store.load_flow("d").unwrap().unwrap();
+    (store, stored)
+}
+
+#[test]
+fn a_changed_flow_is_refused_and_nothing_is_written() {
+    let tmp = TempDir::new();
+    let (store, before) = interrupted_v1(&tmp);
+    assert_ne!(
+        taskflow::fingerprint::<v1::Deploy>(),
+        taskflow::fingerprint::<v2::Deploy>()
+    );
+    let err = Engine::serial()
+        .resume_durable_blocking(v2::Deploy, store.clone(), "d")
+        .unwrap_err();
+    assert!(
+        matches!(&err, DurableError::FingerprintMismatch { flow_id, .. } if flow_id == "d"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("steps, wiring or value types changed"),
+        "{err}"
+    );
+    assert_eq!(store.load_flow("d").unwrap().unwrap(), before);
+    // The build that started it finishes it.
+    let out = Engine::serial()
+        .resume_durable_blocking(v1::Deploy, store, "d")
+        .unwrap();
+    assert_eq!(out.doubled, 42);
+}
+
+#[test]
+fn a_run_of_another_flow_is_refused() {
+    let _turn = my_turn();
+    let tmp = TempDir::new();
+    let (store, before) = interrupted_v1(&tmp);
+    let err = Engine::serial()
+        .resume_durable_blocking(Publish, store.clone(), "d")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "flow `d` was stored by flow `Deploy`, not `Publish`: resume it with `Deploy`"
+    );
+    assert_eq!(store.load_flow("d").unwrap().unwrap(), before);
+}
+
+/// A stored result or input that does not load as the flow's type is refused with the place it
+/// is in; the store is left as it was.
+#[test]
+fn corrupt_stored_values_are_refused_naming_them() {
+    let _turn = my_turn();
+    let tmp = TempDir::new();
+    let store = sqlite(&tmp);
+    let flaky = Flaky::failing_from(store.clone(), 3);
+    Engine::serial()
+        .run_durable_blocking(Publish, PublishInputs { name: "c".into() }, flaky, "p")
+        .unwrap_err();
+    drop(store);
+    let db = tmp.path().join("flows.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE atoms SET result = '{\"id\": \"seven\", \"name\": \"c\"}' WHERE name = 'create'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = sqlite(&tmp);
+    let before = store.load_flow("p").unwrap().unwrap();
+    let err = Engine::serial()
+        .resume_durable_blocking(Publish, store.clone(), "p")
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
+        "{text}"
+    );
+    assert!(
+        text.contains("record of step `create` of flow `p`") && text.contains("invalid type"),
+        "{text}"
+    );
+    assert_eq!(store.load_flow("p").unwrap().unwrap(), before);
+
+    // Inputs that do not load.
+    drop(store);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE flows SET inputs = '{\"nom\": \"c\"}'", [])
+        .unwrap();
+    drop(conn);
+    let store = sqlite(&tmp);
+    let err = Engine::serial()
+        .resume_durable_blocking(Publish, store, "p")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "store error: corrupt inputs of flow `p`: `name` is missing"
+    );
+}
+
+/// A truncated flow file of the directory store: refused as corrupt, the file untouched.
+#[test]
+fn a_truncated_flow_file_is_refused() {
+    let _turn = my_turn();
+    let tmp = TempDir::new();
+    let store: Arc<dyn Store> = Arc::new(DirStore::open(tmp.path()).unwrap());
+    let flaky = Flaky::failing_from(store.clone(), 3);
+    Engine::serial()
+        .run_durable_blocking(Publish, PublishInputs { name: "t".into() }, flaky, "p")
+        .unwrap_err();
+    let file = tmp.path().join("p.json");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let err = Engine::serial()
+        .resume_durable_blocking(Publish, store, "p")
+        .unwrap_err();
+    assert!(
+        matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("p.json"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), &bytes[..bytes.len() / 2]);
+}
+
+/// A value whose serialization fails at run time (a map with non-string keys) stops the run like
+/// a failed write, naming the step.
+#[test]
+fn a_result_that_does_not_serialize_stops_the_run() {
+    #[task(provides = table)]
+    fn tabulate() -> HashMap<(u8, u8), u8> {
+        HashMap::from([((1, 2), 3)])
+    }
+    flow! { flow Tabulate() -> (table) { linear [ tabulate ] } }
+
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let err = Engine::serial()
+        .run_durable_blocking(Tabulate, TabulateInputs {}, store.clone(), "t")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("store error: invalid result of step `tabulate`: key must be a string"),
+        "{err}"
+    );
+    let stored = store.load_flow("t").unwrap().unwrap();
+    assert_eq!(stored.atom("tabulate").unwrap().state, StepState::Running);
+}
+
+// ---- failures, reverts and retries across a "crash"
+
+#[derive(Debug, thiserror::Error)]
+#[error("quota exceeded")]
+struct Quota;
+
+static UNDONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[task(provides = volume, revert = undo_volume)]
+fn volume(size: u32) -> String {
+    format!("vol-{size}")
+}
+#[revert]
+fn undo_volume(result: TaskOutcome<&String>) {
+    if let Ok(v) = result {
+        UNDONE.lock().unwrap().push(v.clone());
+    }
+}
+
+/// Fails its first `tries` attempts (the attempt number comes from its controller).
+#[task(provides = attached)]
+fn attach(volume: &str, attempt: u32, tries: u32) -> Result<String, Quota> {
+    runs().ran("attach");
+    if attempt <= tries {
+        Err(Quota)
+    } else {
+        Ok(format!("{volume} attached"))
+    }
+}
+
+flow! {
+    flow Storage(size: u32, tries: u32) -> (attached: String) {
+        linear [ retry(Attempts(3) -> attempt: u32) linear [ volume, attach ] ]
+    }
+}
+
+flow! {
+    flow Nested(size: u32, tries: u32) -> (attached: String) {
+        linear [ Storage ]
+    }
+}
+
+/// A retry inside a sub-flow, stopped at every checkpoint in turn: the attempt count lives in
+/// the sub-flow's own retry record, and the resumed run does not start the count afresh.
+#[test]
+fn a_sub_flows_retry_count_survives_every_stop() {
+    let _turn = my_turn();
+    for engine in engines() {
+        for fail_from in 1..=12 {
+            *RUNS.lock().unwrap() = Some(Runs::default());
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let flaky = Flaky::failing_from(store.clone(), fail_from);
+            let first =
+                engine.run_durable_blocking(Nested, NestedInputs { size: 5, tries: 2 }, flaky, "n");
+            let out = match first {
+                Ok(out) => out, // fewer checkpoints than fail_from
+                Err(DurableError::Store(_)) => engine
+                    .resume_durable_blocking(Nested, store.clone(), "n")
+                    .unwrap(),
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(out.attached, "vol-5 attached");
+            // Two failed attempts, one that worked: never more, whatever the stop.
+            assert!(runs().count("attach") <= 4, "fail_from {fail_from}");
+            let stored = store.load_flow("n").unwrap().unwrap();
+            let retry = stored
+                .retries
+                .iter()
+                .find(|r| r.flow == "Storage")
+                .expect("the sub-flow's retry record");
+            assert_eq!(
+                (retry.scope, retry.attempt),
+                (0, 3),
+                "fail_from {fail_from}"
+            );
+            assert_eq!(retry.history.len(), 2);
+            assert_eq!(retry.history[0][0].message, "quota exceeded");
+            assert_eq!(stored.atom("Storage/attach").unwrap().attempt, 3);
+        }
+    }
+}
+
+/// A flow that fails ends REVERTED in the store; resuming it hands back its failure, without
+/// running or reverting anything again.
+#[test]
+fn a_reverted_run_resumes_to_its_failure() {
+    let _turn = my_turn();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let engine = Engine::serial();
+    let err = engine
+        .run_durable_blocking(
+            Storage,
+            StorageInputs { size: 9, tries: 99 },
+            store.clone(),
+            "s",
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("step `attach` failed: quota exceeded"),
+        "{err}"
+    );
+    let stored = store.load_flow("s").unwrap().unwrap();
+    assert_eq!(stored.flow.state, FlowState::Reverted);
+    assert_eq!(UNDONE.lock().unwrap().len(), 3); // once per attempt
+    let again = engine
+        .resume_durable_blocking(Storage, store, "s")
+        .unwrap_err();
+    let DurableError::Failed(e) = again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(e.failed_step(), "attach");
+    assert_eq!(e.failures()[0].error().to_string(), "quota exceeded");
+    assert!(e.failures()[0]
+        .downcast_ref::<taskflow::RecordedError>()
+        .is_some());
+    assert_eq!(UNDONE.lock().unwrap().len(), 3);
+    assert_eq!(runs().count("attach"), 3);
+}
+
+// ---- the parallel engine batches its checkpoints
+
+#[task(provides = part)]
+async fn part(n: u32) -> u32 {
+    tokio::task::yield_now().await;
+    n
+}
+
+#[task(provides = total)]
+fn join(a: u32, b: u32, c: u32, d: u32) -> u32 {
+    a + b + c + d
+}
+
+flow! {
+    flow FanIn(n: u32) -> (total) {
+        graph [
+            part -> a as p1, part -> b as p2, part -> c as p3, part -> d as p4,
+            join,
+        ]
+    }
+}
+
+/// Four steps started together are recorded RUNNING in one transaction; steps that finish
+/// together are recorded SUCCESS in one, with the RUNNING of what they let start.
+#[test]
+fn the_parallel_engine_commits_steps_that_start_or_finish_together_at_once() {
+    let Flaky { store, written } = Flaky::recording(Arc::new(MemoryStore::new()), usize::MAX);
+    let out = Engine::parallel()
+        .run_durable_blocking(FanIn, FanInInputs { n: 5 }, Arc::new(store), "f")
+        .unwrap();
+    assert_eq!(out.total, 20);
+    let written = written.lock().unwrap();
+    let states: Vec<Vec<String>> = written
+        .iter()
+        .map(|cp| {
+            cp.atoms
+                .iter()
+                .map(|a| format!("{} {}", a.name, a.state))
+                .collect()
+        })
+        .collect();
+    let parts = ["p1", "p2", "p3", "p4"];
+    assert_eq!(
+        states[0],
+        parts.map(|p| format!("{p} RUNNING")),
+        "{states:?}"
+    );
+    assert_eq!(states.last().unwrap(), &["join SUCCESS"], "{states:?}");
+    // `join` starts in the checkpoint that records the last part's SUCCESS, and every part's
+    // SUCCESS is written exactly once, in at most four checkpoints (fewer when parts finish
+    // together).
+    let join = states
+        .iter()
+        .position(|cp| cp.iter().any(|a| a == "join RUNNING"))
+        .unwrap();
+    let middle: Vec<&String> = states[1..=join].iter().flatten().collect();
+    for p in parts {
+        assert_eq!(
+            middle
+                .iter()
+                .filter(|a| **a == &format!("{p} SUCCESS"))
+                .count(),
+            1,
+            "{states:?}"
+        );
+    }
+    assert!(join <= 4 && states.len() == join + 2, "{states:?}");
+    assert!(
+        !states[join].iter().all(|a| a == "join RUNNING"),
+        "{states:?}"
+    );
+}
