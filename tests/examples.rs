@@ -6,15 +6,13 @@
 use std::process::{Command, Output};
 
 fn run_example(args: &[&str]) -> Output {
-    run(&["boot_vm"], args)
+    run("boot_vm", args)
 }
 
 /// `cargo run --quiet --example <example> -- <args>`.
-fn run(example: &[&str], args: &[&str]) -> Output {
+fn run(example: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example"])
-        .args(example)
-        .arg("--")
+        .args(["run", "--quiet", "--example", example, "--"])
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -64,7 +62,7 @@ fn boot_vm_succeeds_and_rolls_back_when_configure_fails() {
 
 /// The example's stdout, after checking that it exited 0.
 fn succeeded(example: &str) -> String {
-    let out = run(&[example], &[]);
+    let out = run(example, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
