@@ -1,11 +1,18 @@
-//! The README's main example behaves as documented: it succeeds, and with `--fail-at configure`
-//! it rolls back (volume detached, server deleted) and exits non-zero with the error.
+//! The examples behave as documented: the README's main example succeeds, and with `--fail-at
+//! configure` it rolls back (volume detached, server deleted) and exits non-zero with the error;
+//! `resume` finishes a deployment whose process was killed, running no SUCCESS step again;
+//! `orphans` leaves no resource of a crashed provisioning behind.
 
 use std::process::{Command, Output};
 
 fn run_example(args: &[&str]) -> Output {
+    run("boot_vm", args)
+}
+
+/// `cargo run --quiet --example <example> -- <args>`.
+fn run(example: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", "boot_vm", "--"])
+        .args(["run", "--quiet", "--example", example, "--"])
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -51,4 +58,145 @@ fn boot_vm_succeeds_and_rolls_back_when_configure_fails() {
     let usage = run_example(&["--fail-at", "nowhere"]);
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("no such step"));
+}
+
+/// The example's stdout, after checking that it exited 0.
+fn succeeded(example: &str) -> String {
+    let out = run(example, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{example} failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The first line containing `needle`, trimmed.
+fn line_with<'a>(stdout: &'a str, needle: &str) -> &'a str {
+    stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with `{needle}` in:\n{stdout}"))
+}
+
+#[test]
+fn resume_finishes_a_killed_deployment_without_rerunning_succeeded_steps() {
+    let stdout = succeeded("resume");
+    // Killed while start_instances ran, after the first two steps were recorded SUCCESS.
+    let killed = line_with(&stdout, "parent: killed child 1");
+    assert!(killed.contains("signal: 9"), "{stdout}");
+    assert!(
+        killed.ends_with(
+            "the store says: fetch_release SUCCESS, migrate_database SUCCESS, start_instances RUNNING"
+        ),
+        "{stdout}"
+    );
+    // The second process ran only what was left.
+    let (before, after) = stdout.split_at(stdout.find("parent: killed child 1").unwrap());
+    assert!(
+        before.contains("migrate_database: applying migration 42"),
+        "{stdout}"
+    );
+    for step in ["fetch_release:", "migrate_database:"] {
+        assert!(!after.contains(step), "{step} ran again:\n{stdout}");
+    }
+    assert!(
+        after.contains("resuming run deploy-shop-api from flows.db"),
+        "{stdout}"
+    );
+    assert!(
+        after.contains(
+            "resumed: shop-api 2.4.1 is live at https://shop-api.example/ on 3 instances"
+        ),
+        "{stdout}"
+    );
+    // The store's view, and which process ran what.
+    assert!(
+        stdout.contains("the store's record of run deploy-shop-api: SUCCESS"),
+        "{stdout}"
+    );
+    // A row of the table, its columns separated by one space.
+    let row = |step: &str| {
+        let line = stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("{step} ")));
+        let line = line.unwrap_or_else(|| panic!("no row for {step} in:\n{stdout}"));
+        line.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(
+        row("fetch_release"),
+        "fetch_release SUCCESS 1 child 1 (killed)"
+    );
+    assert_eq!(
+        row("migrate_database"),
+        "migrate_database SUCCESS 1 child 1 (killed)"
+    );
+    assert!(
+        row("start_instances").ends_with("SUCCESS 1 child 1 (killed), child 2"),
+        "{stdout}"
+    );
+    assert_eq!(row("switch_traffic"), "switch_traffic SUCCESS 1 child 2");
+    assert!(
+        stdout.contains(
+            r#"SUCCESS before the kill: ["fetch_release", "migrate_database"]; of those, ran again: []"#
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn orphans_reverts_what_the_crashed_process_created() {
+    let stdout = succeeded("orphans");
+    // What the crashed process left: a port, a volume and a server.
+    let crashed = line_with(&stdout, "parent: child 1 died");
+    assert!(crashed.contains("signal: 9"), "{stdout}");
+    let list = |line: &str| -> Vec<String> {
+        let inner = &line[line.find('[').unwrap() + 1..line.find(']').unwrap()];
+        inner
+            .split(", ")
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim_matches('"').to_owned())
+            .collect()
+    };
+    let orphans = list(crashed);
+    let kinds: Vec<&str> = orphans
+        .iter()
+        .map(|id| id.split('-').next().unwrap())
+        .collect();
+    assert_eq!(kinds, ["port", "srv", "vol"], "{stdout}");
+    // The resumed run failed for good, and its reverts, in another process, deleted each of them.
+    assert!(
+        stdout.contains(
+            "resumed: the flow ended REVERTED: step `assign_floating_ip` failed: quota exceeded"
+        ),
+        "{stdout}"
+    );
+    let pid = |line: &str, prefix: &str| -> String {
+        let at = line.find(prefix).unwrap() + prefix.len();
+        line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect()
+    };
+    for id in &orphans {
+        let undo = line_with(&stdout, &format!("deleted {id} "));
+        assert_ne!(pid(undo, "[pid "), pid(undo, "created by pid "), "{undo}");
+    }
+    assert!(stdout.contains("run provision-web-1: REVERTED"), "{stdout}");
+    assert_eq!(
+        list(line_with(&stdout, "resources left behind:")),
+        Vec::<String>::new()
+    );
+    // Without the resume, the crashed process's resources would be left.
+    assert_eq!(
+        list(line_with(
+            &stdout,
+            "without the durable resume, left behind:"
+        )),
+        orphans
+    );
 }
