@@ -694,7 +694,8 @@ impl Engine {
             what: format!("inputs of flow `{flow_id}`"),
             detail,
         })?;
-        let mut record = FlowRecord::new(F::NAME, F::NAME, fingerprint::<F>(), json)
+        let logbook = self.logbook.as_deref().unwrap_or(F::NAME);
+        let mut record = FlowRecord::new(logbook, F::NAME, fingerprint::<F>(), json)
             .with_graph(F::graph().to_json());
         record.id = flow_id.to_owned();
         store.create_flow(&record)?;

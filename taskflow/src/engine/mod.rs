@@ -58,6 +58,8 @@ use crate::state::{FlowState, StepState};
 pub struct Engine {
     mode: Mode,
     listeners: Vec<Arc<dyn Listener>>,
+    /// The log book durable runs are recorded in; the flow's name when `None`.
+    pub(crate) logbook: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -65,6 +67,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("mode", &self.mode)
             .field("listeners", &self.listeners.len())
+            .field("logbook", &self.logbook)
             .finish()
     }
 }
@@ -92,6 +95,7 @@ impl Engine {
         Engine {
             mode: Mode::Serial,
             listeners: Vec::new(),
+            logbook: None,
         }
     }
 
@@ -110,6 +114,7 @@ impl Engine {
                 pool: Arc::default(),
             },
             listeners: Vec::new(),
+            logbook: None,
         }
     }
 
@@ -129,6 +134,31 @@ impl Engine {
         if let Mode::Parallel { max_in_flight, .. } = &mut self.mode {
             *max_in_flight = Some(n.max(1));
         }
+        self
+    }
+
+    /// The log book (a name that groups runs in a store) that this engine's durable runs are
+    /// recorded in; by default each run's flow name.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskflow::prelude::*;
+    /// use taskflow::store::{MemoryStore, Store};
+    ///
+    /// #[task(provides = y)]
+    /// fn inc(x: u32) -> u32 { x + 1 }
+    ///
+    /// flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
+    ///
+    /// fn main() {
+    ///     let store = Arc::new(MemoryStore::new());
+    ///     let engine = Engine::serial().logbook("nightly");
+    ///     engine.run_durable_blocking(Inc, IncInputs { x: 1 }, store.clone(), "i").unwrap();
+    ///     assert_eq!(store.load_flow("i").unwrap().unwrap().flow.logbook, "nightly");
+    /// }
+    /// ```
+    pub fn logbook(mut self, name: impl Into<String>) -> Self {
+        self.logbook = Some(Arc::from(name.into()));
         self
     }
 
