@@ -1,11 +1,10 @@
 //! What one checkpoint costs in each store, against the bare cost of one single-row
 //! INSERT + COMMIT on the same SQLite settings (WAL, `synchronous=FULL`), in the same run.
 //!
-//! This measures the storage layer alone: the engines do not checkpoint yet, so the issue's
-//! 1000-step durable flow comes with that integration. Each checkpoint here is what a linear flow
-//! will write per step: one step's SUCCESS with its result and the next step's RUNNING.
+//! This measures the storage layer alone, without an engine; `benches/durable.rs` measures whole
+//! durable runs. Each checkpoint here is the gist of what the serial engine writes per step of a
+//! linear flow: one step's SUCCESS with its result and the next step's RUNNING.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -15,12 +14,8 @@ use taskflow::store::{
 };
 use taskflow::{FlowState, StepState};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskflow-bench-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{BareSqlite, Scratch};
 
 /// The checkpoint a linear flow writes per step: step `n` succeeded, step `n + 1` runs.
 fn step_checkpoint(n: u64) -> Checkpoint {
@@ -51,36 +46,20 @@ fn bench_store(c: &mut Criterion, name: &str, store: &dyn Store) {
 
 fn checkpoints(c: &mut Criterion) {
     // The baseline: one row, one fsync'd commit, same pragmas as SqliteStore.
-    let dir = scratch("bare");
-    let conn = rusqlite::Connection::open(dir.join("bare.db")).unwrap();
-    let _: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .unwrap();
-    conn.pragma_update(None, "synchronous", "FULL").unwrap();
-    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        .unwrap();
-    let mut i = 0u64;
+    let mut bare = BareSqlite::new();
     c.bench_function("checkpoint/bare_sqlite_insert_commit", |b| {
-        b.iter(|| {
-            i += 1;
-            conn.execute("INSERT INTO t (v) VALUES (?1)", [i.to_string()])
-                .unwrap();
-        })
+        b.iter(|| bare.insert_commit())
     });
 
     bench_store(c, "memory", &MemoryStore::new());
-    let sqlite_dir = scratch("sqlite");
+    let sqlite_dir = Scratch::new("sqlite");
     bench_store(
         c,
         "sqlite",
-        &SqliteStore::open(sqlite_dir.join("flows.db")).unwrap(),
+        &SqliteStore::open(sqlite_dir.0.join("flows.db")).unwrap(),
     );
-    let dir_dir = scratch("dir");
-    bench_store(c, "dir", &DirStore::open(&dir_dir).unwrap());
-
-    for d in [dir, sqlite_dir, dir_dir] {
-        let _ = std::fs::remove_dir_all(d);
-    }
+    let dir_dir = Scratch::new("dir");
+    bench_store(c, "dir", &DirStore::open(&dir_dir.0).unwrap());
 }
 
 criterion_group! {
