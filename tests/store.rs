@@ -576,7 +576,7 @@ fn stores_are_usable_as_shared_trait_objects() {
 // Durable backends: a reopened store holds what the closed one wrote
 
 fn checkpointed(store: &dyn Store) -> StoredFlow {
-    let record = flow("F");
+    let record = flow("F").with_graph(json!({ "name": "F", "steps": [] }));
     store.create_flow(&record).unwrap();
     let cp = Checkpoint {
         flow_state: Some(FlowState::Suspended),
@@ -847,7 +847,7 @@ fn raw(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
 
-/// A new database gets WAL and schema version 2, whose `flows` table has the `graph` column.
+/// A new database gets WAL and schema version 2, which has the `graphs` table.
 #[test]
 fn sqlite_new_database_is_wal_with_schema_version_2() {
     let (store, _tmp) = sqlite();
@@ -860,14 +860,14 @@ fn sqlite_new_database_is_wal_with_schema_version_2() {
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, 2);
-    assert!(has_graph_column(store.path()));
+    assert!(has_graphs_table(store.path()));
 }
 
-/// Whether the `flows` table of the database at `path` has the `graph` column of version 2.
-fn has_graph_column(path: &Path) -> bool {
+/// Whether the database at `path` has the `graphs` table of version 2.
+fn has_graphs_table(path: &Path) -> bool {
     raw(path)
         .query_row(
-            "SELECT count(*) > 0 FROM pragma_table_info('flows') WHERE name = 'graph'",
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'graphs'",
             [],
             |r| r.get(0),
         )
@@ -992,7 +992,7 @@ fn sqlite_version_1_database_is_migrated_by_open() {
 
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(schema_version(&path), 2);
-    assert!(has_graph_column(&path));
+    assert!(has_graphs_table(&path));
     assert_eq!(load(&store, "v1-run"), expected);
     assert_eq!(
         store.list_flows().unwrap(),
@@ -1056,7 +1056,7 @@ fn sqlite_version_1_database_is_read_by_open_read_only() {
     drop(store);
 
     assert_eq!(schema_version(&path), 1);
-    assert!(!has_graph_column(&path));
+    assert!(!has_graphs_table(&path));
     assert_eq!(fs::read(&path).unwrap(), before);
 }
 
@@ -1079,7 +1079,7 @@ fn sqlite_failed_migration_changes_nothing() {
         other => panic!("expected Sqlite, got {other:?}"),
     }
     assert_eq!(schema_version(&path), 1);
-    assert!(!has_graph_column(&path));
+    assert!(!has_graphs_table(&path));
     assert_eq!(
         load(&SqliteStore::open_read_only(&path).unwrap(), "v1-run"),
         expected
@@ -1204,11 +1204,11 @@ fn sqlite_bad_rows_are_corrupt_naming_the_row() {
             vec!["flows", id.as_str(), "inputs"],
         ),
         (
-            "flows",
+            "graphs",
             "graph",
             "'{\"name\": '",
-            "id = ?1",
-            vec!["flows", id.as_str(), "graph"],
+            "1 = 1",
+            vec!["flows", id.as_str(), "graphs.graph"],
         ),
     ];
     for (table, column, bad, row, names) in cases {

@@ -411,7 +411,7 @@ fn graph_of_a_malformed_structure_names_the_problem() {
     }
 }
 
-/// A `graph` column that is not JSON at all is a corrupt row, named as such.
+/// A recorded structure that is not JSON at all is a corrupt row, named as such.
 #[test]
 fn graph_of_a_corrupt_row_names_the_column() {
     let (store, path, _tmp) = sqlite_store();
@@ -419,7 +419,7 @@ fn graph_of_a_corrupt_row_names_the_column() {
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute(
-            "UPDATE flows SET graph = '{\"name\": ' WHERE id = 'run-1'",
+            "UPDATE graphs SET graph = '{\"name\": ' WHERE flow_id = 'run-1'",
             [],
         )
         .unwrap();
@@ -427,7 +427,7 @@ fn graph_of_a_corrupt_row_names_the_column() {
     assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:?}");
     assert!(
         run.stderr
-            .starts_with("error: corrupt flows row id=\"run-1\", column `graph`: "),
+            .starts_with("error: corrupt flows row id=\"run-1\", column `graphs.graph`: "),
         "{run:?}"
     );
 }
@@ -439,11 +439,22 @@ fn a_version_1_sqlite_store_is_read_and_left_as_it_was() {
     let (store, path, _tmp) = sqlite_store();
     failed_run(&*store);
     drop(store);
-    // Version 2 minus its `graph` column is version 1.
+    // Version 2 minus its `graphs` table and the `flow` key of `retries` is version 1.
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
-            "ALTER TABLE flows DROP COLUMN graph; UPDATE schema_version SET version = 1;",
+            "DROP TABLE graphs;
+             CREATE TABLE retries_v1 (
+                 flow_id TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+                 scope   INTEGER NOT NULL,
+                 attempt INTEGER NOT NULL,
+                 history TEXT NOT NULL,
+                 PRIMARY KEY (flow_id, scope)
+             );
+             INSERT INTO retries_v1 SELECT flow_id, scope, attempt, history FROM retries;
+             DROP TABLE retries;
+             ALTER TABLE retries_v1 RENAME TO retries;
+             UPDATE schema_version SET version = 1;",
         )
         .unwrap();
     let before = fs::read(&path).unwrap();

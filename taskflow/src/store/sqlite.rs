@@ -60,13 +60,17 @@ CREATE TABLE retries (
 /// `MIGRATIONS[i]` takes a database from version `i + 1` to `i + 2`, in the transaction that
 /// also records the new version.
 ///
-/// 1 → 2: `flows.graph`, the flow's structure as JSON (`FlowRecord::graph`); NULL when it was not
-/// recorded (a nullable column added at the end: rows of version 1 keep everything and get
-/// NULL). `retries.flow`, the sub-flow a retry scope belongs to (`RetryRecord::flow`, `''` for
+/// 1 → 2: table `graphs`, the flow's structure as JSON (`FlowRecord::graph`), one row per run
+/// that recorded one (runs of version 1 have none). Its own table, not a column of `flows`: the
+/// structure of a large flow is tens of kilobytes, and `flows` has its row rewritten by every
+/// checkpoint (state, `updated_at`), which would copy it each time. `retries.flow`, the sub-flow a retry scope belongs to (`RetryRecord::flow`, `''` for
 /// the run's own flow), in the key: the table is rebuilt with its rows, which get `''`. A
 /// process of an older taskflow must not write to a migrated database (its retry upsert names
 /// the old key).
-const MIGRATIONS: &[&str] = &["ALTER TABLE flows ADD COLUMN graph TEXT;
+const MIGRATIONS: &[&str] = &["CREATE TABLE graphs (
+    flow_id TEXT PRIMARY KEY NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+    graph   TEXT NOT NULL
+);
 CREATE TABLE retries_v2 (
     flow_id TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
     flow    TEXT NOT NULL DEFAULT '',
@@ -82,13 +86,15 @@ ALTER TABLE retries_v2 RENAME TO retries;"];
 
 const _: () = assert!(MIGRATIONS.len() + 1 == SCHEMA_VERSION as usize);
 
-/// The columns [`read_flow`] reads, in a database of version 2 or later.
-const FLOW_COLUMNS: &str =
-    "rowid, id, logbook, flow_name, fingerprint, state, inputs, created_at, updated_at, graph";
+/// What [`read_flow`] reads, in a database of version 2 or later (`WHERE`/`ORDER BY` follow, on
+/// `f`).
+const SELECT_FLOWS: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
+     f.state, f.inputs, f.created_at, f.updated_at, g.graph \
+     FROM flows f LEFT JOIN graphs g ON g.flow_id = f.id";
 /// The same in a version-1 database (only opened read-only: `open` migrates), which has no
-/// `graph` column: its flows have no recorded graph.
-const FLOW_COLUMNS_V1: &str =
-    "rowid, id, logbook, flow_name, fingerprint, state, inputs, created_at, updated_at, NULL";
+/// `graphs` table: its flows have no recorded graph.
+const SELECT_FLOWS_V1: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
+     f.state, f.inputs, f.created_at, f.updated_at, NULL FROM flows f";
 const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_failure, progress, \
                             started_at, finished_at";
 
@@ -99,7 +105,7 @@ const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_fa
 /// (a full or read-only disk, a crash) leaves the run as the previous checkpoint left it.
 ///
 /// The schema is created on first use, with its version in table `schema_version` (version 2:
-/// version 1 plus `flows.graph`, the flow's structure). [`SqliteStore::open`] migrates a database
+/// version 1 plus table `graphs`, the flows' structures, and `retries.flow`). [`SqliteStore::open`] migrates a database
 /// of an older version in one transaction, losing nothing; [`SqliteStore::open_read_only`] reads
 /// it as it is (the flows of a version-1 database have no graph). A database whose version is
 /// newer than this library's is refused with [`StoreError::SchemaTooNew`] before anything is
@@ -254,12 +260,12 @@ impl SqliteStore {
         }
     }
 
-    /// The columns [`read_flow`] reads, for this database's schema version.
-    fn flow_columns(&self) -> &'static str {
+    /// The query of what [`read_flow`] reads, for this database's schema version.
+    fn select_flows(&self) -> &'static str {
         if self.version >= 2 {
-            FLOW_COLUMNS
+            SELECT_FLOWS
         } else {
-            FLOW_COLUMNS_V1
+            SELECT_FLOWS_V1
         }
     }
 
@@ -440,7 +446,7 @@ fn read_flow(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
         inputs: r.json(6, "inputs")?,
         created_at: r.int(7, "created_at")?,
         updated_at: r.int(8, "updated_at")?,
-        graph: r.opt_json(9, "graph")?.unwrap_or(Value::Null),
+        graph: r.opt_json(9, "graphs.graph")?.unwrap_or(Value::Null),
     })
 }
 
@@ -491,10 +497,14 @@ impl Store for SqliteStore {
         };
         let created_at = to_i64(flow.created_at, "created_at")?;
         let updated_at = to_i64(flow.updated_at, "updated_at")?;
-        let conn = self.conn();
-        let inserted = conn.execute(
+        let err = sql_error(&self.path);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let inserted = tx.execute(
             "INSERT INTO flows (id, logbook, flow_name, fingerprint, state, inputs, created_at, \
-             updated_at, graph) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 flow.id,
                 flow.logbook,
@@ -504,21 +514,28 @@ impl Store for SqliteStore {
                 inputs,
                 created_at,
                 updated_at,
-                graph,
             ],
         );
         match inserted {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e)
                 if e.sqlite_extended_error_code()
                     == Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
             {
-                Err(StoreError::AlreadyExists {
+                return Err(StoreError::AlreadyExists {
                     flow_id: flow.id.clone(),
-                })
+                });
             }
-            Err(e) => Err(sql_error(&self.path)(e)),
+            Err(e) => return Err(err(e)),
         }
+        if let Some(graph) = graph {
+            tx.execute(
+                "INSERT INTO graphs (flow_id, graph) VALUES (?1, ?2)",
+                params![flow.id, graph],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
     }
 
     fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
@@ -608,10 +625,7 @@ impl Store for SqliteStore {
         let tx = conn.transaction().map_err(&err)?;
         let flow = {
             let mut stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {} FROM flows WHERE id = ?1",
-                    self.flow_columns()
-                ))
+                .prepare_cached(&format!("{} WHERE f.id = ?1", self.select_flows()))
                 .map_err(&err)?;
             let mut rows = stmt.query([flow_id]).map_err(&err)?;
             match rows.next().map_err(&err)? {
@@ -657,8 +671,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {} FROM flows ORDER BY created_at, id",
-                self.flow_columns()
+                "{} ORDER BY f.created_at, f.id",
+                self.select_flows()
             ))
             .map_err(&err)?;
         let mut rows = stmt.query([]).map_err(&err)?;
@@ -678,6 +692,8 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM atoms WHERE flow_id = ?1", [flow_id])
             .map_err(&err)?;
         tx.execute("DELETE FROM retries WHERE flow_id = ?1", [flow_id])
+            .map_err(&err)?;
+        tx.execute("DELETE FROM graphs WHERE flow_id = ?1", [flow_id])
             .map_err(&err)?;
         let deleted = tx
             .execute("DELETE FROM flows WHERE id = ?1", [flow_id])
