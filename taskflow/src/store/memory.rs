@@ -5,8 +5,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use super::{
-    apply_checkpoint, sort_flows, unix_millis, validate_checkpoint, validate_flow_id, Checkpoint,
-    FlowRecord, Store, StoreError, StoredFlow,
+    apply_checkpoint_indexed, atom_index, sort_flows, unix_millis, validate_checkpoint,
+    validate_flow_id, Checkpoint, FlowRecord, Store, StoreError, StoredFlow,
 };
 
 /// A [`Store`] in memory. Everything is lost when it is dropped.
@@ -24,7 +24,14 @@ use super::{
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    flows: Mutex<HashMap<String, StoredFlow>>,
+    flows: Mutex<HashMap<String, Entry>>,
+}
+
+/// A run and where each of its steps is in it.
+#[derive(Debug)]
+struct Entry {
+    stored: StoredFlow,
+    index: HashMap<String, usize>,
 }
 
 impl MemoryStore {
@@ -33,7 +40,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn flows(&self) -> MutexGuard<'_, HashMap<String, StoredFlow>> {
+    fn flows(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // Nothing panics while the lock is held, and a checkpoint is applied only after it was
         // checked, so a poisoned map is still consistent.
         self.flows.lock().unwrap_or_else(PoisonError::into_inner)
@@ -49,33 +56,37 @@ impl Store for MemoryStore {
                 flow_id: flow.id.clone(),
             });
         }
-        flows.insert(
-            flow.id.clone(),
-            StoredFlow {
-                flow: flow.clone(),
-                atoms: Vec::new(),
-                retries: Vec::new(),
-            },
-        );
+        let stored = StoredFlow {
+            flow: flow.clone(),
+            atoms: Vec::new(),
+            retries: Vec::new(),
+        };
+        let index = atom_index(&stored);
+        flows.insert(flow.id.clone(), Entry { stored, index });
         Ok(())
     }
 
     fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         validate_checkpoint(checkpoint)?;
         let mut flows = self.flows();
-        let stored = flows.get_mut(flow_id).ok_or_else(|| StoreError::NotFound {
+        let entry = flows.get_mut(flow_id).ok_or_else(|| StoreError::NotFound {
             flow_id: flow_id.to_owned(),
         })?;
-        apply_checkpoint(stored, checkpoint, unix_millis(SystemTime::now()));
+        let now = unix_millis(SystemTime::now());
+        apply_checkpoint_indexed(&mut entry.stored, &mut entry.index, checkpoint, now);
         Ok(())
     }
 
     fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
-        Ok(self.flows().get(flow_id).cloned())
+        Ok(self.flows().get(flow_id).map(|e| e.stored.clone()))
     }
 
     fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
-        let mut flows: Vec<FlowRecord> = self.flows().values().map(|s| s.flow.clone()).collect();
+        let mut flows: Vec<FlowRecord> = self
+            .flows()
+            .values()
+            .map(|e| e.stored.flow.clone())
+            .collect();
         sort_flows(&mut flows);
         Ok(flows)
     }

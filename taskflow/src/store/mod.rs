@@ -52,6 +52,7 @@ mod memory;
 mod sqlite;
 
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -596,14 +597,39 @@ pub(crate) fn validate_checkpoint(cp: &Checkpoint) -> Result<(), StoreError> {
 /// Applies a checkpoint that passed [`validate_checkpoint`] to an in-memory copy of a run; cannot
 /// fail, which is what makes the memory and directory stores all-or-nothing.
 pub(crate) fn apply_checkpoint(stored: &mut StoredFlow, cp: &Checkpoint, now: u64) {
+    let mut index = atom_index(stored);
+    apply_checkpoint_indexed(stored, &mut index, cp, now);
+}
+
+/// Where each atom of `stored` is, by name.
+pub(crate) fn atom_index(stored: &StoredFlow) -> HashMap<String, usize> {
+    stored
+        .atoms
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.clone(), i))
+        .collect()
+}
+
+/// [`apply_checkpoint`] with the run's [`atom_index`] kept up to date by the caller (the memory
+/// store keeps it between checkpoints, so a checkpoint costs the same at step 1000 as at step 1).
+pub(crate) fn apply_checkpoint_indexed(
+    stored: &mut StoredFlow,
+    index: &mut HashMap<String, usize>,
+    cp: &Checkpoint,
+    now: u64,
+) {
     if let Some(state) = cp.flow_state {
         stored.flow.state = state;
     }
     stored.flow.updated_at = now;
     for atom in &cp.atoms {
-        match stored.atoms.iter_mut().find(|a| a.name == atom.name) {
-            Some(slot) => *slot = atom.clone(),
-            None => stored.atoms.push(atom.clone()),
+        match index.get(&atom.name) {
+            Some(&i) => stored.atoms[i] = atom.clone(),
+            None => {
+                index.insert(atom.name.clone(), stored.atoms.len());
+                stored.atoms.push(atom.clone());
+            }
         }
     }
     for retry in &cp.retries {
