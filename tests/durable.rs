@@ -853,3 +853,57 @@ fn maps_and_skipped_steps_resume_from_every_stop() {
     }
     assert!(resumed >= 12, "only {resumed} runs stopped part-way");
 }
+
+// ---- a sub-flow that reads its retry controller's value
+
+#[task(provides = placed)]
+fn place(zone: String, size: u32) -> Result<String, Quota> {
+    runs().ran(&format!("place {zone}"));
+    if zone == "a" {
+        Err(Quota)
+    } else {
+        Ok(format!("{size} GB in zone {zone}"))
+    }
+}
+
+flow! {
+    flow Placement(zone: String, size: u32) -> (placed: String) { linear [ place ] }
+}
+
+flow! {
+    flow Zoned(size: u32) -> (placed: String) {
+        linear [ retry(taskflow::ForEach(vec!["a".to_owned(), "b".to_owned()]) -> zone: String) linear [ Placement ] ]
+    }
+}
+
+/// The sub-flow's inputs are rebuilt on resume from the controller's value for the stored
+/// attempt: zone `a` is never tried again once zone `b` has begun.
+#[test]
+fn a_sub_flow_fed_by_its_retry_controller_resumes_from_every_stop() {
+    let _turn = my_turn();
+    let mut resumed = 0;
+    for engine in engines() {
+        for fail_from in 1..=8 {
+            *RUNS.lock().unwrap() = Some(Runs::default());
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let flaky = Flaky::failing_from(store.clone(), fail_from);
+            let out = match engine.run_durable_blocking(Zoned, ZonedInputs { size: 8 }, flaky, "z")
+            {
+                Ok(out) => out,
+                Err(DurableError::Store(_)) => {
+                    resumed += 1;
+                    engine
+                        .resume_durable_blocking(Zoned, store.clone(), "z")
+                        .unwrap()
+                }
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(out.placed, "8 GB in zone b", "fail_from {fail_from}");
+            assert!(runs().count("place a") <= 2, "fail_from {fail_from}");
+            let stored = store.load_flow("z").unwrap().unwrap();
+            assert_eq!(stored.atom("Placement/place").unwrap().attempt, 1);
+            assert_eq!(stored.retries[0].attempt, 2);
+        }
+    }
+    assert!(resumed >= 8, "only {resumed} runs stopped part-way");
+}

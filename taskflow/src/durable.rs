@@ -519,6 +519,42 @@ pub fn restore_into<F: DurableFlow>(
     run: &RunContext,
 ) -> Result<(), StoreError> {
     let graph = F::graph();
+    let flow = stored.prefix.trim_end_matches('/');
+    let status = F::__status(values);
+    for record in stored.retries.iter().filter(|r| r.flow == flow) {
+        let Some(scope) = status.scopes.get_mut(record.scope) else {
+            return Err(StoreError::Corrupt {
+                what: format!("retry record {} of flow `{}`", record.scope, stored.flow_id),
+                detail: format!("the flow has {} retry scopes", status.scopes.len()),
+            });
+        };
+        scope.attempt = record.attempt.max(1);
+        scope.history = History::from_attempts(
+            record
+                .history
+                .iter()
+                .map(|fs| fs.iter().map(|f| f.to_failure(&f.step)).collect())
+                .collect(),
+        );
+    }
+    // A scope whose attempt had begun provides its value again, before any step is restored:
+    // its steps' reverts, a sub-flow in it (whose inputs are rebuilt below) and the steps still
+    // to run in it read it.
+    for (s, scope) in graph.scopes().iter().enumerate() {
+        let begun = scope.steps.iter().any(|&step| {
+            let path = format!("{}{}", stored.prefix, graph.steps()[step].name());
+            stored
+                .atoms
+                .get(path.as_str())
+                .is_some_and(|a| !matches!(a.state, StepState::Pending | StepState::Retrying))
+        });
+        if begun {
+            let status = F::__status(values);
+            status.scopes[s].entered = true;
+            let attempt = status.scopes[s].attempt;
+            F::__retry_enter(values, s, attempt);
+        }
+    }
     for (k, info) in graph.steps().iter().enumerate() {
         let path = format!("{}{}", stored.prefix, info.name());
         let Some(atom) = stored.atoms.get(path.as_str()) else {
@@ -571,38 +607,6 @@ pub fn restore_into<F: DurableFlow>(
                     .unhandled
                     .push((k, failure, atom.started_at.is_none()));
             }
-        }
-    }
-    let flow = stored.prefix.trim_end_matches('/');
-    let status = F::__status(values);
-    for record in stored.retries.iter().filter(|r| r.flow == flow) {
-        let Some(scope) = status.scopes.get_mut(record.scope) else {
-            return Err(StoreError::Corrupt {
-                what: format!("retry record {} of flow `{}`", record.scope, stored.flow_id),
-                detail: format!("the flow has {} retry scopes", status.scopes.len()),
-            });
-        };
-        scope.attempt = record.attempt.max(1);
-        scope.history = History::from_attempts(
-            record
-                .history
-                .iter()
-                .map(|fs| fs.iter().map(|f| f.to_failure(&f.step)).collect())
-                .collect(),
-        );
-    }
-    // A scope whose attempt had begun provides its value again: its steps' reverts (and the
-    // steps still to run in it) read it.
-    for (s, scope) in graph.scopes().iter().enumerate() {
-        let status = F::__status(values);
-        if scope
-            .steps
-            .iter()
-            .any(|&step| status.steps[step] != StepState::Pending)
-        {
-            status.scopes[s].entered = true;
-            let attempt = status.scopes[s].attempt;
-            F::__retry_enter(values, s, attempt);
         }
     }
     Ok(())
