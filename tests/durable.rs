@@ -260,19 +260,20 @@ fn a_failed_checkpoint_stops_the_run_and_it_resumes() {
     }
 }
 
+/// A memory store holding run `p` of `Publish`, finished.
+fn published(name: &str) -> Arc<dyn Store> {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let inputs = PublishInputs { name: name.into() };
+    Engine::serial()
+        .run_durable_blocking(Publish, inputs, store.clone(), "p")
+        .unwrap();
+    store
+}
+
 #[test]
 fn a_finished_run_resumes_to_its_stored_outcome_without_running() {
     let _turn = my_turn();
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let engine = Engine::serial();
-    engine
-        .run_durable_blocking(
-            Publish,
-            PublishInputs { name: "x".into() },
-            store.clone(),
-            "p",
-        )
-        .unwrap();
+    let (engine, store) = (Engine::serial(), published("x"));
     let before = runs().count("create x");
     let again = engine
         .resume_durable_blocking(Publish, store.clone(), "p")
@@ -284,16 +285,7 @@ fn a_finished_run_resumes_to_its_stored_outcome_without_running() {
 #[test]
 fn an_id_in_use_is_refused() {
     let _turn = my_turn();
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let engine = Engine::serial();
-    engine
-        .run_durable_blocking(
-            Publish,
-            PublishInputs { name: "x".into() },
-            store.clone(),
-            "p",
-        )
-        .unwrap();
+    let (engine, store) = (Engine::serial(), published("x"));
     let err = engine
         .run_durable_blocking(
             Publish,
