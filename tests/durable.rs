@@ -899,3 +899,33 @@ fn a_sub_flow_fed_by_its_retry_controller_resumes_from_every_stop() {
     }
     assert!(resumed >= 8, "only {resumed} runs stopped part-way");
 }
+
+/// A run file written by a newer taskflow (its format is newer than this library's): refused
+/// before anything is written, and the file is left as it was.
+#[test]
+fn a_run_from_a_newer_taskflow_is_refused() {
+    let _turn = my_turn();
+    let tmp = TempDir::new();
+    let store: Arc<dyn Store> = Arc::new(DirStore::open(tmp.path()).unwrap());
+    let flaky = Flaky::failing_from(store.clone(), 3);
+    Engine::serial()
+        .run_durable_blocking(Publish, PublishInputs { name: "n".into() }, flaky, "p")
+        .unwrap_err();
+    let file = tmp.path().join("p.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    json["format"] = serde_json::json!(99);
+    let newer = serde_json::to_vec_pretty(&json).unwrap();
+    std::fs::write(&file, &newer).unwrap();
+    let err = Engine::serial()
+        .resume_durable_blocking(Publish, store, "p")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DurableError::Store(StoreError::SchemaTooNew { found: 99, .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), newer);
+}
