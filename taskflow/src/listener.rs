@@ -42,7 +42,8 @@ pub struct StepEvent<'a> {
     pub state: StepState,
     /// Which attempt this is (1 unless a retry controller runs the step again).
     pub attempt: u32,
-    /// The failure, for `Failure` and `RevertFailure`.
+    /// The failure, for `Failure` and `RevertFailure` (for a sub-flow step, the sub-flow's first
+    /// failure, named within the sub-flow).
     pub failure: Option<&'a Failure>,
     /// When it happened.
     pub at: SystemTime,
