@@ -117,7 +117,7 @@ fn full_disk(open: impl Fn(&Path) -> Arc<dyn Store>, expect: impl Fn(&StoreError
 fn a_full_disk_fails_the_run_and_it_resumes_once_there_is_space() {
     full_disk(
         |dir| Arc::new(SqliteStore::open(dir.join("flows.db")).unwrap()),
-        |e| matches!(e, StoreError::Sqlite { .. }) && e.to_string().contains("full"),
+        |e| matches!(e, StoreError::Sqlite { source, .. } if source.is_full()),
     );
     full_disk(
         |dir| Arc::new(DirStore::open(dir.join("flows")).unwrap()),
@@ -193,7 +193,7 @@ fn a_read_only_store_refuses_a_new_run() {
         .run_durable_blocking(Bulky, BulkyInputs { seed: "r".into() }, store.clone(), "r")
         .unwrap_err();
     assert!(
-        matches!(&err, DurableError::Store(StoreError::Sqlite { .. }))
+        matches!(&err, DurableError::Store(StoreError::Sqlite { source, .. }) if source.is_read_only())
             && err.to_string().contains("readonly"),
         "{err}"
     );

@@ -66,7 +66,7 @@ use crate::{Failure, FlowState, PanicError, StepState};
 pub use dir::{DirScan, DirStore};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteError, SqliteStore};
 
 /// One run of a flow: what was run, with which inputs, and where it is.
 ///
@@ -481,7 +481,7 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
         /// What SQLite said.
-        source: rusqlite::Error,
+        source: SqliteError,
     },
     /// Stored data does not parse: a truncated or edited file, a row with invalid JSON, a file or
     /// database that is not a store.

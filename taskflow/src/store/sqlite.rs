@@ -349,8 +349,69 @@ fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         },
         _ => StoreError::Sqlite {
             path: path.to_path_buf(),
-            source,
+            source: SqliteError(source),
         },
+    }
+}
+
+/// An error SQLite reported ([`StoreError::Sqlite`]): its message, and what kind of trouble it is.
+/// The SQLite library's own error is its [`source`](std::error::Error::source), so the store's
+/// API does not depend on the SQLite bindings' version.
+///
+/// ```
+/// use taskflow::store::{SqliteStore, Store, StoreError, FlowRecord};
+///
+/// let dir = std::env::temp_dir().join(format!("taskflow-doc-{}", taskflow::store::new_flow_id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("flows.db");
+/// drop(SqliteStore::open(&path).unwrap());
+/// let store = SqliteStore::open_read_only(&path).unwrap();
+/// let flow = FlowRecord::new("book", "Flow", "fp", serde_json::json!(null));
+/// match store.create_flow(&flow) {
+///     Err(StoreError::Sqlite { source, .. }) => {
+///         assert!(source.is_read_only());
+///         assert!(!source.is_full() && !source.is_busy());
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct SqliteError(rusqlite::Error);
+
+impl SqliteError {
+    fn code(&self) -> Option<ErrorCode> {
+        self.0.sqlite_error_code()
+    }
+
+    /// The disk (or the database's size limit) is full.
+    pub fn is_full(&self) -> bool {
+        self.code() == Some(ErrorCode::DiskFull)
+    }
+
+    /// The database or its file system cannot be written.
+    pub fn is_read_only(&self) -> bool {
+        self.code() == Some(ErrorCode::ReadOnly)
+    }
+
+    /// Another connection held a lock for longer than the busy timeout.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 
