@@ -9,7 +9,8 @@
 //! What is written, and when (write-ahead): a step is recorded RUNNING before it starts; a
 //! finished step's SUCCESS and result are recorded before anything that depends on it starts (the
 //! serial engine writes one step's SUCCESS and the next step's RUNNING in one checkpoint; the
-//! parallel engine writes those of every step it starts together in one); REVERTING before a
+//! parallel engine writes, per scheduling round, those of the steps that finished and of the
+//! steps it starts together in one); REVERTING before a
 //! revert hook runs; a retry scope's new attempt and history when it is set up again; the flow's
 //! final state at the end. A checkpoint that fails stops the run at once: nothing new starts,
 //! and the store keeps what the last successful checkpoint wrote, from where the run can be
@@ -19,7 +20,8 @@
 //! (so tasks must be idempotent, or check for their own earlier effects); a failure whose
 //! handling was interrupted is handled again from the stored failures and retry histories
 //! (controllers decide from the history, so they decide the same); a REVERTING flow finishes
-//! reverting.
+//! reverting. A run can also be stopped gracefully between steps ([`Engine::run_durable_until`])
+//! and resumed the same way.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
