@@ -929,3 +929,66 @@ fn a_run_from_a_newer_taskflow_is_refused() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), newer);
 }
+
+// ---- a retried sub-flow with its own retry scope starts its count afresh
+
+#[task(provides = done)]
+fn nested_step(outer: u32, inner: u32) -> Result<String, Quota> {
+    runs().ran(&format!("x o{outer} i{inner}"));
+    if outer == 1 || inner == 1 {
+        Err(Quota)
+    } else {
+        Ok(format!("ok o{outer} i{inner}"))
+    }
+}
+
+flow! {
+    flow InnerRetry(outer: u32) -> (done: String) {
+        linear [ retry(Attempts(3) -> inner: u32) linear [ nested_step ] ]
+    }
+}
+
+flow! {
+    flow OuterRetry() -> (done: String) {
+        linear [ retry(Attempts(2) -> outer: u32) linear [ InnerRetry ] ]
+    }
+}
+
+/// The outer controller's second attempt runs the sub-flow again from scratch: its own
+/// controller starts at attempt 1 again — also when the run stops part-way and resumes.
+#[test]
+fn a_retried_sub_flows_own_retry_count_restarts_across_stops() {
+    let _turn = my_turn();
+    let mut resumed = 0;
+    for engine in engines() {
+        for fail_from in 1..=20 {
+            *RUNS.lock().unwrap() = Some(Runs::default());
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let flaky = Flaky::failing_from(store.clone(), fail_from);
+            let out = match engine.run_durable_blocking(OuterRetry, OuterRetryInputs {}, flaky, "o")
+            {
+                Ok(out) => out,
+                Err(DurableError::Store(_)) => {
+                    resumed += 1;
+                    engine
+                        .resume_durable_blocking(OuterRetry, store.clone(), "o")
+                        .unwrap()
+                }
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(out.done, "ok o2 i2", "fail_from {fail_from}");
+            let stored = store.load_flow("o").unwrap().unwrap();
+            let attempts: Vec<(&str, u32)> = stored
+                .retries
+                .iter()
+                .map(|r| (r.flow.as_str(), r.attempt))
+                .collect();
+            assert_eq!(
+                attempts,
+                [("", 2), ("InnerRetry", 2)],
+                "fail_from {fail_from}"
+            );
+        }
+    }
+    assert!(resumed >= 20, "only {resumed} runs stopped part-way");
+}

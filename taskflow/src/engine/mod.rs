@@ -392,10 +392,14 @@ impl RunContext {
         }
     }
 
-    /// Records every step of sub-flow `graph` (at `prefix`), recursively, as PENDING: a retried
-    /// sub-flow starts afresh.
+    /// Records every step of sub-flow `graph` (at `prefix`), recursively, as PENDING and its
+    /// retry scopes at attempt 1: a retried sub-flow starts afresh.
     pub(crate) fn record_pending_within(&self, prefix: &str, graph: &FlowGraph) {
         if let Some(journal) = self.journal() {
+            let flow = format!("{}{prefix}", self.rel);
+            for scope in 0..graph.scopes().len() {
+                journal.retry(&flow, scope, 1, &crate::retry::History::default());
+            }
             for step in graph.steps() {
                 let path = format!("{}{prefix}/{}", self.rel, step.name());
                 journal.step(path.clone(), StepState::Pending, 1, None);
