@@ -992,3 +992,131 @@ fn a_retried_sub_flows_own_retry_count_restarts_across_stops() {
     }
     assert!(resumed >= 20, "only {resumed} runs stopped part-way");
 }
+
+// ---- two stops in a row
+
+/// Runs `flow` stopped at checkpoint `first`, resumes it stopped at checkpoint `second` of the
+/// resume, and resumes it again to the end: the outcome and the final states of the steps must
+/// be those of a run that was never stopped, whatever the two stops were.
+fn twice_stopped_matches_unstopped<F: taskflow::DurableFlow>(
+    name: &str,
+    flow: impl Fn() -> F,
+    inputs: impl Fn() -> F::Inputs,
+    show: impl Fn(&F::Outputs) -> String,
+    stops: usize,
+) {
+    let outcome = |r: Result<F::Outputs, DurableError>| match r {
+        Ok(out) => show(&out),
+        Err(DurableError::Failed(e)) => format!("failed at {}", e.failed_step()),
+        Err(e) => panic!("{name}: {e}"),
+    };
+    let states = |store: &Arc<dyn Store>| {
+        let stored = store.load_flow("x").unwrap().unwrap();
+        let mut atoms: Vec<String> = stored
+            .atoms
+            .iter()
+            .map(|a| format!("{} {} #{}", a.name, a.state, a.attempt))
+            .collect();
+        atoms.sort();
+        (stored.flow.state, atoms)
+    };
+    for engine in engines() {
+        let reference: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let want = outcome(engine.run_durable_blocking(flow(), inputs(), reference.clone(), "x"));
+        let want_states = states(&reference);
+        for first in 1..=stops {
+            for second in 1..=stops {
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+                let flaky = Flaky::failing_from(store.clone(), first);
+                let got = match engine.run_durable_blocking(flow(), inputs(), flaky, "x") {
+                    Err(DurableError::Store(_)) => {
+                        let flaky = Flaky::failing_from(store.clone(), second);
+                        match engine.resume_durable_blocking(flow(), flaky, "x") {
+                            Err(DurableError::Store(_)) => {
+                                outcome(engine.resume_durable_blocking(flow(), store.clone(), "x"))
+                            }
+                            other => outcome(other),
+                        }
+                    }
+                    other => outcome(other),
+                };
+                let at = format!("{name}, {engine:?}, stops at {first} then {second}");
+                assert_eq!(got, want, "{at}");
+                assert_eq!(states(&store), want_states, "{at}");
+            }
+        }
+    }
+}
+
+#[task(provides = lock, revert = unlock)]
+fn take_lock() -> u32 {
+    1
+}
+#[revert]
+fn unlock() -> Result<(), Quota> {
+    Err(Quota)
+}
+#[task(provides = never)]
+fn explode(lock: u32) -> Result<u32, Quota> {
+    let _ = lock;
+    Err(Quota)
+}
+
+flow! {
+    flow Stuck() -> (never: u32) { linear [ take_lock, explode ] }
+}
+
+#[test]
+fn two_stops_in_a_row_change_nothing() {
+    let _turn = my_turn();
+    twice_stopped_matches_unstopped(
+        "Publish",
+        || Publish,
+        || PublishInputs { name: "w".into() },
+        |o| o.url.clone(),
+        6,
+    );
+    twice_stopped_matches_unstopped(
+        "Nested",
+        || Nested,
+        || NestedInputs { size: 3, tries: 2 },
+        |o| o.attached.clone(),
+        12,
+    );
+    twice_stopped_matches_unstopped(
+        "Storage (reverts)",
+        || Storage,
+        || StorageInputs { size: 3, tries: 99 },
+        |o| o.attached.clone(),
+        14,
+    );
+    twice_stopped_matches_unstopped(
+        "OuterRetry",
+        || OuterRetry,
+        || OuterRetryInputs {},
+        |o| o.done.clone(),
+        22,
+    );
+    twice_stopped_matches_unstopped(
+        "Zoned",
+        || Zoned,
+        || ZonedInputs { size: 1 },
+        |o| o.placed.clone(),
+        8,
+    );
+    twice_stopped_matches_unstopped(
+        "Volumes",
+        || Volumes,
+        || VolumesInputs { sizes: vec![4, 9] },
+        |o| format!("{} {:?}", o.report, o.backup_id),
+        6,
+    );
+    // A revert hook that fails: the flow ends FAILURE, whichever process saw the hook fail.
+    twice_stopped_matches_unstopped(
+        "Stuck",
+        || Stuck,
+        || StuckInputs {},
+        |o| o.never.to_string(),
+        6,
+    );
+}
