@@ -1111,6 +1111,13 @@ fn two_stops_in_a_row_change_nothing() {
         |o| format!("{} {:?}", o.report, o.backup_id),
         6,
     );
+    twice_stopped_matches_unstopped(
+        "FanIn",
+        || FanIn,
+        || FanInInputs { n: 2 },
+        |o| o.total.to_string(),
+        6,
+    );
     // A revert hook that fails: the flow ends FAILURE, whichever process saw the hook fail.
     twice_stopped_matches_unstopped(
         "Stuck",
