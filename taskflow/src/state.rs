@@ -34,6 +34,23 @@ pub enum FlowState {
     Resuming,
 }
 
+impl FlowState {
+    /// Whether a run in this state has ended — SUCCESS, REVERTED or FAILURE — so that resuming it
+    /// runs nothing (a stored run in any other state is unfinished: resume it).
+    ///
+    /// ```
+    /// use taskflow::FlowState;
+    /// assert!(FlowState::Reverted.is_final());
+    /// assert!(!FlowState::Suspended.is_final() && !FlowState::Running.is_final());
+    /// ```
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            FlowState::Success | FlowState::Reverted | FlowState::Failure
+        )
+    }
+}
+
 impl fmt::Display for FlowState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
