@@ -30,7 +30,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::engine::{Engine, RunContext, SuspendHandle};
+use crate::engine::{engine_error, Engine, RunContext, SuspendHandle};
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::{Exec, FlowGraph};
@@ -362,20 +362,13 @@ impl Journal {
         atom.state = state;
         atom.attempt = attempt;
         match state {
-            StepState::Pending => {
+            // A new attempt (or a step set up to run again) starts from nothing.
+            StepState::Pending | StepState::Running => {
                 atom.result = None;
                 atom.failure = None;
                 atom.revert_failure = None;
                 atom.progress = 0.0;
-                atom.started_at = None;
-                atom.finished_at = None;
-            }
-            StepState::Running => {
-                atom.result = None;
-                atom.failure = None;
-                atom.revert_failure = None;
-                atom.progress = 0.0;
-                atom.started_at = Some(now);
+                atom.started_at = (state == StepState::Running).then_some(now);
                 atom.finished_at = None;
             }
             StepState::Success => {
@@ -431,6 +424,21 @@ impl Journal {
                 .collect(),
         };
         self.lock().retries.push(record);
+    }
+
+    /// Records every step of the sub-flow at `flow` (a step path, like `Sub`), recursively, as
+    /// PENDING at attempt 1, and its retry scopes at attempt 1.
+    pub(crate) fn pending_flow(&self, flow: &str, graph: &FlowGraph) {
+        for scope in 0..graph.scopes().len() {
+            self.retry(flow, scope, 1, &History::default());
+        }
+        for step in graph.steps() {
+            let path = format!("{flow}/{}", step.name());
+            self.step(path.clone(), StepState::Pending, 1, None);
+            if let Some(sub) = step.subflow() {
+                self.pending_flow(&path, sub);
+            }
+        }
     }
 
     pub(crate) fn flow_state(&self, state: FlowState) {
@@ -708,7 +716,7 @@ impl Engine {
         let journal = Arc::new(Journal::new::<F>(store, flow_id, None));
         let run = RunContext::durable(self, journal.clone(), suspend.clone(), F::NAME);
         let values = F::__values(inputs);
-        finish::<F>(values, &run, &journal).await
+        finish::<F>(values, &run, &journal, false).await
     }
 
     /// Continues the run `flow_id` of `flow` from `store`, in this process or any other: steps
@@ -833,14 +841,7 @@ impl Engine {
         restore_into::<F>(&mut values, &view, &run)?;
         match stored.flow.state {
             FlowState::Success => Ok(DurableEnd::Done(F::__outputs(values))),
-            FlowState::Reverting => {
-                let error = crate::engine::finish_revert::<F>(&mut values, &run).await;
-                match journal.take_error() {
-                    Some(e) => Err(e.into()),
-                    None => Err(error.into()),
-                }
-            }
-            _ => finish::<F>(values, &run, &journal).await,
+            state => finish::<F>(values, &run, &journal, state == FlowState::Reverting).await,
         }
     }
 
@@ -903,17 +904,20 @@ impl Engine {
     }
 }
 
-fn engine_error(e: std::io::Error) -> FlowError {
-    FlowError::__new(vec![Failure::from_error("<engine>", e)], Vec::new())
-}
-
-/// Drives a durable run to its end and reports how it ended; a failed checkpoint wins.
+/// Drives a durable run to its end — or, for a run that was `reverting`, finishes its revert —
+/// and reports how it ended; a failed checkpoint wins.
 async fn finish<F: Flow>(
     mut values: F::Values,
     run: &RunContext,
     journal: &Journal,
+    reverting: bool,
 ) -> Result<DurableEnd<F::Outputs>, DurableError> {
-    let result = crate::engine::drive::<F>(&mut values, run).await;
+    let result = if reverting {
+        let error = crate::engine::finish_revert::<F>(&mut values, run).await;
+        Err(crate::engine::Stop::Failed(error))
+    } else {
+        crate::engine::drive::<F>(&mut values, run).await
+    };
     if let Some(e) = journal.take_error() {
         return Err(e.into());
     }

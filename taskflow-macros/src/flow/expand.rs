@@ -866,7 +866,7 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
                     quote!(<#path as ::taskflow::__private::FlowOutput<#j>>::__clone(&__sub)),
                 )
             });
-            let make_inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#vars),*));
+            let make_values = subflow_values(step, vars.iter());
             let _ = a;
             quote! {
                 #k => {
@@ -875,7 +875,7 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
                         ::core::option::Option::Some(__partial) => __partial,
                         ::core::option::Option::None => {
                             #lets
-                            <#path as ::taskflow::__private::Flow>::__values(#make_inputs)
+                            #make_values
                         }
                     };
                     match ::taskflow::__private::run_subflow::<#path>(__sub, #label, ::core::clone::Clone::clone(run)).await {
@@ -896,6 +896,15 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
             }
         }
     }
+}
+
+/// A sub-flow step's new values, from its inputs `args` (in the sub-flow's input order), spanned
+/// at the step so a type error points there.
+fn subflow_values<T: quote::ToTokens>(step: &Step, args: impl Iterator<Item = T>) -> TokenStream {
+    let path = &step.r.path;
+    let span = Span::call_site().located_at(graph::step_span(step));
+    let inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#args),*));
+    quote!(<#path as ::taskflow::__private::Flow>::__values(#inputs))
 }
 
 /// The type a task step's future resolves to on success: its outputs, as stored.
@@ -1217,12 +1226,12 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
             StepKind::Flow => {
                 let f = sub_field(k);
                 args_variants.push(quote!(#v(<#path as ::taskflow::__private::Flow>::Values, ::taskflow::__private::RunContext)));
-                let make_inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#takes),*));
+                let make_values = subflow_values(step, takes);
                 take_args.push(quote! {
                     #k => __Args::#v(
                         match values.#f.take() {
                             ::core::option::Option::Some(__partial) => __partial,
-                            ::core::option::Option::None => <#path as ::taskflow::__private::Flow>::__values(#make_inputs),
+                            ::core::option::Option::None => #make_values,
                         },
                         ::core::clone::Clone::clone(run),
                     ),
@@ -1533,9 +1542,13 @@ fn durable_parts(
             let read = lay.read_ref(s, &quote!(values));
             json_call(&ty, "save", read)
         };
-        let load_one = |s: usize, from: TokenStream| {
+        // Loads slot `s` from JSON `from`; an error names `field` when there is one.
+        let load_one = |s: usize, from: TokenStream, field: Option<&str>| {
             let ty = value_type(def, a, s);
-            let call = json_call(&ty, "load", from);
+            let mut call = json_call(&ty, "load", from);
+            if let Some(field) = field {
+                call = quote!(::taskflow::__private::in_field(#field, #call));
+            }
             let store = lay.store(s, quote!(__v));
             quote! { let __v: #ty = #call?; #store }
         };
@@ -1543,7 +1556,7 @@ fn durable_parts(
             [] => {}
             [one] => {
                 let save = save_one(*one);
-                let load = load_one(*one, quote!(result));
+                let load = load_one(*one, quote!(result), None);
                 save_arms.push(quote!(#k => #save,));
                 load_arms.push(quote!(#k => { #load ::core::result::Result::Ok(()) }));
             }
@@ -1558,14 +1571,11 @@ fn durable_parts(
                     }
                 });
                 let loads = many.iter().zip(&names).map(|(&s, n)| {
-                    let ty = value_type(def, a, s);
-                    let call = json_call(
-                        &ty,
-                        "load",
+                    load_one(
+                        s,
                         quote!(::taskflow::__private::json_field(result, #n)?),
-                    );
-                    let store = lay.store(s, quote!(__v));
-                    quote! { let __v: #ty = ::taskflow::__private::in_field(#n, #call)?; #store }
+                        Some(n),
+                    )
                 });
                 load_arms.push(quote!(#k => { #(#loads)* ::core::result::Result::Ok(()) }));
             }
@@ -1578,9 +1588,10 @@ fn durable_parts(
                 let m = mode(a, &step.args, &step.meta.params, p);
                 lay.owned_arg(def, a, m, step.args[p], label).0
             });
+            let make_values = subflow_values(step, takes);
             restore_arms.push(quote! {
                 #k => {
-                    let mut __sub = <#path as ::taskflow::__private::Flow>::__values(#path::__taskflow_inputs(#(#takes),*));
+                    let mut __sub = #make_values;
                     <#path as ::taskflow::__private::SubflowIn<'__d>>::__restore(&mut __sub, &stored.within(#label), run)?;
                     values.#f = ::core::option::Option::Some(__sub);
                     ::core::result::Result::Ok(())

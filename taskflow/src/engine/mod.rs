@@ -253,7 +253,7 @@ impl Engine {
         inputs: F::Inputs,
     ) -> Result<F::Outputs, FlowError> {
         self.blocking(|| self.run(flow, inputs))
-            .map_err(|e| FlowError::__new(vec![Failure::from_error("<engine>", e)], Vec::new()))?
+            .map_err(engine_error)?
     }
 
     /// Runs the future `make` returns on a fresh current-thread Tokio runtime (on a scoped
@@ -281,6 +281,11 @@ impl Engine {
             go()
         }
     }
+}
+
+/// The error of a run whose runtime could not start ([`Engine::blocking`]).
+pub(crate) fn engine_error(e: std::io::Error) -> FlowError {
+    FlowError::__new(vec![Failure::from_error("<engine>", e)], Vec::new())
 }
 
 /// What a run carries from step to step besides the flow's values: the engine's mode, its
@@ -394,20 +399,9 @@ impl RunContext {
 
     /// Records every step of sub-flow `graph` (at `prefix`), recursively, as PENDING and its
     /// retry scopes at attempt 1: a retried sub-flow starts afresh.
-    pub(crate) fn record_pending_within(&self, prefix: &str, graph: &FlowGraph) {
+    pub(crate) fn record_pending_within(&self, step: &str, graph: &FlowGraph) {
         if let Some(journal) = self.journal() {
-            let flow = format!("{}{prefix}", self.rel);
-            for scope in 0..graph.scopes().len() {
-                journal.retry(&flow, scope, 1, &crate::retry::History::default());
-            }
-            for step in graph.steps() {
-                let path = format!("{}{prefix}/{}", self.rel, step.name());
-                journal.step(path.clone(), StepState::Pending, 1, None);
-                if let Some(sub) = step.subflow() {
-                    let rel = path.strip_prefix(&*self.rel).unwrap_or(&path).to_owned();
-                    self.record_pending_within(&rel, sub);
-                }
-            }
+            journal.pending_flow(&self.path(step), graph);
         }
     }
 
@@ -640,14 +634,19 @@ async fn handle_restored<F: Flow>(
     values: &mut F::Values,
     run: &RunContext,
 ) -> Result<(), FlowError> {
-    let status = F::__status(values);
-    if status.unhandled.is_empty() {
+    if F::__status(values).unhandled.is_empty() {
         return Ok(());
     }
-    let unhandled = std::mem::take(&mut status.unhandled);
-    let prior = std::mem::take(&mut status.prior_reverts);
+    let (failed, prior) = take_restored::<F>(values);
+    on_failure::<F>(values, failed, prior, run).await
+}
+
+/// Takes the failures restored from a store (as the drivers would have seen them: a sub-flow's,
+/// a task's, or one of a step that never started) and the reverts that already failed.
+fn take_restored<F: Flow>(values: &mut F::Values) -> (Vec<(usize, StepFailed)>, Vec<Failure>) {
+    let status = F::__status(values);
     let steps = F::graph().steps();
-    let failed = unhandled
+    let failed = std::mem::take(&mut status.unhandled)
         .into_iter()
         .map(|(step, failure, never_ran)| {
             let why = if steps[step].exec() == crate::graph::Exec::Flow {
@@ -660,29 +659,23 @@ async fn handle_restored<F: Flow>(
             (step, why)
         })
         .collect();
-    on_failure::<F>(values, failed, prior, run).await
+    (failed, std::mem::take(&mut status.prior_reverts))
 }
 
 /// Finishes the revert of a run restored from a store in REVERTING: undoes what is left and
 /// returns the run's error.
 pub(crate) async fn finish_revert<F: Flow>(values: &mut F::Values, run: &RunContext) -> FlowError {
     run.flow_event(FlowState::Reverting);
-    let status = F::__status(values);
-    let unhandled = std::mem::take(&mut status.unhandled);
-    let mut reverts = std::mem::take(&mut status.prior_reverts);
+    let (failed, mut reverts) = take_restored::<F>(values);
     let mut own = HashMap::new();
     let mut failures = Vec::new();
-    let steps = F::graph().steps();
-    for (step, failure, never_ran) in unhandled {
-        let failure = if steps[step].exec() == crate::graph::Exec::Flow {
-            failure.within(steps[step].name())
-        } else {
-            if !never_ran && status.steps[step] == StepState::Failure {
-                own.insert(step, failure.clone());
-            }
-            failure
-        };
-        failures.push(failure);
+    for (step, why) in failed {
+        let (f, r, o) = failure_parts::<F>(step, why);
+        failures.extend(f);
+        reverts.extend(r);
+        if let Some(o) = o {
+            own.insert(step, o); // a failed task is undone with its own failure
+        }
     }
     if failures.is_empty() {
         failures.push(Failure::from_error(
@@ -984,10 +977,9 @@ fn reset_scope<F: Flow>(values: &mut F::Values, s: usize, run: &RunContext) -> u
             nested.entered = false;
             nested.history.clear();
         }
-    }
-    for (i, scope) in status.scopes.iter().enumerate() {
-        if i == s || scopes[i].steps.iter().all(|step| mine.contains(step)) {
-            run.record_retry(i, scope.attempt, &scope.history);
+        if inner == s || scope.steps.iter().all(|step| mine.contains(step)) {
+            let reset = &status.scopes[inner];
+            run.record_retry(inner, reset.attempt, &reset.history);
         }
     }
     for &step in mine {
