@@ -715,15 +715,16 @@ fn a_suspended_durable_run_is_recorded_and_resumes() {
         *STOP.lock().unwrap() = Some(stop.clone());
         let tmp = TempDir::new();
         let store = sqlite(&tmp);
-        let end = engine
-            .run_durable_until(
-                Travel,
-                TravelInputs { name: "ada".into() },
-                store.clone(),
-                "t",
-                &stop,
-            )
-            .block_on_here();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let end = runtime.block_on(engine.run_durable_until(
+            Travel,
+            TravelInputs { name: "ada".into() },
+            store.clone(),
+            "t",
+            &stop,
+        ));
         assert!(
             matches!(end, Ok(taskflow::DurableEnd::Suspended)),
             "{end:?}"
@@ -740,19 +741,6 @@ fn a_suspended_durable_run_is_recorded_and_resumes() {
         assert_eq!(runs().count("check_in"), 1);
     }
 }
-
-/// Runs a future on a fresh current-thread runtime.
-trait BlockOnHere: std::future::Future + Sized {
-    fn block_on_here(self) -> Self::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(self)
-    }
-}
-
-impl<F: std::future::Future> BlockOnHere for F {}
 
 // ---- maps and deciders across a stop
 
