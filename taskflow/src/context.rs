@@ -1,6 +1,6 @@
 //! What a running task can reach: its name and a way to report progress.
 
-use crate::engine::RunContext;
+use crate::runtime::RunContext;
 
 /// Handed to a task that takes a `ctx: &TaskContext` parameter (any name; the type is what
 /// counts). It is not a flow value: `flow!` supplies it.

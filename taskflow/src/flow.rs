@@ -4,11 +4,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{RunContext, StepFailed};
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::{Decision, History};
-use crate::state::Status;
+use crate::runtime::{RunContext, StepFailed};
 
 /// A flow defined with [`flow!`](crate::flow): a unit struct that names it, with generated
 /// `…Inputs` and `…Outputs` structs.
@@ -57,10 +56,6 @@ pub trait Flow: Sized + Send + Sync + 'static {
 
     #[doc(hidden)]
     fn __values(inputs: Self::Inputs) -> Self::Values;
-
-    /// Where each step of this run is.
-    #[doc(hidden)]
-    fn __status(values: &mut Self::Values) -> &mut Status;
 
     /// Takes step `step`'s arguments out of the slots and returns its run, which owns them.
     #[doc(hidden)]

@@ -55,6 +55,7 @@ mod flow;
 mod graph;
 mod listener;
 mod retry;
+mod runtime;
 mod state;
 pub mod store;
 
@@ -64,7 +65,7 @@ pub mod __private;
 
 pub use context::TaskContext;
 pub use durable::{fingerprint, DurableEnd, DurableError, DurableFlow, RecordedError};
-pub use engine::{Engine, Finished, Paused, SuspendHandle};
+pub use engine::{Engine, Finished, Paused};
 pub use error::FlowError;
 pub use failure::{BoxError, Failure, PanicError};
 pub use flow::Flow;
@@ -75,6 +76,7 @@ pub use listener::{
 pub use retry::{
     AlwaysRevert, AlwaysRevertAll, Backoff, Decision, ForEach, History, Retry, Times, WithBackoff,
 };
+pub use runtime::SuspendHandle;
 pub use state::{FlowState, StepState};
 /// Marks a function as a task: a step a [`flow!`] can run.
 ///

@@ -8,15 +8,15 @@ use std::task::Poll;
 pub use std::sync::Arc;
 
 pub use crate::context::TaskContext;
-pub use crate::engine::{
-    map_async, map_sync, revert_subflow, run_subflow, MapItem, MapOutcome, RunContext, StepFailed,
-    SubflowEnd,
-};
+pub use crate::engine::{run_subflow, SubflowEnd};
 pub use crate::failure::{BoxError, Failure};
 pub use crate::flow::Flow;
 pub use crate::graph::{Exec, FlowGraph, ScopeInfo, StepInfo, StepKind};
 pub use crate::retry::{Decision, ForEach, History, Retry};
-pub use crate::state::Status;
+pub use crate::runtime::fan_out::{map_async, map_sync, MapItem, MapOutcome};
+pub use crate::runtime::revert::revert_subflow;
+pub use crate::runtime::run::Run;
+pub use crate::runtime::{RunContext, StepFailed};
 pub use crate::FlowError;
 pub use std::time::Duration;
 pub use taskflow_macros::{__define_chunk, __flow_impl, __task_impl};
@@ -175,7 +175,8 @@ fn missing_slot() -> ! {
 
 // ---- durability: serialization that generated code can always call
 
-pub use crate::durable::{restore_into, DurableFlow, Registry, Restore};
+pub use crate::durable::journal::Registry;
+pub use crate::durable::{restore_into, DurableFlow, Restore};
 pub use serde;
 pub use serde_json::Value as JsonValue;
 
@@ -228,24 +229,29 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> StorableIn<'_> for T {
 /// lifetime (see [`StorableIn`]).
 pub trait SubflowIn<'d>: Flow {
     fn __restore(
-        values: &mut Self::Values,
+        run: &mut Run<Self>,
         stored: &Restore<'_>,
-        run: &RunContext,
+        cx: &RunContext,
     ) -> Result<(), crate::store::StoreError>;
     fn __register(registry: &mut Registry);
 }
 
 impl<F: DurableFlow> SubflowIn<'_> for F {
     fn __restore(
-        values: &mut Self::Values,
+        run: &mut Run<F>,
         stored: &Restore<'_>,
-        run: &RunContext,
+        cx: &RunContext,
     ) -> Result<(), crate::store::StoreError> {
-        restore_into::<F>(values, stored, run)
+        restore_into::<F>(run, stored, cx)
     }
     fn __register(registry: &mut Registry) {
         F::__register(registry);
     }
+}
+
+/// A new run of flow `F` over `values`, nothing started (a sub-flow step's).
+pub fn new_run<F: Flow>(values: F::Values) -> Run<F> {
+    Run::new(values)
 }
 
 /// An empty JSON object.

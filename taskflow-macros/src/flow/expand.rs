@@ -111,9 +111,6 @@ fn fallback(def: &FlowDef, cx: Ctxt) -> TokenStream {
                     &__GRAPH
                 }
                 fn __values(_: #inputs_ty) {}
-                fn __status(_: &mut ()) -> &mut ::taskflow::__private::Status {
-                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
-                }
                 #[allow(unreachable_code)]
                 fn __start(
                     _: &mut (),
@@ -863,7 +860,7 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
             let copies = step.outs.iter().enumerate().map(|(j, &slot)| {
                 lay.store(
                     slot,
-                    quote!(<#path as ::taskflow::__private::FlowOutput<#j>>::__clone(&__sub)),
+                    quote!(<#path as ::taskflow::__private::FlowOutput<#j>>::__clone(__sub.values())),
                 )
             });
             let make_values = subflow_values(step, vars.iter());
@@ -875,7 +872,7 @@ fn serial_arm(def: &FlowDef, a: &Analysis, lay: &Layout, k: usize, step: &Step) 
                         ::core::option::Option::Some(__partial) => __partial,
                         ::core::option::Option::None => {
                             #lets
-                            #make_values
+                            ::taskflow::__private::new_run::<#path>(#make_values)
                         }
                     };
                     match ::taskflow::__private::run_subflow::<#path>(__sub, #label, ::core::clone::Clone::clone(run)).await {
@@ -1015,7 +1012,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let sub_fields = subs.iter().map(|(k, s)| {
         let f = sub_field(*k);
         let path = &s.r.path;
-        quote!(#f: ::core::option::Option<<#path as ::taskflow::__private::Flow>::Values>)
+        quote!(#f: ::core::option::Option<::taskflow::__private::Run<#path>>)
     });
     let slot_inits = a.slots.iter().enumerate().map(|(i, slot)| {
         let f = slot_field(i);
@@ -1225,13 +1222,13 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
             StepKind::Flow => {
                 let f = sub_field(k);
-                args_variants.push(quote!(#v(<#path as ::taskflow::__private::Flow>::Values, ::taskflow::__private::RunContext)));
+                args_variants.push(quote!(#v(::taskflow::__private::Run<#path>, ::taskflow::__private::RunContext)));
                 let make_values = subflow_values(step, takes);
                 take_args.push(quote! {
                     #k => __Args::#v(
                         match values.#f.take() {
                             ::core::option::Option::Some(__partial) => __partial,
-                            ::core::option::Option::None => #make_values,
+                            ::core::option::Option::None => ::taskflow::__private::new_run::<#path>(#make_values),
                         },
                         ::core::clone::Clone::clone(run),
                     ),
@@ -1240,12 +1237,12 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     __Args::#v(__sub, __run) => __Done::#v(::taskflow::__private::run_subflow::<#path>(__sub, #label, __run).await),
                 });
                 done_variants.push(quote! {
-                    #v(::taskflow::__private::SubflowEnd<<#path as ::taskflow::__private::Flow>::Values>)
+                    #v(::taskflow::__private::SubflowEnd<#path>)
                 });
                 let copies = step.outs.iter().enumerate().map(|(j, &slot)| {
                     lay.store(
                         slot,
-                        quote!(<#path as ::taskflow::__private::FlowOutput<#j>>::__clone(&__sub)),
+                        quote!(<#path as ::taskflow::__private::FlowOutput<#j>>::__clone(__sub.values())),
                     )
                 });
                 finish_arms.push(quote! {
@@ -1263,7 +1260,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                     }
                 });
                 revert_variants.push(quote! {
-                    #v(::core::option::Option<<#path as ::taskflow::__private::Flow>::Values>, ::taskflow::__private::RunContext)
+                    #v(::core::option::Option<::taskflow::__private::Run<#path>>, ::taskflow::__private::RunContext)
                 });
                 revert_takes.push(
                     quote!(#k => __Revert::#v(values.#f.take(), ::core::clone::Clone::clone(run)),),
@@ -1302,8 +1299,6 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
     let input_params = def.inputs.iter().map(|(n, t)| quote!(#n: #t));
     let input_names_ids = def.inputs.iter().map(|(n, _)| n);
     let collector = flow_collector(def, false);
-    let n_steps = ordered.len();
-    let n_scopes = a.scopes.len();
     let retry_methods = retry_methods(def, a, &lay);
     let decide_method = decide_method(a, &lay, &pos);
     let (durable_methods, durable_gate) = durable_parts(def, a, &lay, &ordered);
@@ -1343,7 +1338,6 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                 #(#slot_fields,)*
                 #(#sub_fields,)*
                 #(#map_fields,)*
-                __status: ::taskflow::__private::Status,
             }
 
             #[doc(hidden)]
@@ -1399,12 +1393,7 @@ fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
                         #(#slot_inits,)*
                         #(#sub_inits,)*
                         #(#map_inits,)*
-                        __status: ::taskflow::__private::Status::__new(#n_steps, #n_scopes),
                     }
-                }
-
-                fn __status(values: &mut __Values) -> &mut ::taskflow::__private::Status {
-                    &mut values.__status
                 }
 
                 fn __start(
@@ -1591,7 +1580,7 @@ fn durable_parts(
             let make_values = subflow_values(step, takes);
             restore_arms.push(quote! {
                 #k => {
-                    let mut __sub = #make_values;
+                    let mut __sub = ::taskflow::__private::new_run::<#path>(#make_values);
                     <#path as ::taskflow::__private::SubflowIn<'__d>>::__restore(&mut __sub, &stored.within(#label), run)?;
                     values.#f = ::core::option::Option::Some(__sub);
                     ::core::result::Result::Ok(())
@@ -1669,7 +1658,7 @@ fn durable_parts(
         }
 
         fn __register(registry: &mut ::taskflow::__private::Registry) {
-            registry.add::<Self>(<Self as ::taskflow::__private::DurableFlow>::__save_step);
+            registry.add::<__Values>(<Self as ::taskflow::__private::DurableFlow>::__save_step);
             #( <#subs as ::taskflow::__private::SubflowIn<'__d>>::__register(registry); )*
         }
     };

@@ -23,24 +23,28 @@
 //! reverting. A run can also be stopped gracefully between steps ([`Engine::run_durable_until`])
 //! and resumed the same way.
 
-use std::any::{Any, TypeId};
+pub(crate) mod journal;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::engine::{engine_error, Engine, RunContext, SuspendHandle};
+use crate::engine::{drive, engine_error, internal_error, Engine};
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::{Exec, FlowGraph};
 use crate::retry::History;
+use crate::runtime::failure::finish_revert;
+use crate::runtime::run::Unhandled;
+use crate::runtime::step::Stop;
+use crate::runtime::{Run, RunContext, SuspendHandle};
 use crate::state::{FlowState, StepState};
 use crate::store::{
-    unix_millis, AtomRecord, Checkpoint, FailureRecord, FlowRecord, RetryRecord, Store, StoreError,
-    StoredFlow,
+    AtomRecord, FailureRecord, FlowRecord, RetryRecord, Store, StoreError, StoredFlow,
 };
 use crate::{FlowError, PanicError};
+use journal::{Journal, Registry};
 
 /// A flow whose every stored value is `Serialize + DeserializeOwned`: it can be run with a
 /// store ([`Engine::run_durable`]). `flow!` implements it; the bounds are checked where a flow
@@ -89,44 +93,12 @@ pub trait DurableFlow: Flow {
         values: &mut Self::Values,
         step: usize,
         stored: &Restore<'_>,
-        run: &RunContext,
+        cx: &RunContext,
     ) -> Result<(), StoreError>;
 
     /// Adds this flow and its sub-flows to `registry`.
     #[doc(hidden)]
     fn __register(registry: &mut Registry);
-}
-
-/// How the drivers, which know only `F: Flow`, reach the serialization of the flows of a durable
-/// run: each flow's `__save_step`, by type.
-#[doc(hidden)]
-#[derive(Default)]
-pub struct Registry {
-    save_step: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
-}
-
-#[doc(hidden)]
-pub type SaveStep<F> = fn(&<F as Flow>::Values, usize) -> Result<Value, String>;
-
-impl Registry {
-    #[doc(hidden)]
-    pub fn add<F: Flow>(&mut self, save: SaveStep<F>) {
-        self.save_step.insert(TypeId::of::<F>(), Box::new(save));
-    }
-
-    fn save_step<F: Flow>(&self, values: &F::Values, step: usize) -> Result<Value, String> {
-        match self
-            .save_step
-            .get(&TypeId::of::<F>())
-            .and_then(|f| f.downcast_ref::<SaveStep<F>>())
-        {
-            Some(save) => save(values, step),
-            None => Err(format!(
-                "taskflow internal error: flow `{}` is not registered",
-                F::NAME
-            )),
-        }
-    }
 }
 
 /// A failure read back from a store: its message survives, its type does not.
@@ -280,213 +252,6 @@ fn describe(graph: &FlowGraph, out: &mut String) {
     let _ = writeln!(out, "guarded {:?}", graph.guarded());
 }
 
-// ---- the journal: what a durable run has recorded and has yet to commit
-
-/// The write-ahead journal of one durable run, shared by its flow and sub-flows.
-pub(crate) struct Journal {
-    store: Arc<dyn Store>,
-    flow_id: String,
-    registry: Registry,
-    state: Mutex<JournalState>,
-}
-
-#[derive(Default)]
-struct JournalState {
-    /// The latest record of each step, by path, and whether it changed since the last commit.
-    current: HashMap<String, (AtomRecord, bool)>,
-    /// The steps that changed since the last commit, in the order they first did.
-    dirty: Vec<String>,
-    retries: Vec<RetryRecord>,
-    flow_state: Option<FlowState>,
-    /// The first checkpoint that failed: the run stops, and nothing more is written.
-    error: Option<StoreError>,
-}
-
-impl JournalState {
-    /// The current record of step `path`, marked as changed.
-    fn touch(&mut self, path: String) -> &mut AtomRecord {
-        let JournalState { current, dirty, .. } = self;
-        let (atom, changed) = current
-            .entry(path)
-            .or_insert_with_key(|name| (AtomRecord::new(name.clone()), false));
-        if !*changed {
-            *changed = true;
-            dirty.push(atom.name.clone());
-        }
-        atom
-    }
-}
-
-impl Journal {
-    fn new<F: DurableFlow>(
-        store: Arc<dyn Store>,
-        flow_id: &str,
-        stored: Option<&StoredFlow>,
-    ) -> Self {
-        let mut registry = Registry::default();
-        F::__register(&mut registry);
-        let current = stored
-            .map(|s| {
-                s.atoms
-                    .iter()
-                    .map(|a| (a.name.clone(), (a.clone(), false)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Journal {
-            store,
-            flow_id: flow_id.to_owned(),
-            registry,
-            state: Mutex::new(JournalState {
-                current,
-                ..JournalState::default()
-            }),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, JournalState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records a step's new state (written with the next checkpoint).
-    pub(crate) fn step(
-        &self,
-        path: String,
-        state: StepState,
-        attempt: u32,
-        failure: Option<&Failure>,
-    ) {
-        let now = unix_millis(SystemTime::now());
-        let mut j = self.lock();
-        let atom = j.touch(path);
-        atom.state = state;
-        atom.attempt = attempt;
-        match state {
-            // A new attempt (or a step set up to run again) starts from nothing.
-            StepState::Pending | StepState::Running => {
-                atom.result = None;
-                atom.failure = None;
-                atom.revert_failure = None;
-                atom.progress = 0.0;
-                atom.started_at = (state == StepState::Running).then_some(now);
-                atom.finished_at = None;
-            }
-            StepState::Success => {
-                atom.progress = 1.0;
-                atom.finished_at = Some(now);
-            }
-            StepState::Failure => {
-                atom.failure = failure.map(FailureRecord::from);
-                atom.finished_at = Some(now);
-            }
-            StepState::RevertFailure => atom.revert_failure = failure.map(FailureRecord::from),
-            StepState::Reverting
-            | StepState::Reverted
-            | StepState::Ignore
-            | StepState::Retrying => {}
-        }
-    }
-
-    /// Records step `step`'s result, with its SUCCESS.
-    pub(crate) fn result<F: Flow>(&self, path: &str, values: &F::Values, step: usize) {
-        let result = self.registry.save_step::<F>(values, step);
-        let mut j = self.lock();
-        match result {
-            Ok(value) => j.touch(path.to_owned()).result = Some(value),
-            Err(detail) => {
-                // A value that does not serialize cannot be checkpointed: stop like a failed
-                // write, before anything depends on it.
-                if j.error.is_none() {
-                    j.error = Some(StoreError::Invalid {
-                        what: format!("result of step `{path}`"),
-                        detail,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Records a step's progress (written with the next checkpoint).
-    pub(crate) fn progress(&self, path: String, progress: f32) {
-        self.lock().touch(path).progress = progress.clamp(0.0, 1.0);
-    }
-
-    /// Records a retry scope's attempt and history (of the flow at `flow`, `""` for the root).
-    pub(crate) fn retry(&self, flow: &str, scope: usize, attempt: u32, history: &History) {
-        let record = RetryRecord {
-            scope,
-            flow: flow.to_owned(),
-            attempt,
-            history: history
-                .each_attempt()
-                .iter()
-                .map(|failures| failures.iter().map(FailureRecord::from).collect())
-                .collect(),
-        };
-        self.lock().retries.push(record);
-    }
-
-    /// Records every step of the sub-flow at `flow` (a step path, like `Sub`), recursively, as
-    /// PENDING at attempt 1, and its retry scopes at attempt 1.
-    pub(crate) fn pending_flow(&self, flow: &str, graph: &FlowGraph) {
-        for scope in 0..graph.scopes().len() {
-            self.retry(flow, scope, 1, &History::default());
-        }
-        for step in graph.steps() {
-            let path = format!("{flow}/{}", step.name());
-            self.step(path.clone(), StepState::Pending, 1, None);
-            if let Some(sub) = step.subflow() {
-                self.pending_flow(&path, sub);
-            }
-        }
-    }
-
-    pub(crate) fn flow_state(&self, state: FlowState) {
-        self.lock().flow_state = Some(state);
-    }
-
-    /// Writes what was recorded since the last checkpoint, all or nothing. False when this or an
-    /// earlier checkpoint failed: the run must stop.
-    pub(crate) fn commit(&self) -> bool {
-        let mut j = self.lock();
-        if j.error.is_some() {
-            return false;
-        }
-        if j.dirty.is_empty() && j.retries.is_empty() && j.flow_state.is_none() {
-            return true;
-        }
-        let dirty = std::mem::take(&mut j.dirty);
-        let atoms = dirty
-            .iter()
-            .filter_map(|name| {
-                let (atom, changed) = j.current.get_mut(name)?;
-                *changed = false;
-                Some(atom.clone())
-            })
-            .collect();
-        let checkpoint = Checkpoint {
-            flow_state: j.flow_state.take(),
-            atoms,
-            retries: std::mem::take(&mut j.retries),
-        };
-        match self.store.checkpoint(&self.flow_id, &checkpoint) {
-            Ok(()) => true,
-            Err(e) => {
-                j.error = Some(e);
-                false
-            }
-        }
-    }
-
-    pub(crate) fn failed(&self) -> bool {
-        self.lock().error.is_some()
-    }
-
-    fn take_error(&self) -> Option<StoreError> {
-        self.lock().error.take()
-    }
-}
-
 // ---- restoring a run's values from the store
 
 /// A stored run, seen from one (sub-)flow of it. Generated code passes it along to restore
@@ -524,13 +289,13 @@ impl<'a> Restore<'a> {
 /// handling was interrupted are kept for the driver to handle again.
 #[doc(hidden)]
 pub fn restore_into<F: DurableFlow>(
-    values: &mut F::Values,
+    run: &mut Run<F>,
     stored: &Restore<'_>,
-    run: &RunContext,
+    cx: &RunContext,
 ) -> Result<(), StoreError> {
     let graph = F::graph();
     let flow = stored.prefix.trim_end_matches('/');
-    let status = F::__status(values);
+    let status = &mut run.status;
     for record in stored.retries.iter().filter(|r| r.flow == flow) {
         let Some(scope) = status.scopes.get_mut(record.scope) else {
             return Err(StoreError::Corrupt {
@@ -559,10 +324,10 @@ pub fn restore_into<F: DurableFlow>(
                 .is_some_and(|a| !matches!(a.state, StepState::Pending | StepState::Retrying))
         });
         if begun {
-            let status = F::__status(values);
+            let status = &mut run.status;
             status.scopes[s].entered = true;
             let attempt = status.scopes[s].attempt;
-            F::__retry_enter(values, s, attempt);
+            F::__retry_enter(&mut run.values, s, attempt);
         }
     }
     for (k, info) in graph.steps().iter().enumerate() {
@@ -579,7 +344,7 @@ pub fn restore_into<F: DurableFlow>(
             F::__load_step(values, k, result)
                 .map_err(|e| stored.corrupt(&path, format!("its result does not load: {e}")))?;
             if is_flow {
-                F::__restore_sub(values, k, stored, run)?;
+                F::__restore_sub(values, k, stored, cx)?;
             }
             Ok(())
         };
@@ -588,23 +353,24 @@ pub fn restore_into<F: DurableFlow>(
             StepState::Pending | StepState::Retrying => StepState::Pending,
             StepState::Running => {
                 if is_flow {
-                    F::__restore_sub(values, k, stored, run)?;
+                    F::__restore_sub(&mut run.values, k, stored, cx)?;
                 }
                 StepState::Pending
             }
             StepState::Success => {
-                load(values)?;
+                load(&mut run.values)?;
                 StepState::Success
             }
             // Its revert was interrupted: it is undone again.
             StepState::Reverting if failed_task => StepState::Failure,
             StepState::Reverting => {
-                load(values)?;
+                load(&mut run.values)?;
                 StepState::Success
             }
             other => other,
         };
-        let status = F::__status(values);
+        // Loading a run is not a transition: the states are what the store says.
+        let status = &mut run.status;
         status.steps[k] = state;
         status.attempts[k] = atom.attempt.max(1);
         if let Some(record) = &atom.revert_failure {
@@ -613,9 +379,11 @@ pub fn restore_into<F: DurableFlow>(
         if let Some(record) = &atom.failure {
             if state != StepState::Pending && state != StepState::Success {
                 let failure = record.to_failure(&record.step);
-                status
-                    .unhandled
-                    .push((k, failure, atom.started_at.is_none()));
+                status.unhandled.push(Unhandled {
+                    step: k,
+                    failure,
+                    never_ran: atom.started_at.is_none(),
+                });
             }
         }
     }
@@ -713,10 +481,10 @@ impl Engine {
             .with_graph(F::graph().to_json());
         record.id = flow_id.to_owned();
         store.create_flow(&record)?;
-        let journal = Arc::new(Journal::new::<F>(store, flow_id, None));
-        let run = RunContext::durable(self, journal.clone(), suspend.clone(), F::NAME);
-        let values = F::__values(inputs);
-        finish::<F>(values, &run, &journal, false).await
+        let journal = Arc::new(Journal::new(store, flow_id, None, registry::<F>()));
+        let cx = self.context(suspend, F::NAME, Some(journal.clone()));
+        let run = Run::<F>::new(F::__values(inputs));
+        finish(run, &cx, &journal, false).await
     }
 
     /// Continues the run `flow_id` of `flow` from `store`, in this process or any other: steps
@@ -827,9 +595,9 @@ impl Engine {
             }
             _ => {}
         }
-        let journal = Arc::new(Journal::new::<F>(store, flow_id, Some(&stored)));
-        let run = RunContext::durable(self, journal.clone(), suspend.clone(), F::NAME);
-        let mut values = F::__values(inputs);
+        let journal = Arc::new(Journal::new(store, flow_id, Some(&stored), registry::<F>()));
+        let cx = self.context(suspend, F::NAME, Some(journal.clone()));
+        let mut run = Run::<F>::new(F::__values(inputs));
         let atoms: HashMap<&str, &AtomRecord> =
             stored.atoms.iter().map(|a| (a.name.as_str(), a)).collect();
         let view = Restore {
@@ -838,10 +606,10 @@ impl Engine {
             flow_id,
             prefix: String::new(),
         };
-        restore_into::<F>(&mut values, &view, &run)?;
+        restore_into::<F>(&mut run, &view, &cx)?;
         match stored.flow.state {
-            FlowState::Success => Ok(DurableEnd::Done(F::__outputs(values))),
-            state => finish::<F>(values, &run, &journal, state == FlowState::Reverting).await,
+            FlowState::Success => Ok(DurableEnd::Done(F::__outputs(run.values))),
+            state => finish(run, &cx, &journal, state == FlowState::Reverting).await,
         }
     }
 
@@ -907,25 +675,34 @@ impl Engine {
 /// Drives a durable run to its end — or, for a run that was `reverting`, finishes its revert —
 /// and reports how it ended; a failed checkpoint wins.
 async fn finish<F: Flow>(
-    mut values: F::Values,
-    run: &RunContext,
+    mut run: Run<F>,
+    cx: &RunContext,
     journal: &Journal,
     reverting: bool,
 ) -> Result<DurableEnd<F::Outputs>, DurableError> {
     let result = if reverting {
-        let error = crate::engine::finish_revert::<F>(&mut values, run).await;
-        Err(crate::engine::Stop::Failed(error))
+        Err(Stop::Failed(finish_revert(&mut run, cx).await))
     } else {
-        crate::engine::drive::<F>(&mut values, run).await
+        drive(&mut run, cx).await
     };
     if let Some(e) = journal.take_error() {
         return Err(e.into());
     }
-    match result {
-        Ok(()) => Ok(DurableEnd::Done(F::__outputs(values))),
-        Err(crate::engine::Stop::Failed(e)) => Err(e.into()),
-        Err(crate::engine::Stop::Suspended) => Ok(DurableEnd::Suspended),
+    if let Some(e) = cx.take_internal_error() {
+        return Err(internal_error(e).into());
     }
+    match result {
+        Ok(()) => Ok(DurableEnd::Done(F::__outputs(run.values))),
+        Err(Stop::Failed(e)) => Err(e.into()),
+        Err(Stop::Suspended) => Ok(DurableEnd::Suspended),
+    }
+}
+
+/// The serialization of flow `F` and its sub-flows, by the type of their values.
+fn registry<F: DurableFlow>() -> Registry {
+    let mut registry = Registry::default();
+    F::__register(&mut registry);
+    registry
 }
 
 /// How a durable run that can be suspended ended ([`Engine::run_durable_until`] has an example).

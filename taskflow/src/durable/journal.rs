@@ -1,0 +1,261 @@
+//! The write-ahead journal of a durable run: what the run has recorded, and what it has yet to
+//! commit to its store.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::failure::Failure;
+use crate::graph::FlowGraph;
+use crate::retry::History;
+use crate::state::{FlowState, StepState};
+use crate::store::{
+    unix_millis, AtomRecord, Checkpoint, FailureRecord, RetryRecord, Store, StoreError, StoredFlow,
+};
+
+/// How the drivers, which know only `F: Flow`, reach the serialization of the flows of a durable
+/// run: each flow's `__save_step`, by the type of its values.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Registry {
+    save_step: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+}
+
+/// A flow's `__save_step`, over its values type `V`.
+#[doc(hidden)]
+pub type SaveStep<V> = fn(&V, usize) -> Result<Value, String>;
+
+impl Registry {
+    #[doc(hidden)]
+    pub fn add<V: 'static>(&mut self, save: SaveStep<V>) {
+        self.save_step.insert(TypeId::of::<V>(), Box::new(save));
+    }
+
+    /// Step `step`'s outputs as JSON, from the flow whose values are `values`.
+    pub(crate) fn save_step<V: 'static>(&self, values: &V, step: usize) -> Result<Value, String> {
+        match self
+            .save_step
+            .get(&TypeId::of::<V>())
+            .and_then(|f| f.downcast_ref::<SaveStep<V>>())
+        {
+            Some(save) => save(values, step),
+            None => Err(format!(
+                "taskflow internal error: the values `{}` are not registered",
+                std::any::type_name::<V>()
+            )),
+        }
+    }
+}
+
+/// The write-ahead journal of one durable run, shared by its flow and sub-flows.
+pub(crate) struct Journal {
+    store: Arc<dyn Store>,
+    flow_id: String,
+    registry: Registry,
+    state: Mutex<JournalState>,
+}
+
+#[derive(Default)]
+struct JournalState {
+    /// The latest record of each step, by path, and whether it changed since the last commit.
+    current: HashMap<String, (AtomRecord, bool)>,
+    /// The steps that changed since the last commit, in the order they first did.
+    dirty: Vec<String>,
+    retries: Vec<RetryRecord>,
+    flow_state: Option<FlowState>,
+    /// The first checkpoint that failed: the run stops, and nothing more is written.
+    error: Option<StoreError>,
+}
+
+impl JournalState {
+    /// The current record of step `path`, marked as changed.
+    fn touch(&mut self, path: String) -> &mut AtomRecord {
+        let JournalState { current, dirty, .. } = self;
+        let (atom, changed) = current
+            .entry(path)
+            .or_insert_with_key(|name| (AtomRecord::new(name.clone()), false));
+        if !*changed {
+            *changed = true;
+            dirty.push(atom.name.clone());
+        }
+        atom
+    }
+}
+
+impl Journal {
+    /// The journal of run `flow_id` in `store`: a new run, or one loaded as `stored`.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        flow_id: &str,
+        stored: Option<&StoredFlow>,
+        registry: Registry,
+    ) -> Self {
+        let current = stored
+            .map(|s| {
+                s.atoms
+                    .iter()
+                    .map(|a| (a.name.clone(), (a.clone(), false)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Journal {
+            store,
+            flow_id: flow_id.to_owned(),
+            registry,
+            state: Mutex::new(JournalState {
+                current,
+                ..JournalState::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JournalState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a step's new state (written with the next checkpoint).
+    pub(crate) fn step(
+        &self,
+        path: String,
+        state: StepState,
+        attempt: u32,
+        failure: Option<&Failure>,
+    ) {
+        let now = unix_millis(SystemTime::now());
+        let mut j = self.lock();
+        let atom = j.touch(path);
+        atom.state = state;
+        atom.attempt = attempt;
+        match state {
+            // A new attempt (or a step set up to run again) starts from nothing.
+            StepState::Pending | StepState::Running => {
+                atom.result = None;
+                atom.failure = None;
+                atom.revert_failure = None;
+                atom.progress = 0.0;
+                atom.started_at = (state == StepState::Running).then_some(now);
+                atom.finished_at = None;
+            }
+            StepState::Success => {
+                atom.progress = 1.0;
+                atom.finished_at = Some(now);
+            }
+            StepState::Failure => {
+                atom.failure = failure.map(FailureRecord::from);
+                atom.finished_at = Some(now);
+            }
+            StepState::RevertFailure => atom.revert_failure = failure.map(FailureRecord::from),
+            StepState::Reverting
+            | StepState::Reverted
+            | StepState::Ignore
+            | StepState::Retrying => {}
+        }
+    }
+
+    /// Records a step's result, with its SUCCESS: its outputs as JSON, or why they could not be
+    /// turned into JSON.
+    pub(crate) fn result(&self, path: &str, json: Result<Value, String>) {
+        let mut j = self.lock();
+        match json {
+            Ok(value) => j.touch(path.to_owned()).result = Some(value),
+            Err(detail) => {
+                // A value that does not serialize cannot be checkpointed: stop like a failed
+                // write, before anything depends on it.
+                if j.error.is_none() {
+                    j.error = Some(StoreError::Invalid {
+                        what: format!("result of step `{path}`"),
+                        detail,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The serialization of the flows of this run.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Records a step's progress (written with the next checkpoint).
+    pub(crate) fn progress(&self, path: String, progress: f32) {
+        self.lock().touch(path).progress = progress.clamp(0.0, 1.0);
+    }
+
+    /// Records a retry scope's attempt and history (of the flow at `flow`, `""` for the root).
+    pub(crate) fn retry(&self, flow: &str, scope: usize, attempt: u32, history: &History) {
+        let record = RetryRecord {
+            scope,
+            flow: flow.to_owned(),
+            attempt,
+            history: history
+                .each_attempt()
+                .iter()
+                .map(|failures| failures.iter().map(FailureRecord::from).collect())
+                .collect(),
+        };
+        self.lock().retries.push(record);
+    }
+
+    /// Records every step of the sub-flow at `flow` (a step path, like `Sub`), recursively, as
+    /// PENDING at attempt 1, and its retry scopes at attempt 1.
+    pub(crate) fn pending_flow(&self, flow: &str, graph: &FlowGraph) {
+        for scope in 0..graph.scopes().len() {
+            self.retry(flow, scope, 1, &History::default());
+        }
+        for step in graph.steps() {
+            let path = format!("{flow}/{}", step.name());
+            self.step(path.clone(), StepState::Pending, 1, None);
+            if let Some(sub) = step.subflow() {
+                self.pending_flow(&path, sub);
+            }
+        }
+    }
+
+    pub(crate) fn flow_state(&self, state: FlowState) {
+        self.lock().flow_state = Some(state);
+    }
+
+    /// Writes what was recorded since the last checkpoint, all or nothing. False when this or an
+    /// earlier checkpoint failed: the run must stop.
+    pub(crate) fn commit(&self) -> bool {
+        let mut j = self.lock();
+        if j.error.is_some() {
+            return false;
+        }
+        if j.dirty.is_empty() && j.retries.is_empty() && j.flow_state.is_none() {
+            return true;
+        }
+        let dirty = std::mem::take(&mut j.dirty);
+        let atoms = dirty
+            .iter()
+            .filter_map(|name| {
+                let (atom, changed) = j.current.get_mut(name)?;
+                *changed = false;
+                Some(atom.clone())
+            })
+            .collect();
+        let checkpoint = Checkpoint {
+            flow_state: j.flow_state.take(),
+            atoms,
+            retries: std::mem::take(&mut j.retries),
+        };
+        match self.store.checkpoint(&self.flow_id, &checkpoint) {
+            Ok(()) => true,
+            Err(e) => {
+                j.error = Some(e);
+                false
+            }
+        }
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.lock().error.is_some()
+    }
+
+    pub(crate) fn take_error(&self) -> Option<StoreError> {
+        self.lock().error.take()
+    }
+}

@@ -1,0 +1,110 @@
+//! Drives one (sub-)flow run with the engine's policy, from its first transition to its last.
+
+use crate::flow::Flow;
+use crate::runtime::failure::handle_restored;
+use crate::runtime::step::Stop;
+use crate::runtime::{Mode, Run, RunContext};
+use crate::state::FlowState;
+use crate::FlowError;
+
+use super::{parallel, serial};
+
+/// Runs every step of `run` that has not finished yet, with the run's engine; on failure,
+/// reverts what ran and returns what went wrong.
+pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<(), Stop> {
+    if run.started() {
+        run.flow_to(cx, FlowState::Resuming);
+    }
+    run.flow_to(cx, FlowState::Running);
+    let result = match handle_restored(run, cx).await {
+        Err(e) => Err(Stop::Failed(e)),
+        Ok(()) => match cx.mode() {
+            Mode::Serial => serial::drive(run, cx).await,
+            Mode::Parallel { max_in_flight, .. } => {
+                let pool = cx.pool().expect("the parallel engine has a pool");
+                parallel::drive(run, cx, pool, max_in_flight.unwrap_or(usize::MAX)).await
+            }
+        },
+    };
+    match &result {
+        Ok(()) => run.flow_to(cx, FlowState::Success),
+        Err(Stop::Suspended) => run.flow_to(cx, FlowState::Suspended),
+        Err(Stop::Failed(e)) => run.flow_to(cx, e.state()),
+    }
+    cx.commit();
+    result
+}
+
+/// How a sub-flow run as a step ended.
+pub enum SubflowEnd<F: Flow> {
+    /// Done: its run, for its outputs and a later revert.
+    Done(Run<F>),
+    /// Failed, and reverted itself.
+    Failed(FlowError),
+    /// Suspended: its run, to resume it.
+    Suspended(Run<F>),
+}
+
+/// Runs a sub-flow as a step of its parent: owns the sub-flow's run and hands it back (it is
+/// needed to revert or resume the sub-flow later), or the sub-flow's error after it reverted
+/// itself.
+pub async fn run_subflow<F: Flow>(
+    mut sub: Run<F>,
+    step: &'static str,
+    cx: RunContext,
+) -> SubflowEnd<F> {
+    let cx = cx.within(step);
+    match drive(&mut sub, &cx).await {
+        Ok(()) => SubflowEnd::Done(sub),
+        Err(Stop::Suspended) => SubflowEnd::Suspended(sub),
+        Err(Stop::Failed(e)) => SubflowEnd::Failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+    use crate::runtime::{Run, SuspendHandle};
+    use crate::state::StepState;
+
+    #[task(provides = y)]
+    fn inc(x: u32) -> u32 {
+        x + 1
+    }
+
+    flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
+
+    #[test]
+    fn an_illegal_transition_is_refused_as_an_internal_error_in_debug_builds() {
+        let engine = Engine::serial();
+        let cx = engine.context(&SuspendHandle::new(), "Inc", None);
+        let mut run = Run::<Inc>::new(<Inc as Flow>::__values(IncInputs { x: 1 }));
+        // PENDING -> SUCCESS skips RUNNING: no engine may do that.
+        run.step_to(&cx, 0, StepState::Success, None);
+        if cfg!(debug_assertions) {
+            assert_eq!(run.status.steps[0], StepState::Pending, "the state stays");
+            assert!(cx.suspend_requested(), "the run stops");
+            let error = cx.take_internal_error().expect("an internal error");
+            assert_eq!(
+                error.to_string(),
+                "taskflow internal error: step `inc` cannot go from PENDING to SUCCESS; please \
+                 report it"
+            );
+            // A stopped run starts nothing more.
+            let mut cx_run = run;
+            let stopped = engine.context(&SuspendHandle::new(), "Inc", None);
+            stopped.internal_error(error);
+            let ended = futures_util::FutureExt::now_or_never(drive(&mut cx_run, &stopped))
+                .expect("nothing to wait for");
+            assert!(matches!(ended, Err(Stop::Suspended)));
+            assert_eq!(cx_run.status.steps[0], StepState::Pending, "nothing ran");
+        } else {
+            assert_eq!(
+                run.status.steps[0],
+                StepState::Success,
+                "unchecked in release"
+            );
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! What a failure means: after steps failed (and everything in flight finished), the retry
+//! controllers around them decide — retry their scope, revert it and defer to the enclosing
+//! controller, or revert everything — and what they decided is carried out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::failure::Failure;
+use crate::flow::Flow;
+use crate::graph::Exec;
+use crate::retry::Decision;
+use crate::runtime::revert::{revert_ran, Undo};
+use crate::runtime::run::Unhandled;
+use crate::runtime::{Run, RunContext, StepFailed};
+use crate::state::{FlowState, StepState};
+use crate::FlowError;
+
+/// A step that failed, and why.
+pub(crate) struct Failed {
+    pub(crate) step: usize,
+    pub(crate) why: StepFailed,
+}
+
+/// What one step's failure contributes to the flow's error.
+struct Parts {
+    /// Its failures, named within this flow.
+    failures: Vec<Failure>,
+    /// Reverts that already failed inside a sub-flow.
+    reverts: Vec<Failure>,
+    /// A failed task's own failure: the task is undone too, its hook getting `Err(own)`.
+    own: Option<Failure>,
+}
+
+/// Splits what stopped step `step` into its [`Parts`].
+fn parts<F: Flow>(step: usize, why: StepFailed) -> Parts {
+    match why {
+        StepFailed::Suspended => Parts {
+            failures: Vec::new(),
+            reverts: Vec::new(),
+            own: None,
+        },
+        StepFailed::NotAttempted(f) => Parts {
+            failures: vec![f],
+            reverts: Vec::new(),
+            own: None,
+        },
+        StepFailed::Task(f) => Parts {
+            failures: vec![f.clone()],
+            reverts: Vec::new(),
+            own: Some(f),
+        },
+        StepFailed::Flow(e) => {
+            let label = F::graph().steps()[step].name();
+            let (failures, reverts) = e.into_parts();
+            Parts {
+                failures: crate::__private::within(label, failures),
+                reverts: crate::__private::within(label, reverts),
+                own: None,
+            }
+        }
+    }
+}
+
+/// The failures of one innermost retry scope (or of the flow outside any).
+struct Group {
+    scope: Option<usize>,
+    failures: Vec<Failure>,
+    /// The controller must not be asked: a step could not even start in this scope.
+    forced: bool,
+}
+
+/// After steps failed (and everything in flight finished), asks their retry controllers what to
+/// do. `Ok(())`: the scopes to retry were reverted and reset to PENDING, so the driver goes on.
+/// `Err`: the run is over; everything that ran has been reverted.
+pub(crate) async fn on_failure<F: Flow>(
+    run: &mut Run<F>,
+    cx: &RunContext,
+    failed: Vec<Failed>,
+    prior_reverts: Vec<Failure>,
+) -> Result<(), FlowError> {
+    let graph = F::graph();
+    let mut failures = Vec::new();
+    let mut reverts = prior_reverts;
+    let mut own = HashMap::new();
+    let mut revert_all = false;
+    let mut groups: Vec<Group> = Vec::new();
+    for Failed { step, why } in failed {
+        let forced = matches!(why, StepFailed::NotAttempted(_));
+        if let StepFailed::Flow(e) = &why {
+            revert_all |= e.revert_all();
+        }
+        let parts = parts::<F>(step, why);
+        if let Some(o) = parts.own {
+            own.insert(step, o);
+        }
+        reverts.extend(parts.reverts);
+        let scope = graph.scope_of(step);
+        match groups.iter_mut().find(|g| g.scope == scope) {
+            Some(group) => {
+                group.failures.extend(parts.failures.iter().cloned());
+                group.forced |= forced;
+            }
+            None => groups.push(Group {
+                scope,
+                failures: parts.failures.clone(),
+                forced,
+            }),
+        }
+        failures.extend(parts.failures);
+    }
+    let mut undo = Undo {
+        own,
+        failures: failures.into(),
+    };
+    let mut retry = Vec::new();
+    let mut flow_fails = revert_all;
+    if !revert_all {
+        'groups: for group in groups {
+            let (mut scope, mut forced) = (group.scope, group.forced);
+            while let Some(s) = scope {
+                let status = &mut run.status.scopes[s];
+                status.history.record(group.failures.clone());
+                let history = status.history.clone();
+                let decision = if forced {
+                    Decision::Revert
+                } else {
+                    F::__retry_decide(&mut run.values, s, &history)
+                };
+                forced = false;
+                match decision {
+                    Decision::Retry => {
+                        retry.push(s);
+                        continue 'groups;
+                    }
+                    Decision::RevertAll => {
+                        revert_all = true;
+                        flow_fails = true;
+                        break 'groups;
+                    }
+                    Decision::Revert => {
+                        // This scope gives up: undo it, and let the enclosing controller decide.
+                        reverts.extend(revert_ran(run, cx, &mut undo, Some(s)).await);
+                        scope = graph.scopes()[s].parent;
+                    }
+                }
+            }
+            flow_fails = true;
+            break;
+        }
+    }
+    if !flow_fails {
+        for &s in &retry {
+            reverts.extend(revert_ran(run, cx, &mut undo, Some(s)).await);
+        }
+        // A revert that failed leaves its scope half undone: running it again is not safe. A
+        // store that failed stops the run as it is, for a resume to take up.
+        if reverts.is_empty() && !cx.store_failed() {
+            for &s in &retry {
+                let attempt = reset_scope(run, cx, s);
+                if let Some(delay) = F::__retry_delay(&mut run.values, s, attempt) {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            return Ok(());
+        }
+    }
+    run.flow_to(cx, FlowState::Reverting);
+    reverts.extend(revert_ran(run, cx, &mut undo, None).await);
+    Err(FlowError::__new(undo.failures.to_vec(), reverts).with_revert_all(revert_all))
+}
+
+/// Sets retry scope `s` up for its next attempt: its steps PENDING again, its nested
+/// controllers started afresh. Returns the new attempt number.
+fn reset_scope<F: Flow>(run: &mut Run<F>, cx: &RunContext, s: usize) -> u32 {
+    let graph = F::graph();
+    let scopes = graph.scopes();
+    let mine = scopes[s].steps;
+    let status = &mut run.status;
+    status.scopes[s].attempt += 1;
+    status.scopes[s].entered = false;
+    let attempt = status.scopes[s].attempt;
+    for (inner, scope) in scopes.iter().enumerate() {
+        if inner != s && scope.steps.iter().all(|step| mine.contains(step)) {
+            let nested = &mut status.scopes[inner];
+            nested.attempt = 1;
+            nested.entered = false;
+            nested.history.clear();
+        }
+        if inner == s || scope.steps.iter().all(|step| mine.contains(step)) {
+            let reset = &status.scopes[inner];
+            cx.record_retry(inner, reset.attempt, &reset.history);
+        }
+    }
+    for &step in mine {
+        let was = run.status.steps[step];
+        if was != StepState::Pending {
+            // Listeners see RETRYING at the new attempt; the store, PENDING again.
+            run.status.attempts[step] = attempt;
+            run.step_to(cx, step, StepState::Retrying, None);
+        }
+        run.status.attempts[step] = graph
+            .scope_of(step)
+            .map_or(1, |i| run.status.scopes[i].attempt);
+        if was != StepState::Pending {
+            run.step_quietly(cx, step, StepState::Pending);
+        } else {
+            cx.record_step(
+                graph.steps()[step].name(),
+                StepState::Pending,
+                run.status.attempts[step],
+            );
+        }
+        let info = &graph.steps()[step];
+        if let Some(sub) = info.subflow() {
+            cx.record_pending_within(info.name(), sub);
+        }
+    }
+    attempt
+}
+
+/// A run restored from a store whose failure handling a crash interrupted: handles those
+/// failures again (the controllers decide from the restored histories).
+pub(crate) async fn handle_restored<F: Flow>(
+    run: &mut Run<F>,
+    cx: &RunContext,
+) -> Result<(), FlowError> {
+    if run.status.unhandled.is_empty() {
+        return Ok(());
+    }
+    let (failed, prior) = take_restored(run);
+    on_failure(run, cx, failed, prior).await
+}
+
+/// Takes the failures restored from a store (as the drivers would have seen them: a sub-flow's,
+/// a task's, or one of a step that never started) and the reverts that already failed.
+fn take_restored<F: Flow>(run: &mut Run<F>) -> (Vec<Failed>, Vec<Failure>) {
+    let steps = F::graph().steps();
+    let failed = std::mem::take(&mut run.status.unhandled)
+        .into_iter()
+        .map(
+            |Unhandled {
+                 step,
+                 failure,
+                 never_ran,
+             }| {
+                let why = if steps[step].exec() == Exec::Flow {
+                    StepFailed::Flow(FlowError::__new(vec![failure], Vec::new()))
+                } else if never_ran {
+                    StepFailed::NotAttempted(failure)
+                } else {
+                    StepFailed::Task(failure)
+                };
+                Failed { step, why }
+            },
+        )
+        .collect();
+    (failed, std::mem::take(&mut run.status.prior_reverts))
+}
+
+/// Finishes the revert of a run restored from a store in REVERTING: undoes what is left and
+/// returns the run's error.
+pub(crate) async fn finish_revert<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> FlowError {
+    run.flow_to(cx, FlowState::Reverting);
+    let (failed, mut reverts) = take_restored(run);
+    let mut own = HashMap::new();
+    let mut failures = Vec::new();
+    for Failed { step, why } in failed {
+        let parts = parts::<F>(step, why);
+        failures.extend(parts.failures);
+        reverts.extend(parts.reverts);
+        if let Some(o) = parts.own {
+            own.insert(step, o); // a failed task is undone with its own failure
+        }
+    }
+    if failures.is_empty() {
+        failures.push(Failure::from_error(
+            cx.flow(),
+            crate::RecordedError::new("the run was reverting, with no failure recorded"),
+        ));
+    }
+    let failures: Arc<[Failure]> = failures.into();
+    let mut undo = Undo { own, failures };
+    reverts.extend(revert_ran(run, cx, &mut undo, None).await);
+    let error = FlowError::__new(undo.failures.to_vec(), reverts);
+    run.flow_to(cx, error.state());
+    cx.commit();
+    error
+}

@@ -1,0 +1,25 @@
+//! The runtime: what one run of a flow is and how its steps move, whichever engine runs it.
+//!
+//! - [`run`]: the [`Run`] (a flow's typed values and the state of its steps), and the one place
+//!   a step or a flow changes state, checked against TaskFlow's transition tables;
+//! - [`run_context`]: what travels with a run (engine mode, listeners, suspend, journal);
+//! - [`step`]: one step's life-cycle, shared by both engines;
+//! - [`failure`]: what the retry controllers decide after a failure;
+//! - [`revert`]: undoing what ran, in reverse dependency order;
+//! - [`fan_out`]: `map` steps;
+//! - [`pool`]: the parallel engine's worker threads.
+//!
+//! The engines (`crate::engine`) keep only their scheduling policy on top of these.
+
+pub(crate) mod failure;
+pub(crate) mod fan_out;
+pub(crate) mod pool;
+pub(crate) mod revert;
+pub(crate) mod run;
+pub(crate) mod run_context;
+pub(crate) mod step;
+
+pub(crate) use run::Run;
+pub(crate) use run_context::Mode;
+pub use run_context::{RunContext, SuspendHandle};
+pub use step::StepFailed;

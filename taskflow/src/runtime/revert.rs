@@ -1,0 +1,209 @@
+//! Undoing what ran, in reverse dependency order: a step is reverted only after every step that
+//! ran after it and depends on it. The serial engine goes newest first, one at a time; the
+//! parallel engine reverts independent steps concurrently (sync hooks on its workers).
+
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use crate::failure::Failure;
+use crate::flow::Flow;
+use crate::runtime::pool::block_on;
+use crate::runtime::{Mode, Run, RunContext};
+use crate::state::{FlowState, StepState};
+
+/// What to revert: the failed tasks, each undone with its own failure (their hooks get
+/// `Err(failure)`), and the failures of the flow that every hook sees.
+pub(crate) struct Undo {
+    /// Each failed task that is still to be undone, with its own failure.
+    pub(crate) own: HashMap<usize, Failure>,
+    /// Every failure of the flow, handed to each revert hook as `failures`.
+    pub(crate) failures: Arc<[Failure]>,
+}
+
+/// Reverts every step that ran — those that succeeded, and failed tasks (with their own failure,
+/// taken from `undo.own`) — of the whole flow or only of retry scope `scope`. Returns the
+/// reverts that failed.
+pub(crate) async fn revert_ran<F: Flow>(
+    run: &mut Run<F>,
+    cx: &RunContext,
+    undo: &mut Undo,
+    scope: Option<usize>,
+) -> Vec<Failure> {
+    let only = scope.map(|s| F::graph().scopes()[s].steps);
+    match cx.mode() {
+        Mode::Serial => newest_first(run, cx, undo, only).await,
+        Mode::Parallel { .. } => by_dependencies(run, cx, undo, only).await,
+    }
+}
+
+/// Whether step `step` must be undone: it succeeded, or it is a task that failed.
+fn to_undo<F: Flow>(run: &Run<F>, own: &HashMap<usize, Failure>, step: usize) -> bool {
+    match run.status.steps[step] {
+        StepState::Success => true,
+        StepState::Failure => own.contains_key(&step),
+        _ => false,
+    }
+}
+
+/// The serial order: newest first, one at a time.
+async fn newest_first<F: Flow>(
+    run: &mut Run<F>,
+    cx: &RunContext,
+    undo: &mut Undo,
+    only: Option<&[usize]>,
+) -> Vec<Failure> {
+    let mut reverts = Vec::new();
+    for step in (0..F::graph().steps().len()).rev() {
+        if only.is_some_and(|o| !o.contains(&step)) || !to_undo(run, &undo.own, step) {
+            continue;
+        }
+        run.step_to(cx, step, StepState::Reverting, None);
+        if !cx.commit() {
+            continue; // the run stops: the store still says what to undo
+        }
+        let mine = undo.own.remove(&step);
+        let failed = F::__revert(&mut run.values, step, mine, undo.failures.clone(), cx).await;
+        reverts.extend(reverted(run, cx, step, failed));
+    }
+    reverts
+}
+
+/// Records how step `step`'s revert ended, and hands back its failures.
+fn reverted<F: Flow>(
+    run: &mut Run<F>,
+    cx: &RunContext,
+    step: usize,
+    failed: Vec<Failure>,
+) -> Vec<Failure> {
+    let state = if failed.is_empty() {
+        StepState::Reverted
+    } else {
+        StepState::RevertFailure
+    };
+    run.step_to(cx, step, state, failed.first());
+    failed
+}
+
+async fn tagged<T: Future>(step: usize, future: T) -> (usize, T::Output) {
+    (step, future.await)
+}
+
+/// The parallel order: a step is undone once every step after it that ran has been undone;
+/// independent reverts run concurrently.
+async fn by_dependencies<F: Flow>(
+    run: &mut Run<F>,
+    cx: &RunContext,
+    undo: &mut Undo,
+    only: Option<&[usize]>,
+) -> Vec<Failure> {
+    let graph = F::graph();
+    let steps = graph.steps();
+    let n = steps.len();
+    let wanted: Vec<bool> = (0..n)
+        .map(|s| only.is_none_or(|o| o.contains(&s)) && to_undo(run, &undo.own, s))
+        .collect();
+    let mut blocking = vec![0usize; n];
+    let mut predecessors = vec![Vec::new(); n];
+    for &(from, to) in graph.edges() {
+        predecessors[to].push(from);
+        if wanted[to] {
+            blocking[from] += 1;
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&s| wanted[s] && blocking[s] == 0).collect();
+    let mut reverting = FuturesUnordered::new();
+    let mut reverts = Vec::new();
+    // Sync revert hooks run on the workers, like sync steps, so they can run side by side.
+    let (undone_tx, mut undone_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(usize, Vec<Failure>)>();
+    let mut in_flight = 0usize;
+    let pool = cx.pool();
+    loop {
+        let mut sync_jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+        for &step in &ready {
+            run.step_to(cx, step, StepState::Reverting, None);
+        }
+        // Write-ahead: REVERTING before the hooks run; if it fails, none of them starts.
+        if !ready.is_empty() && !cx.commit() {
+            ready.clear();
+        }
+        while let Some(step) = ready.pop() {
+            let future = F::__revert(
+                &mut run.values,
+                step,
+                undo.own.remove(&step),
+                undo.failures.clone(),
+                cx,
+            );
+            in_flight += 1;
+            match pool {
+                Some(_) if steps[step].sync_hook() => {
+                    let tx = undone_tx.clone();
+                    sync_jobs.push(Box::new(move || {
+                        let _ = tx.send((step, block_on(future)));
+                    }));
+                }
+                _ => reverting.push(tagged(step, future)),
+            }
+        }
+        if let Some(pool) = pool {
+            pool.submit_all(sync_jobs);
+        }
+        if in_flight == 0 {
+            break;
+        }
+        let (step, failed) = poll_fn(|cx| {
+            if let Poll::Ready(Some(done)) = undone_rx.poll_recv(cx) {
+                return Poll::Ready(done);
+            }
+            match reverting.poll_next_unpin(cx) {
+                Poll::Ready(Some(done)) => Poll::Ready(done),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        in_flight -= 1;
+        reverts.extend(reverted(run, cx, step, failed));
+        for &before in &predecessors[step] {
+            if wanted[before] {
+                blocking[before] -= 1;
+                if blocking[before] == 0 {
+                    ready.push(before);
+                }
+            }
+        }
+    }
+    reverts
+}
+
+/// Reverts a completed (or suspended) sub-flow as a step of its parent.
+pub async fn revert_subflow<F: Flow>(
+    sub: Option<Run<F>>,
+    step: &'static str,
+    failures: Arc<[Failure]>,
+    cx: RunContext,
+) -> Vec<Failure> {
+    let Some(mut sub) = sub else {
+        return Vec::new();
+    };
+    let cx = cx.within(step);
+    sub.flow_to(&cx, FlowState::Reverting);
+    let mut undo = Undo {
+        own: HashMap::new(),
+        failures,
+    };
+    let failed = revert_ran(&mut sub, &cx, &mut undo, None).await;
+    sub.flow_to(
+        &cx,
+        if failed.is_empty() {
+            FlowState::Reverted
+        } else {
+            FlowState::Failure
+        },
+    );
+    crate::__private::within(step, failed)
+}

@@ -1,0 +1,296 @@
+//! What a run carries from step to step besides the flow's values: the engine's mode, the
+//! listeners, the suspend request, a durable run's journal, and which (sub-)flow the steps
+//! belong to.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use crate::durable::journal::Journal;
+use crate::failure::Failure;
+use crate::graph::FlowGraph;
+use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
+use crate::runtime::pool::Pool;
+use crate::runtime::run::IllegalTransition;
+use crate::state::{FlowState, StepState};
+
+/// How an engine schedules steps.
+#[derive(Debug, Clone)]
+pub(crate) enum Mode {
+    Serial,
+    Parallel {
+        workers: usize,
+        max_in_flight: Option<usize>,
+        pool: Arc<std::sync::OnceLock<Pool>>,
+    },
+}
+
+/// What a run carries from step to step besides the flow's values: the engine's mode, its
+/// listeners, the suspend handle, and which flow (or sub-flow) the steps belong to.
+#[derive(Clone)]
+pub struct RunContext {
+    shared: Arc<Shared>,
+    /// `Root` at the top, `Root/step` for the steps of sub-flow step `step`.
+    flow: Arc<str>,
+    /// The path of this (sub-)flow's steps in a store: `""` at the top, `step/` inside sub-flow
+    /// step `step`.
+    rel: Arc<str>,
+}
+
+impl std::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("flow", &self.flow)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    mode: Mode,
+    listeners: Vec<Arc<dyn Listener>>,
+    suspend: SuspendHandle,
+    /// A durable run's write-ahead journal.
+    journal: Option<Arc<Journal>>,
+    /// The first bug taskflow found in itself during the run (an illegal transition): the run
+    /// stops and ends with it.
+    internal: Mutex<Option<IllegalTransition>>,
+}
+
+impl RunContext {
+    /// The context of a run of flow `flow` on an engine with `mode` and `listeners`; a durable
+    /// run writes ahead to `journal`.
+    pub(crate) fn new(
+        mode: Mode,
+        listeners: Vec<Arc<dyn Listener>>,
+        suspend: SuspendHandle,
+        flow: &str,
+        journal: Option<Arc<Journal>>,
+    ) -> Self {
+        RunContext {
+            shared: Arc::new(Shared {
+                mode,
+                listeners,
+                suspend,
+                journal,
+                internal: Mutex::new(None),
+            }),
+            flow: Arc::from(flow),
+            rel: Arc::from(""),
+        }
+    }
+
+    /// The context for the steps of sub-flow step `step`.
+    pub(crate) fn within(&self, step: &str) -> RunContext {
+        RunContext {
+            shared: self.shared.clone(),
+            flow: Arc::from(format!("{}/{step}", self.flow)),
+            rel: Arc::from(format!("{}{step}/", self.rel)),
+        }
+    }
+
+    /// A step's path in the store.
+    fn path(&self, step: &str) -> String {
+        format!("{}{step}", self.rel)
+    }
+
+    fn journal(&self) -> Option<&Journal> {
+        self.shared.journal.as_deref()
+    }
+
+    /// Writes what the journal holds (a durable run); false when a checkpoint failed and the
+    /// run must stop.
+    #[inline]
+    pub(crate) fn commit(&self) -> bool {
+        self.journal().is_none_or(Journal::commit)
+    }
+
+    /// Records the result of step `index` (named `step`) of the flow whose values are
+    /// `values`, just after it succeeded (a durable run).
+    pub(crate) fn record_result<V: 'static>(&self, step: &str, values: &V, index: usize) {
+        if let Some(journal) = self.journal() {
+            let json = journal.registry().save_step(values, index);
+            journal.result(&self.path(step), json);
+        }
+    }
+
+    /// Whether this run writes a journal (a durable run).
+    pub(crate) fn is_durable(&self) -> bool {
+        self.shared.journal.is_some()
+    }
+
+    pub(crate) fn mode(&self) -> &Mode {
+        &self.shared.mode
+    }
+
+    /// Stops the run with an internal error (the first one is kept).
+    pub(crate) fn internal_error(&self, error: IllegalTransition) {
+        let mut internal = self
+            .shared
+            .internal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        internal.get_or_insert(error);
+    }
+
+    /// The internal error that stopped the run, if any.
+    pub(crate) fn take_internal_error(&self) -> Option<IllegalTransition> {
+        self.shared
+            .internal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Records a step's state in the journal only (a durable run; listeners are not told).
+    pub(crate) fn record_step(&self, step: &str, state: StepState, attempt: u32) {
+        if let Some(journal) = self.journal() {
+            journal.step(self.path(step), state, attempt, None);
+        }
+    }
+
+    /// Records retry scope `scope`'s attempt and history (a durable run).
+    pub(crate) fn record_retry(&self, scope: usize, attempt: u32, history: &crate::retry::History) {
+        if let Some(journal) = self.journal() {
+            journal.retry(self.rel.trim_end_matches('/'), scope, attempt, history);
+        }
+    }
+
+    /// Records every step of sub-flow `graph` (at `prefix`), recursively, as PENDING and its
+    /// retry scopes at attempt 1: a retried sub-flow starts afresh.
+    pub(crate) fn record_pending_within(&self, step: &str, graph: &FlowGraph) {
+        if let Some(journal) = self.journal() {
+            journal.pending_flow(&self.path(step), graph);
+        }
+    }
+
+    pub(crate) fn flow(&self) -> &str {
+        &self.flow
+    }
+
+    /// The parallel engine's worker pool (started on first use); none on the serial engine.
+    pub(crate) fn pool(&self) -> Option<&Pool> {
+        match &self.shared.mode {
+            Mode::Serial => None,
+            Mode::Parallel { workers, pool, .. } => Some(pool.get_or_init(|| Pool::new(*workers))),
+        }
+    }
+
+    /// Whether the run must stop starting things: suspension was asked for, or a durable
+    /// run's checkpoint failed.
+    #[inline]
+    pub(crate) fn suspend_requested(&self) -> bool {
+        self.shared.suspend.is_requested()
+            || self.journal().is_some_and(Journal::failed)
+            || self.has_internal_error()
+    }
+
+    /// Whether a durable run's checkpoint failed: nothing more is written, and the run stops.
+    pub(crate) fn store_failed(&self) -> bool {
+        self.journal().is_some_and(Journal::failed)
+    }
+
+    fn has_internal_error(&self) -> bool {
+        self.shared
+            .internal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Calls every listener, each behind `catch_unwind`: a listener that panics breaks nothing.
+    fn notify(&self, call: impl Fn(&dyn Listener)) {
+        for listener in &self.shared.listeners {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&**listener)));
+        }
+    }
+
+    #[inline]
+    pub(crate) fn flow_event(&self, state: FlowState) {
+        if let Some(journal) = self.journal() {
+            if self.rel.is_empty() {
+                journal.flow_state(state);
+            }
+        }
+        if self.shared.listeners.is_empty() {
+            return;
+        }
+        let event = FlowEvent {
+            flow: &self.flow,
+            state,
+            at: SystemTime::now(),
+        };
+        self.notify(|l| l.on_flow(&event));
+    }
+
+    #[inline]
+    pub(crate) fn step_event(
+        &self,
+        step: &str,
+        state: StepState,
+        attempt: u32,
+        failure: Option<&Failure>,
+    ) {
+        if let Some(journal) = self.journal() {
+            journal.step(self.path(step), state, attempt, failure);
+        }
+        if self.shared.listeners.is_empty() {
+            return;
+        }
+        let event = StepEvent {
+            flow: &self.flow,
+            step,
+            state,
+            attempt,
+            failure,
+            at: SystemTime::now(),
+        };
+        self.notify(|l| l.on_step(&event));
+    }
+
+    pub(crate) fn progress(&self, step: &str, progress: f32) {
+        if let Some(journal) = self.journal() {
+            journal.progress(self.path(step), progress);
+        }
+        if self.shared.listeners.is_empty() {
+            return;
+        }
+        let event = ProgressEvent {
+            flow: &self.flow,
+            step,
+            progress,
+            at: SystemTime::now(),
+        };
+        self.notify(|l| l.on_progress(&event));
+    }
+}
+
+/// Asks a run to stop after the steps in flight ([`Engine::start`](crate::Engine::start),
+/// [`Engine::resume`](crate::Engine::resume)).
+/// Obtainable before a run and usable from anywhere during it (clones share the request).
+///
+/// ```
+/// let handle = taskflow::SuspendHandle::new();
+/// assert!(!handle.is_requested());
+/// handle.clone().suspend();
+/// assert!(handle.is_requested());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SuspendHandle(Arc<AtomicBool>);
+
+impl SuspendHandle {
+    /// A handle that has not asked for anything yet.
+    pub fn new() -> Self {
+        SuspendHandle::default()
+    }
+
+    /// Asks the run to stop after the steps in flight.
+    pub fn suspend(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether suspension was asked for.
+    #[inline]
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}

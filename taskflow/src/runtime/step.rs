@@ -1,0 +1,186 @@
+//! One step's life-cycle, the same on every engine: skip (a decider said no) → begin its retry
+//! scopes → RUNNING → (the engine runs it) → SUCCESS with its result, or FAILURE. The engines
+//! decide only when a step starts and where it runs.
+
+use crate::failure::Failure;
+use crate::flow::Flow;
+use crate::runtime::{Run, RunContext};
+use crate::state::StepState;
+use crate::FlowError;
+
+/// Why a step stopped the flow.
+#[derive(Debug)]
+pub enum StepFailed {
+    /// A task failed; it has not been reverted yet.
+    Task(Failure),
+    /// A sub-flow failed and already reverted its own steps.
+    Flow(FlowError),
+    /// A sub-flow was suspended; its values are back in the parent's.
+    Suspended,
+    /// The step could not start: a retry controller around it had nothing to attempt, or its
+    /// decider failed.
+    NotAttempted(Failure),
+}
+
+/// Why a driver stopped before the end.
+pub(crate) enum Stop {
+    Failed(FlowError),
+    Suspended,
+}
+
+/// What asking a step to start did.
+pub(crate) enum Begun {
+    /// RUNNING (journalled, not committed yet): the engine runs it now.
+    Running,
+    /// IGNORE: done as far as its successors are concerned.
+    Skipped,
+    /// It could not start, and is FAILURE.
+    Failed(StepFailed),
+}
+
+/// How a step that ran ended, once recorded.
+pub(crate) enum Ended {
+    Success,
+    /// A sub-flow suspended part-way: the step is PENDING again, its values kept.
+    Suspended,
+    Failed(StepFailed),
+}
+
+/// Starts step `step` of `run`: skips it when a decider says no (or everything before it was
+/// skipped), begins its retry scopes, and moves it to RUNNING. `preds` is
+/// [`predecessors`]'s, for flows with deciders.
+pub(crate) fn begin<F: Flow>(
+    run: &mut Run<F>,
+    cx: &RunContext,
+    step: usize,
+    preds: Option<&[Vec<usize>]>,
+) -> Begun {
+    if let Some(preds) = preds {
+        match skipped(run, step, preds) {
+            Ok(false) => {}
+            Ok(true) => {
+                run.step_to(cx, step, StepState::Ignore, None);
+                return Begun::Skipped;
+            }
+            Err(why) => return fail(run, cx, step, why),
+        }
+    }
+    if enter_scopes(run, step).is_err() {
+        let why = StepFailed::NotAttempted(Failure::from_error(
+            F::graph().steps()[step].name(),
+            NothingToAttempt,
+        ));
+        return fail(run, cx, step, why);
+    }
+    run.step_to(cx, step, StepState::Running, None);
+    Begun::Running
+}
+
+fn fail<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize, why: StepFailed) -> Begun {
+    mark_failed(run, cx, step, &why);
+    Begun::Failed(why)
+}
+
+/// A step that [`begin`] moved to RUNNING but that never ran (its RUNNING could not be written):
+/// PENDING again.
+pub(crate) fn not_started<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize) {
+    run.step_quietly(cx, step, StepState::Pending);
+}
+
+/// Records how step `step` ended: SUCCESS (and its result in the journal), PENDING again for a
+/// suspended sub-flow, or FAILURE.
+pub(crate) fn end<F: Flow>(
+    run: &mut Run<F>,
+    cx: &RunContext,
+    step: usize,
+    outcome: Result<(), StepFailed>,
+) -> Ended {
+    match outcome {
+        Ok(()) => {
+            run.step_to(cx, step, StepState::Success, None);
+            if cx.is_durable() {
+                cx.record_result(F::graph().steps()[step].name(), &run.values, step);
+            }
+            Ended::Success
+        }
+        Err(StepFailed::Suspended) => {
+            // A sub-flow stopped part-way; its values wait in ours for the resume.
+            run.step_quietly(cx, step, StepState::Pending);
+            Ended::Suspended
+        }
+        Err(why) => {
+            mark_failed(run, cx, step, &why);
+            Ended::Failed(why)
+        }
+    }
+}
+
+/// Records that step `step` failed: FAILURE in the run's state and for the listeners.
+fn mark_failed<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize, why: &StepFailed) {
+    let failure = match why {
+        StepFailed::Task(f) | StepFailed::NotAttempted(f) => Some(f),
+        StepFailed::Flow(e) => e.failures().first(),
+        StepFailed::Suspended => None,
+    };
+    run.step_to(cx, step, StepState::Failure, failure);
+}
+
+/// Begins the attempt of every retry scope around `step` that has not begun yet, outermost
+/// first. `Err(scope)` when that scope's controller has nothing to attempt.
+fn enter_scopes<F: Flow>(run: &mut Run<F>, step: usize) -> Result<(), usize> {
+    for (s, scope) in F::graph().scopes().iter().enumerate() {
+        if !scope.steps.contains(&step) {
+            continue;
+        }
+        let status = &mut run.status.scopes[s];
+        if status.entered {
+            continue;
+        }
+        status.entered = true;
+        let attempt = status.attempt;
+        if !F::__retry_enter(&mut run.values, s, attempt) {
+            return Err(s);
+        }
+    }
+    Ok(())
+}
+
+/// Predecessors of each step, when the flow has deciders (only then can a step be skipped).
+pub(crate) fn predecessors<F: Flow>() -> Option<Vec<Vec<usize>>> {
+    let graph = F::graph();
+    if graph.guarded().is_empty() {
+        return None;
+    }
+    let mut preds = vec![Vec::new(); graph.steps().len()];
+    for &(from, to) in graph.edges() {
+        preds[to].push(from);
+    }
+    Some(preds)
+}
+
+/// Whether step `step` is skipped (IGNORE): a decider on a link into it said no, or every step it
+/// depends on was skipped. A decider that panics fails the step.
+fn skipped<F: Flow>(
+    run: &mut Run<F>,
+    step: usize,
+    preds: &[Vec<usize>],
+) -> Result<bool, StepFailed> {
+    if !preds[step].is_empty()
+        && preds[step]
+            .iter()
+            .all(|&p| run.status.steps[p] == StepState::Ignore)
+    {
+        return Ok(true);
+    }
+    if F::graph().guarded().contains(&step) {
+        return F::__decide(&mut run.values, step)
+            .map(|go| !go)
+            .map_err(StepFailed::NotAttempted);
+    }
+    Ok(false)
+}
+
+/// A controller that has no value for its next attempt (an empty `ForEach`, say).
+#[derive(Debug, thiserror::Error)]
+#[error("its retry controller has nothing to attempt")]
+pub struct NothingToAttempt;
