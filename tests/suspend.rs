@@ -151,7 +151,9 @@ fn listeners_see_suspended_and_resuming() {
         [
             "Chain RUNNING",
             "Chain/Sub RUNNING",
+            "Chain/Sub SUSPENDING",
             "Chain/Sub SUSPENDED",
+            "Chain SUSPENDING",
             "Chain SUSPENDED",
             "Chain RESUMING",
             "Chain RUNNING",
@@ -161,4 +163,20 @@ fn listeners_see_suspended_and_resuming() {
             "Chain SUCCESS",
         ]
     );
+}
+
+/// TaskFlow: a flow asked to suspend goes RUNNING -> SUSPENDING (letting the steps in flight
+/// finish) -> SUSPENDED; listeners see all three.
+#[test]
+fn a_suspended_run_goes_through_suspending() {
+    for engine in [Engine::serial(), Engine::parallel()] {
+        let states = Arc::new(States::default());
+        let engine = engine.listener(states.clone());
+        let _paused = start(&engine, &Trace::default(), Some("a"));
+        assert_eq!(
+            *states.0.lock().unwrap(),
+            ["Chain RUNNING", "Chain SUSPENDING", "Chain SUSPENDED"],
+            "{engine:?}"
+        );
+    }
 }

@@ -28,7 +28,12 @@ pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
     };
     match &result {
         Ok(()) => run.flow_to(cx, FlowState::Success),
-        Err(Stop::Suspended) => run.flow_to(cx, FlowState::Suspended),
+        Err(Stop::Suspended) => {
+            if run.status.flow != FlowState::Suspending {
+                run.flow_to(cx, FlowState::Suspending);
+            }
+            run.flow_to(cx, FlowState::Suspended);
+        }
         Err(Stop::Failed(e)) => run.flow_to(cx, e.state()),
     }
     cx.commit();

@@ -15,7 +15,7 @@ use crate::runtime::failure::{on_failure, Failed};
 use crate::runtime::pool::{block_on, Pool};
 use crate::runtime::step::{self, Begun, Ended, Stop};
 use crate::runtime::{Run, RunContext};
-use crate::state::StepState;
+use crate::state::{FlowState, StepState};
 
 async fn tagged<T: Future>(step: usize, future: T) -> (usize, T::Output) {
     (step, future.await)
@@ -128,6 +128,10 @@ async fn run_until_quiet<F: Flow>(
                 step::not_started(run, cx, k);
             }
             suspended = true;
+        }
+        if suspended && run.status.flow == FlowState::Running {
+            // The steps in flight finish first.
+            run.flow_to(cx, FlowState::Suspending);
         }
         running_async.extend(new_async.drain(..));
         // Hand every sync step started in this round to the workers at once.

@@ -191,10 +191,7 @@ pub(crate) fn flow_allowed(from: FlowState, to: FlowState) -> bool {
     matches!(
         (from, to),
         (Pending, Running | Resuming | Reverting)
-            | (
-                Running,
-                Success | Reverting | Suspending | Suspended | Resuming
-            )
+            | (Running, Success | Reverting | Suspending | Resuming)
             | (Reverting, Reverted | Failure | Suspending)
             | (
                 Suspending,
@@ -255,6 +252,7 @@ mod tests {
             (Reverted, Running),
             (Failure, Reverting),
             (Suspended, Success),
+            (Running, Suspended),
         ] {
             assert!(!flow_allowed(from, to), "{from} -> {to}");
         }
