@@ -501,7 +501,8 @@ fn decide_method(a: &Analysis, lay: &Layout, pos: &[usize]) -> TokenStream {
         quote! {
             #k => {
                 #(#lets)*
-                ::taskflow::__private::catch_sync(#label, move || true #(&& #calls)*)
+                // `&`, not `&&`: every decider is asked, as in TaskFlow, even after one said no.
+                ::taskflow::__private::catch_sync(#label, move || true #(& #calls)*)
             }
         }
     });

@@ -39,7 +39,7 @@ fn parts<F: Flow>(step: usize, why: StepFailed) -> Parts {
             reverts: Vec::new(),
             own: None,
         },
-        StepFailed::NotAttempted(f) => Parts {
+        StepFailed::NotAttempted(f) | StepFailed::Decider(f) => Parts {
             failures: vec![f],
             reverts: Vec::new(),
             own: None,

@@ -4,6 +4,7 @@
 
 use crate::failure::Failure;
 use crate::flow::Flow;
+use crate::graph::FlowGraph;
 use crate::runtime::{Run, RunContext};
 use crate::state::StepState;
 use crate::FlowError;
@@ -17,9 +18,12 @@ pub enum StepFailed {
     Flow(FlowError),
     /// A sub-flow was suspended; its values are back in the parent's.
     Suspended,
-    /// The step could not start: a retry controller around it had nothing to attempt, or its
-    /// decider failed.
+    /// The step could not start: a retry controller around it had nothing to attempt (that
+    /// controller is not asked what to do: it would only be asked again).
     NotAttempted(Failure),
+    /// A decider on a link into the step failed (it panicked): a failure inside the step's
+    /// scope like any other, but the step never ran, so there is nothing of it to undo.
+    Decider(Failure),
 }
 
 /// Why a driver stopped before the end.
@@ -60,6 +64,10 @@ pub(crate) fn begin<F: Flow>(
             Ok(false) => {}
             Ok(true) => {
                 run.step_to(cx, step, StepState::Ignore, None);
+                let info = &F::graph().steps()[step];
+                if let Some(sub) = info.subflow() {
+                    ignore_within(&cx.within(info.name()), sub);
+                }
                 return Begun::Skipped;
             }
             Err(why) => return fail(run, cx, step, why),
@@ -74,6 +82,18 @@ pub(crate) fn begin<F: Flow>(
     }
     run.step_to(cx, step, StepState::Running, None);
     Begun::Running
+}
+
+/// Reports every step of a skipped sub-flow (recursively) IGNORE, as TaskFlow does: the
+/// sub-flow never gets a run of its own, so there is no state to move, only what listeners and
+/// the journal are told.
+fn ignore_within(cx: &RunContext, graph: &FlowGraph) {
+    for step in graph.steps() {
+        cx.step_event(step.name(), StepState::Ignore, 1, None);
+        if let Some(sub) = step.subflow() {
+            ignore_within(&cx.within(step.name()), sub);
+        }
+    }
 }
 
 fn fail<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize, why: StepFailed) -> Begun {
@@ -118,7 +138,7 @@ pub(crate) fn end<F: Flow>(
 /// Records that step `step` failed: FAILURE in the run's state and for the listeners.
 fn mark_failed<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize, why: &StepFailed) {
     let failure = match why {
-        StepFailed::Task(f) | StepFailed::NotAttempted(f) => Some(f),
+        StepFailed::Task(f) | StepFailed::NotAttempted(f) | StepFailed::Decider(f) => Some(f),
         StepFailed::Flow(e) => e.failures().first(),
         StepFailed::Suspended => None,
     };
@@ -175,7 +195,7 @@ fn skipped<F: Flow>(
     if F::graph().guarded().contains(&step) {
         return F::__decide(&mut run.values, step)
             .map(|go| !go)
-            .map_err(StepFailed::NotAttempted);
+            .map_err(StepFailed::Decider);
     }
     Ok(false)
 }
