@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# How long `cargo check` takes on a crate with one N-step linear flow, against an empty crate that
-# depends on taskflow too. Dependencies are built once first; each sample re-checks only the crate
-# itself (its src/lib.rs touched). Prints the median of RUNS samples per crate.
+# How long `cargo check` takes on a crate with one N-step linear flow (N = 100, and 500: the flow of
+# tests/large_flow.rs), against an empty crate that depends on taskflow too. Dependencies are built
+# once first; each sample re-checks only the crate itself (its src/lib.rs touched). Prints the
+# median of RUNS samples per crate.
 #
 #   benches/compile_time.sh [RUNS]      (default 7)
 set -euo pipefail
@@ -10,7 +11,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-make_crate() { # name steps
+# The flows are those of the tests and benchmarks: the root package's build script (std only) is
+# compiled and run on its own to write them, as cargo would into OUT_DIR.
+flows="$work/flows"
+mkdir -p "$flows"
+rustc --edition 2021 --crate-name write_flows "$root/build.rs" -o "$work/write_flows"
+OUT_DIR="$flows" "$work/write_flows" > /dev/null
+
+make_crate() { # name flow-file (none: the empty crate)
     local dir="$work/$1"
     mkdir -p "$dir/src"
     cat > "$dir/Cargo.toml" <<TOML
@@ -22,24 +30,22 @@ edition = "2021"
 taskflow = { path = "$root/taskflow" }
 [workspace]
 TOML
-    python3 - "$2" > "$dir/src/lib.rs" <<'PY'
-import sys
-n = int(sys.argv[1])
-print("#![allow(dead_code, unused_imports)]")
-print("use taskflow::prelude::*;")
-if n:
-    print("#[task(provides = y)]\nfn add_one(x: u64) -> u64 { x + 1 }")
-    steps = ",\n".join(f"        add_one(x = v{i}) -> v{i+1} as s{i}" for i in range(n))
-    print(f"flow! {{ flow Chain(v0: u64) -> (v{n}) {{ linear [\n{steps}\n    ] }} }}")
-PY
+    {
+        echo "#![allow(dead_code, unused_imports)]"
+        echo "use taskflow::prelude::*;"
+        if [ "$2" != none ]; then
+            printf '#[task(provides = y)]\nfn add_one(x: u64) -> u64 { x + 1 }\n'
+            cat "$flows/$2"
+        fi
+    } > "$dir/src/lib.rs"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 export CARGO_TARGET_DIR="$work/target"
-for spec in empty:0 steps100:100 steps500:500; do
-    name="${spec%%:*}"; steps="${spec##*:}"
-    make_crate "$name" "$steps"
+for spec in empty:none steps100:chain100.rs steps500:chain500.rs; do
+    name="${spec%%:*}"; flow="${spec##*:}"
+    make_crate "$name" "$flow"
     (cd "$work/$name" && cargo check -q 2>/dev/null)   # build dependencies once
     samples=()
     for _ in $(seq "$runs"); do

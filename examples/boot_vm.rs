@@ -2,10 +2,15 @@
 //! when a step fails.
 //!
 //! ```text
-//! cargo run --example boot_vm                           # everything succeeds
-//! cargo run --example boot_vm -- --fail-at configure    # configure fails: watch the rollback
+//! cargo run --example boot_vm                           # a run that succeeds, then one that rolls back
+//! cargo run --example boot_vm -- --fail-at configure    # only the failing run: exits 1, as a failure
 //! ```
-//! `--fail-at` takes `launch_server`, `attach_volume` or `configure`.
+//!
+//! Without arguments the flow runs twice, each time in an empty pretend cloud: once to success,
+//! then with `configure` failing, to show the rollback and that it leaves no resource; it exits 0
+//! when both runs end that way. `--fail-at` takes `launch_server`, `attach_volume` or `configure`
+//! and runs once with that step failing, exiting 1 after the rollback like any program whose work
+//! failed. Anything else is a usage error (exit 2).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -125,26 +130,56 @@ flow! {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let fail_at = match args.as_slice() {
-        [] => None,
-        [flag, step] if flag == "--fail-at" => Some(step.clone()),
+    match args.as_slice() {
+        [] => demo(),
+        [flag, step] if flag == "--fail-at" => {
+            if !BootVm::graph().steps().iter().any(|s| s.name() == step) {
+                eprintln!("boot_vm: --fail-at {step}: no such step (the steps are launch_server, attach_volume, configure)");
+                return ExitCode::from(2);
+            }
+            println!("BootVm, with `{step}` failing:");
+            match boot(Some(step)).0 {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
             eprintln!("usage: boot_vm [--fail-at launch_server|attach_volume|configure]");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(step) = &fail_at {
-        if !BootVm::graph().steps().iter().any(|s| s.name() == step) {
-            eprintln!("boot_vm: --fail-at {step}: no such step (the steps are launch_server, attach_volume, configure)");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
     }
+}
+
+/// The README's first command: a run that succeeds, then one that fails and is rolled back. The
+/// failure is what the demo shows, not a failure of the demo, so it exits 0 when the runs end as
+/// shown; a newcomer's first command should not look broken.
+fn demo() -> ExitCode {
+    println!("BootVm, every step succeeding:");
+    let (succeeded, _) = boot(None);
+    println!();
+    println!("BootVm again, in a new empty cloud, this time with `configure` failing:");
+    let (failed, left) = boot(Some("configure"));
+    println!();
+    if succeeded.is_err() || failed.is_ok() || !left.is_empty() {
+        eprintln!("error: the runs above did not end as this demo expects");
+        return ExitCode::FAILURE;
+    }
+    println!("The failed run was rolled back: the steps that had run were undone, newest first,");
+    println!("and no resource is left. A failing run on its own exits 1, as a failure should:");
+    println!("  cargo run --example boot_vm -- --fail-at configure");
+    ExitCode::SUCCESS
+}
+
+/// Runs `BootVm` once in an empty cloud, with `fail_at` failing if given, and prints how it ended;
+/// returns that and the resources left in the cloud.
+fn boot(fail_at: Option<&str>) -> (Result<(), FlowError>, Vec<String>) {
     let cloud = Cloud {
-        fail_at,
+        fail_at: fail_at.map(str::to_owned),
         ..Cloud::default()
     };
-
-    println!("BootVm:");
     let inputs = BootVmInputs {
         cloud: cloud.clone(),
         image: "debian-12".into(),
@@ -159,13 +194,12 @@ fn main() -> ExitCode {
                 out.server_id.0, out.volume_id.0, out.config_version
             );
             println!("resources: {left:?}");
-            ExitCode::SUCCESS
+            (Ok(()), left)
         }
         Err(err) => {
             println!("flow ended {}: {err}", err.state());
             println!("resources left behind: {left:?}");
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
+            (Err(err), left)
         }
     }
 }
