@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::Trace;
 use taskflow::prelude::*;
@@ -177,6 +178,109 @@ fn a_suspended_run_goes_through_suspending() {
             *states.0.lock().unwrap(),
             ["Chain RUNNING", "Chain SUSPENDING", "Chain SUSPENDED"],
             "{engine:?}"
+        );
+    }
+}
+
+#[task(provides = r1, revert = undo_r1)]
+fn hold_1(trace: &Trace) -> u32 {
+    trace.push("hold 1");
+    1
+}
+
+#[revert]
+fn undo_r1(trace: &Trace) {
+    trace.push("release 1");
+}
+
+#[task(provides = r2, revert = undo_r2)]
+fn hold_2(trace: &Trace, stop: &SuspendHandle, r1: u32) -> u32 {
+    let _ = stop;
+    trace.push("hold 2");
+    r1 + 1
+}
+
+/// A shutdown arrives while the flow is being undone.
+#[revert]
+fn undo_r2(trace: &Trace, stop: &SuspendHandle) {
+    trace.push("release 2");
+    stop.suspend();
+}
+
+#[task(revert = undo_r3)]
+fn hold_3(trace: &Trace, r2: u32) -> Result<(), common::Refused> {
+    trace.push("hold 3");
+    Err(common::Refused(r2 + 1))
+}
+
+#[revert]
+fn undo_r3(trace: &Trace) {
+    trace.push("release 3");
+}
+
+flow! {
+    flow Teardown(trace: Trace, stop: SuspendHandle) { linear [ hold_1, hold_2, hold_3 ] }
+}
+
+/// TaskFlow: a suspend asked for while the flow reverts stops the revert after the reverts in
+/// flight; the run ends SUSPENDED, and resuming it finishes the revert and reports the original
+/// failure.
+#[test]
+fn a_suspend_during_a_revert_stops_the_revert_and_resume_finishes_it() {
+    for engine in [Engine::serial(), Engine::parallel()] {
+        let at = format!("{engine:?}");
+        let (started, resumed, trace) = common::within(Duration::from_secs(30), move || {
+            let trace = Trace::default();
+            let stop = SuspendHandle::new();
+            let inputs = TeardownInputs {
+                trace: trace.clone(),
+                stop: stop.clone(),
+            };
+            let started = match block_on(engine.start(Teardown, inputs, &stop)) {
+                Ok(Finished::Suspended(paused)) => Ok(paused),
+                Ok(Finished::Done(_)) => Err("the run succeeded".to_owned()),
+                Err(e) => Err(format!("the run ended with {e} ({:?})", e.state())),
+            };
+            let at_suspension = trace.events();
+            let resumed = started.map(|paused| {
+                match block_on(engine.resume(paused, &SuspendHandle::new())) {
+                    Err(e) => Ok((
+                        e.failed_step().to_owned(),
+                        e.failures()[0].error().to_string(),
+                        e.state(),
+                    )),
+                    Ok(Finished::Done(_)) => Err("the resumed run succeeded"),
+                    Ok(Finished::Suspended(_)) => Err("the resumed run suspended again"),
+                }
+            });
+            (at_suspension, resumed, trace.events())
+        });
+        let resumed = resumed.unwrap_or_else(|e| panic!("{at}: expected SUSPENDED, but {e}"));
+        assert_eq!(
+            started,
+            ["hold 1", "hold 2", "hold 3", "release 3", "release 2"],
+            "{at}: the revert stops after the hook that asked to suspend"
+        );
+        assert_eq!(
+            resumed,
+            Ok((
+                "hold_3".to_owned(),
+                "step 3 refused".to_owned(),
+                FlowState::Reverted
+            )),
+            "{at}"
+        );
+        assert_eq!(
+            trace,
+            [
+                "hold 1",
+                "hold 2",
+                "hold 3",
+                "release 3",
+                "release 2",
+                "release 1"
+            ],
+            "{at}: the resume finishes the revert, undoing nothing twice"
         );
     }
 }

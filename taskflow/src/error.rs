@@ -38,7 +38,7 @@ use crate::state::FlowState;
 ///     assert!(err.revert_failures().is_empty());
 /// }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FlowError {
     failures: Vec<Failure>,
     revert_failures: Vec<Failure>,

@@ -30,14 +30,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::engine::{drive, engine_error, internal_error, Engine};
+use crate::engine::{drive, end, engine_error, internal_error, Engine};
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::{Exec, FlowGraph};
 use crate::retry::History;
-use crate::runtime::failure::finish_revert;
-use crate::runtime::run::Unhandled;
-use crate::runtime::step::Stop;
+use crate::runtime::failed::Stop;
+use crate::runtime::failed::{Failed, StepFailed};
+use crate::runtime::failure::{finish_revert, Handled};
 use crate::runtime::{Run, RunContext, SuspendHandle};
 use crate::state::{FlowState, StepState};
 use crate::store::{
@@ -379,11 +379,16 @@ pub fn restore_into<F: DurableFlow>(
         if let Some(record) = &atom.failure {
             if state != StepState::Pending && state != StepState::Success {
                 let failure = record.to_failure(&record.step);
-                status.unhandled.push(Unhandled {
-                    step: k,
-                    failure,
-                    never_ran: atom.started_at.is_none(),
-                });
+                // As the driver saw it: a sub-flow's failure, a task's, or one of a step that
+                // never started (after a resume, a failed decider counts as that too).
+                let why = if is_flow {
+                    StepFailed::Flow(FlowError::__new(vec![failure], Vec::new()))
+                } else if atom.started_at.is_none() {
+                    StepFailed::NotAttempted(failure)
+                } else {
+                    StepFailed::Task(failure)
+                };
+                status.unhandled.push(Failed { step: k, why });
             }
         }
     }
@@ -681,7 +686,15 @@ async fn finish<F: Flow>(
     reverting: bool,
 ) -> Result<DurableEnd<F::Outputs>, DurableError> {
     let result = if reverting {
-        Err(Stop::Failed(finish_revert(&mut run, cx).await))
+        match finish_revert(&mut run, cx).await {
+            Handled::Failed(error) => Err(Stop::Failed(error)),
+            Handled::Retry => unreachable!("finishing a revert retries nothing"),
+            Handled::Suspended => {
+                let stopped = Err(Stop::Suspended);
+                end(&mut run, cx, &stopped);
+                stopped
+            }
+        }
     } else {
         drive(&mut run, cx).await
     };

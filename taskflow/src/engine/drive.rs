@@ -1,8 +1,8 @@
 //! Drives one (sub-)flow run with the engine's policy, from its first transition to its last.
 
 use crate::flow::Flow;
-use crate::runtime::failure::handle_restored;
-use crate::runtime::step::Stop;
+use crate::runtime::failed::Stop;
+use crate::runtime::failure::{handle_restored, Handled};
 use crate::runtime::{Mode, Run, RunContext};
 use crate::state::FlowState;
 use crate::FlowError;
@@ -17,8 +17,9 @@ pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
     }
     run.flow_to(cx, FlowState::Running);
     let result = match handle_restored(run, cx).await {
-        Err(e) => Err(Stop::Failed(e)),
-        Ok(()) => match cx.mode() {
+        Handled::Failed(e) => Err(Stop::Failed(e)),
+        Handled::Suspended => Err(Stop::Suspended),
+        Handled::Retry => match cx.mode() {
             Mode::Serial => serial::drive(run, cx).await,
             Mode::Parallel { max_in_flight, .. } => {
                 let pool = cx.pool().expect("the parallel engine has a pool");
@@ -26,7 +27,13 @@ pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
             }
         },
     };
-    match &result {
+    end(run, cx, &result);
+    result
+}
+
+/// The flow's last transitions (through SUSPENDING to SUSPENDED for a suspension), committed.
+pub(crate) fn end<F: Flow>(run: &mut Run<F>, cx: &RunContext, result: &Result<(), Stop>) {
+    match result {
         Ok(()) => run.flow_to(cx, FlowState::Success),
         Err(Stop::Suspended) => {
             if run.status.flow != FlowState::Suspending {
@@ -37,7 +44,6 @@ pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
         Err(Stop::Failed(e)) => run.flow_to(cx, e.state()),
     }
     cx.commit();
-    result
 }
 
 /// How a sub-flow run as a step ended.

@@ -17,11 +17,11 @@ use crate::durable::journal::Journal;
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::listener::Listener;
-use crate::runtime::step::Stop;
+use crate::runtime::failed::Stop;
 use crate::runtime::{Mode, Run, RunContext, SuspendHandle};
 use crate::FlowError;
 
-pub(crate) use drive::drive;
+pub(crate) use drive::{drive, end};
 pub use drive::{run_subflow, SubflowEnd};
 
 /// Runs flows, serially or in parallel.

@@ -11,9 +11,11 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::flow::Flow;
 use crate::graph::Exec;
-use crate::runtime::failure::{on_failure, Failed};
+use crate::runtime::failed::Failed;
+use crate::runtime::failed::Stop;
+use crate::runtime::failure::{on_failure, Handled};
 use crate::runtime::pool::{block_on, Pool};
-use crate::runtime::step::{self, Begun, Ended, Stop};
+use crate::runtime::step::{self, Begun, Ended};
 use crate::runtime::{Run, RunContext};
 use crate::state::{FlowState, StepState};
 
@@ -32,10 +34,12 @@ pub(super) async fn drive<F: Flow>(
         if failed.is_empty() {
             return Ok(());
         }
-        // Retried scopes are PENDING again: schedule what is left.
-        on_failure(run, cx, failed, Vec::new())
-            .await
-            .map_err(Stop::Failed)?;
+        match on_failure(run, cx, failed, Vec::new()).await {
+            // Retried scopes are PENDING again: schedule what is left.
+            Handled::Retry => {}
+            Handled::Failed(error) => return Err(Stop::Failed(error)),
+            Handled::Suspended => return Err(Stop::Suspended),
+        }
     }
 }
 

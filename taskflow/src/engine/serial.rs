@@ -1,8 +1,10 @@
 //! The serial driver: one step at a time, in the order fixed at compile time.
 
 use crate::flow::Flow;
-use crate::runtime::failure::{on_failure, Failed};
-use crate::runtime::step::{self, Begun, Ended, Stop};
+use crate::runtime::failed::Failed;
+use crate::runtime::failed::Stop;
+use crate::runtime::failure::{on_failure, Handled};
+use crate::runtime::step::{self, Begun, Ended};
 use crate::runtime::{Run, RunContext};
 use crate::state::StepState;
 
@@ -38,11 +40,12 @@ pub(super) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
             Ended::Success => k += 1,
             Ended::Suspended => return Err(Stop::Suspended),
             Ended::Failed(why) => {
-                on_failure(run, cx, vec![Failed { step: k, why }], Vec::new())
-                    .await
-                    .map_err(Stop::Failed)?;
-                // Retried scopes are PENDING again: go back to the first step left to run.
-                k = 0;
+                match on_failure(run, cx, vec![Failed { step: k, why }], Vec::new()).await {
+                    // Retried scopes are PENDING again: go back to the first step left to run.
+                    Handled::Retry => k = 0,
+                    Handled::Failed(error) => return Err(Stop::Failed(error)),
+                    Handled::Suspended => return Err(Stop::Suspended),
+                }
             }
         }
     }

@@ -7,18 +7,23 @@ use std::sync::Arc;
 
 use crate::failure::Failure;
 use crate::flow::Flow;
-use crate::graph::Exec;
 use crate::retry::Decision;
-use crate::runtime::revert::{revert_ran, Undo};
-use crate::runtime::run::Unhandled;
+use crate::runtime::failed::Failed;
+use crate::runtime::revert::{revert_ran, OnSuspend, Undo};
 use crate::runtime::{Run, RunContext, StepFailed};
 use crate::state::{FlowState, StepState};
 use crate::FlowError;
 
-/// A step that failed, and why.
-pub(crate) struct Failed {
-    pub(crate) step: usize,
-    pub(crate) why: StepFailed,
+/// What handling a failure came to.
+pub(crate) enum Handled {
+    /// The scopes to retry were reverted and reset to PENDING: the driver goes on.
+    Retry,
+    /// The run is over; everything that ran has been reverted (or its revert failed).
+    Failed(FlowError),
+    /// A suspension stopped the revert after the reverts in flight. The failures wait in the
+    /// run's status, and a resume handles them again (deciding the same: the controllers'
+    /// histories are as they were) and finishes the revert.
+    Suspended,
 }
 
 /// What one step's failure contributes to the flow's error.
@@ -70,15 +75,20 @@ struct Group {
 }
 
 /// After steps failed (and everything in flight finished), asks their retry controllers what to
-/// do. `Ok(())`: the scopes to retry were reverted and reset to PENDING, so the driver goes on.
-/// `Err`: the run is over; everything that ran has been reverted.
+/// do, and does it.
 pub(crate) async fn on_failure<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
     failed: Vec<Failed>,
     prior_reverts: Vec<Failure>,
-) -> Result<(), FlowError> {
+) -> Handled {
     let graph = F::graph();
+    // Kept for a suspension during the revert: the handling starts again from here on resume.
+    let stash = (
+        failed.clone(),
+        prior_reverts.clone(),
+        run.status.scopes.clone(),
+    );
     let mut failures = Vec::new();
     let mut reverts = prior_reverts;
     let mut own = HashMap::new();
@@ -112,6 +122,20 @@ pub(crate) async fn on_failure<F: Flow>(
         own,
         failures: failures.into(),
     };
+    // A revert stopped by a suspension: put the failures back for the resume.
+    macro_rules! revert {
+        ($scope:expr) => {{
+            let done = revert_ran(run, cx, &mut undo, $scope, OnSuspend::Stop).await;
+            reverts.extend(done.failures);
+            if done.stopped {
+                let (failed, _, scopes) = stash;
+                run.status.unhandled = failed;
+                run.status.prior_reverts = reverts;
+                run.status.scopes = scopes;
+                return Handled::Suspended;
+            }
+        }};
+    }
     let mut retry = Vec::new();
     let mut flow_fails = revert_all;
     if !revert_all {
@@ -139,7 +163,7 @@ pub(crate) async fn on_failure<F: Flow>(
                     }
                     Decision::Revert => {
                         // This scope gives up: undo it, and let the enclosing controller decide.
-                        reverts.extend(revert_ran(run, cx, &mut undo, Some(s)).await);
+                        revert!(Some(s));
                         scope = graph.scopes()[s].parent;
                     }
                 }
@@ -150,7 +174,7 @@ pub(crate) async fn on_failure<F: Flow>(
     }
     if !flow_fails {
         for &s in &retry {
-            reverts.extend(revert_ran(run, cx, &mut undo, Some(s)).await);
+            revert!(Some(s));
         }
         // A revert that failed leaves its scope half undone: running it again is not safe. A
         // store that failed stops the run as it is, for a resume to take up.
@@ -161,12 +185,12 @@ pub(crate) async fn on_failure<F: Flow>(
                     tokio::time::sleep(delay).await;
                 }
             }
-            return Ok(());
+            return Handled::Retry;
         }
     }
     run.flow_to(cx, FlowState::Reverting);
-    reverts.extend(revert_ran(run, cx, &mut undo, None).await);
-    Err(FlowError::__new(undo.failures.to_vec(), reverts).with_revert_all(revert_all))
+    revert!(None);
+    Handled::Failed(FlowError::__new(undo.failures.to_vec(), reverts).with_revert_all(revert_all))
 }
 
 /// Sets retry scope `s` up for its next attempt: its steps PENDING again, its nested
@@ -220,47 +244,30 @@ fn reset_scope<F: Flow>(run: &mut Run<F>, cx: &RunContext, s: usize) -> u32 {
 
 /// A run restored from a store whose failure handling a crash interrupted: handles those
 /// failures again (the controllers decide from the restored histories).
-pub(crate) async fn handle_restored<F: Flow>(
-    run: &mut Run<F>,
-    cx: &RunContext,
-) -> Result<(), FlowError> {
+pub(crate) async fn handle_restored<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Handled {
     if run.status.unhandled.is_empty() {
-        return Ok(());
+        return Handled::Retry;
     }
     let (failed, prior) = take_restored(run);
     on_failure(run, cx, failed, prior).await
 }
 
-/// Takes the failures restored from a store (as the drivers would have seen them: a sub-flow's,
-/// a task's, or one of a step that never started) and the reverts that already failed.
+/// Takes the failures whose handling was interrupted, and the reverts that already failed.
 fn take_restored<F: Flow>(run: &mut Run<F>) -> (Vec<Failed>, Vec<Failure>) {
-    let steps = F::graph().steps();
-    let failed = std::mem::take(&mut run.status.unhandled)
-        .into_iter()
-        .map(
-            |Unhandled {
-                 step,
-                 failure,
-                 never_ran,
-             }| {
-                let why = if steps[step].exec() == Exec::Flow {
-                    StepFailed::Flow(FlowError::__new(vec![failure], Vec::new()))
-                } else if never_ran {
-                    StepFailed::NotAttempted(failure)
-                } else {
-                    StepFailed::Task(failure)
-                };
-                Failed { step, why }
-            },
-        )
-        .collect();
-    (failed, std::mem::take(&mut run.status.prior_reverts))
+    (
+        std::mem::take(&mut run.status.unhandled),
+        std::mem::take(&mut run.status.prior_reverts),
+    )
 }
 
 /// Finishes the revert of a run restored from a store in REVERTING: undoes what is left and
-/// returns the run's error.
-pub(crate) async fn finish_revert<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> FlowError {
+/// returns the run's error (or stops again for a suspension).
+pub(crate) async fn finish_revert<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Handled {
     run.flow_to(cx, FlowState::Reverting);
+    let stash = (
+        run.status.unhandled.clone(),
+        run.status.prior_reverts.clone(),
+    );
     let (failed, mut reverts) = take_restored(run);
     let mut own = HashMap::new();
     let mut failures = Vec::new();
@@ -280,9 +287,14 @@ pub(crate) async fn finish_revert<F: Flow>(run: &mut Run<F>, cx: &RunContext) ->
     }
     let failures: Arc<[Failure]> = failures.into();
     let mut undo = Undo { own, failures };
-    reverts.extend(revert_ran(run, cx, &mut undo, None).await);
+    let done = revert_ran(run, cx, &mut undo, None, OnSuspend::Stop).await;
+    reverts.extend(done.failures);
+    if done.stopped {
+        (run.status.unhandled, run.status.prior_reverts) = stash;
+        return Handled::Suspended;
+    }
     let error = FlowError::__new(undo.failures.to_vec(), reverts);
     run.flow_to(cx, error.state());
     cx.commit();
-    error
+    Handled::Failed(error)
 }

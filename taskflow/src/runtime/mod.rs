@@ -4,6 +4,7 @@
 //!   a step or a flow changes state, checked against TaskFlow's transition tables;
 //! - [`run_context`]: what travels with a run (engine mode, listeners, suspend, journal);
 //! - [`step`]: one step's life-cycle, shared by both engines;
+//! - [`failed`]: why steps and runs stop;
 //! - [`failure`]: what the retry controllers decide after a failure;
 //! - [`revert`]: undoing what ran, in reverse dependency order;
 //! - [`fan_out`]: `map` steps;
@@ -11,6 +12,7 @@
 //!
 //! The engines (`crate::engine`) keep only their scheduling policy on top of these.
 
+pub(crate) mod failed;
 pub(crate) mod failure;
 pub(crate) mod fan_out;
 pub(crate) mod pool;
@@ -19,7 +21,7 @@ pub(crate) mod run;
 pub(crate) mod run_context;
 pub(crate) mod step;
 
+pub use failed::StepFailed;
 pub(crate) use run::Run;
 pub(crate) use run_context::Mode;
 pub use run_context::{RunContext, SuspendHandle};
-pub use step::StepFailed;

@@ -24,19 +24,37 @@ pub(crate) struct Undo {
     pub(crate) failures: Arc<[Failure]>,
 }
 
+/// How a revert ended.
+pub(crate) struct Reverted {
+    /// The reverts that failed.
+    pub(crate) failures: Vec<Failure>,
+    /// A suspension (or a failed store) stopped it after the reverts in flight, with steps left
+    /// to undo.
+    pub(crate) stopped: bool,
+}
+
+/// Whether a revert may stop part-way when the run is asked to suspend: the flow's own reverts
+/// may (TaskFlow stops them after the reverts in flight); a sub-flow undone as one step of its
+/// parent may not, since the parent counts it as one revert.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnSuspend {
+    Stop,
+    Finish,
+}
+
 /// Reverts every step that ran — those that succeeded, and failed tasks (with their own failure,
-/// taken from `undo.own`) — of the whole flow or only of retry scope `scope`. Returns the
-/// reverts that failed.
+/// taken from `undo.own`) — of the whole flow or only of retry scope `scope`.
 pub(crate) async fn revert_ran<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
     undo: &mut Undo,
     scope: Option<usize>,
-) -> Vec<Failure> {
+    on_suspend: OnSuspend,
+) -> Reverted {
     let only = scope.map(|s| F::graph().scopes()[s].steps);
     match cx.mode() {
-        Mode::Serial => newest_first(run, cx, undo, only).await,
-        Mode::Parallel { .. } => by_dependencies(run, cx, undo, only).await,
+        Mode::Serial => newest_first(run, cx, undo, only, on_suspend).await,
+        Mode::Parallel { .. } => by_dependencies(run, cx, undo, only, on_suspend).await,
     }
 }
 
@@ -55,11 +73,18 @@ async fn newest_first<F: Flow>(
     cx: &RunContext,
     undo: &mut Undo,
     only: Option<&[usize]>,
-) -> Vec<Failure> {
+    on_suspend: OnSuspend,
+) -> Reverted {
     let mut reverts = Vec::new();
     for step in (0..F::graph().steps().len()).rev() {
         if only.is_some_and(|o| !o.contains(&step)) || !to_undo(run, &undo.own, step) {
             continue;
+        }
+        if on_suspend == OnSuspend::Stop && cx.suspend_requested() {
+            return Reverted {
+                failures: reverts,
+                stopped: true,
+            };
         }
         run.step_to(cx, step, StepState::Reverting, None);
         if !cx.commit() {
@@ -69,7 +94,10 @@ async fn newest_first<F: Flow>(
         let failed = F::__revert(&mut run.values, step, mine, undo.failures.clone(), cx).await;
         reverts.extend(reverted(run, cx, step, failed));
     }
-    reverts
+    Reverted {
+        failures: reverts,
+        stopped: false,
+    }
 }
 
 /// Records how step `step`'s revert ended, and hands back its failures.
@@ -99,7 +127,8 @@ async fn by_dependencies<F: Flow>(
     cx: &RunContext,
     undo: &mut Undo,
     only: Option<&[usize]>,
-) -> Vec<Failure> {
+    on_suspend: OnSuspend,
+) -> Reverted {
     let graph = F::graph();
     let steps = graph.steps();
     let n = steps.len();
@@ -122,8 +151,14 @@ async fn by_dependencies<F: Flow>(
         tokio::sync::mpsc::unbounded_channel::<(usize, Vec<Failure>)>();
     let mut in_flight = 0usize;
     let pool = cx.pool();
+    let mut stopped = false;
     loop {
         let mut sync_jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+        if !ready.is_empty() && on_suspend == OnSuspend::Stop && cx.suspend_requested() {
+            // The reverts in flight finish; nothing new starts.
+            ready.clear();
+            stopped = true;
+        }
         for &step in &ready {
             run.step_to(cx, step, StepState::Reverting, None);
         }
@@ -177,7 +212,10 @@ async fn by_dependencies<F: Flow>(
             }
         }
     }
-    reverts
+    Reverted {
+        failures: reverts,
+        stopped,
+    }
 }
 
 /// Reverts a completed (or suspended) sub-flow as a step of its parent.
@@ -196,7 +234,9 @@ pub async fn revert_subflow<F: Flow>(
         own: HashMap::new(),
         failures,
     };
-    let failed = revert_ran(&mut sub, &cx, &mut undo, None).await;
+    let failed = revert_ran(&mut sub, &cx, &mut undo, None, OnSuspend::Finish)
+        .await
+        .failures;
     sub.flow_to(
         &cx,
         if failed.is_empty() {

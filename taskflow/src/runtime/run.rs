@@ -7,6 +7,7 @@
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::retry::History;
+use crate::runtime::failed::Failed;
 use crate::runtime::RunContext;
 use crate::state::{FlowState, StepState};
 
@@ -103,20 +104,11 @@ pub(crate) struct Status {
     /// The attempt of each step: its innermost retry scope's attempt (1 outside any).
     pub(crate) attempts: Vec<u32>,
     pub(crate) scopes: Vec<ScopeStatus>,
-    /// Restored from a store: failures whose handling a crash interrupted, for the driver to
-    /// handle first.
-    pub(crate) unhandled: Vec<Unhandled>,
-    /// Restored from a store: reverts that already failed.
+    /// Failures whose handling was interrupted — by a crash (restored from a store) or by a
+    /// suspension while reverting — for the driver to handle first.
+    pub(crate) unhandled: Vec<Failed>,
+    /// Reverts that already failed, from the interrupted handling.
     pub(crate) prior_reverts: Vec<Failure>,
-}
-
-/// A failure restored from a store whose handling a crash interrupted.
-#[derive(Debug, Clone)]
-pub(crate) struct Unhandled {
-    pub(crate) step: usize,
-    pub(crate) failure: Failure,
-    /// The step never started (a controller had nothing to attempt, or its decider failed).
-    pub(crate) never_ran: bool,
 }
 
 /// A retry controller's progress in this run.

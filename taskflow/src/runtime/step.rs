@@ -5,32 +5,8 @@
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::FlowGraph;
-use crate::runtime::{Run, RunContext};
+use crate::runtime::{Run, RunContext, StepFailed};
 use crate::state::StepState;
-use crate::FlowError;
-
-/// Why a step stopped the flow.
-#[derive(Debug)]
-pub enum StepFailed {
-    /// A task failed; it has not been reverted yet.
-    Task(Failure),
-    /// A sub-flow failed and already reverted its own steps.
-    Flow(FlowError),
-    /// A sub-flow was suspended; its values are back in the parent's.
-    Suspended,
-    /// The step could not start: a retry controller around it had nothing to attempt (that
-    /// controller is not asked what to do: it would only be asked again).
-    NotAttempted(Failure),
-    /// A decider on a link into the step failed (it panicked): a failure inside the step's
-    /// scope like any other, but the step never ran, so there is nothing of it to undo.
-    Decider(Failure),
-}
-
-/// Why a driver stopped before the end.
-pub(crate) enum Stop {
-    Failed(FlowError),
-    Suspended,
-}
 
 /// What asking a step to start did.
 pub(crate) enum Begun {
