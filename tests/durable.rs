@@ -186,7 +186,15 @@ fn the_serial_engine_commits_once_per_step() {
         }
         last
     };
-    assert_eq!(states(&written[0]), [("create".into(), StepState::Running)]);
+    // The first also records every other step PENDING.
+    assert_eq!(
+        states(&written[0]),
+        [
+            ("create".into(), StepState::Running),
+            ("address".into(), StepState::Pending),
+            ("publish".into(), StepState::Pending)
+        ]
+    );
     assert_eq!(
         states(&written[1]),
         [
@@ -651,11 +659,10 @@ fn the_parallel_engine_commits_steps_that_start_or_finish_together_at_once() {
         })
         .collect();
     let parts = ["p1", "p2", "p3", "p4"];
-    assert_eq!(
-        states[0],
-        parts.map(|p| format!("{p} RUNNING")),
-        "{states:?}"
-    );
+    // The first also records the step not started yet PENDING.
+    let mut first: Vec<String> = parts.map(|p| format!("{p} RUNNING")).to_vec();
+    first.push("join PENDING".into());
+    assert_eq!(states[0], first, "{states:?}");
     assert_eq!(states.last().unwrap(), &["join SUCCESS"], "{states:?}");
     // `join` starts in the checkpoint that records the last part's SUCCESS, and every part's
     // SUCCESS is written exactly once, in at most four checkpoints (fewer when parts finish
@@ -732,13 +739,94 @@ fn a_suspended_durable_run_is_recorded_and_resumes() {
         let stored = store.load_flow("t").unwrap().unwrap();
         assert_eq!(stored.flow.state, FlowState::Suspended);
         assert_eq!(stored.atom("check_in").unwrap().state, StepState::Success);
-        assert!(stored.atom("board").is_none());
+        // Every step is recorded from the start (TaskFlow records each atom PENDING).
+        assert_eq!(stored.atom("board").unwrap().state, StepState::Pending);
 
         let out = engine
             .resume_durable_blocking(Travel, store.clone(), "t")
             .unwrap();
         assert_eq!(out.boarded, "ada checked in, boarded");
         assert_eq!(runs().count("check_in"), 1);
+    }
+}
+
+// ---- every step is recorded PENDING when the run is created
+
+#[task(provides = booked)]
+fn book(name: String) -> String {
+    // A shutdown arrives while the first step runs.
+    STOP.lock().unwrap().as_ref().unwrap().suspend();
+    format!("{name} booked")
+}
+
+#[task(provides = seat)]
+fn pick_seat(booked: &str) -> u32 {
+    booked.len() as u32
+}
+
+#[task(provides = meal)]
+fn order_meal(seat: u32) -> String {
+    format!("meal for seat {seat}")
+}
+
+flow! {
+    flow Cabin(booked: String) -> (meal: String) { linear [ pick_seat, order_meal ] }
+}
+
+#[task(provides = ticket)]
+fn print_ticket(booked: &str, meal: &str) -> String {
+    format!("{booked}, {meal}")
+}
+
+flow! {
+    flow Trip(name: String) -> (ticket: String) { linear [ book, Cabin, print_ticket ] }
+}
+
+/// TaskFlow records every atom of a flow, sub-flows' included, PENDING when the run is
+/// created: a run suspended after its first step lists every step in the store.
+#[test]
+fn a_durable_run_records_every_step_when_it_is_created() {
+    let _turn = my_turn();
+    for engine in engines() {
+        let stop = taskflow::SuspendHandle::new();
+        *STOP.lock().unwrap() = Some(stop.clone());
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let end = runtime.block_on(engine.run_durable_until(
+            Trip,
+            TripInputs { name: "ada".into() },
+            store.clone(),
+            "trip",
+            &stop,
+        ));
+        assert!(
+            matches!(end, Ok(taskflow::DurableEnd::Suspended)),
+            "{end:?}"
+        );
+        let stored = store.load_flow("trip").unwrap().unwrap();
+        assert_eq!(stored.flow.state, FlowState::Suspended);
+        let mut states: Vec<(String, StepState)> = stored
+            .atoms
+            .iter()
+            .map(|a| (a.name.clone(), a.state))
+            .collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            states,
+            [
+                ("Cabin".to_owned(), StepState::Pending),
+                ("Cabin/order_meal".to_owned(), StepState::Pending),
+                ("Cabin/pick_seat".to_owned(), StepState::Pending),
+                ("book".to_owned(), StepState::Success),
+                ("print_ticket".to_owned(), StepState::Pending),
+            ],
+            "{engine:?}"
+        );
+        *STOP.lock().unwrap() = Some(taskflow::SuspendHandle::new());
+        let out = engine.resume_durable_blocking(Trip, store, "trip").unwrap();
+        assert_eq!(out.ticket, "ada booked, meal for seat 10");
     }
 }
 

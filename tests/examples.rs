@@ -124,12 +124,14 @@ fn line_with<'a>(stdout: &'a str, needle: &str) -> &'a str {
 #[test]
 fn resume_finishes_a_killed_deployment_without_rerunning_succeeded_steps() {
     let stdout = succeeded("resume");
-    // Killed while start_instances ran, after the first two steps were recorded SUCCESS.
+    // Killed while start_instances ran, after the first two steps were recorded SUCCESS; the
+    // step not started yet is recorded PENDING (every step is, from the start).
     let killed = line_with(&stdout, "parent: killed child 1");
     assert!(killed.contains("signal: 9"), "{stdout}");
     assert!(
         killed.ends_with(
-            "the store says: fetch_release SUCCESS, migrate_database SUCCESS, start_instances RUNNING"
+            "the store says: fetch_release SUCCESS, migrate_database SUCCESS, start_instances \
+             RUNNING, switch_traffic PENDING"
         ),
         "{stdout}"
     );

@@ -199,6 +199,18 @@ impl Journal {
         self.lock().retries.push(record);
     }
 
+    /// Records every step of a new run (sub-flows' steps too, recursively) PENDING, as TaskFlow
+    /// records every atom when a flow detail is created: a stored run lists all its steps from
+    /// its first checkpoint on.
+    pub(crate) fn pending_run(&self, graph: &FlowGraph) {
+        for step in graph.steps() {
+            self.step(step.name().to_owned(), StepState::Pending, 1, None);
+            if let Some(sub) = step.subflow() {
+                self.pending_flow(step.name(), sub);
+            }
+        }
+    }
+
     /// Records every step of the sub-flow at `flow` (a step path, like `Sub`), recursively, as
     /// PENDING at attempt 1, and its retry scopes at attempt 1.
     pub(crate) fn pending_flow(&self, flow: &str, graph: &FlowGraph) {

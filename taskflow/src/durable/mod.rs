@@ -487,6 +487,7 @@ impl Engine {
         record.id = flow_id.to_owned();
         store.create_flow(&record)?;
         let journal = Arc::new(Journal::new(store, flow_id, None, registry::<F>()));
+        journal.pending_run(F::graph());
         let cx = self.context(suspend, F::NAME, Some(journal.clone()));
         let run = Run::<F>::new(F::__values(inputs));
         finish(run, &cx, &journal, false).await
