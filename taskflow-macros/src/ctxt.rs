@@ -53,6 +53,16 @@ impl Ctxt {
         self.take().iter().map(ToString::to_string).collect()
     }
 
+    /// Each error as the source text it points at and its message, in the order they were
+    /// pushed (only tokens parsed from a string carry their source text).
+    #[cfg(test)]
+    pub fn into_spanned_messages(self) -> Vec<(String, String)> {
+        self.take()
+            .iter()
+            .map(|e| (e.span().source_text().unwrap_or_default(), e.to_string()))
+            .collect()
+    }
+
     fn take(mut self) -> Vec<syn::Error> {
         self.errors.take().expect("taken only by value")
     }

@@ -523,7 +523,542 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use quote::quote;
+
     use super::*;
+    use crate::flow::testing::{errors, meta, task};
+    use crate::meta::StepMeta;
+
+    fn servers() -> Vec<StepMeta> {
+        vec![
+            task("launch_server", &["image", "flavor"], &["server_id"]),
+            task("attach_volume", &["server_id", "size_gb"], &["volume_id"]),
+            task("create_volume", &["size_gb"], &["volume_id"]),
+            task("boot", &["server_id"], &["ip"]),
+            task("notify", &[], &[]),
+            task("measure", &["requested"], &["size_gb", "zone"]),
+        ]
+    }
+
+    /// On a mismatch, prints what was reported as Rust, to compare with what was expected.
+    #[track_caller]
+    fn assert_errors(src: &str, known: &[StepMeta], expected: &[(&str, &str)]) {
+        let actual = errors(src, known);
+        let actual: Vec<(&str, &str)> = actual
+            .iter()
+            .map(|(at, msg)| (at.as_str(), msg.as_str()))
+            .collect();
+        if actual != expected {
+            let listed: String = actual
+                .iter()
+                .map(|(at, msg)| format!("        ({at:?}, {msg:?}),\n"))
+                .collect();
+            panic!("reported:\n{listed}");
+        }
+    }
+
+    #[test]
+    fn a_correct_flow_has_no_errors() {
+        assert_errors(
+            "flow Boot(image: String, flavor: u32, size_gb: u32) -> (volume_id, ip) {
+                linear [ launch_server, unordered [ attach_volume, boot ], notify ]
+            }",
+            &servers(),
+            &[],
+        );
+    }
+
+    #[test]
+    fn decider_is_a_plain_task() {
+        let deciders = [
+            meta(quote!(task is_big public async infallible [] [] norevert ok)),
+            meta(quote!(task has_zone public sync infallible [] [zone] norevert ok)),
+            meta(quote!(flow Check public sync infallible [] [] norevert ok)),
+            meta(quote!(task with_ctx public sync infallible [(ctx ctx required)] [] norevert ok)),
+        ];
+        let known: Vec<StepMeta> = servers().into_iter().chain(deciders).collect();
+        assert_errors(
+            "flow F(requested: u32) {
+                graph [ measure, create_volume, notify, boot(server_id = zone),
+                    measure -> create_volume if is_big, measure -> notify if self::has_zone,
+                    create_volume -> boot if Check, notify -> boot if with_ctx ]
+            }",
+            &known,
+            &[
+                ("is_big", "decider `is_big` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+                ("self::has_zone", "decider `self::has_zone` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+                ("Check", "decider `Check` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+                ("with_ctx", "decider `with_ctx` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+                ("with_ctx", "decider of link `notify -> boot` requires `ctx`, which is not provided before step `boot`; a decider reads what the step it guards could read"),
+            ],
+        );
+    }
+
+    #[test]
+    fn two_steps_with_one_name() {
+        assert_errors(
+            "flow F(image: String, flavor: u32) { linear [ launch_server, infra::launch_server ] }",
+            &servers(),
+            &[
+                ("launch_server", "two steps are named `launch_server`: give this one its own name, e.g. `infra::launch_server as launch_server_2`"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume as v, create_volume -> other as v ] }",
+            &servers(),
+            &[(
+                "v",
+                "two steps are named `v`: give this one its own name, e.g. `create_volume as v_2`",
+            )],
+        );
+    }
+
+    #[test]
+    fn rebinding_a_missing_parameter() {
+        assert_errors(
+            "flow F(server_id: u64, size: u32, size_gb: u32) {
+                linear [ attach_volume(sise_gb = size), create_volume(disk = size) -> v, notify(x = size) ]
+            }",
+            &servers(),
+            &[
+                ("sise_gb", "task `attach_volume` has no parameter `sise_gb` to rebind; did you mean `size_gb`?"),
+                ("disk", "task `create_volume` has no parameter `disk` to rebind; its parameters are `size_gb`"),
+                ("x", "task `notify` has no parameter `x` to rebind; it takes no parameters"),
+            ],
+        );
+    }
+
+    #[test]
+    fn rebinding_a_parameter_twice() {
+        assert_errors(
+            "flow F(a: u32, b: u32) { linear [ create_volume(size_gb = a, size_gb = b) ] }",
+            &servers(),
+            &[
+                ("size_gb", "parameter `size_gb` of step `create_volume` is rebound twice"),
+                ("b", "unused flow input: no step of flow `F` reads `b`; remove it, or rebind a parameter to it"),
+            ],
+        );
+    }
+
+    #[test]
+    fn renaming_the_wrong_number_of_outputs() {
+        let known: Vec<StepMeta> = servers()
+            .into_iter()
+            .chain([meta(
+                quote!(flow Inner public sync infallible [] [a b] norevert ok),
+            )])
+            .collect();
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume -> (v, w), notify -> n, Inner -> only ] }",
+            &known,
+            &[
+                ("v", "task `create_volume` provides 1 value (`volume_id`), but `->` names 2"),
+                ("n", "task `notify` provides 0 values (none), but `->` names 1"),
+                ("only", "flow `Inner` provides 2 values (`a`, `b`), but `->` names 1"),
+            ],
+        );
+    }
+
+    #[test]
+    fn map_needs_a_task_with_one_output_and_a_parameter() {
+        let known: Vec<StepMeta> = servers()
+            .into_iter()
+            .chain([
+                meta(quote!(task two public sync infallible [(x value required)] [a b] norevert ok)),
+                meta(quote!(task nothing public sync infallible [(ctx ctx required)] [c] norevert ok)),
+                meta(quote!(flow Sub public sync infallible [(x value required)] [d] norevert ok)),
+            ])
+            .collect();
+        assert_errors(
+            "flow F(xs: Vec<u32>) { linear [ map two over xs, map nothing over xs, map Sub over xs ] }",
+            &known,
+            &[
+                ("xs", "`map two over xs` needs a #[task] that provides exactly one value (the map provides a `Vec` of them)"),
+                ("xs", "`map Sub over xs` needs a #[task] that provides exactly one value (the map provides a `Vec` of them)"),
+                ("xs", "`map nothing over xs`: the task takes no parameter for the elements"),
+            ],
+        );
+    }
+
+    #[test]
+    fn flow_input_declared_twice() {
+        assert_errors(
+            "flow F(size_gb: u32, size_gb: u32) { linear [ create_volume ] }",
+            &servers(),
+            &[
+                ("size_gb", "flow input `size_gb` is declared twice"),
+                ("size_gb", "unused flow input: no step of flow `F` reads `size_gb`; remove it, or rebind a parameter to it"),
+            ],
+        );
+    }
+
+    #[test]
+    fn ambiguous_provider() {
+        assert_errors(
+            "flow F(size_gb: u32, requested: u32) {
+                linear [ create_volume, create_volume -> volume_id as again, measure ]
+            }",
+            &servers(),
+            &[
+                ("volume_id", "ambiguous provider: step `create_volume` provides `volume_id` already, and step `again` provides it too; rename this output, e.g. `again -> volume_id_2`"),
+                ("measure", "ambiguous provider: flow `F` takes `size_gb` as an input, and step `measure` provides it too; rename this output, e.g. `measure -> size_gb_2`"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32, requested: u32) {
+                linear [ create_volume, measure -> (extra, volume_id) ]
+            }",
+            &servers(),
+            &[
+                ("volume_id", "ambiguous provider: step `create_volume` provides `volume_id` already, and step `measure` provides it too; rename this output, e.g. `measure -> volume_id_2`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn retry_value_provided_twice() {
+        assert_errors(
+            "flow F(size_gb: u32, server_id: u64) {
+                linear [
+                    retry(Times(2) -> server_id: u64) linear [ attach_volume ],
+                    retry(Times(2) -> volume_id: u64) linear [ create_volume -> v ],
+                    retry(Times(2) -> v: u64) linear [ ],
+                    retry(Times(2) -> t: u32) linear [ retry(Times(3) -> t: u32) linear [ ] ],
+                ]
+            }",
+            &servers(),
+            &[
+                ("server_id", "ambiguous provider: a flow input provides `server_id` already, and this `retry` provides it too; name the retry's value differently"),
+                ("volume_id", "ambiguous provider: step `attach_volume` provides `volume_id` already, and this `retry` provides it too; name the retry's value differently"),
+                ("v", "ambiguous provider: step `create_volume` provides `v` already, and this `retry` provides it too; name the retry's value differently"),
+                ("t", "ambiguous provider: another retry provides `t` already, and this `retry` provides it too; name the retry's value differently"),
+            ],
+        );
+    }
+
+    #[test]
+    fn retry_value_without_type() {
+        assert_errors(
+            "flow F(server_id: u64) { retry(Times(2) -> size_gb) linear [ attach_volume ] }",
+            &servers(),
+            &[(
+                "size_gb",
+                "write the type of the value this `retry` provides: `-> size_gb: Type`",
+            )],
+        );
+    }
+
+    #[test]
+    fn for_each_over_a_missing_value() {
+        assert_errors(
+            "flow F(sizes: Vec<u32>) {
+                linear [ retry(ParameterizedForEach(sizs) -> size_gb) linear [ create_volume ] ]
+            }",
+            &servers(),
+            &[
+                ("sizs", "`ParameterizedForEach(sizs)` iterates `sizs`, but nothing provides it before this `retry`; did you mean `sizes`?"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) {
+                linear [ retry(ParameterizedForEach(volume_id) -> x) linear [ create_volume ] ]
+            }",
+            &servers(),
+            &[
+                ("volume_id", "`ParameterizedForEach(volume_id)` iterates `volume_id`, but nothing provides it before this `retry`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn unbound_input() {
+        assert_errors(
+            "flow F(image: String) { linear [ launch_server ] }",
+            &servers(),
+            &[
+                ("launch_server", "unbound input: step `launch_server` requires `flavor`, but nothing provides it before the step runs; add `flavor` to the flow's inputs, add a step that provides it, or rebind the parameter with `launch_server(flavor = other_name)`"),
+            ],
+        );
+        assert_errors(
+            "flow F(imgae: String, flavor: u32) { linear [ launch_server ] }",
+            &servers(),
+            &[
+                ("launch_server", "unbound input: step `launch_server` requires `image`, but nothing provides it before the step runs; did you mean `imgae`? (rebind with `launch_server(image = imgae)`)"),
+                ("imgae", "unused flow input: no step of flow `F` reads `imgae`; remove it, or rebind a parameter to it"),
+            ],
+        );
+        assert_errors(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                linear [ attach_volume, launch_server ]
+            }",
+            &servers(),
+            &[
+                ("attach_volume", "unbound input: step `attach_volume` requires `server_id`, but nothing provides it before the step runs; it is provided by step `launch_server`, which does not run before `attach_volume`: move `launch_server` earlier, or order the two in a `linear` or `graph`"),
+            ],
+        );
+        assert_errors(
+            "flow F(image: String, flavor: u32) { linear [ launch_server(image = server_id) ] }",
+            &servers(),
+            &[
+                ("server_id", "unbound input: step `launch_server` requires `server_id` (for its parameter `image`), but nothing provides it before the step runs; the step provides `server_id` itself, so it cannot also read it: rebind the parameter, e.g. `launch_server(image = other_name)`"),
+                ("image", "unused flow input: no step of flow `F` reads `image`; remove it, or rebind a parameter to it"),
+            ],
+        );
+        assert_errors(
+            "flow F(image: String, flavor: u32) { linear [ launch_server, boot(server_id = sever_id) ] }",
+            &servers(),
+            &[
+                ("sever_id", "unbound input: step `boot` requires `sever_id` (for its parameter `server_id`), but nothing provides it before the step runs; did you mean `server_id`? (rebind with `boot(server_id = server_id)`)"),
+            ],
+        );
+    }
+
+    #[test]
+    fn unbound_input_of_a_mapped_step() {
+        assert_errors(
+            "flow F(xs: Vec<u32>) {
+                linear [ map create_volume over sizes, map create_volume over xs -> vs as m ]
+            }",
+            &servers(),
+            &[
+                ("create_volume", "unbound input: step `create_volume` requires `sizes` (for its parameter `size_gb`), but nothing provides it before the step runs; add `sizes` to the flow's inputs, add a step that provides it, or rebind the parameter with `create_volume(size_gb = other_name)`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn dependency_inside_unordered() {
+        assert_errors(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                unordered [ attach_volume, linear [ notify, launch_server ], linear [ launch_server -> server_id as again ] ]
+            }",
+            &servers(),
+            &[
+                ("server_id", "ambiguous provider: step `launch_server` provides `server_id` already, and step `again` provides it too; rename this output, e.g. `again -> server_id_2`"),
+                ("attach_volume", "step `attach_volume` reads `server_id`, which step `again` provides in the same `unordered` block; members of `unordered` are independent: use `linear [ .. ]` or `graph [ .. ]` to order them"),
+            ],
+        );
+        // Only the innermost `unordered` counts; the outer one's other members are not siblings.
+        assert_errors(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                unordered [ launch_server, linear [ unordered [ attach_volume, notify ] ] ]
+            }",
+            &servers(),
+            &[
+                ("attach_volume", "unbound input: step `attach_volume` requires `server_id`, but nothing provides it before the step runs; it is provided by step `launch_server`, which does not run before `attach_volume`: move `launch_server` earlier, or order the two in a `linear` or `graph`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn default_parameters_need_no_provider() {
+        let known = [meta(
+            quote!(task resize public sync infallible [(size_gb value default) (zone ref required)] [done] norevert ok),
+        )];
+        assert_errors("flow F(zone: String) { linear [ resize ] }", &known, &[]);
+    }
+
+    #[test]
+    fn decider_reads_what_its_step_could_read() {
+        let known: Vec<StepMeta> = servers()
+            .into_iter()
+            .chain([
+                meta(quote!(task wants public sync infallible [(volume_id ref required) (size_gb ref required) (image ref required)] [] norevert ok)),
+            ])
+            .collect();
+        assert_errors(
+            "flow F(size_gb: u32) {
+                graph [ create_volume, notify, create_volume -> notify if wants, create_volume -> unknown if wants ]
+            }",
+            &known,
+            &[
+                ("wants", "decider of link `create_volume -> notify` requires `image`, which is not provided before step `notify`; a decider reads what the step it guards could read"),
+                ("unknown", "link `create_volume -> unknown`: this graph has no step named `unknown`; the steps of this graph are `create_volume`, `notify`"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { graph [ notify, create_volume, notify -> create_volume if wants ] }",
+            &known,
+            &[
+                ("wants", "decider of link `notify -> create_volume` requires `volume_id`, which is not provided before step `create_volume`; a decider reads what the step it guards could read"),
+                ("wants", "decider of link `notify -> create_volume` requires `image`, which is not provided before step `create_volume`; a decider reads what the step it guards could read"),
+            ],
+        );
+    }
+
+    #[test]
+    fn link_to_a_step_not_in_the_graph() {
+        assert_errors(
+            "flow F(size_gb: u32) { graph [ create_volume, notify, create_volume -> notfy ] }",
+            &servers(),
+            &[
+                ("notfy", "link `create_volume -> notfy`: this graph has no step named `notfy`; did you mean `notify`?"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) {
+                linear [ notify as other, graph [ create_volume, graph [ notify, notify -> elsewhere ], create_volume -> other ] ]
+            }",
+            &servers(),
+            &[
+                ("elsewhere", "link `notify -> elsewhere`: this graph has no step named `elsewhere`; the steps of this graph are `notify`"),
+                ("other", "link `create_volume -> other`: this graph has no step named `other`; the steps of this graph are `create_volume`, `notify`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn cycle() {
+        let known = [
+            task("a", &["z"], &["x"]),
+            task("b", &["x"], &["y"]),
+            task("c", &["y"], &["z"]),
+            task("d", &[], &[]),
+        ];
+        assert_errors(
+            "flow F() { graph [ d, a, b, c ] }",
+            &known,
+            &[
+                ("a", "cycle (1/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("b", "cycle (2/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("c", "cycle (3/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+        assert_errors(
+            "flow F(x: u32) { graph [ d, b, b -> d, d -> b ] }",
+            &known,
+            &[
+                ("d", "cycle (1/2): `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("b", "cycle (2/2): `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+    }
+
+    #[test]
+    fn value_a_decider_may_skip_is_read_as_an_option() {
+        let known = [
+            task("measure", &["requested"], &["size_gb"]),
+            task("big_enough", &[], &[]),
+            task("backup", &["size_gb"], &["backup_id"]),
+            task("verify", &["size_gb", "backup_id"], &["verified"]),
+            task("report", &["backup_id"], &["report"]),
+            meta(
+                quote!(task worth public sync infallible [(backup_id ref required)] [] norevert ok),
+            ),
+            meta(
+                quote!(task tally public sync infallible [(backup_id opt required) (size_gb value required)] [total] norevert ok),
+            ),
+        ];
+        assert_errors(
+            "flow Backup(requested: u32) {
+                graph [ measure, backup, verify, report, tally, measure -> backup if big_enough, backup -> verify if worth ]
+            }",
+            &known,
+            &[
+                ("verify", "step `verify` reads `backup_id` from step `backup`, which a decider may skip while `verify` still runs: take it as `Option<T>` (or `Option<&T>`)"),
+                ("worth", "the decider of link `backup -> verify` reads `backup_id` from step `backup`, which a decider may skip: take it as `Option<T>` (or `Option<&T>`)"),
+            ],
+        );
+    }
+
+    #[test]
+    fn unused_flow_input() {
+        assert_errors(
+            "flow Boot(image: String, flavor: u32, zone: String, size_gb: u32) -> (size_gb) {
+                linear [ launch_server ]
+            }",
+            &servers(),
+            &[
+                ("zone", "unused flow input: no step of flow `Boot` reads `zone`; remove it, or rebind a parameter to it"),
+            ],
+        );
+        // A mistaken rebinding or `ParameterizedForEach` counts as reading the name it meant.
+        assert_errors(
+            "flow F(server_id: u64, amount: u32, sizes: Vec<u32>) {
+                retry(ParameterizedForEach(sizs) -> x) linear [ attach_volume(sise_gb = amount) ]
+            }",
+            &servers(),
+            &[
+                ("sise_gb", "task `attach_volume` has no parameter `sise_gb` to rebind; did you mean `size_gb`?"),
+                ("sizs", "`ParameterizedForEach(sizs)` iterates `sizs`, but nothing provides it before this `retry`; did you mean `sizes`?"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32, extra: u32) { linear [ create_volume(disk = extra) ] }",
+            &servers(),
+            &[
+                ("disk", "task `create_volume` has no parameter `disk` to rebind; its parameters are `size_gb`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn flow_outputs() {
+        assert_errors(
+            "flow F(size_gb: u32) -> (volume_id, volume_id, volum_id, ip) { linear [ create_volume ] }",
+            &servers(),
+            &[
+                ("volume_id", "flow output `volume_id` is listed twice"),
+                ("volum_id", "flow `F` outputs `volum_id`, but no input or step provides it; did you mean `volume_id`?"),
+                ("ip", "flow `F` outputs `ip`, but no input or step provides it; add a step that provides it, or remove it from the outputs"),
+            ],
+        );
+    }
+
+    #[test]
+    fn pub_flow_untyped_output_of_private_step() {
+        let known = [
+            meta(quote!(task secret private sync infallible [] [token] norevert ok)),
+            meta(quote!(task internal restricted sync infallible [] [key] norevert ok)),
+            meta(quote!(flow Hidden private sync infallible [] [code] norevert ok)),
+        ];
+        assert_errors(
+            "pub flow F() -> (token, key, code, typed: u32) {
+                linear [ secret, internal, Hidden, secret -> typed as again ]
+            }",
+            &known,
+            &[
+                ("token", "flow `F` is more visible than task `secret` (step `secret`), which provides `token`, so its output type cannot be named through it: write the type, e.g. `token: Type`"),
+                ("key", "flow `F` is more visible than task `internal` (step `internal`), which provides `key`, so its output type cannot be named through it: write the type, e.g. `key: Type`"),
+                ("code", "flow `F` is more visible than flow `Hidden` (step `Hidden`), which provides `code`, so its output type cannot be named through it: write the type, e.g. `code: Type`"),
+            ],
+        );
+        assert_errors(
+            "pub(crate) flow F() -> (token, key) { linear [ secret, internal ] }",
+            &known,
+            &[
+                ("token", "flow `F` is more visible than task `secret` (step `secret`), which provides `token`, so its output type cannot be named through it: write the type, e.g. `token: Type`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn errors_are_reported_in_written_order_within_each_stage() {
+        assert_errors(
+            "flow F(image: String, size_gb: u32, sizes: Vec<u32>) -> (nowhere) {
+                linear [
+                    create_volume -> (a, b),
+                    launch_server(flavour = size_gb),
+                    boot(server_id = missing),
+                    retry(ParameterizedForEach(sizs) -> s) graph [
+                        attach_volume(size_gb = gone), notify, attach_volume -> notify if decide,
+                    ],
+                    boot(server_id = lost) -> ip_again as again,
+                ]
+            }",
+            &[servers(), vec![task("decide", &["verdict"], &[])]].concat(),
+            &[
+                ("a", "task `create_volume` provides 1 value (`volume_id`), but `->` names 2"),
+                ("flavour", "task `launch_server` has no parameter `flavour` to rebind; did you mean `flavor`?"),
+                ("missing", "unbound input: step `boot` requires `missing` (for its parameter `server_id`), but nothing provides it before the step runs; add `missing` to the flow's inputs, add a step that provides it, or rebind the parameter with `boot(server_id = other_name)`"),
+                ("sizs", "`ParameterizedForEach(sizs)` iterates `sizs`, but nothing provides it before this `retry`; did you mean `sizes`?"),
+                ("gone", "unbound input: step `attach_volume` requires `gone` (for its parameter `size_gb`), but nothing provides it before the step runs; add `gone` to the flow's inputs, add a step that provides it, or rebind the parameter with `attach_volume(size_gb = other_name)`"),
+                ("decide", "decider of link `attach_volume -> notify` requires `verdict`, which is not provided before step `notify`; a decider reads what the step it guards could read"),
+                ("lost", "unbound input: step `again` requires `lost` (for its parameter `server_id`), but nothing provides it before the step runs; add `lost` to the flow's inputs, add a step that provides it, or rebind the parameter with `again(server_id = other_name)`"),
+                ("nowhere", "flow `F` outputs `nowhere`, but no input or step provides it; add a step that provides it, or remove it from the outputs"),
+            ],
+        );
+    }
 
     #[test]
     fn closest_finds_typos_only() {

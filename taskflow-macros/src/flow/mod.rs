@@ -13,6 +13,8 @@ mod check;
 mod expand;
 mod graph;
 mod parse;
+#[cfg(test)]
+mod testing;
 
 use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
