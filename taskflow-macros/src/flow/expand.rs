@@ -46,9 +46,8 @@ pub fn expand(def: &FlowDef, groups: &[Group]) -> TokenStream {
     // same, but emit no executor over it.
     let sub_broken = metas.iter().any(|m| m.broken);
     let decider_metas = metas.split_off(steps.len());
-    let analysis = graph::analyze(def, metas, decider_metas, &mut cx);
-    super::check::check_flow_io(def, &analysis, &mut cx);
-    super::check::check_output_types(def, &analysis, &mut cx);
+    let analysis = super::bind::bind(def, metas, decider_metas);
+    super::check::check(def, &analysis, &mut cx);
     let errors = cx.into_compile_errors();
     if !errors.is_empty() || sub_broken {
         return fallback(def, errors);

@@ -5,7 +5,6 @@ use proc_macro2::{Delimiter, Group, TokenStream};
 use quote::{format_ident, quote};
 
 use super::parse::FlowDef;
-use crate::ctxt::Ctxt;
 use crate::meta::StepMeta;
 
 /// Parsed from a string rather than built with `quote!`, so spans carry the source text they
@@ -56,16 +55,4 @@ pub fn metas(def: &FlowDef, known: &[StepMeta]) -> (Vec<StepMeta>, Vec<StepMeta>
         .map(find)
         .collect();
     (steps, deciders)
-}
-
-/// Every error `flow!` reports for `src`, in order, as the source text it points at and its
-/// message.
-pub fn errors(src: &str, known: &[StepMeta]) -> Vec<(String, String)> {
-    let def = flow(src);
-    let (steps, deciders) = metas(&def, known);
-    let mut cx = Ctxt::default();
-    let analysis = super::graph::analyze(&def, steps, deciders, &mut cx);
-    super::check::check_flow_io(&def, &analysis, &mut cx);
-    super::check::check_output_types(&def, &analysis, &mut cx);
-    cx.into_spanned_messages()
 }
