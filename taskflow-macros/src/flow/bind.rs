@@ -524,3 +524,530 @@ fn skippable(a: &Analysis) -> Vec<bool> {
     graph::spread_skips(a, &mut skippable);
     skippable
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+    use crate::flow::testing::{flow, meta, metas, task};
+
+    fn servers() -> Vec<StepMeta> {
+        vec![
+            task("launch_server", &["image", "flavor"], &["server_id"]),
+            task("attach_volume", &["server_id", "size_gb"], &["volume_id"]),
+            task("create_volume", &["size_gb"], &["volume_id"]),
+            task("boot", &["server_id"], &["ip"]),
+            task("notify", &[], &[]),
+            task("measure", &["requested"], &["size_gb", "zone"]),
+        ]
+    }
+
+    /// The IR of `src`; the definition is leaked so the IR, which borrows it, can be returned.
+    fn bound(src: &str, known: &[StepMeta]) -> Analysis<'static> {
+        let def: &'static FlowDef = Box::leak(Box::new(flow(src)));
+        let (steps, deciders) = metas(def, known);
+        bind(def, steps, deciders)
+    }
+
+    fn label<'a>(a: &'a Analysis, s: usize) -> &'a str {
+        &a.steps[s].label
+    }
+
+    fn order<'a>(a: &'a Analysis) -> Vec<&'a str> {
+        a.order.iter().map(|&s| label(a, s)).collect()
+    }
+
+    fn edges<'a>(a: &'a Analysis) -> Vec<(&'a str, &'a str)> {
+        a.edges
+            .iter()
+            .map(|&(f, t)| (label(a, f), label(a, t)))
+            .collect()
+    }
+
+    /// A slot as `name <- provider`.
+    fn slot(a: &Analysis, slot: usize) -> String {
+        let Slot { name, source } = &a.slots[slot];
+        let provider = match *source {
+            Source::Input(_) => "input".to_owned(),
+            Source::Output { step, .. } => label(a, step).to_owned(),
+            Source::Default { step, .. } => format!("default of {}", label(a, step)),
+            Source::RetryItem { scope } => format!("retry {scope}"),
+        };
+        format!("{name} <- {provider}")
+    }
+
+    fn slots(a: &Analysis) -> Vec<String> {
+        (0..a.slots.len()).map(|s| slot(a, s)).collect()
+    }
+
+    /// The slot each parameter of the step labelled `step` reads.
+    fn args(a: &Analysis, step: &str) -> Vec<Option<String>> {
+        let step = a.steps.iter().find(|s| s.label == step).expect("a step");
+        step.args
+            .iter()
+            .map(|arg| arg.map(|s| slot(a, s)))
+            .collect()
+    }
+
+    fn some(names: &[&str]) -> Vec<Option<String>> {
+        names.iter().map(|n| Some(n.to_string())).collect()
+    }
+
+    #[test]
+    fn linear_runs_in_written_order_and_binds_by_name() {
+        let a = bound(
+            "flow Boot(image: String, flavor: u32, size_gb: u32) {
+                linear [ launch_server, attach_volume, boot ]
+            }",
+            &servers(),
+        );
+        assert_eq!(
+            slots(&a),
+            [
+                "image <- input",
+                "flavor <- input",
+                "size_gb <- input",
+                "server_id <- launch_server",
+                "volume_id <- attach_volume",
+                "ip <- boot",
+            ]
+        );
+        assert_eq!(
+            args(&a, "attach_volume"),
+            some(&["server_id <- launch_server", "size_gb <- input"])
+        );
+        assert_eq!(a.steps[1].outs, [4]);
+        assert_eq!(
+            edges(&a),
+            [
+                ("launch_server", "attach_volume"),
+                ("launch_server", "boot"),
+                ("attach_volume", "boot"),
+            ]
+        );
+        assert_eq!(order(&a), ["launch_server", "attach_volume", "boot"]);
+        assert_eq!(a.cycle, None);
+        assert_eq!(a.visits, [Visit::Step(0), Visit::Step(1), Visit::Step(2)]);
+    }
+
+    #[test]
+    fn unordered_members_are_independent() {
+        let a = bound(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                linear [ unordered [ create_volume, linear [ launch_server, boot ] ], notify ]
+            }",
+            &servers(),
+        );
+        assert_eq!(
+            edges(&a),
+            [
+                ("create_volume", "notify"),
+                ("launch_server", "boot"),
+                ("boot", "notify"),
+            ]
+        );
+        assert_eq!(
+            order(&a),
+            ["create_volume", "launch_server", "boot", "notify"]
+        );
+        assert_eq!(a.unordered, [vec![0..1, 1..3]]);
+        let members: Vec<_> = a.steps.iter().map(|s| s.unordered).collect();
+        assert_eq!(members, [Some((0, 0)), Some((0, 1)), Some((0, 1)), None]);
+    }
+
+    #[test]
+    fn dependency_inside_unordered_binds_nothing() {
+        let a = bound(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                unordered [ attach_volume, launch_server ]
+            }",
+            &servers(),
+        );
+        assert_eq!(
+            args(&a, "attach_volume"),
+            [None, Some("size_gb <- input".to_owned())]
+        );
+        assert_eq!(a.steps[0].unordered, Some((0, 0)));
+        assert_eq!(edges(&a), []);
+    }
+
+    #[test]
+    fn graph_orders_by_data_and_links() {
+        let a = bound(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                graph [ attach_volume, notify, launch_server, notify -> launch_server ]
+            }",
+            &servers(),
+        );
+        // Inside a graph every member's outputs are available to every other member.
+        assert_eq!(
+            args(&a, "attach_volume"),
+            some(&["server_id <- launch_server", "size_gb <- input"])
+        );
+        assert_eq!(
+            edges(&a),
+            [
+                ("notify", "launch_server"),
+                ("launch_server", "attach_volume")
+            ]
+        );
+        assert_eq!(order(&a), ["notify", "launch_server", "attach_volume"]);
+        let links: Vec<_> = a
+            .links
+            .iter()
+            .map(|l| (l.from, l.to, l.graph.clone()))
+            .collect();
+        assert_eq!(links, [(Some(1), Some(2), 0..3)]);
+    }
+
+    #[test]
+    fn link_to_a_missing_step_has_no_end() {
+        let a = bound(
+            "flow F(size_gb: u32) {
+                linear [ notify as other, graph [ create_volume, graph [ notify, notify -> elsewhere ], create_volume -> other ] ]
+            }",
+            &servers(),
+        );
+        // Inner graphs first.
+        let links: Vec<_> = a
+            .links
+            .iter()
+            .map(|l| (l.link.to.to_string(), l.from, l.to, l.graph.clone()))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("elsewhere".to_owned(), Some(2), None, 2..3),
+                ("other".to_owned(), Some(1), None, 1..3),
+            ]
+        );
+        assert_eq!(edges(&a), [("other", "create_volume"), ("other", "notify")]);
+    }
+
+    #[test]
+    fn nested_patterns_join_at_their_ends() {
+        let a = bound(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                linear [ notify as first, unordered [ create_volume, launch_server ], graph [ notify as a, notify as b ], notify as last ]
+            }",
+            &servers(),
+        );
+        assert_eq!(
+            edges(&a),
+            [
+                ("first", "create_volume"),
+                ("first", "launch_server"),
+                ("create_volume", "a"),
+                ("create_volume", "b"),
+                ("launch_server", "a"),
+                ("launch_server", "b"),
+                ("a", "last"),
+                ("b", "last"),
+            ]
+        );
+    }
+
+    #[test]
+    fn rebinding_reads_another_name() {
+        let a = bound(
+            "flow F(server_id: u64, disk: u32) { linear [ attach_volume(size_gb = disk) ] }",
+            &servers(),
+        );
+        let step = &a.steps[0];
+        assert_eq!(step.reads, ["server_id", "disk"]);
+        assert_eq!(step.rebinds, [Rebind::Param(1)]);
+        assert_eq!(
+            args(&a, "attach_volume"),
+            some(&["server_id <- input", "disk <- input"])
+        );
+    }
+
+    #[test]
+    fn mistaken_rebindings_read_what_they_likely_meant() {
+        let a = bound(
+            "flow F(server_id: u64, disk: u32, x: u32, y: u32) {
+                linear [ attach_volume(sise_gb = disk, volume = x, sise_gb = y) ]
+            }",
+            &servers(),
+        );
+        let step = &a.steps[0];
+        assert_eq!(
+            step.rebinds,
+            [
+                Rebind::Unknown { meant: Some(1) },
+                Rebind::Unknown { meant: None },
+                Rebind::Twice,
+            ]
+        );
+        assert_eq!(step.reads, ["server_id", "disk"]);
+        assert_eq!(step.extra_reads, ["x"]);
+    }
+
+    #[test]
+    fn renamed_outputs_are_stored_under_the_new_names() {
+        let a = bound(
+            "flow F(requested: u32, image: String, flavor: u32) {
+                linear [ measure -> (disk, region), launch_server -> id, boot(server_id = id) ]
+            }",
+            &servers(),
+        );
+        assert_eq!(a.steps[0].writes, ["disk", "region"]);
+        assert_eq!(
+            slots(&a)[3..],
+            [
+                "disk <- measure",
+                "region <- measure",
+                "id <- launch_server",
+                "ip <- boot",
+            ]
+        );
+        assert_eq!(args(&a, "boot"), some(&["id <- launch_server"]));
+    }
+
+    #[test]
+    fn labels_name_steps() {
+        let a = bound(
+            "flow F(size_gb: u32) { graph [ create_volume -> v1 as first, create_volume -> v2 as second, notify, second -> notify ] }",
+            &servers(),
+        );
+        let labels: Vec<_> = a.steps.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["first", "second", "notify"]);
+        assert_eq!(edges(&a), [("second", "notify")]);
+    }
+
+    #[test]
+    fn a_name_provided_twice_has_a_slot_per_provider() {
+        let a = bound(
+            "flow F(size_gb: u32, server_id: u64) { linear [ create_volume, attach_volume, boot ] }",
+            &servers(),
+        );
+        assert_eq!(
+            slots(&a)[2..4],
+            ["volume_id <- create_volume", "volume_id <- attach_volume"]
+        );
+        assert_eq!(a.slot_of("volume_id"), Some(2));
+    }
+
+    #[test]
+    fn unbound_parameter_reads_no_slot() {
+        let a = bound(
+            "flow F(image: String) { linear [ launch_server ] }",
+            &servers(),
+        );
+        assert_eq!(
+            args(&a, "launch_server"),
+            [Some("image <- input".to_owned()), None]
+        );
+        // A parameter provided only later binds nothing either, and adds no edge.
+        let a = bound(
+            "flow F(image: String, flavor: u32, size_gb: u32) { linear [ attach_volume, launch_server ] }",
+            &servers(),
+        );
+        assert_eq!(args(&a, "attach_volume")[0], None);
+        assert_eq!(edges(&a), [("attach_volume", "launch_server")]);
+    }
+
+    #[test]
+    fn default_parameter_without_provider_gets_its_own_slot() {
+        let known = [meta(
+            quote!(task resize public sync infallible [(size_gb value default) (zone ref required)] [done] norevert ok),
+        )];
+        let a = bound("flow F(zone: String) { linear [ resize ] }", &known);
+        assert_eq!(
+            args(&a, "resize"),
+            some(&["size_gb <- default of resize", "zone <- input"])
+        );
+        // A default is no provider of the name.
+        assert_eq!(a.slot_of("size_gb"), None);
+    }
+
+    #[test]
+    fn cycle_keeps_the_written_order() {
+        let known = [
+            task("a", &["z"], &["x"]),
+            task("b", &["x"], &["y"]),
+            task("c", &["y"], &["z"]),
+            task("d", &[], &[]),
+        ];
+        let a = bound("flow F() { graph [ d, a, b, c ] }", &known);
+        assert_eq!(a.cycle, Some(vec![1, 2, 3]));
+        assert_eq!(order(&a), ["d", "a", "b", "c"]);
+        assert_eq!(edges(&a), [("a", "b"), ("b", "c"), ("c", "a")]);
+    }
+
+    #[test]
+    fn deciders_read_what_their_step_could_and_may_skip_it() {
+        let known = [
+            task("measure", &["requested"], &["size_gb"]),
+            meta(
+                quote!(task big_enough public sync infallible [(size_gb ref required) (backup_id ref required)] [] norevert ok),
+            ),
+            task("backup", &["size_gb"], &["backup_id"]),
+            task("verify", &["backup_id"], &["verified"]),
+            task("report", &["size_gb", "verified"], &["report"]),
+        ];
+        let a = bound(
+            "flow Backup(requested: u32) {
+                linear [ graph [ measure, backup, verify, measure -> backup if big_enough ], report ]
+            }",
+            &known,
+        );
+        let d = &a.deciders[0];
+        assert_eq!(d.to, Some(1));
+        // `backup_id` is written by the guarded step itself, so the decider cannot read it.
+        let decider_args: Vec<_> = d.args.iter().map(|arg| arg.map(|s| slot(&a, s))).collect();
+        assert_eq!(decider_args, [Some("size_gb <- measure".to_owned()), None]);
+        // `verify` reads only what `backup` provides, so it is skipped with it; `report` reads
+        // `size_gb` too, so it still runs.
+        assert_eq!(a.skippable, [false, true, true, false]);
+        assert_eq!(
+            a.visits,
+            [
+                Visit::Step(0),
+                Visit::Step(1),
+                Visit::Step(2),
+                Visit::Decider(0),
+                Visit::Step(3),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_guarded_step_runs_after_what_its_decider_reads() {
+        let known = [
+            task("measure", &["requested"], &["size_gb"]),
+            task("big_enough", &["size_gb"], &[]),
+            task("notify", &[], &[]),
+        ];
+        let a = bound(
+            "flow F(requested: u32) { graph [ notify, measure, measure -> notify if big_enough ] }",
+            &known,
+        );
+        assert_eq!(edges(&a), [("measure", "notify")]);
+        assert_eq!(order(&a), ["measure", "notify"]);
+    }
+
+    #[test]
+    fn map_feeds_each_element_to_the_first_parameter() {
+        let known = [meta(
+            quote!(task format_disk public sync infallible [(ctx ctx required) (size ref required) (zone value required)] [formatted] norevert ok),
+        )];
+        let a = bound(
+            "flow F(sizes: Vec<u32>, zone: String) { linear [ map format_disk over sizes -> all ] }",
+            &known,
+        );
+        let step = &a.steps[0];
+        assert_eq!(step.map_item, Some(1));
+        assert_eq!(step.reads, ["ctx", "sizes", "zone"]);
+        assert_eq!(
+            args(&a, "format_disk"),
+            [
+                None,
+                Some("sizes <- input".to_owned()),
+                Some("zone <- input".to_owned())
+            ]
+        );
+        assert_eq!(slots(&a)[2], "all <- format_disk");
+    }
+
+    #[test]
+    fn retry_scopes_nest_and_provide_their_value() {
+        let known = [
+            task("format_disk", &["size"], &["formatted"]),
+            task("check", &["formatted", "attempt"], &["ok"]),
+            task("notify", &[], &[]),
+        ];
+        let a = bound(
+            "flow F(sizes: Vec<u32>) {
+                linear [
+                    retry(ParameterizedForEach(sizes) -> size) linear [
+                        format_disk,
+                        retry(Times(3) -> attempt: u32) linear [ check ],
+                    ],
+                    notify,
+                ]
+            }",
+            &known,
+        );
+        let scopes: Vec<_> = a
+            .scopes
+            .iter()
+            .map(|s| {
+                (
+                    s.parent,
+                    s.chain.clone(),
+                    s.for_each,
+                    s.item.map(|i| slot(&a, i)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                (None, vec![0], Some(0), Some("size <- retry 0".to_owned())),
+                (
+                    Some(0),
+                    vec![0, 1],
+                    None,
+                    Some("attempt <- retry 1".to_owned())
+                ),
+            ]
+        );
+        let around: Vec<_> = a.steps.iter().map(|s| s.scopes.clone()).collect();
+        assert_eq!(around, [vec![0], vec![0, 1], vec![]]);
+        assert_eq!(a.scope_steps(0), [0, 1]);
+        assert_eq!(
+            args(&a, "check"),
+            some(&["formatted <- format_disk", "attempt <- retry 1"])
+        );
+        assert_eq!(a.producer_scopes(a.slot_of("attempt").unwrap()), [0, 1]);
+        assert_eq!(a.producer_scopes(a.slot_of("formatted").unwrap()), [0]);
+        assert_eq!(
+            a.visits,
+            [
+                Visit::Scope(0),
+                Visit::Step(0),
+                Visit::Scope(1),
+                Visit::Step(1),
+                Visit::Step(2),
+            ]
+        );
+    }
+
+    #[test]
+    fn retry_value_is_not_visible_after_its_retry() {
+        let known = [task("use_it", &["attempt"], &[])];
+        let a = bound(
+            "flow F() { linear [ retry(Times(3) -> attempt: u32) linear [ use_it as inside ], use_it as after ] }",
+            &known,
+        );
+        assert_eq!(args(&a, "inside"), some(&["attempt <- retry 0"]));
+        assert_eq!(args(&a, "after"), [None]);
+        // Nor when a step inside provides the same name (which `check` reports as ambiguous).
+        let known = [
+            task("use_it", &["attempt"], &[]),
+            task("make", &[], &["attempt"]),
+        ];
+        let a = bound(
+            "flow F() { linear [ retry(Times(3) -> attempt: u32) linear [ make ], use_it ] }",
+            &known,
+        );
+        assert_eq!(args(&a, "use_it"), [None]);
+    }
+
+    #[test]
+    fn for_each_over_a_missing_value_guesses_the_meant_one() {
+        let a = bound(
+            "flow F(sizes: Vec<u32>) {
+                retry(ParameterizedForEach(sizs) -> size_gb) linear [ create_volume ]
+            }",
+            &servers(),
+        );
+        let scope = &a.scopes[0];
+        assert_eq!(scope.for_each, None);
+        assert_eq!(scope.for_each_guess.as_deref(), Some("sizes"));
+        // Counted as read, so `sizes` is not reported unused too.
+        assert_eq!(a.steps[0].extra_reads, ["sizes"]);
+    }
+}

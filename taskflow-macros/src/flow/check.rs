@@ -946,6 +946,32 @@ mod tests {
     }
 
     #[test]
+    fn unbound_input_may_mean_the_value_of_a_retry_around_it() {
+        let known = [task("use_it", &["attemt"], &[])];
+        assert_errors(
+            "flow F() {
+                linear [ retry(Times(3) -> attempt: u32) linear [ use_it as inside ], use_it as after ]
+            }",
+            &known,
+            &[
+                ("use_it", "unbound input: step `inside` requires `attemt`, but nothing provides it before the step runs; did you mean `attempt`? (rebind with `inside(attemt = attempt)`)"),
+                ("use_it", "unbound input: step `after` requires `attemt`, but nothing provides it before the step runs; add `attemt` to the flow's inputs, add a step that provides it, or rebind the parameter with `after(attemt = other_name)`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn step_reading_its_own_output_in_a_graph() {
+        assert_errors(
+            "flow F() { graph [ boot(server_id = ip) ] }",
+            &servers(),
+            &[
+                ("boot", "cycle (1/1): `boot` -> `boot`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+    }
+
+    #[test]
     fn unbound_input_of_a_mapped_step() {
         assert_errors(
             "flow F(xs: Vec<u32>) {
@@ -968,6 +994,16 @@ mod tests {
             &[
                 ("server_id", "ambiguous provider: step `launch_server` provides `server_id` already, and step `again` provides it too; rename this output, e.g. `again -> server_id_2`"),
                 ("attach_volume", "step `attach_volume` reads `server_id`, which step `again` provides in the same `unordered` block; members of `unordered` are independent: use `linear [ .. ]` or `graph [ .. ]` to order them"),
+            ],
+        );
+        // A later step of the same member is no sibling: it runs after, in the member's own order.
+        assert_errors(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                unordered [ linear [ attach_volume, launch_server ], notify ]
+            }",
+            &servers(),
+            &[
+                ("attach_volume", "unbound input: step `attach_volume` requires `server_id`, but nothing provides it before the step runs; it is provided by step `launch_server`, which does not run before `attach_volume`: move `launch_server` earlier, or order the two in a `linear` or `graph`"),
             ],
         );
         // Only the innermost `unordered` counts; the outer one's other members are not siblings.
@@ -1094,6 +1130,29 @@ mod tests {
     }
 
     #[test]
+    fn value_skipped_with_its_producers_producer() {
+        let known = [
+            task("measure", &["requested"], &["size_gb"]),
+            task("big_enough", &[], &[]),
+            task("backup", &["size_gb"], &["backup_id"]),
+            task("archive", &["backup_id"], &["archived"]),
+            task("summary", &["archived", "size_gb"], &["summary"]),
+            meta(
+                quote!(task count public sync infallible [(archived optref required) (size_gb value required)] [n] norevert ok),
+            ),
+        ];
+        assert_errors(
+            "flow Backup(requested: u32) -> (summary, n, archived) {
+                graph [ measure, backup, archive, summary, count, measure -> backup if big_enough ]
+            }",
+            &known,
+            &[
+                ("summary", "step `summary` reads `archived` from step `archive`, which a decider may skip while `summary` still runs: take it as `Option<T>` (or `Option<&T>`)"),
+            ],
+        );
+    }
+
+    #[test]
     fn unused_flow_input() {
         assert_errors(
             "flow Boot(image: String, flavor: u32, zone: String, size_gb: u32) -> (size_gb) {
@@ -1127,12 +1186,13 @@ mod tests {
     #[test]
     fn flow_outputs() {
         assert_errors(
-            "flow F(size_gb: u32) -> (volume_id, volume_id, volum_id, ip) { linear [ create_volume ] }",
+            "flow F(size_gb: u32) -> (volume_id, volume_id, volum_id, ip, volume_id, size_gb) { linear [ create_volume ] }",
             &servers(),
             &[
                 ("volume_id", "flow output `volume_id` is listed twice"),
                 ("volum_id", "flow `F` outputs `volum_id`, but no input or step provides it; did you mean `volume_id`?"),
                 ("ip", "flow `F` outputs `ip`, but no input or step provides it; add a step that provides it, or remove it from the outputs"),
+                ("volume_id", "flow output `volume_id` is listed twice"),
             ],
         );
     }
