@@ -309,24 +309,30 @@ fn names(idents: &[Ident]) -> String {
         .join(", ")
 }
 
-/// The function an attribute is on, or the errors so far plus the item unchanged.
-fn parse_fn(item: &TokenStream, attribute: &str, cx: &mut Ctxt) -> Result<ItemFn, TokenStream> {
-    syn::parse2(item.clone()).map_err(|_| {
-        let mut errors = std::mem::take(cx);
-        errors.error(
-            Span::call_site(),
-            format!("#[{attribute}] goes on a function (`fn` or `async fn`)"),
-        );
-        let errors = errors.into_compile_errors();
-        quote!(#errors #item)
-    })
+/// The function an attribute is on, or all the errors plus the item unchanged.
+fn parse_fn(
+    item: &TokenStream,
+    attribute: &str,
+    mut cx: Ctxt,
+) -> Result<(ItemFn, Ctxt), TokenStream> {
+    match syn::parse2(item.clone()) {
+        Ok(func) => Ok((func, cx)),
+        Err(_) => {
+            cx.error(
+                Span::call_site(),
+                format!("#[{attribute}] goes on a function (`fn` or `async fn`)"),
+            );
+            let errors = cx.into_compile_errors();
+            Err(quote!(#errors #item))
+        }
+    }
 }
 
 pub fn expand_task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
     let args = parse_args(attr.clone(), &mut cx);
-    let mut func = match parse_fn(&item, "task", &mut cx) {
-        Ok(f) => f,
+    let (mut func, mut cx) = match parse_fn(&item, "task", cx) {
+        Ok(parsed) => parsed,
         Err(out) => return out,
     };
     let defaults = strip_default_attrs(&mut func);
@@ -355,8 +361,11 @@ pub fn expand_task(attr: TokenStream, item: TokenStream) -> TokenStream {
             }
         }
         None => {
-            let companions = companions(&def, None, &mut Ctxt::default());
-            quote!(#func #companions)
+            // Without a hook, emitting the companions finds no mistakes.
+            let mut cx = Ctxt::default();
+            let companions = companions(&def, None, &mut cx);
+            let errors = cx.into_compile_errors();
+            quote!(#errors #func #companions)
         }
     }
 }
@@ -373,11 +382,11 @@ pub fn expand_with_hook(input: TokenStream) -> TokenStream {
             return quote!(::core::compile_error!("taskflow internal error: malformed #[task] hand-off");)
         }
     };
-    let mut cx = Ctxt::default();
-    let args = parse_args(attr, &mut cx);
     let Ok(mut func) = syn::parse2::<ItemFn>(it.collect()) else {
         return quote!(::core::compile_error!("taskflow internal error: malformed #[task] hand-off"););
     };
+    let mut cx = Ctxt::default();
+    let args = parse_args(attr, &mut cx);
     let defaults = strip_default_attrs(&mut func);
     let Some(def) = analyze(&func, &defaults, args, &mut cx) else {
         return cx.into_compile_errors();
@@ -385,14 +394,14 @@ pub fn expand_with_hook(input: TokenStream) -> TokenStream {
     let hook = metas.first().and_then(HookMeta::parse);
     let Some(hook) = hook else {
         let path = def.revert.as_ref().unwrap();
-        return syn::Error::new_spanned(
+        cx.error_spanned(
             path,
             format!(
                 "`{}` is not a revert hook: mark it with #[revert]",
                 path.to_token_stream()
             ),
-        )
-        .to_compile_error();
+        );
+        return cx.into_compile_errors();
     };
     let out = companions(&def, Some(&hook), &mut cx);
     let errors = cx.into_compile_errors();
@@ -602,8 +611,8 @@ pub fn expand_revert(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
         cx.error_spanned(&attr, "#[revert] takes no arguments");
     }
-    let func = match parse_fn(&item, "revert", &mut cx) {
-        Ok(f) => f,
+    let (func, mut cx) = match parse_fn(&item, "revert", cx) {
+        Ok(parsed) => parsed,
         Err(out) => return out,
     };
     let mut params = Vec::new();
@@ -642,5 +651,57 @@ pub fn expand_revert(attr: TokenStream, item: TokenStream) -> TokenStream {
         #errors
         #func
         #collector
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each way out of these expansions must take the accumulator's errors, or it panics.
+
+    #[test]
+    fn task_on_a_struct_keeps_the_item_and_says_why() {
+        let out = expand_task(
+            quote!(provides = x),
+            quote!(
+                struct S;
+            ),
+        )
+        .to_string();
+        assert!(out.contains("#[task] goes on a function"), "{out}");
+        assert!(out.contains("struct S"), "{out}");
+    }
+
+    #[test]
+    fn revert_on_a_struct_keeps_the_item_and_says_why() {
+        let out = expand_revert(
+            TokenStream::new(),
+            quote!(
+                struct S;
+            ),
+        )
+        .to_string();
+        assert!(out.contains("#[revert] goes on a function"), "{out}");
+    }
+
+    #[test]
+    fn task_without_a_hook_has_no_errors() {
+        let out = expand_task(
+            quote!(provides = y),
+            quote!(
+                fn double(x: u32) -> u32 {
+                    x * 2
+                }
+            ),
+        );
+        assert!(!out.to_string().contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn revert_path_that_is_not_a_hook() {
+        let input = quote!([] [ { task other public sync infallible [] [] norevert ok } ] (revert = other) fn f() {});
+        let out = expand_with_hook(input).to_string();
+        assert!(out.contains("`other` is not a revert hook"), "{out}");
     }
 }

@@ -1,12 +1,54 @@
-//! The wiring checks of `flow!`, one `check_*`/`report_*` function per rule. Each pushes a spanned
-//! error naming the step and the name at fault, and says how to fix it.
+//! The wiring rules of `flow!`, one `check_*` function each, all called from [`check`]. They only
+//! read the IR that `bind` built and push spanned errors that name the step and the name at fault
+//! and say how to fix it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use super::graph::{step_span, Analysis, Slot, Source, Step};
+use super::graph::{self, step_span, Analysis, Decider, Rebind, Scope, Slot, Source, Step, Visit};
 use super::parse::FlowDef;
+use super::suggest::closest;
 use crate::ctxt::Ctxt;
 use crate::meta::{StepKind, VisRank};
+
+/// Every rule, in the order its errors are reported. Rules about one step or one retry run
+/// together for each, in written order, so a flow's errors read from top to bottom.
+pub fn check(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
+    for d in &a.deciders {
+        check_decider(d, cx);
+    }
+    check_labels(&a.steps, cx);
+    for step in &a.steps {
+        check_rebinds(step, cx);
+        check_renames(step, cx);
+        check_map(step, cx);
+    }
+    check_duplicate_inputs(def, cx);
+    check_ambiguous(def, a, cx);
+    for &visit in &a.visits {
+        match visit {
+            Visit::Scope(k) => {
+                check_for_each(&a.scopes[k], cx);
+                check_retry_provider(a, k, cx);
+                check_retry_type(&a.scopes[k], cx);
+            }
+            Visit::Step(s) => {
+                check_map_parameter(&a.steps[s], cx);
+                check_unbound(def, a, s, cx);
+            }
+            Visit::Decider(d) => check_decider_unbound(a, d, cx),
+        }
+    }
+    check_links(a, cx);
+    check_cycle(a, cx);
+    check_skippable_reads(a, cx);
+    check_skippable_decider_reads(a, cx);
+    check_unused_inputs(def, a, cx);
+    for i in 0..def.outputs.len() {
+        check_output_once(def, i, cx);
+        check_output_provided(def, a, i, cx);
+    }
+    check_output_types(def, a, cx);
+}
 
 fn quoted(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     names
@@ -23,8 +65,26 @@ fn what(step: &Step) -> &'static str {
     }
 }
 
+/// A decider is a sync `#[task]` returning `bool` that provides nothing.
+fn check_decider(d: &Decider, cx: &mut Ctxt) {
+    let path = d.link.decider.as_ref().expect("a decider link");
+    let name = quote::ToTokens::to_token_stream(path)
+        .to_string()
+        .replace(' ', "");
+    if d.meta.kind != StepKind::Task
+        || d.meta.is_async
+        || !d.meta.provides.is_empty()
+        || d.meta.params.iter().any(|p| p.ctx)
+    {
+        cx.error_spanned(
+            path,
+            format!("decider `{name}` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+        );
+    }
+}
+
 /// Two steps with the same name could not be told apart in links, errors and the store.
-pub fn check_labels(steps: &[Step], cx: &mut Ctxt) {
+fn check_labels(steps: &[Step], cx: &mut Ctxt) {
     let mut seen = HashSet::new();
     for step in steps {
         if !seen.insert(step.label.clone()) {
@@ -48,39 +108,25 @@ pub fn check_labels(steps: &[Step], cx: &mut Ctxt) {
 }
 
 /// `step(param = name)`: every rebound parameter must exist, once.
-pub fn resolve_binds(step: &mut Step, cx: &mut Ctxt) {
-    step.reads = step.meta.params.iter().map(|p| p.name.clone()).collect();
-    let mut bound = HashSet::new();
-    for (param, name) in &step.r.binds {
+fn check_rebinds(step: &Step, cx: &mut Ctxt) {
+    for ((param, _), rebind) in step.r.binds.iter().zip(&step.rebinds) {
         let param_s = param.to_string();
-        if !bound.insert(param_s.clone()) {
-            cx.error(
+        match *rebind {
+            Rebind::Param(_) => {}
+            Rebind::Twice => cx.error(
                 param.span(),
                 format!(
                     "parameter `{param_s}` of step `{}` is rebound twice",
                     step.label
                 ),
-            );
-            continue;
-        }
-        match step.meta.params.iter().position(|p| p.name == param_s) {
-            Some(i) => step.reads[i] = name.to_string(),
-            None => {
+            ),
+            Rebind::Unknown { meant } => {
                 let params: Vec<&str> = step.meta.params.iter().map(|p| p.name.as_str()).collect();
-                let suggestion = closest(&param_s, params.iter().copied()).map(str::to_owned);
-                let hint = match &suggestion {
-                    Some(c) => format!("; did you mean `{c}`?"),
+                let hint = match meant {
+                    Some(i) => format!("; did you mean `{}`?", params[i]),
                     None if params.is_empty() => "; it takes no parameters".to_owned(),
                     None => format!("; its parameters are {}", quoted(&params)),
                 };
-                // Read the binding as the suggested one, so this mistake is reported once.
-                if let Some(i) =
-                    suggestion.and_then(|c| step.meta.params.iter().position(|p| p.name == c))
-                {
-                    step.reads[i] = name.to_string();
-                } else {
-                    step.extra_reads.push(name.to_string());
-                }
                 cx.error(
                     param.span(),
                     format!(
@@ -94,8 +140,38 @@ pub fn resolve_binds(step: &mut Step, cx: &mut Ctxt) {
     }
 }
 
+/// `step -> name` / `step -> (a, b)`: one new name per output.
+fn check_renames(step: &Step, cx: &mut Ctxt) {
+    let Some(renames) = &step.r.renames else {
+        return;
+    };
+    // A map of a task with other than one output is reported by `check_map`.
+    let map_mismatch = step.r.map_over.is_some() && step.meta.provides.len() != 1;
+    if renames.len() != step.meta.provides.len() && !map_mismatch {
+        let span = renames
+            .first()
+            .map_or_else(|| step_span(step), |r| r.span());
+        let n = step.meta.provides.len();
+        cx.error(
+            span,
+            format!(
+                "{} `{}` provides {n} value{} ({}), but `->` names {}",
+                what(step),
+                step.label,
+                if n == 1 { "" } else { "s" },
+                if n == 0 {
+                    "none".to_owned()
+                } else {
+                    quoted(&step.meta.provides)
+                },
+                renames.len()
+            ),
+        );
+    }
+}
+
 /// `map task over values`: a task with exactly one output, which becomes a `Vec`.
-pub fn check_map(step: &Step, cx: &mut Ctxt) {
+fn check_map(step: &Step, cx: &mut Ctxt) {
     let Some(values) = &step.r.map_over else {
         return;
     };
@@ -110,39 +186,7 @@ pub fn check_map(step: &Step, cx: &mut Ctxt) {
     }
 }
 
-/// `step -> name` / `step -> (a, b)`: one new name per output.
-pub fn resolve_renames(step: &mut Step, cx: &mut Ctxt) {
-    step.writes = step.meta.provides.clone();
-    if let Some(renames) = &step.r.renames {
-        // A map of a task with other than one output is reported by `check_map`.
-        let map_mismatch = step.r.map_over.is_some() && step.meta.provides.len() != 1;
-        if renames.len() != step.meta.provides.len() && !map_mismatch {
-            let span = renames
-                .first()
-                .map_or_else(|| step_span(step), |r| r.span());
-            let n = step.meta.provides.len();
-            cx.error(
-                span,
-                format!(
-                    "{} `{}` provides {n} value{} ({}), but `->` names {}",
-                    what(step),
-                    step.label,
-                    if n == 1 { "" } else { "s" },
-                    if n == 0 {
-                        "none".to_owned()
-                    } else {
-                        quoted(&step.meta.provides)
-                    },
-                    renames.len()
-                ),
-            );
-        }
-        // Keep the names the user wrote either way, so later checks do not report them again.
-        step.writes = renames.iter().map(ToString::to_string).collect();
-    }
-}
-
-pub fn check_duplicate_inputs(def: &FlowDef, cx: &mut Ctxt) {
+fn check_duplicate_inputs(def: &FlowDef, cx: &mut Ctxt) {
     let mut seen = HashSet::new();
     for (name, _) in &def.inputs {
         if !seen.insert(name.to_string()) {
@@ -155,9 +199,15 @@ pub fn check_duplicate_inputs(def: &FlowDef, cx: &mut Ctxt) {
 }
 
 /// A name may have one provider: a flow input, or one step's output.
-pub fn check_ambiguous(def: &FlowDef, steps: &[Step], slots: &[Slot], cx: &mut Ctxt) {
+fn check_ambiguous(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
+    let steps = &a.steps;
     let mut first: HashMap<&str, &Slot> = HashMap::new();
-    for slot in slots {
+    // A retry's value is checked with its retry, and a default is no provider.
+    let providers = a
+        .slots
+        .iter()
+        .filter(|s| matches!(s.source, Source::Input(_) | Source::Output { .. }));
+    for slot in providers {
         let Some(prev) = first.get(slot.name.as_str()) else {
             first.insert(&slot.name, slot);
             continue;
@@ -184,9 +234,7 @@ pub fn check_ambiguous(def: &FlowDef, steps: &[Step], slots: &[Slot], cx: &mut C
                     steps[other].label, slot.name
                 )
             }
-            Source::Default { .. } | Source::RetryItem { .. } => {
-                unreachable!("added after this check")
-            }
+            Source::Default { .. } | Source::RetryItem { .. } => unreachable!("filtered out"),
         };
         cx.error(
             span,
@@ -198,17 +246,90 @@ pub fn check_ambiguous(def: &FlowDef, steps: &[Step], slots: &[Slot], cx: &mut C
     }
 }
 
-/// A parameter reads a name that nothing surely provides before its step.
-pub fn report_unbound(
-    a: &Analysis,
-    s: usize,
-    p: usize,
-    name: &str,
-    avail: &BTreeSet<String>,
-    unordered_siblings: &HashMap<String, String>,
-    cx: &mut Ctxt,
-) {
+/// `ParameterizedForEach(values)` iterates a value provided before the retry.
+fn check_for_each(scope: &Scope, cx: &mut Ctxt) {
+    let Some(values) = &scope.spec.for_each else {
+        return;
+    };
+    if scope.for_each.is_some() {
+        return;
+    }
+    let name = values.to_string();
+    let hint = scope
+        .for_each_guess
+        .as_ref()
+        .map(|c| format!("; did you mean `{c}`?"))
+        .unwrap_or_default();
+    cx.error(
+        values.span(),
+        format!("`ParameterizedForEach({name})` iterates `{name}`, but nothing provides it before this `retry`{hint}"),
+    );
+}
+
+/// The value a retry provides is a name of its own.
+fn check_retry_provider(a: &Analysis, k: usize, cx: &mut Ctxt) {
+    let scope = &a.scopes[k];
+    let (Some((name, _)), Some(item)) = (&scope.spec.provides, scope.item) else {
+        return;
+    };
+    let name_s = name.to_string();
+    let Some(existing) = a.slot_of(&name_s).filter(|&slot| slot != item) else {
+        return;
+    };
+    let by = match a.slots[existing].source {
+        Source::Input(_) => "a flow input".to_owned(),
+        Source::Output { step, .. } => format!("step `{}`", a.steps[step].label),
+        _ => "another retry".to_owned(),
+    };
+    cx.error(
+        name.span(),
+        format!("ambiguous provider: {by} provides `{name_s}` already, and this `retry` provides it too; name the retry's value differently"),
+    );
+}
+
+/// Only `ParameterizedForEach` tells the type of the value it provides.
+fn check_retry_type(scope: &Scope, cx: &mut Ctxt) {
+    let Some((name, ty)) = &scope.spec.provides else {
+        return;
+    };
+    if ty.is_none() && scope.spec.for_each.is_none() {
+        cx.error(
+            name.span(),
+            format!("write the type of the value this `retry` provides: `-> {name}: Type`"),
+        );
+    }
+}
+
+/// `map task over values`: a parameter takes the elements.
+fn check_map_parameter(step: &Step, cx: &mut Ctxt) {
+    let Some(values) = &step.r.map_over else {
+        return;
+    };
+    if step.map_item.is_none() {
+        cx.error(
+            values.span(),
+            format!(
+                "`map {} over {values}`: the task takes no parameter for the elements",
+                step.label
+            ),
+        );
+    }
+}
+
+/// Every parameter reads a name that surely has a value before its step runs.
+fn check_unbound(def: &FlowDef, a: &Analysis, s: usize, cx: &mut Ctxt) {
     let step = &a.steps[s];
+    for (p, param) in step.meta.params.iter().enumerate() {
+        // The engine supplies a `&TaskContext`.
+        if !param.ctx && step.args[p].is_none() {
+            report_unbound(def, a, s, p, cx);
+        }
+    }
+}
+
+fn report_unbound(def: &FlowDef, a: &Analysis, s: usize, p: usize, cx: &mut Ctxt) {
+    let step = &a.steps[s];
+    let name = step.reads[p].as_str();
     let param = &step.meta.params[p].name;
     let reading = if param == name {
         format!("`{name}`")
@@ -221,7 +342,7 @@ pub fn report_unbound(
         .iter()
         .find(|(pp, _)| pp == param)
         .map_or_else(|| step_span(step), |(_, n)| n.span());
-    if let Some(provider) = unordered_siblings.get(name) {
+    if let Some(provider) = unordered_sibling(a, s, name) {
         cx.error(
             span,
             format!(
@@ -235,6 +356,7 @@ pub fn report_unbound(
         .steps
         .iter()
         .find(|other| other.writes.iter().any(|w| w == name));
+    let known = known_names(def, a, step);
     let hint = match later {
         Some(other) if other.label == step.label => format!(
             "; the step provides `{name}` itself, so it cannot also read it: rebind the parameter, e.g. `{}({param} = other_name)`",
@@ -244,20 +366,16 @@ pub fn report_unbound(
             "; it is provided by step `{}`, which does not run before `{}`: move `{}` earlier, or order the two in a `linear` or `graph`",
             other.label, step.label, other.label
         ),
-        None => {
-            let mut known: Vec<&str> = avail.iter().map(String::as_str).collect();
-            known.extend(a.steps.iter().flat_map(|o| o.writes.iter().map(String::as_str)));
-            match closest(name, known.into_iter()) {
-                Some(c) => format!(
-                    "; did you mean `{c}`? (rebind with `{}({param} = {c})`)",
-                    step.label
-                ),
-                None => format!(
-                    "; add `{name}` to the flow's inputs, add a step that provides it, or rebind the parameter with `{}({param} = other_name)`",
-                    step.label
-                ),
-            }
-        }
+        None => match closest(name, known.iter().map(String::as_str)) {
+            Some(c) => format!(
+                "; did you mean `{c}`? (rebind with `{}({param} = {c})`)",
+                step.label
+            ),
+            None => format!(
+                "; add `{name}` to the flow's inputs, add a step that provides it, or rebind the parameter with `{}({param} = other_name)`",
+                step.label
+            ),
+        },
     };
     cx.error(
         span,
@@ -268,29 +386,83 @@ pub fn report_unbound(
     );
 }
 
-/// A link `a -> b` whose `b` is not a step of the graph.
-pub fn report_bad_link(
-    a: &Analysis,
-    graph_steps: &[usize],
-    link: &super::parse::Link,
-    cx: &mut Ctxt,
-) {
-    let labels = graph_steps.iter().map(|&s| a.steps[s].label.as_str());
-    let to = link.to.to_string();
-    let hint = match closest(&to, labels.clone()) {
-        Some(c) => format!("; did you mean `{c}`?"),
-        None => format!("; the steps of this graph are {}", quoted(labels)),
-    };
-    cx.error(
-        link.to.span(),
-        format!(
-            "link `{} -> {to}`: this graph has no step named `{to}`{hint}",
-            link.from
-        ),
-    );
+/// The step of another member of `s`'s innermost `unordered` block that provides `name` (of the
+/// last such member).
+fn unordered_sibling<'a>(a: &'a Analysis, s: usize, name: &str) -> Option<&'a str> {
+    let (block, member) = a.steps[s].unordered?;
+    a.unordered[block]
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != member)
+        .rev()
+        .find_map(|(_, steps)| {
+            steps
+                .clone()
+                .find(|&t| a.steps[t].writes.iter().any(|w| w == name))
+        })
+        .map(|t| a.steps[t].label.as_str())
 }
 
-pub fn report_cycle(a: &Analysis, cycle: &[usize], cx: &mut Ctxt) {
+/// The names a step could mean: the flow's inputs, the values of the retries around it, and
+/// every step's outputs.
+fn known_names(def: &FlowDef, a: &Analysis, step: &Step) -> Vec<String> {
+    let inputs = def.inputs.iter().map(|(n, _)| n.to_string());
+    let retry_values = step
+        .scopes
+        .iter()
+        .filter_map(|&k| a.scopes[k].item)
+        .map(|slot| a.slots[slot].name.clone());
+    let outputs = a.steps.iter().flat_map(|o| o.writes.iter().cloned());
+    inputs.chain(retry_values).chain(outputs).collect()
+}
+
+/// A decider reads names that are available to the step it guards.
+fn check_decider_unbound(a: &Analysis, d: usize, cx: &mut Ctxt) {
+    let decider = &a.deciders[d];
+    let Some(to) = decider.to else {
+        return; // the link to a missing step is reported by `check_links`
+    };
+    let path = decider.link.decider.as_ref().expect("a decider link");
+    for (param, arg) in decider.meta.params.iter().zip(&decider.args) {
+        if arg.is_none() {
+            cx.error_spanned(
+                path,
+                format!(
+                    "decider of link `{} -> {}` requires `{}`, which is not provided before step `{}`; a decider reads what the step it guards could read",
+                    decider.link.from, decider.link.to, param.name, a.steps[to].label
+                ),
+            );
+        }
+    }
+}
+
+/// A link `a -> b` names steps of its graph.
+fn check_links(a: &Analysis, cx: &mut Ctxt) {
+    for ends in &a.links {
+        if ends.from.is_some() && ends.to.is_some() {
+            continue;
+        }
+        let labels = ends.graph.clone().map(|s| a.steps[s].label.as_str());
+        let to = ends.link.to.to_string();
+        let hint = match closest(&to, labels.clone()) {
+            Some(c) => format!("; did you mean `{c}`?"),
+            None => format!("; the steps of this graph are {}", quoted(labels)),
+        };
+        cx.error(
+            ends.link.to.span(),
+            format!(
+                "link `{} -> {to}`: this graph has no step named `{to}`{hint}",
+                ends.link.from
+            ),
+        );
+    }
+}
+
+/// Steps cannot depend on one another in a circle: one error per step of the cycle.
+fn check_cycle(a: &Analysis, cx: &mut Ctxt) {
+    let Some(cycle) = &a.cycle else {
+        return;
+    };
     let mut path: Vec<&str> = cycle.iter().map(|&s| a.steps[s].label.as_str()).collect();
     path.push(path[0]);
     let text = path
@@ -310,123 +482,10 @@ pub fn report_cycle(a: &Analysis, cycle: &[usize], cx: &mut Ctxt) {
     }
 }
 
-/// Every flow input is read; every flow output is provided.
-pub fn check_flow_io(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
-    for (i, (name, _)) in def.inputs.iter().enumerate() {
-        let read = a.steps.iter().any(|s| {
-            s.args
-                .iter()
-                .flatten()
-                .any(|&slot| a.slots[slot].source == Source::Input(i))
-        }) || a
-            .steps
-            .iter()
-            .any(|s| s.extra_reads.iter().any(|r| name == r))
-            || def.outputs.iter().any(|o| o == name)
-            || a.scopes.iter().any(|scope| {
-                scope
-                    .for_each
-                    .is_some_and(|slot| a.slots[slot].source == Source::Input(i))
-            });
-        if !read {
-            cx.error(
-                name.span(),
-                format!("unused flow input: no step of flow `{}` reads `{name}`; remove it, or rebind a parameter to it", def.name),
-            );
-        }
-    }
-    let mut seen = HashSet::new();
-    for out in &def.outputs {
-        let out_s = out.to_string();
-        if !seen.insert(out_s.clone()) {
-            cx.error(out.span(), format!("flow output `{out_s}` is listed twice"));
-            continue;
-        }
-        if a.slot_of(&out_s).is_none() {
-            let known = a
-                .slots
-                .iter()
-                .filter(|s| !matches!(s.source, Source::Default { .. }))
-                .map(|s| s.name.as_str());
-            let hint = match closest(&out_s, known) {
-                Some(c) => format!("; did you mean `{c}`?"),
-                None => "; add a step that provides it, or remove it from the outputs".to_owned(),
-            };
-            cx.error(
-                out.span(),
-                format!(
-                    "flow `{}` outputs `{out_s}`, but no input or step provides it{hint}",
-                    def.name
-                ),
-            );
-        }
-    }
-}
-
-/// A `pub` flow names each output's type in public items; an output without a written type is
-/// named through the step that provides it, which must then be at least as visible as the flow.
-pub fn check_output_types(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
-    let flow_vis = VisRank::of(&def.vis);
-    for (out, declared) in def.outputs.iter().zip(&def.output_types) {
-        if declared.is_some() {
-            continue;
-        }
-        let Some(slot) = a.slot_of(&out.to_string()) else {
-            continue;
-        };
-        if let Source::Output { step, .. } = a.slots[slot].source {
-            let step = &a.steps[step];
-            if step.meta.vis < flow_vis {
-                cx.error(
-                    out.span(),
-                    format!(
-                        "flow `{}` is more visible than {} `{}` (step `{}`), which provides `{out}`, so its output type cannot be named through it: write the type, e.g. `{out}: Type`",
-                        def.name,
-                        what(step),
-                        step.meta.name,
-                        step.label
-                    ),
-                );
-            }
-        }
-    }
-}
-
-/// A decider is a sync `#[task]` returning `bool` that provides nothing.
-pub fn check_decider(d: &super::graph::Decider, cx: &mut Ctxt) {
-    let path = d.link.decider.as_ref().expect("a decider link");
-    let name = quote::ToTokens::to_token_stream(path)
-        .to_string()
-        .replace(' ', "");
-    if d.meta.kind != StepKind::Task
-        || d.meta.is_async
-        || !d.meta.provides.is_empty()
-        || d.meta.params.iter().any(|p| p.ctx)
-    {
-        cx.error_spanned(
-            path,
-            format!("decider `{name}` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
-        );
-    }
-}
-
-/// A decider reads a name that is not available to the step it guards.
-pub fn report_decider_unbound(a: &Analysis, d: usize, to: usize, name: &str, cx: &mut Ctxt) {
-    let decider = &a.deciders[d];
-    let path = decider.link.decider.as_ref().expect("a decider link");
-    cx.error_spanned(
-        path,
-        format!(
-            "decider of link `{} -> {}` requires `{name}`, which is not provided before step `{}`; a decider reads what the step it guards could read",
-            decider.link.from, decider.link.to, a.steps[to].label
-        ),
-    );
-}
-
 /// A value that a decider may skip can only be read as an `Option` — by a step that could run
 /// without it. A step that is skipped whenever the value's producer is (it depends on nothing
 /// else) may read it plainly.
-pub fn check_skippable_reads(a: &Analysis, cx: &mut Ctxt) {
+fn check_skippable_reads(a: &Analysis, cx: &mut Ctxt) {
     for (reader, step) in a.steps.iter().enumerate() {
         for (p, slot) in step.args.iter().enumerate() {
             let Some(slot) = *slot else { continue };
@@ -454,7 +513,7 @@ pub fn check_skippable_reads(a: &Analysis, cx: &mut Ctxt) {
 }
 
 /// A decider reading a value that may have been skipped must take it as an `Option` too.
-pub fn check_skippable_decider_reads(a: &Analysis, cx: &mut Ctxt) {
+fn check_skippable_decider_reads(a: &Analysis, cx: &mut Ctxt) {
     for d in &a.deciders {
         for (p, slot) in d.args.iter().enumerate() {
             let Some(slot) = *slot else { continue };
@@ -480,67 +539,716 @@ pub fn check_skippable_decider_reads(a: &Analysis, cx: &mut Ctxt) {
 fn skipped_with(a: &Analysis, step: usize) -> Vec<bool> {
     let mut with = vec![false; a.steps.len()];
     with[step] = true;
-    super::graph::spread_skips(a, &mut with);
+    graph::spread_skips(a, &mut with);
     with
 }
 
-/// The closest name within a small edit distance, for "did you mean" hints.
-pub fn closest<'n>(name: &str, candidates: impl Iterator<Item = &'n str>) -> Option<&'n str> {
-    let limit = (name.chars().count() / 3).clamp(1, 3);
-    candidates
-        .filter(|c| *c != name)
-        .map(|c| (levenshtein(name, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
+/// Every flow input is read by a step, iterated by a retry or passed through as an output.
+fn check_unused_inputs(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
+    for (i, (name, _)) in def.inputs.iter().enumerate() {
+        let read = a.steps.iter().any(|s| {
+            s.args
+                .iter()
+                .flatten()
+                .any(|&slot| a.slots[slot].source == Source::Input(i))
+        }) || a
+            .steps
+            .iter()
+            .any(|s| s.extra_reads.iter().any(|r| name == r))
+            || def.outputs.iter().any(|o| o == name)
+            || a.scopes.iter().any(|scope| {
+                scope
+                    .for_each
+                    .is_some_and(|slot| a.slots[slot].source == Source::Input(i))
+            });
+        if !read {
+            cx.error(
+                name.span(),
+                format!("unused flow input: no step of flow `{}` reads `{name}`; remove it, or rebind a parameter to it", def.name),
+            );
+        }
+    }
 }
 
-/// Edit distance counting an adjacent transposition as one edit (optimal string alignment), so
-/// `imgae` is one typo away from `image`.
-fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
+/// Output `i` of the flow is listed once.
+fn check_output_once(def: &FlowDef, i: usize, cx: &mut Ctxt) {
+    let out = &def.outputs[i];
+    if listed_before(def, i) {
+        cx.error(out.span(), format!("flow output `{out}` is listed twice"));
     }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
+}
+
+fn listed_before(def: &FlowDef, i: usize) -> bool {
+    let out = def.outputs[i].to_string();
+    def.outputs[..i].iter().any(|o| *o == out)
+}
+
+/// Output `i` of the flow is provided by an input or a step.
+fn check_output_provided(def: &FlowDef, a: &Analysis, i: usize, cx: &mut Ctxt) {
+    let out = &def.outputs[i];
+    if listed_before(def, i) {
+        return; // reported by `check_output_once`
     }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+    let out_s = out.to_string();
+    if a.slot_of(&out_s).is_some() {
+        return;
+    }
+    let known = a
+        .slots
+        .iter()
+        .filter(|s| !matches!(s.source, Source::Default { .. }))
+        .map(|s| s.name.as_str());
+    let hint = match closest(&out_s, known) {
+        Some(c) => format!("; did you mean `{c}`?"),
+        None => "; add a step that provides it, or remove it from the outputs".to_owned(),
+    };
+    cx.error(
+        out.span(),
+        format!(
+            "flow `{}` outputs `{out_s}`, but no input or step provides it{hint}",
+            def.name
+        ),
+    );
+}
+
+/// A `pub` flow names each output's type in public items; an output without a written type is
+/// named through the step that provides it, which must then be at least as visible as the flow.
+fn check_output_types(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
+    let flow_vis = VisRank::of(&def.vis);
+    for (out, declared) in def.outputs.iter().zip(&def.output_types) {
+        if declared.is_some() {
+            continue;
+        }
+        let Some(slot) = a.slot_of(&out.to_string()) else {
+            continue;
+        };
+        if let Source::Output { step, .. } = a.slots[slot].source {
+            let step = &a.steps[step];
+            if step.meta.vis < flow_vis {
+                cx.error(
+                    out.span(),
+                    format!(
+                        "flow `{}` is more visible than {} `{}` (step `{}`), which provides `{out}`, so its output type cannot be named through it: write the type, e.g. `{out}: Type`",
+                        def.name,
+                        what(step),
+                        step.meta.name,
+                        step.label
+                    ),
+                );
             }
         }
     }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use quote::quote;
 
-    #[test]
-    fn closest_finds_typos_only() {
-        let names = ["server_id", "volume_id", "image"];
-        assert_eq!(
-            closest("server_ids", names.iter().copied()),
-            Some("server_id")
-        );
-        assert_eq!(closest("imgae", names.iter().copied()), Some("image"));
-        assert_eq!(closest("flavor", names.iter().copied()), None);
+    use super::check;
+    use crate::ctxt::Ctxt;
+    use crate::flow::bind::bind;
+    use crate::flow::testing::{flow, meta, metas, task};
+    use crate::meta::StepMeta;
+
+    /// Every error `flow!` reports for `src`, in order, as the source text it points at and its
+    /// message.
+    fn errors(src: &str, known: &[StepMeta]) -> Vec<(String, String)> {
+        let def = flow(src);
+        let (steps, deciders) = metas(&def, known);
+        let analysis = bind(&def, steps, deciders);
+        let mut cx = Ctxt::default();
+        check(&def, &analysis, &mut cx);
+        cx.into_spanned_messages()
+    }
+
+    fn servers() -> Vec<StepMeta> {
+        vec![
+            task("launch_server", &["image", "flavor"], &["server_id"]),
+            task("attach_volume", &["server_id", "size_gb"], &["volume_id"]),
+            task("create_volume", &["size_gb"], &["volume_id"]),
+            task("boot", &["server_id"], &["ip"]),
+            task("notify", &[], &[]),
+            task("measure", &["requested"], &["size_gb", "zone"]),
+        ]
+    }
+
+    /// On a mismatch, prints what was reported as Rust, to compare with what was expected.
+    #[track_caller]
+    fn assert_errors(src: &str, known: &[StepMeta], expected: &[(&str, &str)]) {
+        let actual = errors(src, known);
+        let actual: Vec<(&str, &str)> = actual
+            .iter()
+            .map(|(at, msg)| (at.as_str(), msg.as_str()))
+            .collect();
+        if actual != expected {
+            let listed: String = actual
+                .iter()
+                .map(|(at, msg)| format!("        ({at:?}, {msg:?}),\n"))
+                .collect();
+            panic!("reported:\n{listed}");
+        }
     }
 
     #[test]
-    fn levenshtein_counts_edits() {
-        assert_eq!(levenshtein("kitten", "sitting"), 3);
-        assert_eq!(levenshtein("", "abc"), 3);
-        assert_eq!(levenshtein("same", "same"), 0);
-        assert_eq!(levenshtein("imgae", "image"), 1);
+    fn a_correct_flow_has_no_errors() {
+        assert_errors(
+            "flow Boot(image: String, flavor: u32, size_gb: u32) -> (volume_id, ip) {
+                linear [ launch_server, unordered [ attach_volume, boot ], notify ]
+            }",
+            &servers(),
+            &[],
+        );
+    }
+
+    #[test]
+    fn decider_is_a_plain_task() {
+        let deciders = [
+            meta(quote!(task is_big public async infallible [] [] norevert ok)),
+            meta(quote!(task has_zone public sync infallible [] [zone] norevert ok)),
+            meta(quote!(flow Check public sync infallible [] [] norevert ok)),
+            meta(quote!(task with_ctx public sync infallible [(ctx ctx required)] [] norevert ok)),
+        ];
+        let known: Vec<StepMeta> = servers().into_iter().chain(deciders).collect();
+        assert_errors(
+            "flow F(requested: u32) {
+                graph [ measure, create_volume, notify, boot(server_id = zone),
+                    measure -> create_volume if is_big, measure -> notify if self::has_zone,
+                    create_volume -> boot if Check, notify -> boot if with_ctx ]
+            }",
+            &known,
+            &[
+                ("is_big", "decider `is_big` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+                ("self::has_zone", "decider `self::has_zone` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+                ("Check", "decider `Check` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+                ("with_ctx", "decider `with_ctx` must be a plain (not async) #[task] fn that returns `bool`, provides nothing and takes no `&TaskContext`"),
+                ("with_ctx", "decider of link `notify -> boot` requires `ctx`, which is not provided before step `boot`; a decider reads what the step it guards could read"),
+            ],
+        );
+    }
+
+    #[test]
+    fn two_steps_with_one_name() {
+        assert_errors(
+            "flow F(image: String, flavor: u32) { linear [ launch_server, infra::launch_server ] }",
+            &servers(),
+            &[
+                ("launch_server", "two steps are named `launch_server`: give this one its own name, e.g. `infra::launch_server as launch_server_2`"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume as v, create_volume -> other as v ] }",
+            &servers(),
+            &[(
+                "v",
+                "two steps are named `v`: give this one its own name, e.g. `create_volume as v_2`",
+            )],
+        );
+    }
+
+    #[test]
+    fn rebinding_a_missing_parameter() {
+        assert_errors(
+            "flow F(server_id: u64, size: u32, size_gb: u32) {
+                linear [ attach_volume(sise_gb = size), create_volume(disk = size) -> v, notify(x = size) ]
+            }",
+            &servers(),
+            &[
+                ("sise_gb", "task `attach_volume` has no parameter `sise_gb` to rebind; did you mean `size_gb`?"),
+                ("disk", "task `create_volume` has no parameter `disk` to rebind; its parameters are `size_gb`"),
+                ("x", "task `notify` has no parameter `x` to rebind; it takes no parameters"),
+            ],
+        );
+    }
+
+    #[test]
+    fn rebinding_a_parameter_twice() {
+        assert_errors(
+            "flow F(a: u32, b: u32) { linear [ create_volume(size_gb = a, size_gb = b) ] }",
+            &servers(),
+            &[
+                ("size_gb", "parameter `size_gb` of step `create_volume` is rebound twice"),
+                ("b", "unused flow input: no step of flow `F` reads `b`; remove it, or rebind a parameter to it"),
+            ],
+        );
+    }
+
+    #[test]
+    fn renaming_the_wrong_number_of_outputs() {
+        let known: Vec<StepMeta> = servers()
+            .into_iter()
+            .chain([meta(
+                quote!(flow Inner public sync infallible [] [a b] norevert ok),
+            )])
+            .collect();
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume -> (v, w), notify -> n, Inner -> only ] }",
+            &known,
+            &[
+                ("v", "task `create_volume` provides 1 value (`volume_id`), but `->` names 2"),
+                ("n", "task `notify` provides 0 values (none), but `->` names 1"),
+                ("only", "flow `Inner` provides 2 values (`a`, `b`), but `->` names 1"),
+            ],
+        );
+    }
+
+    #[test]
+    fn map_needs_a_task_with_one_output_and_a_parameter() {
+        let known: Vec<StepMeta> = servers()
+            .into_iter()
+            .chain([
+                meta(quote!(task two public sync infallible [(x value required)] [a b] norevert ok)),
+                meta(quote!(task nothing public sync infallible [(ctx ctx required)] [c] norevert ok)),
+                meta(quote!(flow Sub public sync infallible [(x value required)] [d] norevert ok)),
+            ])
+            .collect();
+        assert_errors(
+            "flow F(xs: Vec<u32>) { linear [ map two over xs, map nothing over xs, map Sub over xs ] }",
+            &known,
+            &[
+                ("xs", "`map two over xs` needs a #[task] that provides exactly one value (the map provides a `Vec` of them)"),
+                ("xs", "`map Sub over xs` needs a #[task] that provides exactly one value (the map provides a `Vec` of them)"),
+                ("xs", "`map nothing over xs`: the task takes no parameter for the elements"),
+            ],
+        );
+    }
+
+    #[test]
+    fn flow_input_declared_twice() {
+        assert_errors(
+            "flow F(size_gb: u32, size_gb: u32) { linear [ create_volume ] }",
+            &servers(),
+            &[
+                ("size_gb", "flow input `size_gb` is declared twice"),
+                ("size_gb", "unused flow input: no step of flow `F` reads `size_gb`; remove it, or rebind a parameter to it"),
+            ],
+        );
+    }
+
+    #[test]
+    fn ambiguous_provider() {
+        assert_errors(
+            "flow F(size_gb: u32, requested: u32) {
+                linear [ create_volume, create_volume -> volume_id as again, measure ]
+            }",
+            &servers(),
+            &[
+                ("volume_id", "ambiguous provider: step `create_volume` provides `volume_id` already, and step `again` provides it too; rename this output, e.g. `again -> volume_id_2`"),
+                ("measure", "ambiguous provider: flow `F` takes `size_gb` as an input, and step `measure` provides it too; rename this output, e.g. `measure -> size_gb_2`"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32, requested: u32) {
+                linear [ create_volume, measure -> (extra, volume_id) ]
+            }",
+            &servers(),
+            &[
+                ("volume_id", "ambiguous provider: step `create_volume` provides `volume_id` already, and step `measure` provides it too; rename this output, e.g. `measure -> volume_id_2`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn retry_value_provided_twice() {
+        assert_errors(
+            "flow F(size_gb: u32, server_id: u64) {
+                linear [
+                    retry(Times(2) -> server_id: u64) linear [ attach_volume ],
+                    retry(Times(2) -> volume_id: u64) linear [ create_volume -> v ],
+                    retry(Times(2) -> v: u64) linear [ ],
+                    retry(Times(2) -> t: u32) linear [ retry(Times(3) -> t: u32) linear [ ] ],
+                ]
+            }",
+            &servers(),
+            &[
+                ("server_id", "ambiguous provider: a flow input provides `server_id` already, and this `retry` provides it too; name the retry's value differently"),
+                ("volume_id", "ambiguous provider: step `attach_volume` provides `volume_id` already, and this `retry` provides it too; name the retry's value differently"),
+                ("v", "ambiguous provider: step `create_volume` provides `v` already, and this `retry` provides it too; name the retry's value differently"),
+                ("t", "ambiguous provider: another retry provides `t` already, and this `retry` provides it too; name the retry's value differently"),
+            ],
+        );
+    }
+
+    #[test]
+    fn retry_value_without_type() {
+        assert_errors(
+            "flow F(server_id: u64) { retry(Times(2) -> size_gb) linear [ attach_volume ] }",
+            &servers(),
+            &[(
+                "size_gb",
+                "write the type of the value this `retry` provides: `-> size_gb: Type`",
+            )],
+        );
+    }
+
+    #[test]
+    fn for_each_over_a_missing_value() {
+        assert_errors(
+            "flow F(sizes: Vec<u32>) {
+                linear [ retry(ParameterizedForEach(sizs) -> size_gb) linear [ create_volume ] ]
+            }",
+            &servers(),
+            &[
+                ("sizs", "`ParameterizedForEach(sizs)` iterates `sizs`, but nothing provides it before this `retry`; did you mean `sizes`?"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) {
+                linear [ retry(ParameterizedForEach(volume_id) -> x) linear [ create_volume ] ]
+            }",
+            &servers(),
+            &[
+                ("volume_id", "`ParameterizedForEach(volume_id)` iterates `volume_id`, but nothing provides it before this `retry`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn unbound_input() {
+        assert_errors(
+            "flow F(image: String) { linear [ launch_server ] }",
+            &servers(),
+            &[
+                ("launch_server", "unbound input: step `launch_server` requires `flavor`, but nothing provides it before the step runs; add `flavor` to the flow's inputs, add a step that provides it, or rebind the parameter with `launch_server(flavor = other_name)`"),
+            ],
+        );
+        assert_errors(
+            "flow F(imgae: String, flavor: u32) { linear [ launch_server ] }",
+            &servers(),
+            &[
+                ("launch_server", "unbound input: step `launch_server` requires `image`, but nothing provides it before the step runs; did you mean `imgae`? (rebind with `launch_server(image = imgae)`)"),
+                ("imgae", "unused flow input: no step of flow `F` reads `imgae`; remove it, or rebind a parameter to it"),
+            ],
+        );
+        assert_errors(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                linear [ attach_volume, launch_server ]
+            }",
+            &servers(),
+            &[
+                ("attach_volume", "unbound input: step `attach_volume` requires `server_id`, but nothing provides it before the step runs; it is provided by step `launch_server`, which does not run before `attach_volume`: move `launch_server` earlier, or order the two in a `linear` or `graph`"),
+            ],
+        );
+        assert_errors(
+            "flow F(image: String, flavor: u32) { linear [ launch_server(image = server_id) ] }",
+            &servers(),
+            &[
+                ("server_id", "unbound input: step `launch_server` requires `server_id` (for its parameter `image`), but nothing provides it before the step runs; the step provides `server_id` itself, so it cannot also read it: rebind the parameter, e.g. `launch_server(image = other_name)`"),
+                ("image", "unused flow input: no step of flow `F` reads `image`; remove it, or rebind a parameter to it"),
+            ],
+        );
+        assert_errors(
+            "flow F(image: String, flavor: u32) { linear [ launch_server, boot(server_id = sever_id) ] }",
+            &servers(),
+            &[
+                ("sever_id", "unbound input: step `boot` requires `sever_id` (for its parameter `server_id`), but nothing provides it before the step runs; did you mean `server_id`? (rebind with `boot(server_id = server_id)`)"),
+            ],
+        );
+    }
+
+    #[test]
+    fn unbound_input_may_mean_the_value_of_a_retry_around_it() {
+        let known = [task("use_it", &["attemt"], &[])];
+        assert_errors(
+            "flow F() {
+                linear [ retry(Times(3) -> attempt: u32) linear [ use_it as inside ], use_it as after ]
+            }",
+            &known,
+            &[
+                ("use_it", "unbound input: step `inside` requires `attemt`, but nothing provides it before the step runs; did you mean `attempt`? (rebind with `inside(attemt = attempt)`)"),
+                ("use_it", "unbound input: step `after` requires `attemt`, but nothing provides it before the step runs; add `attemt` to the flow's inputs, add a step that provides it, or rebind the parameter with `after(attemt = other_name)`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn step_reading_its_own_output_in_a_graph() {
+        assert_errors(
+            "flow F() { graph [ boot(server_id = ip) ] }",
+            &servers(),
+            &[
+                ("boot", "cycle (1/1): `boot` -> `boot`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+    }
+
+    #[test]
+    fn unbound_input_of_a_mapped_step() {
+        assert_errors(
+            "flow F(xs: Vec<u32>) {
+                linear [ map create_volume over sizes, map create_volume over xs -> vs as m ]
+            }",
+            &servers(),
+            &[
+                ("create_volume", "unbound input: step `create_volume` requires `sizes` (for its parameter `size_gb`), but nothing provides it before the step runs; add `sizes` to the flow's inputs, add a step that provides it, or rebind the parameter with `create_volume(size_gb = other_name)`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn dependency_inside_unordered() {
+        assert_errors(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                unordered [ attach_volume, linear [ notify, launch_server ], linear [ launch_server -> server_id as again ] ]
+            }",
+            &servers(),
+            &[
+                ("server_id", "ambiguous provider: step `launch_server` provides `server_id` already, and step `again` provides it too; rename this output, e.g. `again -> server_id_2`"),
+                ("attach_volume", "step `attach_volume` reads `server_id`, which step `again` provides in the same `unordered` block; members of `unordered` are independent: use `linear [ .. ]` or `graph [ .. ]` to order them"),
+            ],
+        );
+        // A later step of the same member is no sibling: it runs after, in the member's own order.
+        assert_errors(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                unordered [ linear [ attach_volume, launch_server ], notify ]
+            }",
+            &servers(),
+            &[
+                ("attach_volume", "unbound input: step `attach_volume` requires `server_id`, but nothing provides it before the step runs; it is provided by step `launch_server`, which does not run before `attach_volume`: move `launch_server` earlier, or order the two in a `linear` or `graph`"),
+            ],
+        );
+        // Only the innermost `unordered` counts; the outer one's other members are not siblings.
+        assert_errors(
+            "flow F(image: String, flavor: u32, size_gb: u32) {
+                unordered [ launch_server, linear [ unordered [ attach_volume, notify ] ] ]
+            }",
+            &servers(),
+            &[
+                ("attach_volume", "unbound input: step `attach_volume` requires `server_id`, but nothing provides it before the step runs; it is provided by step `launch_server`, which does not run before `attach_volume`: move `launch_server` earlier, or order the two in a `linear` or `graph`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn default_parameters_need_no_provider() {
+        let known = [meta(
+            quote!(task resize public sync infallible [(size_gb value default) (zone ref required)] [done] norevert ok),
+        )];
+        assert_errors("flow F(zone: String) { linear [ resize ] }", &known, &[]);
+    }
+
+    #[test]
+    fn decider_reads_what_its_step_could_read() {
+        let known: Vec<StepMeta> = servers()
+            .into_iter()
+            .chain([
+                meta(quote!(task wants public sync infallible [(volume_id ref required) (size_gb ref required) (image ref required)] [] norevert ok)),
+            ])
+            .collect();
+        assert_errors(
+            "flow F(size_gb: u32) {
+                graph [ create_volume, notify, create_volume -> notify if wants, create_volume -> unknown if wants ]
+            }",
+            &known,
+            &[
+                ("wants", "decider of link `create_volume -> notify` requires `image`, which is not provided before step `notify`; a decider reads what the step it guards could read"),
+                ("unknown", "link `create_volume -> unknown`: this graph has no step named `unknown`; the steps of this graph are `create_volume`, `notify`"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { graph [ notify, create_volume, notify -> create_volume if wants ] }",
+            &known,
+            &[
+                ("wants", "decider of link `notify -> create_volume` requires `volume_id`, which is not provided before step `create_volume`; a decider reads what the step it guards could read"),
+                ("wants", "decider of link `notify -> create_volume` requires `image`, which is not provided before step `create_volume`; a decider reads what the step it guards could read"),
+            ],
+        );
+    }
+
+    #[test]
+    fn link_to_a_step_not_in_the_graph() {
+        assert_errors(
+            "flow F(size_gb: u32) { graph [ create_volume, notify, create_volume -> notfy ] }",
+            &servers(),
+            &[
+                ("notfy", "link `create_volume -> notfy`: this graph has no step named `notfy`; did you mean `notify`?"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) {
+                linear [ notify as other, graph [ create_volume, graph [ notify, notify -> elsewhere ], create_volume -> other ] ]
+            }",
+            &servers(),
+            &[
+                ("elsewhere", "link `notify -> elsewhere`: this graph has no step named `elsewhere`; the steps of this graph are `notify`"),
+                ("other", "link `create_volume -> other`: this graph has no step named `other`; the steps of this graph are `create_volume`, `notify`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn cycle() {
+        let known = [
+            task("a", &["z"], &["x"]),
+            task("b", &["x"], &["y"]),
+            task("c", &["y"], &["z"]),
+            task("d", &[], &[]),
+        ];
+        assert_errors(
+            "flow F() { graph [ d, a, b, c ] }",
+            &known,
+            &[
+                ("a", "cycle (1/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("b", "cycle (2/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("c", "cycle (3/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+        assert_errors(
+            "flow F(x: u32) { graph [ d, b, b -> d, d -> b ] }",
+            &known,
+            &[
+                ("d", "cycle (1/2): `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("b", "cycle (2/2): `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+    }
+
+    #[test]
+    fn value_a_decider_may_skip_is_read_as_an_option() {
+        let known = [
+            task("measure", &["requested"], &["size_gb"]),
+            task("big_enough", &[], &[]),
+            task("backup", &["size_gb"], &["backup_id"]),
+            task("verify", &["size_gb", "backup_id"], &["verified"]),
+            task("report", &["backup_id"], &["report"]),
+            meta(
+                quote!(task worth public sync infallible [(backup_id ref required)] [] norevert ok),
+            ),
+            meta(
+                quote!(task tally public sync infallible [(backup_id opt required) (size_gb value required)] [total] norevert ok),
+            ),
+        ];
+        assert_errors(
+            "flow Backup(requested: u32) {
+                graph [ measure, backup, verify, report, tally, measure -> backup if big_enough, backup -> verify if worth ]
+            }",
+            &known,
+            &[
+                ("verify", "step `verify` reads `backup_id` from step `backup`, which a decider may skip while `verify` still runs: take it as `Option<T>` (or `Option<&T>`)"),
+                ("worth", "the decider of link `backup -> verify` reads `backup_id` from step `backup`, which a decider may skip: take it as `Option<T>` (or `Option<&T>`)"),
+            ],
+        );
+    }
+
+    #[test]
+    fn value_skipped_with_its_producers_producer() {
+        let known = [
+            task("measure", &["requested"], &["size_gb"]),
+            task("big_enough", &[], &[]),
+            task("backup", &["size_gb"], &["backup_id"]),
+            task("archive", &["backup_id"], &["archived"]),
+            task("summary", &["archived", "size_gb"], &["summary"]),
+            meta(
+                quote!(task count public sync infallible [(archived optref required) (size_gb value required)] [n] norevert ok),
+            ),
+        ];
+        assert_errors(
+            "flow Backup(requested: u32) -> (summary, n, archived) {
+                graph [ measure, backup, archive, summary, count, measure -> backup if big_enough ]
+            }",
+            &known,
+            &[
+                ("summary", "step `summary` reads `archived` from step `archive`, which a decider may skip while `summary` still runs: take it as `Option<T>` (or `Option<&T>`)"),
+            ],
+        );
+    }
+
+    #[test]
+    fn unused_flow_input() {
+        assert_errors(
+            "flow Boot(image: String, flavor: u32, zone: String, size_gb: u32) -> (size_gb) {
+                linear [ launch_server ]
+            }",
+            &servers(),
+            &[
+                ("zone", "unused flow input: no step of flow `Boot` reads `zone`; remove it, or rebind a parameter to it"),
+            ],
+        );
+        // A mistaken rebinding or `ParameterizedForEach` counts as reading the name it meant.
+        assert_errors(
+            "flow F(server_id: u64, amount: u32, sizes: Vec<u32>) {
+                retry(ParameterizedForEach(sizs) -> x) linear [ attach_volume(sise_gb = amount) ]
+            }",
+            &servers(),
+            &[
+                ("sise_gb", "task `attach_volume` has no parameter `sise_gb` to rebind; did you mean `size_gb`?"),
+                ("sizs", "`ParameterizedForEach(sizs)` iterates `sizs`, but nothing provides it before this `retry`; did you mean `sizes`?"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32, extra: u32) { linear [ create_volume(disk = extra) ] }",
+            &servers(),
+            &[
+                ("disk", "task `create_volume` has no parameter `disk` to rebind; its parameters are `size_gb`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn flow_outputs() {
+        assert_errors(
+            "flow F(size_gb: u32) -> (volume_id, volume_id, volum_id, ip, volume_id, size_gb) { linear [ create_volume ] }",
+            &servers(),
+            &[
+                ("volume_id", "flow output `volume_id` is listed twice"),
+                ("volum_id", "flow `F` outputs `volum_id`, but no input or step provides it; did you mean `volume_id`?"),
+                ("ip", "flow `F` outputs `ip`, but no input or step provides it; add a step that provides it, or remove it from the outputs"),
+                ("volume_id", "flow output `volume_id` is listed twice"),
+            ],
+        );
+    }
+
+    #[test]
+    fn pub_flow_untyped_output_of_private_step() {
+        let known = [
+            meta(quote!(task secret private sync infallible [] [token] norevert ok)),
+            meta(quote!(task internal restricted sync infallible [] [key] norevert ok)),
+            meta(quote!(flow Hidden private sync infallible [] [code] norevert ok)),
+        ];
+        assert_errors(
+            "pub flow F() -> (token, key, code, typed: u32) {
+                linear [ secret, internal, Hidden, secret -> typed as again ]
+            }",
+            &known,
+            &[
+                ("token", "flow `F` is more visible than task `secret` (step `secret`), which provides `token`, so its output type cannot be named through it: write the type, e.g. `token: Type`"),
+                ("key", "flow `F` is more visible than task `internal` (step `internal`), which provides `key`, so its output type cannot be named through it: write the type, e.g. `key: Type`"),
+                ("code", "flow `F` is more visible than flow `Hidden` (step `Hidden`), which provides `code`, so its output type cannot be named through it: write the type, e.g. `code: Type`"),
+            ],
+        );
+        assert_errors(
+            "pub(crate) flow F() -> (token, key) { linear [ secret, internal ] }",
+            &known,
+            &[
+                ("token", "flow `F` is more visible than task `secret` (step `secret`), which provides `token`, so its output type cannot be named through it: write the type, e.g. `token: Type`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn errors_are_reported_in_written_order_within_each_stage() {
+        assert_errors(
+            "flow F(image: String, size_gb: u32, sizes: Vec<u32>) -> (nowhere) {
+                linear [
+                    create_volume -> (a, b),
+                    launch_server(flavour = size_gb),
+                    boot(server_id = missing),
+                    retry(ParameterizedForEach(sizs) -> s) graph [
+                        attach_volume(size_gb = gone), notify, attach_volume -> notify if decide,
+                    ],
+                    boot(server_id = lost) -> ip_again as again,
+                ]
+            }",
+            &[servers(), vec![task("decide", &["verdict"], &[])]].concat(),
+            &[
+                ("a", "task `create_volume` provides 1 value (`volume_id`), but `->` names 2"),
+                ("flavour", "task `launch_server` has no parameter `flavour` to rebind; did you mean `flavor`?"),
+                ("missing", "unbound input: step `boot` requires `missing` (for its parameter `server_id`), but nothing provides it before the step runs; add `missing` to the flow's inputs, add a step that provides it, or rebind the parameter with `boot(server_id = other_name)`"),
+                ("sizs", "`ParameterizedForEach(sizs)` iterates `sizs`, but nothing provides it before this `retry`; did you mean `sizes`?"),
+                ("gone", "unbound input: step `attach_volume` requires `gone` (for its parameter `size_gb`), but nothing provides it before the step runs; add `gone` to the flow's inputs, add a step that provides it, or rebind the parameter with `attach_volume(size_gb = other_name)`"),
+                ("decide", "decider of link `attach_volume -> notify` requires `verdict`, which is not provided before step `notify`; a decider reads what the step it guards could read"),
+                ("lost", "unbound input: step `again` requires `lost` (for its parameter `server_id`), but nothing provides it before the step runs; add `lost` to the flow's inputs, add a step that provides it, or rebind the parameter with `again(server_id = other_name)`"),
+                ("nowhere", "flow `F` outputs `nowhere`, but no input or step provides it; add a step that provides it, or remove it from the outputs"),
+            ],
+        );
     }
 }

@@ -40,17 +40,17 @@ pub fn expand(def: &FlowDef, groups: &[Group]) -> TokenStream {
         }
     }
     if cx.has_errors() || steps.len() + deciders.len() != groups.len() {
-        return fallback(def, cx);
+        return fallback(def, cx.into_compile_errors());
     }
     // A sub-flow that failed its own checks has reported why; check this flow's wiring all the
     // same, but emit no executor over it.
     let sub_broken = metas.iter().any(|m| m.broken);
     let decider_metas = metas.split_off(steps.len());
-    let analysis = graph::analyze(def, metas, decider_metas, &mut cx);
-    super::check::check_flow_io(def, &analysis, &mut cx);
-    super::check::check_output_types(def, &analysis, &mut cx);
-    if cx.has_errors() || sub_broken {
-        return fallback(def, cx);
+    let analysis = super::bind::bind(def, metas, decider_metas);
+    super::check::check(def, &analysis, &mut cx);
+    let errors = cx.into_compile_errors();
+    if !errors.is_empty() || sub_broken {
+        return fallback(def, errors);
     }
     let out = emit(def, &analysis);
     if std::env::var_os("TASKFLOW_DEBUG_EXPAND").is_some() {
@@ -69,8 +69,7 @@ fn outputs_ident(def: &FlowDef) -> Ident {
 
 /// On a wiring error: the errors, plus the flow's types and a `Flow` impl that is never run (the
 /// build fails), so code that uses the flow does not add a cascade of unrelated errors.
-fn fallback(def: &FlowDef, cx: Ctxt) -> TokenStream {
-    let errors = cx.into_compile_errors();
+fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
     let name = &def.name;
     let vis = &def.vis;
     let attrs = &def.attrs;

@@ -9,10 +9,14 @@
 //! `__flow_impl`. A 500-step flow thus nests about `CHUNK + 500 / CHUNK` levels deep, well inside
 //! rustc's default recursion limit of 128.
 
+mod bind;
 mod check;
 mod expand;
 mod graph;
 mod parse;
+mod suggest;
+#[cfg(test)]
+mod testing;
 
 use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};

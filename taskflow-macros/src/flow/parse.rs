@@ -311,7 +311,7 @@ impl Parse for Pattern {
 
 /// In a `graph`, `a -> b` is a link when `a` names another step of the graph (at any depth);
 /// otherwise it is step `a` with its output renamed to `b`. A link to a name that is not a step
-/// is reported by the analysis.
+/// is reported by `check`.
 fn classify_links(items: &mut [Item]) {
     fn labels(items: &[Item], out: &mut Vec<String>) {
         for item in items {
