@@ -1115,3 +1115,156 @@ fn two_stops_in_a_row_change_nothing() {
         6,
     );
 }
+
+// ---- defects found against TaskFlow's semantics: these tests fail on the current code
+
+mod defects {
+    use super::*;
+    use std::time::Duration;
+
+    use common::{no_panic, within};
+
+    /// What the steps and hooks of these flows did, in order (they take turns: `my_turn`).
+    static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn log(event: impl Into<String>) {
+        LOG.lock().unwrap().push(event.into());
+    }
+
+    /// `my_turn`, with an empty log.
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        let turn = my_turn();
+        LOG.lock().unwrap().clear();
+        turn
+    }
+
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    fn state_of(stored: &StoredFlow, step: &str) -> Option<StepState> {
+        stored.atom(step).map(|a| a.state)
+    }
+
+    // ---- 4. a panic inside a stored value's Serialize or Deserialize
+
+    /// Refuses to serialize 13 and to load 7, by panicking.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Touchy(u32);
+
+    impl Serialize for Touchy {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0 == 13 {
+                panic!("Touchy refuses to serialize 13");
+            }
+            s.serialize_u32(self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Touchy {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let n = u32::deserialize(d)?;
+            if n == 7 {
+                panic!("Touchy refuses to load 7");
+            }
+            Ok(Touchy(n))
+        }
+    }
+
+    #[task(provides = touchy)]
+    fn make_touchy(n: u32) -> Touchy {
+        log(format!("make_touchy {n}"));
+        Touchy(n)
+    }
+
+    #[task(provides = shown)]
+    fn show_touchy(touchy: &Touchy) -> String {
+        format!("touchy {}", touchy.0)
+    }
+
+    flow! {
+        flow Fragile(n: u32) -> (shown: String) { linear [ make_touchy, show_touchy ] }
+    }
+
+    /// A panic in a step output's `Serialize` ends the run with an error naming the step and
+    /// the panic — it does not escape the engine — and the store stays loadable and resumable
+    /// (the resume ends with an error too, without panicking).
+    #[test]
+    fn a_panic_in_serialize_ends_the_run_with_an_error() {
+        let _turn = turn();
+        for engine in engines() {
+            let at = format!("{engine:?}");
+            let (first, loaded, again) = within(LIMIT, move || {
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+                let first = no_panic(|| {
+                    engine.run_durable_blocking(
+                        Fragile,
+                        FragileInputs { n: 13 },
+                        store.clone(),
+                        "f",
+                    )
+                })
+                .map(|r| r.map(|o| o.shown).map_err(|e| e.to_string()));
+                let loaded = store.load_flow("f").map(|s| s.map(|s| s.flow.state));
+                let again =
+                    no_panic(|| engine.resume_durable_blocking(Fragile, store.clone(), "f"))
+                        .map(|r| r.map(|o| o.shown).map_err(|e| e.to_string()));
+                (first, loaded, again)
+            });
+            let text = match first {
+                Ok(Err(text)) => text,
+                Ok(Ok(out)) => panic!("{at}: the run must fail, got {out:?}"),
+                Err(p) => panic!("{at}: the panic escaped the engine: {p}"),
+            };
+            assert!(
+                text.contains("make_touchy") && text.contains("Touchy refuses to serialize 13"),
+                "{at}: {text}"
+            );
+            assert!(matches!(loaded, Ok(Some(_))), "{at}: {loaded:?}");
+            assert!(
+                matches!(again, Ok(Err(_))),
+                "{at}: the resume ends with an error, without panicking: {again:?}"
+            );
+        }
+    }
+
+    /// A panic in a stored result's `Deserialize` on resume is refused as a corrupt record
+    /// naming the step and the panic; the store is left as it was.
+    #[test]
+    fn a_panic_in_deserialize_on_resume_is_a_corrupt_record() {
+        let _turn = turn();
+        for engine in engines() {
+            let at = format!("{engine:?}");
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            // `make_touchy` succeeds and is recorded with its result; the run stops after.
+            let flaky = Flaky::failing_from(store.clone(), 3);
+            let first = engine.run_durable_blocking(Fragile, FragileInputs { n: 7 }, flaky, "f");
+            assert!(matches!(first, Err(DurableError::Store(_))), "{first:?}");
+            let before = store.load_flow("f").unwrap().unwrap();
+            assert_eq!(
+                state_of(&before, "make_touchy"),
+                Some(StepState::Success),
+                "{at}"
+            );
+            let resumed = {
+                let (engine, store) = (engine.clone(), store.clone());
+                within(LIMIT, move || {
+                    no_panic(|| engine.resume_durable_blocking(Fragile, store, "f"))
+                })
+            };
+            let err = match resumed {
+                Ok(Err(e)) => e,
+                Ok(Ok(out)) => panic!("{at}: the resume must be refused, got {out:?}"),
+                Err(p) => panic!("{at}: the panic escaped the engine: {p}"),
+            };
+            let text = err.to_string();
+            assert!(
+                matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
+                "{at}: {err:?}"
+            );
+            assert!(
+                text.contains("make_touchy") && text.contains("Touchy refuses to load 7"),
+                "{at}: {text}"
+            );
+            assert_eq!(store.load_flow("f").unwrap().unwrap(), before, "{at}");
+        }
+    }
+}

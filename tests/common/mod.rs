@@ -183,3 +183,40 @@ impl taskflow::store::Store for HookedStore {
         self.inner.delete_flow(flow_id)
     }
 }
+
+/// Runs `f` on its own thread and returns what it returns; panics (failing the test instead of
+/// hanging it) when it takes longer than `limit`. A panic inside `f` is passed on as it is.
+pub fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => {
+            let _ = worker.join();
+            value
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the worker sent nothing and did not panic"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("timed out after {limit:?}: the run hangs")
+        }
+    }
+}
+
+/// Calls `f`, turning a panic that escapes it into `Err(message)`: for runs that must end with
+/// an error rather than a panic.
+pub fn no_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a payload that is not a string".to_owned())
+    })
+}

@@ -24,6 +24,7 @@
 //! and resumed the same way.
 
 pub(crate) mod journal;
+pub(crate) mod value;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use crate::store::{
 };
 use crate::{FlowError, PanicError};
 use journal::{Journal, Registry};
+pub use value::ValueError;
 
 /// A flow whose every stored value is `Serialize + DeserializeOwned`: it can be run with a
 /// store ([`Engine::run_durable`]). `flow!` implements it; the bounds are checked where a flow
@@ -71,21 +73,25 @@ use journal::{Journal, Registry};
 )]
 pub trait DurableFlow: Flow {
     /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
-    /// one, an object by name for several. `Err` when a value does not serialize.
+    /// one, an object by name for several. `Err` when a value cannot be stored.
     #[doc(hidden)]
-    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, String>;
+    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError>;
 
     /// Puts a stored result of step `step` back in its slots.
     #[doc(hidden)]
-    fn __load_step(values: &mut Self::Values, step: usize, result: &Value) -> Result<(), String>;
+    fn __load_step(
+        values: &mut Self::Values,
+        step: usize,
+        result: &Value,
+    ) -> Result<(), ValueError>;
 
     /// The inputs as a JSON object by name.
     #[doc(hidden)]
-    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, String>;
+    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, ValueError>;
 
     /// The inputs back from [`__save_inputs`](Self::__save_inputs)'s JSON.
     #[doc(hidden)]
-    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, String>;
+    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, ValueError>;
 
     /// Rebuilds sub-flow step `step`'s values from the store (its inputs from ours).
     #[doc(hidden)]
@@ -472,9 +478,9 @@ impl Engine {
         suspend: &SuspendHandle,
     ) -> Result<DurableEnd<F::Outputs>, DurableError> {
         let _ = flow;
-        let json = F::__save_inputs(&inputs).map_err(|detail| StoreError::Invalid {
+        let json = F::__save_inputs(&inputs).map_err(|e| StoreError::Invalid {
             what: format!("inputs of flow `{flow_id}`"),
-            detail,
+            detail: e.to_string(),
         })?;
         let logbook = self.logbook.as_deref().unwrap_or(F::NAME);
         let mut record = FlowRecord::new(logbook, F::NAME, fingerprint::<F>(), json)
@@ -584,11 +590,10 @@ impl Engine {
                 compiled,
             });
         }
-        let inputs =
-            F::__load_inputs(&stored.flow.inputs).map_err(|detail| StoreError::Corrupt {
-                what: format!("inputs of flow `{flow_id}`"),
-                detail,
-            })?;
+        let inputs = F::__load_inputs(&stored.flow.inputs).map_err(|e| StoreError::Corrupt {
+            what: format!("inputs of flow `{flow_id}`"),
+            detail: e.to_string(),
+        })?;
         match stored.flow.state {
             FlowState::Reverted | FlowState::Failure => {
                 return Err(DurableError::Failed(recorded_error(&stored)));

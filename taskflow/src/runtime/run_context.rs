@@ -13,6 +13,7 @@ use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
 use crate::runtime::pool::Pool;
 use crate::runtime::run::IllegalTransition;
 use crate::state::{FlowState, StepState};
+use crate::store::StoreError;
 
 /// How an engine schedules steps.
 #[derive(Debug, Clone)]
@@ -108,8 +109,17 @@ impl RunContext {
     /// `values`, just after it succeeded (a durable run).
     pub(crate) fn record_result<V: 'static>(&self, step: &str, values: &V, index: usize) {
         if let Some(journal) = self.journal() {
-            let json = journal.registry().save_step(values, index);
-            journal.result(&self.path(step), json);
+            let path = self.path(step);
+            match journal.save_result(&path, values, index) {
+                Ok(Some(json)) => journal.result(&path, json),
+                Ok(None) => {}
+                // A value that does not serialize cannot be checkpointed: stop like a failed
+                // write, before anything depends on it.
+                Err(e) => journal.stop(StoreError::Invalid {
+                    what: format!("result of step `{path}`"),
+                    detail: e.to_string(),
+                }),
+            }
         }
     }
 
