@@ -282,6 +282,59 @@ fn a_finished_run_resumes_to_its_stored_outcome_without_running() {
     assert_eq!(runs().count("create x"), before);
 }
 
+/// A run recorded SUCCESS must hold every step's SUCCESS record, its sub-flows' too: one missing
+/// inside a sub-flow, or left PENDING, is a corrupt store naming the step (the sub-flow step's own
+/// result would otherwise have made up the outputs).
+#[test]
+fn a_finished_run_missing_a_sub_flow_steps_record_is_a_corrupt_store() {
+    let _turn = my_turn();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let inputs = NestedInputs { size: 1, tries: 0 };
+    Engine::serial()
+        .run_durable_blocking(Nested, inputs, store.clone(), "n")
+        .unwrap();
+    let done = store.load_flow("n").unwrap().unwrap();
+    assert!(done.atom("Storage/attach").is_some());
+    for pending in [false, true] {
+        let copy: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        copy.create_flow(&done.flow).unwrap();
+        let mut atoms = done.atoms.clone();
+        if pending {
+            let attach = atoms.iter_mut().find(|a| a.name == "Storage/attach");
+            attach.unwrap().state = StepState::Pending;
+        } else {
+            atoms.retain(|a| a.name != "Storage/attach");
+        }
+        let checkpoint = Checkpoint {
+            flow_state: Some(FlowState::Success),
+            atoms,
+            retries: done.retries.clone(),
+        };
+        copy.checkpoint("n", &checkpoint).unwrap();
+        let before = copy.load_flow("n").unwrap().unwrap();
+        let err = Engine::serial()
+            .resume_durable_blocking(Nested, copy.clone(), "n")
+            .unwrap_err();
+        assert!(
+            matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
+            "{err:?}"
+        );
+        let want = if pending {
+            "this step is recorded PENDING"
+        } else {
+            "this step has no record"
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "store error: corrupt record of step `Storage/attach` of flow `n`: the run is \
+                 recorded SUCCESS, but {want}"
+            )
+        );
+        assert_eq!(copy.load_flow("n").unwrap().unwrap(), before);
+    }
+}
+
 #[test]
 fn an_id_in_use_is_refused() {
     let _turn = my_turn();
@@ -1265,6 +1318,57 @@ mod defects {
                 "{at}: {text}"
             );
             assert_eq!(store.load_flow("f").unwrap().unwrap(), before, "{at}");
+        }
+    }
+
+    // ---- 6. a finished run that lacks a step's record is a corrupt store
+
+    /// A run recorded SUCCESS whose store lacks one step's record (built through the public
+    /// `Store` API from a real finished run) is refused on resume as a corrupt store naming the
+    /// step — never a panic, never outputs made up without it.
+    #[test]
+    fn a_finished_run_without_a_steps_record_is_a_corrupt_store() {
+        let _turn = turn();
+        let done = published("x").load_flow("p").unwrap().unwrap();
+        assert_eq!(done.flow.state, FlowState::Success);
+        for missing in ["create", "address", "publish"] {
+            let copy: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            copy.create_flow(&done.flow).unwrap();
+            copy.checkpoint(
+                "p",
+                &Checkpoint {
+                    flow_state: Some(FlowState::Success),
+                    atoms: done
+                        .atoms
+                        .iter()
+                        .filter(|a| a.name != missing)
+                        .cloned()
+                        .collect(),
+                    retries: done.retries.clone(),
+                },
+            )
+            .unwrap();
+            let before = copy.load_flow("p").unwrap().unwrap();
+            assert_eq!(before.flow.state, FlowState::Success);
+            assert!(before.atom(missing).is_none());
+            let resumed = {
+                let copy = copy.clone();
+                within(LIMIT, move || {
+                    no_panic(|| Engine::serial().resume_durable_blocking(Publish, copy, "p"))
+                })
+            };
+            let err = match resumed {
+                Ok(Err(e)) => e,
+                Ok(Ok(out)) => panic!("without `{missing}`: resumed to outputs {out:?}"),
+                Err(p) => panic!("without `{missing}`: the resume panicked: {p}"),
+            };
+            let text = err.to_string();
+            assert!(
+                matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
+                "without `{missing}`: {err:?}"
+            );
+            assert!(text.contains(&format!("`{missing}`")), "{text}");
+            assert_eq!(copy.load_flow("p").unwrap().unwrap(), before);
         }
     }
 }

@@ -269,6 +269,9 @@ pub struct Restore<'a> {
     flow_id: &'a str,
     /// `""` for the root flow, `Sub/` for the steps of sub-flow step `Sub`.
     prefix: String,
+    /// The run is recorded SUCCESS: every step of it (sub-flows' too) must be recorded SUCCESS,
+    /// with its result, or IGNORE.
+    finished: bool,
 }
 
 impl<'a> Restore<'a> {
@@ -279,6 +282,7 @@ impl<'a> Restore<'a> {
             retries: self.retries,
             flow_id: self.flow_id,
             prefix: format!("{}{step}/", self.prefix),
+            finished: self.finished,
         }
     }
 
@@ -292,7 +296,9 @@ impl<'a> Restore<'a> {
 
 /// Puts a stored run back in `values`: each step's state and attempt, the results of the steps
 /// that succeeded, the retry scopes' attempts and histories, sub-flows recursively; failures whose
-/// handling was interrupted are kept for the driver to handle again.
+/// handling was interrupted are kept for the driver to handle again. A step without a record has
+/// not started — unless the run is recorded SUCCESS, whose every step must be recorded SUCCESS
+/// (with its result) or IGNORE: anything else is a corrupt store, naming the step.
 #[doc(hidden)]
 pub fn restore_into<F: DurableFlow>(
     run: &mut Run<F>,
@@ -339,8 +345,24 @@ pub fn restore_into<F: DurableFlow>(
     for (k, info) in graph.steps().iter().enumerate() {
         let path = format!("{}{}", stored.prefix, info.name());
         let Some(atom) = stored.atoms.get(path.as_str()) else {
-            continue;
+            if stored.finished {
+                // Its outputs would be missing from the flow's.
+                return Err(stored.corrupt(
+                    &path,
+                    "the run is recorded SUCCESS, but this step has no record",
+                ));
+            }
+            continue; // not started yet
         };
+        if stored.finished && !matches!(atom.state, StepState::Success | StepState::Ignore) {
+            return Err(stored.corrupt(
+                &path,
+                format!(
+                    "the run is recorded SUCCESS, but this step is recorded {}",
+                    atom.state
+                ),
+            ));
+        }
         let is_flow = info.exec() == Exec::Flow;
         let load = |values: &mut F::Values| -> Result<(), StoreError> {
             let result = atom
@@ -610,6 +632,7 @@ impl Engine {
             retries: &stored.retries,
             flow_id,
             prefix: String::new(),
+            finished: stored.flow.state == FlowState::Success,
         };
         restore_into::<F>(&mut run, &view, &cx)?;
         match stored.flow.state {
