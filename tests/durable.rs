@@ -1321,6 +1321,57 @@ mod defects {
         }
     }
 
+    // ---- 5. a value that does not round-trip through the store is a failure of its step
+
+    /// Reports a NaN progress last, and fails its first attempt.
+    #[task(provides = copied)]
+    fn copy_files(ctx: &TaskContext, files: u32, attempt: u32) -> Result<u32, Quota> {
+        ctx.progress(0.5);
+        ctx.progress(f32::NAN);
+        if attempt == 1 {
+            return Err(Quota);
+        }
+        Ok(files)
+    }
+
+    flow! {
+        flow Copying(files: u32) -> (copied: u32) {
+            linear [ retry(Attempts(2) -> attempt: u32) linear [ copy_files ] ]
+        }
+    }
+
+    /// `ctx.progress(NaN)` is rejected or ignored; it does not fail a durable run, whatever the
+    /// store — also when it is the last progress of a failed attempt, which is checkpointed
+    /// before the retry.
+    #[test]
+    fn a_nan_progress_does_not_fail_a_durable_run() {
+        for engine in engines() {
+            let tmp = TempDir::new();
+            let stores: [(&str, Arc<dyn Store>); 3] = [
+                ("memory", Arc::new(MemoryStore::new())),
+                (
+                    "dir",
+                    Arc::new(DirStore::open(tmp.path().join("dir")).unwrap()),
+                ),
+                ("sqlite", sqlite(&tmp)),
+            ];
+            for (kind, store) in stores {
+                let out = engine.run_durable_blocking(
+                    Copying,
+                    CopyingInputs { files: 3 },
+                    store.clone(),
+                    "c",
+                );
+                assert!(
+                    matches!(out, Ok(CopyingOutputs { copied: 3 })),
+                    "{engine:?}, {kind} store: {out:?}"
+                );
+                let stored = store.load_flow("c").unwrap().unwrap();
+                assert_eq!(stored.flow.state, FlowState::Success, "{kind}");
+            }
+        }
+    }
+
     // ---- 6. a finished run that lacks a step's record is a corrupt store
 
     /// A run recorded SUCCESS whose store lacks one step's record (built through the public
