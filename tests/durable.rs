@@ -1287,8 +1287,18 @@ mod defects {
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
             // `make_touchy` succeeds and is recorded with its result; the run stops after.
             let flaky = Flaky::failing_from(store.clone(), 3);
-            let first = engine.run_durable_blocking(Fragile, FragileInputs { n: 7 }, flaky, "f");
+            let first = engine.run_durable_blocking(Fragile, FragileInputs { n: 8 }, flaky, "f");
             assert!(matches!(first, Err(DurableError::Store(_))), "{first:?}");
+            // A run checks that a result loads back before the step counts as done, so it cannot
+            // record a 7 itself; a store written by a build whose `Deserialize` took it can.
+            let stored = store.load_flow("f").unwrap().unwrap();
+            let mut touchy = stored.atom("make_touchy").unwrap().clone();
+            touchy.result = Some(serde_json::json!(7));
+            let checkpoint = Checkpoint {
+                atoms: vec![touchy],
+                ..Checkpoint::default()
+            };
+            store.checkpoint("f", &checkpoint).unwrap();
             let before = store.load_flow("f").unwrap().unwrap();
             assert_eq!(
                 state_of(&before, "make_touchy"),
