@@ -520,7 +520,8 @@ fn a_truncated_flow_file_is_refused() {
 }
 
 /// A value whose serialization fails at run time (a map with non-string keys) stops the run,
-/// naming the step and the problem.
+/// naming the step and the problem: the step failed (it is not left RUNNING, to run again on
+/// every resume), and the run is reverted.
 #[test]
 fn a_result_that_does_not_serialize_stops_the_run() {
     #[task(provides = table)]
@@ -538,6 +539,19 @@ fn a_result_that_does_not_serialize_stops_the_run() {
         text.contains("`tabulate`") && text.contains("key must be a string"),
         "{err}"
     );
+    let DurableError::Failed(err) = err else {
+        panic!("a failure of the step, not of the store: {err:?}")
+    };
+    let why = err.failures()[0].downcast_ref::<taskflow::ValueError>();
+    assert_eq!(
+        why,
+        Some(&taskflow::ValueError::Serialize(
+            "key must be a string".into()
+        ))
+    );
+    let stored = store.load_flow("t").unwrap().unwrap();
+    assert_eq!(stored.flow.state, FlowState::Reverted);
+    assert_eq!(stored.atom("tabulate").unwrap().state, StepState::Reverted);
 }
 
 // ---- failures, reverts and retries across a "crash"
@@ -1171,6 +1185,7 @@ fn two_stops_in_a_row_change_nothing() {
 
 mod defects {
     use super::*;
+    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use common::{no_panic, within};
@@ -1180,6 +1195,10 @@ mod defects {
 
     fn log(event: impl Into<String>) {
         LOG.lock().unwrap().push(event.into());
+    }
+
+    fn logged() -> Vec<String> {
+        LOG.lock().unwrap().clone()
     }
 
     /// `my_turn`, with an empty log.
@@ -1330,6 +1349,164 @@ mod defects {
     }
 
     // ---- 5. a value that does not round-trip through the store is a failure of its step
+
+    #[task(provides = setup_id, revert = undo_setup)]
+    fn setup_probe() -> u32 {
+        log("setup");
+        1
+    }
+
+    #[revert]
+    fn undo_setup() {
+        log("undo setup");
+    }
+
+    #[task(provides = ratio, revert = undo_ratio)]
+    fn measure_ratio(setup_id: u32) -> f64 {
+        log("measure");
+        let _ = setup_id;
+        f64::NAN
+    }
+
+    #[revert]
+    fn undo_ratio() {
+        log("undo measure");
+    }
+
+    flow! {
+        flow Ratio() -> (ratio: f64) { linear [ setup_probe, measure_ratio ] }
+    }
+
+    #[task(provides = grid, revert = undo_grid)]
+    fn make_grid(setup_id: u32) -> HashMap<(u32, u32), u32> {
+        log("grid");
+        HashMap::from([((setup_id, 2), 3)])
+    }
+
+    #[revert]
+    fn undo_grid() {
+        log("undo grid");
+    }
+
+    flow! {
+        flow Grid() -> (grid: HashMap<(u32, u32), u32>) { linear [ setup_probe, make_grid ] }
+    }
+
+    #[task(provides = index, revert = undo_index)]
+    fn make_index(setup_id: u32) -> BTreeMap<Vec<u8>, u32> {
+        log("index");
+        BTreeMap::from([(vec![1, 2], setup_id)])
+    }
+
+    #[revert]
+    fn undo_index() {
+        log("undo index");
+    }
+
+    flow! {
+        flow Index() -> (index: BTreeMap<Vec<u8>, u32>) { linear [ setup_probe, make_index ] }
+    }
+
+    /// Checks a run whose step `step` produced a value the store cannot keep: the step failed
+    /// (with `problem` in its failure) and was reverted with the steps before it, the run ended
+    /// REVERTED, and a resume reports the same failure without running anything again.
+    fn check_value_failure<F: taskflow::DurableFlow>(
+        engine: &Engine,
+        flow: fn() -> F,
+        inputs: F::Inputs,
+        step: &str,
+        want_log: &[&str],
+        problem: impl Fn(&str) -> bool,
+    ) where
+        F::Outputs: std::fmt::Debug,
+    {
+        let at = format!("{engine:?}, step {step}");
+        LOG.lock().unwrap().clear();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let err = match engine.run_durable_blocking(flow(), inputs, store.clone(), "v") {
+            Err(DurableError::Failed(e)) => e,
+            other => panic!("{at}: the step must fail and the run be reverted, got {other:?}"),
+        };
+        assert_eq!(err.failed_step(), step, "{at}: {err}");
+        let message = err.failures()[0].error().to_string();
+        assert!(
+            problem(&message),
+            "{at}: the failure names the problem: {message}"
+        );
+        assert_eq!(err.state(), FlowState::Reverted, "{at}: {err}");
+        assert_eq!(logged(), want_log, "{at}");
+        let stored = store.load_flow("v").unwrap().unwrap();
+        assert_eq!(stored.flow.state, FlowState::Reverted, "{at}");
+        assert_eq!(state_of(&stored, step), Some(StepState::Reverted), "{at}");
+        assert_eq!(
+            stored
+                .atom(step)
+                .unwrap()
+                .failure
+                .as_ref()
+                .map(|f| f.step.as_str()),
+            Some(step),
+            "{at}"
+        );
+        assert_eq!(
+            state_of(&stored, "setup_probe"),
+            Some(StepState::Reverted),
+            "{at}"
+        );
+        match engine.resume_durable_blocking(flow(), store.clone(), "v") {
+            Err(DurableError::Failed(e)) => assert_eq!(e.failed_step(), step, "{at}: {e}"),
+            other => panic!("{at}: the resume reports the failure, got {other:?}"),
+        }
+        assert_eq!(logged(), want_log, "{at}: the resume ran nothing");
+    }
+
+    /// TaskFlow-correct rule: a checkpoint that fails because of the value (not the disk) is a
+    /// failure of that step, checked before the step counts as done. A NaN `f64` serializes as
+    /// `null` and would not load back: the step fails, its revert hook runs, the run ends
+    /// REVERTED.
+    #[test]
+    fn a_nan_output_fails_its_step_and_the_run_is_reverted() {
+        let _turn = turn();
+        for engine in engines() {
+            check_value_failure(
+                &engine,
+                || Ratio,
+                RatioInputs {},
+                "measure_ratio",
+                &["setup", "measure", "undo measure", "undo setup"],
+                |m| {
+                    let m = m.to_lowercase();
+                    m.contains("nan") || m.contains("null") || m.contains("finite")
+                },
+            );
+        }
+    }
+
+    /// The same rule for an output that cannot be serialized at all (a map with non-string
+    /// keys): the step fails and is reverted, the run ends REVERTED — never stuck RUNNING — and
+    /// a resume does not run the step again.
+    #[test]
+    fn an_output_with_non_string_map_keys_fails_its_step_and_the_run_is_reverted() {
+        let _turn = turn();
+        for engine in engines() {
+            check_value_failure(
+                &engine,
+                || Grid,
+                GridInputs {},
+                "make_grid",
+                &["setup", "grid", "undo grid", "undo setup"],
+                |m| m.contains("key must be a string"),
+            );
+            check_value_failure(
+                &engine,
+                || Index,
+                IndexInputs {},
+                "make_index",
+                &["setup", "index", "undo index", "undo setup"],
+                |m| m.contains("key must be a string"),
+            );
+        }
+    }
 
     /// Reports a NaN progress last, and fails its first attempt.
     #[task(provides = copied)]

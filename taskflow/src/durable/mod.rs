@@ -7,7 +7,8 @@
 //! only such flows, so attaching a store to any other flow is a compile error.
 //!
 //! What is written, and when (write-ahead): a step is recorded RUNNING before it starts; a
-//! finished step's SUCCESS and result are recorded before anything that depends on it starts (the
+//! finished step's outputs must be storable (see [`ValueError`]: if not, the step fails, like any
+//! failed step); its SUCCESS and result are recorded before anything that depends on it starts (the
 //! serial engine writes one step's SUCCESS and the next step's RUNNING in one checkpoint; the
 //! parallel engine writes, per scheduling round, those of the steps that finished and of the
 //! steps it starts together in one); REVERTING before a

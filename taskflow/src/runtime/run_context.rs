@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use serde_json::Value;
+
 use crate::durable::journal::Journal;
+use crate::durable::ValueError;
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
 use crate::runtime::pool::Pool;
 use crate::runtime::run::IllegalTransition;
 use crate::state::{FlowState, StepState};
-use crate::store::StoreError;
 
 /// How an engine schedules steps.
 #[derive(Debug, Clone)]
@@ -105,21 +107,27 @@ impl RunContext {
         self.journal().is_none_or(Journal::commit)
     }
 
-    /// Records the result of step `index` (named `step`) of the flow whose values are
-    /// `values`, just after it succeeded (a durable run).
-    pub(crate) fn record_result<V: 'static>(&self, step: &str, values: &V, index: usize) {
+    /// The outputs of step `index` (named `step`) of the flow whose values are `values`, as the
+    /// JSON to record with its SUCCESS (a durable run; `Ok(None)` otherwise). `Err` when a value
+    /// cannot be stored (see [`ValueError`]): a failure of the step, checked before it counts as
+    /// done.
+    pub(crate) fn save_result<V: 'static>(
+        &self,
+        step: &str,
+        values: &V,
+        index: usize,
+    ) -> Result<Option<Value>, ValueError> {
+        match self.journal() {
+            Some(journal) => journal.save_result(&self.path(step), values, index),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the result of step `step` (its outputs from [`save_result`](Self::save_result))
+    /// with its SUCCESS.
+    pub(crate) fn record_result(&self, step: &str, json: Value) {
         if let Some(journal) = self.journal() {
-            let path = self.path(step);
-            match journal.save_result(&path, values, index) {
-                Ok(Some(json)) => journal.result(&path, json),
-                Ok(None) => {}
-                // A value that does not serialize cannot be checkpointed: stop like a failed
-                // write, before anything depends on it.
-                Err(e) => journal.stop(StoreError::Invalid {
-                    what: format!("result of step `{path}`"),
-                    detail: e.to_string(),
-                }),
-            }
+            journal.result(&self.path(step), json);
         }
     }
 
