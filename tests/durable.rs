@@ -290,6 +290,59 @@ fn a_finished_run_resumes_to_its_stored_outcome_without_running() {
     assert_eq!(runs().count("create x"), before);
 }
 
+/// A run recorded SUCCESS must hold every step's SUCCESS record, its sub-flows' too: one missing
+/// inside a sub-flow, or left PENDING, is a corrupt store naming the step (the sub-flow step's own
+/// result would otherwise have made up the outputs).
+#[test]
+fn a_finished_run_missing_a_sub_flow_steps_record_is_a_corrupt_store() {
+    let _turn = my_turn();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let inputs = NestedInputs { size: 1, tries: 0 };
+    Engine::serial()
+        .run_durable_blocking(Nested, inputs, store.clone(), "n")
+        .unwrap();
+    let done = store.load_flow("n").unwrap().unwrap();
+    assert!(done.atom("Storage/attach").is_some());
+    for pending in [false, true] {
+        let copy: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        copy.create_flow(&done.flow).unwrap();
+        let mut atoms = done.atoms.clone();
+        if pending {
+            let attach = atoms.iter_mut().find(|a| a.name == "Storage/attach");
+            attach.unwrap().state = StepState::Pending;
+        } else {
+            atoms.retain(|a| a.name != "Storage/attach");
+        }
+        let checkpoint = Checkpoint {
+            flow_state: Some(FlowState::Success),
+            atoms,
+            retries: done.retries.clone(),
+        };
+        copy.checkpoint("n", &checkpoint).unwrap();
+        let before = copy.load_flow("n").unwrap().unwrap();
+        let err = Engine::serial()
+            .resume_durable_blocking(Nested, copy.clone(), "n")
+            .unwrap_err();
+        assert!(
+            matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
+            "{err:?}"
+        );
+        let want = if pending {
+            "this step is recorded PENDING"
+        } else {
+            "this step has no record"
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "store error: corrupt record of step `Storage/attach` of flow `n`: the run is \
+                 recorded SUCCESS, but {want}"
+            )
+        );
+        assert_eq!(copy.load_flow("n").unwrap().unwrap(), before);
+    }
+}
+
 #[test]
 fn an_id_in_use_is_refused() {
     let _turn = my_turn();
@@ -474,8 +527,9 @@ fn a_truncated_flow_file_is_refused() {
     assert_eq!(std::fs::read(&file).unwrap(), &bytes[..bytes.len() / 2]);
 }
 
-/// A value whose serialization fails at run time (a map with non-string keys) stops the run like
-/// a failed write, naming the step.
+/// A value whose serialization fails at run time (a map with non-string keys) stops the run,
+/// naming the step and the problem: the step failed (it is not left RUNNING, to run again on
+/// every resume), and the run is reverted.
 #[test]
 fn a_result_that_does_not_serialize_stops_the_run() {
     #[task(provides = table)]
@@ -488,13 +542,24 @@ fn a_result_that_does_not_serialize_stops_the_run() {
     let err = Engine::serial()
         .run_durable_blocking(Tabulate, TabulateInputs {}, store.clone(), "t")
         .unwrap_err();
+    let text = err.to_string();
     assert!(
-        err.to_string()
-            .starts_with("store error: invalid result of step `tabulate`: key must be a string"),
+        text.contains("`tabulate`") && text.contains("key must be a string"),
         "{err}"
     );
+    let DurableError::Failed(err) = err else {
+        panic!("a failure of the step, not of the store: {err:?}")
+    };
+    let why = err.failures()[0].downcast_ref::<taskflow::ValueError>();
+    assert_eq!(
+        why,
+        Some(&taskflow::ValueError::Serialize(
+            "key must be a string".into()
+        ))
+    );
     let stored = store.load_flow("t").unwrap().unwrap();
-    assert_eq!(stored.atom("tabulate").unwrap().state, StepState::Running);
+    assert_eq!(stored.flow.state, FlowState::Reverted);
+    assert_eq!(stored.atom("tabulate").unwrap().state, StepState::Reverted);
 }
 
 // ---- failures, reverts and retries across a "crash"
@@ -1202,4 +1267,432 @@ fn two_stops_in_a_row_change_nothing() {
         |o| o.never.to_string(),
         6,
     );
+}
+
+// ---- defects found against TaskFlow's semantics: these tests fail on the current code
+
+mod defects {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use common::{no_panic, within};
+
+    /// What the steps and hooks of these flows did, in order (they take turns: `my_turn`).
+    static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn log(event: impl Into<String>) {
+        LOG.lock().unwrap().push(event.into());
+    }
+
+    fn logged() -> Vec<String> {
+        LOG.lock().unwrap().clone()
+    }
+
+    /// `my_turn`, with an empty log.
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        let turn = my_turn();
+        LOG.lock().unwrap().clear();
+        turn
+    }
+
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    fn state_of(stored: &StoredFlow, step: &str) -> Option<StepState> {
+        stored.atom(step).map(|a| a.state)
+    }
+
+    // ---- 4. a panic inside a stored value's Serialize or Deserialize
+
+    /// Refuses to serialize 13 and to load 7, by panicking.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Touchy(u32);
+
+    impl Serialize for Touchy {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0 == 13 {
+                panic!("Touchy refuses to serialize 13");
+            }
+            s.serialize_u32(self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Touchy {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let n = u32::deserialize(d)?;
+            if n == 7 {
+                panic!("Touchy refuses to load 7");
+            }
+            Ok(Touchy(n))
+        }
+    }
+
+    #[task(provides = touchy)]
+    fn make_touchy(n: u32) -> Touchy {
+        log(format!("make_touchy {n}"));
+        Touchy(n)
+    }
+
+    #[task(provides = shown)]
+    fn show_touchy(touchy: &Touchy) -> String {
+        format!("touchy {}", touchy.0)
+    }
+
+    flow! {
+        flow Fragile(n: u32) -> (shown: String) { linear [ make_touchy, show_touchy ] }
+    }
+
+    /// A panic in a step output's `Serialize` ends the run with an error naming the step and
+    /// the panic — it does not escape the engine — and the store stays loadable and resumable
+    /// (the resume ends with an error too, without panicking).
+    #[test]
+    fn a_panic_in_serialize_ends_the_run_with_an_error() {
+        let _turn = turn();
+        for engine in engines() {
+            let at = format!("{engine:?}");
+            let (first, loaded, again) = within(LIMIT, move || {
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+                let first = no_panic(|| {
+                    engine.run_durable_blocking(
+                        Fragile,
+                        FragileInputs { n: 13 },
+                        store.clone(),
+                        "f",
+                    )
+                })
+                .map(|r| r.map(|o| o.shown).map_err(|e| e.to_string()));
+                let loaded = store.load_flow("f").map(|s| s.map(|s| s.flow.state));
+                let again =
+                    no_panic(|| engine.resume_durable_blocking(Fragile, store.clone(), "f"))
+                        .map(|r| r.map(|o| o.shown).map_err(|e| e.to_string()));
+                (first, loaded, again)
+            });
+            let text = match first {
+                Ok(Err(text)) => text,
+                Ok(Ok(out)) => panic!("{at}: the run must fail, got {out:?}"),
+                Err(p) => panic!("{at}: the panic escaped the engine: {p}"),
+            };
+            assert!(
+                text.contains("make_touchy") && text.contains("Touchy refuses to serialize 13"),
+                "{at}: {text}"
+            );
+            assert!(matches!(loaded, Ok(Some(_))), "{at}: {loaded:?}");
+            assert!(
+                matches!(again, Ok(Err(_))),
+                "{at}: the resume ends with an error, without panicking: {again:?}"
+            );
+        }
+    }
+
+    /// A panic in a stored result's `Deserialize` on resume is refused as a corrupt record
+    /// naming the step and the panic; the store is left as it was.
+    #[test]
+    fn a_panic_in_deserialize_on_resume_is_a_corrupt_record() {
+        let _turn = turn();
+        for engine in engines() {
+            let at = format!("{engine:?}");
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            // `make_touchy` succeeds and is recorded with its result; the run stops after.
+            let flaky = Flaky::failing_from(store.clone(), 3);
+            let first = engine.run_durable_blocking(Fragile, FragileInputs { n: 8 }, flaky, "f");
+            assert!(matches!(first, Err(DurableError::Store(_))), "{first:?}");
+            // A run checks that a result loads back before the step counts as done, so it cannot
+            // record a 7 itself; a store written by a build whose `Deserialize` took it can.
+            let stored = store.load_flow("f").unwrap().unwrap();
+            let mut touchy = stored.atom("make_touchy").unwrap().clone();
+            touchy.result = Some(serde_json::json!(7));
+            let checkpoint = Checkpoint {
+                atoms: vec![touchy],
+                ..Checkpoint::default()
+            };
+            store.checkpoint("f", &checkpoint).unwrap();
+            let before = store.load_flow("f").unwrap().unwrap();
+            assert_eq!(
+                state_of(&before, "make_touchy"),
+                Some(StepState::Success),
+                "{at}"
+            );
+            let resumed = {
+                let (engine, store) = (engine.clone(), store.clone());
+                within(LIMIT, move || {
+                    no_panic(|| engine.resume_durable_blocking(Fragile, store, "f"))
+                })
+            };
+            let err = match resumed {
+                Ok(Err(e)) => e,
+                Ok(Ok(out)) => panic!("{at}: the resume must be refused, got {out:?}"),
+                Err(p) => panic!("{at}: the panic escaped the engine: {p}"),
+            };
+            let text = err.to_string();
+            assert!(
+                matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
+                "{at}: {err:?}"
+            );
+            assert!(
+                text.contains("make_touchy") && text.contains("Touchy refuses to load 7"),
+                "{at}: {text}"
+            );
+            assert_eq!(store.load_flow("f").unwrap().unwrap(), before, "{at}");
+        }
+    }
+
+    // ---- 5. a value that does not round-trip through the store is a failure of its step
+
+    #[task(provides = setup_id, revert = undo_setup)]
+    fn setup_probe() -> u32 {
+        log("setup");
+        1
+    }
+
+    #[revert]
+    fn undo_setup() {
+        log("undo setup");
+    }
+
+    #[task(provides = ratio, revert = undo_ratio)]
+    fn measure_ratio(setup_id: u32) -> f64 {
+        log("measure");
+        let _ = setup_id;
+        f64::NAN
+    }
+
+    #[revert]
+    fn undo_ratio() {
+        log("undo measure");
+    }
+
+    flow! {
+        flow Ratio() -> (ratio: f64) { linear [ setup_probe, measure_ratio ] }
+    }
+
+    #[task(provides = grid, revert = undo_grid)]
+    fn make_grid(setup_id: u32) -> HashMap<(u32, u32), u32> {
+        log("grid");
+        HashMap::from([((setup_id, 2), 3)])
+    }
+
+    #[revert]
+    fn undo_grid() {
+        log("undo grid");
+    }
+
+    flow! {
+        flow Grid() -> (grid: HashMap<(u32, u32), u32>) { linear [ setup_probe, make_grid ] }
+    }
+
+    #[task(provides = index, revert = undo_index)]
+    fn make_index(setup_id: u32) -> BTreeMap<Vec<u8>, u32> {
+        log("index");
+        BTreeMap::from([(vec![1, 2], setup_id)])
+    }
+
+    #[revert]
+    fn undo_index() {
+        log("undo index");
+    }
+
+    flow! {
+        flow Index() -> (index: BTreeMap<Vec<u8>, u32>) { linear [ setup_probe, make_index ] }
+    }
+
+    /// Checks a run whose step `step` produced a value the store cannot keep: the step failed
+    /// (with `problem` in its failure) and was reverted with the steps before it, the run ended
+    /// REVERTED, and a resume reports the same failure without running anything again.
+    fn check_value_failure<F: taskflow::DurableFlow>(
+        engine: &Engine,
+        flow: fn() -> F,
+        inputs: F::Inputs,
+        step: &str,
+        want_log: &[&str],
+        problem: impl Fn(&str) -> bool,
+    ) where
+        F::Outputs: std::fmt::Debug,
+    {
+        let at = format!("{engine:?}, step {step}");
+        LOG.lock().unwrap().clear();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let err = match engine.run_durable_blocking(flow(), inputs, store.clone(), "v") {
+            Err(DurableError::Failed(e)) => e,
+            other => panic!("{at}: the step must fail and the run be reverted, got {other:?}"),
+        };
+        assert_eq!(err.failed_step(), step, "{at}: {err}");
+        let message = err.failures()[0].error().to_string();
+        assert!(
+            problem(&message),
+            "{at}: the failure names the problem: {message}"
+        );
+        assert_eq!(err.state(), FlowState::Reverted, "{at}: {err}");
+        assert_eq!(logged(), want_log, "{at}");
+        let stored = store.load_flow("v").unwrap().unwrap();
+        assert_eq!(stored.flow.state, FlowState::Reverted, "{at}");
+        assert_eq!(state_of(&stored, step), Some(StepState::Reverted), "{at}");
+        assert_eq!(
+            stored
+                .atom(step)
+                .unwrap()
+                .failure
+                .as_ref()
+                .map(|f| f.step.as_str()),
+            Some(step),
+            "{at}"
+        );
+        assert_eq!(
+            state_of(&stored, "setup_probe"),
+            Some(StepState::Reverted),
+            "{at}"
+        );
+        match engine.resume_durable_blocking(flow(), store.clone(), "v") {
+            Err(DurableError::Failed(e)) => assert_eq!(e.failed_step(), step, "{at}: {e}"),
+            other => panic!("{at}: the resume reports the failure, got {other:?}"),
+        }
+        assert_eq!(logged(), want_log, "{at}: the resume ran nothing");
+    }
+
+    /// TaskFlow-correct rule: a checkpoint that fails because of the value (not the disk) is a
+    /// failure of that step, checked before the step counts as done. A NaN `f64` serializes as
+    /// `null` and would not load back: the step fails, its revert hook runs, the run ends
+    /// REVERTED.
+    #[test]
+    fn a_nan_output_fails_its_step_and_the_run_is_reverted() {
+        let _turn = turn();
+        for engine in engines() {
+            check_value_failure(
+                &engine,
+                || Ratio,
+                RatioInputs {},
+                "measure_ratio",
+                &["setup", "measure", "undo measure", "undo setup"],
+                |m| {
+                    let m = m.to_lowercase();
+                    m.contains("nan") || m.contains("null") || m.contains("finite")
+                },
+            );
+        }
+    }
+
+    /// The same rule for an output that cannot be serialized at all (a map with non-string
+    /// keys): the step fails and is reverted, the run ends REVERTED — never stuck RUNNING — and
+    /// a resume does not run the step again.
+    #[test]
+    fn an_output_with_non_string_map_keys_fails_its_step_and_the_run_is_reverted() {
+        let _turn = turn();
+        for engine in engines() {
+            check_value_failure(
+                &engine,
+                || Grid,
+                GridInputs {},
+                "make_grid",
+                &["setup", "grid", "undo grid", "undo setup"],
+                |m| m.contains("key must be a string"),
+            );
+            check_value_failure(
+                &engine,
+                || Index,
+                IndexInputs {},
+                "make_index",
+                &["setup", "index", "undo index", "undo setup"],
+                |m| m.contains("key must be a string"),
+            );
+        }
+    }
+
+    /// Reports a NaN progress last, and fails its first attempt.
+    #[task(provides = copied)]
+    fn copy_files(ctx: &TaskContext, files: u32, attempt: u32) -> Result<u32, Quota> {
+        ctx.progress(0.5);
+        ctx.progress(f32::NAN);
+        if attempt == 1 {
+            return Err(Quota);
+        }
+        Ok(files)
+    }
+
+    flow! {
+        flow Copying(files: u32) -> (copied: u32) {
+            linear [ retry(Attempts(2) -> attempt: u32) linear [ copy_files ] ]
+        }
+    }
+
+    /// `ctx.progress(NaN)` is rejected or ignored; it does not fail a durable run, whatever the
+    /// store — also when it is the last progress of a failed attempt, which is checkpointed
+    /// before the retry.
+    #[test]
+    fn a_nan_progress_does_not_fail_a_durable_run() {
+        for engine in engines() {
+            let tmp = TempDir::new();
+            let stores: [(&str, Arc<dyn Store>); 3] = [
+                ("memory", Arc::new(MemoryStore::new())),
+                (
+                    "dir",
+                    Arc::new(DirStore::open(tmp.path().join("dir")).unwrap()),
+                ),
+                ("sqlite", sqlite(&tmp)),
+            ];
+            for (kind, store) in stores {
+                let out = engine.run_durable_blocking(
+                    Copying,
+                    CopyingInputs { files: 3 },
+                    store.clone(),
+                    "c",
+                );
+                assert!(
+                    matches!(out, Ok(CopyingOutputs { copied: 3 })),
+                    "{engine:?}, {kind} store: {out:?}"
+                );
+                let stored = store.load_flow("c").unwrap().unwrap();
+                assert_eq!(stored.flow.state, FlowState::Success, "{kind}");
+            }
+        }
+    }
+
+    // ---- 6. a finished run that lacks a step's record is a corrupt store
+
+    /// A run recorded SUCCESS whose store lacks one step's record (built through the public
+    /// `Store` API from a real finished run) is refused on resume as a corrupt store naming the
+    /// step — never a panic, never outputs made up without it.
+    #[test]
+    fn a_finished_run_without_a_steps_record_is_a_corrupt_store() {
+        let _turn = turn();
+        let done = published("x").load_flow("p").unwrap().unwrap();
+        assert_eq!(done.flow.state, FlowState::Success);
+        for missing in ["create", "address", "publish"] {
+            let copy: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            copy.create_flow(&done.flow).unwrap();
+            copy.checkpoint(
+                "p",
+                &Checkpoint {
+                    flow_state: Some(FlowState::Success),
+                    atoms: done
+                        .atoms
+                        .iter()
+                        .filter(|a| a.name != missing)
+                        .cloned()
+                        .collect(),
+                    retries: done.retries.clone(),
+                },
+            )
+            .unwrap();
+            let before = copy.load_flow("p").unwrap().unwrap();
+            assert_eq!(before.flow.state, FlowState::Success);
+            assert!(before.atom(missing).is_none());
+            let resumed = {
+                let copy = copy.clone();
+                within(LIMIT, move || {
+                    no_panic(|| Engine::serial().resume_durable_blocking(Publish, copy, "p"))
+                })
+            };
+            let err = match resumed {
+                Ok(Err(e)) => e,
+                Ok(Ok(out)) => panic!("without `{missing}`: resumed to outputs {out:?}"),
+                Err(p) => panic!("without `{missing}`: the resume panicked: {p}"),
+            };
+            let text = err.to_string();
+            assert!(
+                matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
+                "without `{missing}`: {err:?}"
+            );
+            assert!(text.contains(&format!("`{missing}`")), "{text}");
+            assert_eq!(copy.load_flow("p").unwrap().unwrap(), before);
+        }
+    }
 }

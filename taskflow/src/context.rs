@@ -47,8 +47,41 @@ impl TaskContext {
         }
     }
 
-    /// Reports how far the step is, from 0.0 to 1.0 (clamped), to the engine's listeners.
+    /// Reports how far the step is, from 0.0 to 1.0 (clamped), to the engine's listeners (and,
+    /// in a durable run, to the step's record). A NaN (a `0.0 / 0.0` somewhere) is ignored: it
+    /// says nothing about how far the step is, listeners do not see it, and it is not stored.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use taskflow::prelude::*;
+    /// use taskflow::{Listener, ProgressEvent, TaskContext};
+    ///
+    /// #[task(provides = done)]
+    /// fn scan(ctx: &TaskContext, found: u32, total: u32) -> bool {
+    ///     ctx.progress(found as f32 / total as f32); // 0 / 0: NaN, ignored
+    ///     ctx.progress(2.0); // clamped to 1.0
+    ///     true
+    /// }
+    ///
+    /// #[derive(Default)]
+    /// struct Seen(Mutex<Vec<f32>>);
+    /// impl Listener for Seen {
+    ///     fn on_progress(&self, e: &ProgressEvent<'_>) { self.0.lock().unwrap().push(e.progress); }
+    /// }
+    ///
+    /// flow! { flow Scan(found: u32, total: u32) -> (done) { linear [ scan ] } }
+    ///
+    /// fn main() {
+    ///     let seen = Arc::new(Seen::default());
+    ///     let inputs = ScanInputs { found: 0, total: 0 };
+    ///     Engine::serial().listener(seen.clone()).run_blocking(Scan, inputs).unwrap();
+    ///     assert_eq!(*seen.0.lock().unwrap(), [1.0]);
+    /// }
+    /// ```
     pub fn progress(&self, fraction: f32) {
+        if fraction.is_nan() {
+            return;
+        }
         self.run.progress(self.step, fraction.clamp(0.0, 1.0));
     }
 

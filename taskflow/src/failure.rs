@@ -47,13 +47,7 @@ impl Failure {
     }
 
     pub(crate) fn from_panic(step: &str, payload: Box<dyn Any + Send>) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "a panic with a payload that is not a string".to_owned()
-        };
+        let message = panic_message(&*payload);
         Failure::from_error(step, PanicError { message })
     }
 
@@ -95,6 +89,17 @@ impl fmt::Debug for Failure {
             .field("step", &self.step)
             .field("error", &self.error)
             .finish()
+    }
+}
+
+/// The message of a panic, from its payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a payload that is not a string".to_owned()
     }
 }
 

@@ -64,7 +64,7 @@ pub mod store;
 pub mod __private;
 
 pub use context::TaskContext;
-pub use durable::{fingerprint, DurableEnd, DurableError, DurableFlow, RecordedError};
+pub use durable::{fingerprint, DurableEnd, DurableError, DurableFlow, RecordedError, ValueError};
 pub use engine::{Engine, Finished, Paused};
 pub use error::FlowError;
 pub use failure::{BoxError, Failure, PanicError};

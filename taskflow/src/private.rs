@@ -176,7 +176,7 @@ fn missing_slot() -> ! {
 // ---- durability: serialization that generated code can always call
 
 pub use crate::durable::journal::Registry;
-pub use crate::durable::{restore_into, DurableFlow, Restore};
+pub use crate::durable::{restore_into, DurableFlow, Restore, ValueError};
 pub use serde;
 pub use serde_json::Value as JsonValue;
 
@@ -184,18 +184,20 @@ pub use serde_json::Value as JsonValue;
 pub fn json_field<'v>(
     value: &'v serde_json::Value,
     field: &str,
-) -> Result<&'v serde_json::Value, String> {
+) -> Result<&'v serde_json::Value, ValueError> {
     match value {
         serde_json::Value::Object(map) => map
             .get(field)
-            .ok_or_else(|| format!("`{field}` is missing")),
-        other => Err(format!("expected an object with `{field}`, found {other}")),
+            .ok_or_else(|| ValueError::Deserialize(format!("`{field}` is missing"))),
+        other => Err(ValueError::Deserialize(format!(
+            "expected an object with `{field}`, found {other}"
+        ))),
     }
 }
 
 /// Wraps a field's error with its name.
-pub fn in_field<T>(field: &str, r: Result<T, String>) -> Result<T, String> {
-    r.map_err(|e| format!("`{field}`: {e}"))
+pub fn in_field<T>(field: &str, r: Result<T, ValueError>) -> Result<T, ValueError> {
+    r.map_err(|e| e.in_field(field))
 }
 
 /// A value a store can keep: `Serialize + DeserializeOwned`.
@@ -209,19 +211,23 @@ pub fn in_field<T>(field: &str, r: Result<T, String>) -> Result<T, String> {
     label = "a value of a flow run with a store",
     note = "derive `serde::Serialize` and `serde::Deserialize` for it, or run the flow in memory with `Engine::run`"
 )]
+///
+/// This is where every stored value is turned into JSON and back: a `Serialize` or `Deserialize`
+/// that fails or panics, or a value whose JSON would not load back (a NaN float), is a
+/// [`ValueError`] here, never a panic.
 pub trait StorableIn<'d> {
-    fn save(&self) -> Result<serde_json::Value, String>;
-    fn load(value: &serde_json::Value) -> Result<Self, String>
+    fn save(&self) -> Result<serde_json::Value, ValueError>;
+    fn load(value: &serde_json::Value) -> Result<Self, ValueError>
     where
         Self: Sized;
 }
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> StorableIn<'_> for T {
-    fn save(&self) -> Result<serde_json::Value, String> {
-        serde_json::to_value(self).map_err(|e| e.to_string())
+    fn save(&self) -> Result<serde_json::Value, ValueError> {
+        crate::durable::value::save(self)
     }
-    fn load(value: &serde_json::Value) -> Result<Self, String> {
-        T::deserialize(value).map_err(|e| e.to_string())
+    fn load(value: &serde_json::Value) -> Result<Self, ValueError> {
+        crate::durable::value::load(value)
     }
 }
 

@@ -145,16 +145,16 @@ fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
                 fn __types(_: &mut ::std::vec::Vec<&'static str>) {}
             }
             impl ::taskflow::__private::DurableFlow for #name {
-                fn __save_step(_: &(), _: usize) -> ::core::result::Result<::taskflow::__private::JsonValue, ::std::string::String> {
+                fn __save_step(_: &(), _: usize) -> ::core::result::Result<::taskflow::__private::JsonValue, ::taskflow::__private::ValueError> {
                     ::core::unreachable!("flow! reported errors; this build cannot succeed")
                 }
-                fn __load_step(_: &mut (), _: usize, _: &::taskflow::__private::JsonValue) -> ::core::result::Result<(), ::std::string::String> {
+                fn __load_step(_: &mut (), _: usize, _: &::taskflow::__private::JsonValue) -> ::core::result::Result<(), ::taskflow::__private::ValueError> {
                     ::core::unreachable!("flow! reported errors; this build cannot succeed")
                 }
-                fn __save_inputs(_: &#inputs_ty) -> ::core::result::Result<::taskflow::__private::JsonValue, ::std::string::String> {
+                fn __save_inputs(_: &#inputs_ty) -> ::core::result::Result<::taskflow::__private::JsonValue, ::taskflow::__private::ValueError> {
                     ::core::unreachable!("flow! reported errors; this build cannot succeed")
                 }
-                fn __load_inputs(_: &::taskflow::__private::JsonValue) -> ::core::result::Result<#inputs_ty, ::std::string::String> {
+                fn __load_inputs(_: &::taskflow::__private::JsonValue) -> ::core::result::Result<#inputs_ty, ::taskflow::__private::ValueError> {
                     ::core::unreachable!("flow! reported errors; this build cannot succeed")
                 }
                 fn __restore_sub(
@@ -1621,27 +1621,27 @@ fn durable_parts(
         .collect();
 
     let durable_methods = quote! {
-        fn __save_step(values: &__Values, step: usize) -> ::core::result::Result<::taskflow::__private::JsonValue, ::std::string::String> {
+        fn __save_step(values: &__Values, step: usize) -> ::core::result::Result<::taskflow::__private::JsonValue, ::taskflow::__private::ValueError> {
             match step {
                 #(#save_arms)*
                 _ => ::core::result::Result::Ok(::taskflow::__private::JsonValue::Null),
             }
         }
 
-        fn __load_step(values: &mut __Values, step: usize, result: &::taskflow::__private::JsonValue) -> ::core::result::Result<(), ::std::string::String> {
+        fn __load_step(values: &mut __Values, step: usize, result: &::taskflow::__private::JsonValue) -> ::core::result::Result<(), ::taskflow::__private::ValueError> {
             match step {
                 #(#load_arms)*
                 _ => ::core::result::Result::Ok(()),
             }
         }
 
-        fn __save_inputs(inputs: &#inputs_ty) -> ::core::result::Result<::taskflow::__private::JsonValue, ::std::string::String> {
+        fn __save_inputs(inputs: &#inputs_ty) -> ::core::result::Result<::taskflow::__private::JsonValue, ::taskflow::__private::ValueError> {
             let mut __m = ::taskflow::__private::serde_json_map();
             #( __m.insert(::std::string::String::from(#input_names), ::taskflow::__private::in_field(#input_names, #input_saves)?); )*
             ::core::result::Result::Ok(::taskflow::__private::JsonValue::Object(__m))
         }
 
-        fn __load_inputs(inputs: &::taskflow::__private::JsonValue) -> ::core::result::Result<#inputs_ty, ::std::string::String> {
+        fn __load_inputs(inputs: &::taskflow::__private::JsonValue) -> ::core::result::Result<#inputs_ty, ::taskflow::__private::ValueError> {
             ::core::result::Result::Ok(#inputs_ty { #(#input_ids: #input_loads,)* })
         }
 

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use crate::durable::ValueError;
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::History;
@@ -26,7 +27,7 @@ pub struct Registry {
 
 /// A flow's `__save_step`, over its values type `V`.
 #[doc(hidden)]
-pub type SaveStep<V> = fn(&V, usize) -> Result<Value, String>;
+pub type SaveStep<V> = fn(&V, usize) -> Result<Value, ValueError>;
 
 impl Registry {
     #[doc(hidden)]
@@ -34,19 +35,14 @@ impl Registry {
         self.save_step.insert(TypeId::of::<V>(), Box::new(save));
     }
 
-    /// Step `step`'s outputs as JSON, from the flow whose values are `values`.
-    pub(crate) fn save_step<V: 'static>(&self, values: &V, step: usize) -> Result<Value, String> {
-        match self
+    /// Step `step`'s outputs as JSON, from the flow whose values are `values`; `None` when `V`
+    /// was not registered (a bug in taskflow).
+    fn save_step<V: 'static>(&self, values: &V, step: usize) -> Option<Result<Value, ValueError>> {
+        let save = self
             .save_step
-            .get(&TypeId::of::<V>())
-            .and_then(|f| f.downcast_ref::<SaveStep<V>>())
-        {
-            Some(save) => save(values, step),
-            None => Err(format!(
-                "taskflow internal error: the values `{}` are not registered",
-                std::any::type_name::<V>()
-            )),
-        }
+            .get(&TypeId::of::<V>())?
+            .downcast_ref::<SaveStep<V>>()?;
+        Some(save(values, step))
     }
 }
 
@@ -155,28 +151,39 @@ impl Journal {
         }
     }
 
-    /// Records a step's result, with its SUCCESS: its outputs as JSON, or why they could not be
-    /// turned into JSON.
-    pub(crate) fn result(&self, path: &str, json: Result<Value, String>) {
-        let mut j = self.lock();
-        match json {
-            Ok(value) => j.touch(path.to_owned()).result = Some(value),
-            Err(detail) => {
-                // A value that does not serialize cannot be checkpointed: stop like a failed
-                // write, before anything depends on it.
-                if j.error.is_none() {
-                    j.error = Some(StoreError::Invalid {
-                        what: format!("result of step `{path}`"),
-                        detail,
-                    });
-                }
+    /// The outputs of step `step` (at `path`) of the flow whose values are `values`, as JSON:
+    /// `Err` when a value cannot be stored. `Ok(None)` when the flow is not registered, a bug in
+    /// taskflow, which stops the run like a failed checkpoint.
+    pub(crate) fn save_result<V: 'static>(
+        &self,
+        path: &str,
+        values: &V,
+        step: usize,
+    ) -> Result<Option<Value>, ValueError> {
+        match self.registry.save_step(values, step) {
+            Some(json) => json.map(Some),
+            None => {
+                self.stop(StoreError::Invalid {
+                    what: format!("result of step `{path}`"),
+                    detail: format!(
+                        "taskflow internal error: the values `{}` are not registered",
+                        std::any::type_name::<V>()
+                    ),
+                });
+                Ok(None)
             }
         }
     }
 
-    /// The serialization of the flows of this run.
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
+    /// Records a step's result (its outputs as JSON), with its SUCCESS.
+    pub(crate) fn result(&self, path: &str, json: Value) {
+        self.lock().touch(path.to_owned()).result = Some(json);
+    }
+
+    /// Stops the run as a failed checkpoint would (the first error is kept): nothing more is
+    /// written.
+    pub(crate) fn stop(&self, error: StoreError) {
+        self.lock().error.get_or_insert(error);
     }
 
     /// Records a step's progress (written with the next checkpoint).

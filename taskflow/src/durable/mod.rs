@@ -7,7 +7,8 @@
 //! only such flows, so attaching a store to any other flow is a compile error.
 //!
 //! What is written, and when (write-ahead): a step is recorded RUNNING before it starts; a
-//! finished step's SUCCESS and result are recorded before anything that depends on it starts (the
+//! finished step's outputs must be storable (see [`ValueError`]: if not, the step fails, like any
+//! failed step); its SUCCESS and result are recorded before anything that depends on it starts (the
 //! serial engine writes one step's SUCCESS and the next step's RUNNING in one checkpoint; the
 //! parallel engine writes, per scheduling round, those of the steps that finished and of the
 //! steps it starts together in one); REVERTING before a
@@ -24,6 +25,7 @@
 //! and resumed the same way.
 
 pub(crate) mod journal;
+pub(crate) mod value;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +47,7 @@ use crate::store::{
 };
 use crate::{FlowError, PanicError};
 use journal::{Journal, Registry};
+pub use value::ValueError;
 
 /// A flow whose every stored value is `Serialize + DeserializeOwned`: it can be run with a
 /// store ([`Engine::run_durable`]). `flow!` implements it; the bounds are checked where a flow
@@ -71,21 +74,25 @@ use journal::{Journal, Registry};
 )]
 pub trait DurableFlow: Flow {
     /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
-    /// one, an object by name for several. `Err` when a value does not serialize.
+    /// one, an object by name for several. `Err` when a value cannot be stored.
     #[doc(hidden)]
-    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, String>;
+    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError>;
 
     /// Puts a stored result of step `step` back in its slots.
     #[doc(hidden)]
-    fn __load_step(values: &mut Self::Values, step: usize, result: &Value) -> Result<(), String>;
+    fn __load_step(
+        values: &mut Self::Values,
+        step: usize,
+        result: &Value,
+    ) -> Result<(), ValueError>;
 
     /// The inputs as a JSON object by name.
     #[doc(hidden)]
-    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, String>;
+    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, ValueError>;
 
     /// The inputs back from [`__save_inputs`](Self::__save_inputs)'s JSON.
     #[doc(hidden)]
-    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, String>;
+    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, ValueError>;
 
     /// Rebuilds sub-flow step `step`'s values from the store (its inputs from ours).
     #[doc(hidden)]
@@ -263,6 +270,9 @@ pub struct Restore<'a> {
     flow_id: &'a str,
     /// `""` for the root flow, `Sub/` for the steps of sub-flow step `Sub`.
     prefix: String,
+    /// The run is recorded SUCCESS: every step of it (sub-flows' too) must be recorded SUCCESS,
+    /// with its result, or IGNORE.
+    finished: bool,
 }
 
 impl<'a> Restore<'a> {
@@ -273,6 +283,7 @@ impl<'a> Restore<'a> {
             retries: self.retries,
             flow_id: self.flow_id,
             prefix: format!("{}{step}/", self.prefix),
+            finished: self.finished,
         }
     }
 
@@ -286,7 +297,9 @@ impl<'a> Restore<'a> {
 
 /// Puts a stored run back in `values`: each step's state and attempt, the results of the steps
 /// that succeeded, the retry scopes' attempts and histories, sub-flows recursively; failures whose
-/// handling was interrupted are kept for the driver to handle again.
+/// handling was interrupted are kept for the driver to handle again. A step without a record has
+/// not started — unless the run is recorded SUCCESS, whose every step must be recorded SUCCESS
+/// (with its result) or IGNORE: anything else is a corrupt store, naming the step.
 #[doc(hidden)]
 pub fn restore_into<F: DurableFlow>(
     run: &mut Run<F>,
@@ -333,8 +346,24 @@ pub fn restore_into<F: DurableFlow>(
     for (k, info) in graph.steps().iter().enumerate() {
         let path = format!("{}{}", stored.prefix, info.name());
         let Some(atom) = stored.atoms.get(path.as_str()) else {
-            continue;
+            if stored.finished {
+                // Its outputs would be missing from the flow's.
+                return Err(stored.corrupt(
+                    &path,
+                    "the run is recorded SUCCESS, but this step has no record",
+                ));
+            }
+            continue; // not started yet
         };
+        if stored.finished && !matches!(atom.state, StepState::Success | StepState::Ignore) {
+            return Err(stored.corrupt(
+                &path,
+                format!(
+                    "the run is recorded SUCCESS, but this step is recorded {}",
+                    atom.state
+                ),
+            ));
+        }
         let is_flow = info.exec() == Exec::Flow;
         let load = |values: &mut F::Values| -> Result<(), StoreError> {
             let result = atom
@@ -477,9 +506,9 @@ impl Engine {
         suspend: &SuspendHandle,
     ) -> Result<DurableEnd<F::Outputs>, DurableError> {
         let _ = flow;
-        let json = F::__save_inputs(&inputs).map_err(|detail| StoreError::Invalid {
+        let json = F::__save_inputs(&inputs).map_err(|e| StoreError::Invalid {
             what: format!("inputs of flow `{flow_id}`"),
-            detail,
+            detail: e.to_string(),
         })?;
         let logbook = self.logbook.as_deref().unwrap_or(F::NAME);
         let mut record = FlowRecord::new(logbook, F::NAME, fingerprint::<F>(), json)
@@ -590,11 +619,10 @@ impl Engine {
                 compiled,
             });
         }
-        let inputs =
-            F::__load_inputs(&stored.flow.inputs).map_err(|detail| StoreError::Corrupt {
-                what: format!("inputs of flow `{flow_id}`"),
-                detail,
-            })?;
+        let inputs = F::__load_inputs(&stored.flow.inputs).map_err(|e| StoreError::Corrupt {
+            what: format!("inputs of flow `{flow_id}`"),
+            detail: e.to_string(),
+        })?;
         match stored.flow.state {
             FlowState::Reverted | FlowState::Failure => {
                 return Err(DurableError::Failed(recorded_error(&stored)));
@@ -611,6 +639,7 @@ impl Engine {
             retries: &stored.retries,
             flow_id,
             prefix: String::new(),
+            finished: stored.flow.state == FlowState::Success,
         };
         restore_into::<F>(&mut run, &view, &cx)?;
         match stored.flow.state {

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use serde_json::Value;
+
 use crate::durable::journal::Journal;
+use crate::durable::ValueError;
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
@@ -104,11 +107,26 @@ impl RunContext {
         self.journal().is_none_or(Journal::commit)
     }
 
-    /// Records the result of step `index` (named `step`) of the flow whose values are
-    /// `values`, just after it succeeded (a durable run).
-    pub(crate) fn record_result<V: 'static>(&self, step: &str, values: &V, index: usize) {
+    /// The outputs of step `index` (named `step`) of the flow whose values are `values`, as the
+    /// JSON to record with its SUCCESS (a durable run; `Ok(None)` otherwise). `Err` when a value
+    /// cannot be stored (see [`ValueError`]): a failure of the step, checked before it counts as
+    /// done.
+    pub(crate) fn save_result<V: 'static>(
+        &self,
+        step: &str,
+        values: &V,
+        index: usize,
+    ) -> Result<Option<Value>, ValueError> {
+        match self.journal() {
+            Some(journal) => journal.save_result(&self.path(step), values, index),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the result of step `step` (its outputs from [`save_result`](Self::save_result))
+    /// with its SUCCESS.
+    pub(crate) fn record_result(&self, step: &str, json: Value) {
         if let Some(journal) = self.journal() {
-            let json = journal.registry().save_step(values, index);
             journal.result(&self.path(step), json);
         }
     }

@@ -84,7 +84,9 @@ pub(crate) fn not_started<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usiz
 }
 
 /// Records how step `step` ended: SUCCESS (and its result in the journal), PENDING again for a
-/// suspended sub-flow, or FAILURE.
+/// suspended sub-flow, or FAILURE. In a durable run a step's outputs must be stored before it
+/// counts as done: outputs that cannot be (they do not serialize, or would not load back) are a
+/// failure of the step, handled like any other — it is FAILURE, reverted, the run goes on or ends.
 pub(crate) fn end<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
@@ -93,9 +95,21 @@ pub(crate) fn end<F: Flow>(
 ) -> Ended {
     match outcome {
         Ok(()) => {
-            run.step_to(cx, step, StepState::Success, None);
+            let mut json = None;
             if cx.is_durable() {
-                cx.record_result(F::graph().steps()[step].name(), &run.values, step);
+                let name = F::graph().steps()[step].name();
+                match cx.save_result(name, &run.values, step) {
+                    Ok(saved) => json = saved,
+                    Err(error) => {
+                        let why = StepFailed::Task(Failure::from_error(name, error));
+                        mark_failed(run, cx, step, &why);
+                        return Ended::Failed(why);
+                    }
+                }
+            }
+            run.step_to(cx, step, StepState::Success, None);
+            if let Some(json) = json {
+                cx.record_result(F::graph().steps()[step].name(), json);
             }
             Ended::Success
         }
