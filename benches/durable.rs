@@ -40,12 +40,9 @@ fn durable_runs(b: &mut Bencher<'_>, store: &Arc<dyn Store>, runs: &mut u64) {
             let id = format!("run-{runs}");
             let start = Instant::now();
             let out = engine
-                .run_durable_blocking(
-                    Chain1000,
-                    Chain1000Inputs { v0: black_box(0) },
-                    store.clone(),
-                    &id,
-                )
+                .run(Chain1000, Chain1000Inputs { v0: black_box(0) })
+                .durable(store.clone(), &id)
+                .blocking()
                 .unwrap();
             timed += start.elapsed();
             assert_eq!(out.v1000, STEPS);
@@ -66,7 +63,8 @@ fn durable(c: &mut Criterion) {
     fast.bench_function("no_store", |b| {
         b.iter(|| {
             engine
-                .run_blocking(Chain1000, Chain1000Inputs { v0: black_box(0) })
+                .run(Chain1000, Chain1000Inputs { v0: black_box(0) })
+                .blocking()
                 .unwrap()
                 .v1000
         })

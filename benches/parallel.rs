@@ -12,6 +12,7 @@
 //! `Runtime::block_on` per iteration; the engine has 2 pool workers to match. The flows are written
 //! by the root package's build.rs.
 
+use std::future::IntoFuture;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -85,11 +86,19 @@ fn fanout(c: &mut Criterion) {
     }
     assert_eq!(runtime.block_on(spawn_join(7)), FAN_OUT * 8);
     let out = runtime
-        .block_on(engine.run(FanOutSync, FanOutSyncInputs { x: 7 }))
+        .block_on(
+            engine
+                .run(FanOutSync, FanOutSyncInputs { x: 7 })
+                .into_future(),
+        )
         .unwrap();
     assert_eq!((out.y0, out.y1023), (8, 8));
     let out = runtime
-        .block_on(engine.run(FanOutAsync, FanOutAsyncInputs { x: 7 }))
+        .block_on(
+            engine
+                .run(FanOutAsync, FanOutAsyncInputs { x: 7 })
+                .into_future(),
+        )
         .unwrap();
     assert_eq!((out.y0, out.y1023), (8, 8));
 
@@ -101,7 +110,11 @@ fn fanout(c: &mut Criterion) {
     group.bench_function("parallel_engine_sync", |b| {
         b.iter(|| {
             runtime
-                .block_on(engine.run(FanOutSync, FanOutSyncInputs { x: black_box(7) }))
+                .block_on(
+                    engine
+                        .run(FanOutSync, FanOutSyncInputs { x: black_box(7) })
+                        .into_future(),
+                )
                 .unwrap()
                 .y0
         })
@@ -109,7 +122,11 @@ fn fanout(c: &mut Criterion) {
     group.bench_function("parallel_engine_async", |b| {
         b.iter(|| {
             runtime
-                .block_on(engine.run(FanOutAsync, FanOutAsyncInputs { x: black_box(7) }))
+                .block_on(
+                    engine
+                        .run(FanOutAsync, FanOutAsyncInputs { x: black_box(7) })
+                        .into_future(),
+                )
                 .unwrap()
                 .y0
         })
@@ -125,7 +142,7 @@ fn sleep(c: &mut Criterion) {
     assert!(Sleep64::graph().edges().is_empty());
     let start = Instant::now();
     let out = runtime
-        .block_on(engine.run(Sleep64, Sleep64Inputs { x: 7 }))
+        .block_on(engine.run(Sleep64, Sleep64Inputs { x: 7 }).into_future())
         .unwrap();
     let took = start.elapsed();
     assert_eq!((out.z0, out.z63), (8, 8));
@@ -143,7 +160,11 @@ fn sleep(c: &mut Criterion) {
     group.bench_function("parallel_engine_64_sleeps", |b| {
         b.iter(|| {
             runtime
-                .block_on(engine.run(Sleep64, Sleep64Inputs { x: black_box(7) }))
+                .block_on(
+                    engine
+                        .run(Sleep64, Sleep64Inputs { x: black_box(7) })
+                        .into_future(),
+                )
                 .unwrap()
                 .z0
         })

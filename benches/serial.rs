@@ -3,6 +3,7 @@
 //! `&dyn Fn` calls, in the same run; and the engine with a listener attached against none. See
 //! docs/BENCHMARKS.md for the numbers and how to read them.
 
+use std::future::IntoFuture;
 use std::hint::black_box;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +47,7 @@ fn serial(c: &mut Criterion) {
     assert_eq!(dyn_chain(&steps, 0), 100);
     assert_eq!(
         runtime
-            .block_on(engine.run(Chain100, Chain100Inputs { v0: 0 }))
+            .block_on(engine.run(Chain100, Chain100Inputs { v0: 0 }).into_future())
             .unwrap()
             .v100,
         100
@@ -60,7 +61,11 @@ fn serial(c: &mut Criterion) {
     group.bench_function("serial_engine", |b| {
         b.iter(|| {
             runtime
-                .block_on(engine.run(Chain100, Chain100Inputs { v0: black_box(0) }))
+                .block_on(
+                    engine
+                        .run(Chain100, Chain100Inputs { v0: black_box(0) })
+                        .into_future(),
+                )
                 .unwrap()
                 .v100
         })
@@ -71,7 +76,11 @@ fn serial(c: &mut Criterion) {
     group.bench_function("serial_engine_with_listener", |b| {
         b.iter(|| {
             runtime
-                .block_on(listened.run(Chain100, Chain100Inputs { v0: black_box(0) }))
+                .block_on(
+                    listened
+                        .run(Chain100, Chain100Inputs { v0: black_box(0) })
+                        .into_future(),
+                )
                 .unwrap()
                 .v100
         })

@@ -185,7 +185,7 @@ fn boot(fail_at: Option<&str>) -> (Result<(), FlowError>, Vec<String>) {
         image: "debian-12".into(),
         size_gb: 20,
     };
-    let result = Engine::serial().run_blocking(BootVm, inputs);
+    let result = Engine::serial().run(BootVm, inputs).blocking();
     let left: Vec<String> = cloud.resources.lock().unwrap().values().cloned().collect();
     match result {
         Ok(out) => {

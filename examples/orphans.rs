@@ -6,10 +6,10 @@
 //! cargo run --example orphans
 //! ```
 //! The parent starts itself again as a child process that provisions a server in a pretend cloud
-//! (a directory, one file per resource) with `Engine::run_durable`, recording the run in a
+//! (a directory, one file per resource) with `engine.run(..).durable(..)`, recording the run in a
 //! `DirStore`. After creating a network port, a volume and the server, the child crashes (it kills
 //! itself with SIGKILL) while it waits for a floating IP. A second child resumes the run with
-//! `Engine::resume_durable`: the cloud answers that the floating-IP quota is exhausted, the flow
+//! `Engine::resume`: the cloud answers that the floating-IP quota is exhausted, the flow
 //! reverts, and the revert hooks delete the port, the volume and the server by the ids that the
 //! dead process's steps returned, which the store kept. Without the store, nothing would know
 //! those ids: the parent prints what would have been left behind.
@@ -160,10 +160,13 @@ fn child(mode: &str) -> anyhow::Result<()> {
             image: "debian-12".into(),
             volume_gb: 20,
         };
-        engine.run_durable_blocking(Provision, ProvisionInputs { spec }, store, FLOW_ID)
+        engine
+            .run(Provision, ProvisionInputs { spec })
+            .durable(store, FLOW_ID)
+            .blocking()
     } else {
         say(&format!("resuming run {FLOW_ID} from flows/"));
-        engine.resume_durable_blocking(Provision, store, FLOW_ID)
+        engine.resume(Provision, store, FLOW_ID).blocking()
     };
     match result {
         Ok(out) => say(&format!("done: {} at {}", out.server_id, out.floating_ip)),
@@ -190,7 +193,7 @@ fn print_store(store: &DirStore) -> anyhow::Result<FlowState> {
 
 fn parent() -> anyhow::Result<()> {
     let me = std::env::current_exe()?;
-    println!("parent: starting child 1, which provisions web-1 with Engine::run_durable");
+    println!("parent: starting child 1, which provisions web-1 with engine.run(..).durable(..)");
     let status = Command::new(&me)
         .args(["--child", "run"])
         .env("ORPHANS_CRASH", "1")
@@ -200,7 +203,7 @@ fn parent() -> anyhow::Result<()> {
     let store = DirStore::open("flows")?;
     print_store(&store)?;
 
-    println!("parent: starting child 2, which resumes the run with Engine::resume_durable");
+    println!("parent: starting child 2, which resumes the run with Engine::resume");
     let status = Command::new(&me).args(["--child", "resume"]).status()?;
     if !status.success() {
         bail!("child 2 failed: {status}");

@@ -97,13 +97,14 @@ fn main() {
     });
     let engine = Engine::parallel().listener(bars.clone());
     let out = engine
-        .run_blocking(
+        .run(
             Publish,
             PublishInputs {
                 count: 24,
                 done: Done::default(),
             },
         )
+        .blocking()
         .expect("the publish flow has no failing step");
     println!("index of {} files written", out.index.lines().count());
 }

@@ -5,9 +5,9 @@
 //! cargo run --example resume
 //! ```
 //! The example plays every role. The parent starts itself again as a child process, the
-//! "service", which deploys a release with `Engine::run_durable`. While the third step runs, the
+//! "service", which deploys a release with `engine.run(..).durable(..)`. While the third step runs, the
 //! parent kills that child with SIGKILL, then starts a new child that calls
-//! `Engine::resume_durable`. The steps the store recorded SUCCESS are not run again (the database
+//! `Engine::resume`. The steps the store recorded SUCCESS are not run again (the database
 //! migration is applied once); the step that was RUNNING runs again, so it is written to find
 //! what its first run already did; the deployment finishes. The parent then prints the store's
 //! record of the run and which process ran each step.
@@ -123,10 +123,13 @@ fn child(mode: &str) -> anyhow::Result<()> {
             version: "2.4.1".into(),
             instances: 3,
         };
-        Engine::serial().run_durable_blocking(Deploy, DeployInputs { release }, store, FLOW_ID)?
+        Engine::serial()
+            .run(Deploy, DeployInputs { release })
+            .durable(store, FLOW_ID)
+            .blocking()?
     } else {
         println!("  [pid {pid}] resuming run {FLOW_ID} from flows.db");
-        Engine::serial().resume_durable_blocking(Deploy, store, FLOW_ID)?
+        Engine::serial().resume(Deploy, store, FLOW_ID).blocking()?
     };
     let (live, n) = (out.endpoint, out.instances.len());
     let done = if mode == "run" { "done" } else { "resumed" };
@@ -152,7 +155,9 @@ fn mid_flow() -> bool {
 }
 
 fn parent() -> anyhow::Result<()> {
-    println!("parent: starting child 1, which deploys shop-api 2.4.1 with Engine::run_durable");
+    println!(
+        "parent: starting child 1, which deploys shop-api 2.4.1 with engine.run(..).durable(..)"
+    );
     let mut first = spawn("run")?;
     while !mid_flow() {
         if let Some(status) = first.try_wait()? {
@@ -174,7 +179,7 @@ fn parent() -> anyhow::Result<()> {
         states.join(", ")
     );
 
-    println!("parent: starting child 2, which resumes the run with Engine::resume_durable");
+    println!("parent: starting child 2, which resumes the run with Engine::resume");
     let mut second = spawn("resume")?;
     let status = second.wait()?;
     if !status.success() {

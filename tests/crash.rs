@@ -261,9 +261,12 @@ fn child(args: &[String]) {
     let result = match mode.as_str() {
         "run" => {
             let plan: Plan = serde_json::from_str(plan_json).unwrap();
-            engine.run_durable_blocking(Provision, ProvisionInputs { plan }, store, "job")
+            engine
+                .run(Provision, ProvisionInputs { plan })
+                .durable(store, "job")
+                .blocking()
         }
-        _ => engine.resume_durable_blocking(Provision, store, "job"),
+        _ => engine.resume(Provision, store, "job").blocking(),
     };
     match result {
         Ok(out) => println!("OK {}", out.summary),

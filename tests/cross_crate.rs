@@ -27,13 +27,15 @@ flow! {
 #[test]
 fn exported_tasks_run_and_revert_from_another_crate() {
     let out = Engine::serial()
-        .run_blocking(Provision, ProvisionInputs { size_gb: 3 })
+        .run(Provision, ProvisionInputs { size_gb: 3 })
+        .blocking()
         .unwrap();
     assert_eq!((out.volume_id, out.label.as_str()), (30, "vol-30"));
 
     LOG.lock().unwrap().clear();
     let err = Engine::serial()
-        .run_blocking(ProvisionAndFail, ProvisionAndFailInputs { size_gb: 4 })
+        .run(ProvisionAndFail, ProvisionAndFailInputs { size_gb: 4 })
+        .blocking()
         .unwrap_err();
     assert_eq!(err.failed_step(), "refuse");
     assert_eq!(

@@ -77,13 +77,14 @@ fn a_decider_that_says_yes_lets_the_branch_run() {
     for engine in [Engine::serial(), Engine::parallel()] {
         let trace = Trace::default();
         let out = engine
-            .run_blocking(
+            .run(
                 Backup,
                 BackupInputs {
                     trace: trace.clone(),
                     requested: 20,
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!(out.report, "20 GB, backup: bk-20 ok");
         assert_eq!(out.verified.as_deref(), Some("bk-20 ok"));
@@ -98,13 +99,14 @@ fn a_decider_that_says_no_ignores_the_branch_and_the_flow_succeeds() {
         let states = Arc::new(States::default());
         let out = engine
             .listener(states.clone())
-            .run_blocking(
+            .run(
                 Backup,
                 BackupInputs {
                     trace: trace.clone(),
                     requested: 5,
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!(out.report, "5 GB, backup: none");
         assert_eq!(out.verified, None);
@@ -138,26 +140,28 @@ fn ignored_steps_are_not_reverted() {
     for engine in [Engine::serial(), Engine::parallel()] {
         let trace = Trace::default();
         let err = engine
-            .run_blocking(
+            .run(
                 BackupThenFail,
                 BackupThenFailInputs {
                     trace: trace.clone(),
                     requested: 5,
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(err.failed_step(), "fail_late");
         assert_eq!(trace.events(), ["measure", "summarize"]);
 
         let trace = Trace::default();
         engine
-            .run_blocking(
+            .run(
                 BackupThenFail,
                 BackupThenFailInputs {
                     trace: trace.clone(),
                     requested: 50,
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(
             trace.events(),
@@ -232,13 +236,15 @@ fn a_panicking_decider_is_retried_by_the_scopes_controller() {
     for engine in [Engine::serial(), Engine::parallel()] {
         let trace = Trace::default();
         let calls = Calls::default();
-        let result = engine.run_blocking(
-            Shaky,
-            ShakyInputs {
-                trace: trace.clone(),
-                calls: calls.clone(),
-            },
-        );
+        let result = engine
+            .run(
+                Shaky,
+                ShakyInputs {
+                    trace: trace.clone(),
+                    calls: calls.clone(),
+                },
+            )
+            .blocking();
         assert_eq!(
             result.map(|out| out.used).map_err(|e| e.to_string()),
             Ok(Some(2)),
@@ -325,7 +331,9 @@ fn skipping_a_sub_flow_ignores_every_step_inside_it() {
         let out = engine
             .clone()
             .listener(ignored.clone())
-            .run_durable_blocking(SkipSub, SkipSubInputs { n: 1 }, store.clone(), "s")
+            .run(SkipSub, SkipSubInputs { n: 1 })
+            .durable(store.clone(), "s")
+            .blocking()
             .unwrap();
         assert_eq!((out.first_value, out.deep_value), (None, None));
         assert_eq!(
@@ -424,24 +432,26 @@ fn two_gates(engine: &Engine, sub: bool, n: u32) -> (Option<u32>, usize, usize) 
     let calls = Calls::default();
     let joined = if sub {
         engine
-            .run_blocking(
+            .run(
                 TwoGatesSub,
                 TwoGatesSubInputs {
                     n,
                     calls: calls.clone(),
                 },
             )
+            .blocking()
             .unwrap()
             .joined
     } else {
         engine
-            .run_blocking(
+            .run(
                 TwoGatesTask,
                 TwoGatesTaskInputs {
                     n,
                     calls: calls.clone(),
                 },
             )
+            .blocking()
             .unwrap()
             .joined
     };

@@ -72,7 +72,9 @@ fn full_disk(open: impl Fn(&Path) -> Arc<dyn Store>, expect: impl Fn(&StoreError
     }
     let store = open(&disk.0);
     let err = Engine::serial()
-        .run_durable_blocking(Bulky, BulkyInputs { seed: "z".into() }, store.clone(), "b")
+        .run(Bulky, BulkyInputs { seed: "z".into() })
+        .durable(store.clone(), "b")
+        .blocking()
         .unwrap_err();
     let DurableError::Store(e) = &err else {
         panic!("expected a storage error, got {err:?}")
@@ -95,7 +97,8 @@ fn full_disk(open: impl Fn(&Path) -> Arc<dyn Store>, expect: impl Fn(&StoreError
     disk.remount("remount,size=16m");
     let store = open(&disk.0);
     let out = Engine::serial()
-        .resume_durable_blocking(Bulky, store.clone(), "b")
+        .resume(Bulky, store.clone(), "b")
+        .blocking()
         .unwrap();
     assert_eq!(out.f, 64 * 1024 + 6);
     for &i in &done {
@@ -166,7 +169,9 @@ fn a_read_only_file_system_fails_the_run_and_it_resumes() {
         path: view.0.to_str().unwrap().to_owned(),
     };
     let err = Engine::serial()
-        .run_durable_blocking(Locked, inputs, store.clone(), "l")
+        .run(Locked, inputs)
+        .durable(store.clone(), "l")
+        .blocking()
         .unwrap_err();
     let DurableError::Store(StoreError::Io { source, .. }) = &err else {
         panic!("expected an I/O error, got {err:?}")
@@ -177,7 +182,8 @@ fn a_read_only_file_system_fails_the_run_and_it_resumes() {
 
     view.remount("remount,bind,rw");
     let out = Engine::serial()
-        .resume_durable_blocking(Locked, store.clone(), "l")
+        .resume(Locked, store.clone(), "l")
+        .blocking()
         .unwrap();
     assert_eq!(out.second, 2);
 }
@@ -190,7 +196,9 @@ fn a_read_only_store_refuses_a_new_run() {
     drop(SqliteStore::open(&path).unwrap());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_read_only(&path).unwrap());
     let err = Engine::serial()
-        .run_durable_blocking(Bulky, BulkyInputs { seed: "r".into() }, store.clone(), "r")
+        .run(Bulky, BulkyInputs { seed: "r".into() })
+        .durable(store.clone(), "r")
+        .blocking()
         .unwrap_err();
     assert!(
         matches!(&err, DurableError::Store(StoreError::Sqlite { source, .. }) if source.is_read_only())

@@ -4,6 +4,7 @@
 //! processes).
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -129,12 +130,9 @@ fn a_durable_run_records_every_step_with_its_result_and_timings() {
         let tmp = TempDir::new();
         let store = sqlite(&tmp);
         let out = engine
-            .run_durable_blocking(
-                Publish,
-                PublishInputs { name: "web".into() },
-                store.clone(),
-                "p1",
-            )
+            .run(Publish, PublishInputs { name: "web".into() })
+            .durable(store.clone(), "p1")
+            .blocking()
             .unwrap();
         assert_eq!(out.url, URL);
         let stored = store.load_flow("p1").unwrap().unwrap();
@@ -168,12 +166,9 @@ fn the_serial_engine_commits_once_per_step() {
     let _turn = my_turn();
     let Flaky { store, written } = Flaky::recording(Arc::new(MemoryStore::new()), usize::MAX);
     Engine::serial()
-        .run_durable_blocking(
-            Publish,
-            PublishInputs { name: "a".into() },
-            Arc::new(store),
-            "p",
-        )
+        .run(Publish, PublishInputs { name: "a".into() })
+        .durable(Arc::new(store), "p")
+        .blocking()
         .unwrap();
     let written = written.lock().unwrap();
     // RUNNING create | SUCCESS create + RUNNING address | ... | SUCCESS publish + flow SUCCESS
@@ -218,7 +213,9 @@ fn a_failed_checkpoint_stops_the_run_and_it_resumes() {
             let store = sqlite(&tmp);
             let flaky = Flaky::failing_from(store.clone(), fail_from);
             let err = engine
-                .run_durable_blocking(Publish, PublishInputs { name: "db".into() }, flaky, "p")
+                .run(Publish, PublishInputs { name: "db".into() })
+                .durable(flaky, "p")
+                .blocking()
                 .unwrap_err();
             assert!(
                 matches!(&err, DurableError::Store(StoreError::Io { .. })),
@@ -236,7 +233,8 @@ fn a_failed_checkpoint_stops_the_run_and_it_resumes() {
             assert_eq!(succeeded.len(), fail_from.saturating_sub(2).min(3));
 
             let out = engine
-                .resume_durable_blocking(Publish, store.clone(), "p")
+                .resume(Publish, store.clone(), "p")
+                .blocking()
                 .unwrap();
             assert_eq!(out.url, URL);
             assert_eq!(
@@ -273,7 +271,9 @@ fn published(name: &str) -> Arc<dyn Store> {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let inputs = PublishInputs { name: name.into() };
     Engine::serial()
-        .run_durable_blocking(Publish, inputs, store.clone(), "p")
+        .run(Publish, inputs)
+        .durable(store.clone(), "p")
+        .blocking()
         .unwrap();
     store
 }
@@ -284,7 +284,8 @@ fn a_finished_run_resumes_to_its_stored_outcome_without_running() {
     let (engine, store) = (Engine::serial(), published("x"));
     let before = runs().count("create x");
     let again = engine
-        .resume_durable_blocking(Publish, store.clone(), "p")
+        .resume(Publish, store.clone(), "p")
+        .blocking()
         .unwrap();
     assert_eq!(again.url, URL);
     assert_eq!(runs().count("create x"), before);
@@ -299,7 +300,9 @@ fn a_finished_run_missing_a_sub_flow_steps_record_is_a_corrupt_store() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let inputs = NestedInputs { size: 1, tries: 0 };
     Engine::serial()
-        .run_durable_blocking(Nested, inputs, store.clone(), "n")
+        .run(Nested, inputs)
+        .durable(store.clone(), "n")
+        .blocking()
         .unwrap();
     let done = store.load_flow("n").unwrap().unwrap();
     assert!(done.atom("Storage/attach").is_some());
@@ -321,7 +324,8 @@ fn a_finished_run_missing_a_sub_flow_steps_record_is_a_corrupt_store() {
         copy.checkpoint("n", &checkpoint).unwrap();
         let before = copy.load_flow("n").unwrap().unwrap();
         let err = Engine::serial()
-            .resume_durable_blocking(Nested, copy.clone(), "n")
+            .resume(Nested, copy.clone(), "n")
+            .blocking()
             .unwrap_err();
         assert!(
             matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
@@ -348,19 +352,17 @@ fn an_id_in_use_is_refused() {
     let _turn = my_turn();
     let (engine, store) = (Engine::serial(), published("x"));
     let err = engine
-        .run_durable_blocking(
-            Publish,
-            PublishInputs { name: "y".into() },
-            store.clone(),
-            "p",
-        )
+        .run(Publish, PublishInputs { name: "y".into() })
+        .durable(store.clone(), "p")
+        .blocking()
         .unwrap_err();
     assert!(
         matches!(err, DurableError::Store(StoreError::AlreadyExists { .. })),
         "{err:?}"
     );
     let err = engine
-        .resume_durable_blocking(Publish, store, "missing")
+        .resume(Publish, store, "missing")
+        .blocking()
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -402,7 +404,9 @@ fn interrupted_v1(tmp: &TempDir) -> (Arc<dyn Store>, StoredFlow) {
     let store = sqlite(tmp);
     let flaky = Flaky::failing_from(store.clone(), 2);
     Engine::serial()
-        .run_durable_blocking(v1::Deploy, v1::DeployInputs { n: 21 }, flaky, "d")
+        .run(v1::Deploy, v1::DeployInputs { n: 21 })
+        .durable(flaky, "d")
+        .blocking()
         .unwrap_err();
     let stored = store.load_flow("d").unwrap().unwrap();
     (store, stored)
@@ -417,7 +421,8 @@ fn a_changed_flow_is_refused_and_nothing_is_written() {
         taskflow::fingerprint::<v2::Deploy>()
     );
     let err = Engine::serial()
-        .resume_durable_blocking(v2::Deploy, store.clone(), "d")
+        .resume(v2::Deploy, store.clone(), "d")
+        .blocking()
         .unwrap_err();
     assert!(
         matches!(&err, DurableError::FingerprintMismatch { flow_id, .. } if flow_id == "d"),
@@ -431,7 +436,8 @@ fn a_changed_flow_is_refused_and_nothing_is_written() {
     assert_eq!(store.load_flow("d").unwrap().unwrap(), before);
     // The build that started it finishes it.
     let out = Engine::serial()
-        .resume_durable_blocking(v1::Deploy, store, "d")
+        .resume(v1::Deploy, store, "d")
+        .blocking()
         .unwrap();
     assert_eq!(out.doubled, 42);
 }
@@ -442,7 +448,8 @@ fn a_run_of_another_flow_is_refused() {
     let tmp = TempDir::new();
     let (store, before) = interrupted_v1(&tmp);
     let err = Engine::serial()
-        .resume_durable_blocking(Publish, store.clone(), "d")
+        .resume(Publish, store.clone(), "d")
+        .blocking()
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -460,7 +467,9 @@ fn corrupt_stored_values_are_refused_naming_them() {
     let store = sqlite(&tmp);
     let flaky = Flaky::failing_from(store.clone(), 3);
     Engine::serial()
-        .run_durable_blocking(Publish, PublishInputs { name: "c".into() }, flaky, "p")
+        .run(Publish, PublishInputs { name: "c".into() })
+        .durable(flaky, "p")
+        .blocking()
         .unwrap_err();
     drop(store);
     let db = tmp.path().join("flows.db");
@@ -474,7 +483,8 @@ fn corrupt_stored_values_are_refused_naming_them() {
     let store = sqlite(&tmp);
     let before = store.load_flow("p").unwrap().unwrap();
     let err = Engine::serial()
-        .resume_durable_blocking(Publish, store.clone(), "p")
+        .resume(Publish, store.clone(), "p")
+        .blocking()
         .unwrap_err();
     let text = err.to_string();
     assert!(
@@ -495,7 +505,8 @@ fn corrupt_stored_values_are_refused_naming_them() {
     drop(conn);
     let store = sqlite(&tmp);
     let err = Engine::serial()
-        .resume_durable_blocking(Publish, store, "p")
+        .resume(Publish, store, "p")
+        .blocking()
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -511,13 +522,16 @@ fn a_truncated_flow_file_is_refused() {
     let store: Arc<dyn Store> = Arc::new(DirStore::open(tmp.path()).unwrap());
     let flaky = Flaky::failing_from(store.clone(), 3);
     Engine::serial()
-        .run_durable_blocking(Publish, PublishInputs { name: "t".into() }, flaky, "p")
+        .run(Publish, PublishInputs { name: "t".into() })
+        .durable(flaky, "p")
+        .blocking()
         .unwrap_err();
     let file = tmp.path().join("p.json");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
     let err = Engine::serial()
-        .resume_durable_blocking(Publish, store, "p")
+        .resume(Publish, store, "p")
+        .blocking()
         .unwrap_err();
     assert!(
         matches!(err, DurableError::Store(StoreError::Corrupt { .. })),
@@ -540,7 +554,9 @@ fn a_result_that_does_not_serialize_stops_the_run() {
 
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let err = Engine::serial()
-        .run_durable_blocking(Tabulate, TabulateInputs {}, store.clone(), "t")
+        .run(Tabulate, TabulateInputs {})
+        .durable(store.clone(), "t")
+        .blocking()
         .unwrap_err();
     let text = err.to_string();
     assert!(
@@ -614,12 +630,15 @@ fn a_sub_flows_retry_count_survives_every_stop() {
             *RUNS.lock().unwrap() = Some(Runs::default());
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
             let flaky = Flaky::failing_from(store.clone(), fail_from);
-            let first =
-                engine.run_durable_blocking(Nested, NestedInputs { size: 5, tries: 2 }, flaky, "n");
+            let first = engine
+                .run(Nested, NestedInputs { size: 5, tries: 2 })
+                .durable(flaky, "n")
+                .blocking();
             let out = match first {
                 Ok(out) => out, // fewer checkpoints than fail_from
                 Err(DurableError::Store(_)) => engine
-                    .resume_durable_blocking(Nested, store.clone(), "n")
+                    .resume(Nested, store.clone(), "n")
+                    .blocking()
                     .unwrap(),
                 Err(e) => panic!("{e}"),
             };
@@ -652,12 +671,9 @@ fn a_reverted_run_resumes_to_its_failure() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let engine = Engine::serial();
     let err = engine
-        .run_durable_blocking(
-            Storage,
-            StorageInputs { size: 9, tries: 99 },
-            store.clone(),
-            "s",
-        )
+        .run(Storage, StorageInputs { size: 9, tries: 99 })
+        .durable(store.clone(), "s")
+        .blocking()
         .unwrap_err();
     assert!(
         err.to_string()
@@ -667,9 +683,7 @@ fn a_reverted_run_resumes_to_its_failure() {
     let stored = store.load_flow("s").unwrap().unwrap();
     assert_eq!(stored.flow.state, FlowState::Reverted);
     assert_eq!(UNDONE.lock().unwrap().len(), 3); // once per attempt
-    let again = engine
-        .resume_durable_blocking(Storage, store, "s")
-        .unwrap_err();
+    let again = engine.resume(Storage, store, "s").blocking().unwrap_err();
     let DurableError::Failed(e) = again else {
         panic!("{again:?}")
     };
@@ -710,7 +724,9 @@ flow! {
 fn the_parallel_engine_commits_steps_that_start_or_finish_together_at_once() {
     let Flaky { store, written } = Flaky::recording(Arc::new(MemoryStore::new()), usize::MAX);
     let out = Engine::parallel()
-        .run_durable_blocking(FanIn, FanInInputs { n: 5 }, Arc::new(store), "f")
+        .run(FanIn, FanInInputs { n: 5 })
+        .durable(Arc::new(store), "f")
+        .blocking()
         .unwrap();
     assert_eq!(out.total, 20);
     let written = written.lock().unwrap();
@@ -790,15 +806,15 @@ fn a_suspended_durable_run_is_recorded_and_resumes() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let end = runtime.block_on(engine.run_durable_until(
-            Travel,
-            TravelInputs { name: "ada".into() },
-            store.clone(),
-            "t",
-            &stop,
-        ));
+        let end = runtime.block_on(
+            engine
+                .run(Travel, TravelInputs { name: "ada".into() })
+                .durable(store.clone(), "t")
+                .until(&stop)
+                .into_future(),
+        );
         assert!(
-            matches!(end, Ok(taskflow::DurableEnd::Suspended)),
+            matches!(end, Ok(taskflow::Outcome::Suspended(_))),
             "{end:?}"
         );
         let stored = store.load_flow("t").unwrap().unwrap();
@@ -808,7 +824,8 @@ fn a_suspended_durable_run_is_recorded_and_resumes() {
         assert_eq!(stored.atom("board").unwrap().state, StepState::Pending);
 
         let out = engine
-            .resume_durable_blocking(Travel, store.clone(), "t")
+            .resume(Travel, store.clone(), "t")
+            .blocking()
             .unwrap();
         assert_eq!(out.boarded, "ada checked in, boarded");
         assert_eq!(runs().count("check_in"), 1);
@@ -859,15 +876,15 @@ fn a_durable_run_records_every_step_when_it_is_created() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let end = runtime.block_on(engine.run_durable_until(
-            Trip,
-            TripInputs { name: "ada".into() },
-            store.clone(),
-            "trip",
-            &stop,
-        ));
+        let end = runtime.block_on(
+            engine
+                .run(Trip, TripInputs { name: "ada".into() })
+                .durable(store.clone(), "trip")
+                .until(&stop)
+                .into_future(),
+        );
         assert!(
-            matches!(end, Ok(taskflow::DurableEnd::Suspended)),
+            matches!(end, Ok(taskflow::Outcome::Suspended(_))),
             "{end:?}"
         );
         let stored = store.load_flow("trip").unwrap().unwrap();
@@ -890,7 +907,7 @@ fn a_durable_run_records_every_step_when_it_is_created() {
             "{engine:?}"
         );
         *STOP.lock().unwrap() = Some(taskflow::SuspendHandle::new());
-        let out = engine.resume_durable_blocking(Trip, store, "trip").unwrap();
+        let out = engine.resume(Trip, store, "trip").blocking().unwrap();
         assert_eq!(out.ticket, "ada booked, meal for seat 10");
     }
 }
@@ -954,7 +971,7 @@ fn maps_and_skipped_steps_resume_from_every_stop() {
                 let inputs = VolumesInputs {
                     sizes: sizes.clone(),
                 };
-                let out = match engine.run_durable_blocking(Volumes, inputs, flaky, "v") {
+                let out = match engine.run(Volumes, inputs).durable(flaky, "v").blocking() {
                     Ok(out) => out,
                     Err(DurableError::Store(_)) => {
                         resumed += 1;
@@ -964,7 +981,8 @@ fn maps_and_skipped_steps_resume_from_every_stop() {
                             .is_some_and(|a| a.state == StepState::Success);
                         let before = runs().count(&format!("make_volume {}", sizes[0]));
                         let out = engine
-                            .resume_durable_blocking(Volumes, store.clone(), "v")
+                            .resume(Volumes, store.clone(), "v")
+                            .blocking()
                             .unwrap();
                         if mapped {
                             let after = runs().count(&format!("make_volume {}", sizes[0]));
@@ -1020,14 +1038,15 @@ fn a_sub_flow_fed_by_its_retry_controller_resumes_from_every_stop() {
             *RUNS.lock().unwrap() = Some(Runs::default());
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
             let flaky = Flaky::failing_from(store.clone(), fail_from);
-            let out = match engine.run_durable_blocking(Zoned, ZonedInputs { size: 8 }, flaky, "z")
+            let out = match engine
+                .run(Zoned, ZonedInputs { size: 8 })
+                .durable(flaky, "z")
+                .blocking()
             {
                 Ok(out) => out,
                 Err(DurableError::Store(_)) => {
                     resumed += 1;
-                    engine
-                        .resume_durable_blocking(Zoned, store.clone(), "z")
-                        .unwrap()
+                    engine.resume(Zoned, store.clone(), "z").blocking().unwrap()
                 }
                 Err(e) => panic!("{e}"),
             };
@@ -1050,7 +1069,9 @@ fn a_run_from_a_newer_taskflow_is_refused() {
     let store: Arc<dyn Store> = Arc::new(DirStore::open(tmp.path()).unwrap());
     let flaky = Flaky::failing_from(store.clone(), 3);
     Engine::serial()
-        .run_durable_blocking(Publish, PublishInputs { name: "n".into() }, flaky, "p")
+        .run(Publish, PublishInputs { name: "n".into() })
+        .durable(flaky, "p")
+        .blocking()
         .unwrap_err();
     let file = tmp.path().join("p.json");
     let mut json: serde_json::Value =
@@ -1059,7 +1080,8 @@ fn a_run_from_a_newer_taskflow_is_refused() {
     let newer = serde_json::to_vec_pretty(&json).unwrap();
     std::fs::write(&file, &newer).unwrap();
     let err = Engine::serial()
-        .resume_durable_blocking(Publish, store, "p")
+        .resume(Publish, store, "p")
+        .blocking()
         .unwrap_err();
     assert!(
         matches!(
@@ -1106,13 +1128,17 @@ fn a_retried_sub_flows_own_retry_count_restarts_across_stops() {
             *RUNS.lock().unwrap() = Some(Runs::default());
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
             let flaky = Flaky::failing_from(store.clone(), fail_from);
-            let out = match engine.run_durable_blocking(OuterRetry, OuterRetryInputs {}, flaky, "o")
+            let out = match engine
+                .run(OuterRetry, OuterRetryInputs {})
+                .durable(flaky, "o")
+                .blocking()
             {
                 Ok(out) => out,
                 Err(DurableError::Store(_)) => {
                     resumed += 1;
                     engine
-                        .resume_durable_blocking(OuterRetry, store.clone(), "o")
+                        .resume(OuterRetry, store.clone(), "o")
+                        .blocking()
                         .unwrap()
                 }
                 Err(e) => panic!("{e}"),
@@ -1163,18 +1189,23 @@ fn twice_stopped_matches_unstopped<F: taskflow::DurableFlow>(
     };
     for engine in engines() {
         let reference: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let want = outcome(engine.run_durable_blocking(flow(), inputs(), reference.clone(), "x"));
+        let want = outcome(
+            engine
+                .run(flow(), inputs())
+                .durable(reference.clone(), "x")
+                .blocking(),
+        );
         let want_states = states(&reference);
         for first in 1..=stops {
             for second in 1..=stops {
                 let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
                 let flaky = Flaky::failing_from(store.clone(), first);
-                let got = match engine.run_durable_blocking(flow(), inputs(), flaky, "x") {
+                let got = match engine.run(flow(), inputs()).durable(flaky, "x").blocking() {
                     Err(DurableError::Store(_)) => {
                         let flaky = Flaky::failing_from(store.clone(), second);
-                        match engine.resume_durable_blocking(flow(), flaky, "x") {
+                        match engine.resume(flow(), flaky, "x").blocking() {
                             Err(DurableError::Store(_)) => {
-                                outcome(engine.resume_durable_blocking(flow(), store.clone(), "x"))
+                                outcome(engine.resume(flow(), store.clone(), "x").blocking())
                             }
                             other => outcome(other),
                         }
@@ -1353,18 +1384,15 @@ mod defects {
             let (first, loaded, again) = within(LIMIT, move || {
                 let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
                 let first = no_panic(|| {
-                    engine.run_durable_blocking(
-                        Fragile,
-                        FragileInputs { n: 13 },
-                        store.clone(),
-                        "f",
-                    )
+                    engine
+                        .run(Fragile, FragileInputs { n: 13 })
+                        .durable(store.clone(), "f")
+                        .blocking()
                 })
                 .map(|r| r.map(|o| o.shown).map_err(|e| e.to_string()));
                 let loaded = store.load_flow("f").map(|s| s.map(|s| s.flow.state));
-                let again =
-                    no_panic(|| engine.resume_durable_blocking(Fragile, store.clone(), "f"))
-                        .map(|r| r.map(|o| o.shown).map_err(|e| e.to_string()));
+                let again = no_panic(|| engine.resume(Fragile, store.clone(), "f").blocking())
+                    .map(|r| r.map(|o| o.shown).map_err(|e| e.to_string()));
                 (first, loaded, again)
             });
             let text = match first {
@@ -1394,7 +1422,10 @@ mod defects {
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
             // `make_touchy` succeeds and is recorded with its result; the run stops after.
             let flaky = Flaky::failing_from(store.clone(), 3);
-            let first = engine.run_durable_blocking(Fragile, FragileInputs { n: 8 }, flaky, "f");
+            let first = engine
+                .run(Fragile, FragileInputs { n: 8 })
+                .durable(flaky, "f")
+                .blocking();
             assert!(matches!(first, Err(DurableError::Store(_))), "{first:?}");
             // A run checks that a result loads back before the step counts as done, so it cannot
             // record a 7 itself; a store written by a build whose `Deserialize` took it can.
@@ -1415,7 +1446,7 @@ mod defects {
             let resumed = {
                 let (engine, store) = (engine.clone(), store.clone());
                 within(LIMIT, move || {
-                    no_panic(|| engine.resume_durable_blocking(Fragile, store, "f"))
+                    no_panic(|| engine.resume(Fragile, store, "f").blocking())
                 })
             };
             let err = match resumed {
@@ -1511,7 +1542,11 @@ mod defects {
         let at = format!("{engine:?}, step {step}");
         LOG.lock().unwrap().clear();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let err = match engine.run_durable_blocking(flow(), inputs, store.clone(), "v") {
+        let err = match engine
+            .run(flow(), inputs)
+            .durable(store.clone(), "v")
+            .blocking()
+        {
             Err(DurableError::Failed(e)) => e,
             other => panic!("{at}: the step must fail and the run be reverted, got {other:?}"),
         };
@@ -1541,7 +1576,7 @@ mod defects {
             Some(StepState::Reverted),
             "{at}"
         );
-        match engine.resume_durable_blocking(flow(), store.clone(), "v") {
+        match engine.resume(flow(), store.clone(), "v").blocking() {
             Err(DurableError::Failed(e)) => assert_eq!(e.failed_step(), step, "{at}: {e}"),
             other => panic!("{at}: the resume reports the failure, got {other:?}"),
         }
@@ -1629,12 +1664,10 @@ mod defects {
                 ("sqlite", sqlite(&tmp)),
             ];
             for (kind, store) in stores {
-                let out = engine.run_durable_blocking(
-                    Copying,
-                    CopyingInputs { files: 3 },
-                    store.clone(),
-                    "c",
-                );
+                let out = engine
+                    .run(Copying, CopyingInputs { files: 3 })
+                    .durable(store.clone(), "c")
+                    .blocking();
                 assert!(
                     matches!(out, Ok(CopyingOutputs { copied: 3 })),
                     "{engine:?}, {kind} store: {out:?}"
@@ -1678,7 +1711,7 @@ mod defects {
             let resumed = {
                 let copy = copy.clone();
                 within(LIMIT, move || {
-                    no_panic(|| Engine::serial().resume_durable_blocking(Publish, copy, "p"))
+                    no_panic(|| Engine::serial().resume(Publish, copy, "p").blocking())
                 })
             };
             let err = match resumed {

@@ -48,7 +48,7 @@ fn a_map_provides_one_output_per_item_in_input_order() {
             zone: "eu".into(),
             sizes: vec![10, 20, 30],
         };
-        let out = engine.run_blocking(Volumes, inputs).unwrap();
+        let out = engine.run(Volumes, inputs).blocking().unwrap();
         assert_eq!(out.volume_ids, ["eu-vol10", "eu-vol20", "eu-vol30"]);
         assert_eq!(out.total, 3);
         let mut events = trace.events();
@@ -80,12 +80,13 @@ flow! {
 fn on_the_parallel_engine_items_run_concurrently() {
     // Three items meet at a barrier for three: run one by one, the first would wait alone.
     let out = Engine::parallel()
-        .run_blocking(
+        .run(
             Meet,
             MeetInputs {
                 items: vec![1, 2, 3],
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(out.all_met, [1, 2, 3]);
 }
@@ -99,7 +100,10 @@ fn a_failed_item_reverts_each_finished_item_on_its_own() {
         zone: "eu".into(),
         sizes: vec![10, 20, 13, 40],
     };
-    let err = Engine::serial().run_blocking(Volumes, inputs).unwrap_err();
+    let err = Engine::serial()
+        .run(Volumes, inputs)
+        .blocking()
+        .unwrap_err();
     assert_eq!(err.failed_step(), "create_volume");
     assert_eq!(
         err.failures()[0].downcast_ref::<Refused>(),
@@ -125,7 +129,8 @@ fn a_failed_item_reverts_each_finished_item_on_its_own() {
         sizes: vec![10, 20, 13, 40],
     };
     Engine::parallel()
-        .run_blocking(Volumes, inputs)
+        .run(Volumes, inputs)
+        .blocking()
         .unwrap_err();
     let events = trace.events();
     let reverts: Vec<&String> = events.iter().skip(4).collect();
@@ -160,7 +165,7 @@ fn a_later_failure_reverts_every_item_newest_first() {
             zone: "us".into(),
             sizes: vec![1, 2],
         };
-        engine.run_blocking(VolumesThenFail, inputs).unwrap_err();
+        engine.run(VolumesThenFail, inputs).blocking().unwrap_err();
         let events = trace.events();
         assert_eq!(
             &events[2..],
@@ -184,19 +189,21 @@ fn a_sync_map_runs_on_the_worker_pool_and_keeps_input_order() {
     for engine in [Engine::serial(), Engine::parallel().workers(2)] {
         let numbers: Vec<u64> = (0..200).collect();
         let out = engine
-            .run_blocking(
+            .run(
                 Squares,
                 SquaresInputs {
                     numbers: numbers.clone(),
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!(
             out.squares,
             numbers.iter().map(|n| n * n).collect::<Vec<_>>()
         );
         let out = engine
-            .run_blocking(Squares, SquaresInputs { numbers: vec![] })
+            .run(Squares, SquaresInputs { numbers: vec![] })
+            .blocking()
             .unwrap();
         assert!(out.squares.is_empty());
     }

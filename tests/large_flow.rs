@@ -14,7 +14,8 @@ include!(concat!(env!("OUT_DIR"), "/chain500.rs"));
 #[test]
 fn a_500_step_flow_runs_every_step() {
     let out = Engine::serial()
-        .run_blocking(Chain500, Chain500Inputs { v0: 7 })
+        .run(Chain500, Chain500Inputs { v0: 7 })
+        .blocking()
         .unwrap();
     assert_eq!(out.v500, 507);
     assert_eq!(Chain500::graph().steps().len(), 500);

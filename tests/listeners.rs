@@ -94,7 +94,8 @@ fn record(engine: Engine, fail: bool) -> (Result<u32, FlowError>, Vec<String>) {
     let recorder = Arc::new(Recorder::default());
     let result = engine
         .listener(recorder.clone())
-        .run_blocking(Outer, OuterInputs { seed: 1, fail })
+        .run(Outer, OuterInputs { seed: 1, fail })
+        .blocking()
         .map(|out| out.c);
     (result, recorder.events())
 }
@@ -175,13 +176,14 @@ fn a_panicking_listener_does_not_break_the_flow_or_other_listeners() {
     let out = Engine::parallel()
         .listener(Arc::new(Panicker))
         .listener(recorder.clone())
-        .run_blocking(
+        .run(
             Outer,
             OuterInputs {
                 seed: 2,
                 fail: false,
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(out.c, 7);
     assert_eq!(recorder.events().len(), 14);
@@ -193,13 +195,14 @@ fn the_timing_listener_reports_every_step_run() {
     let _ = Engine::serial()
         .listener(timing.clone())
         .listener(Arc::new(TracingListener::default()))
-        .run_blocking(
+        .run(
             Outer,
             OuterInputs {
                 seed: 1,
                 fail: true,
             },
-        );
+        )
+        .blocking();
     let report = timing.report();
     let steps: Vec<(&str, StepState)> = report.iter().map(|t| (t.step.as_str(), t.state)).collect();
     assert_eq!(

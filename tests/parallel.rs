@@ -71,7 +71,8 @@ flow! {
 fn two_sync_steps_run_at_once_on_two_worker_threads() {
     let out = Engine::parallel()
         .workers(2)
-        .run_blocking(SyncPair, SyncPairInputs {})
+        .run(SyncPair, SyncPairInputs {})
+        .blocking()
         .unwrap();
     assert!(out.left.starts_with("taskflow-worker-"), "{}", out.left);
     assert!(out.right.starts_with("taskflow-worker-"), "{}", out.right);
@@ -113,7 +114,8 @@ flow! {
 #[test]
 fn two_async_steps_run_concurrently_and_their_consumer_after_both() {
     let out = Engine::parallel()
-        .run_blocking(AsyncPair, AsyncPairInputs {})
+        .run(AsyncPair, AsyncPairInputs {})
+        .blocking()
         .unwrap();
     assert_eq!(out.sum, 3);
 }
@@ -122,7 +124,8 @@ fn two_async_steps_run_concurrently_and_their_consumer_after_both() {
 fn the_serial_engine_runs_one_step_at_a_time() {
     // The same barrier flow cannot meet on the serial engine: the first step waits alone.
     let err = Engine::serial()
-        .run_blocking(AsyncPair2, AsyncPair2Inputs {})
+        .run(AsyncPair2, AsyncPair2Inputs {})
+        .blocking()
         .unwrap_err();
     assert!(err.source_message().contains("waited alone"), "{err}");
 }
@@ -206,12 +209,13 @@ fn a_failure_lets_running_steps_finish_starts_nothing_new_and_reverts_both() {
     let trace = Trace::default();
     let err = Engine::parallel()
         .workers(2)
-        .run_blocking(
+        .run(
             FailWhileRunning,
             FailWhileRunningInputs {
                 trace: trace.clone(),
             },
         )
+        .blocking()
         .unwrap_err();
     let events = trace.events();
     assert_eq!(err.failed_step(), "fails");
@@ -249,7 +253,8 @@ flow! {
 #[test]
 fn every_failure_of_parallel_steps_is_in_the_error() {
     let err = Engine::parallel()
-        .run_blocking(TwoFailures, TwoFailuresInputs {})
+        .run(TwoFailures, TwoFailuresInputs {})
+        .blocking()
         .unwrap_err();
     let mut steps: Vec<&str> = err.failures().iter().map(Failure::step).collect();
     steps.sort();
@@ -308,12 +313,13 @@ fn reverts_run_in_reverse_dependency_order() {
     for engine in [Engine::serial(), Engine::parallel()] {
         let trace = Trace::default();
         let err = engine
-            .run_blocking(
+            .run(
                 DiamondFails,
                 DiamondFailsInputs {
                     trace: trace.clone(),
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(err.failed_step(), "join");
         let events = trace.events();
@@ -354,12 +360,13 @@ flow! {
 fn sub_flows_run_and_compose_on_the_parallel_engine() {
     let trace = Trace::default();
     let out = Engine::parallel()
-        .run_blocking(
+        .run(
             WithSub,
             WithSubInputs {
                 trace: trace.clone(),
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(out.total, 5);
     assert_eq!(trace.events().len(), 3);
@@ -442,7 +449,8 @@ flow! {
 #[test]
 fn sync_steps_on_workers_run_inside_the_callers_runtime() {
     let out = Engine::parallel()
-        .run_blocking(SpawnFromSync, SpawnFromSyncInputs {})
+        .run(SpawnFromSync, SpawnFromSyncInputs {})
+        .blocking()
         .unwrap();
     assert!(out.spawned);
 }
@@ -476,7 +484,8 @@ fn max_in_flight_limits_how_many_steps_run_at_once() {
     // The two barrier steps cannot meet when only one step may be in flight.
     let err = Engine::parallel()
         .max_in_flight(1)
-        .run_blocking(LimitedPair, LimitedPairInputs {})
+        .run(LimitedPair, LimitedPairInputs {})
+        .blocking()
         .unwrap_err();
     assert!(err.source_message().contains("waited alone"), "{err}");
 }

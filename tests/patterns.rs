@@ -44,13 +44,14 @@ flow! {
 fn linear_runs_in_the_written_order() {
     let trace = Trace::default();
     let out = Engine::serial()
-        .run_blocking(
+        .run(
             Linear,
             LinearInputs {
                 trace: trace.clone(),
                 x: 3,
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(out.total, 15);
     assert_eq!(trace.events(), ["double", "square", "add"]);
@@ -60,13 +61,14 @@ fn linear_runs_in_the_written_order() {
 fn unordered_members_all_run_before_what_follows() {
     let trace = Trace::default();
     let out = Engine::serial()
-        .run_blocking(
+        .run(
             Unordered,
             UnorderedInputs {
                 trace: trace.clone(),
                 x: 4,
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(out.total, 24);
     assert_eq!(trace.events(), ["square", "double", "add"]);
@@ -77,13 +79,14 @@ fn unordered_members_all_run_before_what_follows() {
 fn graph_orders_steps_by_their_data_dependencies() {
     let trace = Trace::default();
     let out = Engine::serial()
-        .run_blocking(
+        .run(
             Graph,
             GraphInputs {
                 trace: trace.clone(),
                 x: 5,
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(out.total, 35);
     // `add` is written first but reads both others' outputs.
@@ -128,13 +131,14 @@ flow! {
 fn a_diamond_runs_each_step_once_after_its_inputs() {
     let trace = Trace::default();
     let out = Engine::serial()
-        .run_blocking(
+        .run(
             Diamond,
             DiamondInputs {
                 trace: trace.clone(),
                 seed: 10,
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(out.joined, (11, 12));
     let events = trace.events();
@@ -182,12 +186,13 @@ flow! {
 fn a_link_orders_two_independent_steps() {
     let trace = Trace::default();
     Engine::serial()
-        .run_blocking(
+        .run(
             Linked,
             LinkedInputs {
                 trace: trace.clone(),
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(trace.events(), ["first", "second"]);
 }
@@ -219,7 +224,8 @@ flow! {
 #[test]
 fn rebinding_renaming_labels_defaults_and_tuples() {
     let out = Engine::serial()
-        .run_blocking(Rebound, ReboundInputs { start: 9 })
+        .run(Rebound, ReboundInputs { start: 9 })
+        .blocking()
         .unwrap();
     assert_eq!((out.a, out.b), (10, 11));
     // `divisor` is bound by nothing in the first `divide`: it takes Default::default() (0 -> 3).
@@ -263,7 +269,8 @@ flow! {
 #[test]
 fn a_value_read_once_by_value_is_moved_not_cloned() {
     let out = Engine::serial()
-        .run_blocking(Redeem, RedeemInputs { name: "t1".into() })
+        .run(Redeem, RedeemInputs { name: "t1".into() })
+        .blocking()
         .unwrap();
     assert_eq!(out.receipt, "redeemed t1");
 }
@@ -294,13 +301,14 @@ flow! {
 fn flows_compose_as_steps_to_any_depth() {
     let trace = Trace::default();
     let out = Engine::serial()
-        .run_blocking(
+        .run(
             Outer,
             OuterInputs {
                 trace: trace.clone(),
                 seed: 2,
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!((out.total, out.report.as_str()), (8, "total=8"));
     assert_eq!(trace.events(), ["double", "square", "add"]);
@@ -377,7 +385,7 @@ flow! {
 fn run_parent(fail_inner: bool, fail_after: bool) -> (Result<(), FlowError>, Vec<String>) {
     let trace = Trace::default();
     let result = Engine::serial()
-        .run_blocking(
+        .run(
             Parent,
             ParentInputs {
                 trace: trace.clone(),
@@ -385,6 +393,7 @@ fn run_parent(fail_inner: bool, fail_after: bool) -> (Result<(), FlowError>, Vec
                 fail_after,
             },
         )
+        .blocking()
         .map(|_| ());
     (result, trace.events())
 }
@@ -443,9 +452,10 @@ async fn run_from_async_code_and_run_blocking_inside_a_runtime() {
         .await
         .unwrap();
     assert_eq!(out.total, 3);
-    // run_blocking from inside a runtime does not panic: it runs on a helper thread.
+    // .blocking() from inside a runtime does not panic: it runs on a helper thread.
     let out = Engine::serial()
-        .run_blocking(Linear, LinearInputs { trace, x: 2 })
+        .run(Linear, LinearInputs { trace, x: 2 })
+        .blocking()
         .unwrap();
     assert_eq!(out.total, 8);
 }
@@ -463,7 +473,8 @@ flow! {
 #[test]
 fn run_blocking_provides_tokio_timers_to_async_tasks() {
     let out = Engine::serial()
-        .run_blocking(Sleepy, SleepyInputs { ms: 1 })
+        .run(Sleepy, SleepyInputs { ms: 1 })
+        .blocking()
         .unwrap();
     assert_eq!(out.slept, 1);
 }

@@ -2,6 +2,7 @@
 //! user controller, nesting, backoff — with the exact execute/revert traces, on both engines.
 mod common;
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,13 +72,14 @@ fn run_three_times(engine: &Engine, fail_times: u32) -> (Result<u32, FlowError>,
         ..Flaky::default()
     };
     let result = engine
-        .run_blocking(
+        .run(
             ThreeTimes,
             ThreeTimesInputs {
                 trace: trace.clone(),
                 flaky,
             },
         )
+        .blocking()
         .map(|out| out.attached);
     (result, trace.events())
 }
@@ -164,13 +166,14 @@ fn listeners_see_attempt_numbers_and_retrying() {
     };
     Engine::serial()
         .listener(attempts.clone())
-        .run_blocking(
+        .run(
             ThreeTimes,
             ThreeTimesInputs {
                 trace: Trace::default(),
                 flaky,
             },
         )
+        .blocking()
         .unwrap();
     assert_eq!(
         *attempts.0.lock().unwrap(),
@@ -223,38 +226,41 @@ fn for_each_tries_one_value_per_attempt() {
     for engine in engines() {
         let trace = Trace::default();
         let out = engine
-            .run_blocking(
+            .run(
                 Place,
                 PlaceInputs {
                     trace: trace.clone(),
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!(out.zone_used, "c");
         assert_eq!(trace.events(), ["place in a", "place in b", "place in c"]);
 
         let trace = Trace::default();
         let out = engine
-            .run_blocking(
+            .run(
                 Format,
                 FormatInputs {
                     trace: trace.clone(),
                     sizes: vec![10, 20, 30, 40],
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!(out.formatted, 30);
         assert_eq!(trace.events(), ["format 10", "format 20", "format 30"]);
 
         let trace = Trace::default();
         let err = engine
-            .run_blocking(
+            .run(
                 Format,
                 FormatInputs {
                     trace: trace.clone(),
                     sizes: vec![1, 2],
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(trace.events(), ["format 1", "format 2"]);
         assert_eq!(
@@ -263,13 +269,14 @@ fn for_each_tries_one_value_per_attempt() {
         );
 
         let err = engine
-            .run_blocking(
+            .run(
                 Format,
                 FormatInputs {
                     trace: Trace::default(),
                     sizes: vec![],
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(err.to_string(), "step `format_disk` failed: its retry controller has nothing to attempt; every completed step was reverted");
     }
@@ -319,13 +326,14 @@ fn a_nested_revert_defers_to_the_enclosing_controller() {
             ..Flaky::default()
         };
         let out = engine
-            .run_blocking(
+            .run(
                 Nested,
                 NestedInputs {
                     trace: trace.clone(),
                     flaky,
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!(out.inner_value, 2);
         assert_eq!(
@@ -352,13 +360,14 @@ fn revert_all_reverts_the_whole_flow_whatever_encloses_it() {
             ..Flaky::default()
         };
         let err = engine
-            .run_blocking(
+            .run(
                 NestedAll,
                 NestedAllInputs {
                     trace: trace.clone(),
                     flaky,
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(err.failed_step(), "inner_step");
         assert_eq!(
@@ -419,13 +428,14 @@ fn a_user_controller_decides_from_the_history() {
     for engine in engines() {
         let trace = Trace::default();
         let out = engine
-            .run_blocking(
+            .run(
                 Ask,
                 AskInputs {
                     trace: trace.clone(),
                     replies: vec!["busy", "busy", "ok"],
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!(out.answer, 3);
         assert_eq!(
@@ -435,13 +445,14 @@ fn a_user_controller_decides_from_the_history() {
 
         let trace = Trace::default();
         let err = engine
-            .run_blocking(
+            .run(
                 Ask,
                 AskInputs {
                     trace: trace.clone(),
                     replies: vec!["busy", "broken", "ok"],
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(trace.events(), ["ask #1: busy", "ask #2: broken"]);
         assert_eq!(err.source().unwrap().to_string(), "broken");
@@ -546,7 +557,7 @@ fn sibling_scopes_retry_on_their_own() {
             ..Flaky::default()
         };
         let out = engine
-            .run_blocking(
+            .run(
                 TwoScopes,
                 TwoScopesInputs {
                     trace: trace.clone(),
@@ -554,6 +565,7 @@ fn sibling_scopes_retry_on_their_own() {
                     right,
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!((out.left_value, out.right_value), (3, 2), "{engine:?}");
         let events = trace.events();
@@ -592,7 +604,7 @@ flow! {
 
 #[test]
 fn a_controllers_attempt_count_survives_suspend_and_resume() {
-    use taskflow::{Finished, SuspendHandle};
+    use taskflow::{Outcome, SuspendHandle};
     for engine in engines() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -611,19 +623,24 @@ fn a_controllers_attempt_count_survives_suspend_and_resume() {
             stop: stop.clone(),
         };
         let paused = match runtime
-            .block_on(engine.start(Stoppable, inputs, &stop))
+            .block_on(engine.run(Stoppable, inputs).until(&stop).into_future())
             .unwrap()
         {
-            Finished::Suspended(paused) => paused,
-            Finished::Done(_) => panic!("expected a suspension"),
+            Outcome::Suspended(paused) => paused,
+            Outcome::Done(_) => panic!("expected a suspension"),
         };
         assert_eq!(trace.events(), ["attach #1"]);
         let out = match runtime
-            .block_on(engine.resume(paused, &SuspendHandle::new()))
+            .block_on(
+                paused
+                    .resume(&engine)
+                    .until(&SuspendHandle::new())
+                    .into_future(),
+            )
             .unwrap()
         {
-            Finished::Done(out) => out,
-            Finished::Suspended(_) => panic!("expected the end"),
+            Outcome::Done(out) => out,
+            Outcome::Suspended(_) => panic!("expected the end"),
         };
         assert_eq!(out.attached, 3);
         assert_eq!(
@@ -658,13 +675,14 @@ fn a_map_inside_a_retry_is_retried_as_a_whole() {
             ..Flaky::default()
         };
         let out = engine
-            .run_blocking(
+            .run(
                 MapRetry,
                 MapRetryInputs {
                     numbers: vec![1, 2, 3],
                     flaky,
                 },
             )
+            .blocking()
             .unwrap();
         assert_eq!(out.all_doubled, [2, 4, 6]);
     }

@@ -50,7 +50,7 @@ fn engines() -> [Engine; 2] {
 fn run_five(engine: &Engine, fail_at: u32) -> (Result<u32, FlowError>, Vec<String>) {
     let trace = Trace::default();
     let result = engine
-        .run_blocking(
+        .run(
             Five,
             FiveInputs {
                 trace: trace.clone(),
@@ -58,6 +58,7 @@ fn run_five(engine: &Engine, fail_at: u32) -> (Result<u32, FlowError>, Vec<Strin
                 v0: 10,
             },
         )
+        .blocking()
         .map(|out| out.v5);
     (result, trace.events())
 }
@@ -172,12 +173,13 @@ fn failed_reverts_are_all_listed_the_rest_still_revert_and_the_flow_ends_failure
     for engine in engines() {
         let trace = Trace::default();
         let err = engine
-            .run_blocking(
+            .run(
                 BadReverts,
                 BadRevertsInputs {
                     trace: trace.clone(),
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(
             trace.events(),
@@ -246,12 +248,13 @@ fn a_panicking_step_is_a_failure_and_what_ran_is_reverted() {
     for engine in engines() {
         let trace = Trace::default();
         let err = engine
-            .run_blocking(
+            .run(
                 PanicsSync,
                 PanicsSyncInputs {
                     trace: trace.clone(),
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(
             trace.events(),
@@ -271,12 +274,13 @@ fn a_panicking_step_is_a_failure_and_what_ran_is_reverted() {
 
         let trace = Trace::default();
         let err = engine
-            .run_blocking(
+            .run(
                 PanicsAsync,
                 PanicsAsyncInputs {
                     trace: trace.clone(),
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(
             trace.events(),
@@ -324,13 +328,14 @@ fn revert_hooks_bind_inputs_result_and_failures_by_name_and_anyhow_errors_work()
     for engine in engines() {
         let trace = Trace::default();
         let err = engine
-            .run_blocking(
+            .run(
                 HookArgs,
                 HookArgsInputs {
                     trace: trace.clone(),
                     label: "x".into(),
                 },
             )
+            .blocking()
             .unwrap_err();
         assert_eq!(
             trace.events(),

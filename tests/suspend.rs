@@ -2,12 +2,13 @@
 //! hands back its state; resuming continues without re-running finished steps.
 mod common;
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::Trace;
 use taskflow::prelude::*;
-use taskflow::{Finished, FlowEvent, Listener, Paused, SuspendHandle};
+use taskflow::{FlowEvent, Listener, Outcome, Paused, SuspendHandle};
 
 #[task(provides = a)]
 fn step_a(trace: &Trace, stop: &Stop) -> u32 {
@@ -76,16 +77,23 @@ fn start(engine: &Engine, trace: &Trace, at: Option<&'static str>) -> Paused<Cha
         trace: trace.clone(),
         stop: stop.clone(),
     };
-    match block_on(engine.start(Chain, inputs, &stop.handle)).unwrap() {
-        Finished::Suspended(paused) => paused,
-        Finished::Done(_) => panic!("expected a suspension"),
+    match block_on(engine.run(Chain, inputs).until(&stop.handle).into_future()).unwrap() {
+        Outcome::Suspended(paused) => paused,
+        Outcome::Done(_) => panic!("expected a suspension"),
     }
 }
 
 fn resume(engine: &Engine, paused: Paused<Chain>) -> u32 {
-    match block_on(engine.resume(paused, &SuspendHandle::new())).unwrap() {
-        Finished::Done(out) => out.d,
-        Finished::Suspended(_) => panic!("expected the end"),
+    match block_on(
+        paused
+            .resume(engine)
+            .until(&SuspendHandle::new())
+            .into_future(),
+    )
+    .unwrap()
+    {
+        Outcome::Done(out) => out.d,
+        Outcome::Suspended(_) => panic!("expected the end"),
     }
 }
 
@@ -120,9 +128,13 @@ fn a_handle_that_asked_before_the_run_suspends_before_the_first_step() {
         trace: trace.clone(),
         stop: Stop::default(),
     };
-    let Finished::Suspended(paused) =
-        block_on(Engine::serial().start(Chain, inputs, &handle)).unwrap()
-    else {
+    let Outcome::Suspended(paused) = block_on(
+        Engine::serial()
+            .run(Chain, inputs)
+            .until(&handle)
+            .into_future(),
+    )
+    .unwrap() else {
         panic!("expected a suspension")
     };
     assert!(trace.events().is_empty());
@@ -236,21 +248,26 @@ fn a_suspend_during_a_revert_stops_the_revert_and_resume_finishes_it() {
                 trace: trace.clone(),
                 stop: stop.clone(),
             };
-            let started = match block_on(engine.start(Teardown, inputs, &stop)) {
-                Ok(Finished::Suspended(paused)) => Ok(paused),
-                Ok(Finished::Done(_)) => Err("the run succeeded".to_owned()),
+            let started = match block_on(engine.run(Teardown, inputs).until(&stop).into_future()) {
+                Ok(Outcome::Suspended(paused)) => Ok(paused),
+                Ok(Outcome::Done(_)) => Err("the run succeeded".to_owned()),
                 Err(e) => Err(format!("the run ended with {e} ({:?})", e.state())),
             };
             let at_suspension = trace.events();
             let resumed = started.map(|paused| {
-                match block_on(engine.resume(paused, &SuspendHandle::new())) {
+                match block_on(
+                    paused
+                        .resume(&engine)
+                        .until(&SuspendHandle::new())
+                        .into_future(),
+                ) {
                     Err(e) => Ok((
                         e.failed_step().to_owned(),
                         e.failures()[0].error().to_string(),
                         e.state(),
                     )),
-                    Ok(Finished::Done(_)) => Err("the resumed run succeeded"),
-                    Ok(Finished::Suspended(_)) => Err("the resumed run suspended again"),
+                    Ok(Outcome::Done(_)) => Err("the resumed run succeeded"),
+                    Ok(Outcome::Suspended(_)) => Err("the resumed run suspended again"),
                 }
             });
             (at_suspension, resumed, trace.events())

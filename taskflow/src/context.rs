@@ -28,7 +28,7 @@ use crate::runtime::RunContext;
 ///
 /// fn main() {
 ///     let seen = Arc::new(Seen::default());
-///     Engine::serial().listener(seen.clone()).run_blocking(Copy, CopyInputs { files: 4 }).unwrap();
+///     Engine::serial().listener(seen.clone()).run(Copy, CopyInputs { files: 4 }).blocking().unwrap();
 ///     assert_eq!(*seen.0.lock().unwrap(), [0.25, 0.5, 0.75, 1.0]);
 /// }
 /// ```
@@ -74,7 +74,7 @@ impl TaskContext {
     /// fn main() {
     ///     let seen = Arc::new(Seen::default());
     ///     let inputs = ScanInputs { found: 0, total: 0 };
-    ///     Engine::serial().listener(seen.clone()).run_blocking(Scan, inputs).unwrap();
+    ///     Engine::serial().listener(seen.clone()).run(Scan, inputs).blocking().unwrap();
     ///     assert_eq!(*seen.0.lock().unwrap(), [1.0]);
     /// }
     /// ```

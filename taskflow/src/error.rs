@@ -31,7 +31,7 @@ use crate::state::FlowState;
 /// }
 ///
 /// fn main() {
-///     let err = Engine::serial().run_blocking(Reserve, ReserveInputs {}).unwrap_err();
+///     let err = Engine::serial().run(Reserve, ReserveInputs {}).blocking().unwrap_err();
 ///     assert_eq!(err.failed_step(), "reserve");
 ///     assert!(err.source().unwrap().downcast_ref::<Quota>().is_some());
 ///     assert_eq!(err.state(), FlowState::Reverted);

@@ -27,7 +27,7 @@ use crate::runtime::{RunContext, StepFailed};
 ///
 /// fn main() {
 ///     assert_eq!(<Hello as Flow>::NAME, "Hello");
-///     let out = Engine::serial().run_blocking(Hello, HelloInputs { name: "vm".into() }).unwrap();
+///     let out = Engine::serial().run(Hello, HelloInputs { name: "vm".into() }).blocking().unwrap();
 ///     assert_eq!(out.greeting, "hello, vm");
 /// }
 /// ```

@@ -34,7 +34,7 @@
 //!
 //! fn main() {
 //!     let out = Engine::serial()
-//!         .run_blocking(BootVm, BootVmInputs { image: "debian".into(), size_gb: 20 })
+//!         .run(BootVm, BootVmInputs { image: "debian".into(), size_gb: 20 }).blocking()
 //!         .unwrap();
 //!     assert_eq!((out.server_id, out.volume_id), (7, 7020));
 //! }
@@ -64,8 +64,10 @@ pub mod store;
 pub mod __private;
 
 pub use context::TaskContext;
-pub use durable::{fingerprint, DurableEnd, DurableError, DurableFlow, RecordedError, ValueError};
-pub use engine::{Engine, Finished, Paused};
+pub use durable::{fingerprint, DurableError, DurableFlow, RecordedError, ValueError};
+pub use engine::{
+    Durable, Ending, Engine, InMemory, Outcome, Paused, RunBuilder, RunStart, Storage, ToEnd, Until,
+};
 pub use error::FlowError;
 pub use failure::{BoxError, Failure, PanicError};
 pub use flow::Flow;
@@ -129,7 +131,7 @@ pub use state::{FlowState, StepState};
 /// }
 ///
 /// fn main() {
-///     let out = Engine::serial().run_blocking(Volume, VolumeInputs { size_gb: 8 }).unwrap();
+///     let out = Engine::serial().run(Volume, VolumeInputs { size_gb: 8 }).blocking().unwrap();
 ///     assert_eq!((out.name.as_str(), out.size), ("VOL-8", 8));
 ///     // Still a plain function:
 ///     assert_eq!(describe("v", 1), ("V".to_owned(), 1));
@@ -180,7 +182,7 @@ pub use taskflow_macros::task;
 /// fn main() {
 ///     let log = Log::default();
 ///     let err = Engine::serial()
-///         .run_blocking(Lease, LeaseInputs { log: log.clone(), pool: "gpu".into() })
+///         .run(Lease, LeaseInputs { log: log.clone(), pool: "gpu".into() }).blocking()
 ///         .unwrap_err();
 ///     assert_eq!(err.failed_step(), "use_it");
 ///     assert_eq!(
@@ -265,7 +267,7 @@ pub use taskflow_macros::revert;
 ///
 /// fn main() {
 ///     let out = Engine::serial()
-///         .run_blocking(BootTwo, BootTwoInputs { first: "debian".into(), second: "arch".into(), size_gb: 1 })
+///         .run(BootTwo, BootTwoInputs { first: "debian".into(), second: "arch".into(), size_gb: 1 }).blocking()
 ///         .unwrap();
 ///     assert_eq!((out.a, out.b), (6, 4));
 ///     assert!(BootTwo::graph().to_dot().contains("\"BootTwo/boot_a\" -> \"BootTwo/boot_b\""));
@@ -321,7 +323,7 @@ pub mod guide {
 /// flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
 ///
 /// fn main() {
-///     assert_eq!(Engine::serial().run_blocking(Inc, IncInputs { x: 1 }).unwrap().y, 2);
+///     assert_eq!(Engine::serial().run(Inc, IncInputs { x: 1 }).blocking().unwrap().y, 2);
 /// }
 /// ```
 pub mod prelude {

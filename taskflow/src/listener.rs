@@ -97,7 +97,7 @@ pub struct ProgressEvent<'a> {
 ///
 /// fn main() {
 ///     let log = Arc::new(Log::default());
-///     Engine::serial().listener(log.clone()).run_blocking(Inc, IncInputs { x: 1 }).unwrap();
+///     Engine::serial().listener(log.clone()).run(Inc, IncInputs { x: 1 }).blocking().unwrap();
 ///     assert_eq!(*log.0.lock().unwrap(), ["Inc/inc RUNNING", "Inc/inc SUCCESS"]);
 /// }
 /// ```
@@ -134,7 +134,7 @@ pub trait Listener: Send + Sync + 'static {
 /// fn main() {
 ///     // With a subscriber installed (tracing-subscriber, say), each step shows up as a span.
 ///     let engine = Engine::serial().listener(Arc::new(TracingListener::default()));
-///     assert_eq!(engine.run_blocking(Inc, IncInputs { x: 1 }).unwrap().y, 2);
+///     assert_eq!(engine.run(Inc, IncInputs { x: 1 }).blocking().unwrap().y, 2);
 /// }
 /// ```
 #[derive(Debug, Default)]
@@ -191,7 +191,7 @@ impl Listener for TracingListener {
 ///
 /// fn main() {
 ///     let timing = Arc::new(TimingListener::default());
-///     Engine::serial().listener(timing.clone()).run_blocking(Inc, IncInputs { x: 1 }).unwrap();
+///     Engine::serial().listener(timing.clone()).run(Inc, IncInputs { x: 1 }).blocking().unwrap();
 ///     let report = timing.report();
 ///     assert_eq!(report.len(), 1);
 ///     assert_eq!(report[0].step, "Inc/inc");

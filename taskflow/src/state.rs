@@ -83,7 +83,7 @@ pub enum StepState {
     Pending,
     /// Running.
     Running,
-    /// Finished; its outputs are stored.
+    /// Outcome; its outputs are stored.
     Success,
     /// Failed (returned an error or panicked).
     Failure,

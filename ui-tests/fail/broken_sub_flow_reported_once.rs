@@ -19,5 +19,5 @@ flow! {
 }
 
 fn main() {
-    let _ = Engine::serial().run_blocking(Boot, BootInputs { image: "debian".into() });
+    let _ = Engine::serial().run(Boot, BootInputs { image: "debian".into() }).blocking();
 }

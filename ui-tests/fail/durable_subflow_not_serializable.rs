@@ -30,5 +30,5 @@ flow! {
 
 fn main() {
     let store = Arc::new(MemoryStore::new());
-    let _ = Engine::serial().run_durable_blocking(Report, ReportInputs { name: "x".into() }, store, "r-1");
+    let _ = Engine::serial().run(Report, ReportInputs { name: "x".into() }).durable(store, "r-1").blocking();
 }

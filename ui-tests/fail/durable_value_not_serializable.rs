@@ -26,9 +26,9 @@ flow! {
 
 fn main() {
     // In memory: fine.
-    let out = Engine::serial().run_blocking(Upload, UploadInputs { host: "db".into() }).unwrap();
+    let out = Engine::serial().run(Upload, UploadInputs { host: "db".into() }).blocking().unwrap();
     assert_eq!(out.bytes, 2);
     // With a store: `Connection` cannot be stored.
     let store = Arc::new(MemoryStore::new());
-    let _ = Engine::serial().run_durable_blocking(Upload, UploadInputs { host: "db".into() }, store, "u-1");
+    let _ = Engine::serial().run(Upload, UploadInputs { host: "db".into() }).durable(store, "u-1").blocking();
 }

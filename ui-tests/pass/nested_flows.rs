@@ -31,7 +31,7 @@ flow! {
 }
 
 fn main() {
-    let out = Engine::serial().run_blocking(Outer, OuterInputs { x: 1, y: 10 }).unwrap();
+    let out = Engine::serial().run(Outer, OuterInputs { x: 1, y: 10 }).blocking().unwrap();
     assert_eq!(out.sum, 44);
     let steps = Outer::graph().steps();
     assert_eq!(steps.len(), 3);

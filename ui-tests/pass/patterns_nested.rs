@@ -56,7 +56,7 @@ flow! {
 }
 
 fn main() {
-    let out = Engine::serial().run_blocking(Patterns, PatternsInputs { seed: 2 }).unwrap();
+    let out = Engine::serial().run(Patterns, PatternsInputs { seed: 2 }).blocking().unwrap();
     assert_eq!((out.c, out.d), (23, 46));
     let log = LOG.lock().unwrap();
     let at = |step| log.iter().position(|s| *s == step).unwrap();

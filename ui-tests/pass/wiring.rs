@@ -37,9 +37,9 @@ flow! {
 }
 
 fn main() {
-    let out = Engine::serial().run_blocking(Wiring, WiringInputs { a: 20, b: 3, c: 4 }).unwrap();
+    let out = Engine::serial().run(Wiring, WiringInputs { a: 20, b: 3, c: 4 }).blocking().unwrap();
     assert_eq!((out.sum2, out.lo, out.hi, out.scaled, out.both), (27, 7, 2, 2, 14));
-    let out = Engine::serial().run_blocking(Scaled, ScaledInputs { value: 5, factor: 3 }).unwrap();
+    let out = Engine::serial().run(Scaled, ScaledInputs { value: 5, factor: 3 }).blocking().unwrap();
     assert_eq!(out.scaled, 15);
     let labels: Vec<&str> = Wiring::graph().steps().iter().map(|s| s.name()).collect();
     assert_eq!(labels, ["first_add", "second_add", "split", "scale", "scale_both"]);

@@ -3,7 +3,7 @@
 //!
 //! The gate is [`DurableFlow`]: `flow!` implements it for a flow whose every stored value (the
 //! inputs and each step's outputs, and those of its sub-flows) is `Serialize + DeserializeOwned`.
-//! The engine's durable entry points ([`Engine::run_durable`], [`Engine::resume_durable`]) take
+//! The engine's durable entry points ([`RunBuilder::durable`](crate::RunBuilder::durable), [`Engine::resume`]) take
 //! only such flows, so attaching a store to any other flow is a compile error.
 //!
 //! What is written, and when (write-ahead): a step is recorded RUNNING before it starts; a
@@ -21,7 +21,7 @@
 //! (so tasks must be idempotent, or check for their own earlier effects); a failure whose
 //! handling was interrupted is handled again from the stored failures and retry histories
 //! (controllers decide from the history, so they decide the same); a REVERTING flow finishes
-//! reverting. A run can also be stopped gracefully between steps ([`Engine::run_durable_until`])
+//! reverting. A run can also be stopped gracefully between steps ([`RunBuilder::until`](crate::RunBuilder::until))
 //! and resumed the same way.
 
 pub(crate) mod journal;
@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::engine::{drive, end, engine_error, internal_error, Engine};
+use crate::engine::{drive, end, internal_error, Engine};
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::{Exec, FlowGraph};
@@ -50,7 +50,7 @@ use journal::{Journal, Registry};
 pub use value::ValueError;
 
 /// A flow whose every stored value is `Serialize + DeserializeOwned`: it can be run with a
-/// store ([`Engine::run_durable`]). `flow!` implements it; the bounds are checked where a flow
+/// store ([`RunBuilder::durable`](crate::RunBuilder::durable)). `flow!` implements it; the bounds are checked where a flow
 /// is run with a store, so a flow with other values still compiles and runs in memory.
 ///
 /// ```
@@ -424,286 +424,93 @@ pub fn restore_into<F: DurableFlow>(
     Ok(())
 }
 
-// ---- the engine's durable entry points
+// ---- the engine's durable entry points (reached through `Engine::run(..).durable(..)` and
+// `Engine::resume`)
 
-impl Engine {
-    /// Runs `flow` with `inputs`, recording every transition in `store` under `flow_id` (a new
-    /// run: [`StoreError::AlreadyExists`] when the id is taken). If the process dies, the run
-    /// continues with [`resume_durable`](Self::resume_durable).
-    ///
-    /// Only a flow whose values are all `Serialize + DeserializeOwned` can be run this way
-    /// ([`DurableFlow`]); anything else is a compile error.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use taskflow::prelude::*;
-    /// use taskflow::store::{MemoryStore, Store};
-    ///
-    /// #[task(provides = doubled)]
-    /// fn double(x: u32) -> u32 { x * 2 }
-    ///
-    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemoryStore::new());
-    /// let out = Engine::serial().run_durable(Double, DoubleInputs { x: 21 }, store.clone(), "job-1").await.unwrap();
-    /// assert_eq!(out.doubled, 42);
-    /// let stored = store.load_flow("job-1").unwrap().unwrap();
-    /// assert_eq!(stored.flow.state, FlowState::Success);
-    /// assert_eq!(stored.atom("double").unwrap().result, Some(serde_json::json!(42)));
-    /// # });
-    /// ```
-    pub async fn run_durable<F: DurableFlow>(
-        &self,
-        flow: F,
-        inputs: F::Inputs,
-        store: Arc<dyn Store>,
-        flow_id: &str,
-    ) -> Result<F::Outputs, DurableError> {
-        let end = self
-            .run_durable_until(flow, inputs, store, flow_id, &SuspendHandle::new())
-            .await?;
-        Ok(end.expect_done())
-    }
+/// Starts the new durable run `flow_id` of `F` in `store`: records it, then drives it. The
+/// outputs, or `None` when `suspend` stopped it (recorded SUSPENDED).
+pub(crate) async fn start<F: DurableFlow>(
+    engine: &Engine,
+    inputs: F::Inputs,
+    store: &Arc<dyn Store>,
+    flow_id: &str,
+    suspend: &SuspendHandle,
+) -> Result<Option<F::Outputs>, DurableError> {
+    let json = F::__save_inputs(&inputs).map_err(|e| StoreError::Invalid {
+        what: format!("inputs of flow `{flow_id}`"),
+        detail: e.to_string(),
+    })?;
+    let logbook = engine.logbook.as_deref().unwrap_or(F::NAME);
+    let mut record = FlowRecord::new(logbook, F::NAME, fingerprint::<F>(), json)
+        .with_graph(F::graph().to_json());
+    record.id = flow_id.to_owned();
+    store.create_flow(&record)?;
+    let journal = Arc::new(Journal::new(store.clone(), flow_id, None, registry::<F>()));
+    journal.pending_run(F::graph());
+    let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
+    let run = Run::<F>::new(F::__values(inputs));
+    finish(run, &cx, &journal, false).await
+}
 
-    /// [`run_durable`](Self::run_durable) that `suspend` can stop between steps: the steps in
-    /// flight finish and are recorded, the run is recorded SUSPENDED, and it returns
-    /// [`DurableEnd::Suspended`]. [`resume_durable`](Self::resume_durable) (or
-    /// [`resume_durable_until`](Self::resume_durable_until)) continues it, in this process or
-    /// another — the way to stop a service gracefully instead of killing it mid-step.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use taskflow::prelude::*;
-    /// use taskflow::store::{MemoryStore, Store};
-    /// use taskflow::{DurableEnd, SuspendHandle};
-    ///
-    /// #[task(provides = a)]
-    /// fn first(n: u32) -> u32 { n + 1 }
-    /// #[task(provides = b)]
-    /// fn second(a: u32) -> u32 { a * 10 }
-    ///
-    /// flow! { flow Two(n: u32) -> (b) { linear [ first, second ] } }
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    /// let shutdown = SuspendHandle::new();
-    /// shutdown.suspend(); // e.g. SIGTERM arrived
-    /// let end = Engine::serial().run_durable_until(Two, TwoInputs { n: 1 }, store.clone(), "t", &shutdown).await.unwrap();
-    /// assert!(matches!(end, DurableEnd::Suspended));
-    /// assert_eq!(store.load_flow("t").unwrap().unwrap().flow.state, FlowState::Suspended);
-    /// // After the restart:
-    /// let out = Engine::serial().resume_durable(Two, store, "t").await.unwrap();
-    /// assert_eq!(out.b, 20);
-    /// # });
-    /// ```
-    pub async fn run_durable_until<F: DurableFlow>(
-        &self,
-        flow: F,
-        inputs: F::Inputs,
-        store: Arc<dyn Store>,
-        flow_id: &str,
-        suspend: &SuspendHandle,
-    ) -> Result<DurableEnd<F::Outputs>, DurableError> {
-        let _ = flow;
-        let json = F::__save_inputs(&inputs).map_err(|e| StoreError::Invalid {
-            what: format!("inputs of flow `{flow_id}`"),
-            detail: e.to_string(),
+/// Continues the stored run `flow_id` of `F` from `store` (see [`Engine::resume`]). The outputs,
+/// or `None` when `suspend` stopped it again.
+pub(crate) async fn resume<F: DurableFlow>(
+    engine: &Engine,
+    store: &Arc<dyn Store>,
+    flow_id: &str,
+    suspend: &SuspendHandle,
+) -> Result<Option<F::Outputs>, DurableError> {
+    let stored = store
+        .load_flow(flow_id)?
+        .ok_or_else(|| StoreError::NotFound {
+            flow_id: flow_id.to_owned(),
         })?;
-        let logbook = self.logbook.as_deref().unwrap_or(F::NAME);
-        let mut record = FlowRecord::new(logbook, F::NAME, fingerprint::<F>(), json)
-            .with_graph(F::graph().to_json());
-        record.id = flow_id.to_owned();
-        store.create_flow(&record)?;
-        let journal = Arc::new(Journal::new(store, flow_id, None, registry::<F>()));
-        journal.pending_run(F::graph());
-        let cx = self.context(suspend, F::NAME, Some(journal.clone()));
-        let run = Run::<F>::new(F::__values(inputs));
-        finish(run, &cx, &journal, false).await
+    if stored.flow.flow_name != F::NAME {
+        return Err(DurableError::WrongFlow {
+            flow_id: flow_id.to_owned(),
+            stored: stored.flow.flow_name,
+            compiled: F::NAME.to_owned(),
+        });
     }
-
-    /// Continues the run `flow_id` of `flow` from `store`, in this process or any other: steps
-    /// recorded SUCCESS are not run again, steps recorded RUNNING run again, an interrupted
-    /// failure is handled again (a retry controller keeps its attempt count), and a run that was
-    /// reverting finishes reverting. A run that already finished returns its outcome again
-    /// (its outputs from the store, or its failure) without running anything.
-    ///
-    /// Refused, with nothing written: an unknown id ([`StoreError::NotFound`]), a run of another
-    /// flow ([`DurableError::WrongFlow`]), a flow whose steps, wiring or types changed since
-    /// ([`DurableError::FingerprintMismatch`]), stored data that does not load
-    /// ([`StoreError::Corrupt`]).
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use taskflow::prelude::*;
-    /// use taskflow::store::MemoryStore;
-    ///
-    /// #[task(provides = doubled)]
-    /// fn double(x: u32) -> u32 { x * 2 }
-    ///
-    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemoryStore::new());
-    /// let engine = Engine::serial();
-    /// engine.run_durable(Double, DoubleInputs { x: 21 }, store.clone(), "job-1").await.unwrap();
-    /// // Finished: resuming hands back the stored outputs.
-    /// let again = engine.resume_durable(Double, store, "job-1").await.unwrap();
-    /// assert_eq!(again.doubled, 42);
-    /// # });
-    /// ```
-    pub async fn resume_durable<F: DurableFlow>(
-        &self,
-        flow: F,
-        store: Arc<dyn Store>,
-        flow_id: &str,
-    ) -> Result<F::Outputs, DurableError> {
-        let end = self
-            .resume_durable_until(flow, store, flow_id, &SuspendHandle::new())
-            .await?;
-        Ok(end.expect_done())
+    let compiled = fingerprint::<F>();
+    if stored.flow.fingerprint != compiled {
+        return Err(DurableError::FingerprintMismatch {
+            flow_id: flow_id.to_owned(),
+            stored: stored.flow.fingerprint,
+            compiled,
+        });
     }
-
-    /// [`resume_durable`](Self::resume_durable) that `suspend` can stop between steps, like
-    /// [`run_durable_until`](Self::run_durable_until).
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use taskflow::prelude::*;
-    /// use taskflow::store::MemoryStore;
-    /// use taskflow::{DurableEnd, SuspendHandle};
-    ///
-    /// #[task(provides = y)]
-    /// fn inc(x: u32) -> u32 { x + 1 }
-    ///
-    /// flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemoryStore::new());
-    /// let stop = SuspendHandle::new();
-    /// stop.suspend();
-    /// let engine = Engine::serial();
-    /// engine.run_durable_until(Inc, IncInputs { x: 1 }, store.clone(), "i", &stop).await.unwrap();
-    /// // Still shutting down: nothing runs.
-    /// let end = engine.resume_durable_until(Inc, store.clone(), "i", &stop).await.unwrap();
-    /// assert!(matches!(end, DurableEnd::Suspended));
-    /// let end = engine.resume_durable_until(Inc, store, "i", &SuspendHandle::new()).await.unwrap();
-    /// assert!(matches!(end, DurableEnd::Done(out) if out.y == 2));
-    /// # });
-    /// ```
-    pub async fn resume_durable_until<F: DurableFlow>(
-        &self,
-        flow: F,
-        store: Arc<dyn Store>,
-        flow_id: &str,
-        suspend: &SuspendHandle,
-    ) -> Result<DurableEnd<F::Outputs>, DurableError> {
-        let _ = flow;
-        let stored = store
-            .load_flow(flow_id)?
-            .ok_or_else(|| StoreError::NotFound {
-                flow_id: flow_id.to_owned(),
-            })?;
-        if stored.flow.flow_name != F::NAME {
-            return Err(DurableError::WrongFlow {
-                flow_id: flow_id.to_owned(),
-                stored: stored.flow.flow_name,
-                compiled: F::NAME.to_owned(),
-            });
+    let inputs = F::__load_inputs(&stored.flow.inputs).map_err(|e| StoreError::Corrupt {
+        what: format!("inputs of flow `{flow_id}`"),
+        detail: e.to_string(),
+    })?;
+    match stored.flow.state {
+        FlowState::Reverted | FlowState::Failure => {
+            return Err(DurableError::Failed(recorded_error(&stored)));
         }
-        let compiled = fingerprint::<F>();
-        if stored.flow.fingerprint != compiled {
-            return Err(DurableError::FingerprintMismatch {
-                flow_id: flow_id.to_owned(),
-                stored: stored.flow.fingerprint,
-                compiled,
-            });
-        }
-        let inputs = F::__load_inputs(&stored.flow.inputs).map_err(|e| StoreError::Corrupt {
-            what: format!("inputs of flow `{flow_id}`"),
-            detail: e.to_string(),
-        })?;
-        match stored.flow.state {
-            FlowState::Reverted | FlowState::Failure => {
-                return Err(DurableError::Failed(recorded_error(&stored)));
-            }
-            _ => {}
-        }
-        let journal = Arc::new(Journal::new(store, flow_id, Some(&stored), registry::<F>()));
-        let cx = self.context(suspend, F::NAME, Some(journal.clone()));
-        let mut run = Run::<F>::new(F::__values(inputs));
-        let atoms: HashMap<&str, &AtomRecord> =
-            stored.atoms.iter().map(|a| (a.name.as_str(), a)).collect();
-        let view = Restore {
-            atoms: &atoms,
-            retries: &stored.retries,
-            flow_id,
-            prefix: String::new(),
-            finished: stored.flow.state == FlowState::Success,
-        };
-        restore_into::<F>(&mut run, &view, &cx)?;
-        match stored.flow.state {
-            FlowState::Success => Ok(DurableEnd::Done(F::__outputs(run.values))),
-            state => finish(run, &cx, &journal, state == FlowState::Reverting).await,
-        }
+        _ => {}
     }
-
-    /// [`run_durable`](Self::run_durable) from code that has no async runtime (see
-    /// [`run_blocking`](Self::run_blocking)).
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use taskflow::prelude::*;
-    /// use taskflow::store::MemoryStore;
-    ///
-    /// #[task(provides = doubled)]
-    /// fn double(x: u32) -> u32 { x * 2 }
-    ///
-    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
-    ///
-    /// fn main() {
-    ///     let store = Arc::new(MemoryStore::new());
-    ///     let out = Engine::serial().run_durable_blocking(Double, DoubleInputs { x: 2 }, store, "a").unwrap();
-    ///     assert_eq!(out.doubled, 4);
-    /// }
-    /// ```
-    pub fn run_durable_blocking<F: DurableFlow>(
-        &self,
-        flow: F,
-        inputs: F::Inputs,
-        store: Arc<dyn Store>,
-        flow_id: &str,
-    ) -> Result<F::Outputs, DurableError> {
-        self.blocking(|| self.run_durable(flow, inputs, store, flow_id))
-            .map_err(|e| DurableError::Failed(engine_error(e)))?
-    }
-
-    /// [`resume_durable`](Self::resume_durable) from code that has no async runtime.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use taskflow::prelude::*;
-    /// use taskflow::store::MemoryStore;
-    ///
-    /// #[task(provides = doubled)]
-    /// fn double(x: u32) -> u32 { x * 2 }
-    ///
-    /// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
-    ///
-    /// fn main() {
-    ///     let store = Arc::new(MemoryStore::new());
-    ///     let err = Engine::serial().resume_durable_blocking(Double, store, "nope").unwrap_err();
-    ///     assert_eq!(err.to_string(), "store error: no flow `nope` in the store");
-    /// }
-    /// ```
-    pub fn resume_durable_blocking<F: DurableFlow>(
-        &self,
-        flow: F,
-        store: Arc<dyn Store>,
-        flow_id: &str,
-    ) -> Result<F::Outputs, DurableError> {
-        self.blocking(|| self.resume_durable(flow, store, flow_id))
-            .map_err(|e| DurableError::Failed(engine_error(e)))?
+    let journal = Arc::new(Journal::new(
+        store.clone(),
+        flow_id,
+        Some(&stored),
+        registry::<F>(),
+    ));
+    let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
+    let mut run = Run::<F>::new(F::__values(inputs));
+    let atoms: HashMap<&str, &AtomRecord> =
+        stored.atoms.iter().map(|a| (a.name.as_str(), a)).collect();
+    let view = Restore {
+        atoms: &atoms,
+        retries: &stored.retries,
+        flow_id,
+        prefix: String::new(),
+        finished: stored.flow.state == FlowState::Success,
+    };
+    restore_into::<F>(&mut run, &view, &cx)?;
+    match stored.flow.state {
+        FlowState::Success => Ok(Some(F::__outputs(run.values))),
+        state => finish(run, &cx, &journal, state == FlowState::Reverting).await,
     }
 }
 
@@ -714,7 +521,7 @@ async fn finish<F: Flow>(
     cx: &RunContext,
     journal: &Journal,
     reverting: bool,
-) -> Result<DurableEnd<F::Outputs>, DurableError> {
+) -> Result<Option<F::Outputs>, DurableError> {
     let result = if reverting {
         match finish_revert(&mut run, cx).await {
             Handled::Failed(error) => Err(Stop::Failed(error)),
@@ -735,9 +542,9 @@ async fn finish<F: Flow>(
         return Err(internal_error(e).into());
     }
     match result {
-        Ok(()) => Ok(DurableEnd::Done(F::__outputs(run.values))),
+        Ok(()) => Ok(Some(F::__outputs(run.values))),
         Err(Stop::Failed(e)) => Err(e.into()),
-        Err(Stop::Suspended) => Ok(DurableEnd::Suspended),
+        Err(Stop::Suspended) => Ok(None),
     }
 }
 
@@ -746,30 +553,6 @@ fn registry<F: DurableFlow>() -> Registry {
     let mut registry = Registry::default();
     F::__register(&mut registry);
     registry
-}
-
-/// How a durable run that can be suspended ended ([`Engine::run_durable_until`] has an example).
-///
-/// ```
-/// let end: taskflow::DurableEnd<u32> = taskflow::DurableEnd::Done(7);
-/// assert!(matches!(end, taskflow::DurableEnd::Done(7)));
-/// ```
-#[derive(Debug)]
-pub enum DurableEnd<O> {
-    /// Every step succeeded: the outputs.
-    Done(O),
-    /// Suspended between steps and recorded SUSPENDED: resume it from the store.
-    Suspended,
-}
-
-impl<O> DurableEnd<O> {
-    /// The outputs of a run that nothing could suspend.
-    fn expect_done(self) -> O {
-        match self {
-            DurableEnd::Done(out) => out,
-            DurableEnd::Suspended => unreachable!("nothing can ask this run to suspend"),
-        }
-    }
 }
 
 /// The error of a run that ended reverted or failed, from its records.

@@ -35,7 +35,7 @@ use crate::failure::panic_message;
 /// fn main() {
 ///     let store = Arc::new(MemoryStore::new());
 ///     let err = Engine::serial()
-///         .run_durable_blocking(Measure, MeasureInputs {}, store, "m")
+///         .run(Measure, MeasureInputs {}).durable(store, "m").blocking()
 ///         .unwrap_err();
 ///     let DurableError::Failed(err) = err else { panic!("{err}") };
 ///     // JSON has no NaN: the step fails (and is reverted) rather than store `null`.

@@ -5,6 +5,7 @@
 //! [`Flow`]); the drivers here walk those steps — one at a time in the compile-time order
 //! ([`serial`]), or each as soon as its inputs exist ([`parallel`]).
 
+mod builder;
 mod drive;
 mod parallel;
 mod serial;
@@ -15,12 +16,13 @@ use std::sync::Arc;
 
 use crate::durable::journal::Journal;
 use crate::failure::Failure;
-use crate::flow::Flow;
 use crate::listener::Listener;
-use crate::runtime::failed::Stop;
-use crate::runtime::{Mode, Run, RunContext, SuspendHandle};
+use crate::runtime::{Mode, RunContext, SuspendHandle};
 use crate::FlowError;
 
+pub use builder::{
+    Durable, Ending, InMemory, Outcome, Paused, RunBuilder, RunStart, Storage, ToEnd, Until,
+};
 pub(crate) use drive::{drive, end};
 pub use drive::{run_subflow, SubflowEnd};
 
@@ -40,7 +42,7 @@ pub use drive::{run_subflow, SubflowEnd};
 /// }
 ///
 /// // From plain code:
-/// let out = Engine::serial().run_blocking(Add, AddInputs { a: 2, b: 3 }).unwrap();
+/// let out = Engine::serial().run(Add, AddInputs { a: 2, b: 3 }).blocking().unwrap();
 /// assert_eq!((out.sum, out.text.as_str()), (5, "sum = 5"));
 ///
 /// // From async code, on the parallel engine:
@@ -138,7 +140,7 @@ impl Engine {
     /// fn main() {
     ///     let store = Arc::new(MemoryStore::new());
     ///     let engine = Engine::serial().logbook("nightly");
-    ///     engine.run_durable_blocking(Inc, IncInputs { x: 1 }, store.clone(), "i").unwrap();
+    ///     engine.run(Inc, IncInputs { x: 1 }).durable(store.clone(), "i").blocking().unwrap();
     ///     assert_eq!(store.load_flow("i").unwrap().unwrap().flow.logbook, "nightly");
     /// }
     /// ```
@@ -152,93 +154,6 @@ impl Engine {
     pub fn listener(mut self, listener: Arc<dyn Listener>) -> Self {
         self.listeners.push(listener);
         self
-    }
-
-    /// Runs `flow` with `inputs` to completion, or to a complete revert.
-    pub async fn run<F: Flow>(&self, flow: F, inputs: F::Inputs) -> Result<F::Outputs, FlowError> {
-        match self.start(flow, inputs, &SuspendHandle::new()).await? {
-            Finished::Done(outputs) => Ok(outputs),
-            Finished::Suspended(_) => unreachable!("nothing can ask this run to suspend"),
-        }
-    }
-
-    /// Runs `flow` with `inputs` until it completes, fails (and is reverted), or `suspend` asks it
-    /// to stop: then the steps in flight finish and the run hands back its state, which
-    /// [`resume`](Self::resume) continues without running finished steps again.
-    ///
-    /// ```
-    /// use taskflow::prelude::*;
-    /// use taskflow::{Finished, SuspendHandle, TaskContext};
-    ///
-    /// #[task(provides = a)]
-    /// fn first(suspend: &SuspendHandle) -> u32 {
-    ///     suspend.suspend(); // e.g. a shutdown signal arriving while the step runs
-    ///     1
-    /// }
-    ///
-    /// #[task(provides = b)]
-    /// fn second(a: u32) -> u32 { a + 1 }
-    ///
-    /// flow! { flow Two(suspend: SuspendHandle) -> (b) { linear [ first, second ] } }
-    ///
-    /// fn main() {
-    ///     let engine = Engine::serial();
-    ///     let handle = SuspendHandle::new();
-    ///     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    ///     let started = runtime.block_on(engine.start(Two, TwoInputs { suspend: handle.clone() }, &handle));
-    ///     let Ok(Finished::Suspended(paused)) = started else { panic!("expected a suspended run") };
-    ///     let resumed = runtime.block_on(engine.resume(paused, &SuspendHandle::new())).unwrap();
-    ///     let Finished::Done(out) = resumed else { panic!("expected the end") };
-    ///     assert_eq!(out.b, 2);
-    /// }
-    /// ```
-    pub async fn start<F: Flow>(
-        &self,
-        flow: F,
-        inputs: F::Inputs,
-        suspend: &SuspendHandle,
-    ) -> Result<Finished<F>, FlowError> {
-        let _ = flow;
-        self.resume(
-            Paused {
-                run: Run::new(F::__values(inputs)),
-            },
-            suspend,
-        )
-        .await
-    }
-
-    /// Continues a suspended run (see [`start`](Self::start)); finished steps are not run again.
-    pub async fn resume<F: Flow>(
-        &self,
-        paused: Paused<F>,
-        suspend: &SuspendHandle,
-    ) -> Result<Finished<F>, FlowError> {
-        let mut run = paused.run;
-        let cx = self.context(suspend, F::NAME, None);
-        let result = drive(&mut run, &cx).await;
-        if let Some(error) = cx.take_internal_error() {
-            return Err(internal_error(error));
-        }
-        match result {
-            Ok(()) => Ok(Finished::Done(F::__outputs(run.values))),
-            Err(Stop::Suspended) => Ok(Finished::Suspended(Paused { run })),
-            Err(Stop::Failed(error)) => Err(error),
-        }
-    }
-
-    /// Runs `flow` from code that has no async runtime, on a fresh current-thread Tokio runtime
-    /// (with every driver the Tokio features in the build provide, so async tasks may sleep).
-    ///
-    /// Called from inside a Tokio runtime, it runs the flow on a scoped helper thread instead of
-    /// blocking the runtime's own thread (prefer [`run`](Self::run) there).
-    pub fn run_blocking<F: Flow>(
-        &self,
-        flow: F,
-        inputs: F::Inputs,
-    ) -> Result<F::Outputs, FlowError> {
-        self.blocking(|| self.run(flow, inputs))
-            .map_err(engine_error)?
     }
 
     /// Runs the future `make` returns on a fresh current-thread Tokio runtime (on a scoped
@@ -294,51 +209,4 @@ pub(crate) fn engine_error(e: std::io::Error) -> FlowError {
 /// The error of a run that taskflow stopped because it found a bug in itself.
 pub(crate) fn internal_error(e: crate::runtime::run::IllegalTransition) -> FlowError {
     FlowError::__new(vec![Failure::from_error("<engine>", e)], Vec::new())
-}
-
-/// How a run that can be suspended ended ([`Engine::start`] has an example).
-///
-/// ```
-/// use taskflow::prelude::*;
-/// use taskflow::{Finished, SuspendHandle};
-///
-/// #[task(provides = y)]
-/// fn inc(x: u32) -> u32 { x + 1 }
-///
-/// flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
-///
-/// fn main() {
-///     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-///     match rt.block_on(Engine::serial().start(Inc, IncInputs { x: 1 }, &SuspendHandle::new())).unwrap() {
-///         Finished::Done(out) => assert_eq!(out.y, 2),
-///         Finished::Suspended(_) => unreachable!("nobody asked"),
-///     }
-/// }
-/// ```
-#[derive(Debug)]
-pub enum Finished<F: Flow> {
-    /// Every step succeeded.
-    Done(F::Outputs),
-    /// Suspended between steps: hand it to [`Engine::resume`].
-    Suspended(Paused<F>),
-}
-
-/// A suspended run: the flow's values and where each step is; [`Engine::resume`] continues it
-/// (the [`Engine::start`] example suspends and resumes one).
-///
-/// ```
-/// fn resume_later<F: taskflow::Flow>(paused: taskflow::Paused<F>) -> Vec<taskflow::Paused<F>> {
-///     vec![paused] // e.g. kept until the service is back
-/// }
-/// ```
-pub struct Paused<F: Flow> {
-    run: Run<F>,
-}
-
-impl<F: Flow> std::fmt::Debug for Paused<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Paused")
-            .field("flow", &F::NAME)
-            .finish_non_exhaustive()
-    }
 }

@@ -11,7 +11,7 @@ use crate::runtime::{Mode, RunContext};
 /// One item of a `map` step.
 #[derive(Debug)]
 pub enum MapItem<U> {
-    /// Finished: its output.
+    /// Outcome: its output.
     Done(U),
     /// Failed (the first failure of the step is the step's failure).
     Failed(Failure),

@@ -282,8 +282,7 @@ impl RunContext {
     }
 }
 
-/// Asks a run to stop after the steps in flight ([`Engine::start`](crate::Engine::start),
-/// [`Engine::resume`](crate::Engine::resume)).
+/// Asks a run to stop after the steps in flight ([`RunBuilder::until`](crate::RunBuilder::until)).
 /// Obtainable before a run and usable from anywhere during it (clones share the request).
 ///
 /// ```
