@@ -1729,3 +1729,11 @@ mod defects {
         }
     }
 }
+
+/// The fingerprint's scheme is pinned: it hashes the flow's structure and its stored types as
+/// written (at `#[task]` and in `flow!`), so a compiler upgrade cannot change it — and a change
+/// of the scheme, which would refuse every stored run, cannot go unnoticed.
+#[test]
+fn the_fingerprint_of_a_flow_is_pinned() {
+    assert_eq!(taskflow::fingerprint::<Publish>(), "6fa822a7b91a240a");
+}

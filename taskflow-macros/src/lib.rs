@@ -10,6 +10,7 @@ mod ctxt;
 mod flow;
 mod meta;
 mod task;
+mod type_text;
 
 /// Marks a function as a task. Documented on `taskflow::task`.
 #[proc_macro_attribute]

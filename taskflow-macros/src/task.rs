@@ -467,10 +467,19 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
     }
     .to_tokens();
     let collector = collector_items("__taskflow_meta", name, vis, &meta, def.export);
+    // The output types as written, for the fingerprint of the flows that store them.
+    let type_texts = def
+        .output_tys
+        .iter()
+        .map(|ty| crate::type_text::normalized(&ty.to_token_stream()));
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
         #vis struct #name {}
+        impl #name {
+            #[doc(hidden)]
+            pub const __TASKFLOW_TYPES: &'static [&'static str] = &[#(#type_texts),*];
+        }
         #(#provides_impls)*
         #(#param_impls)*
         #glue

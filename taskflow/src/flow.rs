@@ -113,8 +113,8 @@ pub trait Flow: Sized + Send + Sync + 'static {
         Decision::Revert
     }
 
-    /// The names of the value types (inputs, then step outputs, then sub-flows'), for the
-    /// fingerprint.
+    /// The stored types as written (inputs in `flow!`, then each task's outputs at its
+    /// `#[task]`, then sub-flows'), for the fingerprint.
     #[doc(hidden)]
     fn __types(out: &mut Vec<&'static str>);
 

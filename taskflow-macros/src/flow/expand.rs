@@ -3,7 +3,7 @@
 //! step in the order fixed at compile time, and the reverse walk for revert.
 
 use proc_macro2::{Group, Ident, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 
 use super::graph::{self, Analysis, Source, Step};
 use super::parse::FlowDef;
@@ -1662,9 +1662,24 @@ fn durable_parts(
             #( <#subs as ::taskflow::__private::SubflowIn<'__d>>::__register(registry); )*
         }
     };
+    // The stored types as written — the inputs here, each task's outputs at its `#[task]` — for
+    // the fingerprint: stable across compilers, unlike `type_name`.
+    let input_texts = def
+        .inputs
+        .iter()
+        .map(|(_, ty)| crate::type_text::normalized(&ty.to_token_stream()));
+    let step_texts = ordered
+        .iter()
+        .filter(|(_, s)| s.meta.kind == StepKind::Task && !s.outs.is_empty())
+        .map(|(_, s)| {
+            let path = &s.r.path;
+            let map = s.map_item.is_some().then(|| quote!(out.push("Vec");));
+            quote!(#map out.extend_from_slice(#path::__TASKFLOW_TYPES);)
+        });
     let flow_methods = quote! {
         fn __types(out: &mut ::std::vec::Vec<&'static str>) {
-            #( out.push(::core::any::type_name::<#types>()); )*
+            #( out.push(#input_texts); )*
+            #( #step_texts )*
             #( <#subs as ::taskflow::__private::Flow>::__types(out); )*
         }
     };

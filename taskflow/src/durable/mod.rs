@@ -190,9 +190,12 @@ pub enum DurableError {
 }
 
 /// The fingerprint of a flow: a hash of its steps, their names and kinds, what each reads and
-/// provides, the edges, the retry scopes, and the names of its value types (with its sub-flows'),
-/// as 16 hex digits. Two builds with the same fingerprint store the same things in the same
-/// places.
+/// provides, the edges, the retry scopes, and its stored types as written — the inputs' in
+/// `flow!`, each task's outputs at its `#[task]` — with its sub-flows', as 16 hex digits. Two
+/// builds with the same fingerprint store the same things in the same places. It does not
+/// depend on the compiler (no `std::any::type_name`): upgrading Rust keeps stored runs
+/// resumable. It sees a type's name as written, not its definition: renaming or changing a
+/// task's return type changes it, adding a field to that type does not.
 ///
 /// ```
 /// use taskflow::prelude::*;
