@@ -24,18 +24,18 @@
 //! reverting. A run can also be stopped gracefully between steps ([`RunBuilder::until`](crate::RunBuilder::until))
 //! and resumed the same way.
 
+mod fingerprint;
+mod gate;
 pub(crate) mod journal;
 pub(crate) mod value;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::engine::{drive, end, internal_error, Engine};
 use crate::failure::Failure;
 use crate::flow::Flow;
-use crate::graph::{Exec, FlowGraph};
+use crate::graph::Exec;
 use crate::retry::History;
 use crate::runtime::failed::Stop;
 use crate::runtime::failed::{Failed, StepFailed};
@@ -46,67 +46,10 @@ use crate::store::{
     AtomRecord, FailureRecord, FlowRecord, RetryRecord, Store, StoreError, StoredFlow,
 };
 use crate::{FlowError, PanicError};
+pub use fingerprint::fingerprint;
+pub use gate::DurableFlow;
 use journal::{Journal, Registry};
 pub use value::ValueError;
-
-/// A flow whose every stored value is `Serialize + DeserializeOwned`: it can be run with a
-/// store ([`RunBuilder::durable`](crate::RunBuilder::durable)). `flow!` implements it; the bounds are checked where a flow
-/// is run with a store, so a flow with other values still compiles and runs in memory.
-///
-/// ```
-/// use taskflow::prelude::*;
-///
-/// #[task(provides = doubled)]
-/// fn double(x: u32) -> u32 { x * 2 }
-///
-/// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
-///
-/// fn stored<F: taskflow::DurableFlow>(_: F) {}
-///
-/// fn main() {
-///     stored(Double); // u32 is Serialize + DeserializeOwned
-/// }
-/// ```
-#[diagnostic::on_unimplemented(
-    message = "flow `{Self}` cannot be run with a store: not every value it stores is `Serialize + DeserializeOwned`",
-    label = "this flow has a value that is not `Serialize + DeserializeOwned`",
-    note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
-)]
-pub trait DurableFlow: Flow {
-    /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
-    /// one, an object by name for several. `Err` when a value cannot be stored.
-    #[doc(hidden)]
-    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError>;
-
-    /// Puts a stored result of step `step` back in its slots.
-    #[doc(hidden)]
-    fn __load_step(
-        values: &mut Self::Values,
-        step: usize,
-        result: &Value,
-    ) -> Result<(), ValueError>;
-
-    /// The inputs as a JSON object by name.
-    #[doc(hidden)]
-    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, ValueError>;
-
-    /// The inputs back from [`__save_inputs`](Self::__save_inputs)'s JSON.
-    #[doc(hidden)]
-    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, ValueError>;
-
-    /// Rebuilds sub-flow step `step`'s values from the store (its inputs from ours).
-    #[doc(hidden)]
-    fn __restore_sub(
-        values: &mut Self::Values,
-        step: usize,
-        stored: &Restore<'_>,
-        cx: &RunContext,
-    ) -> Result<(), StoreError>;
-
-    /// Adds this flow and its sub-flows to `registry`.
-    #[doc(hidden)]
-    fn __register(registry: &mut Registry);
-}
 
 /// A failure read back from a store: its message survives, its type does not.
 ///
@@ -187,79 +130,6 @@ pub enum DurableError {
         /// This build's.
         compiled: String,
     },
-}
-
-/// The fingerprint of a flow: a hash of its steps, their names and kinds, what each reads and
-/// provides, the edges, the retry scopes, and its stored types as written — the inputs' in
-/// `flow!`, each task's outputs at its `#[task]` — with its sub-flows', as 16 hex digits. Two
-/// builds with the same fingerprint store the same things in the same places. It does not
-/// depend on the compiler (no `std::any::type_name`): upgrading Rust keeps stored runs
-/// resumable. It sees a type's name as written, not its definition: renaming or changing a
-/// task's return type changes it, adding a field to that type does not.
-///
-/// ```
-/// use taskflow::prelude::*;
-///
-/// #[task(provides = y)]
-/// fn inc(x: u32) -> u32 { x + 1 }
-/// #[task(provides = y)]
-/// fn wide(x: u64) -> u64 { x + 1 }
-///
-/// flow! { flow A(x: u32) -> (y) { linear [ inc ] } }
-/// flow! { flow B(x: u64) -> (y) { linear [ wide as inc ] } }
-///
-/// fn main() {
-///     assert_eq!(taskflow::fingerprint::<A>().len(), 16);
-///     assert_eq!(taskflow::fingerprint::<A>(), taskflow::fingerprint::<A>());
-///     assert_ne!(taskflow::fingerprint::<A>(), taskflow::fingerprint::<B>());
-/// }
-/// ```
-pub fn fingerprint<F: Flow>() -> String {
-    let mut text = String::new();
-    describe(F::graph(), &mut text);
-    let mut types = Vec::new();
-    F::__types(&mut types);
-    for t in types {
-        text.push_str(t);
-        text.push('\n');
-    }
-    // FNV-1a, 64 bits: stable across builds and platforms (std's hashers promise neither).
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
-fn describe(graph: &FlowGraph, out: &mut String) {
-    use std::fmt::Write as _;
-    let _ = writeln!(
-        out,
-        "flow {} {:?} {:?}",
-        graph.name(),
-        graph.inputs(),
-        graph.outputs()
-    );
-    for step in graph.steps() {
-        let _ = writeln!(
-            out,
-            "step {} {:?} {:?} {:?}",
-            step.name(),
-            step.exec(),
-            step.requires(),
-            step.provides()
-        );
-        if let Some(sub) = step.subflow() {
-            describe(sub, out);
-            out.push_str("end\n");
-        }
-    }
-    let _ = writeln!(out, "edges {:?}", graph.edges());
-    for scope in graph.scopes() {
-        let _ = writeln!(out, "scope {:?} {:?}", scope.parent, scope.steps);
-    }
-    let _ = writeln!(out, "guarded {:?}", graph.guarded());
 }
 
 // ---- restoring a run's values from the store

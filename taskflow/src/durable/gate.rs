@@ -1,0 +1,68 @@
+//! The gate of durable runs: only a flow whose every stored value is `Serialize +
+//! DeserializeOwned` can be given a store, and the serialization a durable run needs lives on it.
+
+use crate::durable::journal::Registry;
+use crate::durable::{Restore, ValueError};
+use crate::flow::Flow;
+use crate::runtime::RunContext;
+use crate::store::StoreError;
+use serde_json::Value;
+
+/// A flow whose every stored value is `Serialize + DeserializeOwned`: it can be run with a
+/// store ([`RunBuilder::durable`](crate::RunBuilder::durable)). `flow!` implements it; the bounds are checked where a flow
+/// is run with a store, so a flow with other values still compiles and runs in memory.
+///
+/// ```
+/// use taskflow::prelude::*;
+///
+/// #[task(provides = doubled)]
+/// fn double(x: u32) -> u32 { x * 2 }
+///
+/// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+///
+/// fn stored<F: taskflow::DurableFlow>(_: F) {}
+///
+/// fn main() {
+///     stored(Double); // u32 is Serialize + DeserializeOwned
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "flow `{Self}` cannot be run with a store: not every value it stores is `Serialize + DeserializeOwned`",
+    label = "this flow has a value that is not `Serialize + DeserializeOwned`",
+    note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
+)]
+pub trait DurableFlow: Flow {
+    /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
+    /// one, an object by name for several. `Err` when a value cannot be stored.
+    #[doc(hidden)]
+    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError>;
+
+    /// Puts a stored result of step `step` back in its slots.
+    #[doc(hidden)]
+    fn __load_step(
+        values: &mut Self::Values,
+        step: usize,
+        result: &Value,
+    ) -> Result<(), ValueError>;
+
+    /// The inputs as a JSON object by name.
+    #[doc(hidden)]
+    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, ValueError>;
+
+    /// The inputs back from [`__save_inputs`](Self::__save_inputs)'s JSON.
+    #[doc(hidden)]
+    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, ValueError>;
+
+    /// Rebuilds sub-flow step `step`'s values from the store (its inputs from ours).
+    #[doc(hidden)]
+    fn __restore_sub(
+        values: &mut Self::Values,
+        step: usize,
+        stored: &Restore<'_>,
+        cx: &RunContext,
+    ) -> Result<(), StoreError>;
+
+    /// Adds this flow and its sub-flows to `registry`.
+    #[doc(hidden)]
+    fn __register(registry: &mut Registry);
+}
