@@ -382,7 +382,7 @@ pub(crate) async fn resume<F: DurableFlow>(
     };
     restore_into::<F>(&mut run, &view, &cx)?;
     match stored.flow.state {
-        FlowState::Success => Ok(Some(F::__outputs(run.values))),
+        FlowState::Success => Ok(Some(F::__outputs(*run.values))),
         state => finish(run, &cx, &journal, state == FlowState::Reverting).await,
     }
 }
@@ -415,7 +415,7 @@ async fn finish<F: Flow>(
         return Err(internal_error(e).into());
     }
     match result {
-        Ok(()) => Ok(Some(F::__outputs(run.values))),
+        Ok(()) => Ok(Some(F::__outputs(*run.values))),
         Err(Stop::Failed(e)) => Err(e.into()),
         Err(Stop::Suspended) => Ok(None),
     }

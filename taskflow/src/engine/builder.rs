@@ -399,7 +399,7 @@ impl<F: Flow> Storage<F> for InMemory {
             return Err(internal_error(error));
         }
         match result {
-            Ok(()) => Ok(Outcome::Done(F::__outputs(run.values))),
+            Ok(()) => Ok(Outcome::Done(F::__outputs(*run.values))),
             Err(Stop::Suspended) => Ok(Outcome::Suspended(Paused {
                 run: Some(run),
                 storage: InMemory,

@@ -13,7 +13,9 @@ use crate::state::{FlowState, StepState};
 
 /// A flow's values and the state of its steps, retry scopes and the flow itself.
 pub struct Run<F: Flow> {
-    pub(crate) values: F::Values,
+    /// On the heap: a run's futures hold it and are moved as they are built, and a flow's values
+    /// can be kilobytes (a 100-step chain's are 1.6 KB); boxed, a move copies a pointer.
+    pub(crate) values: Box<F::Values>,
     pub(crate) status: Status,
 }
 
@@ -22,7 +24,7 @@ impl<F: Flow> Run<F> {
     pub(crate) fn new(values: F::Values) -> Self {
         let graph = F::graph();
         Run {
-            values,
+            values: Box::new(values),
             status: Status::new(graph.steps().len(), graph.scopes().len()),
         }
     }
@@ -36,6 +38,7 @@ impl<F: Flow> Run<F> {
     /// Moves step `step` to `to`, telling the journal and the listeners (`failure` when it failed
     /// or its revert failed). An illegal transition is a bug in taskflow: in debug builds it is
     /// refused — the state stays, and the run stops with an internal error.
+    #[inline]
     pub(crate) fn step_to(
         &mut self,
         cx: &RunContext,
@@ -43,22 +46,22 @@ impl<F: Flow> Run<F> {
         to: StepState,
         failure: Option<&Failure>,
     ) {
-        if !self.set_step(cx, step, to) {
-            return;
+        if self.set_step(cx, step, to) && cx.is_observed() {
+            let name = F::graph().steps()[step].name();
+            cx.step_event(name, to, self.status.attempts[step], failure);
         }
-        let name = F::graph().steps()[step].name();
-        cx.step_event(name, to, self.status.attempts[step], failure);
     }
 
     /// Moves step `step` to `to` in the run and the journal only: a step set up to run again
     /// (listeners saw its RETRYING), or a start whose RUNNING could not be written.
     pub(crate) fn step_quietly(&mut self, cx: &RunContext, step: usize, to: StepState) {
-        if self.set_step(cx, step, to) {
+        if self.set_step(cx, step, to) && cx.is_observed() {
             let name = F::graph().steps()[step].name();
             cx.record_step(name, to, self.status.attempts[step]);
         }
     }
 
+    #[inline]
     fn set_step(&mut self, cx: &RunContext, step: usize, to: StepState) -> bool {
         let from = self.status.steps[step];
         if cfg!(debug_assertions) && !step_allowed(from, to) {

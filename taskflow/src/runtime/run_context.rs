@@ -57,6 +57,11 @@ struct Shared {
     /// The first bug taskflow found in itself during the run (an illegal transition): the run
     /// stops and ends with it.
     internal: Mutex<Option<IllegalTransition>>,
+    /// Whether `internal` holds an error: the check on every step is one atomic load.
+    stopped_by_bug: AtomicBool,
+    /// Whether anything sees transitions (a journal or a listener): when nothing does, a
+    /// transition is only the state's change.
+    observed: bool,
 }
 
 impl RunContext {
@@ -71,11 +76,13 @@ impl RunContext {
     ) -> Self {
         RunContext {
             shared: Arc::new(Shared {
+                observed: journal.is_some() || !listeners.is_empty(),
                 mode,
                 listeners,
                 suspend,
                 journal,
                 internal: Mutex::new(None),
+                stopped_by_bug: AtomicBool::new(false),
             }),
             flow: Arc::from(flow),
             rel: Arc::from(""),
@@ -148,6 +155,7 @@ impl RunContext {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         internal.get_or_insert(error);
+        self.shared.stopped_by_bug.store(true, Ordering::SeqCst);
     }
 
     /// The internal error that stopped the run, if any.
@@ -207,12 +215,15 @@ impl RunContext {
         self.journal().is_some_and(Journal::failed)
     }
 
+    /// Whether a journal or a listener sees this run's transitions.
+    #[inline]
+    pub(crate) fn is_observed(&self) -> bool {
+        self.shared.observed
+    }
+
+    #[inline]
     fn has_internal_error(&self) -> bool {
-        self.shared
-            .internal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.shared.stopped_by_bug.load(Ordering::Relaxed)
     }
 
     /// Calls every listener, each behind `catch_unwind`: a listener that panics breaks nothing.

@@ -29,6 +29,7 @@ pub(crate) enum Ended {
 /// Starts step `step` of `run`: skips it when a decider says no (or everything before it was
 /// skipped), begins its retry scopes, and moves it to RUNNING. `preds` is
 /// [`predecessors`]'s, for flows with deciders.
+#[inline]
 pub(crate) fn begin<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
@@ -87,6 +88,7 @@ pub(crate) fn not_started<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usiz
 /// suspended sub-flow, or FAILURE. In a durable run a step's outputs must be stored before it
 /// counts as done: outputs that cannot be (they do not serialize, or would not load back) are a
 /// failure of the step, handled like any other — it is FAILURE, reverted, the run goes on or ends.
+#[inline]
 pub(crate) fn end<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
@@ -98,7 +100,7 @@ pub(crate) fn end<F: Flow>(
             let mut json = None;
             if cx.is_durable() {
                 let name = F::graph().steps()[step].name();
-                match cx.save_result(name, &run.values, step) {
+                match cx.save_result(name, &*run.values, step) {
                     Ok(saved) => json = saved,
                     Err(error) => {
                         let why = StepFailed::Task(Failure::from_error(name, error));
