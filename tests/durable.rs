@@ -1269,12 +1269,14 @@ fn two_stops_in_a_row_change_nothing() {
     );
 }
 
-// ---- defects found against TaskFlow's semantics: these tests fail on the current code
+// ---- TaskFlow semantics: the acceptance tests of the fixes for the defects found against
+// TaskFlow's behaviour (each failed before its fix)
 
 mod defects {
     use super::*;
     use std::collections::BTreeMap;
     use std::time::Duration;
+    use taskflow::{DurableEnd, SuspendHandle};
 
     use common::{no_panic, within};
 
@@ -1297,6 +1299,16 @@ mod defects {
     }
 
     const LIMIT: Duration = Duration::from_secs(60);
+
+    fn states(stored: &StoredFlow) -> Vec<(String, StepState)> {
+        let mut atoms: Vec<(String, StepState)> = stored
+            .atoms
+            .iter()
+            .map(|a| (a.name.clone(), a.state))
+            .collect();
+        atoms.sort_by(|a, b| a.0.cmp(&b.0));
+        atoms
+    }
 
     fn state_of(stored: &StoredFlow, step: &str) -> Option<StepState> {
         stored.atom(step).map(|a| a.state)
@@ -1693,6 +1705,139 @@ mod defects {
             );
             assert!(text.contains(&format!("`{missing}`")), "{text}");
             assert_eq!(copy.load_flow("p").unwrap().unwrap(), before);
+        }
+    }
+
+    // ---- 10. a suspend asked for while a durable run reverts
+
+    #[task(provides = lease_a, revert = drop_lease_a)]
+    fn take_lease_a() -> u32 {
+        log("lease a");
+        1
+    }
+
+    #[revert]
+    fn drop_lease_a() {
+        log("drop lease a");
+    }
+
+    #[task(provides = lease_b, revert = drop_lease_b)]
+    fn take_lease_b(lease_a: u32) -> u32 {
+        log("lease b");
+        lease_a + 1
+    }
+
+    /// A shutdown arrives while the flow is being undone.
+    #[revert]
+    fn drop_lease_b() {
+        log("drop lease b");
+        STOP.lock().unwrap().as_ref().unwrap().suspend();
+    }
+
+    #[task(revert = drop_lease_c)]
+    fn take_lease_c(lease_b: u32) -> Result<(), Quota> {
+        let _ = lease_b;
+        log("lease c");
+        Err(Quota)
+    }
+
+    #[revert]
+    fn drop_lease_c() {
+        log("drop lease c");
+    }
+
+    flow! {
+        flow Leases() { linear [ take_lease_a, take_lease_b, take_lease_c ] }
+    }
+
+    /// TaskFlow: a suspend asked for while a durable run reverts stops the revert after the
+    /// reverts in flight; the run is recorded SUSPENDED (the steps not undone yet still
+    /// SUCCESS), and a resume finishes the revert and reports the original failure.
+    #[test]
+    fn a_suspend_during_a_durable_revert_is_recorded_and_resume_finishes_the_revert() {
+        let _turn = turn();
+        for engine in engines() {
+            LOG.lock().unwrap().clear();
+            let at = format!("{engine:?}");
+            let stop = SuspendHandle::new();
+            *STOP.lock().unwrap() = Some(stop.clone());
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let end = {
+                let (engine, store) = (engine.clone(), store.clone());
+                within(LIMIT, move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(engine.run_durable_until(
+                        Leases,
+                        LeasesInputs {},
+                        store,
+                        "l",
+                        &stop,
+                    ))
+                })
+            };
+            let stored = store.load_flow("l").unwrap().unwrap();
+            assert!(
+                matches!(end, Ok(DurableEnd::Suspended)),
+                "{at}: expected SUSPENDED, got {end:?} (stored {})",
+                stored.flow.state
+            );
+            assert_eq!(
+                logged(),
+                [
+                    "lease a",
+                    "lease b",
+                    "lease c",
+                    "drop lease c",
+                    "drop lease b"
+                ],
+                "{at}"
+            );
+            assert_eq!(stored.flow.state, FlowState::Suspended, "{at}");
+            assert_eq!(
+                states(&stored),
+                [
+                    ("take_lease_a".to_owned(), StepState::Success),
+                    ("take_lease_b".to_owned(), StepState::Reverted),
+                    ("take_lease_c".to_owned(), StepState::Reverted),
+                ],
+                "{at}"
+            );
+            *STOP.lock().unwrap() = Some(SuspendHandle::new());
+            let again = {
+                let (engine, store) = (engine.clone(), store.clone());
+                within(LIMIT, move || {
+                    engine.resume_durable_blocking(Leases, store, "l")
+                })
+            };
+            match again {
+                Err(DurableError::Failed(e)) => {
+                    assert_eq!(e.failed_step(), "take_lease_c", "{at}: {e}");
+                    assert_eq!(e.failures()[0].error().to_string(), "quota exceeded");
+                    assert_eq!(e.state(), FlowState::Reverted, "{at}: {e}");
+                }
+                other => panic!("{at}: the resume reports the original failure, got {other:?}"),
+            }
+            assert_eq!(
+                logged(),
+                [
+                    "lease a",
+                    "lease b",
+                    "lease c",
+                    "drop lease c",
+                    "drop lease b",
+                    "drop lease a"
+                ],
+                "{at}"
+            );
+            let stored = store.load_flow("l").unwrap().unwrap();
+            assert_eq!(stored.flow.state, FlowState::Reverted, "{at}");
+            assert_eq!(
+                state_of(&stored, "take_lease_a"),
+                Some(StepState::Reverted),
+                "{at}"
+            );
         }
     }
 }
