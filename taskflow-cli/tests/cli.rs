@@ -201,6 +201,7 @@ fn failed_run(store: &dyn Store) {
             vec![busy("volume busy", false)],
             vec![busy("disk gone", true), busy("line one\nline two", false)],
         ],
+        failure: None,
     };
     store
         .checkpoint(

@@ -163,15 +163,18 @@ pub(crate) async fn on_failure<F: Flow>(
                 let decision = if forced || status.failure.is_some() {
                     Decision::Revert
                 } else {
-                    let next = status.attempt + 1;
-                    match ask::<F>(&mut run.values, s, &history, next) {
+                    let attempt = status.attempt;
+                    match ask::<F>(&mut run.values, s, &history, attempt + 1) {
                         Ok((Decision::Retry, delay)) => {
                             retry.push((s, delay));
                             continue 'groups;
                         }
                         Ok((decision, _)) => decision,
                         // It panicked: its scope is undone, and the enclosing controller decides.
+                        // Recorded with the history as it was: a resume handles these failures
+                        // again, and does not ask this controller.
                         Err(failure) => {
+                            cx.record_retry(s, attempt, &stash.2[s].history, Some(&failure));
                             run.status.scopes[s].failure = Some(failure);
                             Decision::Revert
                         }
@@ -242,14 +245,14 @@ fn ask<F: Flow>(
 }
 
 /// Whether two failures are the same one (a restored failure is a copy, not a clone).
-fn same(a: &Failure, b: &Failure) -> bool {
+pub(crate) fn same(a: &Failure, b: &Failure) -> bool {
     a.step() == b.step()
         && a.is_panic() == b.is_panic()
         && a.error().to_string() == b.error().to_string()
 }
 
 /// Adds `failure` to `failures` unless it is there already.
-fn add_failure(failures: &mut Vec<Failure>, failure: &Failure) {
+pub(crate) fn add_failure(failures: &mut Vec<Failure>, failure: &Failure) {
     if !failures.iter().any(|f| same(f, failure)) {
         failures.push(failure.clone());
     }
@@ -275,7 +278,7 @@ fn reset_scope<F: Flow>(run: &mut Run<F>, cx: &RunContext, s: usize) {
         }
         if inner == s || scope.steps.iter().all(|step| mine.contains(step)) {
             let reset = &status.scopes[inner];
-            cx.record_retry(inner, reset.attempt, &reset.history);
+            cx.record_retry(inner, reset.attempt, &reset.history, reset.failure.as_ref());
         }
     }
     for &step in mine {
@@ -339,6 +342,12 @@ pub(crate) async fn finish_revert<F: Flow>(run: &mut Run<F>, cx: &RunContext) ->
         reverts.extend(parts.reverts);
         if let Some(o) = parts.own {
             own.insert(step, o); // a failed task is undone with its own failure
+        }
+    }
+    // The controllers that failed, from their records.
+    for status in &run.status.scopes {
+        if let Some(failure) = &status.failure {
+            add_failure(&mut failures, failure);
         }
     }
     if failures.is_empty() {

@@ -49,7 +49,7 @@ pub(crate) fn begin<F: Flow>(
             Err(why) => return fail(run, cx, step, why),
         }
     }
-    if let Err(failure) = enter_scopes(run, step) {
+    if let Err(failure) = enter_scopes(run, cx, step) {
         return fail(run, cx, step, StepFailed::NotAttempted(failure));
     }
     run.step_to(cx, step, StepState::Running, None);
@@ -135,7 +135,7 @@ fn mark_failed<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize, why: &St
 /// first. `Err` when a scope's controller has nothing to attempt (named after the step), or
 /// panicked when asked for the attempt's value (a failure of the controller, kept on its scope:
 /// it is not asked what to do).
-fn enter_scopes<F: Flow>(run: &mut Run<F>, step: usize) -> Result<(), Failure> {
+fn enter_scopes<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize) -> Result<(), Failure> {
     for (s, scope) in F::graph().scopes().iter().enumerate() {
         if !scope.steps.contains(&step) {
             continue;
@@ -153,7 +153,9 @@ fn enter_scopes<F: Flow>(run: &mut Run<F>, step: usize) -> Result<(), Failure> {
                 return Err(Failure::from_error(name, NothingToAttempt));
             }
             Err(failure) => {
-                run.status.scopes[s].failure = Some(failure.clone());
+                let status = &mut run.status.scopes[s];
+                cx.record_retry(s, attempt, &status.history, Some(&failure));
+                status.failure = Some(failure.clone());
                 return Err(failure);
             }
         }
