@@ -1300,12 +1300,14 @@ fn two_stops_in_a_row_change_nothing() {
     );
 }
 
-// ---- defects found against TaskFlow's semantics: these tests fail on the current code
+// ---- TaskFlow semantics: the acceptance tests of the fixes for the defects found against
+// TaskFlow's behaviour (each failed before its fix)
 
 mod defects {
     use super::*;
     use std::collections::BTreeMap;
     use std::time::Duration;
+    use taskflow::{FlowError, History, Retry, SuspendHandle};
 
     use common::{no_panic, within};
 
@@ -1329,8 +1331,501 @@ mod defects {
 
     const LIMIT: Duration = Duration::from_secs(60);
 
+    fn states(stored: &StoredFlow) -> Vec<(String, StepState)> {
+        let mut atoms: Vec<(String, StepState)> = stored
+            .atoms
+            .iter()
+            .map(|a| (a.name.clone(), a.state))
+            .collect();
+        atoms.sort_by(|a, b| a.0.cmp(&b.0));
+        atoms
+    }
+
     fn state_of(stored: &StoredFlow, step: &str) -> Option<StepState> {
         stored.atom(step).map(|a| a.state)
+    }
+
+    // ---- 3. a retry controller that panics fails its scope; it never escapes the engine
+
+    /// Panics in `on_failure`.
+    struct PanicsOnFailure;
+
+    impl Retry for PanicsOnFailure {
+        type Item = ();
+        fn item(&self, _attempt: u32) -> Option<()> {
+            Some(())
+        }
+        fn on_failure(&self, _history: &History) -> taskflow::Decision {
+            panic!("controller exploded in on_failure")
+        }
+    }
+
+    /// Panics in `item`.
+    struct PanicsInItem;
+
+    impl Retry for PanicsInItem {
+        type Item = ();
+        fn item(&self, _attempt: u32) -> Option<()> {
+            panic!("controller exploded in item")
+        }
+        fn on_failure(&self, _history: &History) -> taskflow::Decision {
+            taskflow::Decision::Revert
+        }
+    }
+
+    /// Says retry, then panics in `delay`.
+    struct PanicsInDelay;
+
+    impl Retry for PanicsInDelay {
+        type Item = ();
+        fn item(&self, _attempt: u32) -> Option<()> {
+            Some(())
+        }
+        fn on_failure(&self, _history: &History) -> taskflow::Decision {
+            taskflow::Decision::Retry
+        }
+        fn delay(&self, _attempt: u32) -> Option<Duration> {
+            panic!("controller exploded in delay")
+        }
+    }
+
+    #[task(provides = base, revert = unbase)]
+    fn base_step() -> u32 {
+        log("base");
+        1
+    }
+
+    #[revert]
+    fn unbase() {
+        log("unbase");
+    }
+
+    #[task(provides = grip, revert = ungrip)]
+    fn grip_step(base: u32) -> u32 {
+        log("grip");
+        base + 1
+    }
+
+    #[revert]
+    fn ungrip() {
+        log("ungrip");
+    }
+
+    #[task(revert = unslip)]
+    fn slip(grip: u32) -> Result<(), Quota> {
+        let _ = grip;
+        log("slip");
+        Err(Quota)
+    }
+
+    #[revert]
+    fn unslip() {
+        log("unslip");
+    }
+
+    flow! {
+        flow CtlOnFailure() { linear [ base_step, retry(PanicsOnFailure) linear [ grip_step, slip ] ] }
+    }
+
+    flow! {
+        flow CtlItem() { linear [ base_step, retry(PanicsInItem) linear [ grip_step, slip ] ] }
+    }
+
+    flow! {
+        flow CtlDelay() { linear [ base_step, retry(PanicsInDelay) linear [ grip_step, slip ] ] }
+    }
+
+    /// How a durable run or resume ended; `Err(message)` when a panic escaped it.
+    type Attempted = Result<Result<(), DurableError>, String>;
+
+    /// Runs `flow` durably on a fresh store, then resumes it: (the run's outcome, the log after
+    /// it, the resume's outcome, the log after it, the store).
+    fn run_then_resume<F: taskflow::DurableFlow>(
+        engine: Engine,
+        flow: fn() -> F,
+        inputs: fn() -> F::Inputs,
+    ) -> (
+        Attempted,
+        Vec<String>,
+        Attempted,
+        Vec<String>,
+        Arc<dyn Store>,
+    ) {
+        within(LIMIT, move || {
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let first = no_panic(|| {
+                engine
+                    .run(flow(), inputs())
+                    .durable(store.clone(), "x")
+                    .blocking()
+                    .map(drop)
+            });
+            let after_run = logged();
+            let again = no_panic(|| {
+                engine
+                    .resume(flow(), store.clone(), "x")
+                    .blocking()
+                    .map(drop)
+            });
+            (first, after_run, again, logged(), store)
+        })
+    }
+
+    /// TaskFlow: a retry controller that panics is a failure of its scope — reported, and the
+    /// flow reverted. Durably, the run ends REVERTED in the store, and a resume hands back that
+    /// failure without running (or panicking) again. Covers a panic in `on_failure`, `item` and
+    /// `delay`.
+    #[test]
+    fn a_panicking_retry_controller_fails_its_scope_and_the_durable_run_ends_reverted() {
+        let _turn = turn();
+        let full = ["base", "grip", "slip", "unslip", "ungrip", "unbase"];
+        for engine in engines() {
+            for (case, want_log, panic) in [
+                ("on_failure", &full[..], "controller exploded in on_failure"),
+                (
+                    "item",
+                    &["base", "unbase"][..],
+                    "controller exploded in item",
+                ),
+                ("delay", &full[..], "controller exploded in delay"),
+            ] {
+                LOG.lock().unwrap().clear();
+                let at = format!("{engine:?}, panic in {case}");
+                let (first, after_run, again, after_resume, store) = match case {
+                    "on_failure" => {
+                        run_then_resume(engine.clone(), || CtlOnFailure, || CtlOnFailureInputs {})
+                    }
+                    "item" => run_then_resume(engine.clone(), || CtlItem, || CtlItemInputs {}),
+                    _ => run_then_resume(engine.clone(), || CtlDelay, || CtlDelayInputs {}),
+                };
+                let stored = store.load_flow("x").unwrap().unwrap();
+                let first = match first {
+                    Ok(Err(DurableError::Failed(e))) => e,
+                    Ok(other) => panic!("{at}: the run must fail, got {other:?}"),
+                    Err(p) => panic!(
+                        "{at}: the controller's panic escaped the engine: {p}; the run was left \
+                         {} in the store, and a resume then ended with {again:?}",
+                        stored.flow.state
+                    ),
+                };
+                let text = first.to_string();
+                assert!(
+                    text.contains(panic),
+                    "{at}: the error reports the panic: {text}"
+                );
+                if case != "item" {
+                    assert!(text.contains("quota exceeded"), "{at}: {text}");
+                }
+                assert_eq!(first.state(), FlowState::Reverted, "{at}: {text}");
+                assert_eq!(after_run, want_log, "{at}: what ran and was reverted");
+                assert_eq!(stored.flow.state, FlowState::Reverted, "{at}");
+                assert_eq!(
+                    state_of(&stored, "base_step"),
+                    Some(StepState::Reverted),
+                    "{at}"
+                );
+                if case == "on_failure" {
+                    for step in ["grip_step", "slip"] {
+                        assert_eq!(state_of(&stored, step), Some(StepState::Reverted), "{at}");
+                    }
+                }
+                let again = match again {
+                    Ok(Err(DurableError::Failed(e))) => e,
+                    Ok(other) => panic!("{at}: the resume must fail, got {other:?}"),
+                    Err(p) => panic!("{at}: the resume panicked: {p}"),
+                };
+                let again_text = again.to_string();
+                assert!(again_text.contains(panic), "{at}: {again_text}");
+                assert_eq!(after_resume, want_log, "{at}: the resume ran nothing");
+            }
+        }
+    }
+
+    // ---- 3b. a controller that failed, across a crash, in a sub-flow, and on resume
+
+    /// How many times `CountsThenPanics` was asked what to do.
+    static ASKED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    /// Counts each time it is asked what to do, then panics.
+    struct CountsThenPanics;
+
+    impl Retry for CountsThenPanics {
+        type Item = ();
+        fn item(&self, _attempt: u32) -> Option<()> {
+            Some(())
+        }
+        fn on_failure(&self, _history: &History) -> taskflow::Decision {
+            ASKED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            panic!("controller exploded in on_failure")
+        }
+    }
+
+    flow! {
+        flow CtlAsked() { linear [ base_step, retry(CountsThenPanics) linear [ grip_step, slip ] ] }
+    }
+
+    /// A crash at any checkpoint after the one that recorded the controller's failure: the
+    /// resume finishes the revert and reports the failure without asking the controller again
+    /// (its failure is on its scope's record), on the SQLite and directory stores.
+    #[test]
+    fn a_controller_that_failed_is_not_asked_again_after_a_crash() {
+        let _turn = turn();
+        let Flaky { store, written } = Flaky::recording(Arc::new(MemoryStore::new()), usize::MAX);
+        let run = Engine::serial()
+            .run(CtlAsked, CtlAskedInputs {})
+            .durable(Arc::new(store), "a")
+            .blocking();
+        assert!(matches!(run, Err(DurableError::Failed(_))), "{run:?}");
+        let written = written.lock().unwrap().clone();
+        let recorded = written
+            .iter()
+            .position(|cp| cp.retries.iter().any(|r| r.failure.is_some()))
+            .expect("a checkpoint records the controller's failure")
+            + 1;
+        let failure = written[recorded - 1].retries[0].failure.clone().unwrap();
+        assert_eq!(
+            (
+                failure.step.as_str(),
+                failure.message.as_str(),
+                failure.is_panic
+            ),
+            (
+                "retry [grip_step..slip]",
+                "controller exploded in on_failure",
+                true
+            )
+        );
+        assert!(recorded < written.len(), "{written:#?}");
+        for engine in engines() {
+            for fail_from in recorded + 1..=written.len() {
+                let tmp = TempDir::new();
+                let stores: [(&str, Arc<dyn Store>); 2] = [
+                    ("sqlite", sqlite(&tmp)),
+                    (
+                        "dir",
+                        Arc::new(DirStore::open(tmp.path().join("dir")).unwrap()),
+                    ),
+                ];
+                for (kind, store) in stores {
+                    let at = format!("{engine:?}, {kind}, checkpoints fail from {fail_from}");
+                    LOG.lock().unwrap().clear();
+                    ASKED.store(0, std::sync::atomic::Ordering::SeqCst);
+                    let flaky = Flaky::failing_from(store.clone(), fail_from);
+                    let first = engine
+                        .run(CtlAsked, CtlAskedInputs {})
+                        .durable(flaky, "a")
+                        .blocking();
+                    assert!(
+                        matches!(first, Err(DurableError::Store(_))),
+                        "{at}: {first:?}"
+                    );
+                    let again = {
+                        let (engine, store) = (engine.clone(), store.clone());
+                        within(LIMIT, move || {
+                            no_panic(|| engine.resume(CtlAsked, store, "a").blocking())
+                        })
+                    };
+                    let err = match again {
+                        Ok(Err(DurableError::Failed(e))) => e,
+                        other => panic!("{at}: {other:?}"),
+                    };
+                    assert_eq!(
+                        err.to_string(),
+                        "step `slip` failed: quota exceeded; also step `retry [grip_step..slip]` \
+                         failed: panicked: controller exploded in on_failure; every completed \
+                         step was reverted",
+                        "{at}"
+                    );
+                    assert_eq!(ASKED.load(std::sync::atomic::Ordering::SeqCst), 1, "{at}");
+                    let log = logged();
+                    assert_eq!(log[..3], ["base", "grip", "slip"], "{at}: {log:?}");
+                    assert_eq!(
+                        log.iter().filter(|e| *e == "grip").count(),
+                        1,
+                        "{at}: {log:?}"
+                    );
+                    assert_eq!(
+                        log.iter().filter(|e| *e == "slip").count(),
+                        1,
+                        "{at}: {log:?}"
+                    );
+                    assert_eq!(
+                        log.last().map(String::as_str),
+                        Some("unbase"),
+                        "{at}: {log:?}"
+                    );
+                    let stored = store.load_flow("a").unwrap().unwrap();
+                    assert_eq!(stored.flow.state, FlowState::Reverted, "{at}");
+                    assert_eq!(stored.retries[0].failure.as_ref(), Some(&failure), "{at}");
+                }
+            }
+        }
+    }
+
+    flow! {
+        flow CtlInner(base: u32) { linear [ retry(PanicsOnFailure) linear [ grip_step, slip ] ] }
+    }
+
+    flow! {
+        flow CtlOuter() { linear [ base_step, CtlInner ] }
+    }
+
+    /// The error a resume of a reverted run hands back is the run's, rebuilt from the records:
+    /// the same failures with the same names, in the same order — a controller's failure inside
+    /// a sub-flow included (only a sub-flow step's first failure is on its record; the
+    /// controller's is on its scope's).
+    #[test]
+    fn a_resumed_reverted_run_reports_the_controllers_failure_as_the_run_did() {
+        let _turn = turn();
+        fn same_error<F: taskflow::DurableFlow>(
+            flow: fn() -> F,
+            inputs: fn() -> F::Inputs,
+        ) -> Vec<String> {
+            let mut seen = Vec::new();
+            for engine in engines() {
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+                let run = match engine
+                    .run(flow(), inputs())
+                    .durable(store.clone(), "s")
+                    .blocking()
+                {
+                    Err(DurableError::Failed(e)) => e,
+                    other => panic!("{engine:?}: {:?}", other.map(drop)),
+                };
+                let again = match engine.resume(flow(), store, "s").blocking() {
+                    Err(DurableError::Failed(e)) => e,
+                    other => panic!("{engine:?}: {:?}", other.map(drop)),
+                };
+                let steps = |e: &FlowError| -> Vec<String> {
+                    e.failures().iter().map(|f| f.step().to_owned()).collect()
+                };
+                assert_eq!(again.to_string(), run.to_string(), "{engine:?}");
+                assert_eq!(steps(&again), steps(&run), "{engine:?}");
+                seen = steps(&run);
+            }
+            seen
+        }
+        assert_eq!(
+            same_error(|| CtlOuter, || CtlOuterInputs {}),
+            ["CtlInner/slip", "CtlInner/retry [grip_step..slip]"]
+        );
+        assert_eq!(
+            same_error(|| CtlOnFailure, || CtlOnFailureInputs {}),
+            ["slip", "retry [grip_step..slip]"]
+        );
+        assert_eq!(
+            same_error(|| CtlDelay, || CtlDelayInputs {}),
+            ["slip", "retry [grip_step..slip]"]
+        );
+        assert_eq!(
+            same_error(|| CtlItem, || CtlItemInputs {}),
+            ["retry [grip_step..slip]"]
+        );
+    }
+
+    /// Whether `PanicsInItemOnResume` panics.
+    static ITEM_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// Provides its attempt's value, until `ITEM_PANICS` says it panics (as a resume asks it
+    /// again).
+    struct PanicsInItemOnResume;
+
+    impl Retry for PanicsInItemOnResume {
+        type Item = u32;
+        fn item(&self, attempt: u32) -> Option<u32> {
+            if ITEM_PANICS.load(std::sync::atomic::Ordering::SeqCst) {
+                panic!("controller exploded in item on resume");
+            }
+            Some(attempt)
+        }
+        fn on_failure(&self, _history: &History) -> taskflow::Decision {
+            taskflow::Decision::Retry
+        }
+    }
+
+    #[task(provides = held, revert = unhold)]
+    fn hold(base: u32, try_no: u32) -> u32 {
+        log(format!("hold #{try_no}"));
+        // A shutdown arrives while the scope's first step runs.
+        STOP.lock().unwrap().as_ref().unwrap().suspend();
+        base + try_no
+    }
+
+    #[revert]
+    fn unhold() {
+        log("unhold");
+    }
+
+    #[task(provides = released)]
+    fn release(held: u32) -> u32 {
+        log("release");
+        held
+    }
+
+    flow! {
+        flow CtlResume() -> (released: u32) {
+            linear [ base_step, retry(PanicsInItemOnResume -> try_no: u32) linear [ hold, release ] ]
+        }
+    }
+
+    /// A resume asks a begun scope's controller for its value again (the scope's steps, and their
+    /// reverts, read it). If it panics then, the run cannot be rebuilt: like a stored value that
+    /// does not load, the resume is refused with an error that names the controller and carries
+    /// the panic, nothing is run or written — and once the controller is fixed, the run resumes.
+    #[test]
+    fn a_controller_that_panics_when_a_resume_asks_for_its_value_refuses_the_resume() {
+        let _turn = turn();
+        for engine in engines() {
+            let at = format!("{engine:?}");
+            LOG.lock().unwrap().clear();
+            ITEM_PANICS.store(false, std::sync::atomic::Ordering::SeqCst);
+            let stop = SuspendHandle::new();
+            *STOP.lock().unwrap() = Some(stop.clone());
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let end = runtime.block_on(
+                engine
+                    .run(CtlResume, CtlResumeInputs {})
+                    .durable(store.clone(), "r")
+                    .until(&stop)
+                    .into_future(),
+            );
+            assert!(
+                matches!(end, Ok(taskflow::Outcome::Suspended(_))),
+                "{at}: {end:?}"
+            );
+            assert_eq!(logged(), ["base", "hold #1"], "{at}");
+            let before = store.load_flow("r").unwrap().unwrap();
+
+            ITEM_PANICS.store(true, std::sync::atomic::Ordering::SeqCst);
+            *STOP.lock().unwrap() = Some(SuspendHandle::new());
+            let again = {
+                let (engine, store) = (engine.clone(), store.clone());
+                within(LIMIT, move || {
+                    no_panic(|| engine.resume(CtlResume, store, "r").blocking())
+                })
+            };
+            let err = match again {
+                Ok(Err(e @ DurableError::Store(StoreError::Corrupt { .. }))) => e,
+                other => panic!("{at}: {:?}", other.map(|r| r.map(|o| o.released))),
+            };
+            assert_eq!(
+                err.to_string(),
+                "store error: corrupt retry scope `retry [hold..release]` of flow `r`: its \
+                 controller panicked when the resume asked it again for the value of attempt 1: \
+                 panicked: controller exploded in item on resume",
+                "{at}"
+            );
+            assert_eq!(logged(), ["base", "hold #1"], "{at}: nothing ran");
+            assert_eq!(store.load_flow("r").unwrap().unwrap(), before, "{at}");
+
+            ITEM_PANICS.store(false, std::sync::atomic::Ordering::SeqCst);
+            let out = engine.resume(CtlResume, store, "r").blocking();
+            assert_eq!(out.map(|o| o.released).ok(), Some(2), "{at}");
+            assert_eq!(logged(), ["base", "hold #1", "release"], "{at}");
+        }
     }
 
     // ---- 4. a panic inside a stored value's Serialize or Deserialize
@@ -1726,6 +2221,137 @@ mod defects {
             );
             assert!(text.contains(&format!("`{missing}`")), "{text}");
             assert_eq!(copy.load_flow("p").unwrap().unwrap(), before);
+        }
+    }
+
+    // ---- 10. a suspend asked for while a durable run reverts
+
+    #[task(provides = lease_a, revert = drop_lease_a)]
+    fn take_lease_a() -> u32 {
+        log("lease a");
+        1
+    }
+
+    #[revert]
+    fn drop_lease_a() {
+        log("drop lease a");
+    }
+
+    #[task(provides = lease_b, revert = drop_lease_b)]
+    fn take_lease_b(lease_a: u32) -> u32 {
+        log("lease b");
+        lease_a + 1
+    }
+
+    /// A shutdown arrives while the flow is being undone.
+    #[revert]
+    fn drop_lease_b() {
+        log("drop lease b");
+        STOP.lock().unwrap().as_ref().unwrap().suspend();
+    }
+
+    #[task(revert = drop_lease_c)]
+    fn take_lease_c(lease_b: u32) -> Result<(), Quota> {
+        let _ = lease_b;
+        log("lease c");
+        Err(Quota)
+    }
+
+    #[revert]
+    fn drop_lease_c() {
+        log("drop lease c");
+    }
+
+    flow! {
+        flow Leases() { linear [ take_lease_a, take_lease_b, take_lease_c ] }
+    }
+
+    /// TaskFlow: a suspend asked for while a durable run reverts stops the revert after the
+    /// reverts in flight; the run is recorded SUSPENDED (the steps not undone yet still
+    /// SUCCESS), and a resume finishes the revert and reports the original failure.
+    #[test]
+    fn a_suspend_during_a_durable_revert_is_recorded_and_resume_finishes_the_revert() {
+        let _turn = turn();
+        for engine in engines() {
+            LOG.lock().unwrap().clear();
+            let at = format!("{engine:?}");
+            let stop = SuspendHandle::new();
+            *STOP.lock().unwrap() = Some(stop.clone());
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let end = {
+                let (engine, store) = (engine.clone(), store.clone());
+                within(LIMIT, move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(
+                        engine
+                            .run(Leases, LeasesInputs {})
+                            .durable(store, "l")
+                            .until(&stop)
+                            .into_future(),
+                    )
+                })
+            };
+            let stored = store.load_flow("l").unwrap().unwrap();
+            assert!(
+                matches!(end, Ok(taskflow::Outcome::Suspended(_))),
+                "{at}: expected SUSPENDED, got {end:?} (stored {})",
+                stored.flow.state
+            );
+            assert_eq!(
+                logged(),
+                [
+                    "lease a",
+                    "lease b",
+                    "lease c",
+                    "drop lease c",
+                    "drop lease b"
+                ],
+                "{at}"
+            );
+            assert_eq!(stored.flow.state, FlowState::Suspended, "{at}");
+            assert_eq!(
+                states(&stored),
+                [
+                    ("take_lease_a".to_owned(), StepState::Success),
+                    ("take_lease_b".to_owned(), StepState::Reverted),
+                    ("take_lease_c".to_owned(), StepState::Reverted),
+                ],
+                "{at}"
+            );
+            *STOP.lock().unwrap() = Some(SuspendHandle::new());
+            let again = {
+                let (engine, store) = (engine.clone(), store.clone());
+                within(LIMIT, move || engine.resume(Leases, store, "l").blocking())
+            };
+            match again {
+                Err(DurableError::Failed(e)) => {
+                    assert_eq!(e.failed_step(), "take_lease_c", "{at}: {e}");
+                    assert_eq!(e.failures()[0].error().to_string(), "quota exceeded");
+                    assert_eq!(e.state(), FlowState::Reverted, "{at}: {e}");
+                }
+                other => panic!("{at}: the resume reports the original failure, got {other:?}"),
+            }
+            assert_eq!(
+                logged(),
+                [
+                    "lease a",
+                    "lease b",
+                    "lease c",
+                    "drop lease c",
+                    "drop lease b",
+                    "drop lease a"
+                ],
+                "{at}"
+            );
+            let stored = store.load_flow("l").unwrap().unwrap();
+            assert_eq!(stored.flow.state, FlowState::Reverted, "{at}");
+            assert_eq!(
+                state_of(&stored, "take_lease_a"),
+                Some(StepState::Reverted),
+                "{at}"
+            );
         }
     }
 }

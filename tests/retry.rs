@@ -687,3 +687,260 @@ fn a_map_inside_a_retry_is_retried_as_a_whole() {
         assert_eq!(out.all_doubled, [2, 4, 6]);
     }
 }
+
+// ---- TaskFlow semantics: the acceptance test of the fix for a panicking controller (it
+// failed before the fix)
+
+/// Panics in `on_failure`.
+struct PanicsOnFailure;
+
+impl Retry for PanicsOnFailure {
+    type Item = ();
+    fn item(&self, _attempt: u32) -> Option<()> {
+        Some(())
+    }
+    fn on_failure(&self, _history: &History) -> Decision {
+        panic!("controller exploded in on_failure")
+    }
+}
+
+/// Panics in `item`.
+struct PanicsInItem;
+
+impl Retry for PanicsInItem {
+    type Item = ();
+    fn item(&self, _attempt: u32) -> Option<()> {
+        panic!("controller exploded in item")
+    }
+    fn on_failure(&self, _history: &History) -> Decision {
+        Decision::Revert
+    }
+}
+
+/// Says retry, then panics in `delay`.
+struct PanicsInDelay;
+
+impl Retry for PanicsInDelay {
+    type Item = ();
+    fn item(&self, _attempt: u32) -> Option<()> {
+        Some(())
+    }
+    fn on_failure(&self, _history: &History) -> Decision {
+        Decision::Retry
+    }
+    fn delay(&self, _attempt: u32) -> Option<Duration> {
+        panic!("controller exploded in delay")
+    }
+}
+
+flow! {
+    flow OnFailurePanics(trace: Trace, flaky: Flaky) {
+        linear [ prepare, retry(PanicsOnFailure) linear [ reserve, attach ] ]
+    }
+}
+
+flow! {
+    flow ItemPanics(trace: Trace, flaky: Flaky) {
+        linear [ prepare, retry(PanicsInItem) linear [ reserve, attach ] ]
+    }
+}
+
+flow! {
+    flow DelayPanics(trace: Trace, flaky: Flaky) {
+        linear [ prepare, retry(PanicsInDelay) linear [ reserve, attach ] ]
+    }
+}
+
+/// TaskFlow-correct: a retry controller that panics (in `on_failure`, `item` or `delay`) is a
+/// failure of its scope: the run returns an error that reports the panic, and every step that
+/// ran is reverted — the panic never escapes the engine.
+#[test]
+fn a_panicking_retry_controller_fails_its_scope_and_the_flow_is_reverted() {
+    let full = [
+        "prepare",
+        "reserve",
+        "attach #1",
+        "detach (ok=false)",
+        "unreserve",
+        "unprepare",
+    ];
+    for engine in engines() {
+        for (case, want, panic) in [
+            ("on_failure", &full[..], "controller exploded in on_failure"),
+            (
+                "item",
+                &["prepare", "unprepare"][..],
+                "controller exploded in item",
+            ),
+            ("delay", &full[..], "controller exploded in delay"),
+        ] {
+            let at = format!("{engine:?}, panic in {case}");
+            let trace = Trace::default();
+            let flaky = Flaky {
+                fail_times: 1,
+                ..Flaky::default()
+            };
+            let (engine, t) = (engine.clone(), trace.clone());
+            let result = common::within(Duration::from_secs(30), move || {
+                common::no_panic(|| match case {
+                    "on_failure" => engine
+                        .run(OnFailurePanics, OnFailurePanicsInputs { trace: t, flaky })
+                        .blocking()
+                        .map(drop),
+                    "item" => engine
+                        .run(ItemPanics, ItemPanicsInputs { trace: t, flaky })
+                        .blocking()
+                        .map(drop),
+                    _ => engine
+                        .run(DelayPanics, DelayPanicsInputs { trace: t, flaky })
+                        .blocking()
+                        .map(drop),
+                })
+            });
+            let err = match result {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => panic!("{at}: the run must fail"),
+                Err(p) => panic!("{at}: the controller's panic escaped the engine: {p}"),
+            };
+            let text = err.to_string();
+            assert!(
+                text.contains(panic),
+                "{at}: the error reports the panic: {text}"
+            );
+            if case != "item" {
+                assert!(text.contains("step 1 refused"), "{at}: {text}");
+            }
+            assert_eq!(err.state(), FlowState::Reverted, "{at}: {text}");
+            assert_eq!(trace.events(), want, "{at}");
+        }
+    }
+}
+
+/// Retries once when a controller inside it panicked (it sees that controller's failure in its
+/// history, named after the steps that controller covers), otherwise reverts.
+struct RetriesAfterAPanic;
+
+impl Retry for RetriesAfterAPanic {
+    type Item = ();
+    fn item(&self, _attempt: u32) -> Option<()> {
+        Some(())
+    }
+    fn on_failure(&self, history: &History) -> Decision {
+        let panicked = history
+            .last_failures()
+            .iter()
+            .any(|f| f.is_panic() && f.step() == "retry [inner_step]");
+        if panicked && history.attempts() < 2 {
+            Decision::Retry
+        } else {
+            Decision::Revert
+        }
+    }
+}
+
+flow! {
+    flow PanicInside(trace: Trace, flaky: Flaky) -> (inner_value) {
+        linear [
+            prepare,
+            retry(RetriesAfterAPanic) linear [ outer_step, retry(PanicsOnFailure) linear [ inner_step ] ],
+        ]
+    }
+}
+
+/// A controller that panics in `on_failure` fails its scope like `Decision::Revert`: the
+/// enclosing controller decides, seeing the step's failure and the controller's, and may retry;
+/// the retried scope's controllers start afresh.
+#[test]
+fn the_enclosing_controller_decides_after_a_panic_and_sees_it() {
+    for engine in engines() {
+        let trace = Trace::default();
+        let flaky = Flaky {
+            fail_times: 1,
+            ..Flaky::default()
+        };
+        let inputs = PanicInsideInputs {
+            trace: trace.clone(),
+            flaky,
+        };
+        let out = engine.run(PanicInside, inputs).blocking().unwrap();
+        assert_eq!(out.inner_value, 2, "{engine:?}");
+        assert_eq!(
+            trace.events(),
+            [
+                "prepare",
+                "outer",
+                "inner #1",
+                "undo outer",
+                "outer",
+                "inner #2"
+            ],
+            "{engine:?}"
+        );
+    }
+}
+
+/// Panics in `item`; panics differently if it is ever asked what to do.
+struct PanicsInItemOnly;
+
+impl Retry for PanicsInItemOnly {
+    type Item = ();
+    fn item(&self, _attempt: u32) -> Option<()> {
+        panic!("controller exploded in item")
+    }
+    fn on_failure(&self, _history: &History) -> Decision {
+        panic!("a controller whose item panicked was asked what to do")
+    }
+}
+
+/// Retries forever, if it is asked.
+struct AlwaysRetry;
+
+impl Retry for AlwaysRetry {
+    type Item = ();
+    fn item(&self, _attempt: u32) -> Option<()> {
+        Some(())
+    }
+    fn on_failure(&self, _history: &History) -> Decision {
+        Decision::Retry
+    }
+}
+
+flow! {
+    flow OuterItemPanics(trace: Trace, flaky: Flaky) {
+        linear [
+            prepare,
+            retry(PanicsInItemOnly) linear [ retry(AlwaysRetry) linear [ inner_step ], outer_step ],
+        ]
+    }
+}
+
+/// An outer controller that panics in `item` when its first step (inside an inner scope) is
+/// about to start: the step cannot start, neither controller is asked (the inner one never
+/// began its attempt), and the flow is reverted with the one failure, the controller's.
+#[test]
+fn a_controller_that_panics_in_item_is_not_asked_and_neither_is_one_inside_it() {
+    for engine in engines() {
+        let trace = Trace::default();
+        let inputs = OuterItemPanicsInputs {
+            trace: trace.clone(),
+            flaky: Flaky::default(),
+        };
+        let result = common::within(Duration::from_secs(30), move || {
+            common::no_panic(|| engine.run(OuterItemPanics, inputs).blocking().map(drop))
+        });
+        let err = match result {
+            Ok(Err(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err.failures().len(), 1, "{err}");
+        assert_eq!(err.failed_step(), "retry [inner_step..outer_step]");
+        assert!(err.failures()[0].is_panic());
+        assert_eq!(
+            err.to_string(),
+            "step `retry [inner_step..outer_step]` failed: panicked: controller exploded in item; \
+             every completed step was reverted"
+        );
+        assert_eq!(err.state(), FlowState::Reverted);
+        assert_eq!(trace.events(), ["prepare", "unprepare"]);
+    }
+}

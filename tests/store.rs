@@ -70,6 +70,7 @@ fn retry_scopes_of_sub_flows_are_kept_apart(store: &dyn Store) {
         flow: flow.into(),
         attempt,
         history: Vec::new(),
+        failure: None,
     };
     let cp = Checkpoint {
         retries: vec![retry("Inner", 2), retry("", 3), retry("Inner/Deeper", 5)],
@@ -165,6 +166,19 @@ fn round_trip(store: &dyn Store) {
                 failure("Boot/other", "boom", true),
             ],
         ],
+        failure: None,
+    };
+    // A controller that failed: its own failure is on its record.
+    let failed_controller = RetryRecord {
+        scope: 0,
+        flow: "Boot".into(),
+        attempt: 1,
+        history: vec![],
+        failure: Some(failure(
+            "retry [attach..other]",
+            "index out of bounds",
+            true,
+        )),
     };
     store
         .checkpoint(
@@ -172,7 +186,7 @@ fn round_trip(store: &dyn Store) {
             &Checkpoint {
                 flow_state: Some(FlowState::Failure),
                 atoms: vec![launch.clone(), notify.clone(), attach.clone()],
-                retries: vec![retry.clone()],
+                retries: vec![retry.clone(), failed_controller.clone()],
             },
         )
         .unwrap();
@@ -189,7 +203,7 @@ fn round_trip(store: &dyn Store) {
         }
     );
     assert_eq!(stored.atoms, [launch, notify, attach]);
-    assert_eq!(stored.retries, [retry]);
+    assert_eq!(stored.retries, [retry, failed_controller]);
     assert_eq!(
         stored.atom("launch").unwrap().duration(),
         Some(std::time::Duration::from_millis(250))
@@ -203,8 +217,8 @@ fn round_trip(store: &dyn Store) {
 }
 
 /// The latest record of a step wins (also within one checkpoint), steps keep the order in which
-/// they were first recorded, retry records are replaced per scope and kept by scope, and
-/// `flow_state: None` keeps the flow's state.
+/// they were first recorded, retry records are replaced per scope (a controller's failure with
+/// them) and kept by scope, and `flow_state: None` keeps the flow's state.
 fn later_records_replace_earlier_ones(store: &dyn Store) {
     let record = flow("F");
     store.create_flow(&record).unwrap();
@@ -218,6 +232,7 @@ fn later_records_replace_earlier_ones(store: &dyn Store) {
         flow: String::new(),
         attempt,
         history: vec![],
+        failure: None,
     };
     store
         .checkpoint(
@@ -225,7 +240,12 @@ fn later_records_replace_earlier_ones(store: &dyn Store) {
             &cp(
                 Some(FlowState::Running),
                 vec![atom("b", StepState::Running), atom("a", StepState::Running)],
-                vec![retry(5, 1)],
+                // A controller that failed; the later record (it was started afresh) has no
+                // failure, and replaces it.
+                vec![RetryRecord {
+                    failure: Some(failure("retry [a]", "boom", true)),
+                    ..retry(5, 1)
+                }],
             ),
         )
         .unwrap();
@@ -291,6 +311,7 @@ fn invalid_checkpoint_changes_nothing(store: &dyn Store) {
                 flow: String::new(),
                 attempt: 2,
                 history: vec![],
+                failure: None,
             }],
         };
         match store.checkpoint(&record.id, &bad) {
@@ -313,6 +334,7 @@ fn unknown_flow_is_not_found(store: &dyn Store) {
             flow: String::new(),
             attempt: 1,
             history: vec![],
+            failure: None,
         }],
     };
     match store.checkpoint("nope", &cp) {
@@ -394,6 +416,7 @@ fn delete_removes_one_flow(store: &dyn Store) {
                 flow: String::new(),
                 attempt: 1,
                 history: vec![],
+                failure: None,
             }],
             ..Default::default()
         };
@@ -584,12 +607,22 @@ fn checkpointed(store: &dyn Store) -> StoredFlow {
             result: Some(json!([1, 2, 3])),
             ..atom("a", StepState::Success)
         }],
-        retries: vec![RetryRecord {
-            scope: 0,
-            flow: String::new(),
-            attempt: 2,
-            history: vec![vec![failure("a", "flaky", false)]],
-        }],
+        retries: vec![
+            RetryRecord {
+                scope: 0,
+                flow: String::new(),
+                attempt: 2,
+                history: vec![vec![failure("a", "flaky", false)]],
+                failure: None,
+            },
+            RetryRecord {
+                scope: 1,
+                flow: String::new(),
+                attempt: 1,
+                history: vec![vec![failure("b", "flaky", false)]],
+                failure: Some(failure("retry [b]", "controller exploded", true)),
+            },
+        ],
     };
     store.checkpoint(&record.id, &cp).unwrap();
     load(store, &record.id)
@@ -631,10 +664,19 @@ fn dir_file_is_versioned_json() {
     assert_eq!(value["flow"]["state"], "SUSPENDED");
     assert_eq!(value["atoms"][0]["result"], json!([1, 2, 3]));
     assert_eq!(value["retries"][0]["history"][0][0]["message"], "flaky");
+    // A retry record whose controller did not fail has no `failure` key: files stay as an
+    // older taskflow wrote them.
+    assert!(value["retries"][0].get("failure").is_none(), "{text}");
+    assert_eq!(
+        value["retries"][1]["failure"]["message"],
+        "controller exploded"
+    );
+    assert_eq!(value["retries"][1]["failure"]["is_panic"], true);
 }
 
 /// A file written before flows recorded their graph (no `graph` key) loads with `Value::Null`,
-/// and checkpoints go on.
+/// its retry records (no `flow` or `failure` key) with the run's own flow and no controller
+/// failure, and checkpoints go on.
 #[test]
 fn dir_file_without_a_graph_loads() {
     let (store, _tmp) = dir();
@@ -655,7 +697,7 @@ fn dir_file_without_a_graph_loads() {
       "revert_failure": null, "progress": 1.0, "started_at": 1700000000000,
       "finished_at": 1700000001000 }
   ],
-  "retries": []
+  "retries": [ { "scope": 0, "attempt": 2, "history": [] } ]
 }"#;
     fs::write(flow_file(&store, "old-run"), old).unwrap();
     let stored = load(&store, "old-run");
@@ -665,6 +707,16 @@ fn dir_file_without_a_graph_loads() {
         ("BootVm", FlowState::Running)
     );
     assert_eq!(stored.atom("launch").unwrap().result, Some(json!("srv-1")));
+    assert_eq!(
+        stored.retries,
+        [RetryRecord {
+            scope: 0,
+            flow: String::new(),
+            attempt: 2,
+            history: vec![],
+            failure: None,
+        }]
+    );
     assert_eq!(
         store.list_flows().unwrap(),
         std::slice::from_ref(&stored.flow)
@@ -847,9 +899,10 @@ fn raw(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
 
-/// A new database gets WAL and schema version 2, which has the `graphs` table.
+/// A new database gets WAL and schema version 3, which has the `graphs` table (version 2) and
+/// `retries.failure` (version 3).
 #[test]
-fn sqlite_new_database_is_wal_with_schema_version_2() {
+fn sqlite_new_database_is_wal_with_schema_version_3() {
     let (store, _tmp) = sqlite();
     let conn = raw(store.path());
     let mode: String = conn
@@ -859,8 +912,9 @@ fn sqlite_new_database_is_wal_with_schema_version_2() {
     let version: u32 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     assert!(has_graphs_table(store.path()));
+    assert!(has_retry_failures(store.path()));
 }
 
 /// Whether the database at `path` has the `graphs` table of version 2.
@@ -868,6 +922,17 @@ fn has_graphs_table(path: &Path) -> bool {
     raw(path)
         .query_row(
             "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'graphs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// Whether the database at `path` has the `retries.failure` column of version 3.
+fn has_retry_failures(path: &Path) -> bool {
+    raw(path)
+        .query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('retries') WHERE name = 'failure'",
             [],
             |r| r.get(0),
         )
@@ -976,13 +1041,14 @@ fn version_1_database(path: &Path) -> StoredFlow {
             flow: String::new(),
             attempt: 2,
             history: vec![vec![failure("Storage/attach", "busy", false)]],
+            failure: None,
         }],
     }
 }
 
-/// `open` migrates a version-1 database to version 2: every flow, atom and retry record is
-/// intact, the flows have no graph, and the store works on (checkpoints, new flows with a graph,
-/// reopening).
+/// `open` migrates a version-1 database to version 3 (both migrations, in one transaction): every
+/// flow, atom and retry record is intact, the flows have no graph, the retry records no
+/// controller failure, and the store works on (checkpoints, new flows with a graph, reopening).
 #[test]
 fn sqlite_version_1_database_is_migrated_by_open() {
     let tmp = TempDir::new();
@@ -991,8 +1057,9 @@ fn sqlite_version_1_database_is_migrated_by_open() {
     assert_eq!(schema_version(&path), 1);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 2);
+    assert_eq!(schema_version(&path), 3);
     assert!(has_graphs_table(&path));
+    assert!(has_retry_failures(&path));
     assert_eq!(load(&store, "v1-run"), expected);
     assert_eq!(
         store.list_flows().unwrap(),
@@ -1011,12 +1078,14 @@ fn sqlite_version_1_database_is_migrated_by_open() {
     assert_eq!(after.atoms[1], atom("Storage/attach", StepState::Running));
     assert_eq!(after.flow.graph, serde_json::Value::Null);
 
-    // Retry scopes of sub-flows are kept apart from the flow's own (a version 2 key).
+    // Retry scopes of sub-flows are kept apart from the flow's own (a version 2 key), and keep
+    // their controller's failure (version 3).
     let sub_retry = RetryRecord {
         scope: 0,
         flow: "Storage".into(),
         attempt: 4,
         history: Vec::new(),
+        failure: Some(failure("retry [attach]", "controller exploded", true)),
     };
     let cp = Checkpoint {
         retries: vec![sub_retry.clone()],
@@ -1032,7 +1101,7 @@ fn sqlite_version_1_database_is_migrated_by_open() {
     store.create_flow(&new).unwrap();
     drop(store);
     let again = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 2);
+    assert_eq!(schema_version(&path), 3);
     assert_eq!(load(&again, &new.id).flow, new);
     assert_eq!(load(&again, "v1-run"), after);
 }
@@ -1057,6 +1126,7 @@ fn sqlite_version_1_database_is_read_by_open_read_only() {
 
     assert_eq!(schema_version(&path), 1);
     assert!(!has_graphs_table(&path));
+    assert!(!has_retry_failures(&path));
     assert_eq!(fs::read(&path).unwrap(), before);
 }
 
@@ -1080,6 +1150,7 @@ fn sqlite_failed_migration_changes_nothing() {
     }
     assert_eq!(schema_version(&path), 1);
     assert!(!has_graphs_table(&path));
+    assert!(!has_retry_failures(&path));
     assert_eq!(
         load(&SqliteStore::open_read_only(&path).unwrap(), "v1-run"),
         expected
@@ -1087,18 +1158,160 @@ fn sqlite_failed_migration_changes_nothing() {
 
     raw(&path).execute_batch("DROP TRIGGER no_bump").unwrap();
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 2);
+    assert_eq!(schema_version(&path), 3);
     assert_eq!(load(&store, "v1-run"), expected);
 }
 
-/// Version 3 is newer than this taskflow: both opens refuse it and leave it alone.
+/// The schema of version 2, as taskflow created it (version 1, then the migration to 2): a frozen
+/// copy, like [`SCHEMA_V1`].
+const MIGRATION_V1_TO_V2: &str = "
+CREATE TABLE graphs (
+    flow_id TEXT PRIMARY KEY NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+    graph   TEXT NOT NULL
+);
+CREATE TABLE retries_v2 (
+    flow_id TEXT NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
+    flow    TEXT NOT NULL DEFAULT '',
+    scope   INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    history TEXT NOT NULL,
+    PRIMARY KEY (flow_id, flow, scope)
+);
+INSERT INTO retries_v2 (flow_id, flow, scope, attempt, history)
+    SELECT flow_id, '', scope, attempt, history FROM retries;
+DROP TABLE retries;
+ALTER TABLE retries_v2 RENAME TO retries;
+UPDATE schema_version SET version = 2;
+";
+
+/// A version-2 database at `path` as the previous taskflow left it (WAL, closed): the run of
+/// [`version_1_database`] with a graph and a sub-flow's retry record; returns it as it must
+/// load.
+fn version_2_database(path: &Path) -> StoredFlow {
+    let mut expected = version_1_database(path);
+    raw(path).execute_batch(MIGRATION_V1_TO_V2).unwrap();
+    raw(path)
+        .execute_batch(
+            r#"
+            INSERT INTO graphs VALUES ('v1-run', '{"name":"BootVm","steps":[]}');
+            INSERT INTO retries VALUES ('v1-run', 'Storage', 1, 3,
+                '[[{"step":"attach","message":"gone","is_panic":true}]]');
+            "#,
+        )
+        .unwrap();
+    expected.flow.graph = json!({ "name": "BootVm", "steps": [] });
+    expected.retries.push(RetryRecord {
+        scope: 1,
+        flow: "Storage".into(),
+        attempt: 3,
+        history: vec![vec![failure("attach", "gone", true)]],
+        failure: None,
+    });
+    expected
+}
+
+/// `open` migrates a version-2 database to version 3: everything is intact (its retry records
+/// have no controller failure), and a controller's failure can then be recorded and read back,
+/// also after reopening.
 #[test]
-fn sqlite_version_3_is_too_new_for_both_opens() {
+fn sqlite_version_2_database_is_migrated_by_open() {
     let tmp = TempDir::new();
-    let path = tmp.0.join("v3.db");
+    let path = tmp.0.join("v2.db");
+    let expected = version_2_database(&path);
+    assert_eq!(schema_version(&path), 2);
+    assert!(!has_retry_failures(&path));
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(schema_version(&path), 3);
+    assert!(has_retry_failures(&path));
+    assert_eq!(load(&store, "v1-run"), expected);
+
+    let failed = RetryRecord {
+        failure: Some(failure("retry [attach]", "controller exploded", true)),
+        ..expected.retries[1].clone()
+    };
+    let cp = Checkpoint {
+        retries: vec![failed.clone()],
+        ..Default::default()
+    };
+    store.checkpoint("v1-run", &cp).unwrap();
+    drop(store);
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        load(&again, "v1-run").retries,
+        [expected.retries[0].clone(), failed.clone()]
+    );
+    // Written again without it, the record has none.
+    let cp = Checkpoint {
+        retries: vec![expected.retries[1].clone()],
+        ..Default::default()
+    };
+    again.checkpoint("v1-run", &cp).unwrap();
+    let after = load(&again, "v1-run");
+    assert_eq!(
+        (after.atoms, after.retries),
+        (expected.atoms, expected.retries)
+    );
+}
+
+/// `open_read_only` reads a version-2 database as it is: its retry records without a controller
+/// failure, nothing written (the version stays 2, no column is added, the file is byte for byte
+/// the same).
+#[test]
+fn sqlite_version_2_database_is_read_by_open_read_only() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("v2.db");
+    let expected = version_2_database(&path);
+    let before = fs::read(&path).unwrap();
+
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(load(&store, "v1-run"), expected);
+    assert!(store.checkpoint("v1-run", &Checkpoint::default()).is_err());
+    drop(store);
+
+    assert_eq!(schema_version(&path), 2);
+    assert!(!has_retry_failures(&path));
+    assert_eq!(fs::read(&path).unwrap(), before);
+}
+
+/// The migration from version 2 is one transaction too: a refused version bump leaves a
+/// readable version 2 without the new column.
+#[test]
+fn sqlite_failed_migration_from_version_2_changes_nothing() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("v2.db");
+    let expected = version_2_database(&path);
+    raw(&path)
+        .execute_batch(
+            "CREATE TRIGGER no_bump BEFORE UPDATE ON schema_version
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::Sqlite { .. })
+    ));
+    assert_eq!(schema_version(&path), 2);
+    assert!(!has_retry_failures(&path));
+    assert_eq!(
+        load(&SqliteStore::open_read_only(&path).unwrap(), "v1-run"),
+        expected
+    );
+
+    raw(&path).execute_batch("DROP TRIGGER no_bump").unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(schema_version(&path), 3);
+    assert_eq!(load(&store, "v1-run"), expected);
+}
+
+/// Version 4 is newer than this taskflow: both opens refuse it and leave it alone.
+#[test]
+fn sqlite_version_4_is_too_new_for_both_opens() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("v4.db");
     version_1_database(&path);
     raw(&path)
-        .execute_batch("UPDATE schema_version SET version = 3")
+        .execute_batch("UPDATE schema_version SET version = 4")
         .unwrap();
     let before = fs::read(&path).unwrap();
     for opened in [SqliteStore::open(&path), SqliteStore::open_read_only(&path)] {
@@ -1106,8 +1319,8 @@ fn sqlite_version_3_is_too_new_for_both_opens() {
             matches!(
                 opened,
                 Err(StoreError::SchemaTooNew {
-                    found: 3,
-                    supported: 2
+                    found: 4,
+                    supported: 3
                 })
             ),
             "{opened:?}"
@@ -1138,7 +1351,7 @@ fn sqlite_newer_schema_is_refused_and_untouched() {
                 e,
                 StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 2
+                    supported: 3
                 }
             ));
             assert!(e.to_string().contains("upgrade taskflow"), "{e}");
@@ -1195,6 +1408,13 @@ fn sqlite_bad_rows_are_corrupt_naming_the_row() {
             "'[[{'",
             "scope = 0",
             vec!["retries", "history"],
+        ),
+        (
+            "retries",
+            "failure",
+            "'{\"step\": 1}'",
+            "scope = 1",
+            vec!["retries", "scope=Some(1)", "failure"],
         ),
         (
             "flows",

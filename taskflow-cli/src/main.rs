@@ -49,8 +49,11 @@ enum Command {
     /// First the flow (id, name, log book, fingerprint, state, times, inputs as JSON); then one
     /// row per step: state, attempt, duration of the latest attempt (`-` when it has not both
     /// started and finished), result as JSON (cut at 40 characters with `…`), failure (`(panic)`
-    /// when the step panicked, then any failure of its revert hook); then each retry scope: its
-    /// attempt and what failed in each earlier attempt.
+    /// when the step panicked, named first when it is not the step's own, as a failure inside a
+    /// sub-flow or a retry controller's; then any failure of its revert hook); then each retry
+    /// scope (its index, after its sub-flow's path for a sub-flow's): its attempt, its
+    /// controller's own failure (`-` unless the controller panicked), and what failed in each
+    /// earlier attempt.
     Show(FlowArgs),
     /// Print a flow's structure as Graphviz DOT, with the state of each step.
     ///
@@ -238,7 +241,10 @@ fn show(path: &Path, flow_id: &str, out: &mut String) -> Vec<String> {
     if !stored.retries.is_empty() {
         out.push('\n');
         let rows: Vec<Vec<String>> = stored.retries.iter().map(retry_row).collect();
-        out.push_str(&table(&["RETRY SCOPE", "ATTEMPT", "FAILURES"], &rows));
+        out.push_str(&table(
+            &["RETRY SCOPE", "ATTEMPT", "CONTROLLER FAILURE", "FAILURES"],
+            &rows,
+        ));
     }
     Vec::new()
 }
@@ -278,11 +284,20 @@ fn step_row(atom: &AtomRecord) -> Vec<String> {
         Some(value) => truncate(&value.to_string(), RESULT_WIDTH),
         None => "-".to_owned(),
     };
+    // A failure that is not the step's own (inside a sub-flow, or its retry controller's) says
+    // whose it is.
+    let own = |f: &FailureRecord| {
+        if f.step == atom.name {
+            failure(f)
+        } else {
+            format!("{}: {}", one_line(&f.step), failure(f))
+        }
+    };
     let failure = match (&atom.failure, &atom.revert_failure) {
         (None, None) => "-".to_owned(),
-        (Some(f), None) => failure(f),
+        (Some(f), None) => own(f),
         (None, Some(r)) => format!("revert failed: {}", failure(r)),
-        (Some(f), Some(r)) => format!("{}; revert failed: {}", failure(f), failure(r)),
+        (Some(f), Some(r)) => format!("{}; revert failed: {}", own(f), failure(r)),
     };
     vec![
         one_line(&atom.name),
@@ -294,7 +309,8 @@ fn step_row(atom: &AtomRecord) -> Vec<String> {
     ]
 }
 
-/// One row per retry scope: its current attempt and, for each failed attempt, what failed.
+/// One row per retry scope (`Sub/0` for scope 0 of sub-flow step `Sub`): its current attempt,
+/// its controller's own failure, and, for each failed attempt, what failed.
 fn retry_row(retry: &RetryRecord) -> Vec<String> {
     let failures = retry
         .history
@@ -308,9 +324,19 @@ fn retry_row(retry: &RetryRecord) -> Vec<String> {
             format!("attempt {}: {}", i + 1, what.join(", "))
         })
         .collect::<Vec<_>>();
+    let scope = if retry.flow.is_empty() {
+        retry.scope.to_string()
+    } else {
+        format!("{}/{}", one_line(&retry.flow), retry.scope)
+    };
+    let controller = match &retry.failure {
+        Some(f) => format!("{}: {}", one_line(&f.step), failure(f)),
+        None => "-".to_owned(),
+    };
     vec![
-        retry.scope.to_string(),
+        scope,
         retry.attempt.to_string(),
+        controller,
         if failures.is_empty() {
             "-".to_owned()
         } else {

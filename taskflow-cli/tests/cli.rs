@@ -201,6 +201,7 @@ fn failed_run(store: &dyn Store) {
             vec![busy("volume busy", false)],
             vec![busy("disk gone", true), busy("line one\nline two", false)],
         ],
+        failure: None,
     };
     store
         .checkpoint(
@@ -241,8 +242,8 @@ configure              PENDING   1        -         -                           
 notify                 SUCCESS   1        -         null                                      -
 report                 SUCCESS   1        80ms      {"lines":["first line of the report","s…  -
 
-RETRY SCOPE  ATTEMPT  FAILURES
-1            3        attempt 1: Storage/attach_volume: volume busy; attempt 2: Storage/attach_volume: disk gone (panic), Storage/attach_volume: line one line two"#
+RETRY SCOPE  ATTEMPT  CONTROLLER FAILURE  FAILURES
+1            3        -                   attempt 1: Storage/attach_volume: volume busy; attempt 2: Storage/attach_volume: disk gone (panic), Storage/attach_volume: line one line two"#
     );
 }
 
@@ -256,6 +257,88 @@ fn show_steps_and_retries_of_a_dir_store() {
 fn show_steps_and_retries_of_a_sqlite_store() {
     let (store, path, _tmp) = sqlite_store();
     show_failed_run(&*store, &path);
+}
+
+/// A run whose retry controllers panicked, as a durable run records it: one, around `reserve`,
+/// panicked in `item` (so `reserve` could not start: its failure is the controller's); one in
+/// sub-flow `Storage` panicked in `on_failure` after its step failed.
+fn controller_failed_run(store: &dyn Store) {
+    store
+        .create_flow(&flow("run-c", "nightly", "BootVm", FlowState::Pending, T0))
+        .unwrap();
+    let exploded = |step: &str, message: &str| FailureRecord {
+        step: step.into(),
+        message: message.into(),
+        is_panic: true,
+    };
+    let mut reserve = AtomRecord::new("reserve");
+    reserve.state = StepState::Failure;
+    reserve.failure = Some(exploded("retry [reserve]", "no item"));
+    let mut storage = AtomRecord::new("Storage");
+    storage.state = StepState::Failure;
+    storage.failure = Some(FailureRecord {
+        step: "attach".into(),
+        message: "volume busy".into(),
+        is_panic: false,
+    });
+    let mut attach = AtomRecord::new("Storage/attach");
+    attach.state = StepState::Reverted;
+    attach.failure = Some(FailureRecord {
+        step: "Storage/attach".into(),
+        message: "volume busy".into(),
+        is_panic: false,
+    });
+    let retries = vec![
+        RetryRecord {
+            scope: 0,
+            flow: String::new(),
+            attempt: 1,
+            history: vec![],
+            failure: Some(exploded("retry [reserve]", "no item")),
+        },
+        RetryRecord {
+            scope: 0,
+            flow: "Storage".into(),
+            attempt: 1,
+            history: vec![],
+            failure: Some(exploded("retry [attach]", "index out of bounds")),
+        },
+    ];
+    store
+        .checkpoint(
+            "run-c",
+            &Checkpoint {
+                flow_state: Some(FlowState::Reverted),
+                atoms: vec![reserve, storage, attach],
+                retries,
+            },
+        )
+        .unwrap();
+}
+
+/// `show` names a failure that is not the step's own (a controller's, a sub-flow step's), tells a
+/// sub-flow's retry scope from the flow's own, and shows each controller's own failure.
+#[test]
+fn show_failed_retry_controllers() {
+    for (store, path, _tmp) in [dir_store(), sqlite_store()] {
+        controller_failed_run(&*store);
+        let run = taskflow(&["show", s(&path), "run-c"]);
+        assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{run:?}");
+        let tables: Vec<&str> = run.stdout.split("\n\n").skip(1).collect();
+        assert_eq!(
+            tables.join("\n\n"),
+            "\
+STEP            STATE     ATTEMPT  DURATION  RESULT  FAILURE
+reserve         FAILURE   1        -         -       retry [reserve]: no item (panic)
+Storage         FAILURE   1        -         -       attach: volume busy
+Storage/attach  REVERTED  1        -         -       volume busy
+
+RETRY SCOPE  ATTEMPT  CONTROLLER FAILURE                           FAILURES
+0            1        retry [reserve]: no item (panic)             -
+Storage/0    1        retry [attach]: index out of bounds (panic)  -
+"
+        );
+    }
 }
 
 #[test]

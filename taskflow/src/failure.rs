@@ -51,7 +51,9 @@ impl Failure {
         Failure::from_error(step, PanicError { message })
     }
 
-    /// The name of the step that failed; steps of a sub-flow are named `SubFlow/step`.
+    /// The name of the step that failed; steps of a sub-flow are named `SubFlow/step`. A retry
+    /// controller that failed (it panicked) is named after the steps it covers, in run order:
+    /// `retry [first..last]`, or `retry [step]` for one step.
     pub fn step(&self) -> &str {
         &self.step
     }

@@ -191,8 +191,16 @@ impl Journal {
         self.lock().touch(path).progress = progress.clamp(0.0, 1.0);
     }
 
-    /// Records a retry scope's attempt and history (of the flow at `flow`, `""` for the root).
-    pub(crate) fn retry(&self, flow: &str, scope: usize, attempt: u32, history: &History) {
+    /// Records a retry scope's attempt and history (of the flow at `flow`, `""` for the root), and
+    /// the failure of its controller if it failed.
+    pub(crate) fn retry(
+        &self,
+        flow: &str,
+        scope: usize,
+        attempt: u32,
+        history: &History,
+        failure: Option<&Failure>,
+    ) {
         let record = RetryRecord {
             scope,
             flow: flow.to_owned(),
@@ -202,6 +210,7 @@ impl Journal {
                 .iter()
                 .map(|failures| failures.iter().map(FailureRecord::from).collect())
                 .collect(),
+            failure: failure.map(FailureRecord::from),
         };
         self.lock().retries.push(record);
     }
@@ -222,7 +231,7 @@ impl Journal {
     /// PENDING at attempt 1, and its retry scopes at attempt 1.
     pub(crate) fn pending_flow(&self, flow: &str, graph: &FlowGraph) {
         for scope in 0..graph.scopes().len() {
-            self.retry(flow, scope, 1, &History::default());
+            self.retry(flow, scope, 1, &History::default(), None);
         }
         for step in graph.steps() {
             let path = format!("{flow}/{}", step.name());

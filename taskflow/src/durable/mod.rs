@@ -11,18 +11,18 @@
 //! failed step); its SUCCESS and result are recorded before anything that depends on it starts (the
 //! serial engine writes one step's SUCCESS and the next step's RUNNING in one checkpoint; the
 //! parallel engine writes, per scheduling round, those of the steps that finished and of the
-//! steps it starts together in one); REVERTING before a
-//! revert hook runs; a retry scope's new attempt and history when it is set up again; the flow's
-//! final state at the end. A checkpoint that fails stops the run at once: nothing new starts,
-//! and the store keeps what the last successful checkpoint wrote, from where the run can be
-//! resumed once the store works again.
+//! steps it starts together in one); REVERTING before a revert hook runs; a retry scope's new
+//! attempt and history when it is set up again, and its controller's failure when the controller
+//! panics; the flow's final state at the end. A checkpoint that fails stops the run at once:
+//! nothing new starts, and the store keeps what the last successful checkpoint wrote, from where
+//! the run can be resumed once the store works again.
 //!
 //! On resume: SUCCESS steps are not run again (their results are loaded); RUNNING ones run again
 //! (so tasks must be idempotent, or check for their own earlier effects); a failure whose
 //! handling was interrupted is handled again from the stored failures and retry histories
-//! (controllers decide from the history, so they decide the same); a REVERTING flow finishes
-//! reverting. A run can also be stopped gracefully between steps ([`RunBuilder::until`](crate::RunBuilder::until))
-//! and resumed the same way.
+//! (controllers decide from the history, so they decide the same; one that failed is not asked
+//! again); a REVERTING flow finishes reverting. A run can also be stopped gracefully between
+//! steps ([`RunBuilder::until`](crate::RunBuilder::until)) and resumed the same way.
 
 mod fingerprint;
 mod gate;
@@ -37,9 +37,10 @@ use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::Exec;
 use crate::retry::History;
+use crate::runtime::controller;
 use crate::runtime::failed::Stop;
 use crate::runtime::failed::{Failed, StepFailed};
-use crate::runtime::failure::{finish_revert, Handled};
+use crate::runtime::failure::{add_failure, finish_revert, Handled};
 use crate::runtime::{Run, RunContext, SuspendHandle};
 use crate::state::{FlowState, StepState};
 use crate::store::{
@@ -169,10 +170,12 @@ impl<'a> Restore<'a> {
 }
 
 /// Puts a stored run back in `values`: each step's state and attempt, the results of the steps
-/// that succeeded, the retry scopes' attempts and histories, sub-flows recursively; failures whose
-/// handling was interrupted are kept for the driver to handle again. A step without a record has
-/// not started — unless the run is recorded SUCCESS, whose every step must be recorded SUCCESS
-/// (with its result) or IGNORE: anything else is a corrupt store, naming the step.
+/// that succeeded, the retry scopes' attempts, histories and controller failures (and the value
+/// of each begun attempt, from its controller), sub-flows recursively; failures whose handling
+/// was interrupted are kept for the driver to handle again. A step without a record has not
+/// started — unless the run is recorded SUCCESS, whose every step must be recorded SUCCESS (with
+/// its result) or IGNORE: anything else is a corrupt store, naming the step. A controller that
+/// panics when asked again for a begun attempt's value is a corrupt store too, naming the scope.
 #[doc(hidden)]
 pub fn restore_into<F: DurableFlow>(
     run: &mut Run<F>,
@@ -197,23 +200,42 @@ pub fn restore_into<F: DurableFlow>(
                 .map(|fs| fs.iter().map(|f| f.to_failure(&f.step)).collect())
                 .collect(),
         );
+        // A controller that failed is not asked again.
+        scope.failure = record.failure.as_ref().map(|f| f.to_failure(&f.step));
     }
-    // A scope whose attempt had begun provides its value again, before any step is restored:
-    // its steps' reverts, a sub-flow in it (whose inputs are rebuilt below) and the steps still
-    // to run in it read it.
+    // A scope whose attempt had begun (a step of it started) provides its value again, before
+    // any step is restored: its steps' reverts, a sub-flow in it (whose inputs are rebuilt below)
+    // and the steps still to run in it read it. A step that never started (it could not, or a
+    // decider said no) did not begin the scope's attempt, so a controller whose `item` failed is
+    // not asked again.
     for (s, scope) in graph.scopes().iter().enumerate() {
         let begun = scope.steps.iter().any(|&step| {
             let path = format!("{}{}", stored.prefix, graph.steps()[step].name());
-            stored
-                .atoms
-                .get(path.as_str())
-                .is_some_and(|a| !matches!(a.state, StepState::Pending | StepState::Retrying))
+            stored.atoms.get(path.as_str()).is_some_and(|a| {
+                a.started_at.is_some()
+                    && !matches!(a.state, StepState::Pending | StepState::Retrying)
+            })
         });
-        if begun {
-            let status = &mut run.status;
-            status.scopes[s].entered = true;
-            let attempt = status.scopes[s].attempt;
-            F::__retry_enter(&mut run.values, s, attempt);
+        if !begun {
+            continue;
+        }
+        let status = &mut run.status.scopes[s];
+        status.entered = true;
+        let attempt = status.attempt;
+        let entered = controller::call::<F, _>(s, || F::__retry_enter(&mut run.values, s, attempt));
+        // It panicked now, though it did not when the attempt began: the value cannot be
+        // rebuilt, and the scope's steps (their reverts too) read it. Like a stored value that
+        // does not load: the resume is refused, nothing run or written.
+        if let Err(failure) = entered {
+            let name = format!("{}{}", stored.prefix, controller::name::<F>(s));
+            return Err(StoreError::Corrupt {
+                what: format!("retry scope `{name}` of flow `{}`", stored.flow_id),
+                detail: format!(
+                    "its controller panicked when the resume asked it again for the value of \
+                     attempt {attempt}: {}",
+                    failure.error()
+                ),
+            });
         }
     }
     for (k, info) in graph.steps().iter().enumerate() {
@@ -284,7 +306,13 @@ pub fn restore_into<F: DurableFlow>(
                 // As the driver saw it: a sub-flow's failure, a task's, or one of a step that
                 // never started (after a resume, a failed decider counts as that too).
                 let why = if is_flow {
-                    StepFailed::Flow(FlowError::__new(vec![failure], Vec::new()))
+                    // With the failures of its controllers (only its first failure is on its
+                    // record).
+                    let mut failures = vec![failure];
+                    for f in controller_failures(stored.retries, &path) {
+                        add_failure(&mut failures, &f);
+                    }
+                    StepFailed::Flow(FlowError::__new(failures, Vec::new()))
                 } else if atom.started_at.is_none() {
                     StepFailed::NotAttempted(failure)
                 } else {
@@ -428,7 +456,32 @@ fn registry<F: DurableFlow>() -> Registry {
     registry
 }
 
-/// The error of a run that ended reverted or failed, from its records.
+/// The failures of the retry controllers recorded in `retries` for the (sub-)flow at path
+/// `flow` (`""` for the run's own) and the sub-flows inside it, named within it: `retry [..]`,
+/// `Sub/retry [..]`.
+fn controller_failures(retries: &[RetryRecord], flow: &str) -> Vec<Failure> {
+    retries
+        .iter()
+        .filter_map(|r| {
+            let f = r.failure.as_ref()?;
+            let within = if flow.is_empty() || r.flow == flow {
+                r.flow.strip_prefix(flow)?
+            } else {
+                r.flow.strip_prefix(flow)?.strip_prefix('/')?
+            };
+            let name = if within.is_empty() {
+                f.step.clone()
+            } else {
+                format!("{within}/{}", f.step)
+            };
+            Some(f.to_failure(&name))
+        })
+        .collect()
+}
+
+/// The error of a run that ended reverted or failed, from its records: the steps' failures,
+/// then those of the retry controllers that failed (a controller whose `item` failed is the
+/// failure of the step that could not start, too).
 fn recorded_error(stored: &StoredFlow) -> FlowError {
     let mut failures = Vec::new();
     let mut reverts = Vec::new();
@@ -437,7 +490,12 @@ fn recorded_error(stored: &StoredFlow) -> FlowError {
             continue; // a sub-flow's: its step in the parent has the failure too
         }
         if let Some(f) = &atom.failure {
-            let name = if f.step == atom.name {
+            // The failure of a controller of the run's own flow, as the step that could not start.
+            let own_controller = || {
+                let mut own = stored.retries.iter().filter(|r| r.flow.is_empty());
+                own.any(|r| r.failure.as_ref() == Some(f))
+            };
+            let name = if f.step == atom.name || own_controller() {
                 f.step.clone()
             } else {
                 format!("{}/{}", atom.name, f.step)
@@ -447,6 +505,9 @@ fn recorded_error(stored: &StoredFlow) -> FlowError {
         if let Some(f) = &atom.revert_failure {
             reverts.push(f.to_failure(&atom.name));
         }
+    }
+    for f in controller_failures(&stored.retries, "") {
+        add_failure(&mut failures, &f);
     }
     if failures.is_empty() {
         failures.push(Failure::from_error(

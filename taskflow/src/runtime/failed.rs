@@ -13,8 +13,9 @@ pub enum StepFailed {
     Flow(FlowError),
     /// A sub-flow was suspended; its values are back in the parent's.
     Suspended,
-    /// The step could not start: a retry controller around it had nothing to attempt (that
-    /// controller is not asked what to do: it would only be asked again).
+    /// The step could not start: a retry controller around it had nothing to attempt, or
+    /// panicked when asked for the attempt's value (the controller's failure). That controller
+    /// is not asked what to do: it would only be asked again.
     NotAttempted(Failure),
     /// A decider on a link into the step failed (it panicked): a failure inside the step's
     /// scope like any other, but the step never ran, so there is nothing of it to undo.

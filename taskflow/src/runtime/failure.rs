@@ -1,15 +1,20 @@
 //! What a failure means: after steps failed (and everything in flight finished), the retry
 //! controllers around them decide — retry their scope, revert it and defer to the enclosing
-//! controller, or revert everything — and what they decided is carried out.
+//! controller, or revert everything — and what they decided is carried out. A controller that
+//! panics (see [`controller`]) has failed: its scope is reverted as for `Decision::Revert`, and
+//! its failure is one of the flow's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::failure::Failure;
 use crate::flow::Flow;
-use crate::retry::Decision;
+use crate::retry::{Decision, History};
+use crate::runtime::controller;
 use crate::runtime::failed::Failed;
 use crate::runtime::revert::{revert_ran, OnSuspend, Undo};
+use crate::runtime::run::ScopeStatus;
 use crate::runtime::{Run, RunContext, StepFailed};
 use crate::state::{FlowState, StepState};
 use crate::FlowError;
@@ -131,31 +136,59 @@ pub(crate) async fn on_failure<F: Flow>(
                 let (failed, _, scopes) = stash;
                 run.status.unhandled = failed;
                 run.status.prior_reverts = reverts;
-                run.status.scopes = scopes;
+                // The histories as they were; a controller that failed is still not asked.
+                for (status, before) in run.status.scopes.iter_mut().zip(scopes) {
+                    *status = ScopeStatus {
+                        failure: status.failure.take(),
+                        ..before
+                    };
+                }
                 return Handled::Suspended;
             }
         }};
     }
+    // The scopes to retry, each with the wait before its next attempt.
     let mut retry = Vec::new();
     let mut flow_fails = revert_all;
     if !revert_all {
         'groups: for group in groups {
             let (mut scope, mut forced) = (group.scope, group.forced);
+            // What each controller on the way out sees: the group's failures, and those of the
+            // controllers inside it that failed.
+            let mut seen = group.failures;
             while let Some(s) = scope {
                 let status = &mut run.status.scopes[s];
-                status.history.record(group.failures.clone());
+                status.history.record(seen.clone());
                 let history = status.history.clone();
-                let decision = if forced {
+                let decision = if forced || status.failure.is_some() {
                     Decision::Revert
                 } else {
-                    F::__retry_decide(&mut run.values, s, &history)
+                    let attempt = status.attempt;
+                    match ask::<F>(&mut run.values, s, &history, attempt + 1) {
+                        Ok((Decision::Retry, delay)) => {
+                            retry.push((s, delay));
+                            continue 'groups;
+                        }
+                        Ok((decision, _)) => decision,
+                        // It panicked: its scope is undone, and the enclosing controller decides.
+                        // Recorded with the history as it was: a resume handles these failures
+                        // again, and does not ask this controller.
+                        Err(failure) => {
+                            cx.record_retry(s, attempt, &stash.2[s].history, Some(&failure));
+                            run.status.scopes[s].failure = Some(failure);
+                            Decision::Revert
+                        }
+                    }
                 };
                 forced = false;
-                match decision {
-                    Decision::Retry => {
-                        retry.push(s);
-                        continue 'groups;
+                if let Some(failure) = &run.status.scopes[s].failure {
+                    add_failure(&mut seen, failure);
+                    if !undo.failures.iter().any(|f| same(f, failure)) {
+                        undo.failures = undo.failures.iter().chain([failure]).cloned().collect();
                     }
+                }
+                match decision {
+                    Decision::Retry => unreachable!("a retry is taken above"),
                     Decision::RevertAll => {
                         revert_all = true;
                         flow_fails = true;
@@ -173,15 +206,15 @@ pub(crate) async fn on_failure<F: Flow>(
         }
     }
     if !flow_fails {
-        for &s in &retry {
+        for &(s, _) in &retry {
             revert!(Some(s));
         }
         // A revert that failed leaves its scope half undone: running it again is not safe. A
         // store that failed stops the run as it is, for a resume to take up.
         if reverts.is_empty() && !cx.store_failed() {
-            for &s in &retry {
-                let attempt = reset_scope(run, cx, s);
-                if let Some(delay) = F::__retry_delay(&mut run.values, s, attempt) {
+            for &(s, delay) in &retry {
+                reset_scope(run, cx, s);
+                if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -193,9 +226,41 @@ pub(crate) async fn on_failure<F: Flow>(
     Handled::Failed(FlowError::__new(undo.failures.to_vec(), reverts).with_revert_all(revert_all))
 }
 
+/// What retry scope `s`'s controller decides after a failed attempt, and for a retry how long
+/// to wait before attempt `next`: asked when it decides, so that a controller that panics in
+/// either fails its scope the same way (`Err`, its scope reverted and the enclosing controller
+/// asked) before anything of the retry is done.
+fn ask<F: Flow>(
+    values: &mut F::Values,
+    s: usize,
+    history: &History,
+    next: u32,
+) -> Result<(Decision, Option<Duration>), Failure> {
+    let decision = controller::call::<F, _>(s, || F::__retry_decide(values, s, history))?;
+    let delay = match decision {
+        Decision::Retry => controller::call::<F, _>(s, || F::__retry_delay(values, s, next))?,
+        Decision::Revert | Decision::RevertAll => None,
+    };
+    Ok((decision, delay))
+}
+
+/// Whether two failures are the same one (a restored failure is a copy, not a clone).
+pub(crate) fn same(a: &Failure, b: &Failure) -> bool {
+    a.step() == b.step()
+        && a.is_panic() == b.is_panic()
+        && a.error().to_string() == b.error().to_string()
+}
+
+/// Adds `failure` to `failures` unless it is there already.
+pub(crate) fn add_failure(failures: &mut Vec<Failure>, failure: &Failure) {
+    if !failures.iter().any(|f| same(f, failure)) {
+        failures.push(failure.clone());
+    }
+}
+
 /// Sets retry scope `s` up for its next attempt: its steps PENDING again, its nested
-/// controllers started afresh. Returns the new attempt number.
-fn reset_scope<F: Flow>(run: &mut Run<F>, cx: &RunContext, s: usize) -> u32 {
+/// controllers started afresh.
+fn reset_scope<F: Flow>(run: &mut Run<F>, cx: &RunContext, s: usize) {
     let graph = F::graph();
     let scopes = graph.scopes();
     let mine = scopes[s].steps;
@@ -209,10 +274,11 @@ fn reset_scope<F: Flow>(run: &mut Run<F>, cx: &RunContext, s: usize) -> u32 {
             nested.attempt = 1;
             nested.entered = false;
             nested.history.clear();
+            nested.failure = None;
         }
         if inner == s || scope.steps.iter().all(|step| mine.contains(step)) {
             let reset = &status.scopes[inner];
-            cx.record_retry(inner, reset.attempt, &reset.history);
+            cx.record_retry(inner, reset.attempt, &reset.history, reset.failure.as_ref());
         }
     }
     for &step in mine {
@@ -239,7 +305,6 @@ fn reset_scope<F: Flow>(run: &mut Run<F>, cx: &RunContext, s: usize) -> u32 {
             cx.record_pending_within(info.name(), sub);
         }
     }
-    attempt
 }
 
 /// A run restored from a store whose failure handling a crash interrupted: handles those
@@ -277,6 +342,12 @@ pub(crate) async fn finish_revert<F: Flow>(run: &mut Run<F>, cx: &RunContext) ->
         reverts.extend(parts.reverts);
         if let Some(o) = parts.own {
             own.insert(step, o); // a failed task is undone with its own failure
+        }
+    }
+    // The controllers that failed, from their records.
+    for status in &run.status.scopes {
+        if let Some(failure) = &status.failure {
+            add_failure(&mut failures, failure);
         }
     }
     if failures.is_empty() {

@@ -6,12 +6,14 @@
 //! - [`step`]: one step's life-cycle, shared by both engines;
 //! - [`failed`]: why steps and runs stop;
 //! - [`failure`]: what the retry controllers decide after a failure;
+//! - [`controller`]: calling a retry controller, whose panic is a failure of its scope;
 //! - [`revert`]: undoing what ran, in reverse dependency order;
 //! - [`fan_out`]: `map` steps;
 //! - [`pool`]: the parallel engine's worker threads.
 //!
 //! The engines (`crate::engine`) keep only their scheduling policy on top of these.
 
+pub(crate) mod controller;
 pub(crate) mod failed;
 pub(crate) mod failure;
 pub(crate) mod fan_out;

@@ -121,6 +121,10 @@ pub(crate) struct ScopeStatus {
     /// Whether this attempt has begun (its value is set).
     pub(crate) entered: bool,
     pub(crate) history: History,
+    /// The controller failed (panicked) in this attempt: it is not asked again, its scope is
+    /// reverted and the enclosing controller decides, and the failure is one of the flow's.
+    /// Cleared when an enclosing scope starts it afresh.
+    pub(crate) failure: Option<Failure>,
 }
 
 impl Status {
@@ -134,6 +138,7 @@ impl Status {
                     attempt: 1,
                     entered: false,
                     history: History::default(),
+                    failure: None,
                 };
                 scopes
             ],

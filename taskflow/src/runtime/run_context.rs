@@ -174,10 +174,18 @@ impl RunContext {
         }
     }
 
-    /// Records retry scope `scope`'s attempt and history (a durable run).
-    pub(crate) fn record_retry(&self, scope: usize, attempt: u32, history: &crate::retry::History) {
+    /// Records retry scope `scope`'s attempt and history, and its controller's failure if it
+    /// failed (a durable run).
+    pub(crate) fn record_retry(
+        &self,
+        scope: usize,
+        attempt: u32,
+        history: &crate::retry::History,
+        failure: Option<&Failure>,
+    ) {
         if let Some(journal) = self.journal() {
-            journal.retry(self.rel.trim_end_matches('/'), scope, attempt, history);
+            let flow = self.rel.trim_end_matches('/');
+            journal.retry(flow, scope, attempt, history, failure);
         }
     }
 

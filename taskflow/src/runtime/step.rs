@@ -5,7 +5,7 @@
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::FlowGraph;
-use crate::runtime::{Run, RunContext, StepFailed};
+use crate::runtime::{controller, Run, RunContext, StepFailed};
 use crate::state::StepState;
 
 /// What asking a step to start did.
@@ -50,12 +50,8 @@ pub(crate) fn begin<F: Flow>(
             Err(why) => return fail(run, cx, step, why),
         }
     }
-    if enter_scopes(run, step).is_err() {
-        let why = StepFailed::NotAttempted(Failure::from_error(
-            F::graph().steps()[step].name(),
-            NothingToAttempt,
-        ));
-        return fail(run, cx, step, why);
+    if let Err(failure) = enter_scopes(run, cx, step) {
+        return fail(run, cx, step, StepFailed::NotAttempted(failure));
     }
     run.step_to(cx, step, StepState::Running, None);
     Begun::Running
@@ -138,8 +134,10 @@ fn mark_failed<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize, why: &St
 }
 
 /// Begins the attempt of every retry scope around `step` that has not begun yet, outermost
-/// first. `Err(scope)` when that scope's controller has nothing to attempt.
-fn enter_scopes<F: Flow>(run: &mut Run<F>, step: usize) -> Result<(), usize> {
+/// first. `Err` when a scope's controller has nothing to attempt (named after the step), or
+/// panicked when asked for the attempt's value (a failure of the controller, kept on its scope:
+/// it is not asked what to do).
+fn enter_scopes<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usize) -> Result<(), Failure> {
     for (s, scope) in F::graph().scopes().iter().enumerate() {
         if !scope.steps.contains(&step) {
             continue;
@@ -150,8 +148,18 @@ fn enter_scopes<F: Flow>(run: &mut Run<F>, step: usize) -> Result<(), usize> {
         }
         status.entered = true;
         let attempt = status.attempt;
-        if !F::__retry_enter(&mut run.values, s, attempt) {
-            return Err(s);
+        match controller::call::<F, _>(s, || F::__retry_enter(&mut run.values, s, attempt)) {
+            Ok(true) => {}
+            Ok(false) => {
+                let name = F::graph().steps()[step].name();
+                return Err(Failure::from_error(name, NothingToAttempt));
+            }
+            Err(failure) => {
+                let status = &mut run.status.scopes[s];
+                cx.record_retry(s, attempt, &status.history, Some(&failure));
+                status.failure = Some(failure.clone());
+                return Err(failure);
+            }
         }
     }
     Ok(())

@@ -25,7 +25,10 @@ const FORMAT: u32 = 1;
 /// instead, so an existing run is never replaced) and fsyncs the directory. A crash or a failed
 /// write (a full or read-only disk) therefore leaves either the old file or the new one, never a
 /// mix; a leftover `.tmp` file is ignored and overwritten by the next write. A file written
-/// before flows recorded their structure (no `graph` key in its flow) loads with `Value::Null`.
+/// before flows recorded their structure (no `graph` key in its flow) loads with `Value::Null`,
+/// and a retry record without a `failure` key (written before controllers' failures were
+/// recorded, or whose controller did not fail) with `None`: both keys are optional in format 1,
+/// and a reader that does not know them ignores them.
 ///
 /// A file that does not parse (truncated, edited) is [`StoreError::Corrupt`] naming the file;
 /// one written by a newer taskflow is [`StoreError::SchemaTooNew`]. Such a file is never

@@ -4,8 +4,8 @@
 //! ([`FlowRecord`]: one run of a flow, with its inputs, its state and the flow's structure as
 //! [`FlowGraph::to_json`](crate::FlowGraph::to_json) gives it), and a flow holds one **atom**
 //! per step ([`AtomRecord`]: state, attempt, result, failure, progress, timings) and one
-//! [`RetryRecord`] per retry scope (its attempt and the failures of each failed attempt). Values are
-//! JSON ([`serde_json::Value`]).
+//! [`RetryRecord`] per retry scope (its attempt, the failures of each failed attempt, and its
+//! controller's own failure, if any). Values are JSON ([`serde_json::Value`]).
 //!
 //! Every backend implements [`Store`]. A run writes through [`Store::checkpoint`], which applies a
 //! [`Checkpoint`] — a new flow state, any number of atoms, any number of retry records — all or
@@ -269,7 +269,9 @@ impl From<&Failure> for FailureRecord {
     }
 }
 
-/// A retry scope's progress in a run: its current attempt and the failures of each failed one.
+/// A retry scope's progress in a run: its current attempt, the failures of each failed one, and
+/// the failure of its controller if the controller itself failed (TaskFlow records a retry
+/// controller as an atom with its own failure).
 ///
 /// `scope` is the scope's index in the flow (its position in the flow's graph).
 ///
@@ -277,8 +279,23 @@ impl From<&Failure> for FailureRecord {
 /// use taskflow::store::{FailureRecord, RetryRecord};
 ///
 /// let failed = FailureRecord { step: "attach".into(), message: "busy".into(), is_panic: false };
-/// let retry = RetryRecord { scope: 0, flow: String::new(), attempt: 2, history: vec![vec![failed]] };
+/// let retry = RetryRecord {
+///     scope: 0,
+///     flow: String::new(),
+///     attempt: 2,
+///     history: vec![vec![failed]],
+///     failure: None,
+/// };
 /// assert_eq!(retry.history.len() as u32, retry.attempt - 1);
+///
+/// // Its controller panicked when asked what to do after attempt 2 failed.
+/// let exploded = FailureRecord {
+///     step: "retry [reserve..attach]".into(),
+///     message: "index out of bounds".into(),
+///     is_panic: true,
+/// };
+/// let failed = RetryRecord { failure: Some(exploded), ..retry };
+/// assert!(failed.failure.as_ref().is_some_and(|f| f.is_panic));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryRecord {
@@ -292,6 +309,13 @@ pub struct RetryRecord {
     pub attempt: u32,
     /// The failures of each failed attempt, oldest first.
     pub history: Vec<Vec<FailureRecord>>,
+    /// Why the controller itself failed in the current attempt (it panicked in `item`,
+    /// `on_failure` or `delay`), named after the steps it covers (`retry [first..last]`, within
+    /// the record's `flow`); `None` when it did not, and in records of a taskflow that did not
+    /// record it. A resume does not ask such a controller again, and a reverted run's error
+    /// reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureRecord>,
 }
 
 /// What one [`Store::checkpoint`] writes, all or nothing.
@@ -454,10 +478,10 @@ pub trait Store: Send + Sync {
 /// ```
 /// use taskflow::store::StoreError;
 ///
-/// let e = StoreError::SchemaTooNew { found: 3, supported: 2 };
+/// let e = StoreError::SchemaTooNew { found: 4, supported: 3 };
 /// assert_eq!(
 ///     e.to_string(),
-///     "the store's schema version 3 is newer than the newest this taskflow supports (2): \
+///     "the store's schema version 4 is newer than the newest this taskflow supports (3): \
 ///      upgrade taskflow to use this store"
 /// );
 /// let e = StoreError::Corrupt { what: "flow file `/tmp/x.json`".into(), detail: "EOF".into() };

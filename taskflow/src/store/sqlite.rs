@@ -15,7 +15,7 @@ use super::{
 };
 
 /// The schema version this library creates and the newest it opens.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 
 /// Version 1, as taskflow first wrote it; a new database is created with it, then migrated (see
 /// [`MIGRATIONS`]), so new and migrated databases are the same. `flows`: one row per run;
@@ -67,7 +67,12 @@ CREATE TABLE retries (
 /// the run's own flow), in the key: the table is rebuilt with its rows, which get `''`. A
 /// process of an older taskflow must not write to a migrated database (its retry upsert names
 /// the old key).
-const MIGRATIONS: &[&str] = &["CREATE TABLE graphs (
+///
+/// 2 → 3: `retries.failure`, the failure of the scope's controller itself (`RetryRecord::failure`,
+/// JSON like `atoms.failure`; `NULL` for none, as in every row of version 2). A column added in
+/// place: the rows keep their values.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE graphs (
     flow_id TEXT PRIMARY KEY NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
     graph   TEXT NOT NULL
 );
@@ -82,7 +87,9 @@ CREATE TABLE retries_v2 (
 INSERT INTO retries_v2 (flow_id, flow, scope, attempt, history)
     SELECT flow_id, '', scope, attempt, history FROM retries;
 DROP TABLE retries;
-ALTER TABLE retries_v2 RENAME TO retries;"];
+ALTER TABLE retries_v2 RENAME TO retries;",
+    "ALTER TABLE retries ADD COLUMN failure TEXT;",
+];
 
 const _: () = assert!(MIGRATIONS.len() + 1 == SCHEMA_VERSION as usize);
 
@@ -104,10 +111,12 @@ const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_fa
 /// committed checkpoint is on disk; each checkpoint is one transaction, so a failure half-way
 /// (a full or read-only disk, a crash) leaves the run as the previous checkpoint left it.
 ///
-/// The schema is created on first use, with its version in table `schema_version` (version 2:
-/// version 1 plus table `graphs`, the flows' structures, and `retries.flow`). [`SqliteStore::open`] migrates a database
-/// of an older version in one transaction, losing nothing; [`SqliteStore::open_read_only`] reads
-/// it as it is (the flows of a version-1 database have no graph). A database whose version is
+/// The schema is created on first use, with its version in table `schema_version` (version 3:
+/// version 1 plus table `graphs`, the flows' structures, and `retries.flow` (version 2), then
+/// `retries.failure`, a retry controller's own failure). [`SqliteStore::open`] migrates a
+/// database of an older version in one transaction, losing nothing; [`SqliteStore::open_read_only`]
+/// reads it as it is (the flows of a version-1 database have no graph, and the retry records of
+/// versions 1 and 2 no controller failure). A database whose version is
 /// newer than this library's is refused with [`StoreError::SchemaTooNew`] before anything is
 /// written to it; a file that is not an SQLite database is
 /// [`StoreError::Corrupt`], and so is a row whose JSON or state does not parse (naming the table,
@@ -253,10 +262,10 @@ impl SqliteStore {
 
     /// The columns [`read_retry`] reads, for this database's schema version.
     fn retry_columns(&self) -> &'static str {
-        if self.version >= 2 {
-            "scope, attempt, history, flow"
-        } else {
-            "scope, attempt, history, ''"
+        match self.version {
+            3.. => "scope, attempt, history, flow, failure",
+            2 => "scope, attempt, history, flow, NULL",
+            _ => "scope, attempt, history, '', NULL",
         }
     }
 
@@ -545,6 +554,7 @@ fn read_retry(row: &Row<'_>, flow_id: &str) -> Result<RetryRecord, StoreError> {
         flow: r.get(3, "flow")?,
         attempt: r.int(1, "attempt")?,
         history: r.json(2, "history")?,
+        failure: r.opt_json(4, "failure")?,
     })
 }
 
@@ -658,10 +668,11 @@ impl Store for SqliteStore {
             }
             let mut upsert_retry = tx
                 .prepare_cached(
-                    "INSERT INTO retries (flow_id, flow, scope, attempt, history) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) \
+                    "INSERT INTO retries (flow_id, flow, scope, attempt, history, failure) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                      ON CONFLICT (flow_id, flow, scope) DO UPDATE SET \
-                     attempt = excluded.attempt, history = excluded.history",
+                     attempt = excluded.attempt, history = excluded.history, \
+                     failure = excluded.failure",
                 )
                 .map_err(&err)?;
             for retry in &checkpoint.retries {
@@ -672,6 +683,11 @@ impl Store for SqliteStore {
                         to_i64(retry.scope, "retry scope")?,
                         retry.attempt,
                         to_json(&retry.history, "retry history")?,
+                        retry
+                            .failure
+                            .as_ref()
+                            .map(|f| to_json(f, "retry failure"))
+                            .transpose()?,
                     ])
                     .map_err(&err)?;
             }
