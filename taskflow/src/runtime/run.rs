@@ -38,7 +38,7 @@ impl<F: Flow> Run<F> {
     /// Moves step `step` to `to`, telling the journal and the listeners (`failure` when it failed
     /// or its revert failed). An illegal transition is a bug in taskflow: in debug builds it is
     /// refused — the state stays, and the run stops with an internal error.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn step_to(
         &mut self,
         cx: &RunContext,
@@ -61,7 +61,7 @@ impl<F: Flow> Run<F> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn set_step(&mut self, cx: &RunContext, step: usize, to: StepState) -> bool {
         let from = self.status.steps[step];
         if cfg!(debug_assertions) && !step_allowed(from, to) {

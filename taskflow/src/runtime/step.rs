@@ -29,7 +29,7 @@ pub(crate) enum Ended {
 /// Starts step `step` of `run`: skips it when a decider says no (or everything before it was
 /// skipped), begins its retry scopes, and moves it to RUNNING. `preds` is
 /// [`predecessors`]'s, for flows with deciders.
-#[inline]
+#[inline(always)]
 pub(crate) fn begin<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
@@ -84,7 +84,7 @@ pub(crate) fn not_started<F: Flow>(run: &mut Run<F>, cx: &RunContext, step: usiz
 /// suspended sub-flow, or FAILURE. In a durable run a step's outputs must be stored before it
 /// counts as done: outputs that cannot be (they do not serialize, or would not load back) are a
 /// failure of the step, handled like any other — it is FAILURE, reverted, the run goes on or ends.
-#[inline]
+#[inline(always)]
 pub(crate) fn end<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
