@@ -803,16 +803,11 @@ fn a_suspended_durable_run_is_recorded_and_resumes() {
         *STOP.lock().unwrap() = Some(stop.clone());
         let tmp = TempDir::new();
         let store = sqlite(&tmp);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let end = runtime.block_on(
-            engine
-                .run(Travel, TravelInputs { name: "ada".into() })
-                .durable(store.clone(), "t")
-                .until(&stop)
-                .into_future(),
-        );
+        let end = engine
+            .run(Travel, TravelInputs { name: "ada".into() })
+            .durable(store.clone(), "t")
+            .until(&stop)
+            .blocking();
         assert!(
             matches!(end, Ok(taskflow::Outcome::Suspended(_))),
             "{end:?}"
@@ -873,16 +868,11 @@ fn a_durable_run_records_every_step_when_it_is_created() {
         let stop = taskflow::SuspendHandle::new();
         *STOP.lock().unwrap() = Some(stop.clone());
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let end = runtime.block_on(
-            engine
-                .run(Trip, TripInputs { name: "ada".into() })
-                .durable(store.clone(), "trip")
-                .until(&stop)
-                .into_future(),
-        );
+        let end = engine
+            .run(Trip, TripInputs { name: "ada".into() })
+            .durable(store.clone(), "trip")
+            .until(&stop)
+            .blocking();
         assert!(
             matches!(end, Ok(taskflow::Outcome::Suspended(_))),
             "{end:?}"
@@ -1782,16 +1772,11 @@ mod defects {
             let stop = SuspendHandle::new();
             *STOP.lock().unwrap() = Some(stop.clone());
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            let end = runtime.block_on(
-                engine
-                    .run(CtlResume, CtlResumeInputs {})
-                    .durable(store.clone(), "r")
-                    .until(&stop)
-                    .into_future(),
-            );
+            let end = engine
+                .run(CtlResume, CtlResumeInputs {})
+                .durable(store.clone(), "r")
+                .until(&stop)
+                .blocking();
             assert!(
                 matches!(end, Ok(taskflow::Outcome::Suspended(_))),
                 "{at}: {end:?}"
