@@ -2,62 +2,12 @@
 //! another flow) and the static executor — typed slots in a generated struct, one `match` arm per
 //! step in the order fixed at compile time, and the reverse walk for revert.
 
-use proc_macro2::{Group, Ident, Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
 use super::graph::{self, Analysis, Source, Step};
 use super::parse::FlowDef;
-use crate::ctxt::Ctxt;
 use crate::meta::{ParamMeta, StepKind, StepMeta, VisRank};
-
-pub fn expand(def: &FlowDef, groups: &[Group]) -> TokenStream {
-    let mut cx = Ctxt::default();
-    let steps = def.body.steps();
-    let deciders = def.body.deciders();
-    let paths = steps
-        .iter()
-        .map(|s| &s.path)
-        .chain(deciders.iter().filter_map(|l| l.decider.as_ref()));
-    let mut metas = Vec::new();
-    for (path, group) in paths.zip(groups) {
-        match StepMeta::parse(group) {
-            Some(meta) => metas.push(meta),
-            None => {
-                cx.error_spanned(path, "this is not a #[task] or a flow: mark the function with #[task], or define the flow with flow!");
-                metas.push(StepMeta {
-                    kind: StepKind::Task,
-                    name: String::new(),
-                    vis: VisRank::Public,
-                    is_async: false,
-                    fallible: false,
-                    params: Vec::new(),
-                    provides: Vec::new(),
-                    has_revert: false,
-                    sync_hook: false,
-                    broken: true,
-                });
-            }
-        }
-    }
-    if cx.has_errors() || steps.len() + deciders.len() != groups.len() {
-        return fallback(def, cx.into_compile_errors());
-    }
-    // A sub-flow that failed its own checks has reported why; check this flow's wiring all the
-    // same, but emit no executor over it.
-    let sub_broken = metas.iter().any(|m| m.broken);
-    let decider_metas = metas.split_off(steps.len());
-    let analysis = super::bind::bind(def, metas, decider_metas);
-    super::check::check(def, &analysis, &mut cx);
-    let errors = cx.into_compile_errors();
-    if !errors.is_empty() || sub_broken {
-        return fallback(def, errors);
-    }
-    let out = emit(def, &analysis);
-    if std::env::var_os("TASKFLOW_DEBUG_EXPAND").is_some() {
-        eprintln!("// flow! expansion of `{}`\n{out}", def.name);
-    }
-    out
-}
 
 fn inputs_ident(def: &FlowDef) -> Ident {
     Ident::new(&format!("{}Inputs", def.name), def.name.span())
@@ -69,7 +19,7 @@ fn outputs_ident(def: &FlowDef) -> Ident {
 
 /// On a wiring error: the errors, plus the flow's types and a `Flow` impl that is never run (the
 /// build fails), so code that uses the flow does not add a cascade of unrelated errors.
-fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
+pub fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
     let name = &def.name;
     let vis = &def.vis;
     let attrs = &def.attrs;
@@ -914,7 +864,8 @@ fn outputs_type(def: &FlowDef, a: &Analysis, step: &Step) -> TokenStream {
     }
 }
 
-fn emit(def: &FlowDef, a: &Analysis) -> TokenStream {
+/// The flow's items, from its checked IR.
+pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     let name = &def.name;
     let vis = &def.vis;
     let attrs = &def.attrs;
