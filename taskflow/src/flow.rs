@@ -13,6 +13,8 @@ use crate::runtime::{RunContext, StepFailed};
 /// `…Inputs` and `…Outputs` structs.
 ///
 /// Only `flow!` implements this trait; its hidden methods are the generated static executor.
+/// Each has a default that is never run: it is what the flow of a `flow!` that reported errors
+/// gets (that build fails), so the fallback `flow!` emits names only the types.
 ///
 /// ```
 /// use taskflow::prelude::*;
@@ -55,7 +57,10 @@ pub trait Flow: Sized + Send + Sync + 'static {
     fn graph() -> &'static FlowGraph;
 
     #[doc(hidden)]
-    fn __values(inputs: Self::Inputs) -> Self::Values;
+    fn __values(inputs: Self::Inputs) -> Self::Values {
+        let _ = inputs;
+        unbuilt(Self::NAME)
+    }
 
     /// Takes step `step`'s arguments out of the slots and returns its run, which owns them.
     #[doc(hidden)]
@@ -63,7 +68,10 @@ pub trait Flow: Sized + Send + Sync + 'static {
         values: &mut Self::Values,
         step: usize,
         run: &RunContext,
-    ) -> impl Future<Output = Self::Done> + Send + 'static;
+    ) -> impl Future<Output = Self::Done> + Send + 'static {
+        let _ = (values, step, run);
+        async { unbuilt(Self::NAME) }
+    }
 
     /// Runs step `step` borrowing the values (the serial engine): one dispatch per step.
     #[doc(hidden)]
@@ -71,11 +79,17 @@ pub trait Flow: Sized + Send + Sync + 'static {
         values: &'a mut Self::Values,
         step: usize,
         run: &'a RunContext,
-    ) -> impl Future<Output = Result<(), StepFailed>> + Send + 'a;
+    ) -> impl Future<Output = Result<(), StepFailed>> + Send + 'a {
+        let _ = (values, step, run);
+        async { unbuilt(Self::NAME) }
+    }
 
     /// Stores a finished step's outputs, or hands back its failure.
     #[doc(hidden)]
-    fn __finish(values: &mut Self::Values, done: Self::Done) -> Result<(), StepFailed>;
+    fn __finish(values: &mut Self::Values, done: Self::Done) -> Result<(), StepFailed> {
+        let _ = (values, done);
+        unbuilt(Self::NAME)
+    }
 
     /// Undoes step `step`: its revert hook (with `failed` when this very step failed), or the
     /// whole run of a sub-flow. Resolves to the reverts that failed.
@@ -86,10 +100,16 @@ pub trait Flow: Sized + Send + Sync + 'static {
         failed: Option<Failure>,
         failures: Arc<[Failure]>,
         run: &RunContext,
-    ) -> impl Future<Output = Vec<Failure>> + Send + 'static;
+    ) -> impl Future<Output = Vec<Failure>> + Send + 'static {
+        let _ = (values, step, failed, failures, run);
+        async { unbuilt(Self::NAME) }
+    }
 
     #[doc(hidden)]
-    fn __outputs(values: Self::Values) -> Self::Outputs;
+    fn __outputs(values: Self::Values) -> Self::Outputs {
+        let _ = values;
+        unbuilt(Self::NAME)
+    }
 
     /// Begins attempt `attempt` of retry scope `scope`: sets the value its controller provides.
     /// False when the controller has nothing to attempt.
@@ -116,7 +136,10 @@ pub trait Flow: Sized + Send + Sync + 'static {
     /// The names of the value types (inputs, then step outputs, then sub-flows'), for the
     /// fingerprint.
     #[doc(hidden)]
-    fn __types(out: &mut Vec<&'static str>);
+    fn __types(out: &mut Vec<&'static str>) {
+        let _ = out;
+        unbuilt(Self::NAME)
+    }
 
     /// How long retry scope `scope`'s controller waits before attempt `attempt`.
     #[doc(hidden)]
@@ -124,4 +147,12 @@ pub trait Flow: Sized + Send + Sync + 'static {
         let _ = (values, scope, attempt);
         None
     }
+}
+
+/// The body of every hidden method a flow does not define: only the fallback of a `flow!` that
+/// reported errors leaves them undefined, and such a build fails before anything runs.
+#[cold]
+#[track_caller]
+pub(crate) fn unbuilt(flow: &str) -> ! {
+    unreachable!("taskflow internal error: flow `{flow}` has no executor: flow! reported errors for it, so no build should run it")
 }

@@ -18,7 +18,8 @@ fn outputs_ident(def: &FlowDef) -> Ident {
 }
 
 /// On a wiring error: the errors, plus the flow's types and a `Flow` impl that is never run (the
-/// build fails), so code that uses the flow does not add a cascade of unrelated errors.
+/// build fails), so code that uses the flow does not add a cascade of unrelated errors. The
+/// impls define no hidden method: the traits' defaults are what a flow without an executor does.
 pub fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
     let name = &def.name;
     let vis = &def.vis;
@@ -50,6 +51,7 @@ pub fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
                     &__GRAPH
                 }
             }
+            // Every hidden method keeps its default, which is never run: this build fails.
             impl ::taskflow::__private::Flow for #name {
                 type Inputs = #inputs_ty;
                 type Outputs = #outputs_ty;
@@ -59,64 +61,8 @@ pub fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
                 fn graph() -> &'static ::taskflow::__private::FlowGraph {
                     &__GRAPH
                 }
-                fn __values(_: #inputs_ty) {}
-                #[allow(unreachable_code)]
-                fn __start(
-                    _: &mut (),
-                    _: usize,
-                    _: &::taskflow::__private::RunContext,
-                ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send + 'static {
-                    async { ::core::unreachable!("flow! reported errors; this build cannot succeed") }
-                }
-                #[allow(unreachable_code)]
-                fn __run_step<'__a>(
-                    _: &'__a mut (),
-                    _: usize,
-                    _: &'__a ::taskflow::__private::RunContext,
-                ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::__private::StepFailed>> + ::core::marker::Send + '__a {
-                    async { ::core::unreachable!("flow! reported errors; this build cannot succeed") }
-                }
-                fn __finish(_: &mut (), _: ()) -> ::core::result::Result<(), ::taskflow::__private::StepFailed> {
-                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
-                }
-                #[allow(unreachable_code)]
-                fn __revert(
-                    _: &mut (),
-                    _: usize,
-                    _: ::core::option::Option<::taskflow::__private::Failure>,
-                    _: ::taskflow::__private::Arc<[::taskflow::__private::Failure]>,
-                    _: &::taskflow::__private::RunContext,
-                ) -> impl ::core::future::Future<Output = ::std::vec::Vec<::taskflow::__private::Failure>> + ::core::marker::Send + 'static {
-                    async { ::core::unreachable!("flow! reported errors; this build cannot succeed") }
-                }
-                fn __outputs(_: ()) -> #outputs_ty {
-                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
-                }
-                fn __types(_: &mut ::std::vec::Vec<&'static str>) {}
             }
-            impl ::taskflow::__private::DurableFlow for #name {
-                fn __save_step(_: &(), _: usize) -> ::core::result::Result<::taskflow::__private::JsonValue, ::taskflow::__private::ValueError> {
-                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
-                }
-                fn __load_step(_: &mut (), _: usize, _: &::taskflow::__private::JsonValue) -> ::core::result::Result<(), ::taskflow::__private::ValueError> {
-                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
-                }
-                fn __save_inputs(_: &#inputs_ty) -> ::core::result::Result<::taskflow::__private::JsonValue, ::taskflow::__private::ValueError> {
-                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
-                }
-                fn __load_inputs(_: &::taskflow::__private::JsonValue) -> ::core::result::Result<#inputs_ty, ::taskflow::__private::ValueError> {
-                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
-                }
-                fn __restore_sub(
-                    _: &mut (),
-                    _: usize,
-                    _: &::taskflow::__private::Restore<'_>,
-                    _: &::taskflow::__private::RunContext,
-                ) -> ::core::result::Result<(), ::taskflow::store::StoreError> {
-                    ::core::unreachable!("flow! reported errors; this build cannot succeed")
-                }
-                fn __register(_: &mut ::taskflow::__private::Registry) {}
-            }
+            impl ::taskflow::__private::DurableFlow for #name {}
         };
     }
 }

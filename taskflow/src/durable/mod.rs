@@ -34,7 +34,7 @@ use serde_json::Value;
 
 use crate::engine::{drive, end, engine_error, internal_error, Engine};
 use crate::failure::Failure;
-use crate::flow::Flow;
+use crate::flow::{unbuilt, Flow};
 use crate::graph::{Exec, FlowGraph};
 use crate::retry::History;
 use crate::runtime::failed::Stop;
@@ -72,11 +72,16 @@ pub use value::ValueError;
     label = "this flow has a value that is not `Serialize + DeserializeOwned`",
     note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
 )]
+// Like `Flow`'s, each hidden method has a default that only the fallback of a `flow!` that
+// reported errors keeps.
 pub trait DurableFlow: Flow {
     /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
     /// one, an object by name for several. `Err` when a value cannot be stored.
     #[doc(hidden)]
-    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError>;
+    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError> {
+        let _ = (values, step);
+        unbuilt(Self::NAME)
+    }
 
     /// Puts a stored result of step `step` back in its slots.
     #[doc(hidden)]
@@ -84,15 +89,24 @@ pub trait DurableFlow: Flow {
         values: &mut Self::Values,
         step: usize,
         result: &Value,
-    ) -> Result<(), ValueError>;
+    ) -> Result<(), ValueError> {
+        let _ = (values, step, result);
+        unbuilt(Self::NAME)
+    }
 
     /// The inputs as a JSON object by name.
     #[doc(hidden)]
-    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, ValueError>;
+    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, ValueError> {
+        let _ = inputs;
+        unbuilt(Self::NAME)
+    }
 
     /// The inputs back from [`__save_inputs`](Self::__save_inputs)'s JSON.
     #[doc(hidden)]
-    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, ValueError>;
+    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, ValueError> {
+        let _ = inputs;
+        unbuilt(Self::NAME)
+    }
 
     /// Rebuilds sub-flow step `step`'s values from the store (its inputs from ours).
     #[doc(hidden)]
@@ -101,11 +115,17 @@ pub trait DurableFlow: Flow {
         step: usize,
         stored: &Restore<'_>,
         cx: &RunContext,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let _ = (values, step, stored, cx);
+        unbuilt(Self::NAME)
+    }
 
     /// Adds this flow and its sub-flows to `registry`.
     #[doc(hidden)]
-    fn __register(registry: &mut Registry);
+    fn __register(registry: &mut Registry) {
+        let _ = registry;
+        unbuilt(Self::NAME)
+    }
 }
 
 /// A failure read back from a store: its message survives, its type does not.
