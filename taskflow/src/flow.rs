@@ -1,6 +1,7 @@
 //! The trait every `flow!` implements.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,10 @@ use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::{Decision, History};
 use crate::runtime::{RunContext, StepFailed};
+
+/// The future of one step's revert: the reverts that failed.
+#[doc(hidden)]
+pub type RevertFuture = Pin<Box<dyn Future<Output = Vec<Failure>> + Send>>;
 
 /// A flow defined with [`flow!`](crate::flow): a unit struct that names it, with generated
 /// `…Inputs` and `…Outputs` structs.
@@ -73,13 +78,14 @@ pub trait Flow: Sized + Send + Sync + 'static {
         async { unbuilt(Self::NAME) }
     }
 
-    /// Runs step `step` borrowing the values (the serial engine): one dispatch per step.
+    /// Runs step `step` borrowing the values (the serial engine): one dispatch per step. What it
+    /// hands back is stored by [`__finish`](Self::__finish), as for the parallel engine.
     #[doc(hidden)]
     fn __run_step<'a>(
         values: &'a mut Self::Values,
         step: usize,
         run: &'a RunContext,
-    ) -> impl Future<Output = Result<(), StepFailed>> + Send + 'a {
+    ) -> impl Future<Output = Self::Done> + Send + 'a {
         let _ = (values, step, run);
         async { unbuilt(Self::NAME) }
     }
@@ -92,7 +98,8 @@ pub trait Flow: Sized + Send + Sync + 'static {
     }
 
     /// Undoes step `step`: its revert hook (with `failed` when this very step failed), or the
-    /// whole run of a sub-flow. Resolves to the reverts that failed.
+    /// whole run of a sub-flow. Resolves to the reverts that failed. Boxed: a revert is rare, and
+    /// each step's is its own function.
     #[doc(hidden)]
     fn __revert(
         values: &mut Self::Values,
@@ -100,13 +107,21 @@ pub trait Flow: Sized + Send + Sync + 'static {
         failed: Option<Failure>,
         failures: Arc<[Failure]>,
         run: &RunContext,
-    ) -> impl Future<Output = Vec<Failure>> + Send + 'static {
+    ) -> RevertFuture {
         let _ = (values, step, failed, failures, run);
-        async { unbuilt(Self::NAME) }
+        unbuilt(Self::NAME)
     }
 
     #[doc(hidden)]
     fn __outputs(values: Self::Values) -> Self::Outputs {
+        let _ = values;
+        unbuilt(Self::NAME)
+    }
+
+    /// A copy of the outputs of a finished run (a sub-flow's, for its parent; the run keeps its
+    /// own for its revert).
+    #[doc(hidden)]
+    fn __copy_outputs(values: &Self::Values) -> Self::Outputs {
         let _ = values;
         unbuilt(Self::NAME)
     }

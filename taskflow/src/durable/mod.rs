@@ -72,8 +72,8 @@ pub use value::ValueError;
     label = "this flow has a value that is not `Serialize + DeserializeOwned`",
     note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
 )]
-// Like `Flow`'s, each hidden method has a default that only the fallback of a `flow!` that
-// reported errors keeps.
+// Like `Flow`'s, each hidden method has a default: `__restore_sub` and `__register` are those of a
+// flow without sub-flows, the others only the fallback of a `flow!` that reported errors keeps.
 pub trait DurableFlow: Flow {
     /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
     /// one, an object by name for several. `Err` when a value cannot be stored.
@@ -117,14 +117,13 @@ pub trait DurableFlow: Flow {
         cx: &RunContext,
     ) -> Result<(), StoreError> {
         let _ = (values, step, stored, cx);
-        unbuilt(Self::NAME)
+        Ok(()) // a flow without sub-flows
     }
 
     /// Adds this flow and its sub-flows to `registry`.
     #[doc(hidden)]
     fn __register(registry: &mut Registry) {
-        let _ = registry;
-        unbuilt(Self::NAME)
+        registry.add::<Self::Values>(Self::__save_step); // a flow with sub-flows adds theirs
     }
 }
 
