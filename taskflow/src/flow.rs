@@ -1,6 +1,7 @@
 //! The trait every `flow!` implements.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +10,16 @@ use crate::graph::FlowGraph;
 use crate::retry::{Decision, History};
 use crate::runtime::{RunContext, StepFailed};
 
+/// The future of one step's revert: the reverts that failed.
+#[doc(hidden)]
+pub type RevertFuture = Pin<Box<dyn Future<Output = Vec<Failure>> + Send>>;
+
 /// A flow defined with [`flow!`](crate::flow): a unit struct that names it, with generated
 /// `…Inputs` and `…Outputs` structs.
 ///
 /// Only `flow!` implements this trait; its hidden methods are the generated static executor.
+/// Each has a default that is never run: it is what the flow of a `flow!` that reported errors
+/// gets (that build fails), so the fallback `flow!` emits names only the types.
 ///
 /// ```
 /// use taskflow::prelude::*;
@@ -55,7 +62,10 @@ pub trait Flow: Sized + Send + Sync + 'static {
     fn graph() -> &'static FlowGraph;
 
     #[doc(hidden)]
-    fn __values(inputs: Self::Inputs) -> Self::Values;
+    fn __values(inputs: Self::Inputs) -> Self::Values {
+        let _ = inputs;
+        unbuilt(Self::NAME)
+    }
 
     /// Takes step `step`'s arguments out of the slots and returns its run, which owns them.
     #[doc(hidden)]
@@ -63,22 +73,33 @@ pub trait Flow: Sized + Send + Sync + 'static {
         values: &mut Self::Values,
         step: usize,
         run: &RunContext,
-    ) -> impl Future<Output = Self::Done> + Send + 'static;
+    ) -> impl Future<Output = Self::Done> + Send + 'static {
+        let _ = (values, step, run);
+        async { unbuilt(Self::NAME) }
+    }
 
-    /// Runs step `step` borrowing the values (the serial engine): one dispatch per step.
+    /// Runs step `step` borrowing the values (the serial engine): one dispatch per step. What it
+    /// hands back is stored by [`__finish`](Self::__finish), as for the parallel engine.
     #[doc(hidden)]
     fn __run_step<'a>(
         values: &'a mut Self::Values,
         step: usize,
         run: &'a RunContext,
-    ) -> impl Future<Output = Result<(), StepFailed>> + Send + 'a;
+    ) -> impl Future<Output = Self::Done> + Send + 'a {
+        let _ = (values, step, run);
+        async { unbuilt(Self::NAME) }
+    }
 
     /// Stores a finished step's outputs, or hands back its failure.
     #[doc(hidden)]
-    fn __finish(values: &mut Self::Values, done: Self::Done) -> Result<(), StepFailed>;
+    fn __finish(values: &mut Self::Values, done: Self::Done) -> Result<(), StepFailed> {
+        let _ = (values, done);
+        unbuilt(Self::NAME)
+    }
 
     /// Undoes step `step`: its revert hook (with `failed` when this very step failed), or the
-    /// whole run of a sub-flow. Resolves to the reverts that failed.
+    /// whole run of a sub-flow. Resolves to the reverts that failed. Boxed: a revert is rare, and
+    /// each step's is its own function.
     #[doc(hidden)]
     fn __revert(
         values: &mut Self::Values,
@@ -86,10 +107,24 @@ pub trait Flow: Sized + Send + Sync + 'static {
         failed: Option<Failure>,
         failures: Arc<[Failure]>,
         run: &RunContext,
-    ) -> impl Future<Output = Vec<Failure>> + Send + 'static;
+    ) -> RevertFuture {
+        let _ = (values, step, failed, failures, run);
+        unbuilt(Self::NAME)
+    }
 
     #[doc(hidden)]
-    fn __outputs(values: Self::Values) -> Self::Outputs;
+    fn __outputs(values: Self::Values) -> Self::Outputs {
+        let _ = values;
+        unbuilt(Self::NAME)
+    }
+
+    /// A copy of the outputs of a finished run (a sub-flow's, for its parent; the run keeps its
+    /// own for its revert).
+    #[doc(hidden)]
+    fn __copy_outputs(values: &Self::Values) -> Self::Outputs {
+        let _ = values;
+        unbuilt(Self::NAME)
+    }
 
     /// Begins attempt `attempt` of retry scope `scope`: sets the value its controller provides.
     /// False when the controller has nothing to attempt.
@@ -116,7 +151,10 @@ pub trait Flow: Sized + Send + Sync + 'static {
     /// The stored types as written (inputs in `flow!`, then each task's outputs at its
     /// `#[task]`, then sub-flows'), for the fingerprint.
     #[doc(hidden)]
-    fn __types(out: &mut Vec<&'static str>);
+    fn __types(out: &mut Vec<&'static str>) {
+        let _ = out;
+        unbuilt(Self::NAME)
+    }
 
     /// How long retry scope `scope`'s controller waits before attempt `attempt`.
     #[doc(hidden)]
@@ -124,4 +162,12 @@ pub trait Flow: Sized + Send + Sync + 'static {
         let _ = (values, scope, attempt);
         None
     }
+}
+
+/// The body of every hidden method a flow does not define: only the fallback of a `flow!` that
+/// reported errors leaves them undefined, and such a build fails before anything runs.
+#[cold]
+#[track_caller]
+pub(crate) fn unbuilt(flow: &str) -> ! {
+    unreachable!("taskflow internal error: flow `{flow}` has no executor: flow! reported errors for it, so no build should run it")
 }

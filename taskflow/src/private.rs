@@ -1,39 +1,55 @@
 //! Runtime helpers that generated code calls. Not a public API: no stability promise.
+//!
+//! Generated code names everything through this module (`use ::taskflow::__private as __tf`),
+//! including what the prelude would give it, so a user's item named `Result` or `Some` never
+//! changes what a flow means.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
 
+pub use core::any::type_name;
+pub use core::default::Default;
+pub use core::marker::Send;
+pub use core::option::Option::{self, None, Some};
+pub use core::result::Result::{self, Err, Ok};
+pub use std::future::Future;
 pub use std::sync::Arc;
+pub use std::time::Duration;
+pub use std::vec::Vec;
 
 pub use crate::context::TaskContext;
 pub use crate::engine::{run_subflow, SubflowEnd};
 pub use crate::failure::{BoxError, Failure};
-pub use crate::flow::Flow;
+pub use crate::flow::{Flow, RevertFuture};
 pub use crate::graph::{Exec, FlowGraph, ScopeInfo, StepInfo, StepKind};
 pub use crate::retry::{Decision, ForEach, History, Retry};
 pub use crate::runtime::fan_out::{map_async, map_sync, MapItem, MapOutcome};
-pub use crate::runtime::revert::revert_subflow;
 pub use crate::runtime::run::Run;
 pub use crate::runtime::{RunContext, StepFailed};
+pub use crate::store::StoreError;
 pub use crate::FlowError;
-pub use std::time::Duration;
+pub use slot::{Shared, Slot};
 pub use taskflow_macros::{__define_chunk, __flow_impl, __task_impl};
+
+#[path = "slot.rs"]
+mod slot;
+
+/// What a step's task ends with: its outputs, or its failure.
+pub type Outcome<T> = Result<T, Failure>;
 
 /// The type of output `N` of a task or flow (after `provides = (..)` splits a tuple).
 pub trait Provides<const N: usize> {
     type Value;
 }
 
+/// The type of output `N` of task or flow `T`.
+pub type Out<T, const N: usize> = <T as Provides<N>>::Value;
+
 /// The value type of parameter `N` of a task (emitted for `#[default]` parameters).
 pub trait Param<const N: usize> {
     type Value;
-}
-
-/// Copies output `N` of a completed flow run (a sub-flow's output, into its parent).
-pub trait FlowOutput<const N: usize>: Flow + Provides<N> {
-    fn __clone(values: &Self::Values) -> <Self as Provides<N>>::Value;
 }
 
 /// The error type of a fallible task.
@@ -129,48 +145,114 @@ impl<T> Elements for Vec<T> {
     type Item = T;
 }
 
-#[inline(always)]
-pub fn slot_ref<T>(slot: &Option<T>) -> &T {
-    match slot {
-        Some(value) => value,
-        None => missing_slot(),
-    }
-}
-
-#[inline(always)]
-pub fn slot_take<T>(slot: &mut Option<T>) -> T {
-    match slot.take() {
-        Some(value) => value,
-        None => missing_slot(),
-    }
-}
-
-/// A shared handle on a slot that steps read by reference (the step's future owns it).
-#[inline(always)]
-pub fn slot_arc<T>(slot: &Option<Arc<T>>) -> Arc<T> {
-    Arc::clone(slot_ref(slot))
-}
-
-/// The value of a shared slot once no step holds it any more (the end of a run).
-#[inline(always)]
-pub fn slot_unwrap<T>(slot: &mut Option<Arc<T>>) -> T {
-    arc_unwrap(slot_take(slot))
-}
-
-/// The value behind an `Arc` that nothing else holds any more (the end of a run).
-pub fn arc_unwrap<T>(value: Arc<T>) -> T {
-    match Arc::into_inner(value) {
-        Some(value) => value,
-        None => missing_slot(),
-    }
-}
-
+/// A step that is not in the flow: a bug in taskflow.
 #[cold]
 #[inline(never)]
-fn missing_slot() -> ! {
-    // The static order guarantees every slot is set before it is read and that no step holds a
-    // value when the run ends; reaching this is a bug in taskflow.
-    panic!("taskflow internal error: a slot was read before it was set or while still shared; please report it")
+pub fn no_step(step: usize) -> ! {
+    panic!("taskflow internal error: no step {step}; please report it")
+}
+
+// ---- reverts
+
+/// What a revert hook gets as its step's result: the outputs (by the handles the revert owns),
+/// or the step's own failure when this very step failed.
+pub fn outcome<T>(failed: Option<Failure>, outputs: impl FnOnce() -> T) -> Outcome<T> {
+    match failed {
+        Some(failure) => Err(failure),
+        None => Ok(outputs()),
+    }
+}
+
+/// Runs a revert hook's future, turning its error or panic into a failure of `step`.
+pub fn revert<R: HookReturn>(
+    step: &'static str,
+    hook: impl Future<Output = R> + Send + 'static,
+) -> RevertFuture {
+    Box::pin(async move {
+        hook_outcome(step, catch_async(step, hook).await)
+            .err()
+            .into_iter()
+            .collect()
+    })
+}
+
+/// A revert that has to undo several things and collects their failures itself (a `map` step).
+pub fn reverting(undo: impl Future<Output = Vec<Failure>> + Send + 'static) -> RevertFuture {
+    Box::pin(undo)
+}
+
+/// The revert of a step without a revert hook: nothing (and no allocation: the future is empty).
+pub fn nothing_to_revert() -> RevertFuture {
+    struct Nothing;
+    impl Future for Nothing {
+        type Output = Vec<Failure>;
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Vec<Failure>> {
+            Poll::Ready(Vec::new())
+        }
+    }
+    Box::pin(Nothing)
+}
+
+// ---- sub-flow steps
+
+/// A sub-flow step's run: the one it left in `slot` when it was suspended, or a new one over the
+/// values `start` builds from its inputs.
+pub fn subflow_run<F: Flow>(slot: &mut Slot<Run<F>>, start: impl FnOnce() -> F::Values) -> Run<F> {
+    match slot.take_opt() {
+        Some(suspended) => suspended,
+        None => Run::new(start()),
+    }
+}
+
+/// Where a sub-flow step's run ended: its outputs (copied: the run keeps its own, in `slot`, for
+/// its revert) when it finished.
+pub fn subflow_done<F: Flow>(
+    end: SubflowEnd<F>,
+    slot: &mut Slot<Run<F>>,
+) -> Result<F::Outputs, StepFailed> {
+    match end {
+        SubflowEnd::Done(run) => {
+            let outputs = F::__copy_outputs(run.values());
+            slot.set(run);
+            Ok(outputs)
+        }
+        SubflowEnd::Failed(error) => Err(StepFailed::Flow(error)),
+        SubflowEnd::Suspended(run) => {
+            slot.set(run);
+            Err(StepFailed::Suspended)
+        }
+    }
+}
+
+/// Undoes a sub-flow step: the whole run it holds, if it started.
+pub fn revert_subflow<F: Flow>(
+    slot: &mut Slot<Run<F>>,
+    step: &'static str,
+    failures: Arc<[Failure]>,
+    cx: &RunContext,
+) -> RevertFuture {
+    Box::pin(crate::runtime::revert::revert_subflow(
+        slot.take_opt(),
+        step,
+        failures,
+        cx.clone(),
+    ))
+}
+
+// ---- map steps
+
+/// A `map` step's outputs, or its failure, keeping what it finished in `finished` for its revert.
+pub fn map_done<U>(
+    outcome: MapOutcome<U>,
+    finished: &mut Slot<Vec<MapItem<U>>>,
+) -> Result<Vec<U>, StepFailed> {
+    match outcome {
+        Ok(outputs) => Ok(outputs),
+        Err((items, failure)) => {
+            finished.set(items);
+            Err(StepFailed::Task(failure))
+        }
+    }
 }
 
 // ---- durability: serialization that generated code can always call
@@ -255,12 +337,40 @@ impl<F: DurableFlow> SubflowIn<'_> for F {
     }
 }
 
-/// A new run of flow `F` over `values`, nothing started (a sub-flow step's).
-pub fn new_run<F: Flow>(values: F::Values) -> Run<F> {
-    Run::new(values)
+/// A value as JSON (an input, by `__save_inputs`).
+pub fn save<'d, T: StorableIn<'d>>(value: &T) -> Result<serde_json::Value, ValueError> {
+    value.save()
 }
 
-/// An empty JSON object.
-pub fn serde_json_map() -> serde_json::Map<String, serde_json::Value> {
-    serde_json::Map::new()
+/// A JSON object of named values, each saved already; an error names its field.
+pub fn save_object<const N: usize>(
+    fields: [(&str, Result<serde_json::Value, ValueError>); N],
+) -> Result<serde_json::Value, ValueError> {
+    let mut object = serde_json::Map::new();
+    for (name, value) in fields {
+        object.insert(name.to_owned(), in_field(name, value)?);
+    }
+    Ok(serde_json::Value::Object(object))
+}
+
+/// Field `name` of a JSON object, loaded (an input, by `__load_inputs`).
+pub fn load_field<'d, T: StorableIn<'d>>(
+    json: &serde_json::Value,
+    name: &str,
+) -> Result<T, ValueError> {
+    in_field(name, T::load(json_field(json, name)?))
+}
+
+/// Restores sub-flow step `step`'s run from the records under `Sub/` and keeps it in `slot`;
+/// `sub` is its new run over its inputs, taken from the parent's restored values.
+pub fn restore_subflow<'d, F: SubflowIn<'d>>(
+    mut sub: Run<F>,
+    slot: &mut Slot<Run<F>>,
+    stored: &Restore<'_>,
+    step: &str,
+    cx: &RunContext,
+) -> Result<(), crate::store::StoreError> {
+    F::__restore(&mut sub, &stored.within(step), cx)?;
+    slot.set(sub);
+    Ok(())
 }

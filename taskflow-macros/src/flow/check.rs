@@ -8,7 +8,18 @@ use super::graph::{self, step_span, Analysis, Decider, Rebind, Scope, Slot, Sour
 use super::parse::FlowDef;
 use super::suggest::closest;
 use crate::ctxt::Ctxt;
-use crate::meta::{StepKind, VisRank};
+use crate::meta::{StepKind, StepMeta, VisRank};
+
+/// Every path of the flow reached a `#[task]`'s or a flow's metadata: what its collector handed
+/// over is in our format (`None` where it was not). Binding needs every step's metadata, so the
+/// pipeline stops after these errors.
+pub fn check_metadata(paths: &[&syn::Path], metas: &[Option<StepMeta>], cx: &mut Ctxt) {
+    for (path, meta) in paths.iter().zip(metas) {
+        if meta.is_none() {
+            cx.error_spanned(path, "this is not a #[task] or a flow: mark the function with #[task], or define the flow with flow!");
+        }
+    }
+}
 
 /// Every rule, in the order its errors are reported. Rules about one step or one retry run
 /// together for each, in written order, so a flow's errors read from top to bottom.
@@ -697,6 +708,21 @@ mod tests {
             }",
             &servers(),
             &[],
+        );
+    }
+
+    #[test]
+    fn a_path_whose_collector_handed_over_no_metadata_is_not_a_task() {
+        let def = flow("flow Boot(image: String) { linear [ launch_server, tools::notify ] }");
+        let paths: Vec<&syn::Path> = def.body.steps().into_iter().map(|s| &s.path).collect();
+        let mut cx = Ctxt::default();
+        super::check_metadata(&paths, &[Some(servers().remove(0)), None], &mut cx);
+        assert_eq!(
+            cx.into_spanned_messages(),
+            [(
+                "tools::notify".to_owned(),
+                "this is not a #[task] or a flow: mark the function with #[task], or define the flow with flow!".to_owned()
+            )]
         );
     }
 

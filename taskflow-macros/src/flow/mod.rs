@@ -3,7 +3,8 @@
 //!
 //! A proc macro cannot read other items, so `flow!` (the entry) only parses the flow, finds the
 //! step paths and starts a chain of collector calls; the end of the chain, `__flow_impl`, holds
-//! every step's metadata and does the real work. Each hop of a chain is one level of macro
+//! every step's metadata and runs the stages (`expand_impl`): the metadata read, bind, check,
+//! expand — each stage using only what the ones before it produced. Each hop of a chain is one level of macro
 //! expansion, so steps are collected in chunks of [`CHUNK`]: each chunk's chain ends by defining a
 //! collector macro for the whole chunk, and a last chain through those chunk collectors reaches
 //! `__flow_impl`. A 500-step flow thus nests about `CHUNK + 500 / CHUNK` levels deep, well inside
@@ -18,10 +19,11 @@ mod suggest;
 #[cfg(test)]
 mod testing;
 
-use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
 
-use crate::meta;
+use crate::ctxt::Ctxt;
+use crate::meta::{self, StepMeta};
 
 pub use parse::FlowDef;
 
@@ -102,14 +104,49 @@ pub fn define_chunk(input: TokenStream) -> TokenStream {
     quote!(#[allow(unused_macros)] #chunk)
 }
 
+/// End of the flow's chain: `[ ] [ metadata… ] flow…`. The pipeline: parse the flow and each
+/// step's metadata, bind (the IR), check (every rule), expand — or, on errors, the errors and the
+/// fallback.
 pub fn expand_impl(input: TokenStream) -> TokenStream {
-    let Some((metas, payload)) = meta::split_collected(input) else {
+    let Some((groups, payload)) = meta::split_collected(input) else {
         return quote!(::core::compile_error!("taskflow internal error: malformed flow hand-off"););
     };
     let def: FlowDef = match syn::parse2(payload) {
         Ok(def) => def,
         Err(e) => return e.to_compile_error(),
     };
-    let metas: Vec<Group> = metas;
-    expand::expand(&def, &metas)
+    let steps = def.body.steps();
+    let deciders = def.body.deciders();
+    // The collectors deliver the steps' metadata, then the deciders', in this order.
+    let paths: Vec<&syn::Path> = steps
+        .iter()
+        .map(|s| &s.path)
+        .chain(deciders.iter().filter_map(|l| l.decider.as_ref()))
+        .collect();
+    if paths.len() != groups.len() {
+        let error = quote!(::core::compile_error!("taskflow internal error: a step's metadata went missing"););
+        return expand::fallback(&def, error);
+    }
+    let metas: Vec<Option<StepMeta>> = groups.iter().map(StepMeta::parse).collect();
+    let mut cx = Ctxt::default();
+    check::check_metadata(&paths, &metas, &mut cx);
+    if cx.has_errors() {
+        return expand::fallback(&def, cx.into_compile_errors());
+    }
+    let mut metas: Vec<StepMeta> = metas.into_iter().flatten().collect();
+    // A sub-flow that failed its own checks has reported why; check this flow's wiring all the
+    // same, but emit no executor over it.
+    let sub_broken = metas.iter().any(|m| m.broken);
+    let decider_metas = metas.split_off(steps.len());
+    let analysis = bind::bind(&def, metas, decider_metas);
+    check::check(&def, &analysis, &mut cx);
+    let errors = cx.into_compile_errors();
+    if !errors.is_empty() || sub_broken {
+        return expand::fallback(&def, errors);
+    }
+    let out = expand::expand(&def, &analysis);
+    if std::env::var_os("TASKFLOW_DEBUG_EXPAND").is_some() {
+        eprintln!("// flow! expansion of `{}`\n{out}", def.name);
+    }
+    out
 }

@@ -3,7 +3,7 @@
 
 use crate::durable::journal::Registry;
 use crate::durable::{Restore, ValueError};
-use crate::flow::Flow;
+use crate::flow::{unbuilt, Flow};
 use crate::runtime::RunContext;
 use crate::store::StoreError;
 use serde_json::Value;
@@ -31,11 +31,16 @@ use serde_json::Value;
     label = "this flow has a value that is not `Serialize + DeserializeOwned`",
     note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
 )]
+// Like `Flow`'s, each hidden method has a default: `__restore_sub` and `__register` are those of a
+// flow without sub-flows, the others only the fallback of a `flow!` that reported errors keeps.
 pub trait DurableFlow: Flow {
     /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
     /// one, an object by name for several. `Err` when a value cannot be stored.
     #[doc(hidden)]
-    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError>;
+    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError> {
+        let _ = (values, step);
+        unbuilt(Self::NAME)
+    }
 
     /// Puts a stored result of step `step` back in its slots.
     #[doc(hidden)]
@@ -43,15 +48,24 @@ pub trait DurableFlow: Flow {
         values: &mut Self::Values,
         step: usize,
         result: &Value,
-    ) -> Result<(), ValueError>;
+    ) -> Result<(), ValueError> {
+        let _ = (values, step, result);
+        unbuilt(Self::NAME)
+    }
 
     /// The inputs as a JSON object by name.
     #[doc(hidden)]
-    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, ValueError>;
+    fn __save_inputs(inputs: &Self::Inputs) -> Result<Value, ValueError> {
+        let _ = inputs;
+        unbuilt(Self::NAME)
+    }
 
     /// The inputs back from [`__save_inputs`](Self::__save_inputs)'s JSON.
     #[doc(hidden)]
-    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, ValueError>;
+    fn __load_inputs(inputs: &Value) -> Result<Self::Inputs, ValueError> {
+        let _ = inputs;
+        unbuilt(Self::NAME)
+    }
 
     /// Rebuilds sub-flow step `step`'s values from the store (its inputs from ours).
     #[doc(hidden)]
@@ -60,9 +74,14 @@ pub trait DurableFlow: Flow {
         step: usize,
         stored: &Restore<'_>,
         cx: &RunContext,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let _ = (values, step, stored, cx);
+        Ok(()) // a flow without sub-flows
+    }
 
     /// Adds this flow and its sub-flows to `registry`.
     #[doc(hidden)]
-    fn __register(registry: &mut Registry);
+    fn __register(registry: &mut Registry) {
+        registry.add::<Self::Values>(Self::__save_step); // a flow with sub-flows adds theirs
+    }
 }

@@ -22,6 +22,13 @@ pub enum StepFailed {
     Decider(Failure),
 }
 
+/// A task's failure fails its step (what `?` on a task's outcome does in generated code).
+impl From<Failure> for StepFailed {
+    fn from(failure: Failure) -> Self {
+        StepFailed::Task(failure)
+    }
+}
+
 /// Why a driver stopped before the end.
 pub(crate) enum Stop {
     Failed(FlowError),

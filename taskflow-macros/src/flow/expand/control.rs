@@ -1,0 +1,132 @@
+//! What decides whether and how often steps run: the retry controllers' hooks (begin an attempt
+//! and set the value it provides, decide after a failure, wait before the next attempt — each
+//! evaluates the controller's expression) and the deciders on links (`__decide`).
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::super::graph::{Analysis, Scope};
+use super::structure::index;
+use super::values::{local, mode, Values};
+
+/// `__retry_enter`, `__retry_decide` and `__retry_delay`; none for a flow without retries (the
+/// trait's defaults).
+pub fn retry_methods(a: &Analysis, values: &Values) -> TokenStream {
+    if a.scopes.is_empty() {
+        return TokenStream::new();
+    }
+    let [v, scope, attempt, history, item, c] =
+        ["v", "scope", "attempt", "history", "item", "c"].map(local);
+    let controller = |s: &Scope| match s.for_each {
+        Some(slot) => {
+            let f = values.field(slot);
+            quote!(__tf::ForEach(#v.#f.cloned()))
+        }
+        None => {
+            let expr = &s.spec.controller;
+            quote!(#expr)
+        }
+    };
+    let enter = a.scopes.iter().enumerate().map(|(i, s)| {
+        let (i, ctrl) = (index(i), controller(s));
+        match s.item {
+            Some(slot) => {
+                let f = values.field(slot);
+                quote!(#i => {
+                    let #c = #ctrl;
+                    __tf::Retry::item(&#c, #attempt).map(|#item| #v.#f.set(#item)).is_some()
+                })
+            }
+            None => quote!(#i => {
+                let #c = #ctrl;
+                __tf::Retry::item(&#c, #attempt).is_some()
+            }),
+        }
+    });
+    let decide = a.scopes.iter().enumerate().map(|(i, s)| {
+        let (i, ctrl) = (index(i), controller(s));
+        quote!(#i => {
+            let #c = #ctrl;
+            __tf::Retry::on_failure(&#c, #history)
+        })
+    });
+    let delay = a.scopes.iter().enumerate().map(|(i, s)| {
+        let (i, ctrl) = (index(i), controller(s));
+        quote!(#i => {
+            let #c = #ctrl;
+            __tf::Retry::delay(&#c, #attempt)
+        })
+    });
+    quote! {
+        fn __retry_enter(#v: &mut __Values, #scope: usize, #attempt: u32) -> bool {
+            match #scope {
+                #(#enter)*
+                _ => true,
+            }
+        }
+
+        fn __retry_decide(#v: &mut __Values, #scope: usize, #history: &__tf::History) -> __tf::Decision {
+            match #scope {
+                #(#decide)*
+                _ => __tf::Decision::Revert,
+            }
+        }
+
+        fn __retry_delay(#v: &mut __Values, #scope: usize, #attempt: u32) -> __tf::Option<__tf::Duration> {
+            match #scope {
+                #(#delay)*
+                _ => __tf::None,
+            }
+        }
+    }
+}
+
+/// `__decide`: whether a guarded step runs — every decider on a link into it must say yes. None
+/// for a flow without deciders (the trait's default).
+pub fn decide_method(a: &Analysis, values: &Values, pos: &[usize]) -> TokenStream {
+    if a.deciders.is_empty() {
+        return TokenStream::new();
+    }
+    let [v, step] = ["v", "step"].map(local);
+    let mut targets: Vec<usize> = a.deciders.iter().filter_map(|d| d.to).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let arms = targets.iter().map(|&to| {
+        let k = index(pos[to]);
+        let label = &a.steps[to].label;
+        let mut lets = Vec::new();
+        let mut calls = Vec::new();
+        for (i, d) in a
+            .deciders
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.to == Some(to))
+        {
+            let path = d.link.decider.as_ref().expect("a decider link");
+            let vars: Vec<_> = (0..d.args.len())
+                .map(|p| local(&format!("d{i}_{p}")))
+                .collect();
+            for (p, var) in vars.iter().enumerate() {
+                // Deciders never move a value: they may be asked again after a retry.
+                let read = values.read_again(mode(a, &d.args, &d.meta.params, p), d.args[p], label);
+                lets.push(quote!(let #var = #read;));
+            }
+            calls.push(quote!(#path(#(#vars),*)));
+        }
+        quote! {
+            #k => {
+                #(#lets)*
+                // `&`, not `&&`: every decider is asked, as in TaskFlow, even after one said no.
+                __tf::catch_sync(#label, move || true #(& #calls)*)
+            }
+        }
+    });
+    quote! {
+        fn __decide(#v: &mut __Values, #step: usize) -> __tf::Result<bool, __tf::Failure> {
+            match #step {
+                #(#arms)*
+                _ => __tf::Ok(true),
+            }
+        }
+    }
+}

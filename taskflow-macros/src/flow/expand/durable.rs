@@ -1,0 +1,161 @@
+//! What a durable run needs of a flow: each step's outputs and the inputs to and from JSON, the
+//! rebuilding of sub-flow steps from a store, the type names of the fingerprint (`__types`), and
+//! the `DurableFlow` impl whose bounds make it the gate.
+
+use std::collections::HashSet;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::super::graph::{Analysis, Source};
+use super::items::inputs_ident;
+use super::structure::index;
+use super::values::{local, value_type};
+use super::Emit;
+use crate::meta::StepKind;
+
+/// Every type a store keeps: the inputs and each step's outputs (retry items and defaults are
+/// computed again, not stored), each once.
+fn stored_types(e: &Emit) -> Vec<TokenStream> {
+    let mut types: Vec<TokenStream> = e.def.inputs.iter().map(|(_, ty)| quote!(#ty)).collect();
+    for (i, slot) in e.a.slots.iter().enumerate() {
+        if matches!(slot.source, Source::Output { .. }) {
+            types.push(value_type(e.def, e.a, i));
+        }
+    }
+    let mut seen = HashSet::new();
+    types.retain(|t| seen.insert(t.to_string()));
+    types
+}
+
+fn subflows<'a>(a: &'a Analysis) -> Vec<&'a syn::Path> {
+    a.order
+        .iter()
+        .map(|&s| &a.steps[s])
+        .filter(|s| s.meta.kind == StepKind::Flow)
+        .map(|s| &s.r.path)
+        .collect()
+}
+
+/// `Flow::__types`: the stored types as written — the inputs here, each task's outputs at its
+/// `#[task]` (a `map` step's as `Vec` of them) — then the sub-flows', for the fingerprint: stable
+/// across compilers, unlike `type_name`.
+pub fn types_method(e: &Emit) -> TokenStream {
+    let out = local("out");
+    let inputs = e
+        .def
+        .inputs
+        .iter()
+        .map(|(_, ty)| crate::type_text::normalized(&quote!(#ty)));
+    let steps =
+        e.a.order
+            .iter()
+            .map(|&s| &e.a.steps[s])
+            .filter(|s| s.meta.kind == StepKind::Task && !s.outs.is_empty())
+            .map(|s| {
+                let path = &s.r.path;
+                let map = s.map_item.is_some().then(|| quote!(#out.push("Vec");));
+                quote!(#map #out.extend_from_slice(#path::__TASKFLOW_TYPES);)
+            });
+    let subs = subflows(e.a);
+    quote! {
+        fn __types(#out: &mut __tf::Vec<&'static str>) {
+            #(#out.push(#inputs);)*
+            #(#steps)*
+            #(<#subs as __tf::Flow>::__types(#out);)*
+        }
+    }
+}
+
+/// The `DurableFlow` impl. Its bounds mention the impl's lifetime so that rustc checks them
+/// where the impl is used (a run with a store), not here: a flow with a value that is not
+/// serializable still compiles and runs in memory (see `StorableIn`).
+pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream {
+    let name = &e.def.name;
+    let inputs_ty = inputs_ident(e.def);
+    let [v, step, json, inputs, stored, run, registry] =
+        ["v", "step", "json", "inputs", "stored", "run", "registry"].map(local);
+    let types = stored_types(e);
+    let subs = subflows(e.a);
+    let mut saves = Vec::new();
+    let mut loads = Vec::new();
+    for (k, &s) in e.a.order.iter().enumerate() {
+        let outs = &e.a.steps[s].outs;
+        let k = index(k);
+        match outs.as_slice() {
+            [] => {}
+            [one] => {
+                let f = e.values.field(*one);
+                saves.push(quote!(#k => #v.#f.save(),));
+                loads.push(quote!(#k => #v.#f.load(#json),));
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|&s| e.a.slots[s].name.as_str()).collect();
+                let fields: Vec<_> = many.iter().map(|&s| e.values.field(s)).collect();
+                saves.push(quote!(#k => __tf::save_object([#((#names, #v.#fields.save())),*]),));
+                loads.push(quote!(#k => {
+                    #(#v.#fields.load_field(#json, #names)?;)*
+                    __tf::Ok(())
+                }));
+            }
+        }
+    }
+    let input_names: Vec<String> = e.def.inputs.iter().map(|(n, _)| n.to_string()).collect();
+    let input_ids = e.def.inputs.iter().map(|(n, _)| n);
+    let input_ids2 = input_ids.clone();
+    let restore = (!restores.is_empty()).then(|| {
+        let arms = restores.iter().map(|(k, code)| {
+            let k = index(*k);
+            quote!(#k => #code,)
+        });
+        quote! {
+            fn __restore_sub(#v: &mut __Values, #step: usize, #stored: &__tf::Restore<'_>, #run: &__tf::RunContext) -> __tf::Result<(), __tf::StoreError> {
+                match #step {
+                    #(#arms)*
+                    _ => __tf::Ok(()),
+                }
+            }
+        }
+    });
+    let register = (!subs.is_empty()).then(|| {
+        quote! {
+            fn __register(#registry: &mut __tf::Registry) {
+                #registry.add::<__Values>(Self::__save_step);
+                #(<#subs as __tf::SubflowIn<'__d>>::__register(#registry);)*
+            }
+        }
+    });
+    quote! {
+        impl<'__d> __tf::DurableFlow for #name
+        where
+            #(#types: __tf::StorableIn<'__d>,)*
+            #(#subs: __tf::SubflowIn<'__d>,)*
+        {
+            fn __save_step(#v: &__Values, #step: usize) -> __tf::Result<__tf::JsonValue, __tf::ValueError> {
+                match #step {
+                    #(#saves)*
+                    _ => __tf::Ok(__tf::JsonValue::Null),
+                }
+            }
+
+            fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Result<(), __tf::ValueError> {
+                match #step {
+                    #(#loads)*
+                    _ => __tf::Ok(()),
+                }
+            }
+
+            fn __save_inputs(#inputs: &#inputs_ty) -> __tf::Result<__tf::JsonValue, __tf::ValueError> {
+                __tf::save_object([#((#input_names, __tf::save(&#inputs.#input_ids))),*])
+            }
+
+            fn __load_inputs(#json: &__tf::JsonValue) -> __tf::Result<#inputs_ty, __tf::ValueError> {
+                __tf::Ok(#inputs_ty { #(#input_ids2: __tf::load_field(#json, #input_names)?,)* })
+            }
+
+            #restore
+
+            #register
+        }
+    }
+}

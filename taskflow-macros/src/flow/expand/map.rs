@@ -1,0 +1,182 @@
+//! A `map task over values` step: it runs its task once per element of a `Vec` (one after another
+//! on the serial engine, all at once on the parallel engine) and provides a `Vec` of outputs in
+//! input order. On failure the finished items are kept, so each is reverted on its own.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned};
+
+use super::super::graph::Step;
+use super::values::{local, mode, param_names, skippable, value_type, Mode};
+use super::{Emit, StepCode};
+
+/// The names the step's functions use themselves.
+const RESERVED: &[&str] = &[
+    "items", "run", "n", "i", "run_item", "v", "failed", "failures", "outcome", "errors", "result",
+    "outs", "done", "r", "f",
+];
+
+pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
+    let path = &step.r.path;
+    let label = &step.label;
+    let span = Span::call_site().located_at(step.r.span());
+    let item = step.map_item.expect("a map step");
+    let items_slot = step.args[item].expect("bound by analysis");
+    let items_f = e.values.field(items_slot);
+    let items_ty = value_type(e.def, e.a, items_slot);
+    let out_f = e.values.field(step.outs[0]);
+    let finished = e.values.step_field(s);
+    let elem_ty = quote!(__tf::Out<#path, 0>);
+    let (v, run, out, items, n, i, run_item) = (
+        local("v"),
+        local("run"),
+        local("out"),
+        local("items"),
+        local("n"),
+        local("i"),
+        local("run_item"),
+    );
+    let params = param_names(step, RESERVED);
+    let modes: Vec<Mode> = (0..step.args.len())
+        .map(|p| mode(e.a, &step.args, &step.meta.params, p))
+        .collect();
+
+    // The other arguments, owned once; each item's run gets its own copy (or a borrow).
+    let others: Vec<usize> = (0..step.args.len()).filter(|&p| p != item).collect();
+    let owned: Vec<(TokenStream, TokenStream)> = others
+        .iter()
+        .map(|&p| e.values.owned(e.def, e.a, modes[p], step.args[p], label))
+        .collect();
+    let vars: Vec<&Ident> = others.iter().map(|&p| &params[p]).collect();
+    let other_tys: Vec<&TokenStream> = owned.iter().map(|(_, ty)| ty).collect();
+    let takes: Vec<&TokenStream> = owned.iter().map(|(take, _)| take).collect();
+    let call_args = (0..step.args.len()).map(|p| {
+        if p == item {
+            return if step.meta.params[item].by_ref {
+                quote!(&#items[#i])
+            } else {
+                quote!(::core::clone::Clone::clone(&#items[#i]))
+            };
+        }
+        let var = &params[p];
+        match modes[p] {
+            Mode::Ctx | Mode::Ref => quote!(&#var),
+            Mode::OptRef => quote!(#var.as_deref()),
+            Mode::Value | Mode::OptValue => quote!(::core::clone::Clone::clone(&#var)),
+        }
+    });
+    let call = quote_spanned!(span=> #path(#(#call_args),*));
+    let normalize = |outcome: TokenStream| {
+        if step.meta.fallible {
+            quote!(__tf::fallible(#label, #outcome.map(#path::__taskflow_result)))
+        } else {
+            outcome
+        }
+    };
+    let body = if step.meta.is_async {
+        let outcome = normalize(quote!(__tf::catch_async(#label, #call).await));
+        quote! {
+            let #run_item = move |#i: usize| {
+                let #items = __tf::Arc::clone(&#items);
+                #(let #vars = ::core::clone::Clone::clone(&#vars);)*
+                async move { #outcome }
+            };
+            __tf::map_async(&#run, #n, #run_item).await
+        }
+    } else {
+        let outcome = normalize(quote!(__tf::catch_sync(#label, || #call)));
+        quote! {
+            let #run_item = move |#i: usize| #outcome;
+            __tf::map_sync(&#run, #n, #run_item).await
+        }
+    };
+    let function = quote! {
+        async fn #name(#items: __tf::Arc<#items_ty>, #(#vars: #other_tys,)* #run: __tf::RunContext) -> __tf::MapOutcome<#elem_ty> {
+            let #n = #items.len();
+            #body
+        }
+    };
+    StepCode {
+        function,
+        revert_fn: revert_fn(e, s, step, name),
+        args: quote!(#name(__tf::Arc<#items_ty>, #(#other_tys,)* __tf::RunContext)),
+        done: quote!(#name(__tf::MapOutcome<#elem_ty>)),
+        serial: quote!(__Done::#name(__Steps::#name(#v.#items_f.arc(), #(#takes,)* #run.clone()).await)),
+        take: quote!(__Args::#name(#v.#items_f.arc(), #(#takes,)* #run.clone())),
+        run: quote!(__Args::#name(#items, #(#vars,)* #run) => __Done::#name(__Steps::#name(#items, #(#vars,)* #run).await)),
+        finish: quote!(#v.#out_f.set(__tf::map_done(#out, &mut #v.#finished)?)),
+        revert: step.meta.has_revert.then(|| {
+            let (failed, failures) = (local("failed"), local("failures"));
+            quote!(__Reverts::#name(#v, #failed, #failures))
+        }),
+        restore: None,
+    }
+}
+
+/// The hook of each finished item, newest first: the task's inputs (this item's element for the
+/// mapped parameter) and this item's outcome; the failed item's with its failure.
+fn revert_fn(e: &Emit, s: usize, step: &Step, name: &Ident) -> TokenStream {
+    if !step.meta.has_revert {
+        return TokenStream::new();
+    }
+    let path = &step.r.path;
+    let label = &step.label;
+    let item = step.map_item.expect("a map step");
+    let out_f = e.values.field(step.outs[0]);
+    let finished = e.values.step_field(s);
+    let [v, failed, failures, outcome, errors, n, i, result, outs, done, r, f] = [
+        "v", "failed", "failures", "outcome", "errors", "n", "i", "result", "outs", "done", "r",
+        "f",
+    ]
+    .map(local);
+    let params = param_names(step, RESERVED);
+    let mut lets = Vec::new();
+    let mut inputs = Vec::new();
+    for (p, slot) in step.args.iter().enumerate() {
+        let Some(slot) = *slot else { continue };
+        let var = &params[p];
+        let field = e.values.field(slot);
+        if skippable(e.a, slot) {
+            lets.push(quote!(let #var = #v.#field.opt_arc();));
+        } else {
+            lets.push(quote!(let #var = #v.#field.arc();));
+        }
+        inputs.push(if p == item {
+            quote!(&#var[#i])
+        } else {
+            match (step.meta.params[p].optional, skippable(e.a, slot)) {
+                (true, true) => quote!(#var.as_deref()),
+                (true, false) => quote!(__tf::Option::as_ref(&*#var)),
+                (false, _) => quote!(&#var),
+            }
+        });
+    }
+    quote! {
+        fn #name(#v: &mut __Values, #failed: __tf::Option<__tf::Failure>, #failures: __tf::Arc<[__tf::Failure]>) -> __tf::RevertFuture {
+            #(#lets)*
+            let #outcome = match #failed {
+                __tf::Some(_) => __tf::Err(#v.#finished.take_opt().unwrap_or_default()),
+                __tf::None => __tf::Ok(#v.#out_f.arc()),
+            };
+            __tf::reverting(async move {
+                let mut #errors = __tf::Vec::new();
+                let #n = match &#outcome {
+                    __tf::Ok(#outs) => #outs.len(),
+                    __tf::Err(#done) => #done.len(),
+                };
+                for #i in (0..#n).rev() {
+                    let #result = match &#outcome {
+                        __tf::Ok(#outs) => __tf::Ok(&#outs[#i]),
+                        __tf::Err(#done) => match &#done[#i] {
+                            __tf::MapItem::Done(#r) => __tf::Ok(#r),
+                            __tf::MapItem::Failed(#f) => __tf::Err(#f.clone()),
+                            __tf::MapItem::NotRun => continue,
+                        },
+                    };
+                    let #r = __tf::catch_async(#label, #path::__taskflow_revert(#(#inputs,)* #result, &#failures)).await;
+                    #errors.extend(__tf::hook_outcome(#label, #r).err());
+                }
+                #errors
+            })
+        }
+    }
+}

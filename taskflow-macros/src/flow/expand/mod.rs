@@ -1,0 +1,388 @@
+//! Stage 4, expand: the items of a checked flow. Outside a `const _` block, the flow's types and
+//! collector (`items`); inside it, everything else:
+//!
+//! - `__Values`, one slot per value of the flow, each field named after its value (`values`);
+//! - `__Steps`, one function per step, named after its label: a task called with the values it
+//!   reads (`task`), a sub-flow's run (`subflow`), a `map` over a `Vec` (`map`);
+//! - `__Reverts`, one function per step that has something to undo;
+//! - `__Args` and `__Done`, one variant per step: what the parallel engine's future for a step
+//!   owns, and what a step hands back to be stored;
+//! - the `FlowGraph` static (`structure`), and the `Flow` impl, whose hidden methods dispatch on
+//!   the step (or retry scope) number to those functions (`control` for controllers and
+//!   deciders), and the `DurableFlow` impl (`durable`).
+//!
+//! On errors the pipeline emits `fallback` instead.
+
+mod control;
+mod durable;
+mod fallback;
+mod items;
+mod map;
+mod structure;
+mod subflow;
+mod task;
+mod values;
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::quote;
+
+use super::graph::{Analysis, Source};
+use super::parse::FlowDef;
+use crate::meta::StepKind;
+use items::{inputs_ident, outputs_ident};
+use structure::index;
+use values::{ident, local, skippable, value_type, Values};
+
+pub use fallback::fallback;
+
+/// What generated code needs to know about the flow, once.
+pub struct Emit<'a> {
+    pub def: &'a FlowDef,
+    pub a: &'a Analysis<'a>,
+    pub values: Values,
+}
+
+/// What one step adds to each part of the executor. Expressions use the locals of the methods
+/// they go in: `v` (the values), `run`, `out` (in `__finish`), `failed` and `failures` (in
+/// `__revert`), `stored` (in `__restore_sub`).
+pub struct StepCode {
+    /// Its function in `impl __Steps`.
+    pub function: TokenStream,
+    /// Its function in `impl __Reverts` (empty when it has no revert hook).
+    pub revert_fn: TokenStream,
+    /// Its variants of `__Args` and `__Done`.
+    pub args: TokenStream,
+    pub done: TokenStream,
+    /// The serial engine's run of the step: a `__Done`, borrowing the values.
+    pub serial: TokenStream,
+    /// The parallel engine's: the `__Args` it takes out of the values, and the arm of its
+    /// `'static` future that runs them into a `__Done`.
+    pub take: TokenStream,
+    pub run: TokenStream,
+    /// `__finish`'s arm for `__Done::<label>(out)`: stores the outputs (`?` on a failure).
+    pub finish: TokenStream,
+    /// `__revert`'s arm, where the step has something to undo.
+    pub revert: Option<TokenStream>,
+    /// `__restore_sub`'s arm (a sub-flow step).
+    pub restore: Option<TokenStream>,
+}
+
+/// The flow's items, from its checked IR.
+pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
+    let e = Emit {
+        def,
+        a,
+        values: Values::new(def, a),
+    };
+    let mut pos = vec![0usize; a.steps.len()];
+    for (k, &s) in a.order.iter().enumerate() {
+        pos[s] = k;
+    }
+    let steps: Vec<(usize, StepCode)> = a
+        .order
+        .iter()
+        .map(|&s| {
+            let step = &a.steps[s];
+            let name = ident(&step.label, Span::call_site());
+            let code = match step.meta.kind {
+                StepKind::Flow => subflow::code(&e, s, step, &name),
+                StepKind::Task if step.map_item.is_some() => map::code(&e, s, step, &name),
+                StepKind::Task => task::code(&e, step, &name),
+            };
+            (s, code)
+        })
+        .collect();
+
+    let name = &def.name;
+    let name_str = name.to_string();
+    let (inputs_ty, outputs_ty) = (inputs_ident(def), outputs_ident(def));
+    let [v, step, run, out, done, inputs, failed, failures, args] = [
+        "v", "step", "run", "out", "done", "inputs", "failed", "failures", "args",
+    ]
+    .map(local);
+
+    // ---- outputs: a value a decider may skip is an `Option` among them
+    let out_slots: Vec<usize> = def
+        .outputs
+        .iter()
+        .map(|o| a.slot_of(&o.to_string()).expect("checked"))
+        .collect();
+    let out_types: Vec<TokenStream> = def
+        .output_types
+        .iter()
+        .zip(&out_slots)
+        .map(|(declared, &slot)| match declared {
+            Some(ty) => quote!(#ty),
+            None if skippable(a, slot) => {
+                let ty = value_type(def, a, slot);
+                quote!(__tf::Option<#ty>)
+            }
+            None => value_type(def, a, slot),
+        })
+        .collect();
+    // The outputs struct is outside the `const _` block, where `__tf` is not.
+    let out_fields: Vec<TokenStream> = def
+        .outputs
+        .iter()
+        .zip(&out_types)
+        .map(|(o, ty)| {
+            let ty: TokenStream = qualified(ty.clone());
+            quote!(pub #o: #ty)
+        })
+        .collect();
+    let output_reads = |method: &str, opt_method: &str| {
+        let fields = out_slots.iter().zip(&def.outputs).map(|(&slot, o)| {
+            let f = e.values.field(slot);
+            let m = Ident::new(
+                if skippable(a, slot) {
+                    opt_method
+                } else {
+                    method
+                },
+                Span::call_site(),
+            );
+            quote!(#o: #v.#f.#m())
+        });
+        quote!(#outputs_ty { #(#fields,)* })
+    };
+    let take_outputs = output_reads("take", "take_opt");
+    let copy_outputs = output_reads("cloned", "cloned_opt");
+    let provides = out_types.iter().enumerate().map(|(i, ty)| {
+        let i = index(i);
+        quote!(impl __tf::Provides<#i> for #name { type Value = #ty; })
+    });
+
+    // ---- the values struct
+    let mut fields: Vec<TokenStream> = (0..a.slots.len())
+        .map(|s| {
+            let f = e.values.field(s);
+            let ty = e.values.slot_type(def, a, s);
+            quote!(#f: #ty)
+        })
+        .collect();
+    for (s, _) in &steps {
+        let step = &a.steps[*s];
+        let path = &step.r.path;
+        if step.meta.kind == StepKind::Flow {
+            let f = e.values.step_field(*s);
+            fields.push(quote!(#f: __tf::Slot<__tf::Run<#path>>));
+        } else if step.map_item.is_some() {
+            let f = e.values.step_field(*s);
+            fields.push(quote!(#f: __tf::Slot<__tf::Vec<__tf::MapItem<__tf::Out<#path, 0>>>>));
+        }
+    }
+    let mut inits = Vec::new();
+    for (s, slot) in a.slots.iter().enumerate() {
+        let f = e.values.field(s);
+        let kind = if e.values.is_shared(s) {
+            quote!(__tf::Shared)
+        } else {
+            quote!(__tf::Slot)
+        };
+        match slot.source {
+            Source::Input(j) => {
+                let input = &def.inputs[j].0;
+                inits.push(quote!(#f: #kind::new(#inputs.#input)));
+            }
+            Source::Default { .. } => {
+                inits.push(quote!(#f: #kind::new(__tf::Default::default())));
+            }
+            Source::Output { .. } | Source::RetryItem { .. } => {}
+        }
+    }
+    let rest = (inits.len() < fields.len()).then(|| quote!(..__tf::Default::default()));
+
+    // ---- per step
+    let functions = steps.iter().map(|(_, c)| &c.function);
+    let revert_fns = steps.iter().map(|(_, c)| &c.revert_fn);
+    let args_variants = steps.iter().map(|(_, c)| &c.args);
+    let done_variants = steps.iter().map(|(_, c)| &c.done);
+    let serial = steps.iter().enumerate().map(|(k, (_, c))| {
+        let (k, run) = (index(k), &c.serial);
+        quote!(#k => #run,)
+    });
+    let takes = steps.iter().enumerate().map(|(k, (_, c))| {
+        let (k, take) = (index(k), &c.take);
+        quote!(#k => #take,)
+    });
+    let runs = steps.iter().map(|(_, c)| {
+        let run = &c.run;
+        quote!(#run,)
+    });
+    let finishes = steps.iter().map(|(s, c)| {
+        let name = ident(&a.steps[*s].label, Span::call_site());
+        let finish = &c.finish;
+        quote!(__Done::#name(#out) => #finish,)
+    });
+    let reverts = steps.iter().enumerate().filter_map(|(k, (_, c))| {
+        let k = index(k);
+        c.revert.as_ref().map(|revert| quote!(#k => #revert,))
+    });
+    let restores: Vec<(usize, TokenStream)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (_, c))| c.restore.clone().map(|r| (k, r)))
+        .collect();
+
+    // Helpers a flow without steps (or without reverts) does not use.
+    let steps_items = (!steps.is_empty()).then(|| {
+        quote! {
+            /// One function per step: its task called with the values it reads.
+            struct __Steps;
+
+            impl __Steps {
+                #(#functions)*
+            }
+
+            /// What the parallel engine's future for a step owns: the values it reads.
+            enum __Args {
+                #(#args_variants,)*
+            }
+        }
+    });
+    let reverts_items = steps.iter().any(|(_, c)| !c.revert_fn.is_empty()).then(|| {
+        quote! {
+            /// One function per step with a revert hook: what it read, how it ended, the hook.
+            struct __Reverts;
+
+            impl __Reverts {
+                #(#revert_fns)*
+            }
+        }
+    });
+
+    let input_params = def.inputs.iter().map(|(n, t)| quote!(#n: #t));
+    let input_names = def.inputs.iter().map(|(n, _)| n);
+    let flow_struct = items::flow_struct(def);
+    let inputs_struct = items::inputs_struct(def);
+    let outputs_struct = items::outputs_struct(def, &out_fields, true);
+    let collector = items::collector(def, false);
+    // How a parent flow builds this one's inputs, spanned at its step (see `subflow`).
+    let inputs_fn = quote! {
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        pub fn __taskflow_inputs(#(#input_params),*) -> #inputs_ty {
+            #inputs_ty { #(#input_names),* }
+        }
+    };
+    let graph = structure::graph_static(def, Some((a, &pos)), inputs_fn);
+    let retry_methods = control::retry_methods(a, &e.values);
+    let decide_method = control::decide_method(a, &e.values, &pos);
+    let types_method = durable::types_method(&e);
+    let durable_impl = durable::durable_impl(&e, &restores);
+
+    quote! {
+        #flow_struct
+        #inputs_struct
+        #outputs_struct
+        #collector
+
+        #[allow(non_snake_case, non_camel_case_types)]
+        #[allow(clippy::large_enum_variant, clippy::too_many_arguments, clippy::ptr_arg)]
+        const _: () = {
+            use ::taskflow::__private as __tf;
+
+            /// A run's values, a slot each: set once its input or step is there.
+            #[derive(Default)]
+            pub struct __Values {
+                #(#fields,)*
+            }
+
+            #steps_items
+            #reverts_items
+
+            /// What a step hands back, to be stored in its slots.
+            pub enum __Done {
+                #(#done_variants,)*
+            }
+
+            #graph
+
+
+            #(#provides)*
+
+            #[allow(unused_variables)]
+            impl __tf::Flow for #name {
+                type Inputs = #inputs_ty;
+                type Outputs = #outputs_ty;
+                type Values = __Values;
+                type Done = __Done;
+                const NAME: &'static str = #name_str;
+
+                fn graph() -> &'static __tf::FlowGraph {
+                    &__GRAPH
+                }
+
+                fn __values(#inputs: #inputs_ty) -> __Values {
+                    __Values { #(#inits,)* #rest }
+                }
+
+                async fn __run_step(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> __Done {
+                    match #step {
+                        #(#serial)*
+                        _ => __tf::no_step(#step),
+                    }
+                }
+
+                fn __start(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> impl __tf::Future<Output = __Done> + __tf::Send + 'static {
+                    let #args = match #step {
+                        #(#takes)*
+                        _ => __tf::no_step(#step),
+                    };
+                    async move {
+                        match #args {
+                            #(#runs)*
+                        }
+                    }
+                }
+
+                fn __finish(#v: &mut __Values, #done: __Done) -> __tf::Result<(), __tf::StepFailed> {
+                    match #done {
+                        #(#finishes)*
+                    }
+                    __tf::Ok(())
+                }
+
+                fn __revert(#v: &mut __Values, #step: usize, #failed: __tf::Option<__tf::Failure>, #failures: __tf::Arc<[__tf::Failure]>, #run: &__tf::RunContext) -> __tf::RevertFuture {
+                    match #step {
+                        #(#reverts)*
+                        _ => __tf::nothing_to_revert(),
+                    }
+                }
+
+                fn __outputs(mut #v: __Values) -> #outputs_ty {
+                    #take_outputs
+                }
+
+                fn __copy_outputs(#v: &__Values) -> #outputs_ty {
+                    #copy_outputs
+                }
+
+                #types_method
+
+                #retry_methods
+
+                #decide_method
+            }
+
+            #durable_impl
+        };
+    }
+}
+
+/// A type written inside the `const _` block (`__tf::…`), for a place outside it.
+fn qualified(ty: TokenStream) -> TokenStream {
+    ty.into_iter()
+        .flat_map(|t| match t {
+            proc_macro2::TokenTree::Ident(i) if i == "__tf" => quote!(::taskflow::__private)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            proc_macro2::TokenTree::Group(g) => {
+                let mut group = proc_macro2::Group::new(g.delimiter(), qualified(g.stream()));
+                group.set_span(g.span());
+                vec![proc_macro2::TokenTree::Group(group)]
+            }
+            other => vec![other],
+        })
+        .collect()
+}

@@ -1,0 +1,72 @@
+//! A sub-flow step: it holds the sub-flow's `Run` (so a suspended or finished sub-flow keeps its
+//! own status), runs it with the engine's driver, copies its outputs into the parent's slots, and
+//! is undone by reverting that run.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned};
+
+use super::super::graph::Step;
+use super::values::{ident, local, mode};
+use super::{Emit, StepCode};
+
+pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
+    let path = &step.r.path;
+    let label = &step.label;
+    let field = e.values.step_field(s);
+    let (v, run, out, sub, cx) = (
+        local("v"),
+        local("run"),
+        local("out"),
+        local("sub"),
+        local("cx"),
+    );
+    let (failures, stored) = (local("failures"), local("stored"));
+    // A sub-flow's inputs are taken by value: moved or cloned out of the parent's slots.
+    let inputs = (0..step.args.len()).map(|p| {
+        let m = mode(e.a, &step.args, &step.meta.params, p);
+        e.values.owned(e.def, e.a, m, step.args[p], label).0
+    });
+    let values = subflow_values(step, inputs);
+    let function = quote! {
+        fn #name(#v: &mut __Values) -> __tf::Run<#path> {
+            __tf::subflow_run(&mut #v.#field, || #values)
+        }
+    };
+    // Its outputs, by the sub-flow's names, into the parent's slots (renamed or not).
+    let copies = step
+        .outs
+        .iter()
+        .zip(&step.meta.provides)
+        .map(|(&slot, provided)| {
+            let f = e.values.field(slot);
+            let provided = ident(provided, Span::call_site());
+            quote!(#v.#f.set(#out.#provided);)
+        });
+    let finish = quote!({
+        let #out = __tf::subflow_done(#out, &mut #v.#field)?;
+        #(#copies)*
+    });
+    StepCode {
+        function,
+        revert_fn: TokenStream::new(),
+        args: quote!(#name(__tf::Run<#path>, __tf::RunContext)),
+        done: quote!(#name(__tf::SubflowEnd<#path>)),
+        serial: quote!(__Done::#name(__tf::run_subflow(__Steps::#name(#v), #label, #run.clone()).await)),
+        take: quote!(__Args::#name(__Steps::#name(#v), #run.clone())),
+        run: quote!(__Args::#name(#sub, #cx) => __Done::#name(__tf::run_subflow(#sub, #label, #cx).await)),
+        finish,
+        revert: Some(quote!(__tf::revert_subflow(&mut #v.#field, #label, #failures, #run))),
+        restore: Some(
+            quote!(__tf::restore_subflow(__Steps::#name(#v), &mut #v.#field, #stored, #label, #run)),
+        ),
+    }
+}
+
+/// A sub-flow step's new values, from its inputs `args` (in the sub-flow's input order), spanned
+/// at the step so a type error points there.
+fn subflow_values(step: &Step, args: impl Iterator<Item = TokenStream>) -> TokenStream {
+    let path = &step.r.path;
+    let span = Span::call_site().located_at(step.r.span());
+    let inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#args),*));
+    quote!(<#path as __tf::Flow>::__values(#inputs))
+}

@@ -1,0 +1,169 @@
+//! A task step: its function (the task called with the values it reads, its outcome normalized),
+//! what each engine passes it, how its outputs are stored, and its revert.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned};
+
+use super::super::graph::Step;
+use super::values::{local, mode, param_names, skippable, value_type, Mode, Values};
+use super::{Emit, StepCode};
+
+pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
+    let label = &step.label;
+    let path = &step.r.path;
+    let span = Span::call_site().located_at(step.r.span());
+    let params = param_names(step, &[]);
+    let modes: Vec<Mode> = (0..step.args.len())
+        .map(|p| mode(e.a, &step.args, &step.meta.params, p))
+        .collect();
+
+    // The function: typed parameters, so a value of the wrong type is reported at the task's call,
+    // on the step.
+    let param_tys = modes.iter().zip(&step.args).map(|(m, slot)| {
+        let ty = slot.map(|s| value_type(e.def, e.a, s));
+        match m {
+            Mode::Ctx => quote!(&__tf::TaskContext),
+            Mode::Value => quote!(#ty),
+            Mode::Ref => quote!(&#ty),
+            Mode::OptValue => quote!(__tf::Option<#ty>),
+            Mode::OptRef => quote!(__tf::Option<&#ty>),
+        }
+    });
+    let call = quote_spanned!(span=> #path(#(#params),*));
+    let outcome = if step.meta.is_async {
+        quote!(__tf::catch_async(#label, #call).await)
+    } else {
+        quote!(__tf::catch_sync(#label, move || #call))
+    };
+    let outcome = if step.meta.fallible {
+        quote!(__tf::fallible(#label, #outcome.map(#path::__taskflow_result)))
+    } else {
+        outcome
+    };
+    let outcome = if step.outs.is_empty() {
+        quote!(#outcome.map(|_| ()))
+    } else {
+        outcome
+    };
+    let out_ty = super::values::outputs_type(e.def, e.a, step);
+    let asyncness = step.meta.is_async.then(|| quote!(async));
+    let function = quote! {
+        #asyncness fn #name(#(#params: #param_tys),*) -> __tf::Outcome<#out_ty> {
+            #outcome
+        }
+    };
+    let awaited = step.meta.is_async.then(|| quote!(.await));
+
+    // The serial engine borrows; the parallel engine's future owns what it reads.
+    let borrowed = modes
+        .iter()
+        .zip(&step.args)
+        .map(|(&m, &slot)| e.values.borrowed(m, slot, label));
+    let serial = quote!(__Done::#name(__Steps::#name(#(#borrowed),*)#awaited));
+    let owned: Vec<(TokenStream, TokenStream)> = modes
+        .iter()
+        .zip(&step.args)
+        .map(|(&m, &slot)| e.values.owned(e.def, e.a, m, slot, label))
+        .collect();
+    let (takes, owned_tys): (Vec<_>, Vec<_>) = owned.into_iter().unzip();
+    let lent = modes.iter().zip(&params).map(|(&m, p)| Values::lent(m, p));
+    let done_ty = quote!(__tf::Outcome<#out_ty>);
+
+    StepCode {
+        function,
+        revert_fn: revert_fn(e, step, name),
+        args: quote!(#name(#(#owned_tys),*)),
+        done: quote!(#name(#done_ty)),
+        serial,
+        take: quote!(__Args::#name(#(#takes),*)),
+        run: quote!(__Args::#name(#(#params),*) => __Done::#name(__Steps::#name(#(#lent),*)#awaited)),
+        finish: store(e, step),
+        revert: step.meta.has_revert.then(|| {
+            let (v, failed, failures) = (local("v"), local("failed"), local("failures"));
+            quote!(__Reverts::#name(#v, #failed, #failures))
+        }),
+        restore: None,
+    }
+}
+
+/// `__finish`'s arm for the step's `__Done::name(out)`: its outputs into their slots.
+fn store(e: &Emit, step: &Step) -> TokenStream {
+    let v = local("v");
+    let out = local("out");
+    match step.outs.as_slice() {
+        [] => quote!(#out?),
+        [one] => {
+            let f = e.values.field(*one);
+            quote!(#v.#f.set(#out?))
+        }
+        many => {
+            let fields: Vec<&Ident> = many.iter().map(|&s| e.values.field(s)).collect();
+            quote!({
+                let (#(#fields,)*) = #out?;
+                #(#v.#fields.set(#fields);)*
+            })
+        }
+    }
+}
+
+/// The step's revert: its hook, with the task's flow inputs and how the step ended (its outputs,
+/// or its own failure when it is the step that failed).
+fn revert_fn(e: &Emit, step: &Step, name: &Ident) -> TokenStream {
+    if !step.meta.has_revert {
+        return TokenStream::new();
+    }
+    let label = &step.label;
+    let path = &step.r.path;
+    let (v, failed, failures, result) = (
+        local("v"),
+        local("failed"),
+        local("failures"),
+        local("result"),
+    );
+    let params = param_names(step, &["v", "failed", "failures", "result"]);
+    // The hook gets every parameter that reads a flow value (never the `&TaskContext`), by
+    // reference; an optional one as `Option<&T>`.
+    let mut lets = Vec::new();
+    let mut inputs = Vec::new();
+    for (p, slot) in step.args.iter().enumerate() {
+        let Some(slot) = *slot else { continue };
+        let var = &params[p];
+        let f = e.values.field(slot);
+        let optional = step.meta.params[p].optional;
+        if skippable(e.a, slot) {
+            lets.push(quote!(let #var = #v.#f.opt_arc();));
+        } else {
+            lets.push(quote!(let #var = #v.#f.arc();));
+        }
+        inputs.push(match (optional, skippable(e.a, slot)) {
+            (true, true) => quote!(#var.as_deref()),
+            // The value itself is an `Option<T>`: lend its contents.
+            (true, false) => quote!(__tf::Option::as_ref(&*#var)),
+            (false, _) => quote!(&#var),
+        });
+    }
+    let fields: Vec<&Ident> = step.outs.iter().map(|&s| e.values.field(s)).collect();
+    let (outputs, lend) = match fields.as_slice() {
+        [] => (quote!(()), quote!(#result)),
+        [one] => (
+            quote!(#v.#one.arc()),
+            quote!(#result.as_deref().map_err(__tf::Failure::clone)),
+        ),
+        many => {
+            let tmps: Vec<Ident> = (0..many.len()).map(|i| local(&format!("o{i}"))).collect();
+            (
+                quote!((#(#v.#many.arc(),)*)),
+                quote!(#result.as_ref().map(|(#(#tmps,)*)| (#(&**#tmps,)*)).map_err(__tf::Failure::clone)),
+            )
+        }
+    };
+    quote! {
+        fn #name(#v: &mut __Values, #failed: __tf::Option<__tf::Failure>, #failures: __tf::Arc<[__tf::Failure]>) -> __tf::RevertFuture {
+            #(#lets)*
+            let #result = __tf::outcome(#failed, || #outputs);
+            __tf::revert(#label, async move {
+                #path::__taskflow_revert(#(#inputs,)* #lend, &#failures).await
+            })
+        }
+    }
+}
