@@ -2348,3 +2348,34 @@ mod defects {
 fn the_fingerprint_of_a_flow_is_pinned() {
     assert_eq!(taskflow::fingerprint::<Publish>(), "6fa822a7b91a240a");
 }
+
+/// A step output that only borrows (`&'static str`) cannot be stored, and its flow is no
+/// `DurableFlow`; it must still compile and run in memory. (How a finished step's outputs are
+/// saved is chosen by method resolution, which ignores lifetimes: a bound like `DeserializeOwned`
+/// there would be picked for `&'static str` and then fail to compile at the flow.)
+mod borrowed_outputs {
+    use taskflow::prelude::*;
+
+    #[task(provides = name)]
+    fn pick() -> &'static str {
+        "disk"
+    }
+
+    #[task(provides = names)]
+    fn pick_all() -> Vec<&'static str> {
+        vec!["disk", "nic"]
+    }
+
+    #[task(provides = count)]
+    fn count(name: &'static str, names: Vec<&'static str>) -> usize {
+        name.len() + names.len()
+    }
+
+    flow! { flow Borrowed() -> (count) { linear [ pick, pick_all, count ] } }
+
+    #[test]
+    fn a_flow_whose_outputs_borrow_static_data_runs_in_memory() {
+        let out = Engine::serial().run(Borrowed, BorrowedInputs {}).blocking();
+        assert_eq!(out.unwrap().count, 6);
+    }
+}

@@ -156,6 +156,20 @@ pub trait Flow: Sized + Send + Sync + 'static {
         unbuilt(Self::NAME)
     }
 
+    /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
+    /// one, an object by name for several; `Err` when a value cannot be stored. Only a run with
+    /// a store calls it, and such a run takes only a [`DurableFlow`](crate::DurableFlow), whose
+    /// values are all serializable (see `__private::Stored`). The default is that of a flow
+    /// whose steps have no outputs.
+    #[doc(hidden)]
+    fn __save_step(
+        values: &Self::Values,
+        step: usize,
+    ) -> Result<serde_json::Value, crate::durable::ValueError> {
+        let _ = (values, step);
+        Ok(serde_json::Value::Null)
+    }
+
     /// How long retry scope `scope`'s controller waits before attempt `attempt`.
     #[doc(hidden)]
     fn __retry_delay(values: &mut Self::Values, scope: usize, attempt: u32) -> Option<Duration> {

@@ -257,7 +257,6 @@ pub fn map_done<U>(
 
 // ---- durability: serialization that generated code can always call
 
-pub use crate::durable::journal::Registry;
 pub use crate::durable::{restore_into, DurableFlow, Restore, ValueError};
 pub use serde;
 pub use serde_json::Value as JsonValue;
@@ -321,7 +320,6 @@ pub trait SubflowIn<'d>: Flow {
         stored: &Restore<'_>,
         cx: &RunContext,
     ) -> Result<(), crate::store::StoreError>;
-    fn __register(registry: &mut Registry);
 }
 
 impl<F: DurableFlow> SubflowIn<'_> for F {
@@ -332,8 +330,42 @@ impl<F: DurableFlow> SubflowIn<'_> for F {
     ) -> Result<(), crate::store::StoreError> {
         restore_into::<F>(run, stored, cx)
     }
-    fn __register(registry: &mut Registry) {
-        F::__register(registry);
+}
+
+/// A stored value, by reference: `(&Stored(value)).save()` in a flow's `__save_step` serializes
+/// it with serde when its type is `Serialize + DeserializeOwned` ([`SaveStored`], found first by
+/// method resolution) and is [`NotStorable`]'s error otherwise. The choice is made by rustc, at
+/// the value's concrete type, where `flow!` writes the call: nothing is looked up when a run saves.
+pub struct Stored<'a, T>(pub &'a T);
+
+/// How a value of a `Serialize + DeserializeOwned` type is saved (see [`Stored`]).
+pub trait SaveStored {
+    fn save(&self) -> Result<serde_json::Value, ValueError>;
+}
+
+// `Deserialize<'static>`, not `DeserializeOwned`: see `durable::value::save`.
+impl<T: serde::Serialize + serde::Deserialize<'static>> SaveStored for Stored<'_, T> {
+    #[inline]
+    fn save(&self) -> Result<serde_json::Value, ValueError> {
+        crate::durable::value::save(self.0)
+    }
+}
+
+/// What saving a value of any other type gives (see [`Stored`]). No run reaches it: a run with a
+/// store takes only a [`DurableFlow`], whose bounds say every stored type is serializable, so
+/// rustc picked [`SaveStored`] for every value that a run with a store saves.
+pub trait NotStorable {
+    fn save(&self) -> Result<serde_json::Value, ValueError>;
+}
+
+impl<T> NotStorable for &Stored<'_, T> {
+    #[cold]
+    fn save(&self) -> Result<serde_json::Value, ValueError> {
+        Err(ValueError::Serialize(format!(
+            "taskflow internal error: `{}` is not `Serialize + DeserializeOwned`, yet a run tried \
+             to store it; please report it",
+            std::any::type_name::<T>()
+        )))
     }
 }
 
@@ -373,4 +405,18 @@ pub fn restore_subflow<'d, F: SubflowIn<'d>>(
     F::__restore(&mut sub, &stored.within(step), cx)?;
     slot.set(sub);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NotStorable as _, SaveStored as _, Stored};
+
+    #[test]
+    #[allow(clippy::needless_borrow)] // the form `flow!` writes: the borrow is what lets the fallback be found
+    fn rustc_picks_serde_for_a_serializable_value_and_the_error_for_any_other() {
+        assert_eq!((&Stored(&7u32)).save().unwrap(), serde_json::json!(7));
+        let not_storable = std::rc::Rc::new(7u32);
+        let error = (&Stored(&not_storable)).save().unwrap_err();
+        assert!(error.to_string().contains("Rc<u32>"), "{error}");
+    }
 }

@@ -88,14 +88,6 @@ impl<T> Slot<T> {
         self.0.clone()
     }
 
-    /// The value as JSON (a step's result in a store).
-    pub fn save<'d>(&self) -> Result<Value, ValueError>
-    where
-        T: StorableIn<'d>,
-    {
-        self.get().save()
-    }
-
     /// Sets the value from its JSON.
     pub fn load<'d>(&mut self, json: &Value) -> Result<(), ValueError>
     where
@@ -183,13 +175,6 @@ impl<T> Shared<T> {
         T: Clone,
     {
         self.opt().cloned()
-    }
-
-    pub fn save<'d>(&self) -> Result<Value, ValueError>
-    where
-        T: StorableIn<'d>,
-    {
-        self.get().save()
     }
 
     pub fn load<'d>(&mut self, json: &Value) -> Result<(), ValueError>

@@ -1,7 +1,7 @@
 //! The gate of durable runs: only a flow whose every stored value is `Serialize +
-//! DeserializeOwned` can be given a store, and the serialization a durable run needs lives on it.
+//! DeserializeOwned` can be given a store, and the loading a durable run needs lives on it (the
+//! saving is `Flow::__save_step`, which the drivers reach through each flow's type).
 
-use crate::durable::journal::Registry;
 use crate::durable::{Restore, ValueError};
 use crate::flow::{unbuilt, Flow};
 use crate::runtime::RunContext;
@@ -31,17 +31,9 @@ use serde_json::Value;
     label = "this flow has a value that is not `Serialize + DeserializeOwned`",
     note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
 )]
-// Like `Flow`'s, each hidden method has a default: `__restore_sub` and `__register` are those of a
+// Like `Flow`'s, each hidden method has a default: `__restore_sub` is that of a
 // flow without sub-flows, the others only the fallback of a `flow!` that reported errors keeps.
 pub trait DurableFlow: Flow {
-    /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
-    /// one, an object by name for several. `Err` when a value cannot be stored.
-    #[doc(hidden)]
-    fn __save_step(values: &Self::Values, step: usize) -> Result<Value, ValueError> {
-        let _ = (values, step);
-        unbuilt(Self::NAME)
-    }
-
     /// Puts a stored result of step `step` back in its slots.
     #[doc(hidden)]
     fn __load_step(
@@ -77,11 +69,5 @@ pub trait DurableFlow: Flow {
     ) -> Result<(), StoreError> {
         let _ = (values, step, stored, cx);
         Ok(()) // a flow without sub-flows
-    }
-
-    /// Adds this flow and its sub-flows to `registry`.
-    #[doc(hidden)]
-    fn __register(registry: &mut Registry) {
-        registry.add::<Self::Values>(Self::__save_step); // a flow with sub-flows adds theirs
     }
 }

@@ -1,14 +1,12 @@
 //! The write-ahead journal of a durable run: what the run has recorded, and what it has yet to
 //! commit to its store.
 
-use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::durable::ValueError;
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::History;
@@ -17,40 +15,10 @@ use crate::store::{
     unix_millis, AtomRecord, Checkpoint, FailureRecord, RetryRecord, Store, StoreError, StoredFlow,
 };
 
-/// How the drivers, which know only `F: Flow`, reach the serialization of the flows of a durable
-/// run: each flow's `__save_step`, by the type of its values.
-#[doc(hidden)]
-#[derive(Default)]
-pub struct Registry {
-    save_step: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
-}
-
-/// A flow's `__save_step`, over its values type `V`.
-#[doc(hidden)]
-pub type SaveStep<V> = fn(&V, usize) -> Result<Value, ValueError>;
-
-impl Registry {
-    #[doc(hidden)]
-    pub fn add<V: 'static>(&mut self, save: SaveStep<V>) {
-        self.save_step.insert(TypeId::of::<V>(), Box::new(save));
-    }
-
-    /// Step `step`'s outputs as JSON, from the flow whose values are `values`; `None` when `V`
-    /// was not registered (a bug in taskflow).
-    fn save_step<V: 'static>(&self, values: &V, step: usize) -> Option<Result<Value, ValueError>> {
-        let save = self
-            .save_step
-            .get(&TypeId::of::<V>())?
-            .downcast_ref::<SaveStep<V>>()?;
-        Some(save(values, step))
-    }
-}
-
 /// The write-ahead journal of one durable run, shared by its flow and sub-flows.
 pub(crate) struct Journal {
     store: Arc<dyn Store>,
     flow_id: String,
-    registry: Registry,
     state: Mutex<JournalState>,
 }
 
@@ -83,12 +51,7 @@ impl JournalState {
 
 impl Journal {
     /// The journal of run `flow_id` in `store`: a new run, or one loaded as `stored`.
-    pub(crate) fn new(
-        store: Arc<dyn Store>,
-        flow_id: &str,
-        stored: Option<&StoredFlow>,
-        registry: Registry,
-    ) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, flow_id: &str, stored: Option<&StoredFlow>) -> Self {
         let current = stored
             .map(|s| {
                 s.atoms
@@ -100,7 +63,6 @@ impl Journal {
         Journal {
             store,
             flow_id: flow_id.to_owned(),
-            registry,
             state: Mutex::new(JournalState {
                 current,
                 ..JournalState::default()
@@ -151,39 +113,9 @@ impl Journal {
         }
     }
 
-    /// The outputs of step `step` (at `path`) of the flow whose values are `values`, as JSON:
-    /// `Err` when a value cannot be stored. `Ok(None)` when the flow is not registered, a bug in
-    /// taskflow, which stops the run like a failed checkpoint.
-    pub(crate) fn save_result<V: 'static>(
-        &self,
-        path: &str,
-        values: &V,
-        step: usize,
-    ) -> Result<Option<Value>, ValueError> {
-        match self.registry.save_step(values, step) {
-            Some(json) => json.map(Some),
-            None => {
-                self.stop(StoreError::Invalid {
-                    what: format!("result of step `{path}`"),
-                    detail: format!(
-                        "taskflow internal error: the values `{}` are not registered",
-                        std::any::type_name::<V>()
-                    ),
-                });
-                Ok(None)
-            }
-        }
-    }
-
     /// Records a step's result (its outputs as JSON), with its SUCCESS.
     pub(crate) fn result(&self, path: &str, json: Value) {
         self.lock().touch(path.to_owned()).result = Some(json);
-    }
-
-    /// Stops the run as a failed checkpoint would (the first error is kept): nothing more is
-    /// written.
-    pub(crate) fn stop(&self, error: StoreError) {
-        self.lock().error.get_or_insert(error);
     }
 
     /// Records a step's progress (written with the next checkpoint).

@@ -49,7 +49,7 @@ use crate::store::{
 use crate::{FlowError, PanicError};
 pub use fingerprint::fingerprint;
 pub use gate::DurableFlow;
-use journal::{Journal, Registry};
+use journal::Journal;
 pub use value::ValueError;
 
 /// A failure read back from a store: its message survives, its type does not.
@@ -346,7 +346,7 @@ pub(crate) async fn start<F: DurableFlow>(
         .with_graph(F::graph().to_json());
     record.id = flow_id.to_owned();
     store.create_flow(&record)?;
-    let journal = Arc::new(Journal::new(store.clone(), flow_id, None, registry::<F>()));
+    let journal = Arc::new(Journal::new(store.clone(), flow_id, None));
     journal.pending_run(F::graph());
     let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
     let run = Run::<F>::new(F::__values(inputs));
@@ -391,12 +391,7 @@ pub(crate) async fn resume<F: DurableFlow>(
         }
         _ => {}
     }
-    let journal = Arc::new(Journal::new(
-        store.clone(),
-        flow_id,
-        Some(&stored),
-        registry::<F>(),
-    ));
+    let journal = Arc::new(Journal::new(store.clone(), flow_id, Some(&stored)));
     let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
     let mut run = Run::<F>::new(F::__values(inputs));
     let atoms: HashMap<&str, &AtomRecord> =
@@ -447,13 +442,6 @@ async fn finish<F: Flow>(
         Err(Stop::Failed(e)) => Err(e.into()),
         Err(Stop::Suspended) => Ok(None),
     }
-}
-
-/// The serialization of flow `F` and its sub-flows, by the type of their values.
-fn registry<F: DurableFlow>() -> Registry {
-    let mut registry = Registry::default();
-    F::__register(&mut registry);
-    registry
 }
 
 /// The failures of the retry controllers recorded in `retries` for the (sub-)flow at path

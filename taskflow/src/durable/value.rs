@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::de::DeserializeOwned;
 use serde::ser::{self, Serialize, Serializer};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::failure::panic_message;
@@ -85,7 +86,14 @@ impl ValueError {
 /// `PartialEq`): a type whose `Serialize` and `Deserialize` disagree in a way that still loads is
 /// not caught. Non-finite floats, the common case of that (`Some(f64::NAN)` would load as `None`),
 /// are caught while serializing.
-pub(crate) fn save<T: Serialize + DeserializeOwned>(value: &T) -> Result<Value, ValueError> {
+///
+/// `T: Deserialize<'static>` rather than `DeserializeOwned` (which implies it): the bound of
+/// `__private::SaveStored`, chosen by method resolution, which ignores lifetimes — a type like
+/// `&'static str` passes `Deserialize<'static>` truly, where it would pass `DeserializeOwned` only
+/// modulo lifetimes and then fail to compile. The check loads from an owned copy of the JSON, so
+/// a type that can only borrow (`&'static str`) fails it, and no run stores one: such a flow is
+/// not a `DurableFlow`.
+pub(crate) fn save<T: Serialize + Deserialize<'static>>(value: &T) -> Result<Value, ValueError> {
     let non_finite = Cell::new(None);
     let serialized = catch_unwind(AssertUnwindSafe(|| {
         serde_json::to_value(Finite {
@@ -108,7 +116,7 @@ pub(crate) fn save<T: Serialize + DeserializeOwned>(value: &T) -> Result<Value, 
             )))
         }
     };
-    match load::<T>(&json) {
+    match deserialize::<T>(json.clone()) {
         Ok(_) => Ok(json),
         Err(ValueError::Deserialize(e)) => Err(ValueError::NotRoundTrip(format!(
             "it serializes, but its JSON does not load back: {e}"
@@ -119,6 +127,13 @@ pub(crate) fn save<T: Serialize + DeserializeOwned>(value: &T) -> Result<Value, 
 
 /// A stored value back from its JSON; a panic in `Deserialize` is an error too.
 pub(crate) fn load<T: DeserializeOwned>(json: &Value) -> Result<T, ValueError> {
+    deserialize(json)
+}
+
+/// `T` from `json`, a panic in its `Deserialize` an error too.
+fn deserialize<'de, T: Deserialize<'de>>(
+    json: impl serde::Deserializer<'de, Error = serde_json::Error>,
+) -> Result<T, ValueError> {
     match catch_unwind(AssertUnwindSafe(|| T::deserialize(json))) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(ValueError::Deserialize(e.to_string())),

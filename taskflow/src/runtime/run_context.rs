@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::durable::journal::Journal;
 use crate::durable::ValueError;
 use crate::failure::Failure;
+use crate::flow::Flow;
 use crate::graph::FlowGraph;
 use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
 use crate::runtime::pool::Pool;
@@ -114,20 +115,19 @@ impl RunContext {
         self.journal().is_none_or(Journal::commit)
     }
 
-    /// The outputs of step `index` (named `step`) of the flow whose values are `values`, as the
-    /// JSON to record with its SUCCESS (a durable run; `Ok(None)` otherwise). `Err` when a value
-    /// cannot be stored (see [`ValueError`]): a failure of the step, checked before it counts as
-    /// done.
-    pub(crate) fn save_result<V: 'static>(
+    /// The outputs of step `index` of flow `F`, as the JSON to record with its SUCCESS (a
+    /// durable run; `Ok(None)` otherwise). `Err` when a value cannot be stored (see
+    /// [`ValueError`]): a failure of the step, checked before it counts as done.
+    #[inline]
+    pub(crate) fn save_result<F: Flow>(
         &self,
-        step: &str,
-        values: &V,
+        values: &F::Values,
         index: usize,
     ) -> Result<Option<Value>, ValueError> {
-        match self.journal() {
-            Some(journal) => journal.save_result(&self.path(step), values, index),
-            None => Ok(None),
+        if self.journal().is_none() {
+            return Ok(None);
         }
+        F::__save_step(values, index).map(Some)
     }
 
     /// Records the result of step `step` (its outputs from [`save_result`](Self::save_result))

@@ -96,7 +96,7 @@ pub(crate) fn end<F: Flow>(
             let mut json = None;
             if cx.is_durable() {
                 let name = F::graph().steps()[step].name();
-                match cx.save_result(name, &*run.values, step) {
+                match cx.save_result::<F>(&run.values, step) {
                     Ok(saved) => json = saved,
                     Err(error) => {
                         let why = StepFailed::Task(Failure::from_error(name, error));

@@ -67,17 +67,55 @@ pub fn types_method(e: &Emit) -> TokenStream {
     }
 }
 
+/// `Flow::__save_step`: step `step`'s outputs as JSON, for its result in a store. It is a
+/// method of `Flow`, not of `DurableFlow`, so that the drivers, which know only `F: Flow`, reach
+/// each (sub-)flow's own serialization through its type. Which code serializes a value is chosen
+/// here, at compile time, for each value's concrete type (`__tf::Stored`): serde for a
+/// `Serialize + DeserializeOwned` type, else an error that no run can reach, because only a flow
+/// whose every stored type is serializable gets past the `DurableFlow` gate to a store.
+pub fn save_step_method(e: &Emit) -> TokenStream {
+    let [v, step] = ["v", "step"].map(local);
+    let mut saves = Vec::new();
+    for (k, &s) in e.a.order.iter().enumerate() {
+        let outs = &e.a.steps[s].outs;
+        let k = index(k);
+        match outs.as_slice() {
+            [] => {}
+            [one] => {
+                let f = e.values.field(*one);
+                saves.push(quote!(#k => (&__tf::Stored(#v.#f.get())).save(),));
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|&s| e.a.slots[s].name.as_str()).collect();
+                let fields: Vec<_> = many.iter().map(|&s| e.values.field(s)).collect();
+                saves.push(quote!(#k => __tf::save_object([#((#names, (&__tf::Stored(#v.#fields.get())).save())),*]),));
+            }
+        }
+    }
+    if saves.is_empty() {
+        return quote!();
+    }
+    quote! {
+        fn __save_step(#v: &__Values, #step: usize) -> __tf::Result<__tf::JsonValue, __tf::ValueError> {
+            use __tf::{NotStorable as _, SaveStored as _};
+            match #step {
+                #(#saves)*
+                _ => __tf::Ok(__tf::JsonValue::Null),
+            }
+        }
+    }
+}
+
 /// The `DurableFlow` impl. Its bounds mention the impl's lifetime so that rustc checks them
 /// where the impl is used (a run with a store), not here: a flow with a value that is not
 /// serializable still compiles and runs in memory (see `StorableIn`).
 pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream {
     let name = &e.def.name;
     let inputs_ty = inputs_ident(e.def);
-    let [v, step, json, inputs, stored, run, registry] =
-        ["v", "step", "json", "inputs", "stored", "run", "registry"].map(local);
+    let [v, step, json, inputs, stored, run] =
+        ["v", "step", "json", "inputs", "stored", "run"].map(local);
     let types = stored_types(e);
     let subs = subflows(e.a);
-    let mut saves = Vec::new();
     let mut loads = Vec::new();
     for (k, &s) in e.a.order.iter().enumerate() {
         let outs = &e.a.steps[s].outs;
@@ -86,13 +124,11 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
             [] => {}
             [one] => {
                 let f = e.values.field(*one);
-                saves.push(quote!(#k => #v.#f.save(),));
                 loads.push(quote!(#k => #v.#f.load(#json),));
             }
             many => {
                 let names: Vec<&str> = many.iter().map(|&s| e.a.slots[s].name.as_str()).collect();
                 let fields: Vec<_> = many.iter().map(|&s| e.values.field(s)).collect();
-                saves.push(quote!(#k => __tf::save_object([#((#names, #v.#fields.save())),*]),));
                 loads.push(quote!(#k => {
                     #(#v.#fields.load_field(#json, #names)?;)*
                     __tf::Ok(())
@@ -117,27 +153,12 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
             }
         }
     });
-    let register = (!subs.is_empty()).then(|| {
-        quote! {
-            fn __register(#registry: &mut __tf::Registry) {
-                #registry.add::<__Values>(Self::__save_step);
-                #(<#subs as __tf::SubflowIn<'__d>>::__register(#registry);)*
-            }
-        }
-    });
     quote! {
         impl<'__d> __tf::DurableFlow for #name
         where
             #(#types: __tf::StorableIn<'__d>,)*
             #(#subs: __tf::SubflowIn<'__d>,)*
         {
-            fn __save_step(#v: &__Values, #step: usize) -> __tf::Result<__tf::JsonValue, __tf::ValueError> {
-                match #step {
-                    #(#saves)*
-                    _ => __tf::Ok(__tf::JsonValue::Null),
-                }
-            }
-
             fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Result<(), __tf::ValueError> {
                 match #step {
                     #(#loads)*
@@ -154,8 +175,6 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
             }
 
             #restore
-
-            #register
         }
     }
 }

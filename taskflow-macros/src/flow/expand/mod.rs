@@ -269,6 +269,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     let retry_methods = control::retry_methods(a, &e.values);
     let decide_method = control::decide_method(a, &e.values, &pos);
     let types_method = durable::types_method(&e);
+    let save_step_method = durable::save_step_method(&e);
     let durable_impl = durable::durable_impl(&e, &restores);
 
     quote! {
@@ -359,6 +360,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                 }
 
                 #types_method
+                #save_step_method
 
                 #retry_methods
 
