@@ -1,12 +1,15 @@
 //! Whole durable runs: a 1000-step linear chain of no-op steps (each adds 1 to its input) run by
 //! the serial engine without a store, and with the memory, SQLite and directory stores; and, in
 //! the same run, the bare cost of one single-row INSERT + COMMIT on `SqliteStore`'s settings (WAL,
-//! `synchronous=FULL`), which a durable step on SQLite is compared with. See docs/BENCHMARKS.md
+//! `synchronous=FULL`), which a durable step on SQLite is compared with. The run on SQLite is
+//! timed twice: driven by `.blocking()` (the store's calls on the run's thread) and awaited on a
+//! Tokio runtime (each call handed to the runtime's blocking pool). See docs/BENCHMARKS.md
 //! for the numbers and how to read them.
 //!
 //! Each iteration is one whole run under a new flow id (an id can be used once per store); the
 //! run is deleted from its store after it is timed, so every run starts on the same store.
 
+use std::future::IntoFuture;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,21 +32,38 @@ fn add_one(x: u64) -> u64 {
 // s0..s999; written by build.rs.
 include!(concat!(env!("OUT_DIR"), "/chain1000.rs"));
 
+/// How a benchmarked run is driven.
+#[derive(Clone, Copy)]
+enum Drive {
+    /// `.blocking()`: the store's calls run on the run's own thread.
+    Blocking,
+    /// Awaited on a current-thread Tokio runtime: each of a blocking store's calls is handed to
+    /// the runtime's blocking pool, so the runtime's thread is free while the disk works.
+    Awaited,
+}
+
 /// Times `iters` whole durable runs of the chain on `store`, each under a new id; deleting each
 /// run afterwards is not timed.
-fn durable_runs(b: &mut Bencher<'_>, store: &Arc<dyn Store>, runs: &mut u64) {
+fn durable_runs(b: &mut Bencher<'_>, store: &Arc<dyn Store>, runs: &mut u64, drive: Drive) {
     let engine = Engine::serial();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     b.iter_custom(|iters| {
         let mut timed = Duration::ZERO;
         for _ in 0..iters {
             *runs += 1;
             let id = format!("run-{runs}");
             let start = Instant::now();
-            let out = engine
+            let run = engine
                 .run(Chain1000, Chain1000Inputs { v0: black_box(0) })
-                .durable(store.clone(), &id)
-                .blocking()
-                .unwrap();
+                .durable(store.clone(), &id);
+            let out = match drive {
+                Drive::Blocking => run.blocking(),
+                Drive::Awaited => runtime.block_on(run.into_future()),
+            }
+            .unwrap();
             timed += start.elapsed();
             assert_eq!(out.v1000, STEPS);
             store.delete_flow(&id).unwrap();
@@ -70,7 +90,9 @@ fn durable(c: &mut Criterion) {
         })
     });
     let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    fast.bench_function("memory_store", |b| durable_runs(b, &memory, &mut runs));
+    fast.bench_function("memory_store", |b| {
+        durable_runs(b, &memory, &mut runs, Drive::Blocking)
+    });
     fast.finish();
 
     // The bare commit, just before the runs on SQLite it is compared with.
@@ -92,12 +114,19 @@ fn durable(c: &mut Criterion) {
     let sqlite_dir = Scratch::new("durable-sqlite");
     let sqlite: Arc<dyn Store> =
         Arc::new(SqliteStore::open(sqlite_dir.0.join("flows.db")).unwrap());
-    slow.bench_function("sqlite_store", |b| durable_runs(b, &sqlite, &mut runs));
+    slow.bench_function("sqlite_store", |b| {
+        durable_runs(b, &sqlite, &mut runs, Drive::Blocking)
+    });
+    slow.bench_function("sqlite_store_awaited", |b| {
+        durable_runs(b, &sqlite, &mut runs, Drive::Awaited)
+    });
     slow.sample_size(10);
     slow.measurement_time(Duration::from_secs(20));
     let dir_dir = Scratch::new("durable-dir");
     let dir: Arc<dyn Store> = Arc::new(DirStore::open(&dir_dir.0).unwrap());
-    slow.bench_function("dir_store", |b| durable_runs(b, &dir, &mut runs));
+    slow.bench_function("dir_store", |b| {
+        durable_runs(b, &dir, &mut runs, Drive::Blocking)
+    });
     slow.finish();
 }
 

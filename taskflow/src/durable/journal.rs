@@ -12,13 +12,16 @@ use crate::graph::FlowGraph;
 use crate::retry::History;
 use crate::state::{FlowState, StepState};
 use crate::store::{
-    unix_millis, AtomRecord, Checkpoint, FailureRecord, RetryRecord, Store, StoreError, StoredFlow,
+    unix_millis, AnyStore, AtomRecord, Checkpoint, FailureRecord, RetryRecord, StoreError,
+    StoredFlow,
 };
 
 /// The write-ahead journal of one durable run, shared by its flow and sub-flows.
 pub(crate) struct Journal {
-    store: Arc<dyn Store>,
-    flow_id: String,
+    store: AnyStore,
+    flow_id: Arc<str>,
+    /// Whether the store's calls run on the driving thread (see [`AnyStore`]).
+    inline: bool,
     state: Mutex<JournalState>,
 }
 
@@ -51,7 +54,12 @@ impl JournalState {
 
 impl Journal {
     /// The journal of run `flow_id` in `store`: a new run, or one loaded as `stored`.
-    pub(crate) fn new(store: Arc<dyn Store>, flow_id: &str, stored: Option<&StoredFlow>) -> Self {
+    pub(crate) fn new(
+        store: AnyStore,
+        flow_id: &str,
+        stored: Option<&StoredFlow>,
+        inline: bool,
+    ) -> Self {
         let current = stored
             .map(|s| {
                 s.atoms
@@ -62,7 +70,8 @@ impl Journal {
             .unwrap_or_default();
         Journal {
             store,
-            flow_id: flow_id.to_owned(),
+            flow_id: Arc::from(flow_id),
+            inline,
             state: Mutex::new(JournalState {
                 current,
                 ..JournalState::default()
@@ -179,14 +188,33 @@ impl Journal {
     }
 
     /// Writes what was recorded since the last checkpoint, all or nothing. False when this or an
-    /// earlier checkpoint failed: the run must stop.
-    pub(crate) fn commit(&self) -> bool {
-        let mut j = self.lock();
-        if j.error.is_some() {
-            return false;
+    /// earlier checkpoint failed: the run must stop. The driver awaits it before it starts what
+    /// the checkpoint announces (write-ahead); the journal is not locked while the store works.
+    pub(crate) async fn commit(&self) -> bool {
+        let Some(checkpoint) = self.take_checkpoint() else {
+            return self.lock().error.is_none();
+        };
+        match self
+            .store
+            .checkpoint(&self.flow_id, checkpoint, self.inline)
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                self.lock().error.get_or_insert(e);
+                false
+            }
         }
-        if j.dirty.is_empty() && j.retries.is_empty() && j.flow_state.is_none() {
-            return true;
+    }
+
+    /// What was recorded since the last checkpoint, as the next checkpoint: `None` when nothing
+    /// was, or when a checkpoint failed (nothing more is written).
+    fn take_checkpoint(&self) -> Option<Checkpoint> {
+        let mut j = self.lock();
+        if j.error.is_some()
+            || (j.dirty.is_empty() && j.retries.is_empty() && j.flow_state.is_none())
+        {
+            return None;
         }
         let dirty = std::mem::take(&mut j.dirty);
         let atoms = dirty
@@ -197,18 +225,11 @@ impl Journal {
                 Some(atom.clone())
             })
             .collect();
-        let checkpoint = Checkpoint {
+        Some(Checkpoint {
             flow_state: j.flow_state.take(),
             atoms,
             retries: std::mem::take(&mut j.retries),
-        };
-        match self.store.checkpoint(&self.flow_id, &checkpoint) {
-            Ok(()) => true,
-            Err(e) => {
-                j.error = Some(e);
-                false
-            }
-        }
+        })
     }
 
     pub(crate) fn failed(&self) -> bool {

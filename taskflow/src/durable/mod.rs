@@ -44,7 +44,7 @@ use crate::runtime::failure::{add_failure, finish_revert, Handled};
 use crate::runtime::{Run, RunContext, SuspendHandle};
 use crate::state::{FlowState, StepState};
 use crate::store::{
-    AtomRecord, FailureRecord, FlowRecord, RetryRecord, Store, StoreError, StoredFlow,
+    AnyStore, AtomRecord, FailureRecord, FlowRecord, RetryRecord, StoreError, StoredFlow,
 };
 use crate::{FlowError, PanicError};
 pub use fingerprint::fingerprint;
@@ -333,9 +333,10 @@ pub fn restore_into<F: DurableFlow>(
 pub(crate) async fn start<F: DurableFlow>(
     engine: &Engine,
     inputs: F::Inputs,
-    store: &Arc<dyn Store>,
+    store: &AnyStore,
     flow_id: &str,
     suspend: &SuspendHandle,
+    inline: bool,
 ) -> Result<Option<F::Outputs>, DurableError> {
     let json = F::__save_inputs(&inputs).map_err(|e| StoreError::Invalid {
         what: format!("inputs of flow `{flow_id}`"),
@@ -345,8 +346,8 @@ pub(crate) async fn start<F: DurableFlow>(
     let mut record = FlowRecord::new(logbook, F::NAME, fingerprint::<F>(), json)
         .with_graph(F::graph().to_json());
     record.id = flow_id.to_owned();
-    store.create_flow(&record)?;
-    let journal = Arc::new(Journal::new(store.clone(), flow_id, None));
+    store.create_flow(&record, inline).await?;
+    let journal = Arc::new(Journal::new(store.clone(), flow_id, None, inline));
     journal.pending_run(F::graph());
     let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
     let run = Run::<F>::new(F::__values(inputs));
@@ -357,12 +358,14 @@ pub(crate) async fn start<F: DurableFlow>(
 /// or `None` when `suspend` stopped it again.
 pub(crate) async fn resume<F: DurableFlow>(
     engine: &Engine,
-    store: &Arc<dyn Store>,
+    store: &AnyStore,
     flow_id: &str,
     suspend: &SuspendHandle,
+    inline: bool,
 ) -> Result<Option<F::Outputs>, DurableError> {
     let stored = store
-        .load_flow(flow_id)?
+        .load_flow(flow_id, inline)
+        .await?
         .ok_or_else(|| StoreError::NotFound {
             flow_id: flow_id.to_owned(),
         })?;
@@ -391,7 +394,7 @@ pub(crate) async fn resume<F: DurableFlow>(
         }
         _ => {}
     }
-    let journal = Arc::new(Journal::new(store.clone(), flow_id, Some(&stored)));
+    let journal = Arc::new(Journal::new(store.clone(), flow_id, Some(&stored), inline));
     let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
     let mut run = Run::<F>::new(F::__values(inputs));
     let atoms: HashMap<&str, &AtomRecord> =
@@ -424,7 +427,7 @@ async fn finish<F: Flow>(
             Handled::Retry => unreachable!("finishing a revert retries nothing"),
             Handled::Suspended => {
                 let stopped = Err(Stop::Suspended);
-                end(&mut run, cx, &stopped);
+                end(&mut run, cx, &stopped).await;
                 stopped
             }
         }

@@ -5,14 +5,13 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::Arc;
 
 use crate::durable::{DurableError, DurableFlow};
 use crate::engine::{drive, engine_error, internal_error, Engine};
 use crate::flow::Flow;
 use crate::runtime::failed::Stop;
 use crate::runtime::{Run, SuspendHandle};
-use crate::store::Store;
+use crate::store::{AnyStore, IntoStore};
 use crate::FlowError;
 
 /// A run of a flow, not started yet: `.await` it (or call [`blocking`](Self::blocking)).
@@ -55,18 +54,21 @@ pub struct RunStart<F: Flow> {
 type BoxedRun<'a, F> =
     Pin<Box<dyn Future<Output = Result<Option<<F as Flow>::Outputs>, DurableError>> + Send + 'a>>;
 
-/// Starts a new durable run of `F`: engine, inputs, store, run id, suspend handle.
+/// Starts a new durable run of `F`: engine, inputs, store, run id, suspend handle, whether the
+/// store's calls run on the driving thread.
 type StartFn<F> = for<'a> fn(
     &'a Engine,
     <F as Flow>::Inputs,
-    &'a Arc<dyn Store>,
+    &'a AnyStore,
     &'a str,
     &'a SuspendHandle,
+    bool,
 ) -> BoxedRun<'a, F>;
 
-/// Resumes a stored run of `F`: engine, store, run id, suspend handle.
+/// Resumes a stored run of `F`: engine, store, run id, suspend handle, whether the store's calls
+/// run on the driving thread.
 type ResumeFn<F> =
-    for<'a> fn(&'a Engine, &'a Arc<dyn Store>, &'a str, &'a SuspendHandle) -> BoxedRun<'a, F>;
+    for<'a> fn(&'a Engine, &'a AnyStore, &'a str, &'a SuspendHandle, bool) -> BoxedRun<'a, F>;
 
 /// A durable flow's two entry points, monomorphized for `F`.
 struct DurableEntry<F: Flow> {
@@ -77,13 +79,15 @@ struct DurableEntry<F: Flow> {
 impl<F: DurableFlow> DurableEntry<F> {
     fn of() -> Self {
         DurableEntry {
-            start: |engine, inputs, store, id, suspend| {
+            start: |engine, inputs, store, id, suspend, inline| {
                 Box::pin(crate::durable::start::<F>(
-                    engine, inputs, store, id, suspend,
+                    engine, inputs, store, id, suspend, inline,
                 ))
             },
-            resume: |engine, store, id, suspend| {
-                Box::pin(crate::durable::resume::<F>(engine, store, id, suspend))
+            resume: |engine, store, id, suspend, inline| {
+                Box::pin(crate::durable::resume::<F>(
+                    engine, store, id, suspend, inline,
+                ))
             },
         }
     }
@@ -106,7 +110,7 @@ pub struct InMemory;
 /// process dies, [`Engine::resume`] continues it, in this process or another.
 #[derive(Clone)]
 pub struct Durable {
-    store: Arc<dyn Store>,
+    store: AnyStore,
     id: String,
 }
 
@@ -274,7 +278,7 @@ impl Engine {
     pub fn resume<F: DurableFlow>(
         &self,
         flow: F,
-        store: Arc<dyn Store>,
+        store: impl IntoStore,
         flow_id: &str,
     ) -> RunBuilder<'_, F, Durable> {
         let _ = flow;
@@ -285,7 +289,7 @@ impl Engine {
                 durable: Some(DurableEntry::of()),
             },
             storage: Durable {
-                store,
+                store: store.into_store(),
                 id: flow_id.to_owned(),
             },
             until: ToEnd,
@@ -319,7 +323,7 @@ impl<'e, F: Flow, W> RunBuilder<'e, F, InMemory, W> {
     /// assert_eq!(stored.atom("double").unwrap().result, Some(serde_json::json!(42)));
     /// # });
     /// ```
-    pub fn durable(self, store: Arc<dyn Store>, flow_id: &str) -> RunBuilder<'e, F, Durable, W>
+    pub fn durable(self, store: impl IntoStore, flow_id: &str) -> RunBuilder<'e, F, Durable, W>
     where
         F: DurableFlow,
     {
@@ -330,7 +334,7 @@ impl<'e, F: Flow, W> RunBuilder<'e, F, InMemory, W> {
                 durable: Some(DurableEntry::of()),
             },
             storage: Durable {
-                store,
+                store: store.into_store(),
                 id: flow_id.to_owned(),
             },
             until: self.until,
@@ -366,6 +370,7 @@ pub trait Storage<F: Flow>: Sized + Send + 'static + private::Sealed {
         engine: &Engine,
         from: RunStart<F>,
         suspend: SuspendHandle,
+        inline: bool,
     ) -> impl Future<Output = Result<Outcome<F, Self>, Self::Error>> + Send;
 }
 
@@ -387,6 +392,7 @@ impl<F: Flow> Storage<F> for InMemory {
         engine: &Engine,
         from: RunStart<F>,
         suspend: SuspendHandle,
+        _inline: bool,
     ) -> Result<Outcome<F, Self>, FlowError> {
         let mut run = match from.from {
             From::Inputs(inputs) => Run::new(F::__values(inputs)),
@@ -422,13 +428,14 @@ impl<F: Flow> Storage<F> for Durable {
         engine: &Engine,
         from: RunStart<F>,
         suspend: SuspendHandle,
+        inline: bool,
     ) -> Result<Outcome<F, Self>, DurableError> {
         let entry = from.durable.expect("a durable run knows its entry points");
         let ended = match from.from {
             From::Inputs(inputs) => {
-                (entry.start)(engine, inputs, &self.store, &self.id, &suspend).await?
+                (entry.start)(engine, inputs, &self.store, &self.id, &suspend, inline).await?
             }
-            From::Stored => (entry.resume)(engine, &self.store, &self.id, &suspend).await?,
+            From::Stored => (entry.resume)(engine, &self.store, &self.id, &suspend, inline).await?,
             From::Paused(_) => unreachable!("a durable run is resumed from its store"),
         };
         Ok(match ended {
@@ -488,9 +495,15 @@ impl<F: Flow, S: Storage<F>> Ending<F, S> for Until {
 }
 
 impl<'e, F: Flow, S: Storage<F>, W: Ending<F, S>> RunBuilder<'e, F, S, W> {
-    async fn go(self) -> W::Output {
+    /// Runs the flow; `inline`: the store's calls may run on the driving thread (`blocking`,
+    /// whose thread nothing else shares), else they run off it.
+    async fn go(self, inline: bool) -> W::Output {
         let suspend = self.until.__handle();
-        W::__end(self.storage.__go(self.engine, self.from, suspend).await)
+        W::__end(
+            self.storage
+                .__go(self.engine, self.from, suspend, inline)
+                .await,
+        )
     }
 
     /// Runs the flow from code that has no async runtime, on a fresh current-thread Tokio
@@ -499,7 +512,7 @@ impl<'e, F: Flow, S: Storage<F>, W: Ending<F, S>> RunBuilder<'e, F, S, W> {
     /// blocking the runtime's own thread (prefer `.await` there).
     pub fn blocking(self) -> W::Output {
         let engine = self.engine;
-        match engine.blocking(move || self.go()) {
+        match engine.blocking(move || self.go(true)) {
             Ok(output) => output,
             Err(e) => W::__end(Err(S::__runtime_error(e))),
         }
@@ -511,6 +524,6 @@ impl<'e, F: Flow, S: Storage<F>, W: Ending<F, S>> IntoFuture for RunBuilder<'e, 
     type IntoFuture = Pin<Box<dyn Future<Output = W::Output> + Send + 'e>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.go())
+        Box::pin(self.go(false))
     }
 }

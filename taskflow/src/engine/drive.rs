@@ -27,12 +27,12 @@ pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
             }
         },
     };
-    end(run, cx, &result);
+    end(run, cx, &result).await;
     result
 }
 
 /// The flow's last transitions (through SUSPENDING to SUSPENDED for a suspension), committed.
-pub(crate) fn end<F: Flow>(run: &mut Run<F>, cx: &RunContext, result: &Result<(), Stop>) {
+pub(crate) async fn end<F: Flow>(run: &mut Run<F>, cx: &RunContext, result: &Result<(), Stop>) {
     match result {
         Ok(()) => run.flow_to(cx, FlowState::Success),
         Err(Stop::Suspended) => {
@@ -43,7 +43,7 @@ pub(crate) fn end<F: Flow>(run: &mut Run<F>, cx: &RunContext, result: &Result<()
         }
         Err(Stop::Failed(e)) => run.flow_to(cx, e.state()),
     }
-    cx.commit();
+    cx.commit().await;
 }
 
 /// How a sub-flow run as a step ended.

@@ -124,7 +124,7 @@ async fn run_until_quiet<F: Flow>(
         // steps that finished since the last round, in one checkpoint (none when nothing
         // changed; at the very end the run's last checkpoint takes them); if it fails, none of
         // them starts.
-        if in_flight > 0 && !cx.commit() {
+        if in_flight > 0 && !cx.commit().await {
             in_flight -= sync_jobs.len() + new_async.len();
             sync_jobs.clear();
             new_async.clear();

@@ -28,7 +28,7 @@ pub(super) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
             Begun::Failed(why) => Ended::Failed(why),
             Begun::Running => {
                 // Write-ahead: this RUNNING, with the SUCCESS of the step before it.
-                if !cx.commit() {
+                if !cx.commit().await {
                     step::not_started(run, cx, k);
                     return Err(Stop::Suspended);
                 }

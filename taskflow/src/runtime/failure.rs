@@ -366,6 +366,6 @@ pub(crate) async fn finish_revert<F: Flow>(run: &mut Run<F>, cx: &RunContext) ->
     }
     let error = FlowError::__new(undo.failures.to_vec(), reverts);
     run.flow_to(cx, error.state());
-    cx.commit();
+    cx.commit().await;
     Handled::Failed(error)
 }

@@ -87,7 +87,7 @@ async fn newest_first<F: Flow>(
             };
         }
         run.step_to(cx, step, StepState::Reverting, None);
-        if !cx.commit() {
+        if !cx.commit().await {
             continue; // the run stops: the store still says what to undo
         }
         let mine = undo.own.remove(&step);
@@ -163,7 +163,7 @@ async fn by_dependencies<F: Flow>(
             run.step_to(cx, step, StepState::Reverting, None);
         }
         // Write-ahead: REVERTING before the hooks run; if it fails, none of them starts.
-        if !ready.is_empty() && !cx.commit() {
+        if !ready.is_empty() && !cx.commit().await {
             ready.clear();
         }
         while let Some(step) = ready.pop() {

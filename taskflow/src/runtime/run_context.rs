@@ -111,8 +111,11 @@ impl RunContext {
     /// Writes what the journal holds (a durable run); false when a checkpoint failed and the
     /// run must stop.
     #[inline]
-    pub(crate) fn commit(&self) -> bool {
-        self.journal().is_none_or(Journal::commit)
+    pub(crate) async fn commit(&self) -> bool {
+        match self.journal() {
+            None => true,
+            Some(journal) => journal.commit().await,
+        }
     }
 
     /// The outputs of step `index` of flow `F`, as the JSON to record with its SUCCESS (a

@@ -7,9 +7,11 @@
 //! [`RetryRecord`] per retry scope (its attempt, the failures of each failed attempt, and its
 //! controller's own failure, if any). Values are JSON ([`serde_json::Value`]).
 //!
-//! Every backend implements [`Store`]. A run writes through [`Store::checkpoint`], which applies a
-//! [`Checkpoint`] — a new flow state, any number of atoms, any number of retry records — all or
-//! nothing. Backends:
+//! Every backend implements [`Store`] (blocking I/O) or [`AsyncStore`] (the same contract with
+//! futures, for a network database); a run is given either ([`AnyStore`], [`IntoStore`]) and
+//! never blocks the thread that drives it on either (see [`AnyStore`]). A run writes through
+//! [`Store::checkpoint`], which applies a [`Checkpoint`] — a new flow state, any number of atoms,
+//! any number of retry records — all or nothing. Backends:
 //!
 //! | backend | keeps | a checkpoint is atomic because |
 //! | --- | --- | --- |
@@ -46,6 +48,7 @@
 //! assert_eq!(stored.atom("launch_server").unwrap().result, Some(serde_json::json!(7)));
 //! ```
 
+mod asynchronous;
 mod dir;
 mod memory;
 #[cfg(feature = "sqlite")]
@@ -63,6 +66,7 @@ use serde_json::Value;
 
 use crate::{Failure, FlowState, PanicError, StepState};
 
+pub use asynchronous::{AnyStore, AsyncStore, IntoStore, StoreFuture};
 pub use dir::{DirScan, DirStore};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
@@ -544,6 +548,15 @@ pub enum StoreError {
     AlreadyExists {
         /// The id.
         flow_id: String,
+    },
+    /// A store of another kind failed (a network database, a store of the user's own): which
+    /// store, and its error.
+    #[error("{store} error: {source}")]
+    Backend {
+        /// What kind of store, like `PostgreSQL`.
+        store: String,
+        /// What it reported.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The caller handed the store something it cannot keep (a bad id, a progress that is not
     /// between 0 and 1); nothing was written.
