@@ -471,7 +471,7 @@ impl<F: Flow, S: Storage<F>> Ending<F, S> for ToEnd {
     type Output = Result<F::Outputs, S::Error>;
 
     fn __handle(&self) -> SuspendHandle {
-        SuspendHandle::new()
+        SuspendHandle::never()
     }
 
     fn __end(outcome: Result<Outcome<F, S>, S::Error>) -> Self::Output {

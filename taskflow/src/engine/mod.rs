@@ -188,7 +188,7 @@ impl Engine {
     pub(crate) fn context(
         &self,
         suspend: &SuspendHandle,
-        flow: &str,
+        flow: &'static str,
         journal: Option<Arc<Journal>>,
     ) -> RunContext {
         RunContext::new(

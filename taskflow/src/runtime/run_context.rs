@@ -2,8 +2,11 @@
 //! listeners, the suspend request, a durable run's journal, and which (sub-)flow the steps
 //! belong to.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -29,22 +32,58 @@ pub(crate) enum Mode {
     },
 }
 
+/// A (sub-)flow's name or path in a run: the root's is static, so a run's context costs no
+/// allocation for it.
+#[derive(Clone)]
+enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        match self {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
+    }
+}
+
+/// The future of [`RunContext::commit`]: ready at once when the run has no journal, else the
+/// journal's commit (boxed: one allocation next to a store write).
+pub(crate) struct Commit<'a>(Option<Pin<Box<dyn Future<Output = bool> + Send + 'a>>>);
+
+impl Future for Commit<'_> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<bool> {
+        match &mut self.0 {
+            None => Poll::Ready(true),
+            Some(commit) => commit.as_mut().poll(cx),
+        }
+    }
+}
+
 /// What a run carries from step to step besides the flow's values: the engine's mode, its
 /// listeners, the suspend handle, and which flow (or sub-flow) the steps belong to.
 #[derive(Clone)]
 pub struct RunContext {
     shared: Arc<Shared>,
     /// `Root` at the top, `Root/step` for the steps of sub-flow step `step`.
-    flow: Arc<str>,
+    flow: Name,
     /// The path of this (sub-)flow's steps in a store: `""` at the top, `step/` inside sub-flow
     /// step `step`.
-    rel: Arc<str>,
+    rel: Name,
 }
 
 impl std::fmt::Debug for RunContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunContext")
-            .field("flow", &self.flow)
+            .field("flow", &&*self.flow)
             .finish_non_exhaustive()
     }
 }
@@ -72,7 +111,7 @@ impl RunContext {
         mode: Mode,
         listeners: Vec<Arc<dyn Listener>>,
         suspend: SuspendHandle,
-        flow: &str,
+        flow: &'static str,
         journal: Option<Arc<Journal>>,
     ) -> Self {
         RunContext {
@@ -85,8 +124,8 @@ impl RunContext {
                 internal: Mutex::new(None),
                 stopped_by_bug: AtomicBool::new(false),
             }),
-            flow: Arc::from(flow),
-            rel: Arc::from(""),
+            flow: Name::Static(flow),
+            rel: Name::Static(""),
         }
     }
 
@@ -94,14 +133,14 @@ impl RunContext {
     pub(crate) fn within(&self, step: &str) -> RunContext {
         RunContext {
             shared: self.shared.clone(),
-            flow: Arc::from(format!("{}/{step}", self.flow)),
-            rel: Arc::from(format!("{}{step}/", self.rel)),
+            flow: Name::Shared(Arc::from(format!("{}/{step}", &*self.flow))),
+            rel: Name::Shared(Arc::from(format!("{}{step}/", &*self.rel))),
         }
     }
 
     /// A step's path in the store.
     fn path(&self, step: &str) -> String {
-        format!("{}{step}", self.rel)
+        format!("{}{step}", &*self.rel)
     }
 
     fn journal(&self) -> Option<&Journal> {
@@ -110,12 +149,15 @@ impl RunContext {
 
     /// Writes what the journal holds (a durable run); false when a checkpoint failed and the
     /// run must stop.
-    #[inline]
-    pub(crate) async fn commit(&self) -> bool {
-        match self.journal() {
-            None => true,
-            Some(journal) => journal.commit().await,
-        }
+    ///
+    /// A run without a journal gets a future that is ready at once, without an async call (its
+    /// drivers await this at every step).
+    #[inline(always)]
+    pub(crate) fn commit(&self) -> Commit<'_> {
+        Commit(
+            self.journal()
+                .map(|journal| Box::pin(journal.commit()) as _),
+        )
     }
 
     /// The outputs of step `index` of flow `F`, as the JSON to record with its SUCCESS (a
@@ -313,8 +355,14 @@ impl RunContext {
 /// handle.clone().suspend();
 /// assert!(handle.is_requested());
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct SuspendHandle(Arc<AtomicBool>);
+#[derive(Debug, Clone)]
+pub struct SuspendHandle(Option<Arc<AtomicBool>>);
+
+impl Default for SuspendHandle {
+    fn default() -> Self {
+        SuspendHandle(Some(Arc::default()))
+    }
+}
 
 impl SuspendHandle {
     /// A handle that has not asked for anything yet.
@@ -322,14 +370,24 @@ impl SuspendHandle {
         SuspendHandle::default()
     }
 
+    /// The handle of a run that nothing can suspend (one without `until`): it never asks, and
+    /// costs no allocation.
+    pub(crate) fn never() -> Self {
+        SuspendHandle(None)
+    }
+
     /// Asks the run to stop after the steps in flight.
     pub fn suspend(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Whether suspension was asked for.
     #[inline]
     pub fn is_requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
     }
 }
