@@ -165,7 +165,7 @@ pub trait Flow: Sized + Send + Sync + 'static {
     fn __save_step(
         values: &Self::Values,
         step: usize,
-    ) -> Result<serde_json::Value, crate::durable::ValueError> {
+    ) -> Result<serde_json::Value, crate::durable::value::ValueError> {
         let _ = (values, step);
         Ok(serde_json::Value::Null)
     }
