@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Refused, Trace};
 use taskflow::prelude::*;
-use taskflow::{Decision, History, Listener, StepEvent};
+use taskflow::{Decision, History, Listener, StepEvent, StepState};
 
 fn engines() -> [Engine; 2] {
     [Engine::serial(), Engine::parallel()]
@@ -943,4 +943,136 @@ fn a_controller_that_panics_in_item_is_not_asked_and_neither_is_one_inside_it() 
         assert_eq!(err.state(), FlowState::Reverted);
         assert_eq!(trace.events(), ["prepare", "unprepare"]);
     }
+}
+
+// ---- two inner scopes giving up in one round: the enclosing controller decides once
+
+/// Fails on its first call; both sides wait for each other first, so that on the parallel
+/// engine their failures are handled together.
+#[derive(Clone)]
+struct Together {
+    both: Arc<std::sync::Barrier>,
+    calls: Arc<AtomicU32>,
+}
+
+impl Together {
+    /// Two sides that meet at one barrier on their first calls.
+    fn pair() -> (Self, Self) {
+        let both = Arc::new(std::sync::Barrier::new(2));
+        let side = || Together {
+            both: both.clone(),
+            calls: Arc::new(AtomicU32::new(0)),
+        };
+        (side(), side())
+    }
+
+    fn call(&self, trace: &Trace, side: &str) -> Result<u32, Refused> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        trace.push(format!("{side} #{call}"));
+        if call == 1 {
+            self.both.wait();
+            return Err(Refused(call));
+        }
+        Ok(call)
+    }
+}
+
+#[task(provides = west)]
+fn west_try(trace: &Trace, west_side: &Together) -> Result<u32, Refused> {
+    west_side.call(trace, "west")
+}
+
+#[task(provides = east)]
+fn east_try(trace: &Trace, east_side: &Together) -> Result<u32, Refused> {
+    east_side.call(trace, "east")
+}
+
+flow! {
+    flow BothGiveUp(trace: Trace, west_side: Together, east_side: Together) -> (west, east) {
+        retry(Times(2)) unordered [
+            retry(AlwaysRevert) linear [ west_try ],
+            retry(AlwaysRevert) linear [ east_try ],
+        ]
+    }
+}
+
+#[test]
+fn two_inner_scopes_that_give_up_together_cost_the_outer_scope_one_attempt() {
+    // `Times(2)`: one retry. Both inner scopes give up on the first attempt, in the same round
+    // on the parallel engine; the outer controller must see one failed attempt (with both
+    // failures), not one per inner scope — else it counts two and gives up.
+    let engine = Engine::parallel().workers(2);
+    let trace = Trace::default();
+    let (west_side, east_side) = Together::pair();
+    let out = engine
+        .run(
+            BothGiveUp,
+            BothGiveUpInputs {
+                trace: trace.clone(),
+                west_side,
+                east_side,
+            },
+        )
+        .blocking()
+        .unwrap();
+    assert_eq!((out.west, out.east), (2, 2));
+    let mut events = trace.events();
+    events.sort();
+    assert_eq!(events, ["east #1", "east #2", "west #1", "west #2"]);
+}
+
+#[task(provides = west)]
+fn west_late(trace: &Trace, west_side: &Together) -> Result<u32, Refused> {
+    let call = west_side.calls.load(Ordering::SeqCst) + 1;
+    if call == 1 {
+        // Meets east at the barrier inside `call`, then fails after it: east's failure is
+        // handled first.
+        let out = west_side.call(trace, "west");
+        std::thread::sleep(Duration::from_millis(30));
+        return out;
+    }
+    west_side.call(trace, "west")
+}
+
+flow! {
+    flow InnerRetriesOuterToo(trace: Trace, west_side: Together, east_side: Together) -> (west, east) {
+        retry(Times(2)) unordered [
+            retry(Times(3)) linear [ west_late ],
+            retry(AlwaysRevert) linear [ east_try ],
+        ]
+    }
+}
+
+#[derive(Default)]
+struct WestAttempts(std::sync::Mutex<Vec<String>>);
+
+impl Listener for WestAttempts {
+    fn on_step(&self, e: &StepEvent<'_>) {
+        if e.step == "west_late" && e.state == StepState::Running {
+            self.0.lock().unwrap().push(format!("#{}", e.attempt));
+        }
+    }
+}
+
+#[test]
+fn an_inner_scope_that_would_retry_starts_afresh_when_its_outer_scope_retries_in_the_same_round() {
+    // East gives up, so the outer scope retries; west's own controller would retry too, but
+    // the outer attempt starts every inner scope afresh: west runs again at attempt 1, once.
+    let attempts = Arc::new(WestAttempts::default());
+    let engine = Engine::parallel().workers(2).listener(attempts.clone());
+    let trace = Trace::default();
+    let (west_side, east_side) = Together::pair();
+    let out = engine
+        .run(
+            InnerRetriesOuterToo,
+            InnerRetriesOuterTooInputs {
+                trace: trace.clone(),
+                west_side,
+                east_side,
+            },
+        )
+        .blocking()
+        .unwrap();
+    assert_eq!((out.west, out.east), (2, 2));
+    assert_eq!(*attempts.0.lock().unwrap(), ["#1", "#1"]);
 }

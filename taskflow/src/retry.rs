@@ -90,6 +90,11 @@ impl History {
         self.attempts.push(failures);
     }
 
+    /// The failures of the last failed attempt, to add to.
+    pub(crate) fn last_mut(&mut self) -> Option<&mut Vec<Failure>> {
+        self.attempts.last_mut()
+    }
+
     pub(crate) fn clear(&mut self) {
         self.attempts.clear();
     }

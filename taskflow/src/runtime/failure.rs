@@ -149,6 +149,10 @@ pub(crate) async fn on_failure<F: Flow>(
     }
     // The scopes to retry, each with the wait before its next attempt.
     let mut retry = Vec::new();
+    // What each scope's controller decided in this round (true: retry). Failures of several
+    // groups can reach one scope (two inner scopes that give up together, on the parallel
+    // engine): its controller decides once, for one failed attempt with all of them.
+    let mut decided: Vec<Option<bool>> = vec![None; graph.scopes().len()];
     let mut flow_fails = revert_all;
     if !revert_all {
         'groups: for group in groups {
@@ -157,6 +161,18 @@ pub(crate) async fn on_failure<F: Flow>(
             // controllers inside it that failed.
             let mut seen = group.failures;
             while let Some(s) = scope {
+                if let Some(retried) = decided[s] {
+                    if let Some(last) = run.status.scopes[s].history.last_mut() {
+                        for failure in &seen {
+                            add_failure(last, failure);
+                        }
+                    }
+                    if retried {
+                        continue 'groups;
+                    }
+                    scope = graph.scopes()[s].parent; // it gave up: already undone
+                    continue;
+                }
                 let status = &mut run.status.scopes[s];
                 status.history.record(seen.clone());
                 let history = status.history.clone();
@@ -167,6 +183,7 @@ pub(crate) async fn on_failure<F: Flow>(
                     match ask::<F>(&mut run.values, s, &history, attempt + 1) {
                         Ok((Decision::Retry, delay)) => {
                             retry.push((s, delay));
+                            decided[s] = Some(true);
                             continue 'groups;
                         }
                         Ok((decision, _)) => decision,
@@ -181,6 +198,7 @@ pub(crate) async fn on_failure<F: Flow>(
                     }
                 };
                 forced = false;
+                decided[s] = Some(false);
                 if let Some(failure) = &run.status.scopes[s].failure {
                     add_failure(&mut seen, failure);
                     if !undo.failures.iter().any(|f| same(f, failure)) {
@@ -206,6 +224,19 @@ pub(crate) async fn on_failure<F: Flow>(
         }
     }
     if !flow_fails {
+        // A scope retried inside another retried scope starts afresh with it (the outer reset
+        // resets it): it is not reset on its own as well.
+        let inside_retried = |s: usize| {
+            let mut up = graph.scopes()[s].parent;
+            while let Some(p) = up {
+                if decided[p] == Some(true) {
+                    return true;
+                }
+                up = graph.scopes()[p].parent;
+            }
+            false
+        };
+        retry.retain(|&(s, _)| !inside_retried(s));
         for &(s, _) in &retry {
             revert!(Some(s));
         }
