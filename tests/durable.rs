@@ -2379,3 +2379,67 @@ mod borrowed_outputs {
         assert_eq!(out.unwrap().count, 6);
     }
 }
+
+/// A decider that panicked fails its step inside the step's retry scope, and the scope's
+/// controller decides (it retries here). A run stopped anywhere between that failure and the
+/// retry (a checkpoint that fails, as after a crash) resumes to the same end: the restored
+/// failure is a decider's, and the controller is asked again — not a step that could not start,
+/// whose controller is not asked.
+mod restored_decider_failure {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static DECIDED: AtomicU32 = AtomicU32::new(0);
+
+    #[task(provides = base, revert = drop_base)]
+    fn make_base() -> u32 {
+        1
+    }
+
+    #[revert]
+    fn drop_base() {}
+
+    #[task]
+    fn first_call_panics(base: u32) -> bool {
+        if DECIDED.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("the decider's service is down");
+        }
+        base > 0
+    }
+
+    #[task(provides = grown)]
+    fn grow(base: u32) -> u32 {
+        base + 1
+    }
+
+    flow! {
+        flow Guarded() -> (grown) {
+            retry(Times(3)) graph [ make_base, grow, make_base -> grow if first_call_panics ]
+        }
+    }
+
+    #[test]
+    fn a_restored_decider_failure_is_handled_by_its_retry_controller() {
+        let _turn = my_turn();
+        for engine in engines() {
+            for fail_from in 1..=6 {
+                DECIDED.store(0, Ordering::SeqCst);
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+                let flaky = Flaky::failing_from(store.clone(), fail_from);
+                let out = match engine
+                    .run(Guarded, GuardedInputs {})
+                    .durable(flaky, "g")
+                    .blocking()
+                {
+                    Ok(out) => out,
+                    Err(DurableError::Store(_)) => engine
+                        .resume(Guarded, store.clone(), "g")
+                        .blocking()
+                        .unwrap_or_else(|e| panic!("fail_from {fail_from}, {engine:?}: {e}")),
+                    Err(e) => panic!("fail_from {fail_from}, {engine:?}: {e}"),
+                };
+                assert_eq!(out.grown, Some(2), "fail_from {fail_from}");
+            }
+        }
+    }
+}

@@ -304,7 +304,7 @@ pub fn restore_into<F: DurableFlow>(
             if state != StepState::Pending && state != StepState::Success {
                 let failure = record.to_failure(&record.step);
                 // As the driver saw it: a sub-flow's failure, a task's, or one of a step that
-                // never started (after a resume, a failed decider counts as that too).
+                // never started, or one whose decider failed.
                 let why = if is_flow {
                     // With the failures of its controllers (only its first failure is on its
                     // record).
@@ -314,7 +314,19 @@ pub fn restore_into<F: DurableFlow>(
                     }
                     StepFailed::Flow(FlowError::__new(failures, Vec::new()))
                 } else if atom.started_at.is_none() {
-                    StepFailed::NotAttempted(failure)
+                    // It never ran: a decider on a link into it panicked (a guarded step, no
+                    // failed controller around it: handled like any failure in its scope), or it
+                    // could not start (its controller had nothing to attempt, or failed).
+                    let controller_failed = graph
+                        .scopes()
+                        .iter()
+                        .zip(&status.scopes)
+                        .any(|(scope, s)| scope.steps.contains(&k) && s.failure.is_some());
+                    if record.is_panic && graph.guarded().contains(&k) && !controller_failed {
+                        StepFailed::Decider(failure)
+                    } else {
+                        StepFailed::NotAttempted(failure)
+                    }
                 } else {
                     StepFailed::Task(failure)
                 };
