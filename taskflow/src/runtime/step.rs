@@ -50,8 +50,10 @@ pub(crate) fn begin<F: Flow>(
             Err(why) => return fail(run, cx, step, why),
         }
     }
-    if let Err(failure) = enter_scopes(run, cx, step) {
-        return fail(run, cx, step, StepFailed::NotAttempted(failure));
+    if !F::graph().scopes().is_empty() {
+        if let Err(failure) = enter_scopes(run, cx, step) {
+            return fail(run, cx, step, StepFailed::NotAttempted(failure));
+        }
     }
     run.step_to(cx, step, StepState::Running, None);
     Begun::Running
