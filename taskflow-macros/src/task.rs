@@ -472,13 +472,16 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
         .output_tys
         .iter()
         .map(|ty| crate::type_text::normalized(&ty.to_token_stream()));
+    let is_async = def.is_async;
+    let sync_hook = hook.is_some_and(|h| !h.is_async);
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
         #vis struct #name {}
-        impl #name {
-            #[doc(hidden)]
-            pub const __TASKFLOW_TYPES: &'static [&'static str] = &[#(#type_texts),*];
+        impl ::taskflow::__private::Task for #name {
+            const ASYNC: bool = #is_async;
+            const SYNC_HOOK: bool = #sync_hook;
+            const TYPES: &'static [&'static str] = &[#(#type_texts),*];
         }
         #(#provides_impls)*
         #(#param_impls)*

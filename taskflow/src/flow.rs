@@ -148,14 +148,6 @@ pub trait Flow: Sized + Send + Sync + 'static {
         Decision::Revert
     }
 
-    /// The stored types as written (inputs in `flow!`, then each task's outputs at its
-    /// `#[task]`, then sub-flows'), for the fingerprint.
-    #[doc(hidden)]
-    fn __types(out: &mut Vec<&'static str>) {
-        let _ = out;
-        unbuilt(Self::NAME)
-    }
-
     /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
     /// one, an object by name for several; `Err` when a value cannot be stored. Only a run with
     /// a store calls it, and such a run takes only a [`DurableFlow`](crate::DurableFlow), whose

@@ -47,6 +47,16 @@ pub trait Provides<const N: usize> {
 /// The type of output `N` of task or flow `T`.
 pub type Out<T, const N: usize> = <T as Provides<N>>::Value;
 
+/// What a flow's graph needs of a `#[task]` (see `StepInfo::__task`).
+pub trait Task {
+    /// An `async fn`.
+    const ASYNC: bool;
+    /// Its revert hook is a plain `fn` (the parallel engine runs it on a worker thread).
+    const SYNC_HOOK: bool;
+    /// Its output types as written, for the fingerprint of the flows that store them.
+    const TYPES: &'static [&'static str];
+}
+
 /// The value type of parameter `N` of a task (emitted for `#[default]` parameters).
 pub trait Param<const N: usize> {
     type Value;

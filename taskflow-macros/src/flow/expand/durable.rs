@@ -1,6 +1,6 @@
 //! What a durable run needs of a flow: each step's outputs and the inputs to and from JSON, the
-//! rebuilding of sub-flow steps from a store, the type names of the fingerprint (`__types`), and
-//! the `DurableFlow` impl whose bounds make it the gate.
+//! rebuilding of sub-flow steps from a store, and the `DurableFlow` impl whose bounds make it the
+//! gate. (The type names of the fingerprint are in the graph: see `structure`.)
 
 use std::collections::HashSet;
 
@@ -35,36 +35,6 @@ fn subflows<'a>(a: &'a Analysis) -> Vec<&'a syn::Path> {
         .filter(|s| s.meta.kind == StepKind::Flow)
         .map(|s| &s.r.path)
         .collect()
-}
-
-/// `Flow::__types`: the stored types as written — the inputs here, each task's outputs at its
-/// `#[task]` (a `map` step's as `Vec` of them) — then the sub-flows', for the fingerprint: stable
-/// across compilers, unlike `type_name`.
-pub fn types_method(e: &Emit) -> TokenStream {
-    let out = local("out");
-    let inputs = e
-        .def
-        .inputs
-        .iter()
-        .map(|(_, ty)| crate::type_text::normalized(&quote!(#ty)));
-    let steps =
-        e.a.order
-            .iter()
-            .map(|&s| &e.a.steps[s])
-            .filter(|s| s.meta.kind == StepKind::Task && !s.outs.is_empty())
-            .map(|s| {
-                let path = &s.r.path;
-                let map = s.map_item.is_some().then(|| quote!(#out.push("Vec");));
-                quote!(#map #out.extend_from_slice(#path::__TASKFLOW_TYPES);)
-            });
-    let subs = subflows(e.a);
-    quote! {
-        fn __types(#out: &mut __tf::Vec<&'static str>) {
-            #(#out.push(#inputs);)*
-            #(#steps)*
-            #(<#subs as __tf::Flow>::__types(#out);)*
-        }
-    }
 }
 
 /// `Flow::__save_step`: step `step`'s outputs as JSON, for its result in a store. It is a

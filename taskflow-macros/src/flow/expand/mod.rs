@@ -268,7 +268,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     let graph = structure::graph_static(def, Some((a, &pos)), inputs_fn);
     let retry_methods = control::retry_methods(a, &e.values);
     let decide_method = control::decide_method(a, &e.values, &pos);
-    let types_method = durable::types_method(&e);
     let save_step_method = durable::save_step_method(&e);
     let durable_impl = durable::durable_impl(&e, &restores);
 
@@ -359,7 +358,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                     #copy_outputs
                 }
 
-                #types_method
                 #save_step_method
 
                 #retry_methods
