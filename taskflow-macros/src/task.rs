@@ -599,9 +599,10 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
     let call_await = hook.is_async.then(|| quote!(.await));
     let span = hook_path.span();
     let call = if args.len() == hook.params.len() {
-        quote_spanned!(span=> #hook_path(#(#args),*) #call_await)
+        quote_spanned!(span=> ::taskflow::__private::HookReturn::into_result(#hook_path(#(#args),*) #call_await))
     } else {
-        quote!() // the unknown parameter is reported; do not add rustc's arity error to it
+        // The unknown parameter is reported; do not add rustc's arity error to it.
+        quote!(::core::result::Result::Ok(()))
     };
     quote! {
         impl #name {
@@ -609,9 +610,10 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
             #[allow(clippy::all, unused_variables)]
             pub fn __taskflow_revert<'__tf>(
                 #(#inputs: #input_tys,)*
-                __result: ::taskflow::TaskOutcome<#outcome_ty>,
+                __result: impl ::taskflow::__private::Lend<#outcome_ty> + '__tf,
                 __failures: &'__tf [::taskflow::Failure],
-            ) -> impl ::core::future::Future<Output = impl ::taskflow::__private::HookReturn> + ::core::marker::Send + '__tf {
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::BoxError>> + ::core::marker::Send + '__tf {
+                let __result: ::taskflow::TaskOutcome<#outcome_ty> = ::taskflow::__private::Lend::lend(__result);
                 async move { #call }
             }
         }

@@ -2,9 +2,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::__private::Undo;
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::{Decision, History};
@@ -97,19 +97,13 @@ pub trait Flow: Sized + Send + Sync + 'static {
         unbuilt(Self::NAME)
     }
 
-    /// Undoes step `step`: its revert hook (with `failed` when this very step failed), or the
-    /// whole run of a sub-flow. Resolves to the reverts that failed. Boxed: a revert is rare, and
-    /// each step's is its own function.
+    /// Undoes step `step`: its revert hook (with its own failure when this very step failed, see
+    /// [`Undo`]), or the whole run of a sub-flow. Resolves to the reverts that failed. Boxed: a
+    /// revert is rare. The default is that of a flow whose steps have nothing to undo.
     #[doc(hidden)]
-    fn __revert(
-        values: &mut Self::Values,
-        step: usize,
-        failed: Option<Failure>,
-        failures: Arc<[Failure]>,
-        run: &RunContext,
-    ) -> RevertFuture {
-        let _ = (values, step, failed, failures, run);
-        unbuilt(Self::NAME)
+    fn __revert(values: &mut Self::Values, step: usize, undo: Undo<'_>) -> RevertFuture {
+        let _ = (values, step, undo);
+        crate::__private::nothing_to_revert()
     }
 
     #[doc(hidden)]

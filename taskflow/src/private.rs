@@ -164,12 +164,43 @@ pub fn no_step(step: usize) -> ! {
 
 // ---- reverts
 
-/// What a revert hook gets as its step's result: the outputs (by the handles the revert owns),
-/// or the step's own failure when this very step failed.
-pub fn outcome<T>(failed: Option<Failure>, outputs: impl FnOnce() -> T) -> Outcome<T> {
-    match failed {
-        Some(failure) => Err(failure),
-        None => Ok(outputs()),
+/// What undoing a step gets from the run: the step's own failure, when it is the task that
+/// failed, and every failure of the run (each hook's `failures`).
+pub struct Undo<'a> {
+    pub(crate) failed: Option<Failure>,
+    pub(crate) failures: Arc<[Failure]>,
+    pub(crate) cx: &'a RunContext,
+}
+
+impl Undo<'_> {
+    /// How the step ended, for its revert hook — its outputs (by the handles `outputs` gives the
+    /// revert to own), or its own failure when this very step failed — and the run's failures.
+    pub fn outcome<T>(self, outputs: impl FnOnce() -> T) -> (Outcome<T>, Arc<[Failure]>) {
+        let outcome = match self.failed {
+            Some(failure) => Err(failure),
+            None => Ok(outputs()),
+        };
+        (outcome, self.failures)
+    }
+}
+
+/// What a revert hook's `result` is lent from: the outcome of a step with one output, as its
+/// revert owns it (`&Outcome<Arc<T>>` lends `TaskOutcome<&T>`), or a `TaskOutcome` already.
+pub trait Lend<T> {
+    fn lend(self) -> Result<T, Failure>;
+}
+
+impl<'a, T> Lend<&'a T> for &'a Outcome<Arc<T>> {
+    #[inline]
+    fn lend(self) -> Result<&'a T, Failure> {
+        self.as_deref().map_err(Failure::clone)
+    }
+}
+
+impl<T> Lend<T> for Result<T, Failure> {
+    #[inline]
+    fn lend(self) -> Result<T, Failure> {
+        self
     }
 }
 
@@ -238,14 +269,13 @@ pub fn subflow_done<F: Flow>(
 pub fn revert_subflow<F: Flow>(
     slot: &mut Slot<Run<F>>,
     step: &'static str,
-    failures: Arc<[Failure]>,
-    cx: &RunContext,
+    undo: Undo<'_>,
 ) -> RevertFuture {
     Box::pin(crate::runtime::revert::revert_subflow(
         slot.take_opt(),
         step,
-        failures,
-        cx.clone(),
+        undo.failures,
+        undo.cx.clone(),
     ))
 }
 

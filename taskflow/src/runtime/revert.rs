@@ -24,6 +24,18 @@ pub(crate) struct Undo {
     pub(crate) failures: Arc<[Failure]>,
 }
 
+impl Undo {
+    /// What undoing step `step` gets: its own failure (taken: a step is undone once) and the
+    /// flow's failures.
+    fn of<'a>(&mut self, step: usize, cx: &'a RunContext) -> crate::__private::Undo<'a> {
+        crate::__private::Undo {
+            failed: self.own.remove(&step),
+            failures: self.failures.clone(),
+            cx,
+        }
+    }
+}
+
 /// How a revert ended.
 pub(crate) struct Reverted {
     /// The reverts that failed.
@@ -90,8 +102,7 @@ async fn newest_first<F: Flow>(
         if !cx.commit() {
             continue; // the run stops: the store still says what to undo
         }
-        let mine = undo.own.remove(&step);
-        let failed = F::__revert(&mut run.values, step, mine, undo.failures.clone(), cx).await;
+        let failed = F::__revert(&mut run.values, step, undo.of(step, cx)).await;
         reverts.extend(reverted(run, cx, step, failed));
     }
     Reverted {
@@ -167,13 +178,7 @@ async fn by_dependencies<F: Flow>(
             ready.clear();
         }
         while let Some(step) = ready.pop() {
-            let future = F::__revert(
-                &mut run.values,
-                step,
-                undo.own.remove(&step),
-                undo.failures.clone(),
-                cx,
-            );
+            let future = F::__revert(&mut run.values, step, undo.of(step, cx));
             in_flight += 1;
             match pool {
                 Some(_) if steps[step].sync_hook() => {

@@ -11,7 +11,7 @@ use super::{Emit, StepCode};
 
 /// The names the step's functions use themselves.
 const RESERVED: &[&str] = &[
-    "items", "run", "n", "i", "run_item", "v", "failed", "failures", "outcome", "errors", "result",
+    "items", "run", "n", "i", "run_item", "v", "undo", "failures", "outcome", "errors", "result",
     "outs", "done", "r", "f",
 ];
 
@@ -97,35 +97,31 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     };
     StepCode {
         function,
-        revert_fn: revert_fn(e, s, step, name),
         args: quote!(#name(__tf::Arc<#items_ty>, #(#other_tys,)* __tf::RunContext)),
         done: quote!(#name(__tf::MapOutcome<#elem_ty>)),
         serial: quote!(__Done::#name(__Steps::#name(#v.#items_f.arc(), #(#takes,)* #run.clone()).await)),
         take: quote!(__Args::#name(#v.#items_f.arc(), #(#takes,)* #run.clone())),
         run: quote!(__Args::#name(#items, #(#vars,)* #run) => __Done::#name(__Steps::#name(#items, #(#vars,)* #run).await)),
         finish: quote!(#v.#out_f.set(__tf::map_done(#out, &mut #v.#finished)?)),
-        revert: step.meta.has_revert.then(|| {
-            let (failed, failures) = (local("failed"), local("failures"));
-            quote!(__Reverts::#name(#v, #failed, #failures))
-        }),
+        revert: revert(e, s, step),
         restore: None,
     }
 }
 
-/// The hook of each finished item, newest first: the task's inputs (this item's element for the
-/// mapped parameter) and this item's outcome; the failed item's with its failure.
-fn revert_fn(e: &Emit, s: usize, step: &Step, name: &Ident) -> TokenStream {
+/// The step's revert, an arm of `__revert`: the hook of each finished item, newest first, with
+/// the task's inputs (this item's element for the mapped parameter) and this item's outcome; the
+/// failed item's with its failure.
+fn revert(e: &Emit, s: usize, step: &Step) -> Option<TokenStream> {
     if !step.meta.has_revert {
-        return TokenStream::new();
+        return None;
     }
     let path = &step.r.path;
     let label = &step.label;
     let item = step.map_item.expect("a map step");
     let out_f = e.values.field(step.outs[0]);
     let finished = e.values.step_field(s);
-    let [v, failed, failures, outcome, errors, n, i, result, outs, done, r, f] = [
-        "v", "failed", "failures", "outcome", "errors", "n", "i", "result", "outs", "done", "r",
-        "f",
+    let [v, undo, failures, outcome, errors, n, i, result, outs, done, r, f] = [
+        "v", "undo", "failures", "outcome", "errors", "n", "i", "result", "outs", "done", "r", "f",
     ]
     .map(local);
     let params = param_names(step, RESERVED);
@@ -150,33 +146,30 @@ fn revert_fn(e: &Emit, s: usize, step: &Step, name: &Ident) -> TokenStream {
             }
         });
     }
-    quote! {
-        fn #name(#v: &mut __Values, #failed: __tf::Option<__tf::Failure>, #failures: __tf::Arc<[__tf::Failure]>) -> __tf::RevertFuture {
-            #(#lets)*
-            let #outcome = match #failed {
-                __tf::Some(_) => __tf::Err(#v.#finished.take_opt().unwrap_or_default()),
-                __tf::None => __tf::Ok(#v.#out_f.arc()),
+    Some(quote!({
+        #(#lets)*
+        // The step's outputs, or, when it failed, the items it finished.
+        let (#outcome, #failures) = #undo.outcome(|| #v.#out_f.arc());
+        let #outcome = #outcome.map_err(|_| #v.#finished.take_opt().unwrap_or_default());
+        __tf::reverting(async move {
+            let mut #errors = __tf::Vec::new();
+            let #n = match &#outcome {
+                __tf::Ok(#outs) => #outs.len(),
+                __tf::Err(#done) => #done.len(),
             };
-            __tf::reverting(async move {
-                let mut #errors = __tf::Vec::new();
-                let #n = match &#outcome {
-                    __tf::Ok(#outs) => #outs.len(),
-                    __tf::Err(#done) => #done.len(),
+            for #i in (0..#n).rev() {
+                let #result = match &#outcome {
+                    __tf::Ok(#outs) => __tf::Ok(&#outs[#i]),
+                    __tf::Err(#done) => match &#done[#i] {
+                        __tf::MapItem::Done(#r) => __tf::Ok(#r),
+                        __tf::MapItem::Failed(#f) => __tf::Err(#f.clone()),
+                        __tf::MapItem::NotRun => continue,
+                    },
                 };
-                for #i in (0..#n).rev() {
-                    let #result = match &#outcome {
-                        __tf::Ok(#outs) => __tf::Ok(&#outs[#i]),
-                        __tf::Err(#done) => match &#done[#i] {
-                            __tf::MapItem::Done(#r) => __tf::Ok(#r),
-                            __tf::MapItem::Failed(#f) => __tf::Err(#f.clone()),
-                            __tf::MapItem::NotRun => continue,
-                        },
-                    };
-                    let #r = __tf::catch_async(#label, #path::__taskflow_revert(#(#inputs,)* #result, &#failures)).await;
-                    #errors.extend(__tf::hook_outcome(#label, #r).err());
-                }
-                #errors
-            })
-        }
-    }
+                let #r = __tf::catch_async(#label, #path::__taskflow_revert(#(#inputs,)* #result, &#failures)).await;
+                #errors.extend(__tf::hook_outcome(#label, #r).err());
+            }
+            #errors
+        })
+    }))
 }

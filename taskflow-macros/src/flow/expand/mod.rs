@@ -4,12 +4,12 @@
 //! - `__Values`, one slot per value of the flow, each field named after its value (`values`);
 //! - `__Steps`, one function per step, named after its label: a task called with the values it
 //!   reads (`task`), a sub-flow's run (`subflow`), a `map` over a `Vec` (`map`);
-//! - `__Reverts`, one function per step that has something to undo;
 //! - `__Args` and `__Done`, one variant per step: what the parallel engine's future for a step
 //!   owns, and what a step hands back to be stored;
 //! - the `FlowGraph` static (`structure`), and the `Flow` impl, whose hidden methods dispatch on
-//!   the step (or retry scope) number to those functions (`control` for controllers and
-//!   deciders), and the `DurableFlow` impl (`durable`).
+//!   the step (or retry scope) number to those functions, undo the steps that have something to
+//!   undo (`__revert`, an arm per step) and ask the controllers and deciders (`control`); and the
+//!   `DurableFlow` impl (`durable`).
 //!
 //! On errors the pipeline emits `fallback` instead.
 
@@ -43,13 +43,11 @@ pub struct Emit<'a> {
 }
 
 /// What one step adds to each part of the executor. Expressions use the locals of the methods
-/// they go in: `v` (the values), `run`, `out` (in `__finish`), `failed` and `failures` (in
-/// `__revert`), `stored` (in `__restore_sub`).
+/// they go in: `v` (the values), `run`, `out` (in `__finish`), `undo` (in `__revert`), `stored`
+/// (in `__restore_sub`).
 pub struct StepCode {
     /// Its function in `impl __Steps`.
     pub function: TokenStream,
-    /// Its function in `impl __Reverts` (empty when it has no revert hook).
-    pub revert_fn: TokenStream,
     /// Its variants of `__Args` and `__Done`.
     pub args: TokenStream,
     pub done: TokenStream,
@@ -61,7 +59,7 @@ pub struct StepCode {
     pub run: TokenStream,
     /// `__finish`'s arm for `__Done::<label>(out)`: stores the outputs (`?` on a failure).
     pub finish: TokenStream,
-    /// `__revert`'s arm, where the step has something to undo.
+    /// `__revert`'s arm, where the step has something to undo: a `RevertFuture`.
     pub revert: Option<TokenStream>,
     /// `__restore_sub`'s arm (a sub-flow step).
     pub restore: Option<TokenStream>,
@@ -96,10 +94,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     let name = &def.name;
     let name_str = name.to_string();
     let (inputs_ty, outputs_ty) = (inputs_ident(def), outputs_ident(def));
-    let [v, step, run, out, done, inputs, failed, failures, args] = [
-        "v", "step", "run", "out", "done", "inputs", "failed", "failures", "args",
-    ]
-    .map(local);
+    let [v, step, run, out, done, inputs, undo, args] =
+        ["v", "step", "run", "out", "done", "inputs", "undo", "args"].map(local);
 
     // ---- outputs: a value a decider may skip is an `Option` among them
     let out_slots: Vec<usize> = def
@@ -194,7 +190,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
 
     // ---- per step
     let functions = steps.iter().map(|(_, c)| &c.function);
-    let revert_fns = steps.iter().map(|(_, c)| &c.revert_fn);
     let args_variants = steps.iter().map(|(_, c)| &c.args);
     let done_variants = steps.iter().map(|(_, c)| &c.done);
     let serial = steps.iter().enumerate().map(|(k, (_, c))| {
@@ -214,17 +209,21 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         let finish = &c.finish;
         quote!(__Done::#name(#out) => #finish,)
     });
-    let reverts = steps.iter().enumerate().filter_map(|(k, (_, c))| {
-        let k = index(k);
-        c.revert.as_ref().map(|revert| quote!(#k => #revert,))
-    });
+    let reverts: Vec<TokenStream> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (_, c))| {
+            let k = index(k);
+            c.revert.as_ref().map(|revert| quote!(#k => #revert,))
+        })
+        .collect();
     let restores: Vec<(usize, TokenStream)> = steps
         .iter()
         .enumerate()
         .filter_map(|(k, (_, c))| c.restore.clone().map(|r| (k, r)))
         .collect();
 
-    // Helpers a flow without steps (or without reverts) does not use.
+    // What a flow without steps (or with nothing to undo) does not use.
     let steps_items = (!steps.is_empty()).then(|| {
         quote! {
             /// One function per step: its task called with the values it reads.
@@ -240,13 +239,13 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
         }
     });
-    let reverts_items = steps.iter().any(|(_, c)| !c.revert_fn.is_empty()).then(|| {
+    let revert_method = (!reverts.is_empty()).then(|| {
         quote! {
-            /// One function per step with a revert hook: what it read, how it ended, the hook.
-            struct __Reverts;
-
-            impl __Reverts {
-                #(#revert_fns)*
+            fn __revert(#v: &mut __Values, #step: usize, #undo: __tf::Undo<'_>) -> __tf::RevertFuture {
+                match #step {
+                    #(#reverts)*
+                    _ => __tf::nothing_to_revert(),
+                }
             }
         }
     });
@@ -289,7 +288,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
 
             #steps_items
-            #reverts_items
 
             /// What a step hands back, to be stored in its slots.
             pub enum __Done {
@@ -343,12 +341,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                     __tf::Ok(())
                 }
 
-                fn __revert(#v: &mut __Values, #step: usize, #failed: __tf::Option<__tf::Failure>, #failures: __tf::Arc<[__tf::Failure]>, #run: &__tf::RunContext) -> __tf::RevertFuture {
-                    match #step {
-                        #(#reverts)*
-                        _ => __tf::nothing_to_revert(),
-                    }
-                }
+                #revert_method
 
                 fn __outputs(mut #v: __Values) -> #outputs_ty {
                     #take_outputs
