@@ -14,12 +14,20 @@ use crate::runtime::{RunContext, StepFailed};
 #[doc(hidden)]
 pub type RevertFuture = Pin<Box<dyn Future<Output = Vec<Failure>> + Send>>;
 
+/// What the parallel engine runs for a step: a future that owns what it reads.
+#[doc(hidden)]
+pub trait StepFuture<T>: Future<Output = T> + Send + 'static {}
+
+impl<T, F: Future<Output = T> + Send + 'static> StepFuture<T> for F {}
+
 /// A flow defined with [`flow!`](crate::flow): a unit struct that names it, with generated
 /// `…Inputs` and `…Outputs` structs.
 ///
 /// Only `flow!` implements this trait; its hidden methods are the generated static executor.
-/// Each has a default that is never run: it is what the flow of a `flow!` that reported errors
-/// gets (that build fails), so the fallback `flow!` emits names only the types.
+/// Each has a default: for the retry, decider, revert and save methods it is what a flow without
+/// retries, deciders, anything to undo or outputs would write, and `flow!` leaves such methods
+/// out; the others are never run, they are what the flow of a `flow!` that reported errors gets
+/// (that build fails), so the fallback `flow!` emits names only the types.
 ///
 /// ```
 /// use taskflow::prelude::*;
@@ -55,11 +63,17 @@ pub trait Flow: Sized + Send + Sync + 'static {
     #[doc(hidden)]
     type Done: Send + 'static;
 
+    /// The flow's structure, as `flow!` writes it (see [`graph`](Self::graph)).
+    #[doc(hidden)]
+    const __GRAPH: &'static FlowGraph;
+
     /// The flow's name as written in `flow!`.
-    const NAME: &'static str;
+    const NAME: &'static str = Self::__GRAPH.name();
 
     /// The flow's structure: steps, names and edges (render it with [`FlowGraph::to_dot`]).
-    fn graph() -> &'static FlowGraph;
+    fn graph() -> &'static FlowGraph {
+        Self::__GRAPH
+    }
 
     #[doc(hidden)]
     fn __values(inputs: Self::Inputs) -> Self::Values {
@@ -73,7 +87,7 @@ pub trait Flow: Sized + Send + Sync + 'static {
         values: &mut Self::Values,
         step: usize,
         run: &RunContext,
-    ) -> impl Future<Output = Self::Done> + Send + 'static {
+    ) -> impl StepFuture<Self::Done> {
         let _ = (values, step, run);
         async { unbuilt(Self::NAME) }
     }
@@ -106,18 +120,18 @@ pub trait Flow: Sized + Send + Sync + 'static {
         crate::__private::nothing_to_revert()
     }
 
+    /// The outputs of a finished run: taken out of the values, or copied (`copy`: a sub-flow's,
+    /// for its parent, while the run keeps its own for its revert).
     #[doc(hidden)]
-    fn __outputs(values: Self::Values) -> Self::Outputs {
-        let _ = values;
+    fn __outputs_of(values: &mut Self::Values, copy: bool) -> Self::Outputs {
+        let _ = (values, copy);
         unbuilt(Self::NAME)
     }
 
-    /// A copy of the outputs of a finished run (a sub-flow's, for its parent; the run keeps its
-    /// own for its revert).
+    /// The outputs of a finished run, taken out of its values.
     #[doc(hidden)]
-    fn __copy_outputs(values: &Self::Values) -> Self::Outputs {
-        let _ = values;
-        unbuilt(Self::NAME)
+    fn __outputs(mut values: Self::Values) -> Self::Outputs {
+        Self::__outputs_of(&mut values, false)
     }
 
     /// Begins attempt `attempt` of retry scope `scope`: sets the value its controller provides.

@@ -22,7 +22,7 @@ pub use std::vec::Vec;
 pub use crate::context::TaskContext;
 pub use crate::engine::{run_subflow, SubflowEnd};
 pub use crate::failure::{BoxError, Failure};
-pub use crate::flow::{Flow, RevertFuture};
+pub use crate::flow::{Flow, RevertFuture, StepFuture};
 pub use crate::graph::{Exec, FlowGraph, ScopeInfo, StepInfo, StepKind};
 pub use crate::retry::{Decision, ForEach, History, Retry};
 pub use crate::runtime::fan_out::{map_async, map_sync, MapItem, MapOutcome};
@@ -252,8 +252,8 @@ pub fn subflow_done<F: Flow>(
     slot: &mut Slot<Run<F>>,
 ) -> Result<F::Outputs, StepFailed> {
     match end {
-        SubflowEnd::Done(run) => {
-            let outputs = F::__copy_outputs(run.values());
+        SubflowEnd::Done(mut run) => {
+            let outputs = F::__outputs_of(&mut run.values, true);
             slot.set(run);
             Ok(outputs)
         }
@@ -300,6 +300,13 @@ pub fn map_done<U>(
 pub use crate::durable::{restore_into, DurableFlow, Restore, ValueError};
 pub use serde;
 pub use serde_json::Value as JsonValue;
+
+/// A value (or a step's outputs, or the inputs) as JSON, or why it cannot be.
+pub type Saved = Result<serde_json::Value, ValueError>;
+
+/// What loading a value from JSON gives: it (or `()` when it went straight into its slot), or
+/// why it cannot load.
+pub type Loaded<T = ()> = Result<T, ValueError>;
 
 /// A field of a JSON object, or an error naming it.
 pub fn json_field<'v>(

@@ -66,7 +66,7 @@ pub fn save_step_method(e: &Emit) -> TokenStream {
         return quote!();
     }
     quote! {
-        fn __save_step(#v: &__Values, #step: usize) -> __tf::Result<__tf::JsonValue, __tf::ValueError> {
+        fn __save_step(#v: &__Values, #step: usize) -> __tf::Saved {
             use __tf::{NotStorable as _, SaveStored as _};
             match #step {
                 #(#saves)*
@@ -129,18 +129,18 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
             #(#types: __tf::StorableIn<'__d>,)*
             #(#subs: __tf::SubflowIn<'__d>,)*
         {
-            fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Result<(), __tf::ValueError> {
+            fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Loaded {
                 match #step {
                     #(#loads)*
                     _ => __tf::Ok(()),
                 }
             }
 
-            fn __save_inputs(#inputs: &#inputs_ty) -> __tf::Result<__tf::JsonValue, __tf::ValueError> {
+            fn __save_inputs(#inputs: &#inputs_ty) -> __tf::Saved {
                 __tf::save_object([#((#input_names, __tf::save(&#inputs.#input_ids))),*])
             }
 
-            fn __load_inputs(#json: &__tf::JsonValue) -> __tf::Result<#inputs_ty, __tf::ValueError> {
+            fn __load_inputs(#json: &__tf::JsonValue) -> __tf::Loaded<#inputs_ty> {
                 __tf::Ok(#inputs_ty { #(#input_ids2: __tf::load_field(#json, #input_names)?,)* })
             }
 

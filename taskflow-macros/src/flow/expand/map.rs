@@ -80,17 +80,17 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
                 #(let #vars = ::core::clone::Clone::clone(&#vars);)*
                 async move { #outcome }
             };
-            __tf::map_async(&#run, #n, #run_item).await
+            __Done::#name(__tf::map_async(&#run, #n, #run_item).await)
         }
     } else {
         let outcome = normalize(quote!(__tf::catch_sync(#label, || #call)));
         quote! {
             let #run_item = move |#i: usize| #outcome;
-            __tf::map_sync(&#run, #n, #run_item).await
+            __Done::#name(__tf::map_sync(&#run, #n, #run_item).await)
         }
     };
     let function = quote! {
-        async fn #name(#items: __tf::Arc<#items_ty>, #(#vars: #other_tys,)* #run: __tf::RunContext) -> __tf::MapOutcome<#elem_ty> {
+        async fn #name(#items: __tf::Arc<#items_ty>, #(#vars: #other_tys,)* #run: __tf::RunContext) -> __Done {
             let #n = #items.len();
             #body
         }
@@ -99,9 +99,9 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         function,
         args: quote!(#name(__tf::Arc<#items_ty>, #(#other_tys,)* __tf::RunContext)),
         done: quote!(#name(__tf::MapOutcome<#elem_ty>)),
-        serial: quote!(__Done::#name(__Steps::#name(#v.#items_f.arc(), #(#takes,)* #run.clone()).await)),
+        serial: quote!(__Steps::#name(#v.#items_f.arc(), #(#takes,)* #run.clone()).await),
         take: quote!(__Args::#name(#v.#items_f.arc(), #(#takes,)* #run.clone())),
-        run: quote!(__Args::#name(#items, #(#vars,)* #run) => __Done::#name(__Steps::#name(#items, #(#vars,)* #run).await)),
+        run: quote!(__Args::#name(#items, #(#vars,)* #run) => __Steps::#name(#items, #(#vars,)* #run).await),
         finish: quote!(#v.#out_f.set(__tf::map_done(#out, &mut #v.#finished)?)),
         revert: revert(e, s, step),
         restore: None,

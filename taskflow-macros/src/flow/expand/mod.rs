@@ -9,7 +9,8 @@
 //! - the `FlowGraph` static (`structure`), and the `Flow` impl, whose hidden methods dispatch on
 //!   the step (or retry scope) number to those functions, undo the steps that have something to
 //!   undo (`__revert`, an arm per step) and ask the controllers and deciders (`control`); and the
-//!   `DurableFlow` impl (`durable`).
+//!   `DurableFlow` impl (`durable`). Hidden methods a flow would write as the trait's default
+//!   (no retries, no deciders, nothing to undo, no sub-flows) are left out.
 //!
 //! On errors the pipeline emits `fallback` instead.
 
@@ -23,7 +24,7 @@ mod subflow;
 mod task;
 mod values;
 
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use super::graph::{Analysis, Source};
@@ -92,10 +93,11 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         .collect();
 
     let name = &def.name;
-    let name_str = name.to_string();
     let (inputs_ty, outputs_ty) = (inputs_ident(def), outputs_ident(def));
-    let [v, step, run, out, done, inputs, undo, args] =
-        ["v", "step", "run", "out", "done", "inputs", "undo", "args"].map(local);
+    let [v, step, run, out, done, inputs, undo, args, copy] = [
+        "v", "step", "run", "out", "done", "inputs", "undo", "args", "copy",
+    ]
+    .map(local);
 
     // ---- outputs: a value a decider may skip is an `Option` among them
     let out_slots: Vec<usize> = def
@@ -126,23 +128,14 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             quote!(pub #o: #ty)
         })
         .collect();
-    let output_reads = |method: &str, opt_method: &str| {
-        let fields = out_slots.iter().zip(&def.outputs).map(|(&slot, o)| {
-            let f = e.values.field(slot);
-            let m = Ident::new(
-                if skippable(a, slot) {
-                    opt_method
-                } else {
-                    method
-                },
-                Span::call_site(),
-            );
-            quote!(#o: #v.#f.#m())
-        });
-        quote!(#outputs_ty { #(#fields,)* })
-    };
-    let take_outputs = output_reads("take", "take_opt");
-    let copy_outputs = output_reads("cloned", "cloned_opt");
+    let output_reads = out_slots.iter().zip(&def.outputs).map(|(&slot, o)| {
+        let f = e.values.field(slot);
+        if skippable(a, slot) {
+            quote!(#o: #v.#f.output_opt(#copy))
+        } else {
+            quote!(#o: #v.#f.output(#copy))
+        }
+    });
     let provides = out_types.iter().enumerate().map(|(i, ty)| {
         let i = index(i);
         quote!(impl __tf::Provides<#i> for #name { type Value = #ty; })
@@ -223,7 +216,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         .filter_map(|(k, (_, c))| c.restore.clone().map(|r| (k, r)))
         .collect();
 
-    // What a flow without steps (or with nothing to undo) does not use.
+    // Helpers a flow without steps (or without reverts) does not use.
     let steps_items = (!steps.is_empty()).then(|| {
         quote! {
             /// One function per step: its task called with the values it reads.
@@ -259,7 +252,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     // How a parent flow builds this one's inputs, spanned at its step (see `subflow`).
     let inputs_fn = quote! {
         #[doc(hidden)]
-        #[allow(dead_code)]
         pub fn __taskflow_inputs(#(#input_params),*) -> #inputs_ty {
             #inputs_ty { #(#input_names),* }
         }
@@ -276,8 +268,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         #outputs_struct
         #collector
 
-        #[allow(non_snake_case, non_camel_case_types)]
-        #[allow(clippy::large_enum_variant, clippy::too_many_arguments, clippy::ptr_arg)]
+        #[allow(non_snake_case, non_camel_case_types, clippy::ptr_arg)]
+        #[allow(clippy::large_enum_variant, clippy::too_many_arguments)]
         const _: () = {
             use ::taskflow::__private as __tf;
 
@@ -296,7 +288,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
 
             #graph
 
-
             #(#provides)*
 
             #[allow(unused_variables)]
@@ -305,11 +296,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                 type Outputs = #outputs_ty;
                 type Values = __Values;
                 type Done = __Done;
-                const NAME: &'static str = #name_str;
-
-                fn graph() -> &'static __tf::FlowGraph {
-                    &__GRAPH
-                }
+                const __GRAPH: &'static __tf::FlowGraph = &__GRAPH;
 
                 fn __values(#inputs: #inputs_ty) -> __Values {
                     __Values { #(#inits,)* #rest }
@@ -322,7 +309,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                     }
                 }
 
-                fn __start(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> impl __tf::Future<Output = __Done> + __tf::Send + 'static {
+                fn __start(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> impl __tf::StepFuture<__Done> {
                     let #args = match #step {
                         #(#takes)*
                         _ => __tf::no_step(#step),
@@ -343,12 +330,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
 
                 #revert_method
 
-                fn __outputs(mut #v: __Values) -> #outputs_ty {
-                    #take_outputs
-                }
-
-                fn __copy_outputs(#v: &__Values) -> #outputs_ty {
-                    #copy_outputs
+                fn __outputs_of(#v: &mut __Values, #copy: bool) -> #outputs_ty {
+                    #outputs_ty { #(#output_reads,)* }
                 }
 
                 #save_step_method

@@ -30,26 +30,30 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         }
     });
     let call = quote_spanned!(span=> #path(#(#params),*));
-    let outcome = if step.meta.is_async {
+    let (ran, out) = (local("ran"), local("out"));
+    let caught = if step.meta.is_async {
         quote!(__tf::catch_async(#label, #call).await)
     } else {
         quote!(__tf::catch_sync(#label, move || #call))
     };
-    let outcome = if step.meta.fallible {
-        quote!(__tf::fallible(#label, #outcome.map(#path::__taskflow_result)))
+    // A fallible task's error becomes a failure of the step; outputs the step does not provide
+    // are dropped.
+    let (normalize, mut outcome) = if step.meta.fallible {
+        let normalize =
+            quote!(let #out = __tf::fallible(#label, #ran.map(#path::__taskflow_result)););
+        (normalize, quote!(#out))
     } else {
-        outcome
+        (quote!(), quote!(#ran))
     };
-    let outcome = if step.outs.is_empty() {
-        quote!(#outcome.map(|_| ()))
-    } else {
-        outcome
-    };
-    let out_ty = super::values::outputs_type(e.def, e.a, step);
+    if step.outs.is_empty() {
+        outcome = quote!(#outcome.map(|_| ()));
+    }
     let asyncness = step.meta.is_async.then(|| quote!(async));
     let function = quote! {
-        #asyncness fn #name(#(#params: #param_tys),*) -> __tf::Outcome<#out_ty> {
-            #outcome
+        #asyncness fn #name(#(#params: #param_tys),*) -> __Done {
+            let #ran = #caught;
+            #normalize
+            __Done::#name(#outcome)
         }
     };
     let awaited = step.meta.is_async.then(|| quote!(.await));
@@ -59,7 +63,7 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         .iter()
         .zip(&step.args)
         .map(|(&m, &slot)| e.values.borrowed(m, slot, label));
-    let serial = quote!(__Done::#name(__Steps::#name(#(#borrowed),*)#awaited));
+    let serial = quote!(__Steps::#name(#(#borrowed),*)#awaited);
     let owned: Vec<(TokenStream, TokenStream)> = modes
         .iter()
         .zip(&step.args)
@@ -67,15 +71,15 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         .collect();
     let (takes, owned_tys): (Vec<_>, Vec<_>) = owned.into_iter().unzip();
     let lent = modes.iter().zip(&params).map(|(&m, p)| Values::lent(m, p));
-    let done_ty = quote!(__tf::Outcome<#out_ty>);
+    let out_ty = super::values::outputs_type(e.def, e.a, step);
 
     StepCode {
         function,
         args: quote!(#name(#(#owned_tys),*)),
-        done: quote!(#name(#done_ty)),
+        done: quote!(#name(__tf::Outcome<#out_ty>)),
         serial,
         take: quote!(__Args::#name(#(#takes),*)),
-        run: quote!(__Args::#name(#(#params),*) => __Done::#name(__Steps::#name(#(#lent),*)#awaited)),
+        run: quote!(__Args::#name(#(#params),*) => __Steps::#name(#(#lent),*)#awaited),
         finish: store(e, step),
         revert: revert(e, step),
         restore: None,
