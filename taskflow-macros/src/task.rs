@@ -474,11 +474,13 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
         .map(|ty| crate::type_text::normalized(&ty.to_token_stream()));
     let is_async = def.is_async;
     let sync_hook = hook.is_some_and(|h| !h.is_async);
+    let name_str = name.to_string();
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
         #vis struct #name {}
         impl ::taskflow::__private::Task for #name {
+            const NAME: &'static str = #name_str;
             const ASYNC: bool = #is_async;
             const SYNC_HOOK: bool = #sync_hook;
             const TYPES: &'static [&'static str] = &[#(#type_texts),*];

@@ -111,6 +111,12 @@ impl StepInfo {
         }
     }
 
+    /// The step, named `name` in its flow (its label).
+    #[doc(hidden)]
+    pub const fn __named(self, name: &'static str) -> Self {
+        StepInfo { name, ..self }
+    }
+
     /// A step that runs flow `F`.
     #[doc(hidden)]
     pub const fn __flow<F: Flow>(

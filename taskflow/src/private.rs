@@ -47,14 +47,40 @@ pub trait Provides<const N: usize> {
 /// The type of output `N` of task or flow `T`.
 pub type Out<T, const N: usize> = <T as Provides<N>>::Value;
 
-/// What a flow's graph needs of a `#[task]` (see `StepInfo::__task`).
+/// What a flow's graph needs of a `#[task]` (see [`task`]).
 pub trait Task {
+    /// Its name: a step's, unless the flow labels it otherwise.
+    const NAME: &'static str;
     /// An `async fn`.
     const ASYNC: bool;
     /// Its revert hook is a plain `fn` (the parallel engine runs it on a worker thread).
     const SYNC_HOOK: bool;
     /// Its output types as written, for the fingerprint of the flows that store them.
     const TYPES: &'static [&'static str];
+}
+
+/// The graph's step that runs task `T` once, named after it (see [`StepInfo::__named`]).
+pub const fn task<T: Task>(
+    requires: &'static [&'static str],
+    provides: &'static [&'static str],
+) -> StepInfo {
+    StepInfo::__task::<T>(T::NAME, requires, provides)
+}
+
+/// The graph's `map` step of task `T`, named after it.
+pub const fn map<T: Task>(
+    requires: &'static [&'static str],
+    provides: &'static [&'static str],
+) -> StepInfo {
+    StepInfo::__map::<T>(T::NAME, requires, provides)
+}
+
+/// The graph's step that runs flow `F`, named after it.
+pub const fn subflow<F: Flow>(
+    requires: &'static [&'static str],
+    provides: &'static [&'static str],
+) -> StepInfo {
+    StepInfo::__flow::<F>(F::NAME, requires, provides)
 }
 
 /// The value type of parameter `N` of a task (emitted for `#[default]` parameters).

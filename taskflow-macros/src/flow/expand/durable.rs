@@ -37,7 +37,9 @@ fn subflows<'a>(a: &'a Analysis) -> Vec<&'a syn::Path> {
         .collect()
 }
 
-/// `Flow::__save_step`: step `step`'s outputs as JSON, for its result in a store. It is a
+/// `Flow::__save_step`: step `step`'s outputs as JSON, for its result in a store (none for a flow
+/// whose steps have no outputs; its `(&Stored(..)).save()` needs `NotStorable` and `SaveStored`
+/// in scope, see `expand`). It is a
 /// method of `Flow`, not of `DurableFlow`, so that the drivers, which know only `F: Flow`, reach
 /// each (sub-)flow's own serialization through its type. Which code serializes a value is chosen
 /// here, at compile time, for each value's concrete type (`__tf::Stored`): serde for a
@@ -67,7 +69,6 @@ pub fn save_step_method(e: &Emit) -> TokenStream {
     }
     quote! {
         fn __save_step(#v: &__Values, #step: usize) -> __tf::Saved {
-            use __tf::{NotStorable as _, SaveStored as _};
             match #step {
                 #(#saves)*
                 _ => __tf::Ok(__tf::JsonValue::Null),

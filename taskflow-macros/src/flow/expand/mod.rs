@@ -160,6 +160,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             fields.push(quote!(#f: __tf::Slot<__tf::Vec<__tf::MapItem<__tf::Out<#path, 0>>>>));
         }
     }
+    // The values of a new run, from its inputs (the parameters of `__taskflow_values`).
+    let input_param = |j: usize| ident(&def.inputs[j].0.to_string(), Span::mixed_site());
     let mut inits = Vec::new();
     for (s, slot) in a.slots.iter().enumerate() {
         let f = e.values.field(s);
@@ -170,8 +172,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         };
         match slot.source {
             Source::Input(j) => {
-                let input = &def.inputs[j].0;
-                inits.push(quote!(#f: #kind::new(#inputs.#input)));
+                let input = input_param(j);
+                inits.push(quote!(#f: #kind::new(#input)));
             }
             Source::Default { .. } => {
                 inits.push(quote!(#f: #kind::new(__tf::Default::default())));
@@ -243,23 +245,34 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         }
     });
 
-    let input_params = def.inputs.iter().map(|(n, t)| quote!(#n: #t));
-    let input_names = def.inputs.iter().map(|(n, _)| n);
+    let input_params = def.inputs.iter().enumerate().map(|(j, (_, t))| {
+        let p = input_param(j);
+        quote!(#p: #t)
+    });
+    let input_fields = def.inputs.iter().map(|(n, _)| n);
     let flow_struct = items::flow_struct(def);
     let inputs_struct = items::inputs_struct(def);
     let outputs_struct = items::outputs_struct(def, &out_fields, true);
     let collector = items::collector(def, false);
     // How a parent flow builds this one's inputs, spanned at its step (see `subflow`).
-    let inputs_fn = quote! {
+    // A new run's values, from the inputs; a parent flow calls it for a sub-flow step, spanned at
+    // its step (see `subflow`).
+    let values_fn = quote! {
         #[doc(hidden)]
-        pub fn __taskflow_inputs(#(#input_params),*) -> #inputs_ty {
-            #inputs_ty { #(#input_names),* }
+        pub fn __taskflow_values(#(#input_params),*) -> __Values {
+            __Values { #(#inits,)* #rest }
         }
     };
-    let graph = structure::graph_static(def, Some((a, &pos)), inputs_fn);
+    let graph = structure::graph_static(def, Some((a, &pos)), values_fn);
     let retry_methods = control::retry_methods(a, &e.values);
     let decide_method = control::decide_method(a, &e.values, &pos);
     let save_step_method = durable::save_step_method(&e);
+    // `__save_step` picks how a value is saved by method resolution, between these traits.
+    let uses = if save_step_method.is_empty() {
+        quote!(use ::taskflow::__private as __tf;)
+    } else {
+        quote!(use ::taskflow::__private::{self as __tf, NotStorable as _, SaveStored as _};)
+    };
     let durable_impl = durable::durable_impl(&e, &restores);
 
     quote! {
@@ -271,7 +284,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         #[allow(non_snake_case, non_camel_case_types, clippy::ptr_arg)]
         #[allow(clippy::large_enum_variant, clippy::too_many_arguments)]
         const _: () = {
-            use ::taskflow::__private as __tf;
+            #uses
 
             /// A run's values, a slot each: set once its input or step is there.
             #[derive(Default)]
@@ -299,7 +312,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                 const __GRAPH: &'static __tf::FlowGraph = &__GRAPH;
 
                 fn __values(#inputs: #inputs_ty) -> __Values {
-                    __Values { #(#inits,)* #rest }
+                    Self::__taskflow_values(#(#inputs.#input_fields),*)
                 }
 
                 async fn __run_step(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> __Done {

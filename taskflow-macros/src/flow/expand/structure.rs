@@ -79,14 +79,15 @@ fn parts(a: &Analysis, pos: &[usize]) -> Parts {
                 .map(|(r, _)| r);
             let writes = step.writes.iter();
             let path = &step.r.path;
-            // How it runs, whether its hook is sync and its stored types come from the task (or
-            // the sub-flow) itself.
+            // Its name (unless labelled otherwise), how it runs, whether its hook is sync and its
+            // stored types come from the task (or the sub-flow) itself.
             let kind = match step.meta.kind {
-                StepKind::Task if step.map_item.is_some() => quote!(__map),
-                StepKind::Task => quote!(__task),
-                StepKind::Flow => quote!(__flow),
+                StepKind::Task if step.map_item.is_some() => quote!(map),
+                StepKind::Task => quote!(task),
+                StepKind::Flow => quote!(subflow),
             };
-            quote!(__tf::StepInfo::#kind::<#path>(#label, &[#(#reads),*], &[#(#writes),*]))
+            let named = (*label != step.meta.name).then(|| quote!(.__named(#label)));
+            quote!(__tf::#kind::<#path>(&[#(#reads),*], &[#(#writes),*]) #named)
         })
         .collect();
     let edges = a

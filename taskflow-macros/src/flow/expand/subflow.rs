@@ -66,6 +66,5 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
 fn subflow_values(step: &Step, args: impl Iterator<Item = TokenStream>) -> TokenStream {
     let path = &step.r.path;
     let span = Span::call_site().located_at(step.r.span());
-    let inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#args),*));
-    quote!(<#path as __tf::Flow>::__values(#inputs))
+    quote_spanned!(span=> #path::__taskflow_values(#(#args),*))
 }
