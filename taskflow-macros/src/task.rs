@@ -423,8 +423,9 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             quote!(impl ::taskflow::__private::Param<#i> for #name { type Value = #ty; })
         });
     let glue = hook.map(|hook| revert_glue(def, hook, cx));
-    // Converting the error here puts a bad error type's diagnostic on the task's return type,
-    // whether or not a flow uses the task yet.
+    // A fallible task's outcome as a step's: its error a failure of `step`. Converting the error
+    // here puts a bad error type's diagnostic on the task's return type, whether or not a flow
+    // uses the task yet.
     let result_glue = def.result_tys.as_ref().map(|(ret, ok)| {
         let span = error_type_span(ret);
         let convert = quote_spanned! {span=>
@@ -437,8 +438,11 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             impl #name {
                 #[doc(hidden)]
                 #[inline(always)]
-                pub fn __taskflow_result(ret: #ret) -> ::core::result::Result<#ok, ::taskflow::BoxError> {
-                    #convert
+                pub fn __taskflow_outcome(
+                    step: &'static str,
+                    ran: ::core::result::Result<#ret, ::taskflow::Failure>,
+                ) -> ::core::result::Result<#ok, ::taskflow::Failure> {
+                    ::taskflow::__private::fallible(step, ran.map(|ret| #convert))
                 }
             }
         }

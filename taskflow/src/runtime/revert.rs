@@ -17,14 +17,14 @@ use crate::state::{FlowState, StepState};
 
 /// What to revert: the failed tasks, each undone with its own failure (their hooks get
 /// `Err(failure)`), and the failures of the flow that every hook sees.
-pub(crate) struct Undo {
+pub(crate) struct ToUndo {
     /// Each failed task that is still to be undone, with its own failure.
     pub(crate) own: HashMap<usize, Failure>,
     /// Every failure of the flow, handed to each revert hook as `failures`.
     pub(crate) failures: Arc<[Failure]>,
 }
 
-impl Undo {
+impl ToUndo {
     /// What undoing step `step` gets: its own failure (taken: a step is undone once) and the
     /// flow's failures.
     fn of<'a>(&mut self, step: usize, cx: &'a RunContext) -> crate::__private::Undo<'a> {
@@ -59,7 +59,7 @@ pub(crate) enum OnSuspend {
 pub(crate) async fn revert_ran<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
-    undo: &mut Undo,
+    undo: &mut ToUndo,
     scope: Option<usize>,
     on_suspend: OnSuspend,
 ) -> Reverted {
@@ -83,7 +83,7 @@ fn to_undo<F: Flow>(run: &Run<F>, own: &HashMap<usize, Failure>, step: usize) ->
 async fn newest_first<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
-    undo: &mut Undo,
+    undo: &mut ToUndo,
     only: Option<&[usize]>,
     on_suspend: OnSuspend,
 ) -> Reverted {
@@ -136,7 +136,7 @@ async fn tagged<T: Future>(step: usize, future: T) -> (usize, T::Output) {
 async fn by_dependencies<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
-    undo: &mut Undo,
+    undo: &mut ToUndo,
     only: Option<&[usize]>,
     on_suspend: OnSuspend,
 ) -> Reverted {
@@ -235,7 +235,7 @@ pub async fn revert_subflow<F: Flow>(
     };
     let cx = cx.within(step);
     sub.flow_to(&cx, FlowState::Reverting);
-    let mut undo = Undo {
+    let mut undo = ToUndo {
         own: HashMap::new(),
         failures,
     };

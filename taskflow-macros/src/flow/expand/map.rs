@@ -67,7 +67,7 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     let call = quote_spanned!(span=> #path(#(#call_args),*));
     let normalize = |outcome: TokenStream| {
         if step.meta.fallible {
-            quote!(__tf::fallible(#label, #outcome.map(#path::__taskflow_result)))
+            quote!(#path::__taskflow_outcome(#label, #outcome))
         } else {
             outcome
         }

@@ -269,9 +269,9 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     let save_step_method = durable::save_step_method(&e);
     // `__save_step` picks how a value is saved by method resolution, between these traits.
     let uses = if save_step_method.is_empty() {
-        quote!(use ::taskflow::__private as __tf;)
+        quote! { use ::taskflow::__private as __tf; }
     } else {
-        quote!(use ::taskflow::__private::{self as __tf, NotStorable as _, SaveStored as _};)
+        quote! { use ::taskflow::__private::{self as __tf, NotStorable as _, SaveStored as _}; }
     };
     let durable_impl = durable::durable_impl(&e, &restores);
 

@@ -30,7 +30,7 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         }
     });
     let call = quote_spanned!(span=> #path(#(#params),*));
-    let (ran, out) = (local("ran"), local("out"));
+    let ran = local("ran");
     let caught = if step.meta.is_async {
         quote!(__tf::catch_async(#label, #call).await)
     } else {
@@ -38,12 +38,10 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
     };
     // A fallible task's error becomes a failure of the step; outputs the step does not provide
     // are dropped.
-    let (normalize, mut outcome) = if step.meta.fallible {
-        let normalize =
-            quote!(let #out = __tf::fallible(#label, #ran.map(#path::__taskflow_result)););
-        (normalize, quote!(#out))
+    let mut outcome = if step.meta.fallible {
+        quote!(#path::__taskflow_outcome(#label, #ran))
     } else {
-        (quote!(), quote!(#ran))
+        quote!(#ran)
     };
     if step.outs.is_empty() {
         outcome = quote!(#outcome.map(|_| ()));
@@ -52,7 +50,6 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
     let function = quote! {
         #asyncness fn #name(#(#params: #param_tys),*) -> __Done {
             let #ran = #caught;
-            #normalize
             __Done::#name(#outcome)
         }
     };
