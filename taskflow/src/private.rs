@@ -14,6 +14,7 @@ pub use core::default::Default;
 pub use core::marker::Send;
 pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
+pub use std::boxed::Box;
 pub use std::future::Future;
 pub use std::sync::Arc;
 pub use std::time::Duration;
@@ -243,9 +244,50 @@ pub fn revert<R: HookReturn>(
     })
 }
 
-/// A revert that has to undo several things and collects their failures itself (a `map` step).
-pub fn reverting(undo: impl Future<Output = Vec<Failure>> + Send + 'static) -> RevertFuture {
-    Box::pin(undo)
+/// The future of one item's revert hook in a `map` step's revert (see [`revert_map`]).
+pub type ItemRevert<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
+/// Undoes a `map` step: each finished item's hook, newest first, with that item's outcome — its
+/// output, or the failed item's failure — and the run's failures. `outputs` are the step's outputs
+/// (when it succeeded), `finished` what it finished (when it failed); `inputs` the handles on the
+/// values the hook reads, which `hook(inputs, i, result, failures)` lends to item `i`'s hook.
+pub fn revert_map<I, U, H>(
+    step: &'static str,
+    undo: Undo<'_>,
+    outputs: impl FnOnce() -> Arc<Vec<U>>,
+    finished: &mut Slot<Vec<MapItem<U>>>,
+    inputs: I,
+    hook: H,
+) -> RevertFuture
+where
+    I: Send + 'static,
+    U: Send + Sync + 'static,
+    H: for<'a> Fn(&'a I, usize, Result<&'a U, Failure>, &'a [Failure]) -> ItemRevert<'a>
+        + Send
+        + 'static,
+{
+    let (outcome, failures) = undo.outcome(outputs);
+    let outcome = outcome.map_err(|_| finished.take_opt().unwrap_or_default());
+    Box::pin(async move {
+        let mut errors = Vec::new();
+        let n = match &outcome {
+            Ok(outputs) => outputs.len(),
+            Err(items) => items.len(),
+        };
+        for i in (0..n).rev() {
+            let result = match &outcome {
+                Ok(outputs) => Ok(&outputs[i]),
+                Err(items) => match &items[i] {
+                    MapItem::Done(output) => Ok(output),
+                    MapItem::Failed(failure) => Err(failure.clone()),
+                    MapItem::NotRun => continue,
+                },
+            };
+            let undone = catch_async(step, hook(&inputs, i, result, &failures)).await;
+            errors.extend(hook_outcome(step, undone).err());
+        }
+        errors
+    })
 }
 
 /// The revert of a step without a revert hook: nothing (and no allocation: the future is empty).

@@ -11,8 +11,7 @@ use super::{Emit, StepCode};
 
 /// The names the step's functions use themselves.
 const RESERVED: &[&str] = &[
-    "items", "run", "n", "i", "run_item", "v", "undo", "failures", "outcome", "errors", "result",
-    "outs", "done", "r", "f",
+    "items", "run", "n", "i", "run_item", "v", "undo", "failures", "result",
 ];
 
 pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
@@ -120,56 +119,41 @@ fn revert(e: &Emit, s: usize, step: &Step) -> Option<TokenStream> {
     let item = step.map_item.expect("a map step");
     let out_f = e.values.field(step.outs[0]);
     let finished = e.values.step_field(s);
-    let [v, undo, failures, outcome, errors, n, i, result, outs, done, r, f] = [
-        "v", "undo", "failures", "outcome", "errors", "n", "i", "result", "outs", "done", "r", "f",
-    ]
-    .map(local);
+    let [v, undo, i, result, failures] = ["v", "undo", "i", "result", "failures"].map(local);
     let params = param_names(step, RESERVED);
-    let mut lets = Vec::new();
+    let mut vars = Vec::new();
+    let mut handles = Vec::new();
     let mut inputs = Vec::new();
     for (p, slot) in step.args.iter().enumerate() {
         let Some(slot) = *slot else { continue };
         let var = &params[p];
         let field = e.values.field(slot);
-        if skippable(e.a, slot) {
-            lets.push(quote!(let #var = #v.#field.opt_arc();));
+        vars.push(var);
+        handles.push(if skippable(e.a, slot) {
+            quote!(#v.#field.opt_arc())
         } else {
-            lets.push(quote!(let #var = #v.#field.arc();));
-        }
+            quote!(#v.#field.arc())
+        });
         inputs.push(if p == item {
             quote!(&#var[#i])
         } else {
             match (step.meta.params[p].optional, skippable(e.a, slot)) {
                 (true, true) => quote!(#var.as_deref()),
-                (true, false) => quote!(__tf::Option::as_ref(&*#var)),
-                (false, _) => quote!(&#var),
+                (true, false) => quote!(__tf::Option::as_ref(&**#var)),
+                (false, _) => quote!(#var),
             }
         });
     }
-    Some(quote!({
-        #(#lets)*
-        // The step's outputs, or, when it failed, the items it finished.
-        let (#outcome, #failures) = #undo.outcome(|| #v.#out_f.arc());
-        let #outcome = #outcome.map_err(|_| #v.#finished.take_opt().unwrap_or_default());
-        __tf::reverting(async move {
-            let mut #errors = __tf::Vec::new();
-            let #n = match &#outcome {
-                __tf::Ok(#outs) => #outs.len(),
-                __tf::Err(#done) => #done.len(),
-            };
-            for #i in (0..#n).rev() {
-                let #result = match &#outcome {
-                    __tf::Ok(#outs) => __tf::Ok(&#outs[#i]),
-                    __tf::Err(#done) => match &#done[#i] {
-                        __tf::MapItem::Done(#r) => __tf::Ok(#r),
-                        __tf::MapItem::Failed(#f) => __tf::Err(#f.clone()),
-                        __tf::MapItem::NotRun => continue,
-                    },
-                };
-                let #r = __tf::catch_async(#label, #path::__taskflow_revert(#(#inputs,)* #result, &#failures)).await;
-                #errors.extend(__tf::hook_outcome(#label, #r).err());
-            }
-            #errors
-        })
-    }))
+    Some(quote! {
+        __tf::revert_map(
+            #label,
+            #undo,
+            || #v.#out_f.arc(),
+            &mut #v.#finished,
+            (#(#handles,)*),
+            |(#(#vars,)*), #i, #result, #failures| {
+                __tf::Box::pin(#path::__taskflow_revert(#(#inputs,)* #result, #failures))
+            },
+        )
+    })
 }

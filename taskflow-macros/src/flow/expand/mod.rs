@@ -218,7 +218,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         .filter_map(|(k, (_, c))| c.restore.clone().map(|r| (k, r)))
         .collect();
 
-    // Helpers a flow without steps (or without reverts) does not use.
+    // What a flow without steps (or with nothing to undo) does not use.
     let steps_items = (!steps.is_empty()).then(|| {
         quote! {
             /// One function per step: its task called with the values it reads.
@@ -254,7 +254,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     let inputs_struct = items::inputs_struct(def);
     let outputs_struct = items::outputs_struct(def, &out_fields, true);
     let collector = items::collector(def, false);
-    // How a parent flow builds this one's inputs, spanned at its step (see `subflow`).
     // A new run's values, from the inputs; a parent flow calls it for a sub-flow step, spanned at
     // its step (see `subflow`).
     let values_fn = quote! {
