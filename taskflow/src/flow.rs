@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::__private::Undo;
+use crate::__private::{Ask, Decide, Delay, Enter, Undo};
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::{Decision, History};
@@ -134,12 +134,19 @@ pub trait Flow: Sized + Send + Sync + 'static {
         Self::__outputs_of(&mut values, false)
     }
 
+    /// Asks the controller of retry scope `scope` (its expression evaluated now) `ask`: one of
+    /// `__private::{Enter, Decide, Delay}`. The default is that of a flow without retries.
+    #[doc(hidden)]
+    fn __retry<A: Ask>(values: &mut Self::Values, scope: usize, ask: A) -> A::Answer {
+        let _ = (values, scope);
+        ask.none()
+    }
+
     /// Begins attempt `attempt` of retry scope `scope`: sets the value its controller provides.
     /// False when the controller has nothing to attempt.
     #[doc(hidden)]
     fn __retry_enter(values: &mut Self::Values, scope: usize, attempt: u32) -> bool {
-        let _ = (values, scope, attempt);
-        true
+        Self::__retry(values, scope, Enter(attempt))
     }
 
     /// Whether guarded step `step` runs: every decider on a link into it says yes.
@@ -152,8 +159,7 @@ pub trait Flow: Sized + Send + Sync + 'static {
     /// What retry scope `scope`'s controller decides after a failed attempt.
     #[doc(hidden)]
     fn __retry_decide(values: &mut Self::Values, scope: usize, history: &History) -> Decision {
-        let _ = (values, scope, history);
-        Decision::Revert
+        Self::__retry(values, scope, Decide(history))
     }
 
     /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
@@ -173,8 +179,7 @@ pub trait Flow: Sized + Send + Sync + 'static {
     /// How long retry scope `scope`'s controller waits before attempt `attempt`.
     #[doc(hidden)]
     fn __retry_delay(values: &mut Self::Values, scope: usize, attempt: u32) -> Option<Duration> {
-        let _ = (values, scope, attempt);
-        None
+        Self::__retry(values, scope, Delay(attempt))
     }
 }
 

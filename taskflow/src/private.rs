@@ -173,6 +173,57 @@ pub fn within(step: &'static str, failures: Vec<Failure>) -> Vec<Failure> {
     failures.into_iter().map(|f| f.within(step)).collect()
 }
 
+// ---- retry controllers
+
+/// A question for a retry scope's controller (see `Flow::__retry`): the flow's code evaluates
+/// the controller's expression and hands it over with [`of`](Ask::of).
+pub trait Ask {
+    type Answer;
+    /// Asks controller `c`; `item` stores the value an attempt provides.
+    fn of<R: Retry>(self, c: &R, item: impl FnOnce(R::Item)) -> Self::Answer;
+    /// The answer for a scope the flow does not have.
+    fn none(self) -> Self::Answer;
+}
+
+/// Begin attempt `n`: store the value it provides; false when there is nothing to attempt.
+pub struct Enter(pub u32);
+
+impl Ask for Enter {
+    type Answer = bool;
+    fn of<R: Retry>(self, c: &R, item: impl FnOnce(R::Item)) -> bool {
+        c.item(self.0).map(item).is_some()
+    }
+    fn none(self) -> bool {
+        true
+    }
+}
+
+/// What to do now that the attempts in the history failed.
+pub struct Decide<'a>(pub &'a History);
+
+impl Ask for Decide<'_> {
+    type Answer = Decision;
+    fn of<R: Retry>(self, c: &R, _: impl FnOnce(R::Item)) -> Decision {
+        c.on_failure(self.0)
+    }
+    fn none(self) -> Decision {
+        Decision::Revert
+    }
+}
+
+/// How long to wait before attempt `n`.
+pub struct Delay(pub u32);
+
+impl Ask for Delay {
+    type Answer = Option<Duration>;
+    fn of<R: Retry>(self, c: &R, _: impl FnOnce(R::Item)) -> Option<Duration> {
+        c.delay(self.0)
+    }
+    fn none(self) -> Option<Duration> {
+        None
+    }
+}
+
 /// The element type of a flow value that `ParameterizedForEach` iterates.
 pub trait Elements {
     type Item;
