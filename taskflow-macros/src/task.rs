@@ -423,8 +423,9 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             quote!(impl ::taskflow::__private::Param<#i> for #name { type Value = #ty; })
         });
     let glue = hook.map(|hook| revert_glue(def, hook, cx));
-    // Converting the error here puts a bad error type's diagnostic on the task's return type,
-    // whether or not a flow uses the task yet.
+    // A fallible task's outcome as a step's: its error a failure of `step`. Converting the error
+    // here puts a bad error type's diagnostic on the task's return type, whether or not a flow
+    // uses the task yet.
     let result_glue = def.result_tys.as_ref().map(|(ret, ok)| {
         let span = error_type_span(ret);
         let convert = quote_spanned! {span=>
@@ -437,8 +438,11 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             impl #name {
                 #[doc(hidden)]
                 #[inline(always)]
-                pub fn __taskflow_result(ret: #ret) -> ::core::result::Result<#ok, ::taskflow::BoxError> {
-                    #convert
+                pub fn __taskflow_outcome(
+                    step: &'static str,
+                    ran: ::core::result::Result<#ret, ::taskflow::Failure>,
+                ) -> ::core::result::Result<#ok, ::taskflow::Failure> {
+                    ::taskflow::__private::fallible(step, ran.map(|ret| #convert))
                 }
             }
         }
@@ -472,13 +476,18 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
         .output_tys
         .iter()
         .map(|ty| crate::type_text::normalized(&ty.to_token_stream()));
+    let is_async = def.is_async;
+    let sync_hook = hook.is_some_and(|h| !h.is_async);
+    let name_str = name.to_string();
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
         #vis struct #name {}
-        impl #name {
-            #[doc(hidden)]
-            pub const __TASKFLOW_TYPES: &'static [&'static str] = &[#(#type_texts),*];
+        impl ::taskflow::__private::Task for #name {
+            const NAME: &'static str = #name_str;
+            const ASYNC: bool = #is_async;
+            const SYNC_HOOK: bool = #sync_hook;
+            const TYPES: &'static [&'static str] = &[#(#type_texts),*];
         }
         #(#provides_impls)*
         #(#param_impls)*
@@ -596,9 +605,10 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
     let call_await = hook.is_async.then(|| quote!(.await));
     let span = hook_path.span();
     let call = if args.len() == hook.params.len() {
-        quote_spanned!(span=> #hook_path(#(#args),*) #call_await)
+        quote_spanned!(span=> ::taskflow::__private::HookReturn::into_result(#hook_path(#(#args),*) #call_await))
     } else {
-        quote!() // the unknown parameter is reported; do not add rustc's arity error to it
+        // The unknown parameter is reported; do not add rustc's arity error to it.
+        quote!(::core::result::Result::Ok(()))
     };
     quote! {
         impl #name {
@@ -606,9 +616,10 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
             #[allow(clippy::all, unused_variables)]
             pub fn __taskflow_revert<'__tf>(
                 #(#inputs: #input_tys,)*
-                __result: ::taskflow::TaskOutcome<#outcome_ty>,
+                __result: impl ::taskflow::__private::Lend<#outcome_ty> + '__tf,
                 __failures: &'__tf [::taskflow::Failure],
-            ) -> impl ::core::future::Future<Output = impl ::taskflow::__private::HookReturn> + ::core::marker::Send + '__tf {
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::BoxError>> + ::core::marker::Send + '__tf {
+                let __result: ::taskflow::TaskOutcome<#outcome_ty> = ::taskflow::__private::Lend::lend(__result);
                 async move { #call }
             }
         }

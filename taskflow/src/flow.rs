@@ -2,9 +2,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::__private::{Ask, Decide, Delay, Enter, Undo};
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::{Decision, History};
@@ -14,12 +14,20 @@ use crate::runtime::{RunContext, StepFailed};
 #[doc(hidden)]
 pub type RevertFuture = Pin<Box<dyn Future<Output = Vec<Failure>> + Send>>;
 
+/// What the parallel engine runs for a step: a future that owns what it reads.
+#[doc(hidden)]
+pub trait StepFuture<T>: Future<Output = T> + Send + 'static {}
+
+impl<T, F: Future<Output = T> + Send + 'static> StepFuture<T> for F {}
+
 /// A flow defined with [`flow!`](crate::flow): a unit struct that names it, with generated
 /// `…Inputs` and `…Outputs` structs.
 ///
 /// Only `flow!` implements this trait; its hidden methods are the generated static executor.
-/// Each has a default that is never run: it is what the flow of a `flow!` that reported errors
-/// gets (that build fails), so the fallback `flow!` emits names only the types.
+/// Each has a default: for the retry, decider, revert and save methods it is what a flow without
+/// retries, deciders, anything to undo or outputs would write, and `flow!` leaves such methods
+/// out; the others are never run, they are what the flow of a `flow!` that reported errors gets
+/// (that build fails), so the fallback `flow!` emits names only the types.
 ///
 /// ```
 /// use taskflow::prelude::*;
@@ -55,11 +63,17 @@ pub trait Flow: Sized + Send + Sync + 'static {
     #[doc(hidden)]
     type Done: Send + 'static;
 
+    /// The flow's structure, as `flow!` writes it (see [`graph`](Self::graph)).
+    #[doc(hidden)]
+    const __GRAPH: &'static FlowGraph;
+
     /// The flow's name as written in `flow!`.
-    const NAME: &'static str;
+    const NAME: &'static str = Self::__GRAPH.name();
 
     /// The flow's structure: steps, names and edges (render it with [`FlowGraph::to_dot`]).
-    fn graph() -> &'static FlowGraph;
+    fn graph() -> &'static FlowGraph {
+        Self::__GRAPH
+    }
 
     #[doc(hidden)]
     fn __values(inputs: Self::Inputs) -> Self::Values {
@@ -73,7 +87,7 @@ pub trait Flow: Sized + Send + Sync + 'static {
         values: &mut Self::Values,
         step: usize,
         run: &RunContext,
-    ) -> impl Future<Output = Self::Done> + Send + 'static {
+    ) -> impl StepFuture<Self::Done> {
         let _ = (values, step, run);
         async { unbuilt(Self::NAME) }
     }
@@ -97,41 +111,42 @@ pub trait Flow: Sized + Send + Sync + 'static {
         unbuilt(Self::NAME)
     }
 
-    /// Undoes step `step`: its revert hook (with `failed` when this very step failed), or the
-    /// whole run of a sub-flow. Resolves to the reverts that failed. Boxed: a revert is rare, and
-    /// each step's is its own function.
+    /// Undoes step `step`: its revert hook (with its own failure when this very step failed, see
+    /// [`Undo`]), or the whole run of a sub-flow. Resolves to the reverts that failed. Boxed: a
+    /// revert is rare. The default is that of a flow whose steps have nothing to undo.
     #[doc(hidden)]
-    fn __revert(
-        values: &mut Self::Values,
-        step: usize,
-        failed: Option<Failure>,
-        failures: Arc<[Failure]>,
-        run: &RunContext,
-    ) -> RevertFuture {
-        let _ = (values, step, failed, failures, run);
+    fn __revert(values: &mut Self::Values, step: usize, undo: Undo<'_>) -> RevertFuture {
+        let _ = (values, step, undo);
+        crate::__private::nothing_to_revert()
+    }
+
+    /// The outputs of a finished run: taken out of the values, or copied (`copy`: a sub-flow's,
+    /// for its parent, while the run keeps its own for its revert).
+    #[doc(hidden)]
+    fn __outputs_of(values: &mut Self::Values, copy: bool) -> Self::Outputs {
+        let _ = (values, copy);
         unbuilt(Self::NAME)
     }
 
+    /// The outputs of a finished run, taken out of its values.
     #[doc(hidden)]
-    fn __outputs(values: Self::Values) -> Self::Outputs {
-        let _ = values;
-        unbuilt(Self::NAME)
+    fn __outputs(mut values: Self::Values) -> Self::Outputs {
+        Self::__outputs_of(&mut values, false)
     }
 
-    /// A copy of the outputs of a finished run (a sub-flow's, for its parent; the run keeps its
-    /// own for its revert).
+    /// Asks the controller of retry scope `scope` (its expression evaluated now) `ask`: one of
+    /// `__private::{Enter, Decide, Delay}`. The default is that of a flow without retries.
     #[doc(hidden)]
-    fn __copy_outputs(values: &Self::Values) -> Self::Outputs {
-        let _ = values;
-        unbuilt(Self::NAME)
+    fn __retry<A: Ask>(values: &mut Self::Values, scope: usize, ask: A) -> A::Answer {
+        let _ = (values, scope);
+        ask.none()
     }
 
     /// Begins attempt `attempt` of retry scope `scope`: sets the value its controller provides.
     /// False when the controller has nothing to attempt.
     #[doc(hidden)]
     fn __retry_enter(values: &mut Self::Values, scope: usize, attempt: u32) -> bool {
-        let _ = (values, scope, attempt);
-        true
+        Self::__retry(values, scope, Enter(attempt))
     }
 
     /// Whether guarded step `step` runs: every decider on a link into it says yes.
@@ -144,16 +159,7 @@ pub trait Flow: Sized + Send + Sync + 'static {
     /// What retry scope `scope`'s controller decides after a failed attempt.
     #[doc(hidden)]
     fn __retry_decide(values: &mut Self::Values, scope: usize, history: &History) -> Decision {
-        let _ = (values, scope, history);
-        Decision::Revert
-    }
-
-    /// The stored types as written (inputs in `flow!`, then each task's outputs at its
-    /// `#[task]`, then sub-flows'), for the fingerprint.
-    #[doc(hidden)]
-    fn __types(out: &mut Vec<&'static str>) {
-        let _ = out;
-        unbuilt(Self::NAME)
+        Self::__retry(values, scope, Decide(history))
     }
 
     /// Step `step`'s outputs as JSON (its result in a store): `null` for none, the value for
@@ -173,8 +179,7 @@ pub trait Flow: Sized + Send + Sync + 'static {
     /// How long retry scope `scope`'s controller waits before attempt `attempt`.
     #[doc(hidden)]
     fn __retry_delay(values: &mut Self::Values, scope: usize, attempt: u32) -> Option<Duration> {
-        let _ = (values, scope, attempt);
-        None
+        Self::__retry(values, scope, Delay(attempt))
     }
 }
 

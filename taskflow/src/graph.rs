@@ -5,6 +5,8 @@ use std::fmt::{self, Write as _};
 
 use serde_json::{json, Map, Value};
 
+use crate::__private::Task;
+use crate::flow::Flow;
 use crate::StepState;
 
 /// What a step of a flow is.
@@ -71,9 +73,60 @@ pub struct StepInfo {
     subflow: Option<fn() -> &'static FlowGraph>,
     exec: Exec,
     sync_hook: bool,
+    /// The task's stored output types as written at its `#[task]` (each a `Vec` of them for a
+    /// `map` step), for the fingerprint.
+    types: &'static [&'static str],
+    map: bool,
 }
 
 impl StepInfo {
+    /// A step that runs task `T` once.
+    #[doc(hidden)]
+    pub const fn __task<T: Task>(
+        name: &'static str,
+        requires: &'static [&'static str],
+        provides: &'static [&'static str],
+    ) -> Self {
+        let exec = if T::ASYNC { Exec::Async } else { Exec::Sync };
+        let step = StepInfo::__new(name, exec, requires, provides, None, T::SYNC_HOOK);
+        StepInfo {
+            types: T::TYPES,
+            ..step
+        }
+    }
+
+    /// A `map` step of task `T`: it waits for its items, which the engine runs, never on a
+    /// worker itself.
+    #[doc(hidden)]
+    pub const fn __map<T: Task>(
+        name: &'static str,
+        requires: &'static [&'static str],
+        provides: &'static [&'static str],
+    ) -> Self {
+        let step = StepInfo::__new(name, Exec::Async, requires, provides, None, T::SYNC_HOOK);
+        StepInfo {
+            types: T::TYPES,
+            map: true,
+            ..step
+        }
+    }
+
+    /// The step, named `name` in its flow (its label).
+    #[doc(hidden)]
+    pub const fn __named(self, name: &'static str) -> Self {
+        StepInfo { name, ..self }
+    }
+
+    /// A step that runs flow `F`.
+    #[doc(hidden)]
+    pub const fn __flow<F: Flow>(
+        name: &'static str,
+        requires: &'static [&'static str],
+        provides: &'static [&'static str],
+    ) -> Self {
+        StepInfo::__new(name, Exec::Flow, requires, provides, Some(F::graph), false)
+    }
+
     #[doc(hidden)]
     pub const fn __new(
         name: &'static str,
@@ -95,7 +148,18 @@ impl StepInfo {
             subflow,
             exec,
             sync_hook,
+            types: &[],
+            map: false,
         }
+    }
+
+    /// The stored types of the step's outputs as written, for the fingerprint (see
+    /// [`FlowGraph::stored_types`]).
+    fn stored_types(&self, out: &mut Vec<&'static str>) {
+        if self.map && !self.types.is_empty() {
+            out.push("Vec");
+        }
+        out.extend_from_slice(self.types);
     }
 
     /// Whether the step's revert hook is a plain `fn` (run on a worker by the parallel engine).
@@ -180,6 +244,8 @@ impl ScopeInfo {
 pub struct FlowGraph {
     name: &'static str,
     inputs: &'static [&'static str],
+    /// The inputs' types as written in `flow!`, for the fingerprint.
+    input_types: &'static [&'static str],
     outputs: &'static [&'static str],
     steps: &'static [StepInfo],
     edges: &'static [(usize, usize)],
@@ -189,24 +255,50 @@ pub struct FlowGraph {
 }
 
 impl FlowGraph {
+    /// A flow without retry scopes or deciders (see [`__scopes`](Self::__scopes) and
+    /// [`__guarded`](Self::__guarded)).
     #[doc(hidden)]
     pub const fn __new(
         name: &'static str,
         inputs: &'static [&'static str],
+        input_types: &'static [&'static str],
         outputs: &'static [&'static str],
         steps: &'static [StepInfo],
         edges: &'static [(usize, usize)],
-        scopes: &'static [ScopeInfo],
-        guarded: &'static [usize],
     ) -> Self {
         FlowGraph {
             name,
             inputs,
+            input_types,
             outputs,
             steps,
             edges,
-            scopes,
-            guarded,
+            scopes: &[],
+            guarded: &[],
+        }
+    }
+
+    /// The flow, with its retry scopes.
+    #[doc(hidden)]
+    pub const fn __scopes(self, scopes: &'static [ScopeInfo]) -> Self {
+        FlowGraph { scopes, ..self }
+    }
+
+    /// The flow, with the steps its deciders guard.
+    #[doc(hidden)]
+    pub const fn __guarded(self, guarded: &'static [usize]) -> Self {
+        FlowGraph { guarded, ..self }
+    }
+
+    /// The stored types as written — the inputs' in `flow!`, each task's outputs at its
+    /// `#[task]` — then the sub-flows', for the fingerprint.
+    pub(crate) fn stored_types(&self, out: &mut Vec<&'static str>) {
+        out.extend_from_slice(self.input_types);
+        for step in self.steps {
+            step.stored_types(out);
+        }
+        for sub in self.steps.iter().filter_map(StepInfo::subflow) {
+            sub.stored_types(out);
         }
     }
 
@@ -226,7 +318,7 @@ impl FlowGraph {
     }
 
     /// The flow's name.
-    pub fn name(&self) -> &'static str {
+    pub const fn name(&self) -> &'static str {
         self.name
     }
 
@@ -832,11 +924,10 @@ mod tests {
     static INNER: FlowGraph = FlowGraph::__new(
         "Inner",
         &["x"],
+        &["u32"],
         &["doubled"],
         &INNER_STEPS,
         &[(0, 1)],
-        &[],
-        &[],
     );
     static OUTER_STEPS: [StepInfo; 3] = [
         StepInfo::__new("prepare", Exec::Sync, &["seed"], &["x"], None, false),
@@ -853,11 +944,10 @@ mod tests {
     static OUTER: FlowGraph = FlowGraph::__new(
         "Outer",
         &["seed"],
+        &["u32"],
         &["text"],
         &OUTER_STEPS,
         &[(0, 1), (1, 2)],
-        &[],
-        &[],
     );
 
     const OUTER_DOT: &str = r#"digraph "Outer" {

@@ -14,6 +14,7 @@ pub use core::default::Default;
 pub use core::marker::Send;
 pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
+pub use std::boxed::Box;
 pub use std::future::Future;
 pub use std::sync::Arc;
 pub use std::time::Duration;
@@ -22,7 +23,7 @@ pub use std::vec::Vec;
 pub use crate::context::TaskContext;
 pub use crate::engine::{run_subflow, SubflowEnd};
 pub use crate::failure::{BoxError, Failure};
-pub use crate::flow::{Flow, RevertFuture};
+pub use crate::flow::{Flow, RevertFuture, StepFuture};
 pub use crate::graph::{Exec, FlowGraph, ScopeInfo, StepInfo, StepKind};
 pub use crate::retry::{Decision, ForEach, History, Retry};
 pub use crate::runtime::fan_out::{map_async, map_sync, MapItem, MapOutcome};
@@ -46,6 +47,42 @@ pub trait Provides<const N: usize> {
 
 /// The type of output `N` of task or flow `T`.
 pub type Out<T, const N: usize> = <T as Provides<N>>::Value;
+
+/// What a flow's graph needs of a `#[task]` (see [`task`]).
+pub trait Task {
+    /// Its name: a step's, unless the flow labels it otherwise.
+    const NAME: &'static str;
+    /// An `async fn`.
+    const ASYNC: bool;
+    /// Its revert hook is a plain `fn` (the parallel engine runs it on a worker thread).
+    const SYNC_HOOK: bool;
+    /// Its output types as written, for the fingerprint of the flows that store them.
+    const TYPES: &'static [&'static str];
+}
+
+/// The graph's step that runs task `T` once, named after it (see [`StepInfo::__named`]).
+pub const fn task<T: Task>(
+    requires: &'static [&'static str],
+    provides: &'static [&'static str],
+) -> StepInfo {
+    StepInfo::__task::<T>(T::NAME, requires, provides)
+}
+
+/// The graph's `map` step of task `T`, named after it.
+pub const fn map<T: Task>(
+    requires: &'static [&'static str],
+    provides: &'static [&'static str],
+) -> StepInfo {
+    StepInfo::__map::<T>(T::NAME, requires, provides)
+}
+
+/// The graph's step that runs flow `F`, named after it.
+pub const fn subflow<F: Flow>(
+    requires: &'static [&'static str],
+    provides: &'static [&'static str],
+) -> StepInfo {
+    StepInfo::__flow::<F>(F::NAME, requires, provides)
+}
 
 /// The value type of parameter `N` of a task (emitted for `#[default]` parameters).
 pub trait Param<const N: usize> {
@@ -136,6 +173,57 @@ pub fn within(step: &'static str, failures: Vec<Failure>) -> Vec<Failure> {
     failures.into_iter().map(|f| f.within(step)).collect()
 }
 
+// ---- retry controllers
+
+/// A question for a retry scope's controller (see `Flow::__retry`): the flow's code evaluates
+/// the controller's expression and hands it over with [`of`](Ask::of).
+pub trait Ask {
+    type Answer;
+    /// Asks controller `c`; `item` stores the value an attempt provides.
+    fn of<R: Retry>(self, c: &R, item: impl FnOnce(R::Item)) -> Self::Answer;
+    /// The answer for a scope the flow does not have.
+    fn none(self) -> Self::Answer;
+}
+
+/// Begin attempt `n`: store the value it provides; false when there is nothing to attempt.
+pub struct Enter(pub u32);
+
+impl Ask for Enter {
+    type Answer = bool;
+    fn of<R: Retry>(self, c: &R, item: impl FnOnce(R::Item)) -> bool {
+        c.item(self.0).map(item).is_some()
+    }
+    fn none(self) -> bool {
+        true
+    }
+}
+
+/// What to do now that the attempts in the history failed.
+pub struct Decide<'a>(pub &'a History);
+
+impl Ask for Decide<'_> {
+    type Answer = Decision;
+    fn of<R: Retry>(self, c: &R, _: impl FnOnce(R::Item)) -> Decision {
+        c.on_failure(self.0)
+    }
+    fn none(self) -> Decision {
+        Decision::Revert
+    }
+}
+
+/// How long to wait before attempt `n`.
+pub struct Delay(pub u32);
+
+impl Ask for Delay {
+    type Answer = Option<Duration>;
+    fn of<R: Retry>(self, c: &R, _: impl FnOnce(R::Item)) -> Option<Duration> {
+        c.delay(self.0)
+    }
+    fn none(self) -> Option<Duration> {
+        None
+    }
+}
+
 /// The element type of a flow value that `ParameterizedForEach` iterates.
 pub trait Elements {
     type Item;
@@ -154,12 +242,43 @@ pub fn no_step(step: usize) -> ! {
 
 // ---- reverts
 
-/// What a revert hook gets as its step's result: the outputs (by the handles the revert owns),
-/// or the step's own failure when this very step failed.
-pub fn outcome<T>(failed: Option<Failure>, outputs: impl FnOnce() -> T) -> Outcome<T> {
-    match failed {
-        Some(failure) => Err(failure),
-        None => Ok(outputs()),
+/// What undoing a step gets from the run: the step's own failure, when it is the task that
+/// failed, and every failure of the run (each hook's `failures`).
+pub struct Undo<'a> {
+    pub(crate) failed: Option<Failure>,
+    pub(crate) failures: Arc<[Failure]>,
+    pub(crate) cx: &'a RunContext,
+}
+
+impl Undo<'_> {
+    /// How the step ended, for its revert hook — its outputs (by the handles `outputs` gives the
+    /// revert to own), or its own failure when this very step failed — and the run's failures.
+    pub fn outcome<T>(self, outputs: impl FnOnce() -> T) -> (Outcome<T>, Arc<[Failure]>) {
+        let outcome = match self.failed {
+            Some(failure) => Err(failure),
+            None => Ok(outputs()),
+        };
+        (outcome, self.failures)
+    }
+}
+
+/// What a revert hook's `result` is lent from: the outcome of a step with one output, as its
+/// revert owns it (`&Outcome<Arc<T>>` lends `TaskOutcome<&T>`), or a `TaskOutcome` already.
+pub trait Lend<T> {
+    fn lend(self) -> Result<T, Failure>;
+}
+
+impl<'a, T> Lend<&'a T> for &'a Outcome<Arc<T>> {
+    #[inline]
+    fn lend(self) -> Result<&'a T, Failure> {
+        self.as_deref().map_err(Failure::clone)
+    }
+}
+
+impl<T> Lend<T> for Result<T, Failure> {
+    #[inline]
+    fn lend(self) -> Result<T, Failure> {
+        self
     }
 }
 
@@ -176,9 +295,50 @@ pub fn revert<R: HookReturn>(
     })
 }
 
-/// A revert that has to undo several things and collects their failures itself (a `map` step).
-pub fn reverting(undo: impl Future<Output = Vec<Failure>> + Send + 'static) -> RevertFuture {
-    Box::pin(undo)
+/// The future of one item's revert hook in a `map` step's revert (see [`revert_map`]).
+pub type ItemRevert<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
+/// Undoes a `map` step: each finished item's hook, newest first, with that item's outcome — its
+/// output, or the failed item's failure — and the run's failures. `outputs` are the step's outputs
+/// (when it succeeded), `finished` what it finished (when it failed); `inputs` the handles on the
+/// values the hook reads, which `hook(inputs, i, result, failures)` lends to item `i`'s hook.
+pub fn revert_map<I, U, H>(
+    step: &'static str,
+    undo: Undo<'_>,
+    outputs: impl FnOnce() -> Arc<Vec<U>>,
+    finished: &mut Slot<Vec<MapItem<U>>>,
+    inputs: I,
+    hook: H,
+) -> RevertFuture
+where
+    I: Send + 'static,
+    U: Send + Sync + 'static,
+    H: for<'a> Fn(&'a I, usize, Result<&'a U, Failure>, &'a [Failure]) -> ItemRevert<'a>
+        + Send
+        + 'static,
+{
+    let (outcome, failures) = undo.outcome(outputs);
+    let outcome = outcome.map_err(|_| finished.take_opt().unwrap_or_default());
+    Box::pin(async move {
+        let mut errors = Vec::new();
+        let n = match &outcome {
+            Ok(outputs) => outputs.len(),
+            Err(items) => items.len(),
+        };
+        for i in (0..n).rev() {
+            let result = match &outcome {
+                Ok(outputs) => Ok(&outputs[i]),
+                Err(items) => match &items[i] {
+                    MapItem::Done(output) => Ok(output),
+                    MapItem::Failed(failure) => Err(failure.clone()),
+                    MapItem::NotRun => continue,
+                },
+            };
+            let undone = catch_async(step, hook(&inputs, i, result, &failures)).await;
+            errors.extend(hook_outcome(step, undone).err());
+        }
+        errors
+    })
 }
 
 /// The revert of a step without a revert hook: nothing (and no allocation: the future is empty).
@@ -211,8 +371,8 @@ pub fn subflow_done<F: Flow>(
     slot: &mut Slot<Run<F>>,
 ) -> Result<F::Outputs, StepFailed> {
     match end {
-        SubflowEnd::Done(run) => {
-            let outputs = F::__copy_outputs(run.values());
+        SubflowEnd::Done(mut run) => {
+            let outputs = F::__outputs_of(&mut run.values, true);
             slot.set(run);
             Ok(outputs)
         }
@@ -228,14 +388,13 @@ pub fn subflow_done<F: Flow>(
 pub fn revert_subflow<F: Flow>(
     slot: &mut Slot<Run<F>>,
     step: &'static str,
-    failures: Arc<[Failure]>,
-    cx: &RunContext,
+    undo: Undo<'_>,
 ) -> RevertFuture {
     Box::pin(crate::runtime::revert::revert_subflow(
         slot.take_opt(),
         step,
-        failures,
-        cx.clone(),
+        undo.failures,
+        undo.cx.clone(),
     ))
 }
 
@@ -260,6 +419,13 @@ pub fn map_done<U>(
 pub use crate::durable::{restore_into, DurableFlow, Restore, ValueError};
 pub use serde;
 pub use serde_json::Value as JsonValue;
+
+/// A value (or a step's outputs, or the inputs) as JSON, or why it cannot be.
+pub type Saved = Result<serde_json::Value, ValueError>;
+
+/// What loading a value from JSON gives: it (or `()` when it went straight into its slot), or
+/// why it cannot load.
+pub type Loaded<T = ()> = Result<T, ValueError>;
 
 /// A field of a JSON object, or an error naming it.
 pub fn json_field<'v>(

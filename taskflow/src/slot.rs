@@ -88,6 +88,32 @@ impl<T> Slot<T> {
         self.0.clone()
     }
 
+    /// An output of the run at its end: taken out, or a copy (`copy`: the run keeps its own).
+    #[inline]
+    pub fn output(&mut self, copy: bool) -> T
+    where
+        T: Clone,
+    {
+        if copy {
+            self.cloned()
+        } else {
+            self.take()
+        }
+    }
+
+    /// An output a decider may have skipped (see [`output`](Self::output)).
+    #[inline]
+    pub fn output_opt(&mut self, copy: bool) -> Option<T>
+    where
+        T: Clone,
+    {
+        if copy {
+            self.cloned_opt()
+        } else {
+            self.take_opt()
+        }
+    }
+
     /// Sets the value from its JSON.
     pub fn load<'d>(&mut self, json: &Value) -> Result<(), ValueError>
     where
@@ -175,6 +201,32 @@ impl<T> Shared<T> {
         T: Clone,
     {
         self.opt().cloned()
+    }
+
+    /// An output of the run at its end: taken out, or a copy (`copy`: the run keeps its own).
+    #[inline]
+    pub fn output(&mut self, copy: bool) -> T
+    where
+        T: Clone,
+    {
+        if copy {
+            self.cloned()
+        } else {
+            self.take()
+        }
+    }
+
+    /// An output a decider may have skipped (see [`output`](Self::output)).
+    #[inline]
+    pub fn output_opt(&mut self, copy: bool) -> Option<T>
+    where
+        T: Clone,
+    {
+        if copy {
+            self.cloned_opt()
+        } else {
+            self.take_opt()
+        }
     }
 
     pub fn load<'d>(&mut self, json: &Value) -> Result<(), ValueError>

@@ -32,7 +32,7 @@ pub fn fingerprint<F: Flow>() -> String {
     let mut text = String::new();
     describe(F::graph(), &mut text);
     let mut types = Vec::new();
-    F::__types(&mut types);
+    F::graph().stored_types(&mut types);
     for t in types {
         text.push_str(t);
         text.push('\n');

@@ -13,7 +13,7 @@ use crate::flow::Flow;
 use crate::retry::{Decision, History};
 use crate::runtime::controller;
 use crate::runtime::failed::Failed;
-use crate::runtime::revert::{revert_ran, OnSuspend, Undo};
+use crate::runtime::revert::{revert_ran, OnSuspend, ToUndo};
 use crate::runtime::run::ScopeStatus;
 use crate::runtime::{Run, RunContext, StepFailed};
 use crate::state::{FlowState, StepState};
@@ -123,7 +123,7 @@ pub(crate) async fn on_failure<F: Flow>(
         }
         failures.extend(parts.failures);
     }
-    let mut undo = Undo {
+    let mut undo = ToUndo {
         own,
         failures: failures.into(),
     };
@@ -388,7 +388,7 @@ pub(crate) async fn finish_revert<F: Flow>(run: &mut Run<F>, cx: &RunContext) ->
         ));
     }
     let failures: Arc<[Failure]> = failures.into();
-    let mut undo = Undo { own, failures };
+    let mut undo = ToUndo { own, failures };
     let done = revert_ran(run, cx, &mut undo, None, OnSuspend::Stop).await;
     reverts.extend(done.failures);
     if done.stopped {

@@ -17,11 +17,23 @@ use crate::state::{FlowState, StepState};
 
 /// What to revert: the failed tasks, each undone with its own failure (their hooks get
 /// `Err(failure)`), and the failures of the flow that every hook sees.
-pub(crate) struct Undo {
+pub(crate) struct ToUndo {
     /// Each failed task that is still to be undone, with its own failure.
     pub(crate) own: HashMap<usize, Failure>,
     /// Every failure of the flow, handed to each revert hook as `failures`.
     pub(crate) failures: Arc<[Failure]>,
+}
+
+impl ToUndo {
+    /// What undoing step `step` gets: its own failure (taken: a step is undone once) and the
+    /// flow's failures.
+    fn of<'a>(&mut self, step: usize, cx: &'a RunContext) -> crate::__private::Undo<'a> {
+        crate::__private::Undo {
+            failed: self.own.remove(&step),
+            failures: self.failures.clone(),
+            cx,
+        }
+    }
 }
 
 /// How a revert ended.
@@ -47,7 +59,7 @@ pub(crate) enum OnSuspend {
 pub(crate) async fn revert_ran<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
-    undo: &mut Undo,
+    undo: &mut ToUndo,
     scope: Option<usize>,
     on_suspend: OnSuspend,
 ) -> Reverted {
@@ -71,7 +83,7 @@ fn to_undo<F: Flow>(run: &Run<F>, own: &HashMap<usize, Failure>, step: usize) ->
 async fn newest_first<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
-    undo: &mut Undo,
+    undo: &mut ToUndo,
     only: Option<&[usize]>,
     on_suspend: OnSuspend,
 ) -> Reverted {
@@ -90,8 +102,7 @@ async fn newest_first<F: Flow>(
         if !cx.commit().await {
             continue; // the run stops: the store still says what to undo
         }
-        let mine = undo.own.remove(&step);
-        let failed = F::__revert(&mut run.values, step, mine, undo.failures.clone(), cx).await;
+        let failed = F::__revert(&mut run.values, step, undo.of(step, cx)).await;
         reverts.extend(reverted(run, cx, step, failed));
     }
     Reverted {
@@ -125,7 +136,7 @@ async fn tagged<T: Future>(step: usize, future: T) -> (usize, T::Output) {
 async fn by_dependencies<F: Flow>(
     run: &mut Run<F>,
     cx: &RunContext,
-    undo: &mut Undo,
+    undo: &mut ToUndo,
     only: Option<&[usize]>,
     on_suspend: OnSuspend,
 ) -> Reverted {
@@ -167,13 +178,7 @@ async fn by_dependencies<F: Flow>(
             ready.clear();
         }
         while let Some(step) = ready.pop() {
-            let future = F::__revert(
-                &mut run.values,
-                step,
-                undo.own.remove(&step),
-                undo.failures.clone(),
-                cx,
-            );
+            let future = F::__revert(&mut run.values, step, undo.of(step, cx));
             in_flight += 1;
             match pool {
                 Some(_) if steps[step].sync_hook() => {
@@ -230,7 +235,7 @@ pub async fn revert_subflow<F: Flow>(
     };
     let cx = cx.within(step);
     sub.flow_to(&cx, FlowState::Reverting);
-    let mut undo = Undo {
+    let mut undo = ToUndo {
         own: HashMap::new(),
         failures,
     };

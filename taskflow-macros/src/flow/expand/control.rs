@@ -5,77 +5,44 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::super::graph::{Analysis, Scope};
+use super::super::graph::Analysis;
 use super::structure::index;
 use super::values::{local, mode, Values};
 
-/// `__retry_enter`, `__retry_decide` and `__retry_delay`; none for a flow without retries (the
-/// trait's defaults).
+/// `__retry`: asks a scope's controller (`__private::Ask`: begin an attempt and store the value
+/// it provides, decide after a failure, or wait before the next attempt), its expression
+/// evaluated each time; none for a flow without retries (the trait's default).
 pub fn retry_methods(a: &Analysis, values: &Values) -> TokenStream {
     if a.scopes.is_empty() {
         return TokenStream::new();
     }
-    let [v, scope, attempt, history, item, c] =
-        ["v", "scope", "attempt", "history", "item", "c"].map(local);
-    let controller = |s: &Scope| match s.for_each {
-        Some(slot) => {
-            let f = values.field(slot);
-            quote!(__tf::ForEach(#v.#f.cloned()))
-        }
-        None => {
-            let expr = &s.spec.controller;
-            quote!(#expr)
-        }
-    };
-    let enter = a.scopes.iter().enumerate().map(|(i, s)| {
-        let (i, ctrl) = (index(i), controller(s));
-        match s.item {
+    let [v, scope, ask, item] = ["v", "scope", "ask", "item"].map(local);
+    let arms = a.scopes.iter().enumerate().map(|(i, s)| {
+        let i = index(i);
+        let controller = match s.for_each {
             Some(slot) => {
                 let f = values.field(slot);
-                quote!(#i => {
-                    let #c = #ctrl;
-                    __tf::Retry::item(&#c, #attempt).map(|#item| #v.#f.set(#item)).is_some()
-                })
+                quote!(__tf::ForEach(#v.#f.cloned()))
             }
-            None => quote!(#i => {
-                let #c = #ctrl;
-                __tf::Retry::item(&#c, #attempt).is_some()
-            }),
-        }
-    });
-    let decide = a.scopes.iter().enumerate().map(|(i, s)| {
-        let (i, ctrl) = (index(i), controller(s));
-        quote!(#i => {
-            let #c = #ctrl;
-            __tf::Retry::on_failure(&#c, #history)
-        })
-    });
-    let delay = a.scopes.iter().enumerate().map(|(i, s)| {
-        let (i, ctrl) = (index(i), controller(s));
-        quote!(#i => {
-            let #c = #ctrl;
-            __tf::Retry::delay(&#c, #attempt)
-        })
+            None => {
+                let expr = &s.spec.controller;
+                quote!(#expr)
+            }
+        };
+        let store = match s.item {
+            Some(slot) => {
+                let f = values.field(slot);
+                quote!(|#item| #v.#f.set(#item))
+            }
+            None => quote!(|_| ()),
+        };
+        quote!(#i => #ask.of(&#controller, #store),)
     });
     quote! {
-        fn __retry_enter(#v: &mut __Values, #scope: usize, #attempt: u32) -> bool {
+        fn __retry<__A: __tf::Ask>(#v: &mut __Values, #scope: usize, #ask: __A) -> __A::Answer {
             match #scope {
-                #(#enter)*
-                _ => true,
-            }
-        }
-
-        fn __retry_decide(#v: &mut __Values, #scope: usize, #history: &__tf::History) -> __tf::Decision {
-            match #scope {
-                #(#decide)*
-                _ => __tf::Decision::Revert,
-            }
-        }
-
-        fn __retry_delay(#v: &mut __Values, #scope: usize, #attempt: u32) -> __tf::Option<__tf::Duration> {
-            match #scope {
-                #(#delay)*
-                _ => __tf::None,
+                #(#arms)*
+                _ => #ask.none(),
             }
         }
     }

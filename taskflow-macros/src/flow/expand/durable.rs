@@ -1,6 +1,6 @@
 //! What a durable run needs of a flow: each step's outputs and the inputs to and from JSON, the
-//! rebuilding of sub-flow steps from a store, the type names of the fingerprint (`__types`), and
-//! the `DurableFlow` impl whose bounds make it the gate.
+//! rebuilding of sub-flow steps from a store, and the `DurableFlow` impl whose bounds make it the
+//! gate. (The type names of the fingerprint are in the graph: see `structure`.)
 
 use std::collections::HashSet;
 
@@ -37,37 +37,9 @@ fn subflows<'a>(a: &'a Analysis) -> Vec<&'a syn::Path> {
         .collect()
 }
 
-/// `Flow::__types`: the stored types as written — the inputs here, each task's outputs at its
-/// `#[task]` (a `map` step's as `Vec` of them) — then the sub-flows', for the fingerprint: stable
-/// across compilers, unlike `type_name`.
-pub fn types_method(e: &Emit) -> TokenStream {
-    let out = local("out");
-    let inputs = e
-        .def
-        .inputs
-        .iter()
-        .map(|(_, ty)| crate::type_text::normalized(&quote!(#ty)));
-    let steps =
-        e.a.order
-            .iter()
-            .map(|&s| &e.a.steps[s])
-            .filter(|s| s.meta.kind == StepKind::Task && !s.outs.is_empty())
-            .map(|s| {
-                let path = &s.r.path;
-                let map = s.map_item.is_some().then(|| quote!(#out.push("Vec");));
-                quote!(#map #out.extend_from_slice(#path::__TASKFLOW_TYPES);)
-            });
-    let subs = subflows(e.a);
-    quote! {
-        fn __types(#out: &mut __tf::Vec<&'static str>) {
-            #(#out.push(#inputs);)*
-            #(#steps)*
-            #(<#subs as __tf::Flow>::__types(#out);)*
-        }
-    }
-}
-
-/// `Flow::__save_step`: step `step`'s outputs as JSON, for its result in a store. It is a
+/// `Flow::__save_step`: step `step`'s outputs as JSON, for its result in a store (none for a flow
+/// whose steps have no outputs; its `(&Stored(..)).save()` needs `NotStorable` and `SaveStored`
+/// in scope, see `expand`). It is a
 /// method of `Flow`, not of `DurableFlow`, so that the drivers, which know only `F: Flow`, reach
 /// each (sub-)flow's own serialization through its type. Which code serializes a value is chosen
 /// here, at compile time, for each value's concrete type (`__tf::Stored`): serde for a
@@ -96,8 +68,7 @@ pub fn save_step_method(e: &Emit) -> TokenStream {
         return quote!();
     }
     quote! {
-        fn __save_step(#v: &__Values, #step: usize) -> __tf::Result<__tf::JsonValue, __tf::ValueError> {
-            use __tf::{NotStorable as _, SaveStored as _};
+        fn __save_step(#v: &__Values, #step: usize) -> __tf::Saved {
             match #step {
                 #(#saves)*
                 _ => __tf::Ok(__tf::JsonValue::Null),
@@ -159,18 +130,18 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
             #(#types: __tf::StorableIn<'__d>,)*
             #(#subs: __tf::SubflowIn<'__d>,)*
         {
-            fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Result<(), __tf::ValueError> {
+            fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Loaded {
                 match #step {
                     #(#loads)*
                     _ => __tf::Ok(()),
                 }
             }
 
-            fn __save_inputs(#inputs: &#inputs_ty) -> __tf::Result<__tf::JsonValue, __tf::ValueError> {
+            fn __save_inputs(#inputs: &#inputs_ty) -> __tf::Saved {
                 __tf::save_object([#((#input_names, __tf::save(&#inputs.#input_ids))),*])
             }
 
-            fn __load_inputs(#json: &__tf::JsonValue) -> __tf::Result<#inputs_ty, __tf::ValueError> {
+            fn __load_inputs(#json: &__tf::JsonValue) -> __tf::Loaded<#inputs_ty> {
                 __tf::Ok(#inputs_ty { #(#input_ids2: __tf::load_field(#json, #input_names)?,)* })
             }
 

@@ -13,7 +13,6 @@ use super::structure::graph_static;
 
 pub fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
     let name = &def.name;
-    let name_str = name.to_string();
     let (inputs_ty, outputs_ty) = (inputs_ident(def), outputs_ident(def));
     // Only the outputs whose type is written can be fields.
     let typed_outputs: Vec<TokenStream> = def
@@ -41,10 +40,7 @@ pub fn fallback(def: &FlowDef, errors: TokenStream) -> TokenStream {
                 type Outputs = #outputs_ty;
                 type Values = ();
                 type Done = ();
-                const NAME: &'static str = #name_str;
-                fn graph() -> &'static __tf::FlowGraph {
-                    &__GRAPH
-                }
+                const __GRAPH: &'static __tf::FlowGraph = &__GRAPH;
             }
             impl __tf::DurableFlow for #name {}
         };

@@ -11,8 +11,7 @@ use super::{Emit, StepCode};
 
 /// The names the step's functions use themselves.
 const RESERVED: &[&str] = &[
-    "items", "run", "n", "i", "run_item", "v", "failed", "failures", "outcome", "errors", "result",
-    "outs", "done", "r", "f",
+    "items", "run", "n", "i", "run_item", "v", "undo", "failures", "result",
 ];
 
 pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
@@ -67,7 +66,7 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     let call = quote_spanned!(span=> #path(#(#call_args),*));
     let normalize = |outcome: TokenStream| {
         if step.meta.fallible {
-            quote!(__tf::fallible(#label, #outcome.map(#path::__taskflow_result)))
+            quote!(#path::__taskflow_outcome(#label, #outcome))
         } else {
             outcome
         }
@@ -80,103 +79,81 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
                 #(let #vars = ::core::clone::Clone::clone(&#vars);)*
                 async move { #outcome }
             };
-            __tf::map_async(&#run, #n, #run_item).await
+            __Done::#name(__tf::map_async(&#run, #n, #run_item).await)
         }
     } else {
         let outcome = normalize(quote!(__tf::catch_sync(#label, || #call)));
         quote! {
             let #run_item = move |#i: usize| #outcome;
-            __tf::map_sync(&#run, #n, #run_item).await
+            __Done::#name(__tf::map_sync(&#run, #n, #run_item).await)
         }
     };
     let function = quote! {
-        async fn #name(#items: __tf::Arc<#items_ty>, #(#vars: #other_tys,)* #run: __tf::RunContext) -> __tf::MapOutcome<#elem_ty> {
+        async fn #name(#items: __tf::Arc<#items_ty>, #(#vars: #other_tys,)* #run: __tf::RunContext) -> __Done {
             let #n = #items.len();
             #body
         }
     };
     StepCode {
         function,
-        revert_fn: revert_fn(e, s, step, name),
         args: quote!(#name(__tf::Arc<#items_ty>, #(#other_tys,)* __tf::RunContext)),
         done: quote!(#name(__tf::MapOutcome<#elem_ty>)),
-        serial: quote!(__Done::#name(__Steps::#name(#v.#items_f.arc(), #(#takes,)* #run.clone()).await)),
+        serial: quote!(__Steps::#name(#v.#items_f.arc(), #(#takes,)* #run.clone()).await),
         take: quote!(__Args::#name(#v.#items_f.arc(), #(#takes,)* #run.clone())),
-        run: quote!(__Args::#name(#items, #(#vars,)* #run) => __Done::#name(__Steps::#name(#items, #(#vars,)* #run).await)),
+        run: quote!(__Args::#name(#items, #(#vars,)* #run) => __Steps::#name(#items, #(#vars,)* #run).await),
         finish: quote!(#v.#out_f.set(__tf::map_done(#out, &mut #v.#finished)?)),
-        revert: step.meta.has_revert.then(|| {
-            let (failed, failures) = (local("failed"), local("failures"));
-            quote!(__Reverts::#name(#v, #failed, #failures))
-        }),
+        revert: revert(e, s, step),
         restore: None,
     }
 }
 
-/// The hook of each finished item, newest first: the task's inputs (this item's element for the
-/// mapped parameter) and this item's outcome; the failed item's with its failure.
-fn revert_fn(e: &Emit, s: usize, step: &Step, name: &Ident) -> TokenStream {
+/// The step's revert, an arm of `__revert`: the hook of each finished item, newest first, with
+/// the task's inputs (this item's element for the mapped parameter) and this item's outcome; the
+/// failed item's with its failure.
+fn revert(e: &Emit, s: usize, step: &Step) -> Option<TokenStream> {
     if !step.meta.has_revert {
-        return TokenStream::new();
+        return None;
     }
     let path = &step.r.path;
     let label = &step.label;
     let item = step.map_item.expect("a map step");
     let out_f = e.values.field(step.outs[0]);
     let finished = e.values.step_field(s);
-    let [v, failed, failures, outcome, errors, n, i, result, outs, done, r, f] = [
-        "v", "failed", "failures", "outcome", "errors", "n", "i", "result", "outs", "done", "r",
-        "f",
-    ]
-    .map(local);
+    let [v, undo, i, result, failures] = ["v", "undo", "i", "result", "failures"].map(local);
     let params = param_names(step, RESERVED);
-    let mut lets = Vec::new();
+    let mut vars = Vec::new();
+    let mut handles = Vec::new();
     let mut inputs = Vec::new();
     for (p, slot) in step.args.iter().enumerate() {
         let Some(slot) = *slot else { continue };
         let var = &params[p];
         let field = e.values.field(slot);
-        if skippable(e.a, slot) {
-            lets.push(quote!(let #var = #v.#field.opt_arc();));
+        vars.push(var);
+        handles.push(if skippable(e.a, slot) {
+            quote!(#v.#field.opt_arc())
         } else {
-            lets.push(quote!(let #var = #v.#field.arc();));
-        }
+            quote!(#v.#field.arc())
+        });
         inputs.push(if p == item {
             quote!(&#var[#i])
         } else {
             match (step.meta.params[p].optional, skippable(e.a, slot)) {
                 (true, true) => quote!(#var.as_deref()),
-                (true, false) => quote!(__tf::Option::as_ref(&*#var)),
-                (false, _) => quote!(&#var),
+                (true, false) => quote!(__tf::Option::as_ref(&**#var)),
+                (false, _) => quote!(#var),
             }
         });
     }
-    quote! {
-        fn #name(#v: &mut __Values, #failed: __tf::Option<__tf::Failure>, #failures: __tf::Arc<[__tf::Failure]>) -> __tf::RevertFuture {
-            #(#lets)*
-            let #outcome = match #failed {
-                __tf::Some(_) => __tf::Err(#v.#finished.take_opt().unwrap_or_default()),
-                __tf::None => __tf::Ok(#v.#out_f.arc()),
-            };
-            __tf::reverting(async move {
-                let mut #errors = __tf::Vec::new();
-                let #n = match &#outcome {
-                    __tf::Ok(#outs) => #outs.len(),
-                    __tf::Err(#done) => #done.len(),
-                };
-                for #i in (0..#n).rev() {
-                    let #result = match &#outcome {
-                        __tf::Ok(#outs) => __tf::Ok(&#outs[#i]),
-                        __tf::Err(#done) => match &#done[#i] {
-                            __tf::MapItem::Done(#r) => __tf::Ok(#r),
-                            __tf::MapItem::Failed(#f) => __tf::Err(#f.clone()),
-                            __tf::MapItem::NotRun => continue,
-                        },
-                    };
-                    let #r = __tf::catch_async(#label, #path::__taskflow_revert(#(#inputs,)* #result, &#failures)).await;
-                    #errors.extend(__tf::hook_outcome(#label, #r).err());
-                }
-                #errors
-            })
-        }
-    }
+    Some(quote! {
+        __tf::revert_map(
+            #label,
+            #undo,
+            || #v.#out_f.arc(),
+            &mut #v.#finished,
+            (#(#handles,)*),
+            |(#(#vars,)*), #i, #result, #failures| {
+                __tf::Box::pin(#path::__taskflow_revert(#(#inputs,)* #result, #failures))
+            },
+        )
+    })
 }

@@ -4,12 +4,13 @@
 //! - `__Values`, one slot per value of the flow, each field named after its value (`values`);
 //! - `__Steps`, one function per step, named after its label: a task called with the values it
 //!   reads (`task`), a sub-flow's run (`subflow`), a `map` over a `Vec` (`map`);
-//! - `__Reverts`, one function per step that has something to undo;
 //! - `__Args` and `__Done`, one variant per step: what the parallel engine's future for a step
 //!   owns, and what a step hands back to be stored;
 //! - the `FlowGraph` static (`structure`), and the `Flow` impl, whose hidden methods dispatch on
-//!   the step (or retry scope) number to those functions (`control` for controllers and
-//!   deciders), and the `DurableFlow` impl (`durable`).
+//!   the step (or retry scope) number to those functions, undo the steps that have something to
+//!   undo (`__revert`, an arm per step) and ask the controllers and deciders (`control`); and the
+//!   `DurableFlow` impl (`durable`). Hidden methods a flow would write as the trait's default
+//!   (no retries, no deciders, nothing to undo, no sub-flows) are left out.
 //!
 //! On errors the pipeline emits `fallback` instead.
 
@@ -23,7 +24,7 @@ mod subflow;
 mod task;
 mod values;
 
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use super::graph::{Analysis, Source};
@@ -43,13 +44,11 @@ pub struct Emit<'a> {
 }
 
 /// What one step adds to each part of the executor. Expressions use the locals of the methods
-/// they go in: `v` (the values), `run`, `out` (in `__finish`), `failed` and `failures` (in
-/// `__revert`), `stored` (in `__restore_sub`).
+/// they go in: `v` (the values), `run`, `out` (in `__finish`), `undo` (in `__revert`), `stored`
+/// (in `__restore_sub`).
 pub struct StepCode {
     /// Its function in `impl __Steps`.
     pub function: TokenStream,
-    /// Its function in `impl __Reverts` (empty when it has no revert hook).
-    pub revert_fn: TokenStream,
     /// Its variants of `__Args` and `__Done`.
     pub args: TokenStream,
     pub done: TokenStream,
@@ -61,7 +60,7 @@ pub struct StepCode {
     pub run: TokenStream,
     /// `__finish`'s arm for `__Done::<label>(out)`: stores the outputs (`?` on a failure).
     pub finish: TokenStream,
-    /// `__revert`'s arm, where the step has something to undo.
+    /// `__revert`'s arm, where the step has something to undo: a `RevertFuture`.
     pub revert: Option<TokenStream>,
     /// `__restore_sub`'s arm (a sub-flow step).
     pub restore: Option<TokenStream>,
@@ -94,10 +93,9 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         .collect();
 
     let name = &def.name;
-    let name_str = name.to_string();
     let (inputs_ty, outputs_ty) = (inputs_ident(def), outputs_ident(def));
-    let [v, step, run, out, done, inputs, failed, failures, args] = [
-        "v", "step", "run", "out", "done", "inputs", "failed", "failures", "args",
+    let [v, step, run, out, done, inputs, undo, args, copy] = [
+        "v", "step", "run", "out", "done", "inputs", "undo", "args", "copy",
     ]
     .map(local);
 
@@ -130,23 +128,14 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             quote!(pub #o: #ty)
         })
         .collect();
-    let output_reads = |method: &str, opt_method: &str| {
-        let fields = out_slots.iter().zip(&def.outputs).map(|(&slot, o)| {
-            let f = e.values.field(slot);
-            let m = Ident::new(
-                if skippable(a, slot) {
-                    opt_method
-                } else {
-                    method
-                },
-                Span::call_site(),
-            );
-            quote!(#o: #v.#f.#m())
-        });
-        quote!(#outputs_ty { #(#fields,)* })
-    };
-    let take_outputs = output_reads("take", "take_opt");
-    let copy_outputs = output_reads("cloned", "cloned_opt");
+    let output_reads = out_slots.iter().zip(&def.outputs).map(|(&slot, o)| {
+        let f = e.values.field(slot);
+        if skippable(a, slot) {
+            quote!(#o: #v.#f.output_opt(#copy))
+        } else {
+            quote!(#o: #v.#f.output(#copy))
+        }
+    });
     let provides = out_types.iter().enumerate().map(|(i, ty)| {
         let i = index(i);
         quote!(impl __tf::Provides<#i> for #name { type Value = #ty; })
@@ -171,6 +160,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             fields.push(quote!(#f: __tf::Slot<__tf::Vec<__tf::MapItem<__tf::Out<#path, 0>>>>));
         }
     }
+    // The values of a new run, from its inputs (the parameters of `__taskflow_values`).
+    let input_param = |j: usize| ident(&def.inputs[j].0.to_string(), Span::mixed_site());
     let mut inits = Vec::new();
     for (s, slot) in a.slots.iter().enumerate() {
         let f = e.values.field(s);
@@ -181,8 +172,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         };
         match slot.source {
             Source::Input(j) => {
-                let input = &def.inputs[j].0;
-                inits.push(quote!(#f: #kind::new(#inputs.#input)));
+                let input = input_param(j);
+                inits.push(quote!(#f: #kind::new(#input)));
             }
             Source::Default { .. } => {
                 inits.push(quote!(#f: #kind::new(__tf::Default::default())));
@@ -194,7 +185,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
 
     // ---- per step
     let functions = steps.iter().map(|(_, c)| &c.function);
-    let revert_fns = steps.iter().map(|(_, c)| &c.revert_fn);
     let args_variants = steps.iter().map(|(_, c)| &c.args);
     let done_variants = steps.iter().map(|(_, c)| &c.done);
     let serial = steps.iter().enumerate().map(|(k, (_, c))| {
@@ -214,17 +204,21 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         let finish = &c.finish;
         quote!(__Done::#name(#out) => #finish,)
     });
-    let reverts = steps.iter().enumerate().filter_map(|(k, (_, c))| {
-        let k = index(k);
-        c.revert.as_ref().map(|revert| quote!(#k => #revert,))
-    });
+    let reverts: Vec<TokenStream> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (_, c))| {
+            let k = index(k);
+            c.revert.as_ref().map(|revert| quote!(#k => #revert,))
+        })
+        .collect();
     let restores: Vec<(usize, TokenStream)> = steps
         .iter()
         .enumerate()
         .filter_map(|(k, (_, c))| c.restore.clone().map(|r| (k, r)))
         .collect();
 
-    // Helpers a flow without steps (or without reverts) does not use.
+    // What a flow without steps (or with nothing to undo) does not use.
     let steps_items = (!steps.is_empty()).then(|| {
         quote! {
             /// One function per step: its task called with the values it reads.
@@ -240,36 +234,44 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
         }
     });
-    let reverts_items = steps.iter().any(|(_, c)| !c.revert_fn.is_empty()).then(|| {
+    let revert_method = (!reverts.is_empty()).then(|| {
         quote! {
-            /// One function per step with a revert hook: what it read, how it ended, the hook.
-            struct __Reverts;
-
-            impl __Reverts {
-                #(#revert_fns)*
+            fn __revert(#v: &mut __Values, #step: usize, #undo: __tf::Undo<'_>) -> __tf::RevertFuture {
+                match #step {
+                    #(#reverts)*
+                    _ => __tf::nothing_to_revert(),
+                }
             }
         }
     });
 
-    let input_params = def.inputs.iter().map(|(n, t)| quote!(#n: #t));
-    let input_names = def.inputs.iter().map(|(n, _)| n);
+    let input_params = def.inputs.iter().enumerate().map(|(j, (_, t))| {
+        let p = input_param(j);
+        quote!(#p: #t)
+    });
+    let input_fields = def.inputs.iter().map(|(n, _)| n);
     let flow_struct = items::flow_struct(def);
     let inputs_struct = items::inputs_struct(def);
     let outputs_struct = items::outputs_struct(def, &out_fields, true);
     let collector = items::collector(def, false);
-    // How a parent flow builds this one's inputs, spanned at its step (see `subflow`).
-    let inputs_fn = quote! {
+    // A new run's values, from the inputs; a parent flow calls it for a sub-flow step, spanned at
+    // its step (see `subflow`).
+    let values_fn = quote! {
         #[doc(hidden)]
-        #[allow(dead_code)]
-        pub fn __taskflow_inputs(#(#input_params),*) -> #inputs_ty {
-            #inputs_ty { #(#input_names),* }
+        pub fn __taskflow_values(#(#input_params),*) -> __Values {
+            __Values { #(#inits,)* #rest }
         }
     };
-    let graph = structure::graph_static(def, Some((a, &pos)), inputs_fn);
+    let graph = structure::graph_static(def, Some((a, &pos)), values_fn);
     let retry_methods = control::retry_methods(a, &e.values);
     let decide_method = control::decide_method(a, &e.values, &pos);
-    let types_method = durable::types_method(&e);
     let save_step_method = durable::save_step_method(&e);
+    // `__save_step` picks how a value is saved by method resolution, between these traits.
+    let uses = if save_step_method.is_empty() {
+        quote! { use ::taskflow::__private as __tf; }
+    } else {
+        quote! { use ::taskflow::__private::{self as __tf, NotStorable as _, SaveStored as _}; }
+    };
     let durable_impl = durable::durable_impl(&e, &restores);
 
     quote! {
@@ -278,10 +280,10 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         #outputs_struct
         #collector
 
-        #[allow(non_snake_case, non_camel_case_types)]
-        #[allow(clippy::large_enum_variant, clippy::too_many_arguments, clippy::ptr_arg)]
+        #[allow(non_snake_case, non_camel_case_types, clippy::ptr_arg)]
+        #[allow(clippy::large_enum_variant, clippy::too_many_arguments)]
         const _: () = {
-            use ::taskflow::__private as __tf;
+            #uses
 
             /// A run's values, a slot each: set once its input or step is there.
             #[derive(Default)]
@@ -290,7 +292,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
 
             #steps_items
-            #reverts_items
 
             /// What a step hands back, to be stored in its slots.
             pub enum __Done {
@@ -298,7 +299,6 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
 
             #graph
-
 
             #(#provides)*
 
@@ -308,14 +308,10 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                 type Outputs = #outputs_ty;
                 type Values = __Values;
                 type Done = __Done;
-                const NAME: &'static str = #name_str;
-
-                fn graph() -> &'static __tf::FlowGraph {
-                    &__GRAPH
-                }
+                const __GRAPH: &'static __tf::FlowGraph = &__GRAPH;
 
                 fn __values(#inputs: #inputs_ty) -> __Values {
-                    __Values { #(#inits,)* #rest }
+                    Self::__taskflow_values(#(#inputs.#input_fields),*)
                 }
 
                 async fn __run_step(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> __Done {
@@ -325,7 +321,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                     }
                 }
 
-                fn __start(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> impl __tf::Future<Output = __Done> + __tf::Send + 'static {
+                fn __start(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> impl __tf::StepFuture<__Done> {
                     let #args = match #step {
                         #(#takes)*
                         _ => __tf::no_step(#step),
@@ -344,22 +340,12 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                     __tf::Ok(())
                 }
 
-                fn __revert(#v: &mut __Values, #step: usize, #failed: __tf::Option<__tf::Failure>, #failures: __tf::Arc<[__tf::Failure]>, #run: &__tf::RunContext) -> __tf::RevertFuture {
-                    match #step {
-                        #(#reverts)*
-                        _ => __tf::nothing_to_revert(),
-                    }
+                #revert_method
+
+                fn __outputs_of(#v: &mut __Values, #copy: bool) -> #outputs_ty {
+                    #outputs_ty { #(#output_reads,)* }
                 }
 
-                fn __outputs(mut #v: __Values) -> #outputs_ty {
-                    #take_outputs
-                }
-
-                fn __copy_outputs(#v: &__Values) -> #outputs_ty {
-                    #copy_outputs
-                }
-
-                #types_method
                 #save_step_method
 
                 #retry_methods

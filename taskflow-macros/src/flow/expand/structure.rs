@@ -18,30 +18,36 @@ pub fn graph_static(
 ) -> TokenStream {
     let flow = &def.name;
     let name = flow.to_string();
-    let inputs = def.inputs.iter().map(|(n, _)| n.to_string());
-    let outputs = def.outputs.iter().map(ToString::to_string);
     let (steps, edges, scopes, guarded) = match a {
         Some((a, pos)) => parts(a, pos),
         None => Default::default(),
     };
-    let (inputs, outputs): (Vec<String>, Vec<String>) = match a {
-        Some(_) => (inputs.collect(), outputs.collect()),
+    let (inputs, input_types, outputs): (Vec<String>, Vec<String>, Vec<String>) = match a {
+        Some(_) => (
+            def.inputs.iter().map(|(n, _)| n.to_string()).collect(),
+            def.inputs
+                .iter()
+                .map(|(_, ty)| crate::type_text::normalized(&quote!(#ty)))
+                .collect(),
+            def.outputs.iter().map(ToString::to_string).collect(),
+        ),
         None => Default::default(),
     };
+    let scopes = (!scopes.is_empty()).then(|| quote!(.__scopes(&[#(#scopes),*])));
+    let guarded = (!guarded.is_empty()).then(|| quote!(.__guarded(&[#(#guarded),*])));
     quote! {
         static __GRAPH: __tf::FlowGraph = __tf::FlowGraph::__new(
             #name,
             &[#(#inputs),*],
+            &[#(#input_types),*],
             &[#(#outputs),*],
             &[#(#steps),*],
             &[#(#edges),*],
-            &[#(#scopes),*],
-            &[#(#guarded),*],
-        );
+        ) #scopes #guarded;
 
+        #[allow(dead_code)]
         impl #flow {
             /// The flow's structure: steps, names and edges (see `FlowGraph::to_dot`).
-            #[allow(dead_code)]
             pub fn graph() -> &'static __tf::FlowGraph {
                 &__GRAPH
             }
@@ -73,17 +79,15 @@ fn parts(a: &Analysis, pos: &[usize]) -> Parts {
                 .map(|(r, _)| r);
             let writes = step.writes.iter();
             let path = &step.r.path;
-            let (exec, sub) = match (step.meta.kind, step.meta.is_async) {
-                // A map step waits for its items, which the engine runs: never on a worker itself.
-                (StepKind::Task, false) if step.map_item.is_none() => (quote!(Sync), quote!(__tf::None)),
-                (StepKind::Task, _) => (quote!(Async), quote!(__tf::None)),
-                (StepKind::Flow, _) => (
-                    quote!(Flow),
-                    quote!(__tf::Some(<#path as __tf::Flow>::graph)),
-                ),
+            // Its name (unless labelled otherwise), how it runs, whether its hook is sync and its
+            // stored types come from the task (or the sub-flow) itself.
+            let kind = match step.meta.kind {
+                StepKind::Task if step.map_item.is_some() => quote!(map),
+                StepKind::Task => quote!(task),
+                StepKind::Flow => quote!(subflow),
             };
-            let sync_hook = step.meta.sync_hook;
-            quote!(__tf::StepInfo::__new(#label, __tf::Exec::#exec, &[#(#reads),*], &[#(#writes),*], #sub, #sync_hook))
+            let named = (*label != step.meta.name).then(|| quote!(.__named(#label)));
+            quote!(__tf::#kind::<#path>(&[#(#reads),*], &[#(#writes),*]) #named)
         })
         .collect();
     let edges = a

@@ -20,7 +20,7 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         local("sub"),
         local("cx"),
     );
-    let (failures, stored) = (local("failures"), local("stored"));
+    let (undo, stored) = (local("undo"), local("stored"));
     // A sub-flow's inputs are taken by value: moved or cloned out of the parent's slots.
     let inputs = (0..step.args.len()).map(|p| {
         let m = mode(e.a, &step.args, &step.meta.params, p);
@@ -48,14 +48,13 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     });
     StepCode {
         function,
-        revert_fn: TokenStream::new(),
         args: quote!(#name(__tf::Run<#path>, __tf::RunContext)),
         done: quote!(#name(__tf::SubflowEnd<#path>)),
         serial: quote!(__Done::#name(__tf::run_subflow(__Steps::#name(#v), #label, #run.clone()).await)),
         take: quote!(__Args::#name(__Steps::#name(#v), #run.clone())),
         run: quote!(__Args::#name(#sub, #cx) => __Done::#name(__tf::run_subflow(#sub, #label, #cx).await)),
         finish,
-        revert: Some(quote!(__tf::revert_subflow(&mut #v.#field, #label, #failures, #run))),
+        revert: Some(quote!(__tf::revert_subflow(&mut #v.#field, #label, #undo))),
         restore: Some(
             quote!(__tf::restore_subflow(__Steps::#name(#v), &mut #v.#field, #stored, #label, #run)),
         ),
@@ -67,6 +66,5 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
 fn subflow_values(step: &Step, args: impl Iterator<Item = TokenStream>) -> TokenStream {
     let path = &step.r.path;
     let span = Span::call_site().located_at(step.r.span());
-    let inputs = quote_spanned!(span=> #path::__taskflow_inputs(#(#args),*));
-    quote!(<#path as __tf::Flow>::__values(#inputs))
+    quote_spanned!(span=> #path::__taskflow_values(#(#args),*))
 }

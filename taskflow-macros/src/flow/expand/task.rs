@@ -30,26 +30,27 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         }
     });
     let call = quote_spanned!(span=> #path(#(#params),*));
-    let outcome = if step.meta.is_async {
+    let ran = local("ran");
+    let caught = if step.meta.is_async {
         quote!(__tf::catch_async(#label, #call).await)
     } else {
         quote!(__tf::catch_sync(#label, move || #call))
     };
-    let outcome = if step.meta.fallible {
-        quote!(__tf::fallible(#label, #outcome.map(#path::__taskflow_result)))
+    // A fallible task's error becomes a failure of the step; outputs the step does not provide
+    // are dropped.
+    let mut outcome = if step.meta.fallible {
+        quote!(#path::__taskflow_outcome(#label, #ran))
     } else {
-        outcome
+        quote!(#ran)
     };
-    let outcome = if step.outs.is_empty() {
-        quote!(#outcome.map(|_| ()))
-    } else {
-        outcome
-    };
-    let out_ty = super::values::outputs_type(e.def, e.a, step);
+    if step.outs.is_empty() {
+        outcome = quote!(#outcome.map(|_| ()));
+    }
     let asyncness = step.meta.is_async.then(|| quote!(async));
     let function = quote! {
-        #asyncness fn #name(#(#params: #param_tys),*) -> __tf::Outcome<#out_ty> {
-            #outcome
+        #asyncness fn #name(#(#params: #param_tys),*) -> __Done {
+            let #ran = #caught;
+            __Done::#name(#outcome)
         }
     };
     let awaited = step.meta.is_async.then(|| quote!(.await));
@@ -59,7 +60,7 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         .iter()
         .zip(&step.args)
         .map(|(&m, &slot)| e.values.borrowed(m, slot, label));
-    let serial = quote!(__Done::#name(__Steps::#name(#(#borrowed),*)#awaited));
+    let serial = quote!(__Steps::#name(#(#borrowed),*)#awaited);
     let owned: Vec<(TokenStream, TokenStream)> = modes
         .iter()
         .zip(&step.args)
@@ -67,21 +68,17 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         .collect();
     let (takes, owned_tys): (Vec<_>, Vec<_>) = owned.into_iter().unzip();
     let lent = modes.iter().zip(&params).map(|(&m, p)| Values::lent(m, p));
-    let done_ty = quote!(__tf::Outcome<#out_ty>);
+    let out_ty = super::values::outputs_type(e.def, e.a, step);
 
     StepCode {
         function,
-        revert_fn: revert_fn(e, step, name),
         args: quote!(#name(#(#owned_tys),*)),
-        done: quote!(#name(#done_ty)),
+        done: quote!(#name(__tf::Outcome<#out_ty>)),
         serial,
         take: quote!(__Args::#name(#(#takes),*)),
-        run: quote!(__Args::#name(#(#params),*) => __Done::#name(__Steps::#name(#(#lent),*)#awaited)),
+        run: quote!(__Args::#name(#(#params),*) => __Steps::#name(#(#lent),*)#awaited),
         finish: store(e, step),
-        revert: step.meta.has_revert.then(|| {
-            let (v, failed, failures) = (local("v"), local("failed"), local("failures"));
-            quote!(__Reverts::#name(#v, #failed, #failures))
-        }),
+        revert: revert(e, step),
         restore: None,
     }
 }
@@ -106,49 +103,47 @@ fn store(e: &Emit, step: &Step) -> TokenStream {
     }
 }
 
-/// The step's revert: its hook, with the task's flow inputs and how the step ended (its outputs,
-/// or its own failure when it is the step that failed).
-fn revert_fn(e: &Emit, step: &Step, name: &Ident) -> TokenStream {
+/// The step's revert, an arm of `__revert`: its hook, with the task's flow inputs and how the
+/// step ended (its outputs, or its own failure when it is the step that failed).
+fn revert(e: &Emit, step: &Step) -> Option<TokenStream> {
     if !step.meta.has_revert {
-        return TokenStream::new();
+        return None;
     }
     let label = &step.label;
     let path = &step.r.path;
-    let (v, failed, failures, result) = (
-        local("v"),
-        local("failed"),
-        local("failures"),
-        local("result"),
-    );
-    let params = param_names(step, &["v", "failed", "failures", "result"]);
+    let [v, undo, failures, result] = ["v", "undo", "failures", "result"].map(local);
+    let params = param_names(step, &["v", "undo", "failures", "result"]);
     // The hook gets every parameter that reads a flow value (never the `&TaskContext`), by
-    // reference; an optional one as `Option<&T>`.
-    let mut lets = Vec::new();
+    // reference; an optional one as `Option<&T>`. Its future owns a handle on each.
+    let mut vars = Vec::new();
+    let mut handles = Vec::new();
     let mut inputs = Vec::new();
     for (p, slot) in step.args.iter().enumerate() {
         let Some(slot) = *slot else { continue };
         let var = &params[p];
         let f = e.values.field(slot);
-        let optional = step.meta.params[p].optional;
-        if skippable(e.a, slot) {
-            lets.push(quote!(let #var = #v.#f.opt_arc();));
+        vars.push(var);
+        handles.push(if skippable(e.a, slot) {
+            quote!(#v.#f.opt_arc())
         } else {
-            lets.push(quote!(let #var = #v.#f.arc();));
-        }
-        inputs.push(match (optional, skippable(e.a, slot)) {
+            quote!(#v.#f.arc())
+        });
+        inputs.push(match (step.meta.params[p].optional, skippable(e.a, slot)) {
             (true, true) => quote!(#var.as_deref()),
             // The value itself is an `Option<T>`: lend its contents.
             (true, false) => quote!(__tf::Option::as_ref(&*#var)),
             (false, _) => quote!(&#var),
         });
     }
+    let lets = match (vars.as_slice(), handles.as_slice()) {
+        ([], _) => quote!(),
+        ([var], [handle]) => quote!(let #var = #handle;),
+        _ => quote!(let (#(#vars),*) = (#(#handles),*);),
+    };
     let fields: Vec<&Ident> = step.outs.iter().map(|&s| e.values.field(s)).collect();
     let (outputs, lend) = match fields.as_slice() {
         [] => (quote!(()), quote!(#result)),
-        [one] => (
-            quote!(#v.#one.arc()),
-            quote!(#result.as_deref().map_err(__tf::Failure::clone)),
-        ),
+        [one] => (quote!(#v.#one.arc()), quote!(&#result)),
         many => {
             let tmps: Vec<Ident> = (0..many.len()).map(|i| local(&format!("o{i}"))).collect();
             (
@@ -157,13 +152,11 @@ fn revert_fn(e: &Emit, step: &Step, name: &Ident) -> TokenStream {
             )
         }
     };
-    quote! {
-        fn #name(#v: &mut __Values, #failed: __tf::Option<__tf::Failure>, #failures: __tf::Arc<[__tf::Failure]>) -> __tf::RevertFuture {
-            #(#lets)*
-            let #result = __tf::outcome(#failed, || #outputs);
-            __tf::revert(#label, async move {
-                #path::__taskflow_revert(#(#inputs,)* #lend, &#failures).await
-            })
-        }
-    }
+    Some(quote!({
+        #lets
+        let (#result, #failures) = #undo.outcome(|| #outputs);
+        __tf::revert(#label, async move {
+            #path::__taskflow_revert(#(#inputs,)* #lend, &#failures).await
+        })
+    }))
 }
