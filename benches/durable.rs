@@ -2,8 +2,9 @@
 //! the serial engine without a store, and with the memory, SQLite and directory stores; and, in
 //! the same run, the bare cost of one single-row INSERT + COMMIT on `SqliteStore`'s settings (WAL,
 //! `synchronous=FULL`), which a durable step on SQLite is compared with. The run on SQLite is
-//! timed twice: driven by `.blocking()` (the store's calls on the run's thread) and awaited on a
-//! Tokio runtime (each call handed to the runtime's blocking pool). See docs/BENCHMARKS.md
+//! timed three ways: driven by `.blocking()` (the store's calls on the run's thread) and awaited on a
+//! current-thread Tokio runtime (each call handed to the runtime's blocking pool) and on a
+//! multi-thread one (each call inside `block_in_place`). See docs/BENCHMARKS.md
 //! for the numbers and how to read them.
 //!
 //! Each iteration is one whole run under a new flow id (an id can be used once per store); the
@@ -40,16 +41,25 @@ enum Drive {
     /// Awaited on a current-thread Tokio runtime: each of a blocking store's calls is handed to
     /// the runtime's blocking pool, so the runtime's thread is free while the disk works.
     Awaited,
+    /// Awaited on a multi-thread Tokio runtime (2 workers): each call runs inside
+    /// `block_in_place`.
+    AwaitedMultiThread,
 }
 
 /// Times `iters` whole durable runs of the chain on `store`, each under a new id; deleting each
 /// run afterwards is not timed.
 fn durable_runs(b: &mut Bencher<'_>, store: &Arc<dyn Store>, runs: &mut u64, drive: Drive) {
     let engine = Engine::serial();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = match drive {
+        Drive::AwaitedMultiThread => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }
+    .unwrap();
     b.iter_custom(|iters| {
         let mut timed = Duration::ZERO;
         for _ in 0..iters {
@@ -61,7 +71,7 @@ fn durable_runs(b: &mut Bencher<'_>, store: &Arc<dyn Store>, runs: &mut u64, dri
                 .durable(store.clone(), &id);
             let out = match drive {
                 Drive::Blocking => run.blocking(),
-                Drive::Awaited => runtime.block_on(run.into_future()),
+                Drive::Awaited | Drive::AwaitedMultiThread => runtime.block_on(run.into_future()),
             }
             .unwrap();
             timed += start.elapsed();
@@ -119,6 +129,9 @@ fn durable(c: &mut Criterion) {
     });
     slow.bench_function("sqlite_store_awaited", |b| {
         durable_runs(b, &sqlite, &mut runs, Drive::Awaited)
+    });
+    slow.bench_function("sqlite_store_awaited_multi_thread", |b| {
+        durable_runs(b, &sqlite, &mut runs, Drive::AwaitedMultiThread)
     });
     slow.sample_size(10);
     slow.measurement_time(Duration::from_secs(20));

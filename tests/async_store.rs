@@ -227,6 +227,47 @@ fn an_awaited_run_does_not_block_its_runtime_while_sqlite_writes() {
 }
 
 #[test]
+fn an_awaited_run_does_not_block_a_multi_thread_runtime_while_sqlite_writes() {
+    // One worker: while the run's checkpoint waits, the releasing task can only run if the
+    // worker's other tasks were handed to another thread.
+    let dir = TempDir::new();
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("runs.db")).unwrap());
+    let released = Arc::new(AtomicBool::new(false));
+    let store = Arc::new(waiting_store(sqlite.clone(), released.clone()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (engine, id) in [(Engine::serial(), "ms"), (Engine::parallel(), "mp")] {
+        released.store(false, Ordering::SeqCst);
+        let run = {
+            let store = store.clone();
+            let engine = engine.clone();
+            runtime.spawn(async move {
+                engine
+                    .run(Three, ThreeInputs { x: 1 })
+                    .durable(store, id)
+                    .await
+                    .map(|out| out.c)
+            })
+        };
+        let release = {
+            let released = released.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                released.store(true, Ordering::SeqCst);
+            })
+        };
+        let out = runtime.block_on(run).unwrap();
+        runtime.block_on(release).unwrap();
+        assert_eq!(out.unwrap(), 23, "{id}");
+        let stored = sqlite.load_flow(id).unwrap().unwrap();
+        assert_eq!(stored.flow.state, FlowState::Success, "{id}");
+    }
+}
+
+#[test]
 fn a_blocking_run_calls_its_store_on_its_own_thread() {
     let threads = Arc::new(Mutex::new(Vec::new()));
     let seen = threads.clone();

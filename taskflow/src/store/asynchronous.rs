@@ -6,7 +6,8 @@
 //!
 //! | the run is | a [`Store`]'s call runs | an [`AsyncStore`]'s future |
 //! | --- | --- | --- |
-//! | awaited on a Tokio runtime | on the runtime's blocking pool (`spawn_blocking`): other tasks of the runtime go on | is awaited |
+//! | awaited on a multi-thread Tokio runtime | on the run's thread inside `block_in_place`, which first hands that worker's other tasks to another thread | is awaited |
+//! | awaited on a current-thread Tokio runtime (or in a `LocalSet`) | on the runtime's blocking pool (`spawn_blocking`): the runtime's thread goes on with its other tasks | is awaited |
 //! | driven by [`RunBuilder::blocking`](crate::RunBuilder::blocking) | on the run's own thread: nothing else waits for it | is awaited, on the run's own runtime |
 //! | polled outside any Tokio runtime | on the polling thread | is awaited |
 
@@ -134,14 +135,21 @@ impl AnyStore {
         AnyStore::Async(store)
     }
 
-    /// Runs `call` on a [`Store`] off the driving thread when the run is awaited on a Tokio
-    /// runtime (`inline` false), on this thread otherwise.
+    /// Runs `call` on a [`Store`] without blocking the runtime when the run is awaited on a
+    /// Tokio runtime (`inline` false), on this thread otherwise. On a multi-thread runtime the
+    /// call runs here, inside `block_in_place`, which hands this worker's other tasks to another
+    /// thread first (no hand-off of the call itself: the run waits for it anyway); on a
+    /// current-thread runtime, whose one thread must stay free, it goes to the blocking pool.
     async fn blocking<T: Send + 'static>(
         inline: bool,
         call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         if !inline {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let call = match in_place(runtime.runtime_flavor(), call) {
+                    Ok(result) => return result,
+                    Err(call) => call,
+                };
                 return match runtime.spawn_blocking(call).await {
                     Ok(result) => result,
                     // The store's own panic, as if it had been called here.
@@ -198,6 +206,28 @@ impl AnyStore {
             }
             AnyStore::Async(store) => store.load_flow(flow_id).await,
         }
+    }
+}
+
+/// Runs `call` inside `block_in_place` on a multi-thread runtime's worker (or its `block_on`);
+/// hands it back where Tokio does not allow that (a current-thread runtime, a `LocalSet`), for
+/// the blocking pool.
+fn in_place<T, C: FnOnce() -> T>(flavor: tokio::runtime::RuntimeFlavor, call: C) -> Result<T, C> {
+    if flavor != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(call);
+    }
+    // `block_in_place` refuses (panics, before it runs anything) on a thread of the runtime that
+    // is not one of its workers nor its `block_on`; then the call is still here.
+    let mut slot = Some(call);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| slot.take().map(|call| call()))
+    }));
+    match (ran, slot) {
+        (Ok(Some(result)), _) => Ok(result),
+        (Err(_), Some(call)) => Err(call),
+        // The store's own panic, as if it had been called here.
+        (Err(panic), None) => std::panic::resume_unwind(panic),
+        (Ok(None), _) => unreachable!("the call ran"),
     }
 }
 
