@@ -996,27 +996,37 @@ flow! {
     }
 }
 
+/// Runs `flow` to its end on `engine` with a west and an east side that meet on their first
+/// calls; its outputs and the trace.
+fn run_pair<F: Flow>(
+    engine: Engine,
+    flow: F,
+    inputs: impl FnOnce(Trace, Together, Together) -> F::Inputs,
+) -> (F::Outputs, Vec<String>) {
+    let trace = Trace::default();
+    let (west_side, east_side) = Together::pair();
+    let out = engine
+        .run(flow, inputs(trace.clone(), west_side, east_side))
+        .blocking()
+        .unwrap();
+    (out, trace.events())
+}
+
 #[test]
 fn two_inner_scopes_that_give_up_together_cost_the_outer_scope_one_attempt() {
     // `Times(2)`: one retry. Both inner scopes give up on the first attempt, in the same round
     // on the parallel engine; the outer controller must see one failed attempt (with both
     // failures), not one per inner scope — else it counts two and gives up.
-    let engine = Engine::parallel().workers(2);
-    let trace = Trace::default();
-    let (west_side, east_side) = Together::pair();
-    let out = engine
-        .run(
-            BothGiveUp,
-            BothGiveUpInputs {
-                trace: trace.clone(),
-                west_side,
-                east_side,
-            },
-        )
-        .blocking()
-        .unwrap();
+    let (out, mut events) = run_pair(
+        Engine::parallel().workers(2),
+        BothGiveUp,
+        |trace, west_side, east_side| BothGiveUpInputs {
+            trace,
+            west_side,
+            east_side,
+        },
+    );
     assert_eq!((out.west, out.east), (2, 2));
-    let mut events = trace.events();
     events.sort();
     assert_eq!(events, ["east #1", "east #2", "west #1", "west #2"]);
 }
@@ -1060,19 +1070,15 @@ fn an_inner_scope_that_would_retry_starts_afresh_when_its_outer_scope_retries_in
     // the outer attempt starts every inner scope afresh: west runs again at attempt 1, once.
     let attempts = Arc::new(WestAttempts::default());
     let engine = Engine::parallel().workers(2).listener(attempts.clone());
-    let trace = Trace::default();
-    let (west_side, east_side) = Together::pair();
-    let out = engine
-        .run(
-            InnerRetriesOuterToo,
-            InnerRetriesOuterTooInputs {
-                trace: trace.clone(),
-                west_side,
-                east_side,
-            },
-        )
-        .blocking()
-        .unwrap();
+    let (out, _) = run_pair(
+        engine,
+        InnerRetriesOuterToo,
+        |trace, west_side, east_side| InnerRetriesOuterTooInputs {
+            trace,
+            west_side,
+            east_side,
+        },
+    );
     assert_eq!((out.west, out.east), (2, 2));
     assert_eq!(*attempts.0.lock().unwrap(), ["#1", "#1"]);
 }

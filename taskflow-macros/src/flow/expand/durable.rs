@@ -47,23 +47,11 @@ fn subflows<'a>(a: &'a Analysis) -> Vec<&'a syn::Path> {
 /// whose every stored type is serializable gets past the `DurableFlow` gate to a store.
 pub fn save_step_method(e: &Emit) -> TokenStream {
     let [v, step] = ["v", "step"].map(local);
-    let mut saves = Vec::new();
-    for (k, &s) in e.a.order.iter().enumerate() {
-        let outs = &e.a.steps[s].outs;
-        let k = index(k);
-        match outs.as_slice() {
-            [] => {}
-            [one] => {
-                let f = e.values.field(*one);
-                saves.push(quote!(#k => (&__tf::Stored(#v.#f.get())).save(),));
-            }
-            many => {
-                let names: Vec<&str> = many.iter().map(|&s| e.a.slots[s].name.as_str()).collect();
-                let fields: Vec<_> = many.iter().map(|&s| e.values.field(s)).collect();
-                saves.push(quote!(#k => __tf::save_object([#((#names, (&__tf::Stored(#v.#fields.get())).save())),*]),));
-            }
-        }
-    }
+    let saves = output_arms(
+        e,
+        |f| quote!((&__tf::Stored(#v.#f.get())).save()),
+        |names, fields| quote!(__tf::save_object([#((#names, (&__tf::Stored(#v.#fields.get())).save())),*])),
+    );
     if saves.is_empty() {
         return quote!();
     }
@@ -77,6 +65,30 @@ pub fn save_step_method(e: &Emit) -> TokenStream {
     }
 }
 
+/// One `match` arm per step with outputs, by its index in the run order: `one` of the field of
+/// its one output, or `many` of its outputs' names and fields.
+fn output_arms(
+    e: &Emit,
+    one: impl Fn(&syn::Ident) -> TokenStream,
+    many: impl Fn(&[&str], &[&syn::Ident]) -> TokenStream,
+) -> Vec<TokenStream> {
+    let mut arms = Vec::new();
+    for (k, &s) in e.a.order.iter().enumerate() {
+        let k = index(k);
+        let body = match e.a.steps[s].outs.as_slice() {
+            [] => continue,
+            [out] => one(e.values.field(*out)),
+            outs => {
+                let names: Vec<&str> = outs.iter().map(|&s| e.a.slots[s].name.as_str()).collect();
+                let fields: Vec<_> = outs.iter().map(|&s| e.values.field(s)).collect();
+                many(&names, &fields)
+            }
+        };
+        arms.push(quote!(#k => #body,));
+    }
+    arms
+}
+
 /// The `DurableFlow` impl. Its bounds mention the impl's lifetime so that rustc checks them
 /// where the impl is used (a run with a store), not here: a flow with a value that is not
 /// serializable still compiles and runs in memory (see `StorableIn`).
@@ -87,26 +99,16 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
         ["v", "step", "json", "inputs", "stored", "run"].map(local);
     let types = stored_types(e);
     let subs = subflows(e.a);
-    let mut loads = Vec::new();
-    for (k, &s) in e.a.order.iter().enumerate() {
-        let outs = &e.a.steps[s].outs;
-        let k = index(k);
-        match outs.as_slice() {
-            [] => {}
-            [one] => {
-                let f = e.values.field(*one);
-                loads.push(quote!(#k => #v.#f.load(#json),));
-            }
-            many => {
-                let names: Vec<&str> = many.iter().map(|&s| e.a.slots[s].name.as_str()).collect();
-                let fields: Vec<_> = many.iter().map(|&s| e.values.field(s)).collect();
-                loads.push(quote!(#k => {
-                    #(#v.#fields.load_field(#json, #names)?;)*
-                    __tf::Ok(())
-                }));
-            }
-        }
-    }
+    let loads = output_arms(
+        e,
+        |f| quote!(#v.#f.load(#json)),
+        |names, fields| {
+            quote!({
+                #(#v.#fields.load_field(#json, #names)?;)*
+                __tf::Ok(())
+            })
+        },
+    );
     let input_names: Vec<String> = e.def.inputs.iter().map(|(n, _)| n.to_string()).collect();
     let input_ids = e.def.inputs.iter().map(|(n, _)| n);
     let input_ids2 = input_ids.clone();
