@@ -6,7 +6,6 @@ use std::fmt::{self, Write as _};
 use serde_json::{json, Map, Value};
 
 use crate::__private::Task;
-use crate::flow::Flow;
 use crate::StepState;
 
 /// What a step of a flow is.
@@ -117,14 +116,16 @@ impl StepInfo {
         StepInfo { name, ..self }
     }
 
-    /// A step that runs flow `F`.
+    /// A step that runs a sub-flow, whose structure `graph` gives (the flow's `Flow::graph`:
+    /// passed in, so that this module does not depend on `Flow`).
     #[doc(hidden)]
-    pub const fn __flow<F: Flow>(
+    pub const fn __flow(
         name: &'static str,
         requires: &'static [&'static str],
         provides: &'static [&'static str],
+        graph: fn() -> &'static FlowGraph,
     ) -> Self {
-        StepInfo::__new(name, Exec::Flow, requires, provides, Some(F::graph), false)
+        StepInfo::__new(name, Exec::Flow, requires, provides, Some(graph), false)
     }
 
     #[doc(hidden)]

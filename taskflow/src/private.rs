@@ -81,7 +81,7 @@ pub const fn subflow<F: Flow>(
     requires: &'static [&'static str],
     provides: &'static [&'static str],
 ) -> StepInfo {
-    StepInfo::__flow::<F>(F::NAME, requires, provides)
+    StepInfo::__flow(F::NAME, requires, provides, F::graph)
 }
 
 /// The value type of parameter `N` of a task (emitted for `#[default]` parameters).
