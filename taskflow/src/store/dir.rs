@@ -21,10 +21,16 @@ const FORMAT: u32 = 1;
 ///
 /// Each file holds its format version (`"format": 1`), the flow, its steps and its retry records,
 /// as readable JSON. A write — creating a run or checkpointing it — writes the whole new file to
-/// `<flow id>.json.tmp`, fsyncs it, renames it over `<flow id>.json` (creating uses a hard link
-/// instead, so an existing run is never replaced) and fsyncs the directory. A crash or a failed
-/// write (a full or read-only disk) therefore leaves either the old file or the new one, never a
-/// mix; a leftover `.tmp` file is ignored and overwritten by the next write. A file written
+/// a temporary file of its process (`<flow id>.json.<pid>.tmp`: no two processes ever share one,
+/// and writers take turns, see below), fsyncs it, renames it over `<flow id>.json` (creating uses a hard
+/// link instead, so an existing run is never replaced) and fsyncs the directory. A crash or a
+/// failed write (a full or read-only disk) therefore leaves either the old file or the new one,
+/// never a mix; a temporary file left by a crash is ignored.
+///
+/// Every write (create, checkpoint, delete) holds an exclusive lock on the directory's
+/// `.taskflow.lock` file (`File::lock`: `flock` on Unix) for its read-modify-write, so stores
+/// opened on one directory by several processes (or several times in one) never lose each
+/// other's updates or tear a file. Reads need no lock: a run file is only ever replaced whole. A file written
 /// before flows recorded their structure (no `graph` key in its flow) loads with `Value::Null`,
 /// and a retry record without a `failure` key (written before controllers' failures were
 /// recorded, or whose controller did not fail) with `None`: both keys are optional in format 1,
@@ -32,11 +38,8 @@ const FORMAT: u32 = 1;
 ///
 /// A file that does not parse (truncated, edited) is [`StoreError::Corrupt`] naming the file;
 /// one written by a newer taskflow is [`StoreError::SchemaTooNew`]. Such a file is never
-/// overwritten by a checkpoint. [`Store::list_flows`] fails on the first such file, naming it;
-/// [`DirStore::scan`] lists every readable run and reports the others.
-///
-/// Writes are serialized within one `DirStore`; use one `DirStore` (in one process) per
-/// directory: two writers checkpointing the same run could lose each other's updates.
+/// overwritten by a checkpoint. [`Store::list_flows`] lists every readable run and reports each
+/// file it cannot read as a `tracing` warning naming it; [`DirStore::scan`] returns those errors.
 ///
 /// ```
 /// use taskflow::store::{DirStore, FlowRecord, Store};
@@ -56,6 +59,21 @@ const FORMAT: u32 = 1;
 pub struct DirStore {
     root: PathBuf,
     writing: Mutex<()>,
+    /// `.taskflow.lock`, locked by every write: writers in other processes wait for it. Opened
+    /// (created) by the first write, so that a store only read leaves its directory as it was.
+    lock_file: std::sync::OnceLock<File>,
+}
+
+/// A write's hold on the directory: the in-process mutex, then the lock file.
+struct Writing<'a> {
+    _in_process: MutexGuard<'a, ()>,
+    file: &'a File,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
 }
 
 /// What [`DirStore::scan`] found: the runs it could read and an error for each file it could not.
@@ -71,7 +89,8 @@ pub struct DirStore {
 /// let scan = store.scan().unwrap();
 /// assert_eq!(scan.flows[0].flow_name, "Good");
 /// assert!(matches!(&scan.errors[..], [StoreError::Corrupt { what, .. }] if what.contains("broken.json")));
-/// assert!(store.list_flows().is_err());
+/// // `list_flows` lists the readable runs too (and warns about the broken file).
+/// assert_eq!(store.list_flows().unwrap().len(), 1);
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
 #[derive(Debug)]
@@ -124,6 +143,7 @@ impl DirStore {
         Ok(DirStore {
             root,
             writing: Mutex::new(()),
+            lock_file: std::sync::OnceLock::new(),
         })
     }
 
@@ -135,10 +155,6 @@ impl DirStore {
     /// Every run whose file can be read (oldest first), and an error for each `*.json` file that
     /// cannot. Fails only when the directory itself cannot be read.
     pub fn scan(&self) -> Result<DirScan, StoreError> {
-        self.scan_files(false)
-    }
-
-    fn scan_files(&self, stop_at_error: bool) -> Result<DirScan, StoreError> {
         let mut scan = DirScan {
             flows: Vec::new(),
             errors: Vec::new(),
@@ -154,7 +170,6 @@ impl DirStore {
             match self.read(id) {
                 Ok(Some(stored)) => scan.flows.push(stored.flow),
                 Ok(None) => {} // deleted since the directory was listed
-                Err(e) if stop_at_error => return Err(e),
                 Err(e) => scan.errors.push(e),
             }
         }
@@ -167,8 +182,37 @@ impl DirStore {
         self.root.join(format!("{id}.json"))
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        self.writing.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Holds the directory for one write: no other write, in this process or another, runs
+    /// until it is dropped.
+    fn lock(&self) -> Result<Writing<'_>, StoreError> {
+        let in_process = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let path = self.root.join(".taskflow.lock");
+        let file = match self.lock_file.get() {
+            Some(file) => file,
+            None => {
+                // Held open read-only (a lock needs no more, and a file open for writing would
+                // keep the file system from being remounted read-only).
+                let opened = match File::open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        File::options()
+                            .create(true)
+                            .truncate(false)
+                            .write(true)
+                            .open(&path)
+                            .map_err(io_at(&path))?;
+                        File::open(&path).map_err(io_at(&path))?
+                    }
+                    Err(e) => return Err(StoreError::Io { path, source: e }),
+                };
+                self.lock_file.get_or_init(|| opened)
+            }
+        };
+        file.lock().map_err(io_at(&path))?;
+        Ok(Writing {
+            _in_process: in_process,
+            file,
+        })
     }
 
     /// The run `id` (a valid id), `None` when its file does not exist.
@@ -196,7 +240,11 @@ impl DirStore {
             what: format!("flow `{id}`"),
             detail: e.to_string(),
         })?;
-        let tmp = self.root.join(format!("{id}.json.tmp"));
+        // This process's own: another process never writes it, and this process's writers take
+        // turns (the lock).
+        let tmp = self
+            .root
+            .join(format!("{id}.json.{}.tmp", std::process::id()));
         if let Err(e) = write_synced(&tmp, &bytes) {
             let _ = fs::remove_file(&tmp);
             return Err(StoreError::Io {
@@ -289,7 +337,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 impl Store for DirStore {
     fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
         validate_flow_id(&flow.id)?;
-        let _writing = self.lock();
+        let _writing = self.lock()?;
         let stored = StoredFlow {
             flow: flow.clone(),
             atoms: Vec::new(),
@@ -304,7 +352,7 @@ impl Store for DirStore {
         };
         validate_flow_id(flow_id).map_err(|_| not_found())?;
         validate_checkpoint(checkpoint)?;
-        let _writing = self.lock();
+        let _writing = self.lock()?;
         let mut stored = self.read(flow_id)?.ok_or_else(not_found)?;
         apply_checkpoint(&mut stored, checkpoint, unix_millis(SystemTime::now()));
         self.write(&stored, false)
@@ -317,9 +365,14 @@ impl Store for DirStore {
         self.read(flow_id)
     }
 
-    /// Fails with the first file that cannot be read; [`DirStore::scan`] lists the others too.
+    /// Every readable run; a file that cannot be read is reported as a warning naming it (see
+    /// [`DirStore::scan`] for the errors themselves) and does not hide the others.
     fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
-        self.scan_files(true).map(|scan| scan.flows)
+        let scan = self.scan()?;
+        for error in &scan.errors {
+            tracing::warn!(%error, "taskflow: a run file of the directory store cannot be read");
+        }
+        Ok(scan.flows)
     }
 
     fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError> {
@@ -327,7 +380,7 @@ impl Store for DirStore {
             flow_id: flow_id.to_owned(),
         };
         validate_flow_id(flow_id).map_err(|_| not_found())?;
-        let _writing = self.lock();
+        let _writing = self.lock()?;
         let path = self.file_path(flow_id);
         match fs::remove_file(&path) {
             Ok(()) => sync_dir(&self.root),
