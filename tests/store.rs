@@ -1691,7 +1691,7 @@ fn a_read_only_open_refuses_what_is_not_a_store_and_leaves_it_alone() {
     }
     let before = fs::read(&other).unwrap();
     match SqliteStore::open_read_only(&other) {
-        Err(StoreError::NotAStore { path }) => assert_eq!(path, other),
+        Err(StoreError::NotAStore { path, .. }) => assert_eq!(path, other),
         other => panic!("expected NotAStore, got {other:?}"),
     }
     assert_eq!(
@@ -1750,4 +1750,103 @@ fn dir_stores_on_one_directory_never_lose_or_tear_each_others_writes() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     drop(tmp);
+}
+
+/// `open` creates a store only in a new or empty database: one with tables of its own is refused,
+/// naming them, and left byte for byte as it was (not switched to WAL, no tables added); a
+/// `schema_version` table of someone else's is not taken for ours, by either open.
+#[test]
+fn sqlite_open_refuses_a_database_that_is_not_a_store_and_leaves_it_alone() {
+    let dir = TempDir::new();
+    let notes = dir.0.join("notes.db");
+    let versioned = dir.0.join("versioned.db");
+    for (path, sql) in [
+        (
+            &notes,
+            "CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('hello');",
+        ),
+        (
+            &versioned,
+            "CREATE TABLE schema_version (version INTEGER NOT NULL); \
+             INSERT INTO schema_version VALUES (1); CREATE TABLE users (name TEXT);",
+        ),
+    ] {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+    let found = |r: Result<SqliteStore, StoreError>, path: &Path| match r {
+        Err(StoreError::NotAStore { path: p, found }) => {
+            assert_eq!(&p, path);
+            found
+        }
+        other => panic!("expected NotAStore, got {other:?}"),
+    };
+    let before = fs::read(&notes).unwrap();
+    let e = found(SqliteStore::open(&notes), &notes);
+    assert_eq!(e, "it has no `schema_version` table; its tables: `notes`");
+    assert_eq!(fs::read(&notes).unwrap(), before, "byte for byte unchanged");
+    assert!(
+        !notes.with_extension("db-wal").exists(),
+        "not switched to WAL"
+    );
+
+    let before = fs::read(&versioned).unwrap();
+    for open in [SqliteStore::open, SqliteStore::open_read_only] {
+        let e = found(open(versioned.as_path()), &versioned);
+        assert_eq!(
+            e,
+            "it has a `schema_version` table but not taskflow's `flows`; its tables: \
+             `schema_version`, `users`"
+        );
+    }
+    assert_eq!(fs::read(&versioned).unwrap(), before);
+
+    // An empty file (say from `mktemp`) becomes a store.
+    let empty = dir.0.join("empty.db");
+    fs::write(&empty, "").unwrap();
+    SqliteStore::open(&empty).unwrap();
+}
+
+/// A FIFO, a symlink to a device and a directory under run names are refused by name, unread —
+/// listing never hangs on a FIFO nor reads `/dev/zero` forever — and the real run is listed.
+#[cfg(unix)]
+#[test]
+fn dir_special_files_under_run_names_are_refused_without_being_read() {
+    let (store, _tmp) = dir();
+    let good = flow("Good");
+    store.create_flow(&good).unwrap();
+    let root = store.path().to_path_buf();
+    let fifo = root.join("fifo.json");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("/dev/zero", root.join("zero.json")).unwrap();
+    fs::create_dir(root.join("folder.json")).unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let store = DirStore::open(&root).unwrap();
+        let _ = tx.send((store.scan(), store.list_flows(), store.load_flow("fifo")));
+    });
+    let (scan, listed, fifo_load) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("reading the store does not hang");
+    let scan = scan.unwrap();
+    assert_eq!(scan.flows, std::slice::from_ref(&good));
+    assert_eq!(listed.unwrap(), [good]);
+    assert_eq!(scan.errors.len(), 3, "{:?}", scan.errors);
+    for name in ["fifo.json", "zero.json", "folder.json"] {
+        assert!(
+            scan.errors.iter().any(|e| matches!(e,
+                StoreError::Corrupt { what, detail }
+                    if what.contains(name) && detail.contains("not a regular file"))),
+            "{name}: {:?}",
+            scan.errors
+        );
+    }
+    assert!(matches!(fifo_load, Err(StoreError::Corrupt { .. })));
 }

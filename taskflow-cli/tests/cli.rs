@@ -668,7 +668,7 @@ fn another_sqlite_database_is_refused_and_left_as_it_was() {
         run.stderr,
         format!(
             "error: `{}` is an SQLite database but not a taskflow store (it has no \
-             `schema_version` table)\n",
+             `schema_version` table; its tables: `notes`)\n",
             other.display()
         )
     );

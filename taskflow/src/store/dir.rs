@@ -1,7 +1,7 @@
 //! A store in a directory: one JSON file per run, rewritten atomically at each checkpoint.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -13,6 +13,10 @@ use super::{
     apply_checkpoint, sort_flows, unix_millis, validate_checkpoint, validate_flow_id, AtomRecord,
     Checkpoint, FlowRecord, RetryRecord, Store, StoreError, StoredFlow,
 };
+
+/// The largest run file read (1 GiB): far above any real run's, and a bound on what a reader
+/// (the `taskflow` command) takes in from a file it did not write.
+const MAX_FILE: u64 = 1 << 30;
 
 /// The version of the file format this library writes and the newest it reads.
 const FORMAT: u32 = 1;
@@ -215,14 +219,40 @@ impl DirStore {
         })
     }
 
-    /// The run `id` (a valid id), `None` when its file does not exist.
+    /// The run `id` (a valid id), `None` when its file does not exist. Only a regular file (or a
+    /// symlink to one) of at most [`MAX_FILE`] bytes is read: a FIFO or a device under a run's
+    /// name would block the reader or never end, so it is refused as corrupt, unopened.
     fn read(&self, id: &str) -> Result<Option<StoredFlow>, StoreError> {
         let path = self.file_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        let not_found = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: format!("flow file `{}`", path.display()),
+            detail,
+        };
+        let kind = match fs::metadata(&path) {
+            Ok(meta) => meta.file_type(),
+            Err(e) if not_found(&e) => return Ok(None),
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
+        if !kind.is_file() {
+            return Err(corrupt(
+                "not a regular file (a FIFO, a device, a socket or a directory): not read".into(),
+            ));
+        }
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_at(&path))?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(corrupt(format!(
+                "larger than {MAX_FILE} bytes, the most a run file is read"
+            )));
+        }
         parse(&path, id, &bytes).map(Some)
     }
 

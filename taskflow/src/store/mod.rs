@@ -531,11 +531,14 @@ pub enum StoreError {
         /// The newest version this library reads.
         supported: u32,
     },
-    /// A database opened read-only is not a taskflow store (it has no schema of ours).
-    #[error("`{}` is an SQLite database but not a taskflow store (it has no `schema_version` table)", path.display())]
+    /// An SQLite database that is not a taskflow store: it has tables, but not ours. It is left
+    /// untouched (neither converted nor written to).
+    #[error("`{}` is an SQLite database but not a taskflow store ({found})", path.display())]
     NotAStore {
         /// The database file.
         path: PathBuf,
+        /// What it has instead, like ``it has no `schema_version` table; its tables: `notes` ``.
+        found: String,
     },
     /// No run with this id is stored.
     #[error("no flow `{flow_id}` in the store")]

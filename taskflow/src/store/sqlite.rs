@@ -149,8 +149,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the store in database file `path`, creating the schema on first use
-    /// and migrating a database of an older schema version (in one transaction: all or nothing).
+    /// Opens (or creates) the store in database file `path`, creating the schema in a new file
+    /// (or an empty one, or a database without any table) and migrating a store of an older
+    /// schema version (in one transaction: all or nothing). A database that has tables but is
+    /// not a taskflow store — also one with a `schema_version` table of its own — is refused
+    /// ([`StoreError::NotAStore`], naming its tables) before anything is written to it.
     ///
     /// ```
     /// use taskflow::store::{SqliteStore, StoreError};
@@ -238,7 +241,12 @@ impl SqliteStore {
                 check_version(found, &path)?;
                 found
             }
-            None => return Err(StoreError::NotAStore { path }),
+            None => {
+                return Err(StoreError::NotAStore {
+                    path,
+                    found: "it has no tables".into(),
+                })
+            }
         };
         Ok(SqliteStore {
             path,
@@ -286,17 +294,54 @@ impl SqliteStore {
 }
 
 /// The version in `schema_version`, `None` when the table does not exist (a new database).
+/// The tables by which a database is known as a taskflow store: every schema version has them,
+/// including the versions of a newer taskflow, which is refused by its version, not taken for
+/// someone else's database.
+const OUR_TABLES: [&str; 2] = ["schema_version", "flows"];
+
+/// The schema version of our store in `conn`; `None` for a database with no tables at all (a new
+/// or empty file, where `open` creates the store); [`StoreError::NotAStore`], naming what it has,
+/// for a database with tables that are not ours — a `schema_version` table of someone else's
+/// among them is not taken for ours unless the store's other tables are there too.
 fn schema_version(conn: &Connection, path: &Path) -> Result<Option<u32>, StoreError> {
     let err = sql_error(path);
-    let exists: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
-            [],
-            |r| r.get(0),
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
         )
+        .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
         .map_err(&err)?;
-    if !exists {
+    if tables.is_empty() {
         return Ok(None);
+    }
+    let missing: Vec<&str> = OUR_TABLES
+        .into_iter()
+        .filter(|t| !tables.iter().any(|have| have == t))
+        .collect();
+    if !missing.is_empty() {
+        let list = |names: &mut dyn Iterator<Item = &str>| {
+            names
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let found = if missing.contains(&"schema_version") {
+            format!(
+                "it has no `schema_version` table; its tables: {}",
+                list(&mut tables.iter().map(String::as_str))
+            )
+        } else {
+            format!(
+                "it has a `schema_version` table but not taskflow's {}; its tables: {}",
+                list(&mut missing.iter().copied()),
+                list(&mut tables.iter().map(String::as_str))
+            )
+        };
+        return Err(StoreError::NotAStore {
+            path: path.to_path_buf(),
+            found,
+        });
     }
     let corrupt = |detail: String| StoreError::Corrupt {
         what: format!("table schema_version of `{}`", path.display()),
