@@ -34,6 +34,56 @@ impl<T> Default for Shared<T> {
     }
 }
 
+/// The methods that read the same on both kinds of slot, written once (`set`, `take`,
+/// `cloned` and their `_opt` forms are each kind's own).
+macro_rules! end_and_load {
+    () => {
+        /// An output of the run at its end: taken out, or a copy (`copy`: the run keeps its own).
+        #[inline]
+        pub fn output(&mut self, copy: bool) -> T
+        where
+            T: Clone,
+        {
+            if copy {
+                self.cloned()
+            } else {
+                self.take()
+            }
+        }
+
+        /// An output a decider may have skipped (see [`output`](Self::output)).
+        #[inline]
+        pub fn output_opt(&mut self, copy: bool) -> Option<T>
+        where
+            T: Clone,
+        {
+            if copy {
+                self.cloned_opt()
+            } else {
+                self.take_opt()
+            }
+        }
+
+        /// Sets the value from its JSON.
+        pub fn load<'d>(&mut self, json: &Value) -> Result<(), ValueError>
+        where
+            T: StorableIn<'d>,
+        {
+            self.set(T::load(json)?);
+            Ok(())
+        }
+
+        /// Sets the value from field `name` of a JSON object (one of a step's several outputs).
+        pub fn load_field<'d>(&mut self, json: &Value, name: &str) -> Result<(), ValueError>
+        where
+            T: StorableIn<'d>,
+        {
+            self.set(in_field(name, T::load(json_field(json, name)?))?);
+            Ok(())
+        }
+    };
+}
+
 impl<T> Slot<T> {
     pub fn new(value: T) -> Self {
         Slot(Some(value))
@@ -88,49 +138,7 @@ impl<T> Slot<T> {
         self.0.clone()
     }
 
-    /// An output of the run at its end: taken out, or a copy (`copy`: the run keeps its own).
-    #[inline]
-    pub fn output(&mut self, copy: bool) -> T
-    where
-        T: Clone,
-    {
-        if copy {
-            self.cloned()
-        } else {
-            self.take()
-        }
-    }
-
-    /// An output a decider may have skipped (see [`output`](Self::output)).
-    #[inline]
-    pub fn output_opt(&mut self, copy: bool) -> Option<T>
-    where
-        T: Clone,
-    {
-        if copy {
-            self.cloned_opt()
-        } else {
-            self.take_opt()
-        }
-    }
-
-    /// Sets the value from its JSON.
-    pub fn load<'d>(&mut self, json: &Value) -> Result<(), ValueError>
-    where
-        T: StorableIn<'d>,
-    {
-        self.set(T::load(json)?);
-        Ok(())
-    }
-
-    /// Sets the value from field `name` of a JSON object (one of a step's several outputs).
-    pub fn load_field<'d>(&mut self, json: &Value, name: &str) -> Result<(), ValueError>
-    where
-        T: StorableIn<'d>,
-    {
-        self.set(in_field(name, T::load(json_field(json, name)?))?);
-        Ok(())
-    }
+    end_and_load!();
 }
 
 impl<T> Shared<T> {
@@ -203,47 +211,7 @@ impl<T> Shared<T> {
         self.opt().cloned()
     }
 
-    /// An output of the run at its end: taken out, or a copy (`copy`: the run keeps its own).
-    #[inline]
-    pub fn output(&mut self, copy: bool) -> T
-    where
-        T: Clone,
-    {
-        if copy {
-            self.cloned()
-        } else {
-            self.take()
-        }
-    }
-
-    /// An output a decider may have skipped (see [`output`](Self::output)).
-    #[inline]
-    pub fn output_opt(&mut self, copy: bool) -> Option<T>
-    where
-        T: Clone,
-    {
-        if copy {
-            self.cloned_opt()
-        } else {
-            self.take_opt()
-        }
-    }
-
-    pub fn load<'d>(&mut self, json: &Value) -> Result<(), ValueError>
-    where
-        T: StorableIn<'d>,
-    {
-        self.set(T::load(json)?);
-        Ok(())
-    }
-
-    pub fn load_field<'d>(&mut self, json: &Value, name: &str) -> Result<(), ValueError>
-    where
-        T: StorableIn<'d>,
-    {
-        self.set(in_field(name, T::load(json_field(json, name)?))?);
-        Ok(())
-    }
+    end_and_load!();
 }
 
 #[cold]
