@@ -121,19 +121,10 @@ fn revert(e: &Emit, s: usize, step: &Step) -> Option<TokenStream> {
     let finished = e.values.step_field(s);
     let [v, undo, i, result, failures] = ["v", "undo", "i", "result", "failures"].map(local);
     let params = param_names(step, RESERVED);
-    let mut vars = Vec::new();
-    let mut handles = Vec::new();
+    let (vars, handles, read) = super::task::hook_handles(e, step, &params, &v);
     let mut inputs = Vec::new();
-    for (p, slot) in step.args.iter().enumerate() {
-        let Some(slot) = *slot else { continue };
+    for (p, slot) in read {
         let var = &params[p];
-        let field = e.values.field(slot);
-        vars.push(var);
-        handles.push(if skippable(e.a, slot) {
-            quote!(#v.#field.opt_arc())
-        } else {
-            quote!(#v.#field.arc())
-        });
         inputs.push(if p == item {
             quote!(&#var[#i])
         } else {

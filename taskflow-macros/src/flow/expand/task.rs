@@ -103,6 +103,32 @@ fn store(e: &Emit, step: &Step) -> TokenStream {
     }
 }
 
+/// The parameters of `step`'s revert hook that read a flow value: their variables, the handle on
+/// each value that the hook's future owns (`v.slot.arc()`, or `opt_arc()` for a value a decider
+/// may have skipped), and which parameter reads which slot.
+pub(super) fn hook_handles<'p>(
+    e: &Emit,
+    step: &Step,
+    params: &'p [Ident],
+    v: &Ident,
+) -> (Vec<&'p Ident>, Vec<TokenStream>, Vec<(usize, usize)>) {
+    let mut vars = Vec::new();
+    let mut handles = Vec::new();
+    let mut read = Vec::new();
+    for (p, slot) in step.args.iter().enumerate() {
+        let Some(slot) = *slot else { continue };
+        let f = e.values.field(slot);
+        vars.push(&params[p]);
+        handles.push(if skippable(e.a, slot) {
+            quote!(#v.#f.opt_arc())
+        } else {
+            quote!(#v.#f.arc())
+        });
+        read.push((p, slot));
+    }
+    (vars, handles, read)
+}
+
 /// The step's revert, an arm of `__revert`: its hook, with the task's flow inputs and how the
 /// step ended (its outputs, or its own failure when it is the step that failed).
 fn revert(e: &Emit, step: &Step) -> Option<TokenStream> {
@@ -115,19 +141,10 @@ fn revert(e: &Emit, step: &Step) -> Option<TokenStream> {
     let params = param_names(step, &["v", "undo", "failures", "result"]);
     // The hook gets every parameter that reads a flow value (never the `&TaskContext`), by
     // reference; an optional one as `Option<&T>`. Its future owns a handle on each.
-    let mut vars = Vec::new();
-    let mut handles = Vec::new();
+    let (vars, handles, read) = hook_handles(e, step, &params, &v);
     let mut inputs = Vec::new();
-    for (p, slot) in step.args.iter().enumerate() {
-        let Some(slot) = *slot else { continue };
+    for (p, slot) in read {
         let var = &params[p];
-        let f = e.values.field(slot);
-        vars.push(var);
-        handles.push(if skippable(e.a, slot) {
-            quote!(#v.#f.opt_arc())
-        } else {
-            quote!(#v.#f.arc())
-        });
         inputs.push(match (step.meta.params[p].optional, skippable(e.a, slot)) {
             (true, true) => quote!(#var.as_deref()),
             // The value itself is an `Option<T>`: lend its contents.
