@@ -34,10 +34,18 @@ impl<T> Default for Shared<T> {
     }
 }
 
-/// The methods that read the same on both kinds of slot, written once (`set`, `take`,
-/// `cloned` and their `_opt` forms are each kind's own).
+/// The methods that read the same on both kinds of slot, written once (`get`, `set`, `take`
+/// and the `_opt` forms are each kind's own).
 macro_rules! end_and_load {
     () => {
+        #[inline(always)]
+        pub fn cloned(&self) -> T
+        where
+            T: Clone,
+        {
+            self.get().clone()
+        }
+
         /// An output of the run at its end: taken out, or a copy (`copy`: the run keeps its own).
         #[inline]
         pub fn output(&mut self, copy: bool) -> T
@@ -123,14 +131,6 @@ impl<T> Slot<T> {
     }
 
     #[inline(always)]
-    pub fn cloned(&self) -> T
-    where
-        T: Clone,
-    {
-        self.get().clone()
-    }
-
-    #[inline(always)]
     pub fn cloned_opt(&self) -> Option<T>
     where
         T: Clone,
@@ -193,14 +193,6 @@ impl<T> Shared<T> {
             Some(value) => value,
             None => missing(),
         })
-    }
-
-    #[inline(always)]
-    pub fn cloned(&self) -> T
-    where
-        T: Clone,
-    {
-        self.get().clone()
     }
 
     #[inline(always)]

@@ -294,6 +294,12 @@ impl SqliteStore {
 }
 
 /// The version in `schema_version`, `None` when the table does not exist (a new database).
+/// Names as `` `a`, `b` ``, for a message.
+fn quoted(names: &[impl AsRef<str>]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{}`", n.as_ref())).collect();
+    quoted.join(", ")
+}
+
 /// The tables by which a database is known as a taskflow store: every schema version has them,
 /// including the versions of a newer taskflow, which is refused by its version, not taken for
 /// someone else's database.
@@ -320,22 +326,16 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<Option<u32>, StoreEr
         .filter(|t| !tables.iter().any(|have| have == t))
         .collect();
     if !missing.is_empty() {
-        let list = |names: &mut dyn Iterator<Item = &str>| {
-            names
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let found = if missing.contains(&"schema_version") {
             format!(
                 "it has no `schema_version` table; its tables: {}",
-                list(&mut tables.iter().map(String::as_str))
+                quoted(&tables)
             )
         } else {
             format!(
                 "it has a `schema_version` table but not taskflow's {}; its tables: {}",
-                list(&mut missing.iter().copied()),
-                list(&mut tables.iter().map(String::as_str))
+                quoted(&missing),
+                quoted(&tables)
             )
         };
         return Err(StoreError::NotAStore {
