@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use taskflow::prelude::*;
 use taskflow::store::{
-    AnyStore, AsyncStore, Checkpoint, FlowRecord, MemoryStore, SqliteStore, Store, StoreError,
-    StoreFuture, StoredFlow,
+    AnyStore, AsyncStore, Checkpoint, FlowRecord, MemoryStore, Owner, SqliteStore, Store,
+    StoreError, StoreFuture, StoredFlow,
 };
 use taskflow::{DurableError, StepState};
 
@@ -101,6 +101,18 @@ impl AsyncStore for Remote {
 
     fn delete_flow<'a>(&'a self, flow_id: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move { self.inner.delete_flow(flow_id) })
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        flow_id: &'a str,
+        owner: &'a Owner,
+        until: u64,
+    ) -> StoreFuture<'a, StoredFlow> {
+        Box::pin(async move {
+            self.network().await;
+            self.inner.acquire(flow_id, owner, until)
+        })
     }
 }
 

@@ -320,6 +320,7 @@ fn a_finished_run_missing_a_sub_flow_steps_record_is_a_corrupt_store() {
             flow_state: Some(FlowState::Success),
             atoms,
             retries: done.retries.clone(),
+            ..Checkpoint::default()
         };
         copy.checkpoint("n", &checkpoint).unwrap();
         let before = copy.load_flow("n").unwrap().unwrap();
@@ -2182,6 +2183,7 @@ mod defects {
                         .cloned()
                         .collect(),
                     retries: done.retries.clone(),
+                    ..Checkpoint::default()
                 },
             )
             .unwrap();

@@ -187,6 +187,7 @@ fn round_trip(store: &dyn Store) {
                 flow_state: Some(FlowState::Failure),
                 atoms: vec![launch.clone(), notify.clone(), attach.clone()],
                 retries: vec![retry.clone(), failed_controller.clone()],
+                ..Checkpoint::default()
             },
         )
         .unwrap();
@@ -226,6 +227,7 @@ fn later_records_replace_earlier_ones(store: &dyn Store) {
         flow_state: state,
         atoms,
         retries,
+        ..Checkpoint::default()
     };
     let retry = |scope, attempt| RetryRecord {
         scope,
@@ -292,6 +294,7 @@ fn invalid_checkpoint_changes_nothing(store: &dyn Store) {
         flow_state: Some(FlowState::Running),
         atoms: vec![atom("a", StepState::Running)],
         retries: vec![],
+        ..Checkpoint::default()
     };
     store.checkpoint(&record.id, &first).unwrap();
     let before = load(store, &record.id);
@@ -313,6 +316,7 @@ fn invalid_checkpoint_changes_nothing(store: &dyn Store) {
                 history: vec![],
                 failure: None,
             }],
+            ..Checkpoint::default()
         };
         match store.checkpoint(&record.id, &bad) {
             Err(StoreError::Invalid { what, .. }) => assert!(what.contains("`b`"), "{what}"),
@@ -336,6 +340,7 @@ fn unknown_flow_is_not_found(store: &dyn Store) {
             history: vec![],
             failure: None,
         }],
+        ..Checkpoint::default()
     };
     match store.checkpoint("nope", &cp) {
         Err(e @ StoreError::NotFound { .. }) => {
@@ -623,6 +628,7 @@ fn checkpointed(store: &dyn Store) -> StoredFlow {
                 failure: Some(failure("retry [b]", "controller exploded", true)),
             },
         ],
+        ..Checkpoint::default()
     };
     store.checkpoint(&record.id, &cp).unwrap();
     load(store, &record.id)
@@ -897,10 +903,10 @@ fn raw(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
 
-/// A new database gets WAL and schema version 3, which has the `graphs` table (version 2) and
-/// `retries.failure` (version 3).
+/// A new database gets WAL and schema version 4, which has the `graphs` table (version 2),
+/// `retries.failure` (version 3) and the lease columns (version 4).
 #[test]
-fn sqlite_new_database_is_wal_with_schema_version_3() {
+fn sqlite_new_database_is_wal_with_schema_version_4() {
     let (store, _tmp) = sqlite();
     let conn = raw(store.path());
     let mode: String = conn
@@ -910,9 +916,24 @@ fn sqlite_new_database_is_wal_with_schema_version_3() {
     let version: u32 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     assert!(has_graphs_table(store.path()));
     assert!(has_retry_failures(store.path()));
+    assert!(has_leases(store.path()));
+}
+
+/// Whether the database at `path` has the `flows.epoch`, `flows.lease` and `atoms.runs` columns
+/// of version 4.
+fn has_leases(path: &Path) -> bool {
+    raw(path)
+        .query_row(
+            "SELECT (SELECT count(*) FROM pragma_table_info('flows') \
+                     WHERE name IN ('epoch', 'lease')) = 2 \
+                AND (SELECT count(*) FROM pragma_table_info('atoms') WHERE name = 'runs') = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
 }
 
 /// Whether the database at `path` has the `graphs` table of version 2.
@@ -1017,6 +1038,8 @@ fn version_1_database(path: &Path) -> StoredFlow {
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_061_000,
             graph: serde_json::Value::Null,
+            epoch: 0,
+            lease: None,
         },
         atoms: vec![
             AtomRecord {
@@ -1044,7 +1067,7 @@ fn version_1_database(path: &Path) -> StoredFlow {
     }
 }
 
-/// `open` migrates a version-1 database to version 3 (both migrations, in one transaction): every
+/// `open` migrates a version-1 database to version 4 (every migration, in one transaction): every
 /// flow, atom and retry record is intact, the flows have no graph, the retry records no
 /// controller failure, and the store works on (checkpoints, new flows with a graph, reopening).
 #[test]
@@ -1055,7 +1078,7 @@ fn sqlite_version_1_database_is_migrated_by_open() {
     assert_eq!(schema_version(&path), 1);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 3);
+    assert_eq!(schema_version(&path), 4);
     assert!(has_graphs_table(&path));
     assert!(has_retry_failures(&path));
     assert_eq!(load(&store, "v1-run"), expected);
@@ -1099,7 +1122,7 @@ fn sqlite_version_1_database_is_migrated_by_open() {
     store.create_flow(&new).unwrap();
     drop(store);
     let again = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 3);
+    assert_eq!(schema_version(&path), 4);
     assert_eq!(load(&again, &new.id).flow, new);
     assert_eq!(load(&again, "v1-run"), after);
 }
@@ -1156,7 +1179,7 @@ fn sqlite_failed_migration_changes_nothing() {
 
     raw(&path).execute_batch("DROP TRIGGER no_bump").unwrap();
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 3);
+    assert_eq!(schema_version(&path), 4);
     assert_eq!(load(&store, "v1-run"), expected);
 }
 
@@ -1208,7 +1231,7 @@ fn version_2_database(path: &Path) -> StoredFlow {
     expected
 }
 
-/// `open` migrates a version-2 database to version 3: everything is intact (its retry records
+/// `open` migrates a version-2 database to version 4: everything is intact (its retry records
 /// have no controller failure), and a controller's failure can then be recorded and read back,
 /// also after reopening.
 #[test]
@@ -1220,7 +1243,7 @@ fn sqlite_version_2_database_is_migrated_by_open() {
     assert!(!has_retry_failures(&path));
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 3);
+    assert_eq!(schema_version(&path), 4);
     assert!(has_retry_failures(&path));
     assert_eq!(load(&store, "v1-run"), expected);
 
@@ -1298,18 +1321,18 @@ fn sqlite_failed_migration_from_version_2_changes_nothing() {
 
     raw(&path).execute_batch("DROP TRIGGER no_bump").unwrap();
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 3);
+    assert_eq!(schema_version(&path), 4);
     assert_eq!(load(&store, "v1-run"), expected);
 }
 
-/// Version 4 is newer than this taskflow: both opens refuse it and leave it alone.
+/// Version 5 is newer than this taskflow: both opens refuse it and leave it alone.
 #[test]
-fn sqlite_version_4_is_too_new_for_both_opens() {
+fn sqlite_version_5_is_too_new_for_both_opens() {
     let tmp = TempDir::new();
-    let path = tmp.0.join("v4.db");
+    let path = tmp.0.join("v5.db");
     version_1_database(&path);
     raw(&path)
-        .execute_batch("UPDATE schema_version SET version = 4")
+        .execute_batch("UPDATE schema_version SET version = 5")
         .unwrap();
     let before = fs::read(&path).unwrap();
     for opened in [SqliteStore::open(&path), SqliteStore::open_read_only(&path)] {
@@ -1317,8 +1340,8 @@ fn sqlite_version_4_is_too_new_for_both_opens() {
             matches!(
                 opened,
                 Err(StoreError::SchemaTooNew {
-                    found: 4,
-                    supported: 3
+                    found: 5,
+                    supported: 4
                 })
             ),
             "{opened:?}"
@@ -1349,7 +1372,7 @@ fn sqlite_newer_schema_is_refused_and_untouched() {
                 e,
                 StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 3
+                    supported: 4
                 }
             ));
             assert!(e.to_string().contains("upgrade taskflow"), "{e}");
@@ -1493,6 +1516,7 @@ fn sqlite_failed_write_rolls_back() {
             atom("b", StepState::Running),
         ],
         retries: vec![],
+        ..Checkpoint::default()
     };
     match store.checkpoint(id, &cp) {
         Err(e @ StoreError::Sqlite { .. }) => assert!(e.to_string().contains("injected failure")),

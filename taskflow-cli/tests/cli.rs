@@ -210,6 +210,7 @@ fn failed_run(store: &dyn Store) {
                 flow_state: Some(FlowState::Failure),
                 atoms: vec![launch, attach, configure, unit, report],
                 retries: vec![retry],
+                ..Checkpoint::default()
             },
         )
         .unwrap();
@@ -311,6 +312,7 @@ fn controller_failed_run(store: &dyn Store) {
                 flow_state: Some(FlowState::Reverted),
                 atoms: vec![reserve, storage, attach],
                 retries,
+                ..Checkpoint::default()
             },
         )
         .unwrap();

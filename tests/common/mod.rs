@@ -182,6 +182,14 @@ impl taskflow::store::Store for HookedStore {
     fn delete_flow(&self, flow_id: &str) -> Result<(), taskflow::store::StoreError> {
         self.inner.delete_flow(flow_id)
     }
+    fn acquire(
+        &self,
+        flow_id: &str,
+        owner: &taskflow::store::Owner,
+        until: u64,
+    ) -> Result<taskflow::store::StoredFlow, taskflow::store::StoreError> {
+        self.inner.acquire(flow_id, owner, until)
+    }
 }
 
 /// Runs `f` on its own thread and returns what it returns; panics (failing the test instead of

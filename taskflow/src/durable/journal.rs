@@ -12,9 +12,11 @@ use crate::graph::FlowGraph;
 use crate::retry::History;
 use crate::state::{FlowState, StepState};
 use crate::store::{
-    unix_millis, AnyStore, AtomRecord, Checkpoint, FailureRecord, RetryRecord, StoreError,
-    StoredFlow,
+    unix_millis, AnyStore, AtomRecord, Checkpoint, FailureRecord, LeaseUpdate, RetryRecord,
+    StoreError, StoredFlow,
 };
+
+use super::lease::Hold;
 
 /// The write-ahead journal of one durable run, shared by its flow and sub-flows.
 pub(crate) struct Journal {
@@ -22,6 +24,9 @@ pub(crate) struct Journal {
     flow_id: Arc<str>,
     /// Whether the store's calls run on the driving thread (see [`AnyStore`]).
     inline: bool,
+    /// The run's lease: every checkpoint is fenced with it, and renews it (or releases it, with
+    /// the run's final state).
+    hold: Arc<Hold>,
     state: Mutex<JournalState>,
 }
 
@@ -33,6 +38,8 @@ struct JournalState {
     dirty: Vec<String>,
     retries: Vec<RetryRecord>,
     flow_state: Option<FlowState>,
+    /// The run reached its final state (or SUSPENDED): the next checkpoint releases the lease.
+    release: bool,
     /// The first checkpoint that failed: the run stops, and nothing more is written.
     error: Option<StoreError>,
 }
@@ -59,6 +66,7 @@ impl Journal {
         flow_id: &str,
         stored: Option<&StoredFlow>,
         inline: bool,
+        hold: Arc<Hold>,
     ) -> Self {
         let current = stored
             .map(|s| {
@@ -72,6 +80,7 @@ impl Journal {
             store,
             flow_id: Arc::from(flow_id),
             inline,
+            hold,
             state: Mutex::new(JournalState {
                 current,
                 ..JournalState::default()
@@ -94,6 +103,17 @@ impl Journal {
         let now = unix_millis(SystemTime::now());
         let mut j = self.lock();
         let atom = j.touch(path);
+        // A start of the attempt that was RUNNING (its run was interrupted) is a run again.
+        if state == StepState::Running {
+            let again = atom.state == StepState::Running && atom.attempt == attempt;
+            atom.runs = if again {
+                atom.runs.saturating_add(1)
+            } else {
+                1
+            };
+        } else if state == StepState::Pending {
+            atom.runs = 0;
+        }
         atom.state = state;
         atom.attempt = attempt;
         match state {
@@ -184,23 +204,57 @@ impl Journal {
     }
 
     pub(crate) fn flow_state(&self, state: FlowState) {
-        self.lock().flow_state = Some(state);
+        let mut j = self.lock();
+        j.flow_state = Some(state);
+        j.release |= state.is_final() || state == FlowState::Suspended;
+    }
+
+    /// The run's store and id.
+    pub(crate) fn store(&self) -> (&AnyStore, &str) {
+        (&self.store, &self.flow_id)
+    }
+
+    /// Whether the store's calls run on the driving thread.
+    pub(crate) fn inline(&self) -> bool {
+        self.inline
+    }
+
+    /// The run's hold on its lease (a step left running on the worker pool keeps a clone).
+    pub(crate) fn hold(&self) -> &Arc<Hold> {
+        &self.hold
     }
 
     /// Writes what was recorded since the last checkpoint, all or nothing. False when this or an
     /// earlier checkpoint failed: the run must stop. The driver awaits it before it starts what
     /// the checkpoint announces (write-ahead); the journal is not locked while the store works.
     pub(crate) async fn commit(&self) -> bool {
+        let held = self.hold.held();
+        if held.is_lost() {
+            // The keeper found the run taken by another owner: nothing more is written.
+            self.lock().error.get_or_insert_with(|| held.lost_error());
+            return false;
+        }
         let Some(checkpoint) = self.take_checkpoint() else {
             return self.lock().error.is_none();
         };
+        let releases = checkpoint.lease == LeaseUpdate::Release;
         match self
             .store
             .checkpoint(&self.flow_id, checkpoint, self.inline)
             .await
         {
-            Ok(()) => true,
+            Ok(()) if releases => {
+                held.set_released();
+                true
+            }
+            Ok(()) => {
+                held.renewed();
+                true
+            }
             Err(e) => {
+                if matches!(e, StoreError::LostLease { .. }) {
+                    held.set_lost();
+                }
                 self.lock().error.get_or_insert(e);
                 false
             }
@@ -225,10 +279,20 @@ impl Journal {
                 Some(atom.clone())
             })
             .collect();
+        let held = self.hold.held();
+        let lease = if std::mem::take(&mut j.release) {
+            LeaseUpdate::Release
+        } else {
+            LeaseUpdate::Renew {
+                until: held.times().until(),
+            }
+        };
         Some(Checkpoint {
             flow_state: j.flow_state.take(),
             atoms,
             retries: std::mem::take(&mut j.retries),
+            fence: Some(held.fence().clone()),
+            lease,
         })
     }
 

@@ -27,6 +27,7 @@
 mod fingerprint;
 mod gate;
 pub(crate) mod journal;
+pub(crate) mod lease;
 pub(crate) mod value;
 
 use std::collections::HashMap;
@@ -44,12 +45,14 @@ use crate::runtime::failure::{add_failure, finish_revert, Handled};
 use crate::runtime::{Run, RunContext, SuspendHandle};
 use crate::state::{FlowState, StepState};
 use crate::store::{
-    AnyStore, AtomRecord, FailureRecord, FlowRecord, RetryRecord, StoreError, StoredFlow,
+    AnyStore, AtomRecord, Checkpoint, FailureRecord, Fence, FlowRecord, LeaseUpdate, Owner,
+    RetryRecord, StoreError, StoredFlow,
 };
 use crate::{FlowError, PanicError};
 pub use fingerprint::fingerprint;
 pub use gate::DurableFlow;
 use journal::Journal;
+use lease::Hold;
 pub use value::ValueError;
 
 /// A failure read back from a store: its message survives, its type does not.
@@ -358,8 +361,12 @@ pub(crate) async fn start<F: DurableFlow>(
     let mut record = FlowRecord::new(logbook, F::NAME, fingerprint::<F>(), json)
         .with_graph(F::graph().to_json());
     record.id = flow_id.to_owned();
+    // The run is recorded with its starter's lease: nobody else can take it in between.
+    let owner = Owner::current();
+    let fence = record.lease_to(&owner, engine.lease.until());
     store.create_flow(&record, inline).await?;
-    let journal = Arc::new(Journal::new(store.clone(), flow_id, None, inline));
+    let hold = Hold::new(store.clone(), flow_id, fence, engine.lease);
+    let journal = Arc::new(Journal::new(store.clone(), flow_id, None, inline, hold));
     journal.pending_run(F::graph());
     let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
     let run = Run::<F>::new(F::__values(inputs));
@@ -375,16 +382,85 @@ pub(crate) async fn resume<F: DurableFlow>(
     suspend: &SuspendHandle,
     inline: bool,
 ) -> Result<Option<F::Outputs>, DurableError> {
+    // A look first, without taking the run: a finished run is answered from the store, and a
+    // run that cannot be resumed (another flow's, a corrupt one) is refused with nothing
+    // written, its lease untouched.
     let stored = store
         .load_flow(flow_id, inline)
         .await?
         .ok_or_else(|| StoreError::NotFound {
             flow_id: flow_id.to_owned(),
         })?;
+    let looked = restored::<F>(&stored, flow_id, &engine.context(suspend, F::NAME, None))?;
+    if stored.flow.state.is_final() {
+        return Ok(Some(F::__outputs(*looked.values)));
+    }
+    drop(looked);
+    // Then the run is taken: `RunBusy` while another owner's lease is live.
+    let owner = Owner::current();
+    let stored = store
+        .acquire(flow_id, &owner, engine.lease.until(), inline)
+        .await?;
+    let fence = Fence {
+        owner: owner.id.clone(),
+        epoch: stored.flow.epoch,
+    };
+    let hold = Hold::new(store.clone(), flow_id, fence.clone(), engine.lease);
+    let journal = Arc::new(Journal::new(
+        store.clone(),
+        flow_id,
+        Some(&stored),
+        inline,
+        hold,
+    ));
+    let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
+    // From what the taking read: the run may have moved on since the look.
+    let run = match restored::<F>(&stored, flow_id, &cx) {
+        Ok(run) if !stored.flow.state.is_final() => run,
+        other => {
+            if release(store, flow_id, fence, inline).await {
+                journal.hold().held().set_released();
+            }
+            return other.map(|run| Some(F::__outputs(*run.values)));
+        }
+    };
+    finish(
+        run,
+        &cx,
+        &journal,
+        stored.flow.state == FlowState::Reverting,
+    )
+    .await
+}
+
+/// Gives up the lease `fence` of run `flow_id` at once (a resume that found nothing to do);
+/// false when the store could not (the keeper tries again when the run lets go).
+async fn release(store: &AnyStore, flow_id: &str, fence: Fence, inline: bool) -> bool {
+    let cp = Checkpoint {
+        fence: Some(fence),
+        lease: LeaseUpdate::Release,
+        ..Checkpoint::default()
+    };
+    match store.checkpoint(&Arc::from(flow_id), cp, inline).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%flow_id, %error, "taskflow: could not release a run's lease");
+            false
+        }
+    }
+}
+
+/// The stored run `flow_id` of `F`, restored (see [`restore_into`]) — or why it cannot be: it is
+/// another flow's or another build's, it ended reverted or failed, or its records are corrupt.
+fn restored<F: DurableFlow>(
+    stored: &StoredFlow,
+    flow_id: &str,
+    cx: &RunContext,
+) -> Result<Run<F>, DurableError> {
     if stored.flow.flow_name != F::NAME {
         return Err(DurableError::WrongFlow {
             flow_id: flow_id.to_owned(),
-            stored: stored.flow.flow_name,
+            stored: stored.flow.flow_name.clone(),
             compiled: F::NAME.to_owned(),
         });
     }
@@ -392,7 +468,7 @@ pub(crate) async fn resume<F: DurableFlow>(
     if stored.flow.fingerprint != compiled {
         return Err(DurableError::FingerprintMismatch {
             flow_id: flow_id.to_owned(),
-            stored: stored.flow.fingerprint,
+            stored: stored.flow.fingerprint.clone(),
             compiled,
         });
     }
@@ -400,14 +476,9 @@ pub(crate) async fn resume<F: DurableFlow>(
         what: format!("inputs of flow `{flow_id}`"),
         detail: e.to_string(),
     })?;
-    match stored.flow.state {
-        FlowState::Reverted | FlowState::Failure => {
-            return Err(DurableError::Failed(recorded_error(&stored)));
-        }
-        _ => {}
+    if matches!(stored.flow.state, FlowState::Reverted | FlowState::Failure) {
+        return Err(DurableError::Failed(recorded_error(stored)));
     }
-    let journal = Arc::new(Journal::new(store.clone(), flow_id, Some(&stored), inline));
-    let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
     let mut run = Run::<F>::new(F::__values(inputs));
     let atoms: HashMap<&str, &AtomRecord> =
         stored.atoms.iter().map(|a| (a.name.as_str(), a)).collect();
@@ -418,11 +489,8 @@ pub(crate) async fn resume<F: DurableFlow>(
         prefix: String::new(),
         finished: stored.flow.state == FlowState::Success,
     };
-    restore_into::<F>(&mut run, &view, &cx)?;
-    match stored.flow.state {
-        FlowState::Success => Ok(Some(F::__outputs(*run.values))),
-        state => finish(run, &cx, &journal, state == FlowState::Reverting).await,
-    }
+    restore_into::<F>(&mut run, &view, cx)?;
+    Ok(run)
 }
 
 /// Drives a durable run to its end — or, for a run that was `reverting`, finishes its revert —
@@ -446,6 +514,15 @@ async fn finish<F: Flow>(
     } else {
         drive(&mut run, cx).await
     };
+    // A run that stopped on a store error did not write its last checkpoint, which releases
+    // the lease: it is released here (if the store works again), so a resume need not wait.
+    let held = journal.hold().held();
+    if !held.is_released() && !held.is_lost() {
+        let (store, id) = journal.store();
+        if release(store, id, held.fence().clone(), journal.inline()).await {
+            held.set_released();
+        }
+    }
     if let Some(e) = journal.take_error() {
         return Err(e.into());
     }

@@ -13,8 +13,10 @@ mod serial;
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::durable::journal::Journal;
+use crate::durable::lease::LeaseTimes;
 use crate::failure::Failure;
 use crate::listener::Listener;
 use crate::runtime::{Mode, RunContext, SuspendHandle};
@@ -57,6 +59,8 @@ pub struct Engine {
     listeners: Vec<Arc<dyn Listener>>,
     /// The log book durable runs are recorded in; the flow's name when `None`.
     pub(crate) logbook: Option<Arc<str>>,
+    /// How long durable runs' leases last and how often they are renewed.
+    pub(crate) lease: LeaseTimes,
 }
 
 impl std::fmt::Debug for Engine {
@@ -65,6 +69,7 @@ impl std::fmt::Debug for Engine {
             .field("mode", &self.mode)
             .field("listeners", &self.listeners.len())
             .field("logbook", &self.logbook)
+            .field("lease", &self.lease)
             .finish()
     }
 }
@@ -83,6 +88,7 @@ impl Engine {
             mode: Mode::Serial,
             listeners: Vec::new(),
             logbook: None,
+            lease: LeaseTimes::default(),
         }
     }
 
@@ -102,6 +108,7 @@ impl Engine {
             },
             listeners: Vec::new(),
             logbook: None,
+            lease: LeaseTimes::default(),
         }
     }
 
@@ -146,6 +153,31 @@ impl Engine {
     /// ```
     pub fn logbook(mut self, name: impl Into<String>) -> Self {
         self.logbook = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// How long the lease of each durable run of this engine lasts, and how often it is renewed
+    /// while the run has written nothing else (every checkpoint renews it too, in the same
+    /// write). Defaults: 30 s, renewed every 10 s.
+    ///
+    /// A process that dies without releasing its runs holds them until their leases run out —
+    /// unless it ran on the same host as the process resuming them, which sees at once that it
+    /// is gone (see [`Owner::is_known_dead`](crate::store::Owner::is_known_dead)). A shorter
+    /// lease frees a dead owner's runs sooner; it must stay longer than the owner can pause
+    /// (a garbage-collecting or swapped-out process, a paused VM, a slow store write), or a live
+    /// owner loses its runs: its writes are then refused ([`StoreError::LostLease`](crate::store::StoreError::LostLease))
+    /// and it stops them. `renew_every` is kept between 1 ms and half of `duration` (and
+    /// `duration` is at least 10 ms).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskflow::Engine;
+    ///
+    /// let engine = Engine::parallel().lease(Duration::from_secs(5), Duration::from_secs(1));
+    /// # let _ = engine;
+    /// ```
+    pub fn lease(mut self, duration: Duration, renew_every: Duration) -> Self {
+        self.lease = LeaseTimes::new(duration, renew_every);
         self
     }
 

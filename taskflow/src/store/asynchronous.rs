@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{Checkpoint, FlowRecord, Store, StoreError, StoredFlow};
+use super::{Checkpoint, FlowRecord, Owner, Store, StoreError, StoredFlow};
 
 /// What an [`AsyncStore`] method returns: a boxed future, so that the trait can be used as
 /// `dyn AsyncStore`.
@@ -31,7 +31,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// ```
 /// use std::sync::Arc;
 /// use taskflow::prelude::*;
-/// use taskflow::store::{AsyncStore, Checkpoint, FlowRecord, MemoryStore, Store, StoreFuture, StoredFlow};
+/// use taskflow::store::{AsyncStore, Checkpoint, FlowRecord, MemoryStore, Owner, Store, StoreFuture, StoredFlow};
 ///
 /// /// A store that answers asynchronously (here: a memory store behind a yield).
 /// struct Remote(MemoryStore);
@@ -51,6 +51,9 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 ///     }
 ///     fn delete_flow<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
 ///         Box::pin(async move { self.0.delete_flow(id) })
+///     }
+///     fn acquire<'a>(&'a self, id: &'a str, owner: &'a Owner, until: u64) -> StoreFuture<'a, StoredFlow> {
+///         Box::pin(async move { self.0.acquire(id, owner, until) })
 ///     }
 /// }
 ///
@@ -85,6 +88,13 @@ pub trait AsyncStore: Send + Sync {
     fn list_flows(&self) -> StoreFuture<'_, Vec<FlowRecord>>;
     /// [`Store::delete_flow`], asynchronously.
     fn delete_flow<'a>(&'a self, flow_id: &'a str) -> StoreFuture<'a, ()>;
+    /// [`Store::acquire`], asynchronously: atomic.
+    fn acquire<'a>(
+        &'a self,
+        flow_id: &'a str,
+        owner: &'a Owner,
+        until: u64,
+    ) -> StoreFuture<'a, StoredFlow>;
 }
 
 /// The store of a durable run: a [`Store`] with blocking I/O or an [`AsyncStore`]. A run's
@@ -191,6 +201,22 @@ impl AnyStore {
                 Self::blocking(inline, move || store.checkpoint(&id, &checkpoint)).await
             }
             AnyStore::Async(store) => store.checkpoint(flow_id, &checkpoint).await,
+        }
+    }
+
+    pub(crate) async fn acquire(
+        &self,
+        flow_id: &str,
+        owner: &Owner,
+        until: u64,
+        inline: bool,
+    ) -> Result<StoredFlow, StoreError> {
+        match self {
+            AnyStore::Blocking(store) => {
+                let (store, id, owner) = (store.clone(), flow_id.to_owned(), owner.clone());
+                Self::blocking(inline, move || store.acquire(&id, &owner, until)).await
+            }
+            AnyStore::Async(store) => store.acquire(flow_id, owner, until).await,
         }
     }
 

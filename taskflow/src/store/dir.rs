@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    apply_checkpoint, sort_flows, unix_millis, validate_checkpoint, validate_flow_id, AtomRecord,
-    Checkpoint, FlowRecord, RetryRecord, Store, StoreError, StoredFlow,
+    apply_checkpoint, check_fence, lease, sort_flows, unix_millis, validate_checkpoint,
+    validate_flow_id, AtomRecord, Checkpoint, FlowRecord, Owner, RetryRecord, Store, StoreError,
+    StoredFlow,
 };
 
 /// The largest run file read (1 GiB): far above any real run's, and a bound on what a reader
@@ -384,7 +385,9 @@ impl Store for DirStore {
         validate_checkpoint(checkpoint)?;
         let _writing = self.lock()?;
         let mut stored = self.read(flow_id)?.ok_or_else(not_found)?;
-        apply_checkpoint(&mut stored, checkpoint, unix_millis(SystemTime::now()));
+        let now = unix_millis(SystemTime::now());
+        check_fence(&stored.flow, checkpoint, now)?;
+        apply_checkpoint(&mut stored, checkpoint, now);
         self.write(&stored, false)
     }
 
@@ -417,5 +420,19 @@ impl Store for DirStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found()),
             Err(e) => Err(StoreError::Io { path, source: e }),
         }
+    }
+
+    fn acquire(&self, flow_id: &str, owner: &Owner, until: u64) -> Result<StoredFlow, StoreError> {
+        let not_found = || StoreError::NotFound {
+            flow_id: flow_id.to_owned(),
+        };
+        validate_flow_id(flow_id).map_err(|_| not_found())?;
+        let _writing = self.lock()?;
+        let mut stored = self.read(flow_id)?.ok_or_else(not_found)?;
+        let now = unix_millis(SystemTime::now());
+        lease::take(&mut stored.flow, owner, until, now)?;
+        stored.flow.updated_at = now;
+        self.write(&stored, false)?;
+        Ok(stored)
     }
 }

@@ -5,8 +5,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use super::{
-    apply_checkpoint_indexed, atom_index, sort_flows, unix_millis, validate_checkpoint,
-    validate_flow_id, Checkpoint, FlowRecord, Store, StoreError, StoredFlow,
+    apply_checkpoint_indexed, atom_index, check_fence, lease, sort_flows, unix_millis,
+    validate_checkpoint, validate_flow_id, Checkpoint, FlowRecord, Owner, Store, StoreError,
+    StoredFlow,
 };
 
 /// A [`Store`] in memory. Everything is lost when it is dropped.
@@ -73,6 +74,7 @@ impl Store for MemoryStore {
             flow_id: flow_id.to_owned(),
         })?;
         let now = unix_millis(SystemTime::now());
+        check_fence(&entry.stored.flow, checkpoint, now)?;
         apply_checkpoint_indexed(&mut entry.stored, &mut entry.index, checkpoint, now);
         Ok(())
     }
@@ -98,5 +100,19 @@ impl Store for MemoryStore {
                 flow_id: flow_id.to_owned(),
             }),
         }
+    }
+
+    fn acquire(&self, flow_id: &str, owner: &Owner, until: u64) -> Result<StoredFlow, StoreError> {
+        let mut flows = self.flows();
+        let entry = flows.get_mut(flow_id).ok_or_else(|| StoreError::NotFound {
+            flow_id: flow_id.to_owned(),
+        })?;
+        lease::take(
+            &mut entry.stored.flow,
+            owner,
+            until,
+            unix_millis(SystemTime::now()),
+        )?;
+        Ok(entry.stored.clone())
     }
 }

@@ -50,6 +50,7 @@
 
 mod asynchronous;
 mod dir;
+mod lease;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -68,6 +69,8 @@ use crate::{Failure, FlowState, PanicError, StepState};
 
 pub use asynchronous::{AnyStore, AsyncStore, IntoStore, StoreFuture};
 pub use dir::{DirScan, DirStore};
+pub(crate) use lease::{abandon, forget};
+pub use lease::{utc, Fence, Lease, LeaseUpdate, Owner};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteError, SqliteStore};
@@ -110,6 +113,14 @@ pub struct FlowRecord {
     /// taskflow that did not record it. See [`with_graph`](Self::with_graph).
     #[serde(default)]
     pub graph: Value,
+    /// How many times the run was taken ([`Store::acquire`], or started with a lease): the
+    /// fence's epoch. 0 for a run never held.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Who holds the run, until when; `None` when nobody does (never held, or released at its
+    /// end). See [`Lease`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
 }
 
 impl FlowRecord {
@@ -132,6 +143,8 @@ impl FlowRecord {
             created_at: now,
             updated_at: now,
             graph: Value::Null,
+            epoch: 0,
+            lease: None,
         }
     }
 
@@ -187,6 +200,10 @@ pub struct AtomRecord {
     pub state: StepState,
     /// The attempt of the step's innermost retry scope (1 outside any).
     pub attempt: u32,
+    /// How many times this attempt was started: more than 1 when the step ran again after its
+    /// run was interrupted (a crash, a take-over) while it was RUNNING. 0 before it starts.
+    #[serde(default)]
+    pub runs: u32,
     /// The step's outputs, once it succeeded. `Some(Value::Null)` (a step whose output is `()`)
     /// stays distinct from `None` in every backend.
     #[serde(
@@ -218,6 +235,7 @@ impl AtomRecord {
             name: name.into(),
             state: StepState::Pending,
             attempt: 1,
+            runs: 0,
             result: None,
             failure: None,
             revert_failure: None,
@@ -345,6 +363,12 @@ pub struct Checkpoint {
     pub atoms: Vec<AtomRecord>,
     /// Retry scopes whose records changed.
     pub retries: Vec<RetryRecord>,
+    /// The writer's fence: the checkpoint is applied only if the run's epoch and lease holder
+    /// are still these ([`StoreError::LostLease`] otherwise). `None` for a writer that holds no
+    /// lease (a tool, a test), refused with [`StoreError::RunBusy`] while a live lease is held.
+    pub fence: Option<Fence>,
+    /// What the checkpoint does to the writer's lease (applied only with a valid fence).
+    pub lease: LeaseUpdate,
 }
 
 /// A run as stored: the flow, the latest record of each step (in the order the steps were first
@@ -475,6 +499,27 @@ pub trait Store: Send + Sync {
     /// assert!(matches!(store.delete_flow(&flow.id), Err(StoreError::NotFound { .. })));
     /// ```
     fn delete_flow(&self, flow_id: &str) -> Result<(), StoreError>;
+
+    /// Takes the run `flow_id` for `owner` until `until` (Unix milliseconds), atomically, and
+    /// returns it as stored after the taking: its epoch raised by one, its lease `owner`'s.
+    ///
+    /// Fails with [`StoreError::RunBusy`] while another owner holds a live lease (one not run
+    /// out and whose owner is not [known dead](Owner::is_known_dead)), and with
+    /// [`StoreError::NotFound`] for an unknown run; then nothing changes.
+    ///
+    /// ```
+    /// use taskflow::store::{FlowRecord, MemoryStore, Owner, Store, StoreError};
+    ///
+    /// let store = MemoryStore::new();
+    /// let flow = FlowRecord::new("book", "Flow", "fp", serde_json::json!(null));
+    /// store.create_flow(&flow).unwrap();
+    ///
+    /// let first = store.acquire(&flow.id, &Owner::current(), u64::MAX).unwrap();
+    /// assert_eq!(first.flow.epoch, 1);
+    /// let busy = store.acquire(&flow.id, &Owner::current(), u64::MAX);
+    /// assert!(matches!(busy, Err(StoreError::RunBusy { .. })));
+    /// ```
+    fn acquire(&self, flow_id: &str, owner: &Owner, until: u64) -> Result<StoredFlow, StoreError>;
 }
 
 /// Why a store refused or failed an operation. Each variant names the problem and where it is.
@@ -561,6 +606,33 @@ pub enum StoreError {
         /// What it reported.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another owner holds the run under a live lease: skip it, or try again after `until`.
+    #[error(
+        "flow `{flow_id}` is held by {owner} until {}: another process runs it",
+        lease::utc(*until)
+    )]
+    RunBusy {
+        /// The run.
+        flow_id: String,
+        /// Who holds it.
+        owner: Owner,
+        /// Until when (Unix milliseconds), unless renewed.
+        until: u64,
+    },
+    /// The writer no longer holds the run (its lease ran out and another owner took the run, or
+    /// it was released): nothing was written, and the writer must stop.
+    #[error(
+        "lost the lease on flow `{flow_id}` (taken at epoch {epoch}){}: nothing more is written",
+        match holder { Some(o) => format!(", now held by {o}"), None => String::new() }
+    )]
+    LostLease {
+        /// The run.
+        flow_id: String,
+        /// The epoch the writer held it at.
+        epoch: u64,
+        /// Who holds it now, if anyone.
+        holder: Option<Owner>,
+    },
     /// The caller handed the store something it cannot keep (a bad id, a progress that is not
     /// between 0 and 1); nothing was written.
     #[error("invalid {what}: {detail}")]
@@ -634,7 +706,18 @@ pub(crate) fn validate_checkpoint(cp: &Checkpoint) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies a checkpoint that passed [`validate_checkpoint`] to an in-memory copy of a run; cannot
+/// Whether `cp`'s writer may write to `flow` now (see [`Checkpoint::fence`]).
+pub(crate) fn check_fence(flow: &FlowRecord, cp: &Checkpoint, now: u64) -> Result<(), StoreError> {
+    lease::check(
+        &flow.id,
+        flow.epoch,
+        flow.lease.as_ref(),
+        cp.fence.as_ref(),
+        now,
+    )
+}
+
+/// Applies a checkpoint that passed [`validate_checkpoint`] (and [`check_fence`]) to an in-memory copy of a run; cannot
 /// fail, which is what makes the memory and directory stores all-or-nothing.
 pub(crate) fn apply_checkpoint(stored: &mut StoredFlow, cp: &Checkpoint, now: u64) {
     let mut index = atom_index(stored);
@@ -662,6 +745,7 @@ pub(crate) fn apply_checkpoint_indexed(
     if let Some(state) = cp.flow_state {
         stored.flow.state = state;
     }
+    lease::update(&mut stored.flow.lease, cp.lease);
     stored.flow.updated_at = now;
     for atom in &cp.atoms {
         match index.get(&atom.name) {

@@ -10,12 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    unix_millis, validate_checkpoint, validate_flow_id, AtomRecord, Checkpoint, FlowRecord,
-    RetryRecord, Store, StoreError, StoredFlow,
+    lease, unix_millis, validate_checkpoint, validate_flow_id, AtomRecord, Checkpoint, FlowRecord,
+    Lease, LeaseUpdate, Owner, RetryRecord, Store, StoreError, StoredFlow,
 };
 
 /// The schema version this library creates and the newest it opens.
-const SCHEMA_VERSION: u32 = 3;
+const SCHEMA_VERSION: u32 = 4;
 
 /// Version 1, as taskflow first wrote it; a new database is created with it, then migrated (see
 /// [`MIGRATIONS`]), so new and migrated databases are the same. `flows`: one row per run;
@@ -89,21 +89,33 @@ INSERT INTO retries_v2 (flow_id, flow, scope, attempt, history)
 DROP TABLE retries;
 ALTER TABLE retries_v2 RENAME TO retries;",
     "ALTER TABLE retries ADD COLUMN failure TEXT;",
+    // Run ownership: the fence's epoch and the lease (JSON), and how often a step was started.
+    "ALTER TABLE flows ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flows ADD COLUMN lease TEXT;
+ALTER TABLE atoms ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;",
 ];
 
 const _: () = assert!(MIGRATIONS.len() + 1 == SCHEMA_VERSION as usize);
 
-/// What [`read_flow`] reads, in a database of version 2 or later (`WHERE`/`ORDER BY` follow, on
+/// What [`read_flow`] reads, in a database of version 4 or later (`WHERE`/`ORDER BY` follow, on
 /// `f`).
 const SELECT_FLOWS: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
-     f.state, f.inputs, f.created_at, f.updated_at, g.graph \
+     f.state, f.inputs, f.created_at, f.updated_at, g.graph, f.epoch, f.lease \
      FROM flows f LEFT JOIN graphs g ON g.flow_id = f.id";
-/// The same in a version-1 database (only opened read-only: `open` migrates), which has no
-/// `graphs` table: its flows have no recorded graph.
+/// The same in a database of version 2 or 3 (only opened read-only: `open` migrates), whose runs
+/// were never held.
+const SELECT_FLOWS_V2: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
+     f.state, f.inputs, f.created_at, f.updated_at, g.graph, 0, NULL \
+     FROM flows f LEFT JOIN graphs g ON g.flow_id = f.id";
+/// The same in a version-1 database, which has no `graphs` table: its flows have no recorded
+/// graph.
 const SELECT_FLOWS_V1: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
-     f.state, f.inputs, f.created_at, f.updated_at, NULL FROM flows f";
+     f.state, f.inputs, f.created_at, f.updated_at, NULL, 0, NULL FROM flows f";
 const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_failure, progress, \
-                            started_at, finished_at";
+                            started_at, finished_at, runs";
+/// [`ATOM_COLUMNS`] in a database older than version 4, which did not count runs.
+const ATOM_COLUMNS_V1: &str = "id, name, state, attempt, result, failure, revert_failure, \
+                               progress, started_at, finished_at, 0";
 
 /// A [`Store`] in one SQLite database file: the embedded default.
 ///
@@ -279,11 +291,91 @@ impl SqliteStore {
 
     /// The query of what [`read_flow`] reads, for this database's schema version.
     fn select_flows(&self) -> &'static str {
-        if self.version >= 2 {
-            SELECT_FLOWS
-        } else {
-            SELECT_FLOWS_V1
+        match self.version {
+            4.. => SELECT_FLOWS,
+            2 | 3 => SELECT_FLOWS_V2,
+            _ => SELECT_FLOWS_V1,
         }
+    }
+
+    /// The columns [`read_atom`] reads, for this database's schema version.
+    fn atom_columns(&self) -> &'static str {
+        if self.version >= 4 {
+            ATOM_COLUMNS
+        } else {
+            ATOM_COLUMNS_V1
+        }
+    }
+
+    /// The epoch and lease of run `flow_id` as `tx` sees them; `None` for an unknown run.
+    fn lease_in(
+        &self,
+        tx: &Transaction<'_>,
+        flow_id: &str,
+    ) -> Result<Option<(u64, Option<Lease>)>, StoreError> {
+        let err = sql_error(&self.path);
+        let mut stmt = tx
+            .prepare_cached("SELECT rowid, id, epoch, lease FROM flows WHERE id = ?1")
+            .map_err(&err)?;
+        let mut rows = stmt.query([flow_id]).map_err(&err)?;
+        let Some(row) = rows.next().map_err(&err)? else {
+            return Ok(None);
+        };
+        let r = RowReader {
+            row,
+            what: format!("flows row id={flow_id:?}"),
+        };
+        Ok(Some((r.int(2, "epoch")?, r.opt_json(3, "lease")?)))
+    }
+
+    /// The run `flow_id` as `tx` sees it.
+    fn load_in(
+        &self,
+        tx: &Transaction<'_>,
+        flow_id: &str,
+    ) -> Result<Option<StoredFlow>, StoreError> {
+        let err = sql_error(&self.path);
+        let flow = {
+            let mut stmt = tx
+                .prepare_cached(&format!("{} WHERE f.id = ?1", self.select_flows()))
+                .map_err(&err)?;
+            let mut rows = stmt.query([flow_id]).map_err(&err)?;
+            match rows.next().map_err(&err)? {
+                Some(row) => read_flow(row)?,
+                None => return Ok(None),
+            }
+        };
+        let mut atoms = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {} FROM atoms WHERE flow_id = ?1 ORDER BY id",
+                    self.atom_columns()
+                ))
+                .map_err(&err)?;
+            let mut rows = stmt.query([flow_id]).map_err(&err)?;
+            while let Some(row) = rows.next().map_err(&err)? {
+                atoms.push(read_atom(row, flow_id)?);
+            }
+        }
+        let mut retries = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {} FROM retries WHERE flow_id = ?1 ORDER BY 4, 1",
+                    self.retry_columns()
+                ))
+                .map_err(&err)?;
+            let mut rows = stmt.query([flow_id]).map_err(&err)?;
+            while let Some(row) = rows.next().map_err(&err)? {
+                retries.push(read_retry(row, flow_id)?);
+            }
+        }
+        Ok(Some(StoredFlow {
+            flow,
+            atoms,
+            retries,
+        }))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -562,6 +654,8 @@ fn read_flow(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
         created_at: r.int(7, "created_at")?,
         updated_at: r.int(8, "updated_at")?,
         graph: r.opt_json(9, "graphs.graph")?.unwrap_or(Value::Null),
+        epoch: r.int(10, "epoch")?,
+        lease: r.opt_json(11, "lease")?,
     })
 }
 
@@ -585,6 +679,7 @@ fn read_atom(row: &Row<'_>, flow_id: &str) -> Result<AtomRecord, StoreError> {
         progress: r.get::<f64>(7, "progress")? as f32,
         started_at: r.opt_int(8, "started_at")?,
         finished_at: r.opt_int(9, "finished_at")?,
+        runs: r.int(10, "runs")?,
     })
 }
 
@@ -613,6 +708,12 @@ impl Store for SqliteStore {
         };
         let created_at = to_i64(flow.created_at, "created_at")?;
         let updated_at = to_i64(flow.updated_at, "updated_at")?;
+        let epoch = to_i64(flow.epoch, "epoch")?;
+        let lease = flow
+            .lease
+            .as_ref()
+            .map(|l| to_json(l, "lease"))
+            .transpose()?;
         let err = sql_error(&self.path);
         let mut conn = self.conn();
         let tx = conn
@@ -620,7 +721,7 @@ impl Store for SqliteStore {
             .map_err(&err)?;
         let inserted = tx.execute(
             "INSERT INTO flows (id, logbook, flow_name, fingerprint, state, inputs, created_at, \
-             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             updated_at, epoch, lease) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 flow.id,
                 flow.logbook,
@@ -630,6 +731,8 @@ impl Store for SqliteStore {
                 inputs,
                 created_at,
                 updated_at,
+                epoch,
+                lease,
             ],
         );
         match inserted {
@@ -663,28 +766,50 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
-        let updated = tx
-            .execute(
-                "UPDATE flows SET state = coalesce(?2, state), updated_at = ?3 WHERE id = ?1",
-                params![flow_id, checkpoint.flow_state.map(|s| s.to_string()), now],
-            )
-            .map_err(&err)?;
-        if updated == 0 {
-            return Err(StoreError::NotFound {
+        // The fence is checked in the transaction that writes: no other writer comes between.
+        let held = self
+            .lease_in(&tx, flow_id)?
+            .ok_or_else(|| StoreError::NotFound {
                 flow_id: flow_id.to_owned(),
-            });
-        }
+            })?;
+        let (epoch, mut lease) = held;
+        lease::check(
+            flow_id,
+            epoch,
+            lease.as_ref(),
+            checkpoint.fence.as_ref(),
+            unix_millis(SystemTime::now()),
+        )?;
+        let new_lease = match checkpoint.lease {
+            LeaseUpdate::Keep => None,
+            change => {
+                lease::update(&mut lease, change);
+                Some(lease.as_ref().map(|l| to_json(l, "lease")).transpose()?)
+            }
+        };
+        tx.execute(
+            "UPDATE flows SET state = coalesce(?2, state), updated_at = ?3, \
+             lease = CASE WHEN ?4 THEN ?5 ELSE lease END WHERE id = ?1",
+            params![
+                flow_id,
+                checkpoint.flow_state.map(|s| s.to_string()),
+                now,
+                new_lease.is_some(),
+                new_lease.flatten(),
+            ],
+        )
+        .map_err(&err)?;
         {
             let mut upsert_atom = tx
                 .prepare_cached(
                     "INSERT INTO atoms (flow_id, name, state, attempt, result, failure, \
-                     revert_failure, progress, started_at, finished_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     revert_failure, progress, started_at, finished_at, runs) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
                      ON CONFLICT (flow_id, name) DO UPDATE SET state = excluded.state, \
                      attempt = excluded.attempt, result = excluded.result, \
                      failure = excluded.failure, revert_failure = excluded.revert_failure, \
                      progress = excluded.progress, started_at = excluded.started_at, \
-                     finished_at = excluded.finished_at",
+                     finished_at = excluded.finished_at, runs = excluded.runs",
                 )
                 .map_err(&err)?;
             for atom in &checkpoint.atoms {
@@ -708,6 +833,7 @@ impl Store for SqliteStore {
                         atom.finished_at
                             .map(|t| to_i64(t, "finished_at"))
                             .transpose()?,
+                        atom.runs,
                     ])
                     .map_err(&err)?;
             }
@@ -745,47 +871,9 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         // One read transaction: the flow, its atoms and its retries come from one snapshot.
         let tx = conn.transaction().map_err(&err)?;
-        let flow = {
-            let mut stmt = tx
-                .prepare_cached(&format!("{} WHERE f.id = ?1", self.select_flows()))
-                .map_err(&err)?;
-            let mut rows = stmt.query([flow_id]).map_err(&err)?;
-            match rows.next().map_err(&err)? {
-                Some(row) => read_flow(row)?,
-                None => return Ok(None),
-            }
-        };
-        let mut atoms = Vec::new();
-        {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {ATOM_COLUMNS} FROM atoms WHERE flow_id = ?1 ORDER BY id"
-                ))
-                .map_err(&err)?;
-            let mut rows = stmt.query([flow_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                atoms.push(read_atom(row, flow_id)?);
-            }
-        }
-        let mut retries = Vec::new();
-        {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {} FROM retries WHERE flow_id = ?1 ORDER BY 4, 1",
-                    self.retry_columns()
-                ))
-                .map_err(&err)?;
-            let mut rows = stmt.query([flow_id]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                retries.push(read_retry(row, flow_id)?);
-            }
-        }
+        let stored = self.load_in(&tx, flow_id)?;
         tx.commit().map_err(&err)?;
-        Ok(Some(StoredFlow {
-            flow,
-            atoms,
-            retries,
-        }))
+        Ok(stored)
     }
 
     fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
@@ -826,6 +914,41 @@ impl Store for SqliteStore {
             });
         }
         tx.commit().map_err(&err)
+    }
+
+    fn acquire(&self, flow_id: &str, owner: &Owner, until: u64) -> Result<StoredFlow, StoreError> {
+        let err = sql_error(&self.path);
+        let mut conn = self.conn();
+        // The write lock first: two processes taking the run at once take turns, and the second
+        // sees the first's lease.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let mut stored = self
+            .load_in(&tx, flow_id)?
+            .ok_or_else(|| StoreError::NotFound {
+                flow_id: flow_id.to_owned(),
+            })?;
+        let now = unix_millis(SystemTime::now());
+        lease::take(&mut stored.flow, owner, until, now)?;
+        stored.flow.updated_at = now;
+        tx.execute(
+            "UPDATE flows SET epoch = ?2, lease = ?3, updated_at = ?4 WHERE id = ?1",
+            params![
+                flow_id,
+                to_i64(stored.flow.epoch, "epoch")?,
+                stored
+                    .flow
+                    .lease
+                    .as_ref()
+                    .map(|l| to_json(l, "lease"))
+                    .transpose()?,
+                to_i64(now, "the time")?,
+            ],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(stored)
     }
 }
 
