@@ -139,7 +139,7 @@ async fn run_until_quiet<F: Flow>(
         }
         running_async.extend(new_async.drain(..));
         // Hand every sync step started in this round to the workers at once.
-        pool.submit_all(std::mem::take(&mut sync_jobs));
+        pool.submit_all(std::mem::take(&mut sync_jobs), cx.keep_alive());
         if in_flight == 0 {
             break;
         }

@@ -55,7 +55,7 @@ where
                 })
                 .collect();
             drop(tx);
-            pool.submit_all(jobs);
+            pool.submit_all(jobs, run.keep_alive());
             while let Some((i, result)) = rx.recv().await {
                 results[i] = into_item(result);
             }

@@ -191,7 +191,7 @@ async fn by_dependencies<F: Flow>(
             }
         }
         if let Some(pool) = pool {
-            pool.submit_all(sync_jobs);
+            pool.submit_all(sync_jobs, cx.keep_alive());
         }
         if in_flight == 0 {
             break;

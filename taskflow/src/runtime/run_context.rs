@@ -17,7 +17,7 @@ use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::FlowGraph;
 use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
-use crate::runtime::pool::Pool;
+use crate::runtime::pool::{KeepAlive, Pool};
 use crate::runtime::run::IllegalTransition;
 use crate::state::{FlowState, StepState};
 
@@ -252,6 +252,16 @@ impl RunContext {
             Mode::Serial => None,
             Mode::Parallel { workers, pool, .. } => Some(pool.get_or_init(|| Pool::new(*workers))),
         }
+    }
+
+    /// What a step handed to the worker pool keeps alive until it has run: a durable run's
+    /// hold on its lease, so that dropping the run's future does not free the run while its
+    /// steps still run on the pool (a resume would start them a second time).
+    pub(crate) fn keep_alive(&self) -> KeepAlive {
+        self.shared
+            .journal
+            .as_ref()
+            .map(|journal| journal.hold().clone() as Arc<dyn Send + Sync>)
     }
 
     /// Whether the run must stop starting things: suspension was asked for, or a durable
