@@ -112,10 +112,8 @@ async fn run_until_quiet<F: Flow>(
             started.push(k);
             match steps[k].exec() {
                 Exec::Sync => {
-                    let tx = done_tx.clone();
-                    sync_jobs.push(Box::new(move || {
-                        let _ = tx.send((k, block_on(future)));
-                    }));
+                    let work = move || (k, block_on(future));
+                    sync_jobs.push(cx.pool_job(work, done_tx.clone()));
                 }
                 Exec::Async | Exec::Flow => new_async.push(tagged(k, future)),
             }
@@ -139,7 +137,7 @@ async fn run_until_quiet<F: Flow>(
         }
         running_async.extend(new_async.drain(..));
         // Hand every sync step started in this round to the workers at once.
-        pool.submit_all(std::mem::take(&mut sync_jobs), cx.keep_alive());
+        pool.submit_all(std::mem::take(&mut sync_jobs));
         if in_flight == 0 {
             break;
         }

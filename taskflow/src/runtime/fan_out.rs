@@ -48,14 +48,12 @@ where
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let jobs = (0..items)
                 .map(|i| {
-                    let (tx, run_item) = (tx.clone(), run_item.clone());
-                    Box::new(move || {
-                        let _ = tx.send((i, run_item(i)));
-                    }) as Box<dyn FnOnce() + Send>
+                    let run_item = run_item.clone();
+                    run.pool_job(move || (i, run_item(i)), tx.clone())
                 })
                 .collect();
             drop(tx);
-            pool.submit_all(jobs, run.keep_alive());
+            pool.submit_all(jobs);
             while let Some((i, result)) = rx.recv().await {
                 results[i] = into_item(result);
             }

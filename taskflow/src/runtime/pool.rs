@@ -7,16 +7,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
-/// What a job keeps alive until it has run: a durable run's hold on its lease, so a run whose
-/// future was dropped keeps its run while its steps still run here (see [`Pool::submit_all`]).
-pub(crate) type KeepAlive = Option<Arc<dyn Send + Sync>>;
-
-/// A job, the Tokio runtime it was submitted from (sync steps run inside that runtime's
-/// context, so they may call `tokio::spawn` or `Handle::current()` like code on the runtime),
-/// and what it keeps alive.
-type Queued = (Option<tokio::runtime::Handle>, Job, KeepAlive);
+/// A job and the Tokio runtime it was submitted from: sync steps run inside that runtime's
+/// context, so they may call `tokio::spawn` or `Handle::current()` like code on the runtime.
+type Queued = (Option<tokio::runtime::Handle>, Job);
 
 #[derive(Default)]
 struct Queue {
@@ -64,8 +59,7 @@ impl Pool {
 
     /// Queues `jobs` under one lock and wakes only as many idle workers as there are new jobs
     /// (each wake is a system call); runs them right here when the pool has no thread at all.
-    /// Each job holds `keep` until it has run (or is dropped unrun).
-    pub(crate) fn submit_all(&self, jobs: Vec<Job>, keep: KeepAlive) {
+    pub(crate) fn submit_all(&self, jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
         }
@@ -73,15 +67,13 @@ impl Pool {
         if queue.closed {
             drop(queue);
             jobs.into_iter().for_each(|job| job());
-            drop(keep);
             return;
         }
         let wake = jobs.len().min(queue.idle);
         let runtime = tokio::runtime::Handle::try_current().ok();
-        queue.jobs.extend(
-            jobs.into_iter()
-                .map(|job| (runtime.clone(), job, keep.clone())),
-        );
+        queue
+            .jobs
+            .extend(jobs.into_iter().map(|job| (runtime.clone(), job)));
         drop(queue);
         for _ in 0..wake {
             self.inner.ready.notify_one();
@@ -114,11 +106,10 @@ fn work(inner: &Inner) {
             let n = batch(queue.jobs.len(), queue.idle);
             taken.extend(queue.jobs.drain(..n));
             drop(queue);
-            for (runtime, job, keep) in taken.drain(..) {
+            for (runtime, job) in taken.drain(..) {
                 let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 // Steps catch their own panics; this guards the worker against anything else.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                drop(keep);
             }
             queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         } else if queue.closed {

@@ -182,16 +182,14 @@ async fn by_dependencies<F: Flow>(
             in_flight += 1;
             match pool {
                 Some(_) if steps[step].sync_hook() => {
-                    let tx = undone_tx.clone();
-                    sync_jobs.push(Box::new(move || {
-                        let _ = tx.send((step, block_on(future)));
-                    }));
+                    let work = move || (step, block_on(future));
+                    sync_jobs.push(cx.pool_job(work, undone_tx.clone()));
                 }
                 _ => reverting.push(tagged(step, future)),
             }
         }
         if let Some(pool) = pool {
-            pool.submit_all(sync_jobs, cx.keep_alive());
+            pool.submit_all(sync_jobs);
         }
         if in_flight == 0 {
             break;

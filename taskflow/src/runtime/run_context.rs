@@ -17,7 +17,7 @@ use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::graph::FlowGraph;
 use crate::listener::{FlowEvent, Listener, ProgressEvent, StepEvent};
-use crate::runtime::pool::{KeepAlive, Pool};
+use crate::runtime::pool::{Job, Pool};
 use crate::runtime::run::IllegalTransition;
 use crate::state::{FlowState, StepState};
 
@@ -139,7 +139,7 @@ impl RunContext {
     }
 
     /// A step's path in the store.
-    fn path(&self, step: &str) -> String {
+    pub(crate) fn path(&self, step: &str) -> String {
         format!("{}{step}", &*self.rel)
     }
 
@@ -254,14 +254,21 @@ impl RunContext {
         }
     }
 
-    /// What a step handed to the worker pool keeps alive until it has run: a durable run's
-    /// hold on its lease, so that dropping the run's future does not free the run while its
-    /// steps still run on the pool (a resume would start them a second time).
-    pub(crate) fn keep_alive(&self) -> KeepAlive {
-        self.shared
-            .journal
-            .as_ref()
-            .map(|journal| journal.hold().clone() as Arc<dyn Send + Sync>)
+    /// A job for the worker pool: runs `work` and sends its result on `tx`. A durable run's job
+    /// holds the run's hold on its lease until `work` is done, so that dropping the run's future
+    /// does not free the run while its steps still run on the pool (a resume would start them a
+    /// second time); it lets go before it sends, so a run that has the result holds it alone.
+    pub(crate) fn pool_job<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+        tx: tokio::sync::mpsc::UnboundedSender<T>,
+    ) -> Job {
+        let keep = self.shared.journal.as_ref().map(|j| j.hold().clone());
+        Box::new(move || {
+            let out = work();
+            drop(keep);
+            let _ = tx.send(out);
+        })
     }
 
     /// Whether the run must stop starting things: suspension was asked for, or a durable
