@@ -2445,3 +2445,109 @@ mod restored_decider_failure {
         }
     }
 }
+
+// ---- a map step that failed part-way, then a crash before its revert
+
+#[task(provides = disk, revert = drop_disk)]
+fn make_disk(size: u32) -> Result<String, common::Refused> {
+    runs().ran(&format!("make {size}"));
+    if size == 13 {
+        return Err(common::Refused(size));
+    }
+    Ok(format!("disk{size}"))
+}
+
+#[revert]
+fn drop_disk(size: &u32, result: TaskOutcome<&String>) {
+    let what = match result {
+        Ok(disk) => format!("drop {disk}"),
+        Err(failure) => format!("nothing for {size}: {}", failure.error()),
+    };
+    UNDONE.lock().unwrap().push(what);
+}
+
+flow! {
+    flow Disks(sizes: Vec<u32>) -> (disks) {
+        linear [ map make_disk over sizes -> disks ]
+    }
+}
+
+/// A store whose checkpoint after the revert hooks ran fails: the run stops with its step
+/// recorded FAILURE and REVERTING, as if the process had died while its hooks ran.
+fn dies_while_reverting(inner: Arc<dyn Store>) -> Arc<HookedStore> {
+    Arc::new(HookedStore::new(inner, |_, cp, write| {
+        if cp.atoms.iter().any(|a| a.state == StepState::Reverted) {
+            return Err(StoreError::Io {
+                path: "crash".into(),
+                source: std::io::Error::other("the process died here"),
+            });
+        }
+        write()
+    }))
+}
+
+#[test]
+fn a_map_step_that_failed_part_way_reverts_its_finished_items_after_a_crash() {
+    let _turn = my_turn();
+    for (engine, done) in [
+        (Engine::serial(), vec!["drop disk20", "drop disk10"]),
+        (
+            Engine::parallel().workers(2),
+            vec!["drop disk40", "drop disk20", "drop disk10"],
+        ),
+    ] {
+        UNDONE.lock().unwrap().clear();
+        let tmp = TempDir::new();
+        let store = sqlite(&tmp);
+        let sizes = vec![10, 20, 13, 40];
+        let stopped = engine
+            .run(Disks, DisksInputs { sizes })
+            .durable(dies_while_reverting(store.clone()), "d")
+            .blocking();
+        assert!(
+            matches!(stopped, Err(DurableError::Store(_))),
+            "{engine:?}: {:?}",
+            stopped.map(|o| o.disks)
+        );
+        let mut expected: Vec<String> = done.iter().map(|s| s.to_string()).collect();
+        expected.insert(
+            expected.len() - 2,
+            "nothing for 13: step 13 refused".to_owned(),
+        );
+        assert_eq!(
+            *UNDONE.lock().unwrap(),
+            expected,
+            "{engine:?}: before the crash"
+        );
+        UNDONE.lock().unwrap().clear();
+
+        // The store keeps each finished item with the step's failure.
+        let stored = store.load_flow("d").unwrap().unwrap();
+        let atom = stored.atom("make_disk").unwrap();
+        assert_eq!(atom.state, StepState::Reverting);
+        assert!(atom.failure.is_some());
+        let items = atom
+            .result
+            .clone()
+            .expect("the finished items are recorded");
+        assert_eq!(items[0], serde_json::json!({ "done": "disk10" }));
+        assert_eq!(items[1], serde_json::json!({ "done": "disk20" }));
+        assert_eq!(items[2]["failed"]["message"], "step 13 refused");
+
+        // A new process resumes the run: its interrupted revert runs again, for every finished
+        // item (newest first) and the failed one with its failure, from what the store kept.
+        let resumed = engine.resume(Disks, store.clone(), "d").blocking();
+        assert!(
+            matches!(resumed, Err(DurableError::Failed(_))),
+            "{engine:?}"
+        );
+        assert_eq!(
+            *UNDONE.lock().unwrap(),
+            expected,
+            "{engine:?}: after the resume"
+        );
+        let stored = store.load_flow("d").unwrap().unwrap();
+        assert_eq!(stored.flow.state, FlowState::Reverted);
+        assert_eq!(stored.atom("make_disk").unwrap().state, StepState::Reverted);
+    }
+}

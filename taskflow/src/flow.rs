@@ -176,6 +176,18 @@ pub trait Flow: Sized + Send + Sync + 'static {
         Ok(serde_json::Value::Null)
     }
 
+    /// What `map` step `step` finished before it failed, as JSON for its FAILURE record (so its
+    /// finished items are reverted after a crash too); `None` for any other step, and for a map
+    /// step without a revert hook. The default is that of a flow without such steps.
+    #[doc(hidden)]
+    fn __save_finished(
+        values: &Self::Values,
+        step: usize,
+    ) -> Option<Result<serde_json::Value, crate::durable::value::ValueError>> {
+        let _ = (values, step);
+        None
+    }
+
     /// How long retry scope `scope`'s controller waits before attempt `attempt`.
     #[doc(hidden)]
     fn __retry_delay(values: &mut Self::Values, scope: usize, attempt: u32) -> Option<Duration> {

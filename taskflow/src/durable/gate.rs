@@ -31,8 +31,8 @@ use serde_json::Value;
     label = "this flow has a value that is not `Serialize + DeserializeOwned`",
     note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
 )]
-// Like `Flow`'s, each hidden method has a default: `__restore_sub` is that of a
-// flow without sub-flows, the others only the fallback of a `flow!` that reported errors keeps.
+// Like `Flow`'s, each hidden method has a default: `__restore_sub` and `__load_finished` are
+// those of a flow without sub-flows or map steps, the others only the fallback of a `flow!` that reported errors keeps.
 pub trait DurableFlow: Flow {
     /// Puts a stored result of step `step` back in its slots.
     #[doc(hidden)]
@@ -43,6 +43,18 @@ pub trait DurableFlow: Flow {
     ) -> Result<(), ValueError> {
         let _ = (values, step, result);
         unbuilt(Self::NAME)
+    }
+
+    /// Puts what failed `map` step `step` finished (from `Flow::__save_finished`'s JSON) back,
+    /// for its revert.
+    #[doc(hidden)]
+    fn __load_finished(
+        values: &mut Self::Values,
+        step: usize,
+        finished: &Value,
+    ) -> Result<(), ValueError> {
+        let _ = (values, step, finished);
+        Ok(()) // a flow without map steps that revert
     }
 
     /// The inputs as a JSON object by name.

@@ -296,6 +296,14 @@ pub fn restore_into<F: DurableFlow>(
             }
             other => other,
         };
+        if state == StepState::Failure {
+            // A map step that failed part-way: what it finished, to revert it item by item.
+            if let Some(finished) = &atom.result {
+                F::__load_finished(&mut run.values, k, finished).map_err(|e| {
+                    stored.corrupt(&path, format!("its finished items do not load: {e}"))
+                })?;
+            }
+        }
         // Loading a run is not a transition: the states are what the store says.
         let status = &mut run.status;
         status.steps[k] = state;

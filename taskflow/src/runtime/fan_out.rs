@@ -5,8 +5,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::failure::Failure;
 use crate::runtime::{Mode, RunContext};
+use crate::store::FailureRecord;
 
 /// One item of a `map` step.
 #[derive(Debug)]
@@ -17,6 +20,38 @@ pub enum MapItem<U> {
     Failed(Failure),
     /// Never started: an earlier item failed first (serial engine).
     NotRun,
+}
+
+/// How a durable run records the items of a `map` step that failed, with its FAILURE (so that
+/// the finished items are reverted after a crash too): `{"done": output}`, `{"failed": failure}`
+/// or `null` for an item that never started.
+#[derive(Serialize, Deserialize)]
+enum Recorded<U> {
+    #[serde(rename = "done")]
+    Done(U),
+    #[serde(rename = "failed")]
+    Failed(FailureRecord),
+}
+
+impl<U: Serialize> Serialize for MapItem<U> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MapItem::Done(output) => Some(Recorded::Done(output)),
+            MapItem::Failed(failure) => Some(Recorded::Failed(FailureRecord::from(failure))),
+            MapItem::NotRun => None,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, U: Deserialize<'de>> Deserialize<'de> for MapItem<U> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<Recorded<U>>::deserialize(d)? {
+            Some(Recorded::Done(output)) => MapItem::Done(output),
+            Some(Recorded::Failed(record)) => MapItem::Failed(record.to_failure(&record.step)),
+            None => MapItem::NotRun,
+        })
+    }
 }
 
 /// What a `map` step ends with: every output in input order, or what finished and why it failed.

@@ -120,8 +120,25 @@ pub(crate) fn end<F: Flow>(
         }
         Err(why) => {
             mark_failed(run, cx, step, &why);
+            if cx.is_durable() && matches!(why, StepFailed::Task(_)) {
+                record_finished(run, cx, step);
+            }
             Ended::Failed(why)
         }
+    }
+}
+
+/// A durable run records what a failed `map` step finished with its FAILURE, so that its
+/// finished items are reverted after a crash too. One that cannot be stored (serde refused an
+/// output) is left out, with a warning: those items are then reverted only by this process.
+#[cold]
+fn record_finished<F: Flow>(run: &Run<F>, cx: &RunContext, step: usize) {
+    let name = F::graph().steps()[step].name();
+    match F::__save_finished(&run.values, step) {
+        None => {}
+        Some(Ok(json)) => cx.record_result(name, json),
+        Some(Err(error)) => tracing::warn!(step = %cx.path(name), %error,
+            "taskflow: cannot record the finished items of a failed map step"),
     }
 }
 

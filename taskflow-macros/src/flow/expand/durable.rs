@@ -65,6 +65,57 @@ pub fn save_step_method(e: &Emit) -> TokenStream {
     }
 }
 
+/// `Flow::__save_finished`: what a `map` step with a revert hook finished before it failed, as
+/// JSON for its FAILURE record (none for a flow without such steps). Like `__save_step`'s, the
+/// serialization is picked at the items' concrete type (`__tf::Stored`).
+pub fn save_finished_method(e: &Emit) -> TokenStream {
+    let [v, step] = ["v", "step"].map(local);
+    let arms = finished_arms(
+        e,
+        |f| quote!(__tf::Some((&__tf::Stored(#v.#f.opt()?)).save())),
+    );
+    if arms.is_empty() {
+        return quote!();
+    }
+    quote! {
+        fn __save_finished(#v: &__Values, #step: usize) -> __tf::Option<__tf::Saved> {
+            match #step {
+                #(#arms)*
+                _ => __tf::None,
+            }
+        }
+    }
+}
+
+/// The `map` steps with a revert hook, by their index in the run order: the field of what each
+/// finished, and the type of its items.
+fn reverted_maps<'e>(e: &'e Emit<'_>) -> Vec<(proc_macro2::Literal, &'e syn::Ident, TokenStream)> {
+    let mut maps = Vec::new();
+    for (k, &s) in e.a.order.iter().enumerate() {
+        let step = &e.a.steps[s];
+        if step.map_item.is_some() && step.meta.has_revert {
+            let path = &step.r.path;
+            maps.push((
+                index(k),
+                e.values.step_field(s),
+                quote!(__tf::Vec<__tf::MapItem<__tf::Out<#path, 0>>>),
+            ));
+        }
+    }
+    maps
+}
+
+/// One `match` arm per `map` step with a revert hook: `body` of the field of what it finished.
+fn finished_arms(e: &Emit, body: impl Fn(&syn::Ident) -> TokenStream) -> Vec<TokenStream> {
+    reverted_maps(e)
+        .into_iter()
+        .map(|(k, f, _)| {
+            let body = body(f);
+            quote!(#k => #body,)
+        })
+        .collect()
+}
+
 /// One `match` arm per step with outputs, by its index in the run order: `one` of the field of
 /// its one output, or `many` of its outputs' names and fields.
 fn output_arms(
@@ -109,6 +160,22 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
             })
         },
     );
+    let load_finished = {
+        let arms = finished_arms(e, |f| quote!(#v.#f.load(#json)));
+        (!arms.is_empty()).then(|| {
+            quote! {
+                fn __load_finished(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Loaded {
+                    match #step {
+                        #(#arms)*
+                        _ => __tf::Ok(()),
+                    }
+                }
+            }
+        })
+    };
+    // What the map steps finished is stored too (with a failure): bounds only, not fingerprinted
+    // (it is stored iff each item's output type is).
+    let finished_types = reverted_maps(e).into_iter().map(|(_, _, ty)| ty);
     let input_names: Vec<String> = e.def.inputs.iter().map(|(n, _)| n.to_string()).collect();
     let input_ids = e.def.inputs.iter().map(|(n, _)| n);
     let input_ids2 = input_ids.clone();
@@ -130,6 +197,7 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
         impl<'__d> __tf::DurableFlow for #name
         where
             #(#types: __tf::StorableIn<'__d>,)*
+            #(#finished_types: __tf::StorableIn<'__d>,)*
             #(#subs: __tf::SubflowIn<'__d>,)*
         {
             fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Loaded {
@@ -138,6 +206,8 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
                     _ => __tf::Ok(()),
                 }
             }
+
+            #load_finished
 
             fn __save_inputs(#inputs: &#inputs_ty) -> __tf::Saved {
                 __tf::save_object([#((#input_names, __tf::save(&#inputs.#input_ids))),*])

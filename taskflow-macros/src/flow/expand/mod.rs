@@ -266,8 +266,9 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     let retry_methods = control::retry_methods(a, &e.values);
     let decide_method = control::decide_method(a, &e.values, &pos);
     let save_step_method = durable::save_step_method(&e);
+    let save_finished_method = durable::save_finished_method(&e);
     // `__save_step` picks how a value is saved by method resolution, between these traits.
-    let uses = if save_step_method.is_empty() {
+    let uses = if save_step_method.is_empty() && save_finished_method.is_empty() {
         quote! { use ::taskflow::__private as __tf; }
     } else {
         quote! { use ::taskflow::__private::{self as __tf, NotStorable as _, SaveStored as _}; }
@@ -347,6 +348,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                 }
 
                 #save_step_method
+                #save_finished_method
 
                 #retry_methods
 
