@@ -47,7 +47,9 @@ enum Command {
     /// Show one flow: its inputs, every step, and its retry scopes.
     ///
     /// First the flow (id, name, log book, fingerprint, state, times, inputs as JSON); then one
-    /// row per step: state, attempt, duration of the latest attempt (`-` when it has not both
+    /// row per step: state, attempt, runs (how many times the attempt was started: more than 1
+    /// when it ran again after its run was interrupted, by a crash or a take-over), duration of
+    /// the latest attempt (`-` when it has not both
     /// started and finished), result as JSON (cut at 40 characters with `…`), failure (`(panic)`
     /// when the step panicked, named first when it is not the step's own, as a failure inside a
     /// sub-flow or a retry controller's; then any failure of its revert hook); then each retry
@@ -233,7 +235,9 @@ fn show(path: &Path, flow_id: &str, out: &mut String) -> Vec<String> {
     } else {
         let rows: Vec<Vec<String>> = stored.atoms.iter().map(step_row).collect();
         out.push_str(&table(
-            &["STEP", "STATE", "ATTEMPT", "DURATION", "RESULT", "FAILURE"],
+            &[
+                "STEP", "STATE", "ATTEMPT", "RUNS", "DURATION", "RESULT", "FAILURE",
+            ],
             &rows,
         ));
     }
@@ -303,6 +307,7 @@ fn step_row(atom: &AtomRecord) -> Vec<String> {
         one_line(&atom.name),
         atom.state.to_string(),
         atom.attempt.to_string(),
+        atom.runs.to_string(),
         atom.duration().map_or_else(|| "-".to_owned(), duration),
         result,
         failure,

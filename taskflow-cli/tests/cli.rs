@@ -156,12 +156,14 @@ fn failed_run(store: &dyn Store) {
     let mut launch = AtomRecord::new("launch_server");
     launch.state = StepState::Reverted;
     launch.result = Some(json!({ "id": 7, "zone": "eu" }));
+    launch.runs = 1;
     launch.started_at = Some(T0);
     launch.finished_at = Some(T0 + 1_250);
 
     let mut attach = AtomRecord::new("Storage/attach_volume");
     attach.state = StepState::Failure;
     attach.attempt = 3;
+    attach.runs = 2; // the third attempt ran again after a crash
     attach.started_at = Some(T0 + 2_000);
     attach.finished_at = Some(T0 + 127_000);
     attach.failure = Some(FailureRecord {
@@ -236,12 +238,12 @@ state:       FAILURE
 created:     2023-11-14 22:13:20
 inputs:      {"image":"debian"}
 
-STEP                   STATE     ATTEMPT  DURATION  RESULT                                    FAILURE
-launch_server          REVERTED  1        1.250s    {"id":7,"zone":"eu"}                      -
-Storage/attach_volume  FAILURE   3        2m05s     -                                         index out of bounds (panic); revert failed: volume busy
-configure              PENDING   1        -         -                                         -
-notify                 SUCCESS   1        -         null                                      -
-report                 SUCCESS   1        80ms      {"lines":["first line of the report","s…  -
+STEP                   STATE     ATTEMPT  RUNS  DURATION  RESULT                                    FAILURE
+launch_server          REVERTED  1        1     1.250s    {"id":7,"zone":"eu"}                      -
+Storage/attach_volume  FAILURE   3        2     2m05s     -                                         index out of bounds (panic); revert failed: volume busy
+configure              PENDING   1        0     -         -                                         -
+notify                 SUCCESS   1        0     -         null                                      -
+report                 SUCCESS   1        0     80ms      {"lines":["first line of the report","s…  -
 
 RETRY SCOPE  ATTEMPT  CONTROLLER FAILURE  FAILURES
 1            3        -                   attempt 1: Storage/attach_volume: volume busy; attempt 2: Storage/attach_volume: disk gone (panic), Storage/attach_volume: line one line two"#
@@ -330,10 +332,10 @@ fn show_failed_retry_controllers() {
         assert_eq!(
             tables.join("\n\n"),
             "\
-STEP            STATE     ATTEMPT  DURATION  RESULT  FAILURE
-reserve         FAILURE   1        -         -       retry [reserve]: no item (panic)
-Storage         FAILURE   1        -         -       attach: volume busy
-Storage/attach  REVERTED  1        -         -       volume busy
+STEP            STATE     ATTEMPT  RUNS  DURATION  RESULT  FAILURE
+reserve         FAILURE   1        0     -         -       retry [reserve]: no item (panic)
+Storage         FAILURE   1        0     -         -       attach: volume busy
+Storage/attach  REVERTED  1        0     -         -       volume busy
 
 RETRY SCOPE  ATTEMPT  CONTROLLER FAILURE                           FAILURES
 0            1        retry [reserve]: no item (panic)             -
