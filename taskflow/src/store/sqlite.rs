@@ -787,17 +787,19 @@ impl Store for SqliteStore {
                 Some(lease.as_ref().map(|l| to_json(l, "lease")).transpose()?)
             }
         };
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE flows SET state = coalesce(?2, state), updated_at = ?3, \
              lease = CASE WHEN ?4 THEN ?5 ELSE lease END WHERE id = ?1",
-            params![
+        )
+        .and_then(|mut update| {
+            update.execute(params![
                 flow_id,
                 checkpoint.flow_state.map(|s| s.to_string()),
                 now,
                 new_lease.is_some(),
                 new_lease.flatten(),
-            ],
-        )
+            ])
+        })
         .map_err(&err)?;
         {
             let mut upsert_atom = tx
