@@ -573,14 +573,8 @@ fn cases() -> Vec<Case> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("child") {
-        child(&args[1..]);
-        return;
-    }
     // `cargo test -- --list` and filters: this harness has one test, `crash`.
-    if args.iter().any(|a| a == "--list") {
-        println!("crash: test");
+    if common::child_or_list("crash", child) {
         return;
     }
     let cases = cases();

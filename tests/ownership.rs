@@ -666,13 +666,7 @@ fn snapshot(kind: &str, at: &Path) -> Vec<String> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("child") {
-        child(&args[1..]);
-        return;
-    }
-    if args.iter().any(|a| a == "--list") {
-        println!("ownership: test");
+    if common::child_or_list("ownership", child) {
         return;
     }
     let rounds: u64 = std::env::var("OWNERSHIP_ROUNDS")

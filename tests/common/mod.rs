@@ -228,3 +228,19 @@ pub fn no_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .unwrap_or_else(|| "a panic with a payload that is not a string".to_owned())
     })
 }
+
+/// The start of a test file that is its own harness (`harness = false`) and its own child
+/// process: run as `<test> child <args>`, calls `child(args)`; for `cargo test -- --list`, lists
+/// the one test `name`. True when the caller has nothing more to do.
+pub fn child_or_list(name: &str, child: impl FnOnce(&[String])) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("child") {
+        child(&args[1..]);
+        return true;
+    }
+    if args.iter().any(|a| a == "--list") {
+        println!("{name}: test");
+        return true;
+    }
+    false
+}
