@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::graph::{self, step_span, Analysis, Decider, Rebind, Scope, Slot, Source, Step, Visit};
+use super::graph::{
+    self, step_span, Analysis, Cycle, Decider, Rebind, Scope, Slot, Source, Step, Visit,
+};
 use super::parse::FlowDef;
 use super::suggest::closest;
 use crate::ctxt::Ctxt;
@@ -50,7 +52,9 @@ pub fn check(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
         }
     }
     check_links(a, cx);
-    check_cycle(a, cx);
+    for cycle in &a.cycles {
+        check_cycle(a, cycle, cx);
+    }
     check_skippable_reads(a, cx);
     check_skippable_decider_reads(a, cx);
     check_unused_inputs(def, a, cx);
@@ -469,28 +473,53 @@ fn check_links(a: &Analysis, cx: &mut Ctxt) {
     }
 }
 
-/// Steps cannot depend on one another in a circle: one error per step of the cycle.
-fn check_cycle(a: &Analysis, cx: &mut Ctxt) {
-    let Some(cycle) = &a.cycle else {
-        return;
-    };
-    let mut path: Vec<&str> = cycle.iter().map(|&s| a.steps[s].label.as_str()).collect();
+/// Steps cannot depend on one another in a circle: one error per cycle, listing it, on the way
+/// back to its step written first — that step, where it reads from the last one (the read is
+/// what goes against the written order), else the link that leads back to it.
+fn check_cycle(a: &Analysis, cycle: &Cycle, cx: &mut Ctxt) {
+    let label = |s: usize| a.steps[s].label.as_str();
+    let mut path: Vec<&str> = cycle.steps.iter().map(|&s| label(s)).collect();
     path.push(path[0]);
-    let text = path
+    let mut text = path
         .iter()
         .map(|l| format!("`{l}`"))
         .collect::<Vec<_>>()
         .join(" -> ");
-    for (i, &s) in cycle.iter().enumerate() {
-        cx.error(
-            step_span(&a.steps[s]),
-            format!(
-                "cycle ({}/{}): {text}; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides",
-                i + 1,
-                cycle.len()
-            ),
-        );
+    match cycle.caught.as_slice() {
+        [] => {}
+        [one] => text.push_str(&format!(
+            " (`{}` is in a circle through these steps too)",
+            label(*one)
+        )),
+        more => text.push_str(&format!(
+            " ({} are in circles through these steps too)",
+            quoted(more.iter().map(|&s| label(s)))
+        )),
     }
+    let msg = format!("cycle: {text}; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides");
+    let (first, last) = (cycle.steps[0], *cycle.steps.last().unwrap());
+    let back_link = a
+        .links
+        .iter()
+        .rev()
+        .find(|l| l.from == Some(last) && l.to == Some(first));
+    match back_link {
+        Some(l) if !reads_from(a, first, last) => {
+            let (from, to) = (&l.link.from, &l.link.to);
+            cx.error_spanned(quote::quote!(#from #to), msg);
+        }
+        _ => cx.error(step_span(&a.steps[first]), msg),
+    }
+}
+
+/// Step `reader` (or a decider guarding it) reads an output of step `producer`.
+fn reads_from(a: &Analysis, reader: usize, producer: usize) -> bool {
+    let from_producer = |slot: &usize| matches!(a.slots[*slot].source, Source::Output { step, .. } if step == producer);
+    a.steps[reader].args.iter().flatten().any(from_producer)
+        || a.deciders
+            .iter()
+            .filter(|d| d.to == Some(reader))
+            .any(|d| d.args.iter().flatten().any(from_producer))
 }
 
 /// A value that a decider may skip can only be read as an `Option` — by a step that could run
@@ -992,7 +1021,7 @@ mod tests {
             "flow F() { graph [ boot(server_id = ip) ] }",
             &servers(),
             &[
-                ("boot", "cycle (1/1): `boot` -> `boot`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("boot", "cycle: `boot` -> `boot`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
             ],
         );
     }
@@ -1109,21 +1138,54 @@ mod tests {
             task("c", &["y"], &["z"]),
             task("d", &[], &[]),
         ];
+        // Once, on the step written first, which reads what a later one provides.
         assert_errors(
             "flow F() { graph [ d, a, b, c ] }",
             &known,
             &[
-                ("a", "cycle (1/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
-                ("b", "cycle (2/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
-                ("c", "cycle (3/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("a", "cycle: `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
             ],
         );
+        // Closed by a link: on the link back to the step written first.
         assert_errors(
             "flow F(x: u32) { graph [ d, b, b -> d, d -> b ] }",
             &known,
             &[
-                ("d", "cycle (1/2): `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
-                ("b", "cycle (2/2): `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("b -> d", "cycle: `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+        // A link that a read doubles: removing the link would not do, so on the reading step.
+        assert_errors(
+            "flow F() { graph [ a, b, c, c -> a ] }",
+            &known,
+            &[
+                ("a", "cycle: `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+    }
+
+    #[test]
+    fn separate_cycles_are_reported_once_each() {
+        let known = [
+            task("fetch", &[], &[]),
+            task("build", &[], &[]),
+            task("test", &[], &[]),
+            task("deploy", &[], &[]),
+        ];
+        assert_errors(
+            "flow F() { graph [ fetch, build, test, deploy, fetch -> build, test -> deploy, deploy -> test, build -> fetch ] }",
+            &known,
+            &[
+                ("build -> fetch", "cycle: `fetch` -> `build` -> `fetch`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("deploy -> test", "cycle: `test` -> `deploy` -> `test`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+        // Circles sharing steps are one cycle, which names the other steps caught in it.
+        assert_errors(
+            "flow F() { graph [ fetch, build, test, deploy, fetch -> build, build -> fetch, build -> test, test -> build, test -> deploy ] }",
+            &known,
+            &[
+                ("build -> fetch", "cycle: `fetch` -> `build` -> `fetch` (`test` is in a circle through these steps too); a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
             ],
         );
     }
