@@ -583,18 +583,21 @@ fn skipped_with(a: &Analysis, step: usize) -> Vec<bool> {
     with
 }
 
-/// Every flow input is read by a step, iterated by a retry or passed through as an output.
+/// Every flow input is read by a step or a decider, iterated by a retry or passed through as an
+/// output.
 fn check_unused_inputs(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
     for (i, (name, _)) in def.inputs.iter().enumerate() {
-        let read = a.steps.iter().any(|s| {
-            s.args
-                .iter()
-                .flatten()
-                .any(|&slot| a.slots[slot].source == Source::Input(i))
-        }) || a
+        let is_input = |slot: &usize| a.slots[*slot].source == Source::Input(i);
+        let read = a
             .steps
             .iter()
-            .any(|s| s.extra_reads.iter().any(|r| name == r))
+            .any(|s| s.args.iter().flatten().any(is_input))
+            || a.deciders
+                .iter()
+                .any(|d| d.args.iter().flatten().any(is_input))
+            || a.steps
+                .iter()
+                .any(|s| s.extra_reads.iter().any(|r| name == r))
             || def.outputs.iter().any(|o| o == name)
             || a.scopes.iter().any(|scope| {
                 scope
@@ -1336,6 +1339,34 @@ mod tests {
                 ("decide", "decider of link `attach_volume -> notify` requires `verdict`, which is not provided before step `notify`; a decider reads what the step it guards could read"),
                 ("lost", "unbound input: step `again` requires `lost` (for its parameter `server_id`), but nothing provides it before the step runs; add `lost` to the flow's inputs, add a step that provides it, or rebind the parameter with `again(server_id = other_name)`"),
                 ("nowhere", "flow `F` outputs `nowhere`, but no input or step provides it; add a step that provides it, or remove it from the outputs"),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_flow_input_only_a_decider_reads_is_used() {
+        let known = [
+            task("measure", &["requested"], &["size_gb"]),
+            meta(
+                quote!(task allowed public sync infallible [(backups_on ref required)] [] norevert ok),
+            ),
+            task("backup", &["size_gb"], &["backup_id"]),
+        ];
+        assert_errors(
+            "flow Backup(requested: u32, backups_on: bool) -> (backup_id) {
+                graph [ measure, backup, measure -> backup if allowed ]
+            }",
+            &known,
+            &[],
+        );
+        // Read by nothing at all, it is still unused.
+        assert_errors(
+            "flow Backup(requested: u32, backups_on: bool, other: u32) -> (backup_id) {
+                graph [ measure, backup, measure -> backup if allowed ]
+            }",
+            &known,
+            &[
+                ("other", "unused flow input: no step of flow `Backup` reads `other`; remove it, or rebind a parameter to it"),
             ],
         );
     }
