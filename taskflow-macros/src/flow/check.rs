@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::graph::{
     self, step_span, Analysis, Cycle, Decider, Rebind, Scope, Slot, Source, Step, Visit,
 };
-use super::parse::FlowDef;
+use super::parse::{FlowDef, Item, Link, Pattern, PatternKind};
 use super::suggest::closest;
 use crate::ctxt::Ctxt;
 use crate::meta::{StepKind, StepMeta, VisRank};
@@ -26,6 +26,7 @@ pub fn check_metadata(paths: &[&syn::Path], metas: &[Option<StepMeta>], cx: &mut
 /// Every rule, in the order its errors are reported. Rules about one step or one retry run
 /// together for each, in written order, so a flow's errors read from top to bottom.
 pub fn check(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
+    check_pattern(def, &def.body, true, cx);
     for d in &a.deciders {
         check_decider(d, cx);
     }
@@ -63,6 +64,79 @@ pub fn check(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
         check_output_provided(def, a, i, cx);
     }
     check_output_types(def, a, cx);
+}
+
+/// What the grammar accepts but a flow cannot mean: a pattern without steps, a link outside a
+/// `graph`. `top` is the flow's body.
+fn check_pattern(def: &FlowDef, pattern: &Pattern, top: bool, cx: &mut Ctxt) {
+    let kw = &pattern.keyword;
+    if pattern.items.is_empty() {
+        // The keyword and its brackets: `linear []`.
+        let mut brackets = proc_macro2::Group::new(
+            proc_macro2::Delimiter::Bracket,
+            proc_macro2::TokenStream::new(),
+        );
+        brackets.set_span(pattern.brackets);
+        let tokens = quote::quote!(#kw #brackets);
+        let msg = if top {
+            format!(
+                "flow `{}` has no steps: a flow runs at least one; add a step to its `{kw} [ .. ]`",
+                def.name
+            )
+        } else {
+            let around = if pattern.retry.is_some() {
+                " and its `retry`"
+            } else {
+                ""
+            };
+            format!("empty `{kw} []`: a pattern holds at least one step; add one, or remove the `{kw}`{around}")
+        };
+        cx.error_spanned(tokens, msg);
+    }
+    for item in &pattern.items {
+        match item {
+            Item::Pattern(inner) => check_pattern(def, inner, false, cx),
+            Item::Link(link) if pattern.kind != PatternKind::Graph => {
+                check_misplaced_link(pattern, link, cx);
+            }
+            Item::Link(_) | Item::Step(_) => {}
+        }
+    }
+}
+
+/// `a -> b` between two steps of a `linear` or `unordered` (see `parse::classify_links`).
+fn check_misplaced_link(pattern: &Pattern, link: &Link, cx: &mut Ctxt) {
+    let (from, to) = (&link.from, &link.to);
+    let kw = &pattern.keyword;
+    let article = if pattern.kind == PatternKind::Unordered {
+        "an"
+    } else {
+        "a"
+    };
+    let head = format!("link `{from} -> {to}` in {article} `{kw}`: links belong in a `graph`");
+    // Where `from` and `to` are steps of this very `linear`, it orders them by their places.
+    let place = |end: &syn::Ident| {
+        pattern
+            .items
+            .iter()
+            .position(|i| matches!(i, Item::Step(s) if s.label() == end))
+    };
+    let msg = if link.decider.is_some() {
+        format!("{head}, and a decider guards a link of a graph: make this a `graph [ .. ]`")
+    } else {
+        match (pattern.kind, place(from), place(to)) {
+            (PatternKind::Unordered, _, _) => format!(
+                "{head}; the members of an `unordered` are independent: make this a `graph [ .. ]` to order them"
+            ),
+            (_, Some(f), Some(t)) if f < t => format!(
+                "{head}, and this `linear` runs `{from}` before `{to}` already: remove the link"
+            ),
+            _ => format!(
+                "{head}; a `linear` runs its steps in written order: reorder them and remove the link, or make this a `graph [ .. ]`"
+            ),
+        }
+    };
+    cx.error_spanned(quote::quote!(#from #to), msg);
 }
 
 fn quoted(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
@@ -912,8 +986,8 @@ mod tests {
                 linear [
                     retry(Times(2) -> server_id: u64) linear [ attach_volume ],
                     retry(Times(2) -> volume_id: u64) linear [ create_volume -> v ],
-                    retry(Times(2) -> v: u64) linear [ ],
-                    retry(Times(2) -> t: u32) linear [ retry(Times(3) -> t: u32) linear [ ] ],
+                    retry(Times(2) -> v: u64) linear [ notify as n1 ],
+                    retry(Times(2) -> t: u32) linear [ retry(Times(3) -> t: u32) linear [ notify as n2 ] ],
                 ]
             }",
             &servers(),
@@ -1339,6 +1413,77 @@ mod tests {
                 ("decide", "decider of link `attach_volume -> notify` requires `verdict`, which is not provided before step `notify`; a decider reads what the step it guards could read"),
                 ("lost", "unbound input: step `again` requires `lost` (for its parameter `server_id`), but nothing provides it before the step runs; add `lost` to the flow's inputs, add a step that provides it, or rebind the parameter with `again(server_id = other_name)`"),
                 ("nowhere", "flow `F` outputs `nowhere`, but no input or step provides it; add a step that provides it, or remove it from the outputs"),
+            ],
+        );
+    }
+
+    #[test]
+    fn empty_patterns() {
+        assert_errors(
+            "flow Nothing() { linear [] }",
+            &servers(),
+            &[
+                ("linear []", "flow `Nothing` has no steps: a flow runs at least one; add a step to its `linear [ .. ]`"),
+            ],
+        );
+        assert_errors(
+            "flow Nothing() { retry(Times(2)) graph [ ] }",
+            &servers(),
+            &[
+                ("graph [ ]", "flow `Nothing` has no steps: a flow runs at least one; add a step to its `graph [ .. ]`"),
+            ],
+        );
+        // Nested, each empty pattern once (a pattern holding only empty ones is not empty).
+        assert_errors(
+            "flow F() { graph [ notify, linear [ unordered [], retry(Times(2)) graph [] ] ] }",
+            &servers(),
+            &[
+                ("unordered []", "empty `unordered []`: a pattern holds at least one step; add one, or remove the `unordered`"),
+                ("graph []", "empty `graph []`: a pattern holds at least one step; add one, or remove the `graph` and its `retry`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn links_outside_a_graph() {
+        let known: Vec<StepMeta> = servers()
+            .into_iter()
+            .chain([task("decide", &[], &[])])
+            .collect();
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume, notify, create_volume -> notify ] }",
+            &known,
+            &[
+                ("create_volume -> notify", "link `create_volume -> notify` in a `linear`: links belong in a `graph`, and this `linear` runs `create_volume` before `notify` already: remove the link"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ unordered [ create_volume, notify ], notify -> create_volume ] }",
+            &known,
+            &[
+                ("notify -> create_volume", "link `notify -> create_volume` in a `linear`: links belong in a `graph`; a `linear` runs its steps in written order: reorder them and remove the link, or make this a `graph [ .. ]`"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { unordered [ create_volume, notify, create_volume -> notify ] }",
+            &known,
+            &[
+                ("create_volume -> notify", "link `create_volume -> notify` in an `unordered`: links belong in a `graph`; the members of an `unordered` are independent: make this a `graph [ .. ]` to order them"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume, notify, create_volume -> notify if decide ] }",
+            &known,
+            &[
+                ("create_volume -> notify", "link `create_volume -> notify` in a `linear`: links belong in a `graph`, and a decider guards a link of a graph: make this a `graph [ .. ]`"),
+            ],
+        );
+        // Not a link: `create_volume` again (a second step of that name), its output renamed.
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume, create_volume -> v2 ] }",
+            &known,
+            &[
+                ("create_volume", "two steps are named `create_volume`: give this one its own name, e.g. `create_volume as create_volume_2`"),
             ],
         );
     }
