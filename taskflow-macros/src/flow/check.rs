@@ -66,6 +66,75 @@ pub fn check(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
     check_output_types(def, a, cx);
 }
 
+/// A flow is not named like a task or flow it runs (as a step or a decider): the flow's items
+/// would clash with the task's (its marker type, its collector macro), or the flow would be a
+/// step of itself. Checked before the steps' metadata is collected, since collecting it calls
+/// the name the flow is about to take; one error, on the flow's name.
+pub fn check_flow_name(def: &FlowDef, cx: &mut Ctxt) {
+    let deciders = def.body.deciders();
+    let paths = def
+        .body
+        .steps()
+        .into_iter()
+        .map(|s| ("step", &s.path))
+        .chain(
+            deciders
+                .iter()
+                .filter_map(|l| l.decider.as_ref().map(|d| ("decider", d))),
+        );
+    for (role, path) in paths {
+        // `name` or `self::name`: the item in the flow's own module (a path elsewhere names
+        // another module's item, which the flow's items do not clash with).
+        let local = path.leading_colon.is_none()
+            && match path.segments.len() {
+                1 => true,
+                2 => path.segments[0].ident == "self",
+                _ => false,
+            };
+        if !local || path.segments.last().unwrap().ident != def.name {
+            continue;
+        }
+        let name = def.name.to_string();
+        // Tasks are fns, named in snake case, flows in camel case: which of the two mistakes
+        // this likely is (the flow cannot look the name up to tell).
+        if name.starts_with(char::is_uppercase) {
+            cx.error_spanned(
+                path,
+                format!(
+                    "flow `{name}` lists itself as a {role}: a flow cannot run itself (nor share its name with a task it runs); remove this {role}, or rename the flow or the task"
+                ),
+            );
+        } else {
+            cx.error(
+                def.name.span(),
+                format!(
+                    "flow `{name}` has the name of its {role} `{name}`: a flow cannot share its name with a task it runs; rename the flow, e.g. `flow {}`, or the task",
+                    flow_name_like(&name)
+                ),
+            );
+        }
+        return;
+    }
+}
+
+/// `deploy_app` -> `DeployApp`; a name that is upper camel case already gets `Flow` appended.
+fn flow_name_like(name: &str) -> String {
+    let camel: String = name
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            let first = chars.next().expect("not empty");
+            first.to_uppercase().chain(chars).collect::<String>()
+        })
+        .collect();
+    if camel == name || camel.is_empty() {
+        format!("{name}Flow")
+    } else {
+        camel
+    }
+}
+
 /// What the grammar accepts but a flow cannot mean: a pattern without steps, a link outside a
 /// `graph`. `top` is the flow's body.
 fn check_pattern(def: &FlowDef, pattern: &Pattern, top: bool, cx: &mut Ctxt) {
@@ -1486,6 +1555,60 @@ mod tests {
                 ("create_volume", "two steps are named `create_volume`: give this one its own name, e.g. `create_volume as create_volume_2`"),
             ],
         );
+    }
+
+    /// The errors of the check `flow!` runs before it collects any metadata.
+    fn name_errors(src: &str) -> Vec<(String, String)> {
+        let def = flow(src);
+        let mut cx = Ctxt::default();
+        super::check_flow_name(&def, &mut cx);
+        cx.into_spanned_messages()
+    }
+
+    #[test]
+    fn flow_named_like_its_step() {
+        assert_eq!(
+            name_errors("flow build(source: String) { linear [ fetch, build, build as again ] }"),
+            [(
+                "build".to_owned(),
+                "flow `build` has the name of its step `build`: a flow cannot share its name with a task it runs; rename the flow, e.g. `flow Build`, or the task".to_owned()
+            )]
+        );
+        assert_eq!(
+            name_errors("flow deploy_app() { linear [ self::deploy_app ] }"),
+            [(
+                "deploy_app".to_owned(),
+                "flow `deploy_app` has the name of its step `deploy_app`: a flow cannot share its name with a task it runs; rename the flow, e.g. `flow DeployApp`, or the task".to_owned()
+            )]
+        );
+        assert_eq!(
+            name_errors("flow may_run() { graph [ a, b, a -> b if may_run ] }"),
+            [(
+                "may_run".to_owned(),
+                "flow `may_run` has the name of its decider `may_run`: a flow cannot share its name with a task it runs; rename the flow, e.g. `flow MayRun`, or the task".to_owned()
+            )]
+        );
+        // A camel-case name is likely the flow itself: on the step.
+        assert_eq!(
+            name_errors("flow Inner() { linear [ fetch, self::Inner ] }"),
+            [(
+                "self::Inner".to_owned(),
+                "flow `Inner` lists itself as a step: a flow cannot run itself (nor share its name with a task it runs); remove this step, or rename the flow or the task".to_owned()
+            )]
+        );
+        // A task of that name in another module, or a label of that name, clashes with nothing.
+        assert_eq!(
+            name_errors("flow build() { linear [ tools::build, fetch as build ] }"),
+            []
+        );
+    }
+
+    #[test]
+    fn flow_name_suggestions() {
+        assert_eq!(super::flow_name_like("build"), "Build");
+        assert_eq!(super::flow_name_like("deploy_app"), "DeployApp");
+        assert_eq!(super::flow_name_like("_x__y"), "XY");
+        assert_eq!(super::flow_name_like("Build"), "BuildFlow");
     }
 
     #[test]
