@@ -195,8 +195,7 @@ impl Calls {
 // ---- 7. a decider that panics is a failure inside its scope, handled by the scope's controller
 
 #[task(provides = probed, revert = unprobe)]
-fn probe(trace: &Trace, calls: &Calls) -> u32 {
-    let _ = calls; // (a flow input only a decider reads counts as unused)
+fn probe(trace: &Trace) -> u32 {
     trace.push("probe");
     1
 }
@@ -370,8 +369,7 @@ fn skipping_a_sub_flow_ignores_every_step_inside_it() {
 // ---- 9. every decider on the links into a step is asked
 
 #[task(provides = left)]
-fn make_left(n: u32, calls: &Calls) -> u32 {
-    let _ = calls; // (a flow input only a decider reads counts as unused)
+fn make_left(n: u32) -> u32 {
     n
 }
 

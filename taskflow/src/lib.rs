@@ -219,10 +219,12 @@ pub use taskflow_macros::revert;
 ///
 /// **Checked at compile time**, each as an error on your own token inside `flow!`: an input no
 /// earlier step provides (with "provided later by …" or "did you mean …" hints), a name provided
-/// twice (a flow input and a step output count too), a cycle (printed `a -> b -> a`), a data
-/// dependency inside `unordered`, an unused input, an output nothing provides, rebinding a
-/// parameter that does not exist, and type mismatches (rustc's own error, at the step). Every
-/// mistake in a flow is reported in the same build.
+/// twice (a flow input and a step output count too), a cycle (printed once, `a -> b -> a`), a data
+/// dependency inside `unordered`, an unused input (one that no step and no decider reads), an
+/// output nothing provides, rebinding a parameter that does not exist, an empty pattern, a link
+/// outside a `graph`, a flow named like one of its steps (reported alone, as nothing else can be
+/// checked then), and type mismatches (rustc's own error, at the step). Every mistake in a flow is
+/// reported in the same build.
 ///
 /// Output types may be written (`-> (id: ServerId)`); they must be when the flow is more visible
 /// than the task that provides the output (a `pub flow` over private tasks), since the type is

@@ -51,7 +51,7 @@ pub fn bind<'a>(
         order: Vec::new(),
         edges: BTreeSet::new(),
         links: Vec::new(),
-        cycle: None,
+        cycles: Vec::new(),
         unordered: Vec::new(),
         visits: Vec::new(),
     };
@@ -66,8 +66,8 @@ pub fn bind<'a>(
     add_data_edges(&mut analysis);
     match graph::topo_order(analysis.steps.len(), &analysis.edges) {
         Ok(order) => analysis.order = order,
-        Err(cycle) => {
-            analysis.cycle = Some(cycle);
+        Err(cycles) => {
+            analysis.cycles = cycles;
             // Go on with the written order, so what else is wrong can still be told.
             analysis.order = (0..analysis.steps.len()).collect();
         }
@@ -627,7 +627,7 @@ mod tests {
             ]
         );
         assert_eq!(order(&a), ["launch_server", "attach_volume", "boot"]);
-        assert_eq!(a.cycle, None);
+        assert_eq!(a.cycles, []);
         assert_eq!(a.visits, [Visit::Step(0), Visit::Step(1), Visit::Step(2)]);
     }
 
@@ -871,7 +871,8 @@ mod tests {
             task("d", &[], &[]),
         ];
         let a = bound("flow F() { graph [ d, a, b, c ] }", &known);
-        assert_eq!(a.cycle, Some(vec![1, 2, 3]));
+        let cycles: Vec<_> = a.cycles.iter().map(|c| c.steps.clone()).collect();
+        assert_eq!(cycles, [vec![1, 2, 3]]);
         assert_eq!(order(&a), ["d", "a", "b", "c"]);
         assert_eq!(edges(&a), [("a", "b"), ("b", "c"), ("c", "a")]);
     }

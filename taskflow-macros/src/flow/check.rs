@@ -4,8 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::graph::{self, step_span, Analysis, Decider, Rebind, Scope, Slot, Source, Step, Visit};
-use super::parse::FlowDef;
+use super::graph::{
+    self, step_span, Analysis, Cycle, Decider, Rebind, Scope, Slot, Source, Step, Visit,
+};
+use super::parse::{FlowDef, Item, Link, Pattern, PatternKind};
 use super::suggest::closest;
 use crate::ctxt::Ctxt;
 use crate::meta::{StepKind, StepMeta, VisRank};
@@ -24,6 +26,7 @@ pub fn check_metadata(paths: &[&syn::Path], metas: &[Option<StepMeta>], cx: &mut
 /// Every rule, in the order its errors are reported. Rules about one step or one retry run
 /// together for each, in written order, so a flow's errors read from top to bottom.
 pub fn check(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
+    check_pattern(def, &def.body, true, cx);
     for d in &a.deciders {
         check_decider(d, cx);
     }
@@ -50,7 +53,9 @@ pub fn check(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
         }
     }
     check_links(a, cx);
-    check_cycle(a, cx);
+    for cycle in &a.cycles {
+        check_cycle(a, cycle, cx);
+    }
     check_skippable_reads(a, cx);
     check_skippable_decider_reads(a, cx);
     check_unused_inputs(def, a, cx);
@@ -59,6 +64,148 @@ pub fn check(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
         check_output_provided(def, a, i, cx);
     }
     check_output_types(def, a, cx);
+}
+
+/// A flow is not named like a task or flow it runs (as a step or a decider): the flow's items
+/// would clash with the task's (its marker type, its collector macro), or the flow would be a
+/// step of itself. Checked before the steps' metadata is collected, since collecting it calls
+/// the name the flow is about to take; one error, on the flow's name.
+pub fn check_flow_name(def: &FlowDef, cx: &mut Ctxt) {
+    let deciders = def.body.deciders();
+    let paths = def
+        .body
+        .steps()
+        .into_iter()
+        .map(|s| ("step", &s.path))
+        .chain(
+            deciders
+                .iter()
+                .filter_map(|l| l.decider.as_ref().map(|d| ("decider", d))),
+        );
+    for (role, path) in paths {
+        // `name` or `self::name`: the item in the flow's own module (a path elsewhere names
+        // another module's item, which the flow's items do not clash with).
+        let local = path.leading_colon.is_none()
+            && match path.segments.len() {
+                1 => true,
+                2 => path.segments[0].ident == "self",
+                _ => false,
+            };
+        if !local || path.segments.last().unwrap().ident != def.name {
+            continue;
+        }
+        let name = def.name.to_string();
+        // Tasks are fns, named in snake case, flows in camel case: which of the two mistakes
+        // this likely is (the flow cannot look the name up to tell).
+        if name.starts_with(char::is_uppercase) {
+            cx.error_spanned(
+                path,
+                format!(
+                    "flow `{name}` lists itself as a {role}: a flow cannot run itself (nor share its name with a task it runs); remove this {role}, or rename the flow or the task"
+                ),
+            );
+        } else {
+            cx.error(
+                def.name.span(),
+                format!(
+                    "flow `{name}` has the name of its {role} `{name}`: a flow cannot share its name with a task it runs; rename the flow, e.g. `flow {}`, or the task",
+                    flow_name_like(&name)
+                ),
+            );
+        }
+        return;
+    }
+}
+
+/// `deploy_app` -> `DeployApp`; a name that is upper camel case already gets `Flow` appended.
+fn flow_name_like(name: &str) -> String {
+    let camel: String = name
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            let first = chars.next().expect("not empty");
+            first.to_uppercase().chain(chars).collect::<String>()
+        })
+        .collect();
+    if camel == name || camel.is_empty() {
+        format!("{name}Flow")
+    } else {
+        camel
+    }
+}
+
+/// What the grammar accepts but a flow cannot mean: a pattern without steps, a link outside a
+/// `graph`. `top` is the flow's body.
+fn check_pattern(def: &FlowDef, pattern: &Pattern, top: bool, cx: &mut Ctxt) {
+    let kw = &pattern.keyword;
+    if pattern.items.is_empty() {
+        // The keyword and its brackets: `linear []`.
+        let mut brackets = proc_macro2::Group::new(
+            proc_macro2::Delimiter::Bracket,
+            proc_macro2::TokenStream::new(),
+        );
+        brackets.set_span(pattern.brackets);
+        let tokens = quote::quote!(#kw #brackets);
+        let msg = if top {
+            format!(
+                "flow `{}` has no steps: a flow runs at least one; add a step to its `{kw} [ .. ]`",
+                def.name
+            )
+        } else {
+            let around = if pattern.retry.is_some() {
+                " and its `retry`"
+            } else {
+                ""
+            };
+            format!("empty `{kw} []`: a pattern holds at least one step; add one, or remove the `{kw}`{around}")
+        };
+        cx.error_spanned(tokens, msg);
+    }
+    for item in &pattern.items {
+        match item {
+            Item::Pattern(inner) => check_pattern(def, inner, false, cx),
+            Item::Link(link) if pattern.kind != PatternKind::Graph => {
+                check_misplaced_link(pattern, link, cx);
+            }
+            Item::Link(_) | Item::Step(_) => {}
+        }
+    }
+}
+
+/// `a -> b` between two steps of a `linear` or `unordered` (see `parse::classify_links`).
+fn check_misplaced_link(pattern: &Pattern, link: &Link, cx: &mut Ctxt) {
+    let (from, to) = (&link.from, &link.to);
+    let kw = &pattern.keyword;
+    let article = if pattern.kind == PatternKind::Unordered {
+        "an"
+    } else {
+        "a"
+    };
+    let head = format!("link `{from} -> {to}` in {article} `{kw}`: links belong in a `graph`");
+    // Where `from` and `to` are steps of this very `linear`, it orders them by their places.
+    let place = |end: &syn::Ident| {
+        pattern
+            .items
+            .iter()
+            .position(|i| matches!(i, Item::Step(s) if s.label() == end))
+    };
+    let msg = if link.decider.is_some() {
+        format!("{head}, and a decider guards a link of a graph: make this a `graph [ .. ]`")
+    } else {
+        match (pattern.kind, place(from), place(to)) {
+            (PatternKind::Unordered, _, _) => format!(
+                "{head}; the members of an `unordered` are independent: make this a `graph [ .. ]` to order them"
+            ),
+            (_, Some(f), Some(t)) if f < t => format!(
+                "{head}, and this `linear` runs `{from}` before `{to}` already: remove the link"
+            ),
+            _ => format!(
+                "{head}; a `linear` runs its steps in written order: reorder them and remove the link, or make this a `graph [ .. ]`"
+            ),
+        }
+    };
+    cx.error_spanned(quote::quote!(#from #to), msg);
 }
 
 fn quoted(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
@@ -469,28 +616,53 @@ fn check_links(a: &Analysis, cx: &mut Ctxt) {
     }
 }
 
-/// Steps cannot depend on one another in a circle: one error per step of the cycle.
-fn check_cycle(a: &Analysis, cx: &mut Ctxt) {
-    let Some(cycle) = &a.cycle else {
-        return;
-    };
-    let mut path: Vec<&str> = cycle.iter().map(|&s| a.steps[s].label.as_str()).collect();
+/// Steps cannot depend on one another in a circle: one error per cycle, listing it, on the way
+/// back to its step written first — that step, where it reads from the last one (the read is
+/// what goes against the written order), else the link that leads back to it.
+fn check_cycle(a: &Analysis, cycle: &Cycle, cx: &mut Ctxt) {
+    let label = |s: usize| a.steps[s].label.as_str();
+    let mut path: Vec<&str> = cycle.steps.iter().map(|&s| label(s)).collect();
     path.push(path[0]);
-    let text = path
+    let mut text = path
         .iter()
         .map(|l| format!("`{l}`"))
         .collect::<Vec<_>>()
         .join(" -> ");
-    for (i, &s) in cycle.iter().enumerate() {
-        cx.error(
-            step_span(&a.steps[s]),
-            format!(
-                "cycle ({}/{}): {text}; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides",
-                i + 1,
-                cycle.len()
-            ),
-        );
+    match cycle.caught.as_slice() {
+        [] => {}
+        [one] => text.push_str(&format!(
+            " (`{}` is in a circle through these steps too)",
+            label(*one)
+        )),
+        more => text.push_str(&format!(
+            " ({} are in circles through these steps too)",
+            quoted(more.iter().map(|&s| label(s)))
+        )),
     }
+    let msg = format!("cycle: {text}; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides");
+    let (first, last) = (cycle.steps[0], *cycle.steps.last().unwrap());
+    let back_link = a
+        .links
+        .iter()
+        .rev()
+        .find(|l| l.from == Some(last) && l.to == Some(first));
+    match back_link {
+        Some(l) if !reads_from(a, first, last) => {
+            let (from, to) = (&l.link.from, &l.link.to);
+            cx.error_spanned(quote::quote!(#from #to), msg);
+        }
+        _ => cx.error(step_span(&a.steps[first]), msg),
+    }
+}
+
+/// Step `reader` (or a decider guarding it) reads an output of step `producer`.
+fn reads_from(a: &Analysis, reader: usize, producer: usize) -> bool {
+    let from_producer = |slot: &usize| matches!(a.slots[*slot].source, Source::Output { step, .. } if step == producer);
+    a.steps[reader].args.iter().flatten().any(from_producer)
+        || a.deciders
+            .iter()
+            .filter(|d| d.to == Some(reader))
+            .any(|d| d.args.iter().flatten().any(from_producer))
 }
 
 /// A value that a decider may skip can only be read as an `Option` — by a step that could run
@@ -554,18 +726,21 @@ fn skipped_with(a: &Analysis, step: usize) -> Vec<bool> {
     with
 }
 
-/// Every flow input is read by a step, iterated by a retry or passed through as an output.
+/// Every flow input is read by a step or a decider, iterated by a retry or passed through as an
+/// output.
 fn check_unused_inputs(def: &FlowDef, a: &Analysis, cx: &mut Ctxt) {
     for (i, (name, _)) in def.inputs.iter().enumerate() {
-        let read = a.steps.iter().any(|s| {
-            s.args
-                .iter()
-                .flatten()
-                .any(|&slot| a.slots[slot].source == Source::Input(i))
-        }) || a
+        let is_input = |slot: &usize| a.slots[*slot].source == Source::Input(i);
+        let read = a
             .steps
             .iter()
-            .any(|s| s.extra_reads.iter().any(|r| name == r))
+            .any(|s| s.args.iter().flatten().any(is_input))
+            || a.deciders
+                .iter()
+                .any(|d| d.args.iter().flatten().any(is_input))
+            || a.steps
+                .iter()
+                .any(|s| s.extra_reads.iter().any(|r| name == r))
             || def.outputs.iter().any(|o| o == name)
             || a.scopes.iter().any(|scope| {
                 scope
@@ -880,8 +1055,8 @@ mod tests {
                 linear [
                     retry(Times(2) -> server_id: u64) linear [ attach_volume ],
                     retry(Times(2) -> volume_id: u64) linear [ create_volume -> v ],
-                    retry(Times(2) -> v: u64) linear [ ],
-                    retry(Times(2) -> t: u32) linear [ retry(Times(3) -> t: u32) linear [ ] ],
+                    retry(Times(2) -> v: u64) linear [ notify as n1 ],
+                    retry(Times(2) -> t: u32) linear [ retry(Times(3) -> t: u32) linear [ notify as n2 ] ],
                 ]
             }",
             &servers(),
@@ -992,7 +1167,7 @@ mod tests {
             "flow F() { graph [ boot(server_id = ip) ] }",
             &servers(),
             &[
-                ("boot", "cycle (1/1): `boot` -> `boot`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("boot", "cycle: `boot` -> `boot`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
             ],
         );
     }
@@ -1109,21 +1284,54 @@ mod tests {
             task("c", &["y"], &["z"]),
             task("d", &[], &[]),
         ];
+        // Once, on the step written first, which reads what a later one provides.
         assert_errors(
             "flow F() { graph [ d, a, b, c ] }",
             &known,
             &[
-                ("a", "cycle (1/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
-                ("b", "cycle (2/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
-                ("c", "cycle (3/3): `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("a", "cycle: `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
             ],
         );
+        // Closed by a link: on the link back to the step written first.
         assert_errors(
             "flow F(x: u32) { graph [ d, b, b -> d, d -> b ] }",
             &known,
             &[
-                ("d", "cycle (1/2): `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
-                ("b", "cycle (2/2): `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("b -> d", "cycle: `d` -> `b` -> `d`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+        // A link that a read doubles: removing the link would not do, so on the reading step.
+        assert_errors(
+            "flow F() { graph [ a, b, c, c -> a ] }",
+            &known,
+            &[
+                ("a", "cycle: `a` -> `b` -> `c` -> `a`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+    }
+
+    #[test]
+    fn separate_cycles_are_reported_once_each() {
+        let known = [
+            task("fetch", &[], &[]),
+            task("build", &[], &[]),
+            task("test", &[], &[]),
+            task("deploy", &[], &[]),
+        ];
+        assert_errors(
+            "flow F() { graph [ fetch, build, test, deploy, fetch -> build, test -> deploy, deploy -> test, build -> fetch ] }",
+            &known,
+            &[
+                ("build -> fetch", "cycle: `fetch` -> `build` -> `fetch`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+                ("deploy -> test", "cycle: `test` -> `deploy` -> `test`; a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
+            ],
+        );
+        // Circles sharing steps are one cycle, which names the other steps caught in it.
+        assert_errors(
+            "flow F() { graph [ fetch, build, test, deploy, fetch -> build, build -> fetch, build -> test, test -> build, test -> deploy ] }",
+            &known,
+            &[
+                ("build -> fetch", "cycle: `fetch` -> `build` -> `fetch` (`test` is in a circle through these steps too); a graph must be acyclic: remove a link, or rebind a parameter so a step no longer reads what a later one provides"),
             ],
         );
     }
@@ -1274,6 +1482,159 @@ mod tests {
                 ("decide", "decider of link `attach_volume -> notify` requires `verdict`, which is not provided before step `notify`; a decider reads what the step it guards could read"),
                 ("lost", "unbound input: step `again` requires `lost` (for its parameter `server_id`), but nothing provides it before the step runs; add `lost` to the flow's inputs, add a step that provides it, or rebind the parameter with `again(server_id = other_name)`"),
                 ("nowhere", "flow `F` outputs `nowhere`, but no input or step provides it; add a step that provides it, or remove it from the outputs"),
+            ],
+        );
+    }
+
+    #[test]
+    fn empty_patterns() {
+        assert_errors(
+            "flow Nothing() { linear [] }",
+            &servers(),
+            &[
+                ("linear []", "flow `Nothing` has no steps: a flow runs at least one; add a step to its `linear [ .. ]`"),
+            ],
+        );
+        assert_errors(
+            "flow Nothing() { retry(Times(2)) graph [ ] }",
+            &servers(),
+            &[
+                ("graph [ ]", "flow `Nothing` has no steps: a flow runs at least one; add a step to its `graph [ .. ]`"),
+            ],
+        );
+        // Nested, each empty pattern once (a pattern holding only empty ones is not empty).
+        assert_errors(
+            "flow F() { graph [ notify, linear [ unordered [], retry(Times(2)) graph [] ] ] }",
+            &servers(),
+            &[
+                ("unordered []", "empty `unordered []`: a pattern holds at least one step; add one, or remove the `unordered`"),
+                ("graph []", "empty `graph []`: a pattern holds at least one step; add one, or remove the `graph` and its `retry`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn links_outside_a_graph() {
+        let known: Vec<StepMeta> = servers()
+            .into_iter()
+            .chain([task("decide", &[], &[])])
+            .collect();
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume, notify, create_volume -> notify ] }",
+            &known,
+            &[
+                ("create_volume -> notify", "link `create_volume -> notify` in a `linear`: links belong in a `graph`, and this `linear` runs `create_volume` before `notify` already: remove the link"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ unordered [ create_volume, notify ], notify -> create_volume ] }",
+            &known,
+            &[
+                ("notify -> create_volume", "link `notify -> create_volume` in a `linear`: links belong in a `graph`; a `linear` runs its steps in written order: reorder them and remove the link, or make this a `graph [ .. ]`"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { unordered [ create_volume, notify, create_volume -> notify ] }",
+            &known,
+            &[
+                ("create_volume -> notify", "link `create_volume -> notify` in an `unordered`: links belong in a `graph`; the members of an `unordered` are independent: make this a `graph [ .. ]` to order them"),
+            ],
+        );
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume, notify, create_volume -> notify if decide ] }",
+            &known,
+            &[
+                ("create_volume -> notify", "link `create_volume -> notify` in a `linear`: links belong in a `graph`, and a decider guards a link of a graph: make this a `graph [ .. ]`"),
+            ],
+        );
+        // Not a link: `create_volume` again (a second step of that name), its output renamed.
+        assert_errors(
+            "flow F(size_gb: u32) { linear [ create_volume, create_volume -> v2 ] }",
+            &known,
+            &[
+                ("create_volume", "two steps are named `create_volume`: give this one its own name, e.g. `create_volume as create_volume_2`"),
+            ],
+        );
+    }
+
+    /// The errors of the check `flow!` runs before it collects any metadata.
+    fn name_errors(src: &str) -> Vec<(String, String)> {
+        let def = flow(src);
+        let mut cx = Ctxt::default();
+        super::check_flow_name(&def, &mut cx);
+        cx.into_spanned_messages()
+    }
+
+    #[test]
+    fn flow_named_like_its_step() {
+        assert_eq!(
+            name_errors("flow build(source: String) { linear [ fetch, build, build as again ] }"),
+            [(
+                "build".to_owned(),
+                "flow `build` has the name of its step `build`: a flow cannot share its name with a task it runs; rename the flow, e.g. `flow Build`, or the task".to_owned()
+            )]
+        );
+        assert_eq!(
+            name_errors("flow deploy_app() { linear [ self::deploy_app ] }"),
+            [(
+                "deploy_app".to_owned(),
+                "flow `deploy_app` has the name of its step `deploy_app`: a flow cannot share its name with a task it runs; rename the flow, e.g. `flow DeployApp`, or the task".to_owned()
+            )]
+        );
+        assert_eq!(
+            name_errors("flow may_run() { graph [ a, b, a -> b if may_run ] }"),
+            [(
+                "may_run".to_owned(),
+                "flow `may_run` has the name of its decider `may_run`: a flow cannot share its name with a task it runs; rename the flow, e.g. `flow MayRun`, or the task".to_owned()
+            )]
+        );
+        // A camel-case name is likely the flow itself: on the step.
+        assert_eq!(
+            name_errors("flow Inner() { linear [ fetch, self::Inner ] }"),
+            [(
+                "self::Inner".to_owned(),
+                "flow `Inner` lists itself as a step: a flow cannot run itself (nor share its name with a task it runs); remove this step, or rename the flow or the task".to_owned()
+            )]
+        );
+        // A task of that name in another module, or a label of that name, clashes with nothing.
+        assert_eq!(
+            name_errors("flow build() { linear [ tools::build, fetch as build ] }"),
+            []
+        );
+    }
+
+    #[test]
+    fn flow_name_suggestions() {
+        assert_eq!(super::flow_name_like("build"), "Build");
+        assert_eq!(super::flow_name_like("deploy_app"), "DeployApp");
+        assert_eq!(super::flow_name_like("_x__y"), "XY");
+        assert_eq!(super::flow_name_like("Build"), "BuildFlow");
+    }
+
+    #[test]
+    fn a_flow_input_only_a_decider_reads_is_used() {
+        let known = [
+            task("measure", &["requested"], &["size_gb"]),
+            meta(
+                quote!(task allowed public sync infallible [(backups_on ref required)] [] norevert ok),
+            ),
+            task("backup", &["size_gb"], &["backup_id"]),
+        ];
+        assert_errors(
+            "flow Backup(requested: u32, backups_on: bool) -> (backup_id) {
+                graph [ measure, backup, measure -> backup if allowed ]
+            }",
+            &known,
+            &[],
+        );
+        // Read by nothing at all, it is still unused.
+        assert_errors(
+            "flow Backup(requested: u32, backups_on: bool, other: u32) -> (backup_id) {
+                graph [ measure, backup, measure -> backup if allowed ]
+            }",
+            &known,
+            &[
+                ("other", "unused flow input: no step of flow `Backup` reads `other`; remove it, or rebind a parameter to it"),
             ],
         );
     }

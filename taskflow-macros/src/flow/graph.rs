@@ -127,8 +127,9 @@ pub struct Analysis<'a> {
     pub edges: BTreeSet<(usize, usize)>,
     /// The links of every graph, inner graphs first.
     pub links: Vec<LinkEnds<'a>>,
-    /// Steps that depend on one another in a circle (`order` is then the written order).
-    pub cycle: Option<Vec<usize>>,
+    /// Steps that depend on one another in a circle, one entry per separate cycle (`order` is
+    /// then the written order).
+    pub cycles: Vec<Cycle>,
     /// The steps of each member of each `unordered` block.
     pub unordered: Vec<Vec<Range<usize>>>,
     /// Every retry scope and step as binding entered it, and every decider link after the steps
@@ -177,9 +178,20 @@ pub fn spread_skips(a: &Analysis, marked: &mut [bool]) {
     }
 }
 
+/// Steps that depend on one another in a circle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cycle {
+    /// The steps around the circle, starting at the one written first: each runs after the one
+    /// before it, and the first after the last.
+    pub steps: Vec<usize>,
+    /// The other steps caught in circles through these (the rest of their strongly connected
+    /// component), in written order: one error names them all.
+    pub caught: Vec<usize>,
+}
+
 /// Kahn's algorithm over steps `0..n`, preferring the step written first; when some steps
-/// cannot be ordered, a cycle among them instead.
-pub fn topo_order(n: usize, edges: &BTreeSet<(usize, usize)>) -> Result<Vec<usize>, Vec<usize>> {
+/// cannot be ordered, the cycles among them instead.
+pub fn topo_order(n: usize, edges: &BTreeSet<(usize, usize)>) -> Result<Vec<usize>, Vec<Cycle>> {
     let mut indegree = vec![0usize; n];
     for &(_, to) in edges {
         indegree[to] += 1;
@@ -198,39 +210,89 @@ pub fn topo_order(n: usize, edges: &BTreeSet<(usize, usize)>) -> Result<Vec<usiz
         }
     }
     if order.len() < n {
-        return Err(find_cycle(n, edges, &order));
+        return Err(find_cycles(n, edges, &order));
     }
     Ok(order)
 }
 
-/// A cycle among the steps that Kahn's algorithm could not order, starting at the step written
-/// first.
-fn find_cycle(n: usize, edges: &BTreeSet<(usize, usize)>, ordered: &[usize]) -> Vec<usize> {
-    let left: Vec<usize> = (0..n).filter(|s| !ordered.contains(s)).collect();
-    // Walk backwards along incoming edges from a remaining step: every remaining step has an
-    // incoming edge from another remaining step, so the walk must revisit a step.
-    let mut path = vec![left[0]];
-    loop {
-        let cur = *path.last().unwrap();
-        let prev = edges
-            .iter()
-            .find(|&&(f, t)| t == cur && left.contains(&f))
-            .map(|&(f, _)| f)
-            .unwrap_or(cur);
-        if let Some(pos) = path.iter().position(|&s| s == prev) {
-            let mut cycle: Vec<usize> = path[pos..].to_vec();
-            cycle.reverse();
-            let start = cycle
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, &s)| s)
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            cycle.rotate_left(start);
-            return cycle;
-        }
-        path.push(prev);
+/// One cycle per strongly connected component of the steps Kahn's algorithm could not order
+/// (steps that only come after a cycle are in none): the shortest circle through the
+/// component's step written first, in written order of those steps. A component is one mistake
+/// however many circles run through it, so it is reported once; components share no step, so
+/// two separate cycles are reported once each.
+fn find_cycles(n: usize, edges: &BTreeSet<(usize, usize)>, ordered: &[usize]) -> Vec<Cycle> {
+    let mut left = vec![true; n];
+    for &s in ordered {
+        left[s] = false;
     }
+    let (mut succ, mut pred) = (vec![Vec::new(); n], vec![Vec::new(); n]);
+    for &(f, t) in edges {
+        if left[f] && left[t] {
+            succ[f].push(t);
+            pred[t].push(f);
+        }
+    }
+    // Every step reachable from `start` along `next` (`start` itself only through a circle).
+    let reach = |start: usize, next: &[Vec<usize>]| -> Vec<bool> {
+        let mut seen = vec![false; n];
+        let mut stack = vec![start];
+        while let Some(s) = stack.pop() {
+            for &t in &next[s] {
+                if !seen[t] {
+                    seen[t] = true;
+                    stack.push(t);
+                }
+            }
+        }
+        seen
+    };
+    let mut done = vec![false; n];
+    let mut cycles = Vec::new();
+    for first in 0..n {
+        if !left[first] || done[first] {
+            continue;
+        }
+        let (forward, backward) = (reach(first, &succ), reach(first, &pred));
+        if !forward[first] {
+            done[first] = true;
+            continue; // on no circle: it only waits for one
+        }
+        let component: Vec<usize> = (0..n).filter(|&s| forward[s] && backward[s]).collect();
+        for &s in &component {
+            done[s] = true;
+        }
+        let steps = shortest_circle(first, &succ, &component);
+        let caught = component
+            .into_iter()
+            .filter(|s| !steps.contains(s))
+            .collect();
+        cycles.push(Cycle { steps, caught });
+    }
+    cycles
+}
+
+/// The shortest circle from `first` back to it, through steps of `component` only.
+fn shortest_circle(first: usize, succ: &[Vec<usize>], component: &[usize]) -> Vec<usize> {
+    let mut came_from = vec![None; succ.len()];
+    let mut queue = std::collections::VecDeque::from([first]);
+    while let Some(s) = queue.pop_front() {
+        for &t in &succ[s] {
+            if t == first {
+                // Walk back to `first`, the one visited step without a `came_from`.
+                let mut circle = vec![s];
+                while let Some(p) = came_from[*circle.last().unwrap()] {
+                    circle.push(p);
+                }
+                circle.reverse();
+                return circle;
+            }
+            if came_from[t].is_none() && component.contains(&t) {
+                came_from[t] = Some(s);
+                queue.push_back(t);
+            }
+        }
+    }
+    unreachable!("every step of a strongly connected component lies on a circle")
 }
 
 /// Spans for errors about a step: the user's path inside `flow!`.
@@ -258,14 +320,66 @@ mod tests {
 
     #[test]
     fn cycle_starts_at_the_step_written_first() {
+        let cycle = |steps: &[usize], caught: &[usize]| Cycle {
+            steps: steps.to_vec(),
+            caught: caught.to_vec(),
+        };
         assert_eq!(
             topo_order(4, &edges(&[(0, 1), (3, 2), (2, 3), (1, 2)])),
-            Err(vec![2, 3])
+            Err(vec![cycle(&[2, 3], &[])])
         );
         assert_eq!(
             topo_order(4, &edges(&[(3, 1), (1, 2), (2, 3), (0, 1)])),
-            Err(vec![1, 2, 3])
+            Err(vec![cycle(&[1, 2, 3], &[])])
         );
-        assert_eq!(topo_order(2, &edges(&[(1, 1)])), Err(vec![1]));
+        assert_eq!(
+            topo_order(2, &edges(&[(1, 1)])),
+            Err(vec![cycle(&[1], &[])])
+        );
+    }
+
+    #[test]
+    fn separate_cycles_are_found_once_each() {
+        // 0 <-> 1 and 2 -> 3 -> 4 -> 2, with 5 after both: two cycles, 5 in neither.
+        let found = topo_order(
+            6,
+            &edges(&[(0, 1), (1, 0), (2, 3), (3, 4), (4, 2), (1, 5), (4, 5)]),
+        );
+        assert_eq!(
+            found,
+            Err(vec![
+                Cycle {
+                    steps: vec![0, 1],
+                    caught: vec![]
+                },
+                Cycle {
+                    steps: vec![2, 3, 4],
+                    caught: vec![]
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn circles_through_one_component_are_one_cycle() {
+        // 0 <-> 1 <-> 2 (and 0 -> 2): circles through every step, one component. The shortest
+        // circle through step 0 is listed; 2 is caught with it.
+        let found = topo_order(3, &edges(&[(0, 1), (1, 0), (1, 2), (2, 1), (0, 2)]));
+        assert_eq!(
+            found,
+            Err(vec![Cycle {
+                steps: vec![0, 1],
+                caught: vec![2]
+            }])
+        );
+        // The shortest circle, not the first one a walk finds: 0 -> 1 -> 2 -> 3 -> 0 and 0 -> 3 -> 0.
+        let found = topo_order(4, &edges(&[(0, 1), (1, 2), (2, 3), (3, 0), (0, 3)]));
+        assert_eq!(
+            found,
+            Err(vec![Cycle {
+                steps: vec![0, 3],
+                caught: vec![1, 2]
+            }])
+        );
     }
 }

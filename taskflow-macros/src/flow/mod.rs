@@ -35,6 +35,15 @@ pub fn expand_entry(input: TokenStream) -> TokenStream {
         Ok(def) => def,
         Err(e) => return e.to_compile_error(),
     };
+    // A flow named like one of its steps would call its own name's collector below: say so
+    // instead. Nothing else is emitted, since every item of the flow would clash too (so a use of
+    // the flow elsewhere names the task).
+    let mut cx = Ctxt::default();
+    check::check_flow_name(&def, &mut cx);
+    let name_clash = cx.into_compile_errors();
+    if !name_clash.is_empty() {
+        return name_clash;
+    }
     // Every path whose collector the chain calls: the steps, then the deciders of links.
     let steps: Vec<&syn::Path> = def
         .body

@@ -4,7 +4,7 @@
 //! flow     := attrs vis `flow` Name `(` (input `:` Type),* `)` (`->` outputs)? `{` pattern `}`
 //! outputs  := output | `(` output,* `)`       output := name (`:` Type)?
 //! pattern  := (`retry` `(` controller (`->` name (`:` Type)?)? `)`)? (`linear` | `unordered` | `graph`) `[` item,* `]`
-//! item     := pattern | step | link          (links only in `graph`)
+//! item     := pattern | step | link          (links only in `graph`; `check` reports the others)
 //! step     := (`map`)? path (`(` param `=` name,* `)`)? (`over` values)? (`->` name | `->` `(` name,* `)`)? (`as` label)?
 //! link     := label `->` label
 //! ```
@@ -34,6 +34,9 @@ pub enum PatternKind {
 
 pub struct Pattern {
     pub kind: PatternKind,
+    /// `linear`, `unordered` or `graph` as written, and the span of the brackets after it.
+    pub keyword: Ident,
+    pub brackets: Span,
     pub items: Vec<Item>,
     /// `retry(controller) pattern`: a controller around this sub-flow.
     pub retry: Option<Box<RetrySpec>>,
@@ -289,7 +292,7 @@ impl Parse for Pattern {
             ));
         };
         let content;
-        bracketed!(content in input);
+        let brackets = bracketed!(content in input).span.join();
         let mut items = Vec::new();
         while !content.is_empty() {
             if starts_pattern(&content) {
@@ -302,17 +305,25 @@ impl Parse for Pattern {
             }
             content.parse::<Token![,]>()?;
         }
-        if kind == PatternKind::Graph {
-            classify_links(&mut items);
-        }
-        Ok(Pattern { kind, items, retry })
+        classify_links(kind, &mut items);
+        Ok(Pattern {
+            kind,
+            keyword,
+            brackets,
+            items,
+            retry,
+        })
     }
 }
 
 /// In a `graph`, `a -> b` is a link when `a` names another step of the graph (at any depth);
 /// otherwise it is step `a` with its output renamed to `b`. A link to a name that is not a step
 /// is reported by `check`.
-fn classify_links(items: &mut [Item]) {
+///
+/// In a `linear` or `unordered`, `a -> b` is a link written in the wrong pattern when both `a` and
+/// `b` name other steps of it (renaming an output to a step's name would be odd), so `check`
+/// reports the one mistake instead of the side effects of a step `a` listed twice.
+fn classify_links(kind: PatternKind, items: &mut [Item]) {
     fn labels(items: &[Item], out: &mut Vec<String>) {
         for item in items {
             match item {
@@ -327,7 +338,14 @@ fn classify_links(items: &mut [Item]) {
     for item in items.iter_mut() {
         if let Item::Step(s) = item {
             if let Some(link) = s.link_candidate() {
-                if known.contains(&link.from.to_string()) {
+                let named = |end: &Ident| known.contains(&end.to_string());
+                let is_link = match kind {
+                    PatternKind::Graph => named(&link.from),
+                    PatternKind::Linear | PatternKind::Unordered => {
+                        named(&link.from) && named(&link.to)
+                    }
+                };
+                if is_link {
                     *item = Item::Link(link);
                 }
             }

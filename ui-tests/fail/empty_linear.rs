@@ -1,0 +1,10 @@
+// A `linear` with no steps in it.
+use taskflow::prelude::*;
+
+flow! {
+    flow Nothing() {
+        linear []
+    }
+}
+
+fn main() {}
