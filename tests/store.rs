@@ -659,14 +659,32 @@ fn flow_file(store: &DirStore, id: &str) -> PathBuf {
     store.path().join(format!("{id}.json"))
 }
 
-/// The file is readable JSON with its format version, the flow, its atoms and retries.
+/// The file is readable JSON with its format version, the flow, its atoms and retries, each
+/// record with its checksum (`"sum"`, 16 hex digits) as its last key.
 #[test]
 fn dir_file_is_versioned_json() {
     let (store, _tmp) = dir();
     let stored = checkpointed(&store);
     let text = fs::read_to_string(flow_file(&store, &stored.flow.id)).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(value["format"], 1);
+    assert_eq!(value["format"], 2);
+    let records = [
+        &value["flow"],
+        &value["atoms"][0],
+        &value["retries"][0],
+        &value["retries"][1],
+    ];
+    for record in records {
+        let sum = record["sum"].as_str().unwrap();
+        assert!(
+            sum.len() == 16 && sum.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{sum}"
+        );
+    }
+    assert!(
+        text.contains("\"is_panic\": true\n      },\n      \"sum\": \""),
+        "{text}"
+    );
     assert_eq!(value["flow"]["state"], "SUSPENDED");
     assert_eq!(value["atoms"][0]["result"], json!([1, 2, 3]));
     assert_eq!(value["retries"][0]["history"][0][0]["message"], "flaky");
@@ -793,13 +811,13 @@ fn dir_wrong_content_and_newer_format_are_refused() {
     let original: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
 
     let mut newer = original.clone();
-    newer["format"] = json!(2);
+    newer["format"] = json!(3);
     fs::write(&path, newer.to_string()).unwrap();
     assert!(matches!(
         store.load_flow(&f.id),
         Err(StoreError::SchemaTooNew {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     ));
 

@@ -49,6 +49,7 @@
 //! ```
 
 mod asynchronous;
+mod checksum;
 mod dir;
 mod lease;
 mod memory;
@@ -217,6 +218,7 @@ pub struct AtomRecord {
     /// Why its revert hook failed.
     pub revert_failure: Option<FailureRecord>,
     /// The last progress the step reported, from 0.0 to 1.0.
+    #[serde(deserialize_with = "progress")]
     pub progress: f32,
     /// When the step's latest attempt started (Unix milliseconds).
     pub started_at: Option<u64>,
@@ -226,6 +228,20 @@ pub struct AtomRecord {
 
 fn some_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
+}
+
+/// A progress read back as the `f32` that was written. JSON holds it as the `f32`'s shortest
+/// decimal form, and a reader that takes the number as an `f64` first (as one does through a
+/// `serde_json::Value`) rounds twice, which can give the neighbouring `f32`: in 0..=1, for
+/// 7.038531e-26. The `f32` written is the one whose shortest form reads as the same `f64`; so a
+/// record reads back exactly, and verifies against its checksum (store/checksum.rs).
+fn progress<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let wide = f64::deserialize(d)?;
+    let near = wide as f32;
+    let written = [near, near.next_down(), near.next_up()]
+        .into_iter()
+        .find(|candidate| candidate.to_string().parse::<f64>() == Ok(wide));
+    Ok(written.unwrap_or(near))
 }
 
 impl AtomRecord {
