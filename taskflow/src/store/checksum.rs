@@ -67,6 +67,8 @@ pub(crate) enum Record<'a> {
     /// The record of a retry scope: the (sub-)flow it belongs to (`""` for the run's own) and
     /// its index there.
     Retry(&'a str, usize),
+    /// The set of the run's rows (SQLite: its `graphs`, `atoms` and `retries` rows together).
+    Rows,
 }
 
 impl Record<'_> {
@@ -81,6 +83,7 @@ impl Record<'_> {
             Record::Retry(sub, scope) => {
                 format!("retry record of scope {scope} of sub-flow `{sub}` of flow `{flow_id}`")
             }
+            Record::Rows => format!("set of rows of flow `{flow_id}`"),
         }
     }
 }
