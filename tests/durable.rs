@@ -459,6 +459,22 @@ fn a_run_of_another_flow_is_refused() {
     assert_eq!(store.load_flow("d").unwrap().unwrap(), before);
 }
 
+/// Run `id` of `store` recorded again, as `edit` makes it: deleted, created and checkpointed
+/// through the store, so that every record keeps a valid checksum (a row edited in the database
+/// itself is refused as corrupt by the store before the engine sees it).
+fn rewritten(store: &dyn Store, id: &str, edit: impl FnOnce(&mut StoredFlow)) {
+    let mut stored = store.load_flow(id).unwrap().unwrap();
+    edit(&mut stored);
+    store.delete_flow(id).unwrap();
+    store.create_flow(&stored.flow).unwrap();
+    let cp = Checkpoint {
+        atoms: stored.atoms,
+        retries: stored.retries,
+        ..Checkpoint::default()
+    };
+    store.checkpoint(id, &cp).unwrap();
+}
+
 /// A stored result or input that does not load as the flow's type is refused with the place it
 /// is in; the store is left as it was.
 #[test]
@@ -472,15 +488,11 @@ fn corrupt_stored_values_are_refused_naming_them() {
         .durable(flaky, "p")
         .blocking()
         .unwrap_err();
+    rewritten(&*store, "p", |run| {
+        let create = run.atoms.iter_mut().find(|a| a.name == "create").unwrap();
+        create.result = Some(serde_json::json!({ "id": "seven", "name": "c" }));
+    });
     drop(store);
-    let db = tmp.path().join("flows.db");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute(
-        "UPDATE atoms SET result = '{\"id\": \"seven\", \"name\": \"c\"}' WHERE name = 'create'",
-        [],
-    )
-    .unwrap();
-    drop(conn);
     let store = sqlite(&tmp);
     let before = store.load_flow("p").unwrap().unwrap();
     let err = Engine::serial()
@@ -499,11 +511,10 @@ fn corrupt_stored_values_are_refused_naming_them() {
     assert_eq!(store.load_flow("p").unwrap().unwrap(), before);
 
     // Inputs that do not load.
+    rewritten(&*store, "p", |run| {
+        run.flow.inputs = serde_json::json!({ "nom": "c" });
+    });
     drop(store);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute("UPDATE flows SET inputs = '{\"nom\": \"c\"}'", [])
-        .unwrap();
-    drop(conn);
     let store = sqlite(&tmp);
     let err = Engine::serial()
         .resume(Publish, store, "p")

@@ -659,14 +659,32 @@ fn flow_file(store: &DirStore, id: &str) -> PathBuf {
     store.path().join(format!("{id}.json"))
 }
 
-/// The file is readable JSON with its format version, the flow, its atoms and retries.
+/// The file is readable JSON with its format version, the flow, its atoms and retries, each
+/// record with its checksum (`"sum"`, 16 hex digits) as its last key.
 #[test]
 fn dir_file_is_versioned_json() {
     let (store, _tmp) = dir();
     let stored = checkpointed(&store);
     let text = fs::read_to_string(flow_file(&store, &stored.flow.id)).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(value["format"], 1);
+    assert_eq!(value["format"], 2);
+    let records = [
+        &value["flow"],
+        &value["atoms"][0],
+        &value["retries"][0],
+        &value["retries"][1],
+    ];
+    for record in records {
+        let sum = record["sum"].as_str().unwrap();
+        assert!(
+            sum.len() == 16 && sum.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{sum}"
+        );
+    }
+    assert!(
+        text.contains("\"is_panic\": true\n      },\n      \"sum\": \""),
+        "{text}"
+    );
     assert_eq!(value["flow"]["state"], "SUSPENDED");
     assert_eq!(value["atoms"][0]["result"], json!([1, 2, 3]));
     assert_eq!(value["retries"][0]["history"][0][0]["message"], "flaky");
@@ -793,13 +811,13 @@ fn dir_wrong_content_and_newer_format_are_refused() {
     let original: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
 
     let mut newer = original.clone();
-    newer["format"] = json!(2);
+    newer["format"] = json!(3);
     fs::write(&path, newer.to_string()).unwrap();
     assert!(matches!(
         store.load_flow(&f.id),
         Err(StoreError::SchemaTooNew {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     ));
 
@@ -903,10 +921,10 @@ fn raw(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
 
-/// A new database gets WAL and schema version 4, which has the `graphs` table (version 2),
-/// `retries.failure` (version 3) and the lease columns (version 4).
+/// A new database gets WAL and schema version 5, which has the `graphs` table (version 2),
+/// `retries.failure` (version 3), the lease columns (version 4) and the checksums (version 5).
 #[test]
-fn sqlite_new_database_is_wal_with_schema_version_4() {
+fn sqlite_new_database_is_wal_with_schema_version_5() {
     let (store, _tmp) = sqlite();
     let conn = raw(store.path());
     let mode: String = conn
@@ -916,10 +934,26 @@ fn sqlite_new_database_is_wal_with_schema_version_4() {
     let version: u32 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     assert!(has_graphs_table(store.path()));
     assert!(has_retry_failures(store.path()));
     assert!(has_leases(store.path()));
+    assert!(has_checksums(store.path()));
+}
+
+/// Whether the database at `path` has the checksum columns of version 5: `sum` in `flows`,
+/// `atoms` and `retries`, and `flows.graph_sum` and `flows.tally`.
+fn has_checksums(path: &Path) -> bool {
+    raw(path)
+        .query_row(
+            "SELECT (SELECT count(*) FROM pragma_table_info('flows') \
+                     WHERE name IN ('sum', 'graph_sum', 'tally')) = 3 \
+                AND (SELECT count(*) FROM pragma_table_info('atoms') WHERE name = 'sum') = 1 \
+                AND (SELECT count(*) FROM pragma_table_info('retries') WHERE name = 'sum') = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
 }
 
 /// Whether the database at `path` has the `flows.epoch`, `flows.lease` and `atoms.runs` columns
@@ -1067,7 +1101,7 @@ fn version_1_database(path: &Path) -> StoredFlow {
     }
 }
 
-/// `open` migrates a version-1 database to version 4 (every migration, in one transaction): every
+/// `open` migrates a version-1 database to version 5 (every migration, in one transaction): every
 /// flow, atom and retry record is intact, the flows have no graph, the retry records no
 /// controller failure, and the store works on (checkpoints, new flows with a graph, reopening).
 #[test]
@@ -1078,7 +1112,7 @@ fn sqlite_version_1_database_is_migrated_by_open() {
     assert_eq!(schema_version(&path), 1);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 4);
+    assert_eq!(schema_version(&path), 5);
     assert!(has_graphs_table(&path));
     assert!(has_retry_failures(&path));
     assert_eq!(load(&store, "v1-run"), expected);
@@ -1122,7 +1156,7 @@ fn sqlite_version_1_database_is_migrated_by_open() {
     store.create_flow(&new).unwrap();
     drop(store);
     let again = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 4);
+    assert_eq!(schema_version(&path), 5);
     assert_eq!(load(&again, &new.id).flow, new);
     assert_eq!(load(&again, "v1-run"), after);
 }
@@ -1179,7 +1213,7 @@ fn sqlite_failed_migration_changes_nothing() {
 
     raw(&path).execute_batch("DROP TRIGGER no_bump").unwrap();
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 4);
+    assert_eq!(schema_version(&path), 5);
     assert_eq!(load(&store, "v1-run"), expected);
 }
 
@@ -1231,7 +1265,7 @@ fn version_2_database(path: &Path) -> StoredFlow {
     expected
 }
 
-/// `open` migrates a version-2 database to version 4: everything is intact (its retry records
+/// `open` migrates a version-2 database to version 5: everything is intact (its retry records
 /// have no controller failure), and a controller's failure can then be recorded and read back,
 /// also after reopening.
 #[test]
@@ -1243,7 +1277,7 @@ fn sqlite_version_2_database_is_migrated_by_open() {
     assert!(!has_retry_failures(&path));
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 4);
+    assert_eq!(schema_version(&path), 5);
     assert!(has_retry_failures(&path));
     assert_eq!(load(&store, "v1-run"), expected);
 
@@ -1321,18 +1355,97 @@ fn sqlite_failed_migration_from_version_2_changes_nothing() {
 
     raw(&path).execute_batch("DROP TRIGGER no_bump").unwrap();
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 4);
+    assert_eq!(schema_version(&path), 5);
     assert_eq!(load(&store, "v1-run"), expected);
 }
 
-/// Version 5 is newer than this taskflow: both opens refuse it and leave it alone.
+/// Versions 2 to 4, as taskflow migrated them: a frozen copy, like [`SCHEMA_V1`].
+const MIGRATION_V2_TO_V4: &str = "
+ALTER TABLE retries ADD COLUMN failure TEXT;
+ALTER TABLE flows ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flows ADD COLUMN lease TEXT;
+ALTER TABLE atoms ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+UPDATE schema_version SET version = 4;
+";
+
+/// A version-4 database at `path` (the last before checksums), as the previous taskflow left it:
+/// the run of [`version_2_database`] with a step that ran twice and a retry controller's
+/// failure; returns it as it must load.
+fn version_4_database(path: &Path) -> StoredFlow {
+    let mut expected = version_2_database(path);
+    raw(path).execute_batch(MIGRATION_V2_TO_V4).unwrap();
+    raw(path)
+        .execute_batch(
+            r#"
+            UPDATE flows SET epoch = 3;
+            UPDATE atoms SET runs = 2 WHERE name = 'launch';
+            UPDATE retries SET failure = '{"step":"retry [attach]","message":"boom","is_panic":true}'
+                WHERE flow = 'Storage';
+            "#,
+        )
+        .unwrap();
+    expected.flow.epoch = 3;
+    expected.atoms[0].runs = 2;
+    expected.retries[1].failure = Some(failure("retry [attach]", "boom", true));
+    expected
+}
+
+/// `open` migrates a version-4 database to version 5 and gives every row its checksum in the
+/// migration (a version-5 row without one is corrupt): the run loads as it was, and a row
+/// edited afterwards fails its checksum. `open_read_only` reads a version-4 database as it is,
+/// without checksums, and writes nothing.
 #[test]
-fn sqlite_version_5_is_too_new_for_both_opens() {
+fn sqlite_version_4_database_gets_checksums_when_migrated() {
     let tmp = TempDir::new();
-    let path = tmp.0.join("v5.db");
+    let path = tmp.0.join("v4.db");
+    let expected = version_4_database(&path);
+    assert_eq!(schema_version(&path), 4);
+    let before = fs::read(&path).unwrap();
+    assert_eq!(
+        load(&SqliteStore::open_read_only(&path).unwrap(), "v1-run"),
+        expected
+    );
+    assert_eq!(fs::read(&path).unwrap(), before);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(schema_version(&path), 5);
+    assert!(has_checksums(&path));
+    let unsealed: i64 = raw(&path)
+        .query_row(
+            "SELECT (SELECT count(*) FROM flows WHERE sum IS NULL OR tally IS NULL \
+                        OR graph_sum IS NULL) \
+                  + (SELECT count(*) FROM atoms WHERE sum IS NULL) \
+                  + (SELECT count(*) FROM retries WHERE sum IS NULL)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unsealed, 0);
+    assert_eq!(load(&store, "v1-run"), expected);
+    drop(store);
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(load(&again, "v1-run"), expected);
+
+    raw(&path)
+        .execute_batch("UPDATE atoms SET state = 'PENDING' WHERE name = 'launch'")
+        .unwrap();
+    match again.load_flow("v1-run") {
+        Err(StoreError::Corrupt { what, detail }) => {
+            assert!(what.contains("name=\"launch\""), "{what}");
+            assert!(detail.contains("checksum does not match"), "{detail}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// Version 6 is newer than this taskflow: both opens refuse it and leave it alone.
+#[test]
+fn sqlite_version_6_is_too_new_for_both_opens() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("v6.db");
     version_1_database(&path);
     raw(&path)
-        .execute_batch("UPDATE schema_version SET version = 5")
+        .execute_batch("UPDATE schema_version SET version = 6")
         .unwrap();
     let before = fs::read(&path).unwrap();
     for opened in [SqliteStore::open(&path), SqliteStore::open_read_only(&path)] {
@@ -1340,8 +1453,8 @@ fn sqlite_version_5_is_too_new_for_both_opens() {
             matches!(
                 opened,
                 Err(StoreError::SchemaTooNew {
-                    found: 5,
-                    supported: 4
+                    found: 6,
+                    supported: 5
                 })
             ),
             "{opened:?}"
@@ -1372,7 +1485,7 @@ fn sqlite_newer_schema_is_refused_and_untouched() {
                 e,
                 StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 4
+                    supported: 5
                 }
             ));
             assert!(e.to_string().contains("upgrade taskflow"), "{e}");

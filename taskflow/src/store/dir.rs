@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
+use super::checksum::{self, sum_of, to_hex, Record};
 use super::{
     apply_checkpoint, check_fence, lease, sort_flows, unix_millis, validate_checkpoint,
     validate_flow_id, AtomRecord, Checkpoint, FlowRecord, Owner, RetryRecord, Store, StoreError,
@@ -19,13 +21,15 @@ use super::{
 /// (the `taskflow` command) takes in from a file it did not write.
 const MAX_FILE: u64 = 1 << 30;
 
-/// The version of the file format this library writes and the newest it reads.
-const FORMAT: u32 = 1;
+/// The version of the file format this library writes and the newest it reads: 2, records with
+/// checksums (1: without, read as it is).
+const FORMAT: u32 = 2;
 
 /// A [`Store`] that keeps each run in its own file, `<flow id>.json`, in one directory.
 ///
-/// Each file holds its format version (`"format": 1`), the flow, its steps and its retry records,
-/// as readable JSON. A write — creating a run or checkpointing it — writes the whole new file to
+/// Each file holds its format version (`"format": 2`), the flow, its steps and its retry records,
+/// as readable JSON, each record with its checksum as its last key (`"sum": "<16 hex digits>"`,
+/// see the [module docs](super#checksums)). A write — creating a run or checkpointing it — writes the whole new file to
 /// a temporary file of its process (`<flow id>.json.<pid>.tmp`: no two processes ever share one,
 /// and writers take turns, see below), fsyncs it, renames it over `<flow id>.json` (creating uses a hard
 /// link instead, so an existing run is never replaced) and fsyncs the directory. A crash or a
@@ -38,12 +42,19 @@ const FORMAT: u32 = 1;
 /// other's updates or tear a file. Reads need no lock: a run file is only ever replaced whole. A file written
 /// before flows recorded their structure (no `graph` key in its flow) loads with `Value::Null`,
 /// and a retry record without a `failure` key (written before controllers' failures were
-/// recorded, or whose controller did not fail) with `None`: both keys are optional in format 1,
-/// and a reader that does not know them ignores them.
+/// recorded, or whose controller did not fail) with `None`: both keys are optional.
 ///
-/// A file that does not parse (truncated, edited) is [`StoreError::Corrupt`] naming the file;
-/// one written by a newer taskflow is [`StoreError::SchemaTooNew`]. Such a file is never
-/// overwritten by a checkpoint. [`Store::list_flows`] lists every readable run and reports each
+/// Loading a record verifies its checksum against the record as read (re-serialized, so a damaged
+/// key that dropped an optional field fails it as surely as a damaged value). In format 2 the file
+/// has only its four keys and every record its `"sum"`: a record without one is corrupt, not
+/// legacy. A format-1 file (written before checksums: no sums) loads as it was and is rewritten
+/// in format 2 by the next checkpoint. A later taskflow that adds a field to a record writes a
+/// new format (the checksum covers every field).
+///
+/// A file that does not parse (truncated, edited) or whose record fails its checksum is
+/// [`StoreError::Corrupt`] naming the file (and the record: ``record of step `Parent/step` of
+/// flow `id` in flow file `…` ``); one written by a newer taskflow is
+/// [`StoreError::SchemaTooNew`]. Such a file is never overwritten by a checkpoint. [`Store::list_flows`] lists every readable run and reports each
 /// file it cannot read as a `tracing` warning naming it; [`DirStore::scan`] returns those errors.
 ///
 /// ```
@@ -106,20 +117,34 @@ pub struct DirScan {
     pub errors: Vec<StoreError>,
 }
 
+/// A record as a format-2 file holds it: the record's own keys, then `"sum"`, its checksum
+/// ([`sum_of`] the record, as 16 hex digits).
+#[derive(Serialize)]
+struct Sealed<'a, T> {
+    #[serde(flatten)]
+    record: &'a T,
+    sum: String,
+}
+
+impl<'a, T: Serialize> Sealed<'a, T> {
+    fn new(record: &'a T) -> Self {
+        Sealed {
+            record,
+            sum: to_hex(sum_of(record)),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct FileOut<'a> {
     format: u32,
-    flow: &'a FlowRecord,
-    atoms: &'a [AtomRecord],
-    retries: &'a [RetryRecord],
+    flow: Sealed<'a, FlowRecord>,
+    atoms: Vec<Sealed<'a, AtomRecord>>,
+    retries: Vec<Sealed<'a, RetryRecord>>,
 }
 
-#[derive(Deserialize)]
-struct FileIn {
-    flow: FlowRecord,
-    atoms: Vec<AtomRecord>,
-    retries: Vec<RetryRecord>,
-}
+/// The keys of a run file; a format-2 file has no other.
+const FILE_KEYS: [&str; 4] = ["format", "flow", "atoms", "retries"];
 
 impl DirStore {
     /// Opens the store in directory `path`, creating the directory if needed.
@@ -263,9 +288,9 @@ impl DirStore {
         let id = &stored.flow.id;
         let bytes = serde_json::to_vec_pretty(&FileOut {
             format: FORMAT,
-            flow: &stored.flow,
-            atoms: &stored.atoms,
-            retries: &stored.retries,
+            flow: Sealed::new(&stored.flow),
+            atoms: stored.atoms.iter().map(Sealed::new).collect(),
+            retries: stored.retries.iter().map(Sealed::new).collect(),
         })
         .map_err(|e| StoreError::Invalid {
             what: format!("flow `{id}`"),
@@ -308,6 +333,9 @@ impl DirStore {
     }
 }
 
+/// Reads a run file's content (`id`: the run its name says). Format 1 (before checksums) is read
+/// as it was written; in format 2 the file has exactly [`FILE_KEYS`], every record has its
+/// `"sum"` and each is verified against the record as read (see [`open_record`]).
 fn parse(path: &Path, id: &str, bytes: &[u8]) -> Result<StoredFlow, StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         what: format!("flow file `{}`", path.display()),
@@ -324,21 +352,107 @@ fn parse(path: &Path, id: &str, bytes: &[u8]) -> Result<StoredFlow, StoreError> 
             supported: FORMAT,
         });
     }
-    if format != u64::from(FORMAT) {
+    if format < 1 {
         return Err(corrupt(format!("unknown format version {format}")));
     }
-    let file: FileIn = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
-    if file.flow.id != id {
-        return Err(corrupt(format!(
-            "it holds flow `{}`, not `{id}`",
-            file.flow.id
-        )));
+    let sealed = format >= 2;
+    let Value::Object(mut file) = value else {
+        unreachable!("a value with a `format` key is an object")
+    };
+    if sealed {
+        if let Some(key) = file.keys().find(|k| !FILE_KEYS.contains(&k.as_str())) {
+            return Err(corrupt(format!("unknown key `{key}`")));
+        }
     }
+    let mut take = |key: &str| {
+        file.remove(key)
+            .ok_or_else(|| corrupt(format!("missing field `{key}`")))
+    };
+    let (flow, atoms, retries) = (take("flow")?, take("atoms")?, take("retries")?);
+    let list = |value: Value, key: &str| match value {
+        Value::Array(items) => Ok(items),
+        other => Err(corrupt(format!("`{key}` is not a list: {other}"))),
+    };
+    let (atoms, retries) = (list(atoms, "atoms")?, list(retries, "retries")?);
+    let record = Opening { path, id, sealed };
+    let flow: FlowRecord = record.open(flow, "flow", |_| Record::Flow)?;
+    if flow.id != id {
+        return Err(corrupt(format!("it holds flow `{}`, not `{id}`", flow.id)));
+    }
+    let atoms = atoms
+        .into_iter()
+        .enumerate()
+        .map(|(i, atom)| {
+            let place = match atom.get("name").and_then(Value::as_str) {
+                Some(name) => format!("atoms[{i}] (step `{name}`)"),
+                None => format!("atoms[{i}]"),
+            };
+            record.open(atom, &place, |a: &AtomRecord| Record::Step(&a.name))
+        })
+        .collect::<Result<_, _>>()?;
+    let retries = retries
+        .into_iter()
+        .enumerate()
+        .map(|(i, retry)| {
+            record.open(retry, &format!("retries[{i}]"), |r: &RetryRecord| {
+                Record::Retry(&r.flow, r.scope)
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(StoredFlow {
-        flow: file.flow,
-        atoms: file.atoms,
-        retries: file.retries,
+        flow,
+        atoms,
+        retries,
     })
+}
+
+/// How the records of one file are read.
+struct Opening<'a> {
+    path: &'a Path,
+    /// The run the file's name says.
+    id: &'a str,
+    /// Whether every record must carry its checksum (format 2).
+    sealed: bool,
+}
+
+impl Opening<'_> {
+    /// One record of the file (at `place`, like `atoms[2]`): its `"sum"` key taken out, the rest
+    /// read as a `T`, and the sum checked against [`sum_of`] the record as read — so a damaged
+    /// key that made a field go missing (an optional field would read as its default) or a
+    /// damaged value fails it as surely as a damaged sum. A record without a sum is accepted
+    /// only in a format-1 file; a format-1 record that has one (a damaged format number) is
+    /// verified too.
+    fn open<T: DeserializeOwned + Serialize>(
+        &self,
+        value: Value,
+        place: &str,
+        names: impl Fn(&T) -> Record<'_>,
+    ) -> Result<T, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: format!("flow file `{}`", self.path.display()),
+            detail: format!("{place}: {detail}"),
+        };
+        let mut value = value;
+        let sum = match value.as_object_mut().and_then(|o| o.remove("sum")) {
+            Some(Value::String(sum)) => Some(sum),
+            Some(other) => return Err(corrupt(format!("its `sum` is not a string: {other}"))),
+            None => None,
+        };
+        let record: T = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        let what = || {
+            format!(
+                "{} in flow file `{}`",
+                names(&record).describe(self.id),
+                self.path.display()
+            )
+        };
+        match sum {
+            Some(sum) => checksum::verify(&sum, sum_of(&record), what)?,
+            None if self.sealed => return Err(checksum::missing(what())),
+            None => {}
+        }
+        Ok(record)
+    }
 }
 
 fn io_at(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {

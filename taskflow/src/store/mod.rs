@@ -47,8 +47,26 @@
 //! assert_eq!(stored.flow.state, FlowState::Running);
 //! assert_eq!(stored.atom("launch_server").unwrap().result, Some(serde_json::json!(7)));
 //! ```
+//!
+//! # Checksums
+//!
+//! The durable stores keep a checksum with every record they write — FNV-1a, 64 bits, over the
+//! record's canonical JSON (`serde_json`'s compact form of the record, its fields in their
+//! declared order; for an SQLite row, of its columns as stored), as 16 hex digits — and verify it
+//! on every load. A record whose content
+//! no longer gives its checksum (a flipped bit, a torn or stale write, an edit by hand) is
+//! [`StoreError::Corrupt`] naming the run and the record (``record of step `Parent/step` of flow
+//! `id` ``, `atoms row flow_id="id" name="Parent/step"`), never a different run handed to the
+//! engine — in particular never a recorded step run again. [`DirStore`] writes a `"sum"` in each
+//! record of its files (format 2); [`SqliteStore`] a `sum` column in each row, and with each run a
+//! tally of its rows' checksums, so that a row lost, doubled or read in an older version is caught
+//! too (schema version 5). Records written before checksums (format 1 files) load as they are;
+//! a database is given its checksums when it is migrated. A checksum guards against damage, not
+//! against a malicious writer: anyone who can write the store can write a matching checksum.
+//! [`MemoryStore`] keeps nothing on disk and has none.
 
 mod asynchronous;
+mod checksum;
 mod dir;
 mod lease;
 mod memory;
@@ -217,6 +235,7 @@ pub struct AtomRecord {
     /// Why its revert hook failed.
     pub revert_failure: Option<FailureRecord>,
     /// The last progress the step reported, from 0.0 to 1.0.
+    #[serde(deserialize_with = "progress")]
     pub progress: f32,
     /// When the step's latest attempt started (Unix milliseconds).
     pub started_at: Option<u64>,
@@ -226,6 +245,20 @@ pub struct AtomRecord {
 
 fn some_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
+}
+
+/// A progress read back as the `f32` that was written. JSON holds it as the `f32`'s shortest
+/// decimal form, and a reader that takes the number as an `f64` first (as one does through a
+/// `serde_json::Value`) rounds twice, which can give the neighbouring `f32`: in 0..=1, for
+/// 7.038531e-26. The `f32` written is the one whose shortest form reads as the same `f64`; so a
+/// record reads back exactly, and verifies against its checksum (store/checksum.rs).
+fn progress<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let wide = f64::deserialize(d)?;
+    let near = wide as f32;
+    let written = [near, near.next_down(), near.next_up()]
+        .into_iter()
+        .find(|candidate| candidate.to_string().parse::<f64>() == Ok(wide));
+    Ok(written.unwrap_or(near))
 }
 
 impl AtomRecord {
@@ -556,8 +589,9 @@ pub enum StoreError {
         /// What SQLite said.
         source: SqliteError,
     },
-    /// Stored data does not parse: a truncated or edited file, a row with invalid JSON, a file or
-    /// database that is not a store.
+    /// Stored data does not parse or fails its checksum: a truncated, damaged or edited file, a
+    /// row with invalid JSON, a record whose content no longer matches its checksum, a file or
+    /// database that is not a store. Nothing of it is handed to a run.
     #[error("corrupt {what}: {detail}")]
     Corrupt {
         /// Which file, or which table and row (and column).

@@ -1,21 +1,25 @@
 //! A store in an SQLite database (the bundled SQLite, through rusqlite).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{params, Connection, ErrorCode, Row, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::checksum::{self, sum_of, to_hex};
 use super::{
     lease, unix_millis, validate_checkpoint, validate_flow_id, AtomRecord, Checkpoint, FlowRecord,
     Lease, LeaseUpdate, Owner, RetryRecord, Store, StoreError, StoredFlow,
 };
 
 /// The schema version this library creates and the newest it opens.
-const SCHEMA_VERSION: u32 = 4;
+const SCHEMA_VERSION: u32 = 5;
 
 /// Version 1, as taskflow first wrote it; a new database is created with it, then migrated (see
 /// [`MIGRATIONS`]), so new and migrated databases are the same. `flows`: one row per run;
@@ -71,6 +75,18 @@ CREATE TABLE retries (
 /// 2 → 3: `retries.failure`, the failure of the scope's controller itself (`RetryRecord::failure`,
 /// JSON like `atoms.failure`; `NULL` for none, as in every row of version 2). A column added in
 /// place: the rows keep their values.
+///
+/// 3 → 4: run ownership, `flows.epoch` and `flows.lease`, and `atoms.runs`.
+///
+/// 4 → 5: checksums (see `store/checksum.rs`). Every row of `flows`, `atoms` and `retries` gets
+/// `sum`, the checksum of its columns as stored ([`FlowRow`], [`AtomRow`], [`RetryRow`]); `flows`
+/// also gets `graph_sum`, the checksum of the run's `graphs` row ([`GraphRow`]; `NULL`: no graph),
+/// and `tally`, the wrapping sum of the checksums of the run's `atoms` and `retries` rows, both
+/// covered by the run's own `sum`. A row that reads back changed fails its own sum; a row that
+/// goes missing, is read twice or is read in an older version of itself (a damaged page or index
+/// can do each, and each such row verifies on its own) fails the tally, or the graph sum. The
+/// migration fills them in for every row ([`seal_all`], in the migration's transaction), so in
+/// a version-5 database every row has them, and a `NULL` is corrupt.
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE graphs (
     flow_id TEXT PRIMARY KEY NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
@@ -93,29 +109,52 @@ ALTER TABLE retries_v2 RENAME TO retries;",
     "ALTER TABLE flows ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE flows ADD COLUMN lease TEXT;
 ALTER TABLE atoms ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;",
+    // Checksums, filled in by `seal_all`.
+    "ALTER TABLE flows ADD COLUMN graph_sum TEXT;
+ALTER TABLE flows ADD COLUMN tally TEXT;
+ALTER TABLE flows ADD COLUMN sum TEXT;
+ALTER TABLE atoms ADD COLUMN sum TEXT;
+ALTER TABLE retries ADD COLUMN sum TEXT;",
 ];
+
+/// The first schema version whose rows carry checksums.
+const SEALED: u32 = 5;
 
 const _: () = assert!(MIGRATIONS.len() + 1 == SCHEMA_VERSION as usize);
 
-/// What [`read_flow`] reads, in a database of version 4 or later (`WHERE`/`ORDER BY` follow, on
-/// `f`).
+/// What [`read_flow`] reads, in a database of version 5 or later (`WHERE`/`ORDER BY` follow, on
+/// `f`): see [`FlowRead`] for the columns.
 const SELECT_FLOWS: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
-     f.state, f.inputs, f.created_at, f.updated_at, g.graph, f.epoch, f.lease \
+     f.state, f.inputs, f.created_at, f.updated_at, g.graph, f.epoch, f.lease, f.tally, f.sum, \
+     f.graph_sum FROM flows f LEFT JOIN graphs g ON g.flow_id = f.id";
+/// The same in a database of version 4 (only opened read-only: `open` migrates), which has no
+/// checksums.
+const SELECT_FLOWS_V4: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
+     f.state, f.inputs, f.created_at, f.updated_at, g.graph, f.epoch, f.lease, NULL, NULL, NULL \
      FROM flows f LEFT JOIN graphs g ON g.flow_id = f.id";
-/// The same in a database of version 2 or 3 (only opened read-only: `open` migrates), whose runs
-/// were never held.
+/// The same in a database of version 2 or 3, whose runs were never held.
 const SELECT_FLOWS_V2: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
-     f.state, f.inputs, f.created_at, f.updated_at, g.graph, 0, NULL \
+     f.state, f.inputs, f.created_at, f.updated_at, g.graph, 0, NULL, NULL, NULL, NULL \
      FROM flows f LEFT JOIN graphs g ON g.flow_id = f.id";
 /// The same in a version-1 database, which has no `graphs` table: its flows have no recorded
 /// graph.
 const SELECT_FLOWS_V1: &str = "SELECT f.rowid, f.id, f.logbook, f.flow_name, f.fingerprint, \
-     f.state, f.inputs, f.created_at, f.updated_at, NULL, 0, NULL FROM flows f";
+     f.state, f.inputs, f.created_at, f.updated_at, NULL, 0, NULL, NULL, NULL, NULL FROM flows f";
+/// A `flows` row without its graph, in [`SELECT_FLOWS`]'s columns: what a checkpoint reads (a
+/// large flow's structure is not read by every checkpoint; its checksum is in `graph_sum`).
+const SELECT_FLOW_ROW: &str = "SELECT rowid, id, logbook, flow_name, fingerprint, state, inputs, \
+     created_at, updated_at, NULL, epoch, lease, tally, sum, graph_sum FROM flows WHERE id = ?1";
 const ATOM_COLUMNS: &str = "id, name, state, attempt, result, failure, revert_failure, progress, \
-                            started_at, finished_at, runs";
+                            started_at, finished_at, runs, sum";
+/// [`ATOM_COLUMNS`] in a database of version 4, which has no checksums.
+const ATOM_COLUMNS_V4: &str = "id, name, state, attempt, result, failure, revert_failure, \
+                               progress, started_at, finished_at, runs, NULL";
+/// Every `atoms` row in [`ATOM_COLUMNS`] (without a sum) and its run: what [`seal_all`] hashes.
+const SEAL_ATOMS: &str = "SELECT id, name, state, attempt, result, failure, revert_failure, \
+                          progress, started_at, finished_at, runs, NULL, flow_id FROM atoms";
 /// [`ATOM_COLUMNS`] in a database older than version 4, which did not count runs.
 const ATOM_COLUMNS_V1: &str = "id, name, state, attempt, result, failure, revert_failure, \
-                               progress, started_at, finished_at, 0";
+                               progress, started_at, finished_at, 0, NULL";
 
 /// A [`Store`] in one SQLite database file: the embedded default.
 ///
@@ -123,16 +162,31 @@ const ATOM_COLUMNS_V1: &str = "id, name, state, attempt, result, failure, revert
 /// committed checkpoint is on disk; each checkpoint is one transaction, so a failure half-way
 /// (a full or read-only disk, a crash) leaves the run as the previous checkpoint left it.
 ///
-/// The schema is created on first use, with its version in table `schema_version` (version 3:
-/// version 1 plus table `graphs`, the flows' structures, and `retries.flow` (version 2), then
-/// `retries.failure`, a retry controller's own failure). [`SqliteStore::open`] migrates a
-/// database of an older version in one transaction, losing nothing; [`SqliteStore::open_read_only`]
-/// reads it as it is (the flows of a version-1 database have no graph, and the retry records of
-/// versions 1 and 2 no controller failure). A database whose version is
-/// newer than this library's is refused with [`StoreError::SchemaTooNew`] before anything is
-/// written to it; a file that is not an SQLite database is
-/// [`StoreError::Corrupt`], and so is a row whose JSON or state does not parse (naming the table,
-/// the row and the column).
+/// The schema is created on first use, with its version in table `schema_version` (version 5:
+/// version 1 plus table `graphs`, the flows' structures, and `retries.flow` (version 2),
+/// `retries.failure`, a retry controller's own failure (3), run ownership (4) and checksums
+/// (5)). [`SqliteStore::open`] migrates a database of an older version in one transaction,
+/// losing nothing; [`SqliteStore::open_read_only`] reads it as it is (the flows of a version-1
+/// database have no graph, the retry records of versions 1 and 2 no controller failure, and the
+/// rows of versions 1 to 4 no checksums). A database whose version is newer than this library's
+/// is refused with [`StoreError::SchemaTooNew`] before anything is written to it; a file that is
+/// not an SQLite database is [`StoreError::Corrupt`], and so is a row whose JSON or state does
+/// not parse (naming the table, the row and the column).
+///
+/// **Checksums** (version 5, see the [module docs](super#checksums)). Each `flows`, `atoms` and
+/// `retries` row has a `sum` column: the checksum of its other columns as stored (with, for a
+/// step or retry row, the run it was read for). Each run's `flows` row also records the checksum
+/// of its `graphs` row (`graph_sum`) and the wrapping sum of its `atoms` and `retries` rows'
+/// checksums (`tally`), both covered by its own `sum`: a load verifies every row and the tally,
+/// so a row that went missing, is read twice or in an older version of itself (which a damaged
+/// page or index can do, each row then verifying on its own) is `Corrupt` too. Every write sets
+/// them in the transaction of its rows; a checkpoint verifies the `flows` row it rewrites, so a
+/// damaged one is refused rather than sealed anew. The migration to version 5 computes them for
+/// every existing row, so a row without one is corrupt. At open the tables' columns are checked
+/// against those of the database's version (exactly, by `open`, which migrates; those it reads,
+/// by `open_read_only`), so damage to the schema is `Corrupt` too, not an SQL error later; a run
+/// its index does not find is looked for in the table before it is reported missing, and the
+/// runs listed are counted against the table and the index.
 ///
 /// The connection is shared behind a lock; several processes may use the same file (SQLite
 /// serializes their writes; a writer waits up to 5 s for another's transaction).
@@ -204,6 +258,7 @@ impl SqliteStore {
         match schema_version(&tx, &path)? {
             Some(found) => {
                 check_version(found, &path)?;
+                check_schema(&tx, found, Exactly::Yes, &path)?;
                 migrate(&tx, found, &path)?;
             }
             None => {
@@ -251,6 +306,7 @@ impl SqliteStore {
         let version = match version {
             Some(found) => {
                 check_version(found, &path)?;
+                check_schema(&conn, found, Exactly::No, &path)?;
                 found
             }
             None => {
@@ -280,19 +336,26 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Whether this database's rows carry checksums (version 5 on), which are then verified.
+    fn sealed(&self) -> bool {
+        self.version >= SEALED
+    }
+
     /// The columns [`read_retry`] reads, for this database's schema version.
     fn retry_columns(&self) -> &'static str {
         match self.version {
-            3.. => "scope, attempt, history, flow, failure",
-            2 => "scope, attempt, history, flow, NULL",
-            _ => "scope, attempt, history, '', NULL",
+            5.. => "scope, attempt, history, flow, failure, sum",
+            3 | 4 => "scope, attempt, history, flow, failure, NULL",
+            2 => "scope, attempt, history, flow, NULL, NULL",
+            _ => "scope, attempt, history, '', NULL, NULL",
         }
     }
 
     /// The query of what [`read_flow`] reads, for this database's schema version.
     fn select_flows(&self) -> &'static str {
         match self.version {
-            4.. => SELECT_FLOWS,
+            5.. => SELECT_FLOWS,
+            4 => SELECT_FLOWS_V4,
             2 | 3 => SELECT_FLOWS_V2,
             _ => SELECT_FLOWS_V1,
         }
@@ -300,51 +363,83 @@ impl SqliteStore {
 
     /// The columns [`read_atom`] reads, for this database's schema version.
     fn atom_columns(&self) -> &'static str {
-        if self.version >= 4 {
-            ATOM_COLUMNS
-        } else {
-            ATOM_COLUMNS_V1
+        match self.version {
+            5.. => ATOM_COLUMNS,
+            4 => ATOM_COLUMNS_V4,
+            _ => ATOM_COLUMNS_V1,
         }
     }
 
-    /// The epoch and lease of run `flow_id` as `tx` sees them; `None` for an unknown run.
-    fn lease_in(
-        &self,
-        tx: &Transaction<'_>,
-        flow_id: &str,
-    ) -> Result<Option<(u64, Option<Lease>)>, StoreError> {
+    /// The `flows` row of run `flow_id` as `tx` sees it, its checksum verified (the checkpoint
+    /// that rewrites it must not seal a damaged row anew); [`StoreError::NotFound`] for an
+    /// unknown run.
+    fn flow_row_in(&self, tx: &Transaction<'_>, flow_id: &str) -> Result<FlowRow, StoreError> {
         let err = sql_error(&self.path);
-        let mut stmt = tx
-            .prepare_cached("SELECT rowid, id, epoch, lease FROM flows WHERE id = ?1")
-            .map_err(&err)?;
+        let mut stmt = tx.prepare_cached(SELECT_FLOW_ROW).map_err(&err)?;
         let mut rows = stmt.query([flow_id]).map_err(&err)?;
         let Some(row) = rows.next().map_err(&err)? else {
-            return Ok(None);
+            return Err(self.missing(tx, flow_id));
         };
-        let r = RowReader {
-            row,
-            what: format!("flows row id={flow_id:?}"),
-        };
-        Ok(Some((r.int(2, "epoch")?, r.opt_json(3, "lease")?)))
+        let r = flow_reader(row);
+        let read = FlowRead::read(&r)?;
+        read.verify(&r)?;
+        Ok(read.row)
     }
 
-    /// The run `flow_id` as `tx` sees it.
+    /// Why run `flow_id` was not found through the `flows` index: [`StoreError::NotFound`], or
+    /// [`StoreError::Corrupt`] when the table holds it all the same (a damaged index must not pass
+    /// for a missing run). The table is scanned, which only a miss pays for.
+    fn missing(&self, tx: &Transaction<'_>, flow_id: &str) -> StoreError {
+        let held: Result<bool, _> = tx.query_row(
+            "SELECT count(*) > 0 FROM flows NOT INDEXED WHERE id = ?1",
+            [flow_id],
+            |r| r.get(0),
+        );
+        match held {
+            Ok(false) => StoreError::NotFound {
+                flow_id: flow_id.to_owned(),
+            },
+            Ok(true) => StoreError::Corrupt {
+                what: format!("table flows of `{}`", self.path.display()),
+                detail: format!(
+                    "it holds flow `{flow_id}`, which its index does not find: the index is \
+                     damaged"
+                ),
+            },
+            Err(e) => sql_error(&self.path)(e),
+        }
+    }
+
+    /// The run `flow_id` as `tx` sees it, every checksum verified, and its `flows` row as stored.
     fn load_in(
         &self,
         tx: &Transaction<'_>,
         flow_id: &str,
-    ) -> Result<Option<StoredFlow>, StoreError> {
+    ) -> Result<Option<(StoredFlow, FlowRow)>, StoreError> {
         let err = sql_error(&self.path);
-        let flow = {
+        let sealed = self.sealed();
+        let (flow, read) = {
             let mut stmt = tx
                 .prepare_cached(&format!("{} WHERE f.id = ?1", self.select_flows()))
                 .map_err(&err)?;
             let mut rows = stmt.query([flow_id]).map_err(&err)?;
             match rows.next().map_err(&err)? {
-                Some(row) => read_flow(row)?,
-                None => return Ok(None),
+                Some(row) => read_flow(row, sealed)?,
+                None => {
+                    return match self.missing(tx, flow_id) {
+                        StoreError::NotFound { .. } => Ok(None),
+                        corrupt => Err(corrupt),
+                    }
+                }
             }
         };
+        if flow.id != flow_id {
+            return Err(StoreError::Corrupt {
+                what: format!("flows row id={flow_id:?}"),
+                detail: format!("the index found flow `{}` instead", flow.id),
+            });
+        }
+        let mut tally = 0u64;
         let mut atoms = Vec::new();
         {
             let mut stmt = tx
@@ -355,7 +450,9 @@ impl SqliteStore {
                 .map_err(&err)?;
             let mut rows = stmt.query([flow_id]).map_err(&err)?;
             while let Some(row) = rows.next().map_err(&err)? {
-                atoms.push(read_atom(row, flow_id)?);
+                let (atom, sum) = read_atom(row, flow_id, sealed)?;
+                tally = tally.wrapping_add(sum);
+                atoms.push(atom);
             }
         }
         let mut retries = Vec::new();
@@ -368,14 +465,31 @@ impl SqliteStore {
                 .map_err(&err)?;
             let mut rows = stmt.query([flow_id]).map_err(&err)?;
             while let Some(row) = rows.next().map_err(&err)? {
-                retries.push(read_retry(row, flow_id)?);
+                let (retry, sum) = read_retry(row, flow_id, sealed)?;
+                tally = tally.wrapping_add(sum);
+                retries.push(retry);
             }
         }
-        Ok(Some(StoredFlow {
+        if sealed {
+            let stored = read.row.tally.as_deref().unwrap_or_default();
+            if checksum::from_hex(stored) != Some(tally) {
+                return Err(StoreError::Corrupt {
+                    what: checksum::Record::Rows.describe(flow_id),
+                    detail: format!(
+                        "the checksums of its atoms and retries rows add up to {}, not to the \
+                         tally {stored} of its flows row: a row is missing, read twice or older \
+                         than its run",
+                        to_hex(tally)
+                    ),
+                });
+            }
+        }
+        let stored = StoredFlow {
             flow,
             atoms,
             retries,
-        }))
+        };
+        Ok(Some((stored, read.row)))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -403,13 +517,28 @@ const OUR_TABLES: [&str; 2] = ["schema_version", "flows"];
 /// among them is not taken for ours unless the store's other tables are there too.
 fn schema_version(conn: &Connection, path: &Path) -> Result<Option<u32>, StoreError> {
     let err = sql_error(path);
-    let tables: Vec<String> = conn
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-             ORDER BY name",
-        )
-        .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
-        .map_err(&err)?;
+    // Read as values: a `type` or `name` that is not text is a damaged schema table, which must
+    // not pass for a missing table (that would make a damaged store someone else's).
+    let entries: Vec<(rusqlite::types::Value, rusqlite::types::Value)> = conn
+        .prepare("SELECT type, name FROM sqlite_master ORDER BY name")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(read_error(path, "schema table sqlite_master"))?;
+    let mut tables = Vec::new();
+    for (kind, name) in entries {
+        use rusqlite::types::Value::Text;
+        let (Text(kind), Text(name)) = (&kind, &name) else {
+            return Err(StoreError::Corrupt {
+                what: format!("schema table sqlite_master of `{}`", path.display()),
+                detail: format!("an entry whose type {kind:?} or name {name:?} is not text"),
+            });
+        };
+        if kind == "table" && !name.starts_with("sqlite_") {
+            tables.push(name.clone());
+        }
+    }
     if tables.is_empty() {
         return Ok(None);
     }
@@ -439,13 +568,18 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<Option<u32>, StoreEr
         what: format!("table schema_version of `{}`", path.display()),
         detail,
     };
+    // Both tables are there, so a query that does not prepare names a column that is not: a
+    // damaged schema.
     let mut stmt = conn
         .prepare("SELECT version FROM schema_version")
-        .map_err(&err)?;
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => err(e),
+            _ => corrupt(e.to_string()),
+        })?;
     let versions: Vec<rusqlite::types::Value> = stmt
         .query_map([], |r| r.get(0))
         .and_then(Iterator::collect)
-        .map_err(&err)?;
+        .map_err(read_error(path, "table schema_version"))?;
     match &versions[..] {
         [rusqlite::types::Value::Integer(v)] => u32::try_from(*v)
             .map(Some)
@@ -465,8 +599,228 @@ fn migrate(tx: &Transaction<'_>, from: u32, path: &Path) -> Result<(), StoreErro
     for migration in &MIGRATIONS[from as usize - 1..] {
         tx.execute_batch(migration).map_err(&err)?;
     }
+    if from < SEALED {
+        seal_all(tx, path)?;
+    }
     tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
         .map_err(&err)?;
+    Ok(())
+}
+
+/// Fills in version 5's checksums (see [`MIGRATIONS`]) for every row of a database just migrated
+/// to it, in the migration's transaction. Each row is hashed as [`read_flow`], [`read_atom`] and
+/// [`read_retry`] will read it. A row whose columns do not even read as their types is left
+/// without a sum: loading its run fails on that column, as it did before the migration.
+fn seal_all(tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+    let err = sql_error(path);
+    let mut tallies: HashMap<String, u64> = HashMap::new();
+    let mut graph_sums: HashMap<String, u64> = HashMap::new();
+    {
+        let mut stmt = tx
+            .prepare("SELECT flow_id, graph FROM graphs")
+            .map_err(&err)?;
+        let mut rows = stmt.query([]).map_err(&err)?;
+        while let Some(row) = rows.next().map_err(&err)? {
+            if let (Ok(flow_id), Ok(graph)) = (row.get::<_, String>(0), row.get::<_, String>(1)) {
+                let sum = sum_of(&GraphRow {
+                    flow_id: &flow_id,
+                    graph: &graph,
+                });
+                graph_sums.insert(flow_id, sum);
+            }
+        }
+    }
+    // (table, query, what reads one row: its rowid, run and checksum)
+    type Seal = fn(&Row<'_>) -> Result<(i64, String, u64), StoreError>;
+    let children: [(&str, &str, Seal); 2] = [
+        ("atoms", SEAL_ATOMS, |row| {
+            let first = RowReader {
+                row,
+                what: "atoms row".into(),
+            };
+            let flow_id: String = first.get(12, "flow_id")?;
+            let r = atom_reader(row, &flow_id);
+            let (raw, _) = AtomRow::read(&r, &flow_id)?;
+            Ok((r.get(0, "id")?, flow_id.clone(), sum_of(&raw)))
+        }),
+        (
+            "retries",
+            "SELECT scope, attempt, history, flow, failure, NULL, flow_id, rowid FROM retries",
+            |row| {
+                let first = RowReader {
+                    row,
+                    what: "retries row".into(),
+                };
+                let flow_id: String = first.get(6, "flow_id")?;
+                let r = retry_reader(row, &flow_id);
+                let (raw, _) = RetryRow::read(&r, &flow_id)?;
+                Ok((r.get(7, "rowid")?, flow_id.clone(), sum_of(&raw)))
+            },
+        ),
+    ];
+    for (table, query, seal) in children {
+        let mut sums = Vec::new();
+        {
+            let mut stmt = tx.prepare(query).map_err(&err)?;
+            let mut rows = stmt.query([]).map_err(&err)?;
+            while let Some(row) = rows.next().map_err(&err)? {
+                if let Ok((rowid, flow_id, sum)) = seal(row) {
+                    let tally = tallies.entry(flow_id).or_default();
+                    *tally = tally.wrapping_add(sum);
+                    sums.push((rowid, sum));
+                }
+            }
+        }
+        let mut update = tx
+            .prepare(&format!("UPDATE {table} SET sum = ?2 WHERE rowid = ?1"))
+            .map_err(&err)?;
+        for (rowid, sum) in sums {
+            update.execute(params![rowid, to_hex(sum)]).map_err(&err)?;
+        }
+    }
+    let mut flows = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare(&SELECT_FLOW_ROW.replace(" WHERE id = ?1", ""))
+            .map_err(&err)?;
+        let mut rows = stmt.query([]).map_err(&err)?;
+        while let Some(row) = rows.next().map_err(&err)? {
+            let r = flow_reader(row);
+            if let (Ok(rowid), Ok(read)) = (r.get::<i64>(0, "rowid"), FlowRead::read(&r)) {
+                flows.push((rowid, read.row));
+            }
+        }
+    }
+    let mut update = tx
+        .prepare("UPDATE flows SET graph_sum = ?2, tally = ?3, sum = ?4 WHERE rowid = ?1")
+        .map_err(&err)?;
+    for (rowid, mut row) in flows {
+        row.graph_sum = graph_sums.get(&row.id).copied().map(to_hex);
+        row.tally = Some(to_hex(tallies.get(&row.id).copied().unwrap_or(0)));
+        let sum = to_hex(sum_of(&row));
+        update
+            .execute(params![rowid, row.graph_sum, row.tally, sum])
+            .map_err(&err)?;
+    }
+    Ok(())
+}
+
+/// Whether [`check_schema`] wants a table's columns to be exactly those of its version, or only
+/// to include them.
+#[derive(Clone, Copy, PartialEq)]
+enum Exactly {
+    /// `open`, which migrates the database: any difference is damage (a schema that is not its
+    /// version's could not be migrated, or would be migrated wrong).
+    Yes,
+    /// `open_read_only`, which only reads: the columns it reads must be there, as they were
+    /// made; others are left alone.
+    No,
+}
+
+/// One column as `PRAGMA table_info` describes it: name, declared type, `NOT NULL`, default,
+/// position in the primary key.
+type Column = (String, String, bool, Option<String>, i64);
+
+/// A database's tables (ours: not SQLite's own), by name, each with its columns in order.
+type Tables = Vec<(String, Vec<Column>)>;
+
+/// Our tables and their columns at schema version `v` (`[v - 1]`): taken from a database built
+/// in memory by the very code that builds a real one ([`SCHEMA_V1`], then [`MIGRATIONS`]), once
+/// per process.
+fn schemas() -> &'static [Tables] {
+    static SCHEMAS: OnceLock<Vec<Tables>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let conn = Connection::open_in_memory().expect("an in-memory database opens");
+        conn.execute_batch(SCHEMA_V1).expect("version 1 builds");
+        let mut versions = Vec::new();
+        for v in 1..=SCHEMA_VERSION as usize {
+            versions.push(tables(&conn).expect("the schema reads"));
+            if let Some(migration) = MIGRATIONS.get(v - 1) {
+                conn.execute_batch(migration).expect("the migrations run");
+            }
+        }
+        versions
+    })
+}
+
+/// Every table of `conn` (but SQLite's own) with its columns, by name; in one query.
+fn tables(conn: &Connection) -> rusqlite::Result<Tables> {
+    let mut stmt = conn.prepare(
+        "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk \
+         FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut tables: Tables = Vec::new();
+    while let Some(r) = rows.next()? {
+        let table: String = r.get(0)?;
+        let column = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+        match tables.last_mut() {
+            Some((name, columns)) if *name == table => columns.push(column),
+            _ => tables.push((table, vec![column])),
+        }
+    }
+    Ok(tables)
+}
+
+/// Checks that the database's tables are those of its schema `version` (see [`Exactly`]): a
+/// column renamed, retyped or dropped by damage to the schema table is [`StoreError::Corrupt`]
+/// at open, not an SQL error at the first read, nor a column read in the wrong sense (an
+/// `INTEGER PRIMARY KEY` that no longer is one reads as `NULL`).
+fn check_schema(
+    conn: &Connection,
+    version: u32,
+    exactly: Exactly,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let Some(expected_tables) = schemas().get(version as usize - 1) else {
+        return Ok(());
+    };
+    let corrupt = |table: &str, detail: String| StoreError::Corrupt {
+        what: format!("table {table} of `{}`", path.display()),
+        detail,
+    };
+    let found_tables = tables(conn).map_err(read_error(path, "schema table sqlite_master"))?;
+    for (table, expected) in expected_tables {
+        let found = found_tables
+            .iter()
+            .find(|(name, _)| name == table)
+            .map_or(&[][..], |(_, columns)| &columns[..]);
+        let fits = match exactly {
+            Exactly::Yes => found == &expected[..],
+            Exactly::No => expected.iter().all(|c| found.contains(c)),
+        };
+        if !fits {
+            let names = |columns: &[Column]| {
+                let described: Vec<String> = columns
+                    .iter()
+                    .map(|(name, kind, not_null, default, pk)| {
+                        let mut c = format!("{name} {kind}");
+                        if *pk > 0 {
+                            c.push_str(" PRIMARY KEY");
+                        }
+                        if *not_null {
+                            c.push_str(" NOT NULL");
+                        }
+                        if let Some(default) = default {
+                            c.push_str(&format!(" DEFAULT {default}"));
+                        }
+                        c
+                    })
+                    .collect();
+                described.join(", ")
+            };
+            return Err(corrupt(
+                table,
+                format!(
+                    "its columns ({}) are not those of schema version {version} ({}): the \
+                     database's schema is damaged",
+                    names(found),
+                    names(expected)
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -497,6 +851,22 @@ fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
             path: path.to_path_buf(),
             source: SqliteError(source),
         },
+    }
+}
+
+/// Maps the errors of reading `what` (`schema table sqlite_master`) in `path`: a value SQLite
+/// holds but that is not what it must be (text that is not UTF-8, a number where text belongs)
+/// is damage, `Corrupt`; the rest as [`sql_error`].
+fn read_error<'a>(path: &'a Path, what: &'a str) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+    move |e| match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..) => StoreError::Corrupt {
+            what: format!("{what} of `{}`", path.display()),
+            detail: e.to_string(),
+        },
+        other => sql_error(path)(other),
     }
 }
 
@@ -591,129 +961,439 @@ impl RowReader<'_, '_> {
         }
     }
 
+    /// Column `idx` as stored, of exactly its type (`String` for TEXT, `i64` for INTEGER, `f64`
+    /// for REAL, `Option` where it may be NULL).
     fn get<T: rusqlite::types::FromSql>(&self, idx: usize, column: &str) -> Result<T, StoreError> {
         self.row.get(idx).map_err(|e| self.corrupt(column, e))
     }
 
-    fn int<T: TryFrom<i64>>(&self, idx: usize, column: &str) -> Result<T, StoreError> {
-        let n: i64 = self.get(idx, column)?;
+    fn int<T: TryFrom<i64>>(&self, n: i64, column: &str) -> Result<T, StoreError> {
         T::try_from(n).map_err(|_| self.corrupt(column, format!("{n} is out of range")))
     }
 
-    fn opt_int<T: TryFrom<i64>>(&self, idx: usize, column: &str) -> Result<Option<T>, StoreError> {
-        match self.get::<Option<i64>>(idx, column)? {
-            None => Ok(None),
-            Some(n) => T::try_from(n)
-                .map(Some)
-                .map_err(|_| self.corrupt(column, format!("{n} is out of range"))),
-        }
+    fn opt_int<T: TryFrom<i64>>(
+        &self,
+        n: Option<i64>,
+        column: &str,
+    ) -> Result<Option<T>, StoreError> {
+        n.map(|n| self.int(n, column)).transpose()
     }
 
-    fn json<T: DeserializeOwned>(&self, idx: usize, column: &str) -> Result<T, StoreError> {
-        let text: String = self.get(idx, column)?;
-        serde_json::from_str(&text).map_err(|e| self.corrupt(column, e))
+    fn json<T: DeserializeOwned>(&self, text: &str, column: &str) -> Result<T, StoreError> {
+        serde_json::from_str(text).map_err(|e| self.corrupt(column, e))
     }
 
     fn opt_json<T: DeserializeOwned>(
         &self,
-        idx: usize,
+        text: Option<&str>,
         column: &str,
     ) -> Result<Option<T>, StoreError> {
-        match self.get::<Option<String>>(idx, column)? {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| self.corrupt(column, e)),
-        }
+        text.map(|text| self.json(text, column)).transpose()
     }
 
     /// A state column: the state's upper-case name.
-    fn state<T: DeserializeOwned>(&self, idx: usize, column: &str) -> Result<T, StoreError> {
-        let name: String = self.get(idx, column)?;
-        serde_json::from_value(Value::String(name)).map_err(|e| self.corrupt(column, e))
+    fn state<T: DeserializeOwned>(&self, name: &str, column: &str) -> Result<T, StoreError> {
+        serde_json::from_value(Value::String(name.to_owned())).map_err(|e| self.corrupt(column, e))
+    }
+
+    /// Checks the row's checksum `stored` (column `sum`) against `computed`; a row of a sealed
+    /// database without one is corrupt.
+    fn verify(&self, stored: Option<&str>, computed: u64) -> Result<(), StoreError> {
+        match stored {
+            Some(stored) => checksum::verify(stored, computed, || self.what.clone()),
+            None => Err(checksum::missing(self.what.clone())),
+        }
     }
 }
 
-fn read_flow(row: &Row<'_>) -> Result<FlowRecord, StoreError> {
+/// A `flows` row as stored: the columns its `sum` covers (all but `rowid` and `sum`), in order.
+#[derive(Debug, Clone, Serialize)]
+struct FlowRow {
+    id: String,
+    logbook: String,
+    flow_name: String,
+    fingerprint: String,
+    state: String,
+    inputs: String,
+    created_at: i64,
+    updated_at: i64,
+    epoch: i64,
+    lease: Option<String>,
+    /// The checksum of the run's `graphs` row; `None` for a run without a graph (and in a
+    /// database older than version 5).
+    graph_sum: Option<String>,
+    /// `None` only in a database older than version 5.
+    tally: Option<String>,
+}
+
+impl FlowRow {
+    /// The row that records `flow`, whose graph's checksum is `graph_sum` and whose atoms' and
+    /// retries' add up to `tally`.
+    fn of(flow: &FlowRecord, graph_sum: Option<u64>, tally: u64) -> Result<Self, StoreError> {
+        Ok(FlowRow {
+            id: flow.id.clone(),
+            logbook: flow.logbook.clone(),
+            flow_name: flow.flow_name.clone(),
+            fingerprint: flow.fingerprint.clone(),
+            state: flow.state.to_string(),
+            inputs: to_json(&flow.inputs, "flow inputs")?,
+            created_at: to_i64(flow.created_at, "created_at")?,
+            updated_at: to_i64(flow.updated_at, "updated_at")?,
+            epoch: to_i64(flow.epoch, "epoch")?,
+            lease: lease_json(flow.lease.as_ref())?,
+            graph_sum: graph_sum.map(to_hex),
+            tally: Some(to_hex(tally)),
+        })
+    }
+}
+
+fn lease_json(lease: Option<&Lease>) -> Result<Option<String>, StoreError> {
+    lease.map(|l| to_json(l, "lease")).transpose()
+}
+
+/// A `graphs` row as its checksum (`flows.graph_sum`) covers it.
+#[derive(Serialize)]
+struct GraphRow<'a> {
+    flow_id: &'a str,
+    graph: &'a str,
+}
+
+/// A row of [`SELECT_FLOWS`] (or [`SELECT_FLOW_ROW`]): `rowid`, the [`FlowRow`] (columns 1–8,
+/// 10–12, 14), `graphs.graph` (9), `flows.sum` (13).
+struct FlowRead {
+    row: FlowRow,
+    graph: Option<String>,
+    sum: Option<String>,
+}
+
+fn flow_reader<'r, 's>(row: &'r Row<'s>) -> RowReader<'r, 's> {
     let rowid: i64 = row.get(0).unwrap_or_default();
     let id = row.get::<_, String>(1).ok();
-    let r = RowReader {
+    RowReader {
         row,
         what: match &id {
             Some(id) => format!("flows row id={id:?}"),
             None => format!("flows row rowid={rowid}"),
         },
-    };
-    Ok(FlowRecord {
-        id: r.get(1, "id")?,
-        logbook: r.get(2, "logbook")?,
-        flow_name: r.get(3, "flow_name")?,
-        fingerprint: r.get(4, "fingerprint")?,
-        state: r.state(5, "state")?,
-        inputs: r.json(6, "inputs")?,
-        created_at: r.int(7, "created_at")?,
-        updated_at: r.int(8, "updated_at")?,
-        graph: r.opt_json(9, "graphs.graph")?.unwrap_or(Value::Null),
-        epoch: r.int(10, "epoch")?,
-        lease: r.opt_json(11, "lease")?,
-    })
+    }
 }
 
-fn read_atom(row: &Row<'_>, flow_id: &str) -> Result<AtomRecord, StoreError> {
+impl FlowRead {
+    fn read(r: &RowReader<'_, '_>) -> Result<Self, StoreError> {
+        Ok(FlowRead {
+            row: FlowRow {
+                id: r.get(1, "id")?,
+                logbook: r.get(2, "logbook")?,
+                flow_name: r.get(3, "flow_name")?,
+                fingerprint: r.get(4, "fingerprint")?,
+                state: r.get(5, "state")?,
+                inputs: r.get(6, "inputs")?,
+                created_at: r.get(7, "created_at")?,
+                updated_at: r.get(8, "updated_at")?,
+                epoch: r.get(10, "epoch")?,
+                lease: r.get(11, "lease")?,
+                graph_sum: r.get(14, "graph_sum")?,
+                tally: r.get(12, "tally")?,
+            },
+            graph: r.get(9, "graphs.graph")?,
+            sum: r.get(13, "sum")?,
+        })
+    }
+
+    /// The record, every column parsed.
+    fn parse(&self, r: &RowReader<'_, '_>) -> Result<FlowRecord, StoreError> {
+        let row = &self.row;
+        Ok(FlowRecord {
+            id: row.id.clone(),
+            logbook: row.logbook.clone(),
+            flow_name: row.flow_name.clone(),
+            fingerprint: row.fingerprint.clone(),
+            state: r.state(&row.state, "state")?,
+            inputs: r.json(&row.inputs, "inputs")?,
+            created_at: r.int(row.created_at, "created_at")?,
+            updated_at: r.int(row.updated_at, "updated_at")?,
+            graph: r
+                .opt_json(self.graph.as_deref(), "graphs.graph")?
+                .unwrap_or(Value::Null),
+            epoch: r.int(row.epoch, "epoch")?,
+            lease: r.opt_json(row.lease.as_deref(), "lease")?,
+        })
+    }
+
+    /// Checks the `flows` row's checksum (a sealed database's), which covers its tally.
+    fn verify(&self, r: &RowReader<'_, '_>) -> Result<(), StoreError> {
+        if self.row.tally.is_none() {
+            return Err(checksum::missing(format!("{}, column `tally`", r.what)));
+        }
+        r.verify(self.sum.as_deref(), sum_of(&self.row))
+    }
+
+    /// Checks the `graphs` row (a sealed database's) against the checksum its `flows` row
+    /// records for it: also a graph row that went missing, or one the run does not have.
+    fn verify_graph(&self) -> Result<(), StoreError> {
+        let what = || format!("graphs row flow_id={:?}", self.row.id);
+        match (&self.graph, &self.row.graph_sum) {
+            (None, None) => Ok(()),
+            (Some(graph), Some(stored)) => {
+                let sum = sum_of(&GraphRow {
+                    flow_id: &self.row.id,
+                    graph,
+                });
+                checksum::verify(stored, sum, what)
+            }
+            (None, Some(_)) => Err(StoreError::Corrupt {
+                what: what(),
+                detail: "the run's flows row records a graph, and there is none".into(),
+            }),
+            (Some(_), None) => Err(StoreError::Corrupt {
+                what: what(),
+                detail: "the run's flows row records no graph, and there is one".into(),
+            }),
+        }
+    }
+}
+
+/// A row of [`SELECT_FLOWS`]: the flow, parsed, then (in a sealed database) its checksums
+/// verified (its own, and its graph's); with the row as read.
+fn read_flow(row: &Row<'_>, sealed: bool) -> Result<(FlowRecord, FlowRead), StoreError> {
+    let r = flow_reader(row);
+    let read = FlowRead::read(&r)?;
+    let flow = read.parse(&r)?;
+    if sealed {
+        read.verify(&r)?;
+        read.verify_graph()?;
+    }
+    Ok((flow, read))
+}
+
+/// An `atoms` row as its `sum` covers it: the run it was read for (so that a row of another run,
+/// found through a damaged index, fails its sum) and its columns as stored, `id` and `sum` aside.
+#[derive(Serialize)]
+struct AtomRow<'a> {
+    flow_id: &'a str,
+    name: String,
+    state: String,
+    attempt: i64,
+    result: Option<String>,
+    failure: Option<String>,
+    revert_failure: Option<String>,
+    progress: f64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    runs: i64,
+}
+
+fn atom_reader<'r, 's>(row: &'r Row<'s>, flow_id: &str) -> RowReader<'r, 's> {
     let rowid: i64 = row.get(0).unwrap_or_default();
     let name = row.get::<_, String>(1).ok();
-    let r = RowReader {
+    RowReader {
         row,
         what: match &name {
             Some(name) => format!("atoms row flow_id={flow_id:?} name={name:?}"),
-            None => format!("atoms row id={rowid}"),
+            None => format!("atoms row flow_id={flow_id:?} id={rowid}"),
         },
-    };
-    Ok(AtomRecord {
-        name: r.get(1, "name")?,
-        state: r.state(2, "state")?,
-        attempt: r.int(3, "attempt")?,
-        result: r.opt_json(4, "result")?,
-        failure: r.opt_json(5, "failure")?,
-        revert_failure: r.opt_json(6, "revert_failure")?,
-        progress: r.get::<f64>(7, "progress")? as f32,
-        started_at: r.opt_int(8, "started_at")?,
-        finished_at: r.opt_int(9, "finished_at")?,
-        runs: r.int(10, "runs")?,
-    })
+    }
 }
 
-fn read_retry(row: &Row<'_>, flow_id: &str) -> Result<RetryRecord, StoreError> {
-    let scope = row.get::<_, i64>(0).ok();
-    let r = RowReader {
-        row,
-        what: format!("retries row flow_id={flow_id:?} scope={scope:?}"),
+impl<'a> AtomRow<'a> {
+    /// The row that records `atom` in run `flow_id`.
+    fn of(flow_id: &'a str, atom: &AtomRecord) -> Result<Self, StoreError> {
+        let json = |v: &Option<_>, what| v.as_ref().map(|v| to_json(v, what)).transpose();
+        Ok(AtomRow {
+            flow_id,
+            name: atom.name.clone(),
+            state: atom.state.to_string(),
+            attempt: i64::from(atom.attempt),
+            result: atom
+                .result
+                .as_ref()
+                .map(|v| to_json(v, "result"))
+                .transpose()?,
+            failure: json(&atom.failure, "failure")?,
+            revert_failure: json(&atom.revert_failure, "revert failure")?,
+            progress: f64::from(atom.progress),
+            started_at: atom
+                .started_at
+                .map(|t| to_i64(t, "started_at"))
+                .transpose()?,
+            finished_at: atom
+                .finished_at
+                .map(|t| to_i64(t, "finished_at"))
+                .transpose()?,
+            runs: i64::from(atom.runs),
+        })
+    }
+
+    /// A row of [`ATOM_COLUMNS`] as stored, and its `sum`.
+    fn read(r: &RowReader<'_, '_>, flow_id: &'a str) -> Result<(Self, Option<String>), StoreError> {
+        let row = AtomRow {
+            flow_id,
+            name: r.get(1, "name")?,
+            state: r.get(2, "state")?,
+            attempt: r.get(3, "attempt")?,
+            result: r.get(4, "result")?,
+            failure: r.get(5, "failure")?,
+            revert_failure: r.get(6, "revert_failure")?,
+            progress: r.get(7, "progress")?,
+            started_at: r.get(8, "started_at")?,
+            finished_at: r.get(9, "finished_at")?,
+            runs: r.get(10, "runs")?,
+        };
+        Ok((row, r.get(11, "sum")?))
+    }
+}
+
+/// A row of [`ATOM_COLUMNS`]: the step, parsed, then (in a sealed database) its checksum
+/// verified; with that checksum, for the run's tally.
+fn read_atom(row: &Row<'_>, flow_id: &str, sealed: bool) -> Result<(AtomRecord, u64), StoreError> {
+    let r = atom_reader(row, flow_id);
+    let (raw, stored) = AtomRow::read(&r, flow_id)?;
+    let atom = AtomRecord {
+        name: raw.name.clone(),
+        state: r.state(&raw.state, "state")?,
+        attempt: r.int(raw.attempt, "attempt")?,
+        result: r.opt_json(raw.result.as_deref(), "result")?,
+        failure: r.opt_json(raw.failure.as_deref(), "failure")?,
+        revert_failure: r.opt_json(raw.revert_failure.as_deref(), "revert_failure")?,
+        progress: raw.progress as f32,
+        started_at: r.opt_int(raw.started_at, "started_at")?,
+        finished_at: r.opt_int(raw.finished_at, "finished_at")?,
+        runs: r.int(raw.runs, "runs")?,
     };
-    Ok(RetryRecord {
-        scope: r.int(0, "scope")?,
-        flow: r.get(3, "flow")?,
-        attempt: r.int(1, "attempt")?,
-        history: r.json(2, "history")?,
-        failure: r.opt_json(4, "failure")?,
-    })
+    let sum = sum_of(&raw);
+    if sealed {
+        r.verify(stored.as_deref(), sum)?;
+    }
+    Ok((atom, sum))
+}
+
+/// A `retries` row as its `sum` covers it: the run it was read for and its columns as stored.
+#[derive(Serialize)]
+struct RetryRow<'a> {
+    flow_id: &'a str,
+    flow: String,
+    scope: i64,
+    attempt: i64,
+    history: String,
+    failure: Option<String>,
+}
+
+fn retry_reader<'r, 's>(row: &'r Row<'s>, flow_id: &str) -> RowReader<'r, 's> {
+    let scope = row.get::<_, i64>(0).ok();
+    let flow = row.get::<_, String>(3).ok();
+    let sub = match flow.as_deref() {
+        None | Some("") => String::new(),
+        Some(flow) => format!(" flow={flow:?}"),
+    };
+    RowReader {
+        row,
+        what: format!("retries row flow_id={flow_id:?}{sub} scope={scope:?}"),
+    }
+}
+
+impl<'a> RetryRow<'a> {
+    /// The row that records `retry` in run `flow_id`.
+    fn of(flow_id: &'a str, retry: &RetryRecord) -> Result<Self, StoreError> {
+        Ok(RetryRow {
+            flow_id,
+            flow: retry.flow.clone(),
+            scope: to_i64(retry.scope, "retry scope")?,
+            attempt: i64::from(retry.attempt),
+            history: to_json(&retry.history, "retry history")?,
+            failure: retry
+                .failure
+                .as_ref()
+                .map(|f| to_json(f, "retry failure"))
+                .transpose()?,
+        })
+    }
+
+    /// A row of [`SqliteStore::retry_columns`] as stored, and its `sum`.
+    fn read(r: &RowReader<'_, '_>, flow_id: &'a str) -> Result<(Self, Option<String>), StoreError> {
+        let row = RetryRow {
+            flow_id,
+            scope: r.get(0, "scope")?,
+            attempt: r.get(1, "attempt")?,
+            history: r.get(2, "history")?,
+            flow: r.get(3, "flow")?,
+            failure: r.get(4, "failure")?,
+        };
+        Ok((row, r.get(5, "sum")?))
+    }
+}
+
+/// A row of [`SqliteStore::retry_columns`]: the retry record, parsed, then (in a sealed
+/// database) its checksum verified; with that checksum, for the run's tally.
+fn read_retry(
+    row: &Row<'_>,
+    flow_id: &str,
+    sealed: bool,
+) -> Result<(RetryRecord, u64), StoreError> {
+    let r = retry_reader(row, flow_id);
+    let (raw, stored) = RetryRow::read(&r, flow_id)?;
+    let retry = RetryRecord {
+        scope: r.int(raw.scope, "scope")?,
+        flow: raw.flow.clone(),
+        attempt: r.int(raw.attempt, "attempt")?,
+        history: r.json(&raw.history, "history")?,
+        failure: r.opt_json(raw.failure.as_deref(), "failure")?,
+    };
+    let sum = sum_of(&raw);
+    if sealed {
+        r.verify(stored.as_deref(), sum)?;
+    }
+    Ok((retry, sum))
+}
+
+/// The old checksum of the row an upsert replaces (0 for none: the row is new), from the query
+/// `stmt` for it; a sealed row always has one.
+fn replaced_sum(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    what: impl Fn() -> String,
+    err: &impl Fn(rusqlite::Error) -> StoreError,
+) -> Result<u64, StoreError> {
+    match stmt
+        .query_row(params, |r| r.get::<_, Option<String>>(0))
+        .optional()
+        .map_err(err)?
+    {
+        None => Ok(0),
+        Some(None) => Err(checksum::missing(what())),
+        Some(Some(text)) => checksum::from_hex(&text).ok_or_else(|| StoreError::Corrupt {
+            what: what(),
+            detail: format!("its checksum {text:?} is not 16 lower-case hex digits"),
+        }),
+    }
+}
+
+/// Names run `flow_id` in a `Corrupt` error that does not (SQLite's own "database disk image is
+/// malformed", met while reading the run), so every corruption met by a load names its run.
+fn naming_run(flow_id: &str) -> impl Fn(StoreError) -> StoreError + '_ {
+    move |e| match e {
+        StoreError::Corrupt { what, detail } if !what.contains(flow_id) => StoreError::Corrupt {
+            what: format!("{what} (reading flow `{flow_id}`)"),
+            detail,
+        },
+        other => other,
+    }
 }
 
 impl Store for SqliteStore {
     fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
         validate_flow_id(&flow.id)?;
-        let inputs = to_json(&flow.inputs, "flow inputs")?;
         let graph = match &flow.graph {
             Value::Null => None,
             graph => Some(to_json(graph, "flow graph")?),
         };
-        let created_at = to_i64(flow.created_at, "created_at")?;
-        let updated_at = to_i64(flow.updated_at, "updated_at")?;
-        let epoch = to_i64(flow.epoch, "epoch")?;
-        let lease = flow
-            .lease
-            .as_ref()
-            .map(|l| to_json(l, "lease"))
-            .transpose()?;
+        let graph_sum = graph.as_deref().map(|graph| {
+            sum_of(&GraphRow {
+                flow_id: &flow.id,
+                graph,
+            })
+        });
+        let row = FlowRow::of(flow, graph_sum, 0)?;
+        let sum = to_hex(sum_of(&row));
         let err = sql_error(&self.path);
         let mut conn = self.conn();
         let tx = conn
@@ -721,18 +1401,22 @@ impl Store for SqliteStore {
             .map_err(&err)?;
         let inserted = tx.execute(
             "INSERT INTO flows (id, logbook, flow_name, fingerprint, state, inputs, created_at, \
-             updated_at, epoch, lease) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             updated_at, epoch, lease, graph_sum, tally, sum) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
-                flow.id,
-                flow.logbook,
-                flow.flow_name,
-                flow.fingerprint,
-                flow.state.to_string(),
-                inputs,
-                created_at,
-                updated_at,
-                epoch,
-                lease,
+                row.id,
+                row.logbook,
+                row.flow_name,
+                row.fingerprint,
+                row.state,
+                row.inputs,
+                row.created_at,
+                row.updated_at,
+                row.epoch,
+                row.lease,
+                row.graph_sum,
+                row.tally,
+                sum,
             ],
         );
         match inserted {
@@ -767,104 +1451,138 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
         // The fence is checked in the transaction that writes: no other writer comes between.
-        let held = self
-            .lease_in(&tx, flow_id)?
-            .ok_or_else(|| StoreError::NotFound {
-                flow_id: flow_id.to_owned(),
+        let mut flow = self
+            .flow_row_in(&tx, flow_id)
+            .map_err(naming_run(flow_id))?;
+        let mut lease: Option<Lease> = flow
+            .lease
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                what: format!("flows row id={flow_id:?}, column `lease`"),
+                detail: e.to_string(),
             })?;
-        let (epoch, mut lease) = held;
         lease::check(
             flow_id,
-            epoch,
+            u64::try_from(flow.epoch).unwrap_or(0),
             lease.as_ref(),
             checkpoint.fence.as_ref(),
             unix_millis(SystemTime::now()),
         )?;
-        let new_lease = match checkpoint.lease {
-            LeaseUpdate::Keep => None,
-            change => {
-                lease::update(&mut lease, change);
-                Some(lease.as_ref().map(|l| to_json(l, "lease")).transpose()?)
-            }
-        };
-        tx.prepare_cached(
-            "UPDATE flows SET state = coalesce(?2, state), updated_at = ?3, \
-             lease = CASE WHEN ?4 THEN ?5 ELSE lease END WHERE id = ?1",
-        )
-        .and_then(|mut update| {
-            update.execute(params![
-                flow_id,
-                checkpoint.flow_state.map(|s| s.to_string()),
-                now,
-                new_lease.is_some(),
-                new_lease.flatten(),
-            ])
-        })
-        .map_err(&err)?;
+        if let Some(state) = checkpoint.flow_state {
+            flow.state = state.to_string();
+        }
+        if checkpoint.lease != LeaseUpdate::Keep {
+            lease::update(&mut lease, checkpoint.lease);
+            flow.lease = lease_json(lease.as_ref())?;
+        }
+        flow.updated_at = now;
+        // The tally follows each row replaced: minus the old row's checksum, plus the new one's.
+        let mut tally = flow
+            .tally
+            .as_deref()
+            .and_then(checksum::from_hex)
+            .ok_or_else(|| {
+                checksum::missing(format!("flows row id={flow_id:?}, column `tally`"))
+            })?;
         {
+            let mut old_atom = tx
+                .prepare_cached("SELECT sum FROM atoms WHERE flow_id = ?1 AND name = ?2")
+                .map_err(&err)?;
             let mut upsert_atom = tx
                 .prepare_cached(
                     "INSERT INTO atoms (flow_id, name, state, attempt, result, failure, \
-                     revert_failure, progress, started_at, finished_at, runs) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     revert_failure, progress, started_at, finished_at, runs, sum) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                      ON CONFLICT (flow_id, name) DO UPDATE SET state = excluded.state, \
                      attempt = excluded.attempt, result = excluded.result, \
                      failure = excluded.failure, revert_failure = excluded.revert_failure, \
                      progress = excluded.progress, started_at = excluded.started_at, \
-                     finished_at = excluded.finished_at, runs = excluded.runs",
+                     finished_at = excluded.finished_at, runs = excluded.runs, \
+                     sum = excluded.sum",
                 )
                 .map_err(&err)?;
             for atom in &checkpoint.atoms {
-                let json = |v: &Option<_>, what| v.as_ref().map(|v| to_json(v, what)).transpose();
+                let row = AtomRow::of(flow_id, atom)?;
+                let sum = sum_of(&row);
+                let old = replaced_sum(
+                    &mut old_atom,
+                    params![flow_id, row.name],
+                    || format!("atoms row flow_id={flow_id:?} name={:?}", row.name),
+                    &err,
+                )?;
+                tally = tally.wrapping_sub(old).wrapping_add(sum);
                 upsert_atom
                     .execute(params![
                         flow_id,
-                        atom.name,
-                        atom.state.to_string(),
-                        atom.attempt,
-                        atom.result
-                            .as_ref()
-                            .map(|v| to_json(v, "result"))
-                            .transpose()?,
-                        json(&atom.failure, "failure")?,
-                        json(&atom.revert_failure, "revert failure")?,
-                        f64::from(atom.progress),
-                        atom.started_at
-                            .map(|t| to_i64(t, "started_at"))
-                            .transpose()?,
-                        atom.finished_at
-                            .map(|t| to_i64(t, "finished_at"))
-                            .transpose()?,
-                        atom.runs,
+                        row.name,
+                        row.state,
+                        row.attempt,
+                        row.result,
+                        row.failure,
+                        row.revert_failure,
+                        row.progress,
+                        row.started_at,
+                        row.finished_at,
+                        row.runs,
+                        to_hex(sum),
                     ])
                     .map_err(&err)?;
             }
+            let mut old_retry = tx
+                .prepare_cached(
+                    "SELECT sum FROM retries WHERE flow_id = ?1 AND flow = ?2 AND scope = ?3",
+                )
+                .map_err(&err)?;
             let mut upsert_retry = tx
                 .prepare_cached(
-                    "INSERT INTO retries (flow_id, flow, scope, attempt, history, failure) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                    "INSERT INTO retries (flow_id, flow, scope, attempt, history, failure, sum) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                      ON CONFLICT (flow_id, flow, scope) DO UPDATE SET \
                      attempt = excluded.attempt, history = excluded.history, \
-                     failure = excluded.failure",
+                     failure = excluded.failure, sum = excluded.sum",
                 )
                 .map_err(&err)?;
             for retry in &checkpoint.retries {
+                let row = RetryRow::of(flow_id, retry)?;
+                let sum = sum_of(&row);
+                let old = replaced_sum(
+                    &mut old_retry,
+                    params![flow_id, row.flow, row.scope],
+                    || checksum::Record::Retry(&row.flow, retry.scope).describe(flow_id),
+                    &err,
+                )?;
+                tally = tally.wrapping_sub(old).wrapping_add(sum);
                 upsert_retry
                     .execute(params![
                         flow_id,
-                        retry.flow,
-                        to_i64(retry.scope, "retry scope")?,
-                        retry.attempt,
-                        to_json(&retry.history, "retry history")?,
-                        retry
-                            .failure
-                            .as_ref()
-                            .map(|f| to_json(f, "retry failure"))
-                            .transpose()?,
+                        row.flow,
+                        row.scope,
+                        row.attempt,
+                        row.history,
+                        row.failure,
+                        to_hex(sum),
                     ])
                     .map_err(&err)?;
             }
         }
+        flow.tally = Some(to_hex(tally));
+        tx.prepare_cached(
+            "UPDATE flows SET state = ?2, updated_at = ?3, lease = ?4, tally = ?5, sum = ?6 \
+             WHERE id = ?1",
+        )
+        .and_then(|mut update| {
+            update.execute(params![
+                flow_id,
+                flow.state,
+                flow.updated_at,
+                flow.lease,
+                flow.tally,
+                to_hex(sum_of(&flow)),
+            ])
+        })
+        .map_err(&err)?;
         tx.commit().map_err(&err)
     }
 
@@ -873,25 +1591,52 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         // One read transaction: the flow, its atoms and its retries come from one snapshot.
         let tx = conn.transaction().map_err(&err)?;
-        let stored = self.load_in(&tx, flow_id)?;
-        tx.commit().map_err(&err)?;
-        Ok(stored)
+        let loaded = self.load_in(&tx, flow_id).map_err(naming_run(flow_id))?;
+        tx.commit().map_err(&err).map_err(naming_run(flow_id))?;
+        Ok(loaded.map(|(stored, _)| stored))
     }
 
+    /// Every run, each `flows` row (and `graphs` row) verified against its checksum; the set of
+    /// a run's atoms and retries (its tally) is verified by loading it. The rows listed are
+    /// counted against both the `flows` table and its index, so a run that damage hid from one
+    /// of them is `Corrupt`, not left out of the list.
     fn list_flows(&self) -> Result<Vec<FlowRecord>, StoreError> {
         let err = sql_error(&self.path);
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "{} ORDER BY f.created_at, f.id",
-                self.select_flows()
-            ))
-            .map_err(&err)?;
-        let mut rows = stmt.query([]).map_err(&err)?;
+        let mut conn = self.conn();
+        // One read transaction: the rows and their counts come from one snapshot.
+        let tx = conn.transaction().map_err(&err)?;
         let mut flows = Vec::new();
-        while let Some(row) = rows.next().map_err(&err)? {
-            flows.push(read_flow(row)?);
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "{} ORDER BY f.created_at, f.id",
+                    self.select_flows()
+                ))
+                .map_err(&err)?;
+            let mut rows = stmt.query([]).map_err(&err)?;
+            while let Some(row) = rows.next().map_err(&err)? {
+                flows.push(read_flow(row, self.sealed())?.0);
+            }
         }
+        let (in_table, in_index): (i64, i64) = tx
+            .query_row(
+                "SELECT (SELECT count(*) FROM flows NOT INDEXED), \
+                 (SELECT count(*) FROM flows INDEXED BY sqlite_autoindex_flows_1)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(&err)?;
+        let read = i64::try_from(flows.len()).unwrap_or(i64::MAX);
+        if in_table != read || in_index != read {
+            return Err(StoreError::Corrupt {
+                what: format!("table flows of `{}`", self.path.display()),
+                detail: format!(
+                    "it holds {in_table} runs and its index {in_index}, of which {read} were \
+                     read: the table or its index is damaged"
+                ),
+            });
+        }
+        tx.commit().map_err(&err)?;
         Ok(flows)
     }
 
@@ -926,26 +1671,26 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
-        let mut stored = self
-            .load_in(&tx, flow_id)?
+        let (mut stored, mut row) = self
+            .load_in(&tx, flow_id)
+            .map_err(naming_run(flow_id))?
             .ok_or_else(|| StoreError::NotFound {
                 flow_id: flow_id.to_owned(),
             })?;
         let now = unix_millis(SystemTime::now());
         lease::take(&mut stored.flow, owner, until, now)?;
         stored.flow.updated_at = now;
+        row.epoch = to_i64(stored.flow.epoch, "epoch")?;
+        row.lease = lease_json(stored.flow.lease.as_ref())?;
+        row.updated_at = to_i64(now, "the time")?;
         tx.execute(
-            "UPDATE flows SET epoch = ?2, lease = ?3, updated_at = ?4 WHERE id = ?1",
+            "UPDATE flows SET epoch = ?2, lease = ?3, updated_at = ?4, sum = ?5 WHERE id = ?1",
             params![
                 flow_id,
-                to_i64(stored.flow.epoch, "epoch")?,
-                stored
-                    .flow
-                    .lease
-                    .as_ref()
-                    .map(|l| to_json(l, "lease"))
-                    .transpose()?,
-                to_i64(now, "the time")?,
+                row.epoch,
+                row.lease,
+                row.updated_at,
+                to_hex(sum_of(&row)),
             ],
         )
         .map_err(&err)?;
