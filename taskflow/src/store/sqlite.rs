@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::checksum::{self, sum_of, to_hex};
+use super::checksum::{self, row_sum, to_hex};
 use super::{
     lease, unix_millis, validate_checkpoint, validate_flow_id, AtomRecord, Checkpoint, FlowRecord,
     Lease, LeaseUpdate, Owner, RetryRecord, Store, StoreError, StoredFlow,
@@ -622,7 +622,7 @@ fn seal_all(tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
         let mut rows = stmt.query([]).map_err(&err)?;
         while let Some(row) = rows.next().map_err(&err)? {
             if let (Ok(flow_id), Ok(graph)) = (row.get::<_, String>(0), row.get::<_, String>(1)) {
-                let sum = sum_of(&GraphRow {
+                let sum = row_sum(&GraphRow {
                     flow_id: &flow_id,
                     graph: &graph,
                 });
@@ -641,7 +641,7 @@ fn seal_all(tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
             let flow_id: String = first.get(12, "flow_id")?;
             let r = atom_reader(row, &flow_id);
             let (raw, _) = AtomRow::read(&r, &flow_id)?;
-            Ok((r.get(0, "id")?, flow_id.clone(), sum_of(&raw)))
+            Ok((r.get(0, "id")?, flow_id.clone(), row_sum(&raw)))
         }),
         (
             "retries",
@@ -654,7 +654,7 @@ fn seal_all(tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
                 let flow_id: String = first.get(6, "flow_id")?;
                 let r = retry_reader(row, &flow_id);
                 let (raw, _) = RetryRow::read(&r, &flow_id)?;
-                Ok((r.get(7, "rowid")?, flow_id.clone(), sum_of(&raw)))
+                Ok((r.get(7, "rowid")?, flow_id.clone(), row_sum(&raw)))
             },
         ),
     ];
@@ -697,7 +697,7 @@ fn seal_all(tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
     for (rowid, mut row) in flows {
         row.graph_sum = graph_sums.get(&row.id).copied().map(to_hex);
         row.tally = Some(to_hex(tallies.get(&row.id).copied().unwrap_or(0)));
-        let sum = to_hex(sum_of(&row));
+        let sum = to_hex(row_sum(&row));
         update
             .execute(params![rowid, row.graph_sum, row.tally, sum])
             .map_err(&err)?;
@@ -1125,7 +1125,7 @@ impl FlowRead {
         if self.row.tally.is_none() {
             return Err(checksum::missing(format!("{}, column `tally`", r.what)));
         }
-        r.verify(self.sum.as_deref(), sum_of(&self.row))
+        r.verify(self.sum.as_deref(), row_sum(&self.row))
     }
 
     /// Checks the `graphs` row (a sealed database's) against the checksum its `flows` row
@@ -1135,7 +1135,7 @@ impl FlowRead {
         match (&self.graph, &self.row.graph_sum) {
             (None, None) => Ok(()),
             (Some(graph), Some(stored)) => {
-                let sum = sum_of(&GraphRow {
+                let sum = row_sum(&GraphRow {
                     flow_id: &self.row.id,
                     graph,
                 });
@@ -1260,7 +1260,7 @@ fn read_atom(row: &Row<'_>, flow_id: &str, sealed: bool) -> Result<(AtomRecord, 
         finished_at: r.opt_int(raw.finished_at, "finished_at")?,
         runs: r.int(raw.runs, "runs")?,
     };
-    let sum = sum_of(&raw);
+    let sum = row_sum(&raw);
     if sealed {
         r.verify(stored.as_deref(), sum)?;
     }
@@ -1338,7 +1338,7 @@ fn read_retry(
         history: r.json(&raw.history, "history")?,
         failure: r.opt_json(raw.failure.as_deref(), "failure")?,
     };
-    let sum = sum_of(&raw);
+    let sum = row_sum(&raw);
     if sealed {
         r.verify(stored.as_deref(), sum)?;
     }
@@ -1387,13 +1387,13 @@ impl Store for SqliteStore {
             graph => Some(to_json(graph, "flow graph")?),
         };
         let graph_sum = graph.as_deref().map(|graph| {
-            sum_of(&GraphRow {
+            row_sum(&GraphRow {
                 flow_id: &flow.id,
                 graph,
             })
         });
         let row = FlowRow::of(flow, graph_sum, 0)?;
-        let sum = to_hex(sum_of(&row));
+        let sum = to_hex(row_sum(&row));
         let err = sql_error(&self.path);
         let mut conn = self.conn();
         let tx = conn
@@ -1505,7 +1505,7 @@ impl Store for SqliteStore {
                 .map_err(&err)?;
             for atom in &checkpoint.atoms {
                 let row = AtomRow::of(flow_id, atom)?;
-                let sum = sum_of(&row);
+                let sum = row_sum(&row);
                 let old = replaced_sum(
                     &mut old_atom,
                     params![flow_id, row.name],
@@ -1546,7 +1546,7 @@ impl Store for SqliteStore {
                 .map_err(&err)?;
             for retry in &checkpoint.retries {
                 let row = RetryRow::of(flow_id, retry)?;
-                let sum = sum_of(&row);
+                let sum = row_sum(&row);
                 let old = replaced_sum(
                     &mut old_retry,
                     params![flow_id, row.flow, row.scope],
@@ -1579,7 +1579,7 @@ impl Store for SqliteStore {
                 flow.updated_at,
                 flow.lease,
                 flow.tally,
-                to_hex(sum_of(&flow)),
+                to_hex(row_sum(&flow)),
             ])
         })
         .map_err(&err)?;
@@ -1690,7 +1690,7 @@ impl Store for SqliteStore {
                 row.epoch,
                 row.lease,
                 row.updated_at,
-                to_hex(sum_of(&row)),
+                to_hex(row_sum(&row)),
             ],
         )
         .map_err(&err)?;
