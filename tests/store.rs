@@ -944,52 +944,45 @@ fn sqlite_new_database_is_wal_with_schema_version_5() {
 /// Whether the database at `path` has the checksum columns of version 5: `sum` in `flows`,
 /// `atoms` and `retries`, and `flows.graph_sum` and `flows.tally`.
 fn has_checksums(path: &Path) -> bool {
-    raw(path)
-        .query_row(
-            "SELECT (SELECT count(*) FROM pragma_table_info('flows') \
-                     WHERE name IN ('sum', 'graph_sum', 'tally')) = 3 \
-                AND (SELECT count(*) FROM pragma_table_info('atoms') WHERE name = 'sum') = 1 \
-                AND (SELECT count(*) FROM pragma_table_info('retries') WHERE name = 'sum') = 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    holds(
+        path,
+        "SELECT (SELECT count(*) FROM pragma_table_info('flows') \
+                 WHERE name IN ('sum', 'graph_sum', 'tally')) = 3 \
+            AND (SELECT count(*) FROM pragma_table_info('atoms') WHERE name = 'sum') = 1 \
+            AND (SELECT count(*) FROM pragma_table_info('retries') WHERE name = 'sum') = 1",
+    )
 }
 
 /// Whether the database at `path` has the `flows.epoch`, `flows.lease` and `atoms.runs` columns
 /// of version 4.
 fn has_leases(path: &Path) -> bool {
-    raw(path)
-        .query_row(
-            "SELECT (SELECT count(*) FROM pragma_table_info('flows') \
-                     WHERE name IN ('epoch', 'lease')) = 2 \
-                AND (SELECT count(*) FROM pragma_table_info('atoms') WHERE name = 'runs') = 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    holds(
+        path,
+        "SELECT (SELECT count(*) FROM pragma_table_info('flows') \
+                 WHERE name IN ('epoch', 'lease')) = 2 \
+            AND (SELECT count(*) FROM pragma_table_info('atoms') WHERE name = 'runs') = 1",
+    )
 }
 
 /// Whether the database at `path` has the `graphs` table of version 2.
 fn has_graphs_table(path: &Path) -> bool {
-    raw(path)
-        .query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'graphs'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    holds(
+        path,
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'graphs'",
+    )
+}
+
+/// Whether the query `sql` (one boolean) holds for the database at `path`.
+fn holds(path: &Path, sql: &str) -> bool {
+    raw(path).query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// Whether the database at `path` has the `retries.failure` column of version 3.
 fn has_retry_failures(path: &Path) -> bool {
-    raw(path)
-        .query_row(
-            "SELECT count(*) > 0 FROM pragma_table_info('retries') WHERE name = 'failure'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    holds(
+        path,
+        "SELECT count(*) > 0 FROM pragma_table_info('retries') WHERE name = 'failure'",
+    )
 }
 
 fn schema_version(path: &Path) -> u32 {
