@@ -32,7 +32,8 @@ use serde_json::Value;
     note = "a store keeps the inputs and every step's outputs as JSON: derive `serde::Serialize` and `serde::Deserialize` for the types named above, or run the flow in memory with `Engine::run`"
 )]
 // Like `Flow`'s, each hidden method has a default: `__restore_sub` and `__load_finished` are
-// those of a flow without sub-flows or map steps, the others only the fallback of a `flow!` that reported errors keeps.
+// those of a flow without sub-flows or map steps that revert, the others only the fallback of a
+// `flow!` that reported errors keeps.
 pub trait DurableFlow: Flow {
     /// Puts a stored result of step `step` back in its slots.
     #[doc(hidden)]

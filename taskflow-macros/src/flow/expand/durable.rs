@@ -94,11 +94,10 @@ fn reverted_maps<'e>(e: &'e Emit<'_>) -> Vec<(proc_macro2::Literal, &'e syn::Ide
     for (k, &s) in e.a.order.iter().enumerate() {
         let step = &e.a.steps[s];
         if step.map_item.is_some() && step.meta.has_revert {
-            let path = &step.r.path;
             maps.push((
                 index(k),
                 e.values.step_field(s),
-                quote!(__tf::Vec<__tf::MapItem<__tf::Out<#path, 0>>>),
+                super::map::finished_type(&step.r.path),
             ));
         }
     }

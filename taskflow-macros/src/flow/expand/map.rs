@@ -14,6 +14,12 @@ const RESERVED: &[&str] = &[
     "items", "run", "n", "i", "run_item", "v", "undo", "failures", "result",
 ];
 
+/// The type of what a `map` step of task `path` finished when it failed: its field's (in a
+/// `Slot`), and what a durable run stores with the step's FAILURE.
+pub fn finished_type(path: &syn::Path) -> TokenStream {
+    quote!(__tf::Vec<__tf::MapItem<__tf::Out<#path, 0>>>)
+}
+
 pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     let path = &step.r.path;
     let label = &step.label;

@@ -157,7 +157,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             fields.push(quote!(#f: __tf::Slot<__tf::Run<#path>>));
         } else if step.map_item.is_some() {
             let f = e.values.step_field(*s);
-            fields.push(quote!(#f: __tf::Slot<__tf::Vec<__tf::MapItem<__tf::Out<#path, 0>>>>));
+            let finished = map::finished_type(path);
+            fields.push(quote!(#f: __tf::Slot<#finished>));
         }
     }
     // The values of a new run, from its inputs (the parameters of `__taskflow_values`).
