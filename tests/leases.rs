@@ -230,6 +230,33 @@ fn every_store_takes_fences_renews_and_releases_runs() {
             again.flow.epoch, 3,
             "{backend}: every taking raises the epoch"
         );
+
+        // A finished run is not taken: returned as stored, no lease, the epoch unchanged (a
+        // taker killed before it let go would otherwise leave a finished run leased).
+        let fence_a = taskflow::store::Fence {
+            owner: a.id.clone(),
+            epoch: 3,
+        };
+        store
+            .checkpoint(
+                &flow.id,
+                &Checkpoint {
+                    flow_state: Some(FlowState::Success),
+                    fence: Some(fence_a),
+                    lease: LeaseUpdate::Release,
+                    ..Checkpoint::default()
+                },
+            )
+            .unwrap();
+        let finished = load(store, &flow.id);
+        let looked = store.acquire(&flow.id, &b, now() + 60_000).unwrap();
+        assert_eq!(looked, finished, "{backend}");
+        assert_eq!(looked.flow.lease, None, "{backend}");
+        assert_eq!(
+            load(store, &flow.id),
+            finished,
+            "{backend}: nothing written"
+        );
     }
 }
 

@@ -409,6 +409,11 @@ pub(crate) async fn resume<F: DurableFlow>(
     let stored = store
         .acquire(flow_id, &owner, engine.lease.until(), inline)
         .await?;
+    if stored.flow.state.is_final() {
+        // It finished since the look; a finished run is not taken (there is no lease to let go).
+        let cx = engine.context(suspend, F::NAME, None);
+        return restored::<F>(&stored, flow_id, &cx).map(|run| Some(F::__outputs(*run.values)));
+    }
     let fence = Fence {
         owner: owner.id.clone(),
         epoch: stored.flow.epoch,
@@ -422,14 +427,14 @@ pub(crate) async fn resume<F: DurableFlow>(
         hold,
     ));
     let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
-    // From what the taking read: the run may have moved on since the look.
+    // From what the taking read (the run may have moved on since the look, and may not restore).
     let run = match restored::<F>(&stored, flow_id, &cx) {
-        Ok(run) if !stored.flow.state.is_final() => run,
-        other => {
+        Ok(run) => run,
+        Err(e) => {
             if release(store, flow_id, fence, inline).await {
                 journal.hold().held().set_released();
             }
-            return other.map(|run| Some(F::__outputs(*run.values)));
+            return Err(e);
         }
     };
     finish(

@@ -544,9 +544,10 @@ impl Store for DirStore {
         let _writing = self.lock()?;
         let mut stored = self.read(flow_id)?.ok_or_else(not_found)?;
         let now = unix_millis(SystemTime::now());
-        lease::take(&mut stored.flow, owner, until, now)?;
-        stored.flow.updated_at = now;
-        self.write(&stored, false)?;
+        if lease::take(&mut stored.flow, owner, until, now)? {
+            stored.flow.updated_at = now;
+            self.write(&stored, false)?;
+        }
         Ok(stored)
     }
 }

@@ -301,13 +301,18 @@ impl FlowRecord {
 }
 
 /// [`Store::acquire`](super::Store::acquire) on a run held in memory: refuses while another
-/// owner's lease is live, else takes the run for `owner`.
+/// owner's lease is live, else takes the run for `owner`. False, with nothing changed, for a run
+/// in a final state: there is nothing left to own (and a taker killed before letting go would
+/// leave a finished run leased).
 pub(crate) fn take(
     flow: &mut FlowRecord,
     owner: &Owner,
     until: u64,
     now: u64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    if flow.state.is_final() {
+        return Ok(false);
+    }
     if let Some(lease) = &flow.lease {
         if lease.owner.id != owner.id && lease.is_live(now) {
             return Err(StoreError::RunBusy {
@@ -318,7 +323,7 @@ pub(crate) fn take(
         }
     }
     flow.lease_to(owner, until);
-    Ok(())
+    Ok(true)
 }
 
 /// Whether a checkpoint with `fence` may be applied to the run whose epoch and lease are these:

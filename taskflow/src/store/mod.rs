@@ -538,7 +538,9 @@ pub trait Store: Send + Sync {
     ///
     /// Fails with [`StoreError::RunBusy`] while another owner holds a live lease (one not run
     /// out and whose owner is not [known dead](Owner::is_known_dead)), and with
-    /// [`StoreError::NotFound`] for an unknown run; then nothing changes.
+    /// [`StoreError::NotFound`] for an unknown run; then nothing changes. A run in a final state
+    /// (SUCCESS, REVERTED, FAILURE) is not taken: it is returned as stored, without a lease, so
+    /// a taker killed before it lets go cannot leave a finished run leased.
     ///
     /// ```
     /// use taskflow::store::{FlowRecord, MemoryStore, Owner, Store, StoreError};

@@ -1678,7 +1678,9 @@ impl Store for SqliteStore {
                 flow_id: flow_id.to_owned(),
             })?;
         let now = unix_millis(SystemTime::now());
-        lease::take(&mut stored.flow, owner, until, now)?;
+        if !lease::take(&mut stored.flow, owner, until, now)? {
+            return Ok(stored);
+        }
         stored.flow.updated_at = now;
         row.epoch = to_i64(stored.flow.epoch, "epoch")?;
         row.lease = lease_json(stored.flow.lease.as_ref())?;
