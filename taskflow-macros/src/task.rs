@@ -211,6 +211,13 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                         cx.error_spanned(&pt.ty, format!("parameter `{}` takes `&mut`: a flow value is shared between steps, take it by value or by `&`", pi.ident));
                         continue;
                     }
+                    // A `&'static T` reads a value of that type (it cannot borrow from a flow
+                    // value, which lives only as long as the run): a copy of the reference.
+                    Type::Reference(r)
+                        if r.lifetime.as_ref().is_some_and(|l| l.ident == "static") =>
+                    {
+                        (false, ty.clone())
+                    }
                     Type::Reference(r) => (true, (*r.elem).clone()),
                     other => (false, other.clone()),
                 };

@@ -37,6 +37,36 @@ pub use taskflow_macros::{__define_chunk, __flow_impl, __task_impl};
 #[path = "slot.rs"]
 mod slot;
 
+/// A `&P` parameter reads a value `T` that is a `P` or dereferences to one (`String` to `str`,
+/// `Arc<String>` to `str`, a `Deref` type of the user's to its target): `I` counts the
+/// dereferences (`Here`, `There<Here>`, ...) and is inferred, so any chain serves, and a value
+/// that reaches no `P` fails the binding's check of the flow, which names the step.
+pub trait Lends<P: ?Sized, I> {
+    fn lend(&self) -> &P;
+}
+
+/// [`Lends`] with no dereference.
+pub struct Here;
+/// [`Lends`] with one dereference more than `I`.
+pub struct There<I>(I);
+
+impl<T: ?Sized> Lends<T, Here> for T {
+    fn lend(&self) -> &T {
+        self
+    }
+}
+
+impl<T, P, I> Lends<P, There<I>> for T
+where
+    T: ?Sized + core::ops::Deref,
+    T::Target: Lends<P, I>,
+    P: ?Sized,
+{
+    fn lend(&self) -> &P {
+        (**self).lend()
+    }
+}
+
 /// What a step's task ends with: its outputs, or its failure.
 pub type Outcome<T> = Result<T, Failure>;
 

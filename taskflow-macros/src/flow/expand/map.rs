@@ -54,21 +54,32 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     let vars: Vec<&Ident> = others.iter().map(|&p| &params[p]).collect();
     let other_tys: Vec<&TokenStream> = owned.iter().map(|(_, ty)| ty).collect();
     let takes: Vec<&TokenStream> = owned.iter().map(|(take, _)| take).collect();
-    let call_args = (0..step.args.len()).map(|p| {
-        if p == item {
-            return if step.meta.params[item].by_ref {
-                quote!(&#items[#i])
-            } else {
-                quote!(::core::clone::Clone::clone(&#items[#i]))
-            };
-        }
-        let var = &params[p];
-        match modes[p] {
-            Mode::Ctx | Mode::Ref => quote!(&#var),
-            Mode::OptRef => quote!(#var.as_deref()),
-            Mode::Value | Mode::OptValue => quote!(::core::clone::Clone::clone(&#var)),
-        }
-    });
+    let values: Vec<TokenStream> = (0..step.args.len())
+        .map(|p| {
+            if p == item {
+                return if step.meta.params[item].by_ref {
+                    quote!(&#items[#i])
+                } else {
+                    quote!(::core::clone::Clone::clone(&#items[#i]))
+                };
+            }
+            let var = &params[p];
+            // On the step, like the task's own parameters: an error about the value is there.
+            match modes[p] {
+                Mode::Ctx => quote!(&#var),
+                // The value itself, not its `Arc` handle: a mismatch names the value's type.
+                Mode::Ref => quote_spanned!(span=> &*#var),
+                Mode::OptRef => quote_spanned!(span=> #var.as_deref()),
+                Mode::Value | Mode::OptValue => {
+                    quote_spanned!(span=> ::core::clone::Clone::clone(&#var))
+                }
+            }
+        })
+        .collect();
+    // Every value but the item passes through its binding's check.
+    let mut checked_modes = modes.clone();
+    checked_modes[item] = Mode::Ctx;
+    let (checks, call_args) = super::binding::checked(e.a, step, &values, &checked_modes, span);
     let call = quote_spanned!(span=> #path(#(#call_args),*));
     let normalize = |outcome: TokenStream| {
         if step.meta.fallible {
@@ -96,6 +107,7 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     };
     let function = quote! {
         async fn #name(#items: __tf::Arc<#items_ty>, #(#vars: #other_tys,)* #run: __tf::RunContext) -> __Done {
+            #checks
             let #n = #items.len();
             #body
         }

@@ -14,6 +14,7 @@
 //!
 //! On errors the pipeline emits `fallback` instead.
 
+mod binding;
 mod control;
 mod durable;
 mod fallback;

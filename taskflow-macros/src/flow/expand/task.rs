@@ -29,7 +29,11 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
             Mode::OptRef => quote!(__tf::Option<&#ty>),
         }
     });
-    let call = quote_spanned!(span=> #path(#(#params),*));
+    // Each value passes through its binding's check, which names the step and the parameter
+    // when its type is not what the task takes.
+    let values: Vec<TokenStream> = params.iter().map(|p| quote!(#p)).collect();
+    let (checks, args) = super::binding::checked(e.a, step, &values, &modes, span);
+    let call = quote_spanned!(span=> #path(#(#args),*));
     let ran = local("ran");
     let caught = if step.meta.is_async {
         quote!(__tf::catch_async(#label, #call).await)
@@ -49,6 +53,7 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
     let asyncness = step.meta.is_async.then(|| quote!(async));
     let function = quote! {
         #asyncness fn #name(#(#params: #param_tys),*) -> __Done {
+            #checks
             let #ran = #caught;
             __Done::#name(#outcome)
         }

@@ -1,0 +1,132 @@
+//! The type check of each binding, in our words: a step's parameter reads a flow value through a
+//! trait made for that one binding, whose `#[diagnostic::on_unimplemented]` message names the
+//! step, the parameter and where the value comes from. The parameter's type is inferred from the
+//! task's signature at the call, so a mismatch is that trait's one error (`E0277`), spanned on the
+//! step, and never also rustc's `mismatched types` at the call.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+use super::super::graph::{Analysis, Source, Step};
+use super::values::Mode;
+use crate::meta::StepKind;
+
+/// What a message says a slot is: "flow input `size`", "`size` (from step `choose`)".
+fn origin(a: &Analysis, slot: usize) -> String {
+    let name = a.slots[slot].name.trim_start_matches("r#");
+    match a.slots[slot].source {
+        Source::Input(_) => format!("flow input `{name}`"),
+        Source::Output { step, .. } => {
+            let provider = &a.steps[step];
+            let kind = match provider.meta.kind {
+                StepKind::Flow => "sub-flow",
+                StepKind::Task => "step",
+            };
+            format!("`{name}` (from {kind} `{}`)", provider.label)
+        }
+        Source::RetryItem { .. } => format!("`{name}` (from its retry controller)"),
+        Source::Default { .. } => format!("`{name}`"),
+    }
+}
+
+/// The argument expressions of `step`'s call: each `values[p]` (which gives what mode `modes[p]`
+/// reads: a `T`, a `&T`, an `Option<T>` or an `Option<&T>`) through its binding's check; one
+/// in mode `Ctx` is passed as it is. And the checks' items, to go in the function that makes the
+/// call, before it.
+pub fn checked(
+    a: &Analysis,
+    step: &Step,
+    values: &[TokenStream],
+    modes: &[Mode],
+    span: Span,
+) -> (TokenStream, Vec<TokenStream>) {
+    let mut items = TokenStream::new();
+    let mut args = Vec::new();
+    for (p, (param, &mode)) in values.iter().zip(modes).enumerate() {
+        let slot = match (mode, step.args[p]) {
+            (Mode::Ctx, _) | (_, None) => None,
+            (_, Some(slot)) if matches!(a.slots[slot].source, Source::Default { .. }) => None,
+            (_, Some(slot)) => Some(slot),
+        };
+        let Some(slot) = slot else {
+            args.push(quote!(#param));
+            continue;
+        };
+        let pname = step.meta.params[p].name.trim_start_matches("r#");
+        // What the parameter takes, the signature of the check's `pass`, its body, and whether
+        // it lends (a `&P` reads a `T` that dereferences to a `P`, `__tf::Lends`) or passes the
+        // value as it is.
+        let (takes, sig, body, lends) = match mode {
+            Mode::Ref => (
+                "&{Self}",
+                quote!(fn pass(v: &T) -> &Self),
+                quote!(__tf::Lends::lend(v)),
+                true,
+            ),
+            Mode::OptRef => (
+                "Option<&{Self}>",
+                quote!(fn pass(v: __tf::Option<&T>) -> __tf::Option<&Self>),
+                quote!(v.map(|v| __tf::Lends::lend(v))),
+                true,
+            ),
+            Mode::OptValue => (
+                "Option<{Self}>",
+                quote!(fn pass(v: __tf::Option<T>) -> __tf::Option<Self>),
+                quote!(v),
+                false,
+            ),
+            _ => ("{Self}", quote!(fn pass(v: T) -> Self), quote!(v), false),
+        };
+        let message = format!(
+            "step `{}` parameter `{pname}` takes `{takes}`, but {} is `{{T}}`",
+            step.label,
+            origin(a, slot)
+        );
+        let label = format!("`{pname}` reads a `{{T}}` here");
+        let trait_name = format_ident!(
+            "parameter_{}",
+            pname,
+            span = Span::mixed_site().located_at(span)
+        );
+        let (decl, imp) = if lends {
+            // `I` counts the dereferences from `T` to `P`; rustc infers it. The impl is not
+            // recommended, so a failure is this trait's, with its message, not `Lends`'s.
+            (
+                quote! {
+                    #[diagnostic::on_unimplemented(
+                        message = #message,
+                        label = #label,
+                        note = "a `&P` parameter reads a value that is a `P` or dereferences to \
+                                one (`String` to `str`, `Vec<T>` to `[T]`, `Arc<String>` to `str`)"
+                    )]
+                    trait #trait_name<T: ?Sized, I> { #sig; }
+                },
+                quote! {
+                    #[diagnostic::do_not_recommend]
+                    impl<T: ?Sized + __tf::Lends<P, I>, P: ?Sized, I> #trait_name<T, I> for P {
+                        #sig { #body }
+                    }
+                },
+            )
+        } else {
+            (
+                quote! {
+                    #[diagnostic::on_unimplemented(message = #message, label = #label)]
+                    trait #trait_name<T>: Sized { #sig; }
+                },
+                quote! {
+                    impl<T> #trait_name<T> for T {
+                        #sig { #body }
+                    }
+                },
+            )
+        };
+        items.extend(quote! {
+            #[allow(non_camel_case_types)]
+            #decl
+            #imp
+        });
+        args.push(quote_spanned!(span=> #trait_name::pass(#param)));
+    }
+    (items, args)
+}
