@@ -21,6 +21,7 @@ const CASES: &[(&str, usize)] = &[
     ("cycle_two_steps", 1),
     ("two_cycles", 2),
     ("link_inside_linear", 1),
+    ("flow_output_type_mismatch", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

@@ -4,7 +4,7 @@
 //! task's signature at the call, so a mismatch is that trait's one error (`E0277`), spanned on the
 //! step, and never also rustc's `mismatched types` at the call.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
 use super::super::graph::{Analysis, Source, Step};
@@ -12,7 +12,7 @@ use super::values::Mode;
 use crate::meta::StepKind;
 
 /// What a message says a slot is: "flow input `size`", "`size` (from step `choose`)".
-fn origin(a: &Analysis, slot: usize) -> String {
+pub fn origin(a: &Analysis, slot: usize) -> String {
     let name = a.slots[slot].name.trim_start_matches("r#");
     match a.slots[slot].source {
         Source::Input(_) => format!("flow input `{name}`"),
@@ -129,4 +129,39 @@ pub fn checked(
         args.push(quote_spanned!(span=> #trait_name::pass(#param)));
     }
     (items, args)
+}
+
+/// A flow output declared with a type: `value` (the slot's value as the outputs struct gets it)
+/// through a check that names the flow, the output and where the value comes from, spanned on
+/// the declared type. Its items go in the function that reads the outputs.
+pub fn checked_output(
+    a: &Analysis,
+    flow: &Ident,
+    output: &Ident,
+    declared: &syn::Type,
+    slot: usize,
+    value: TokenStream,
+) -> (TokenStream, TokenStream) {
+    let span = Span::call_site().located_at(syn::spanned::Spanned::span(declared));
+    let name = output.to_string();
+    let name = name.trim_start_matches("r#");
+    let message = format!(
+        "flow `{flow}` declares output `{name}` as `{{Self}}`, but {} is `{{T}}`",
+        origin(a, slot)
+    );
+    let label = format!("`{name}` is a `{{T}}`");
+    let trait_name = format_ident!(
+        "output_{}",
+        name,
+        span = Span::mixed_site().located_at(span)
+    );
+    let items = quote! {
+        #[allow(non_camel_case_types)]
+        #[diagnostic::on_unimplemented(message = #message, label = #label)]
+        trait #trait_name<T>: Sized { fn pass(v: T) -> Self; }
+        impl<T> #trait_name<T> for T {
+            fn pass(v: T) -> T { v }
+        }
+    };
+    (items, quote_spanned!(span=> #trait_name::pass({ #value })))
 }

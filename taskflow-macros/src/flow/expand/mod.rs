@@ -129,14 +129,30 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             quote!(pub #o: #ty)
         })
         .collect();
-    let output_reads = out_slots.iter().zip(&def.outputs).map(|(&slot, o)| {
-        let f = e.values.field(slot);
-        if skippable(a, slot) {
-            quote!(#o: #v.#f.output_opt(#copy))
-        } else {
-            quote!(#o: #v.#f.output(#copy))
-        }
-    });
+    // A declared output type is checked against the value's, in our words (`binding`).
+    let mut output_checks = TokenStream::new();
+    let output_reads: Vec<TokenStream> = out_slots
+        .iter()
+        .zip(&def.outputs)
+        .zip(&def.output_types)
+        .map(|((&slot, o), declared)| {
+            let f = e.values.field(slot);
+            let read = if skippable(a, slot) {
+                quote!(#v.#f.output_opt(#copy))
+            } else {
+                quote!(#v.#f.output(#copy))
+            };
+            let read = match declared {
+                Some(ty) => {
+                    let (items, read) = binding::checked_output(a, &def.name, o, ty, slot, read);
+                    output_checks.extend(items);
+                    read
+                }
+                None => read,
+            };
+            quote!(#o: #read)
+        })
+        .collect();
     let provides = out_types.iter().enumerate().map(|(i, ty)| {
         let i = index(i);
         quote!(impl __tf::Provides<#i> for #name { type Value = #ty; })
@@ -346,6 +362,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                 #revert_method
 
                 fn __outputs_of(#v: &mut __Values, #copy: bool) -> #outputs_ty {
+                    #output_checks
                     #outputs_ty { #(#output_reads,)* }
                 }
 
