@@ -8,12 +8,12 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
 use super::super::graph::{Analysis, Source, Step};
-use super::values::Mode;
+use super::values::{bare, Mode};
 use crate::meta::StepKind;
 
 /// What a message says a slot is: "flow input `size`", "`size` (from step `choose`)".
 pub fn origin(a: &Analysis, slot: usize) -> String {
-    let name = a.slots[slot].name.trim_start_matches("r#");
+    let name = bare(&a.slots[slot].name);
     match a.slots[slot].source {
         Source::Input(_) => format!("flow input `{name}`"),
         Source::Output { step, .. } => {
@@ -52,30 +52,27 @@ pub fn checked(
             args.push(quote!(#param));
             continue;
         };
-        let pname = step.meta.params[p].name.trim_start_matches("r#");
-        // What the parameter takes, the signature of the check's `pass`, its body, and whether
-        // it lends (a `&P` reads a `T` that dereferences to a `P`, `__tf::Lends`) or passes the
-        // value as it is.
-        let (takes, sig, body, lends) = match mode {
+        let pname = bare(&step.meta.params[p].name);
+        // What the parameter takes, the signature of the check's `pass`, and, for a parameter
+        // that lends (a `&P` reads a `T` that dereferences to a `P`, `__tf::Lends`), how `pass`
+        // lends it; any other passes the value as it is.
+        let (takes, sig, lend) = match mode {
             Mode::Ref => (
                 "&{Self}",
                 quote!(fn pass(v: &T) -> &Self),
-                quote!(__tf::Lends::lend(v)),
-                true,
+                Some(quote!(__tf::Lends::lend(v))),
             ),
             Mode::OptRef => (
                 "Option<&{Self}>",
                 quote!(fn pass(v: __tf::Option<&T>) -> __tf::Option<&Self>),
-                quote!(v.map(|v| __tf::Lends::lend(v))),
-                true,
+                Some(quote!(v.map(|v| __tf::Lends::lend(v)))),
             ),
             Mode::OptValue => (
                 "Option<{Self}>",
                 quote!(fn pass(v: __tf::Option<T>) -> __tf::Option<Self>),
-                quote!(v),
-                false,
+                None,
             ),
-            _ => ("{Self}", quote!(fn pass(v: T) -> Self), quote!(v), false),
+            _ => ("{Self}", quote!(fn pass(v: T) -> Self), None),
         };
         let message = format!(
             "step `{}` parameter `{pname}` takes `{takes}`, but {} is `{{T}}`",
@@ -88,43 +85,24 @@ pub fn checked(
             pname,
             span = Span::mixed_site().located_at(span)
         );
-        let (decl, imp) = if lends {
+        items.extend(match lend {
             // `I` counts the dereferences from `T` to `P`; rustc infers it. The impl is not
             // recommended, so a failure is this trait's, with its message, not `Lends`'s.
-            (
-                quote! {
-                    #[diagnostic::on_unimplemented(
-                        message = #message,
-                        label = #label,
-                        note = "a `&P` parameter reads a value that is a `P` or dereferences to \
-                                one (`String` to `str`, `Vec<T>` to `[T]`, `Arc<String>` to `str`)"
-                    )]
-                    trait #trait_name<T: ?Sized, I> { #sig; }
-                },
-                quote! {
-                    #[diagnostic::do_not_recommend]
-                    impl<T: ?Sized + __tf::Lends<P, I>, P: ?Sized, I> #trait_name<T, I> for P {
-                        #sig { #body }
-                    }
-                },
-            )
-        } else {
-            (
-                quote! {
-                    #[diagnostic::on_unimplemented(message = #message, label = #label)]
-                    trait #trait_name<T>: Sized { #sig; }
-                },
-                quote! {
-                    impl<T> #trait_name<T> for T {
-                        #sig { #body }
-                    }
-                },
-            )
-        };
-        items.extend(quote! {
-            #[allow(non_camel_case_types)]
-            #decl
-            #imp
+            Some(body) => quote! {
+                #[allow(non_camel_case_types)]
+                #[diagnostic::on_unimplemented(
+                    message = #message,
+                    label = #label,
+                    note = "a `&P` parameter reads a value that is a `P` or dereferences to \
+                            one (`String` to `str`, `Vec<T>` to `[T]`, `Arc<String>` to `str`)"
+                )]
+                trait #trait_name<T: ?Sized, I> { #sig; }
+                #[diagnostic::do_not_recommend]
+                impl<T: ?Sized + __tf::Lends<P, I>, P: ?Sized, I> #trait_name<T, I> for P {
+                    #sig { #body }
+                }
+            },
+            None => identity_check(&trait_name, &message, &label, sig),
         });
         args.push(quote_spanned!(span=> #trait_name::pass(#param)));
     }
@@ -144,7 +122,7 @@ pub fn checked_output(
 ) -> (TokenStream, TokenStream) {
     let span = Span::call_site().located_at(syn::spanned::Spanned::span(declared));
     let name = output.to_string();
-    let name = name.trim_start_matches("r#");
+    let name = bare(&name);
     let message = format!(
         "flow `{flow}` declares output `{name}` as `{{Self}}`, but {} is `{{T}}`",
         origin(a, slot)
@@ -155,13 +133,19 @@ pub fn checked_output(
         name,
         span = Span::mixed_site().located_at(span)
     );
-    let items = quote! {
+    let items = identity_check(&trait_name, &message, &label, quote!(fn pass(v: T) -> Self));
+    (items, quote_spanned!(span=> #trait_name::pass({ #value })))
+}
+
+/// A check that passes a value of exactly the type expected, `sig` (`fn pass(v: ..T..) ->
+/// ..Self..`) with the value as it is, and otherwise fails with `message` and `label`.
+fn identity_check(name: &Ident, message: &str, label: &str, sig: TokenStream) -> TokenStream {
+    quote! {
         #[allow(non_camel_case_types)]
         #[diagnostic::on_unimplemented(message = #message, label = #label)]
-        trait #trait_name<T>: Sized { fn pass(v: T) -> Self; }
-        impl<T> #trait_name<T> for T {
-            fn pass(v: T) -> T { v }
+        trait #name<T>: Sized { #sig; }
+        impl<T> #name<T> for T {
+            #sig { v }
         }
-    };
-    (items, quote_spanned!(span=> #trait_name::pass({ #value })))
+    }
 }
