@@ -921,6 +921,132 @@ fn raw(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
 
+/// Two handles of one database writing the same run in turn (as two processes of one owner
+/// would, or one process that reopened its store): each checkpoint replaces rows the other
+/// handle wrote last, and every load verifies — a handle does not reuse what it remembers of
+/// the run once another wrote to it.
+#[test]
+fn sqlite_two_handles_writing_one_run_in_turn_keep_it_verified() {
+    let (a, tmp) = sqlite();
+    let b = SqliteStore::open(tmp.0.join("flows.db")).unwrap();
+    let flow = FlowRecord::new("book", "Flow", "fp", json!({ "n": 1 }));
+    a.create_flow(&flow).unwrap();
+    let step = |name: &str, state, runs| AtomRecord {
+        state,
+        runs,
+        ..AtomRecord::new(name)
+    };
+    let retry = |attempt| RetryRecord {
+        scope: 0,
+        flow: String::new(),
+        attempt,
+        history: Vec::new(),
+        failure: None,
+    };
+    let writes = [
+        (&a, StepState::Pending, 0),
+        (&a, StepState::Running, 1),
+        (&b, StepState::Success, 1),
+        (&a, StepState::Running, 2),
+        (&a, StepState::Failure, 2),
+        (&b, StepState::Reverted, 2),
+        (&b, StepState::Running, 3),
+        (&a, StepState::Success, 3),
+    ];
+    for (n, (store, state, runs)) in writes.into_iter().enumerate() {
+        let attempt = u32::try_from(n).unwrap() + 1;
+        let cp = Checkpoint {
+            atoms: vec![
+                step("one", state, runs),
+                step("two", StepState::Pending, n as u32),
+            ],
+            retries: vec![retry(attempt)],
+            ..Default::default()
+        };
+        store.checkpoint(&flow.id, &cp).unwrap();
+        for reader in [&a, &b] {
+            let stored = reader.load_flow(&flow.id).unwrap().unwrap();
+            assert_eq!(stored.atom("one").unwrap().state, state, "write {n}");
+            assert_eq!(stored.atom("two").unwrap().runs, n as u32, "write {n}");
+            assert_eq!(stored.retries[0].attempt, attempt, "write {n}");
+        }
+    }
+    let fresh = SqliteStore::open(tmp.0.join("flows.db")).unwrap();
+    assert_eq!(
+        fresh
+            .load_flow(&flow.id)
+            .unwrap()
+            .unwrap()
+            .atom("one")
+            .unwrap()
+            .state,
+        StepState::Success
+    );
+}
+
+/// A run's `flows` row damaged between two checkpoints is never sealed anew. A handle that did
+/// not write the run's last checkpoint reads and verifies the row, and refuses a damaged one,
+/// writing nothing. The handle that did write it last does not read the row again (it knows
+/// what it committed): its checkpoint writes the columns it changes and their checksum as it
+/// committed them, so a damaged column it does not write still fails the checksum at every load.
+#[test]
+fn sqlite_a_damaged_flows_row_is_never_sealed_by_a_checkpoint() {
+    let (store, tmp) = sqlite();
+    let flow = FlowRecord::new("book", "Flow", "fp", json!(null));
+    store.create_flow(&flow).unwrap();
+    let cp = |state| Checkpoint {
+        atoms: vec![AtomRecord {
+            state,
+            ..AtomRecord::new("one")
+        }],
+        ..Default::default()
+    };
+    let edit = || {
+        raw(store.path())
+            .execute(
+                "UPDATE flows SET fingerprint = 'edited' WHERE id = ?1",
+                [&flow.id],
+            )
+            .unwrap()
+    };
+    let stored_state = || -> String {
+        raw(store.path())
+            .query_row("SELECT state FROM atoms WHERE name = 'one'", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    store.checkpoint(&flow.id, &cp(StepState::Running)).unwrap();
+    edit();
+    assert!(matches!(
+        store.load_flow(&flow.id),
+        Err(StoreError::Corrupt { .. })
+    ));
+    // The writer of the last checkpoint: the damage stays detected.
+    store.checkpoint(&flow.id, &cp(StepState::Success)).unwrap();
+    match store.load_flow(&flow.id) {
+        Err(StoreError::Corrupt { what, .. }) => assert!(what.contains("flows row"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(stored_state(), "SUCCESS");
+
+    // Another handle: refused, naming the row, and nothing is written.
+    let other = SqliteStore::open(tmp.0.join("flows.db")).unwrap();
+    edit();
+    for (n, state) in [StepState::Failure, StepState::Reverted]
+        .into_iter()
+        .enumerate()
+    {
+        match other.checkpoint(&flow.id, &cp(state)) {
+            Err(StoreError::Corrupt { what, .. }) => {
+                assert!(what.contains("flows row"), "{n}: {what}")
+            }
+            other => panic!("{n}: {other:?}"),
+        }
+    }
+    assert_eq!(stored_state(), "SUCCESS");
+}
+
 /// A new database gets WAL and schema version 5, which has the `graphs` table (version 2),
 /// `retries.failure` (version 3), the lease columns (version 4) and the checksums (version 5).
 #[test]

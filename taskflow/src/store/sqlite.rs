@@ -180,8 +180,12 @@ const ATOM_COLUMNS_V1: &str = "id, name, state, attempt, result, failure, revert
 /// checksums (`tally`), both covered by its own `sum`: a load verifies every row and the tally,
 /// so a row that went missing, is read twice or in an older version of itself (which a damaged
 /// page or index can do, each row then verifying on its own) is `Corrupt` too. Every write sets
-/// them in the transaction of its rows; a checkpoint verifies the `flows` row it rewrites, so a
-/// damaged one is refused rather than sealed anew. The migration to version 5 computes them for
+/// them in the transaction of its rows, and no checkpoint seals a damaged row anew: a handle's
+/// first checkpoint of a run (or one after another handle or process wrote it) reads and
+/// verifies the run's `flows` row and refuses a damaged one; a handle that wrote the run's last
+/// checkpoint checks only that the stored `flows.sum` is still the one it wrote, and then
+/// writes from what it committed (the columns a checkpoint changes, and the sum of the row as
+/// it committed it), so damage to another column still fails the checksum at every load. The migration to version 5 computes them for
 /// every existing row, so a row without one is corrupt. At open the tables' columns are checked
 /// against those of the database's version (exactly, by `open`, which migrates; those it reads,
 /// by `open_read_only`), so damage to the schema is `Corrupt` too, not an SQL error later; a run
@@ -212,7 +216,31 @@ pub struct SqliteStore {
     /// The schema version of the database: [`SCHEMA_VERSION`] once `open` is done; as found for
     /// `open_read_only`.
     version: u32,
+    /// What this handle's last checkpoint of each run it is writing committed (locked after
+    /// `conn`, only by [`Store::checkpoint`]).
+    written: Mutex<HashMap<String, Written>>,
 }
+
+/// What a [`SqliteStore`] knows of a run it wrote the last checkpoint of: its `flows` row as
+/// committed, with that row's checksum, and the checksums of the `atoms` and `retries` rows it
+/// wrote. A checkpoint reads the run's stored `flows.sum` in its transaction: when it is the one
+/// remembered here, nobody wrote the run since (every write of a run's rows rewrites its `flows`
+/// row, and its sum with it), so the row need not be read and verified again, nor the old
+/// checksums of the rows it replaces looked up one by one; otherwise (another writer, a take-over,
+/// a damaged row) the checkpoint reads and verifies everything, as on its first write of the run.
+/// Forgotten when a checkpoint fails (its transaction rolled back) or releases the run.
+#[derive(Debug)]
+struct Written {
+    row: FlowRow,
+    sum: u64,
+    lease: Option<Lease>,
+    atoms: HashMap<String, u64>,
+    retries: HashMap<(String, usize), u64>,
+}
+
+/// At most this many runs' [`Written`] are kept by one store: past it they are all forgotten
+/// (each then pays for one full read at its next checkpoint).
+const WRITTEN_RUNS: usize = 1024;
 
 impl SqliteStore {
     /// Opens (or creates) the store in database file `path`, creating the schema in a new file
@@ -273,6 +301,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),
+            written: Mutex::default(),
             version: SCHEMA_VERSION,
         })
     }
@@ -319,6 +348,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),
+            written: Mutex::default(),
             version,
         })
     }
@@ -384,6 +414,48 @@ impl SqliteStore {
         let read = FlowRead::read(&r)?;
         read.verify(&r)?;
         Ok(read.row)
+    }
+
+    /// What a checkpoint of run `flow_id` in `tx` starts from: what this handle remembers of
+    /// the run when the stored `flows.sum` is still the one it committed last (see [`Written`]),
+    /// else the `flows` row read and verified ([`Self::flow_row_in`]), with no row checksums
+    /// known. Either way the run is no longer remembered until the checkpoint commits.
+    fn written(&self, tx: &Transaction<'_>, flow_id: &str) -> Result<Written, StoreError> {
+        let err = sql_error(&self.path);
+        let stored: Option<Option<String>> = tx
+            .prepare_cached("SELECT sum FROM flows WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row([flow_id], |r| r.get(0)).optional())
+            .map_err(&err)?;
+        let Some(stored) = stored else {
+            return Err(self.missing(tx, flow_id));
+        };
+        let remembered = self.remembered().remove(flow_id);
+        if let Some(written) = remembered {
+            if stored.as_deref().and_then(checksum::from_hex) == Some(written.sum) {
+                return Ok(written);
+            }
+        }
+        let row = self.flow_row_in(tx, flow_id)?;
+        let lease = row
+            .lease
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                what: format!("flows row id={flow_id:?}, column `lease`"),
+                detail: e.to_string(),
+            })?;
+        Ok(Written {
+            sum: row_sum(&row),
+            row,
+            lease,
+            atoms: HashMap::new(),
+            retries: HashMap::new(),
+        })
+    }
+
+    fn remembered(&self) -> MutexGuard<'_, HashMap<String, Written>> {
+        self.written.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Why run `flow_id` was not found through the `flows` index: [`StoreError::NotFound`], or
@@ -1446,36 +1518,27 @@ impl Store for SqliteStore {
         let err = sql_error(&self.path);
         let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
         let mut conn = self.conn();
-        // Any early return drops `tx`, which rolls back everything written so far.
+        // Any early return drops `tx`, which rolls back everything written so far; and what this
+        // handle remembers of the run is taken out here and put back only once the commit is done.
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
+        let mut written = self.written(&tx, flow_id).map_err(naming_run(flow_id))?;
         // The fence is checked in the transaction that writes: no other writer comes between.
-        let mut flow = self
-            .flow_row_in(&tx, flow_id)
-            .map_err(naming_run(flow_id))?;
-        let mut lease: Option<Lease> = flow
-            .lease
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt {
-                what: format!("flows row id={flow_id:?}, column `lease`"),
-                detail: e.to_string(),
-            })?;
         lease::check(
             flow_id,
-            u64::try_from(flow.epoch).unwrap_or(0),
-            lease.as_ref(),
+            u64::try_from(written.row.epoch).unwrap_or(0),
+            written.lease.as_ref(),
             checkpoint.fence.as_ref(),
             unix_millis(SystemTime::now()),
         )?;
+        let flow = &mut written.row;
         if let Some(state) = checkpoint.flow_state {
             flow.state = state.to_string();
         }
         if checkpoint.lease != LeaseUpdate::Keep {
-            lease::update(&mut lease, checkpoint.lease);
-            flow.lease = lease_json(lease.as_ref())?;
+            lease::update(&mut written.lease, checkpoint.lease);
+            flow.lease = lease_json(written.lease.as_ref())?;
         }
         flow.updated_at = now;
         // The tally follows each row replaced: minus the old row's checksum, plus the new one's.
@@ -1506,12 +1569,15 @@ impl Store for SqliteStore {
             for atom in &checkpoint.atoms {
                 let row = AtomRow::of(flow_id, atom)?;
                 let sum = row_sum(&row);
-                let old = replaced_sum(
-                    &mut old_atom,
-                    params![flow_id, row.name],
-                    || format!("atoms row flow_id={flow_id:?} name={:?}", row.name),
-                    &err,
-                )?;
+                let old = match written.atoms.get(&row.name) {
+                    Some(&old) => old,
+                    None => replaced_sum(
+                        &mut old_atom,
+                        params![flow_id, row.name],
+                        || format!("atoms row flow_id={flow_id:?} name={:?}", row.name),
+                        &err,
+                    )?,
+                };
                 tally = tally.wrapping_sub(old).wrapping_add(sum);
                 upsert_atom
                     .execute(params![
@@ -1529,6 +1595,7 @@ impl Store for SqliteStore {
                         to_hex(sum),
                     ])
                     .map_err(&err)?;
+                written.atoms.insert(row.name.clone(), sum);
             }
             let mut old_retry = tx
                 .prepare_cached(
@@ -1547,12 +1614,16 @@ impl Store for SqliteStore {
             for retry in &checkpoint.retries {
                 let row = RetryRow::of(flow_id, retry)?;
                 let sum = row_sum(&row);
-                let old = replaced_sum(
-                    &mut old_retry,
-                    params![flow_id, row.flow, row.scope],
-                    || checksum::Record::Retry(&row.flow, retry.scope).describe(flow_id),
-                    &err,
-                )?;
+                let key = (retry.flow.clone(), retry.scope);
+                let old = match written.retries.get(&key) {
+                    Some(&old) => old,
+                    None => replaced_sum(
+                        &mut old_retry,
+                        params![flow_id, row.flow, row.scope],
+                        || checksum::Record::Retry(&row.flow, retry.scope).describe(flow_id),
+                        &err,
+                    )?,
+                };
                 tally = tally.wrapping_sub(old).wrapping_add(sum);
                 upsert_retry
                     .execute(params![
@@ -1565,9 +1636,12 @@ impl Store for SqliteStore {
                         to_hex(sum),
                     ])
                     .map_err(&err)?;
+                written.retries.insert(key, sum);
             }
         }
+        let flow = &mut written.row;
         flow.tally = Some(to_hex(tally));
+        written.sum = row_sum(flow);
         tx.prepare_cached(
             "UPDATE flows SET state = ?2, updated_at = ?3, lease = ?4, tally = ?5, sum = ?6 \
              WHERE id = ?1",
@@ -1579,11 +1653,19 @@ impl Store for SqliteStore {
                 flow.updated_at,
                 flow.lease,
                 flow.tally,
-                to_hex(row_sum(&flow)),
+                to_hex(written.sum),
             ])
         })
         .map_err(&err)?;
-        tx.commit().map_err(&err)
+        tx.commit().map_err(&err)?;
+        if checkpoint.lease != LeaseUpdate::Release {
+            let mut remembered = self.remembered();
+            if remembered.len() >= WRITTEN_RUNS {
+                remembered.clear();
+            }
+            remembered.insert(flow_id.to_owned(), written);
+        }
+        Ok(())
     }
 
     fn load_flow(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
