@@ -22,6 +22,8 @@ const CASES: &[(&str, usize)] = &[
     ("two_cycles", 2),
     ("link_inside_linear", 1),
     ("flow_output_type_mismatch", 1),
+    ("durable_value_not_serializable", 1),
+    ("durable_subflow_not_serializable", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

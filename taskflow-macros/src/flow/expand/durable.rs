@@ -2,30 +2,80 @@
 //! rebuilding of sub-flow steps from a store, and the `DurableFlow` impl whose bounds make it the
 //! gate. (The type names of the fingerprint are in the graph: see `structure`.)
 
-use std::collections::HashSet;
-
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{format_ident, quote};
 
 use super::super::graph::{Analysis, Source};
+use super::binding::origin;
 use super::items::inputs_ident;
 use super::structure::index;
-use super::values::{local, value_type};
+use super::values::{bare, local, value_type};
 use super::Emit;
 use crate::meta::StepKind;
 
 /// Every type a store keeps: the inputs and each step's outputs (retry items and defaults are
 /// computed again, not stored), each once.
-fn stored_types(e: &Emit) -> Vec<TokenStream> {
-    let mut types: Vec<TokenStream> = e.def.inputs.iter().map(|(_, ty)| quote!(#ty)).collect();
+/// The checks that every value a run stores can be stored, each in our words: one trait per
+/// flow input and per value a step provides (and per `map` step's finished items, kept for its
+/// revert), whose `#[diagnostic::on_unimplemented]` message names the value, its type and where
+/// it comes from, and whose impl for every `StorableIn` type is not recommended, so that rustc
+/// reports the trait, not serde's two bounds beneath it. The items, and the bounds for the
+/// `DurableFlow` impl (each check's supertrait `StorableIn` is what the impl's methods use).
+fn storable_checks(e: &Emit) -> (TokenStream, Vec<TokenStream>) {
+    let flow = &e.def.name;
+    // (what the message calls it, the check's name, the type)
+    let mut checked: Vec<(String, String, TokenStream)> = e
+        .def
+        .inputs
+        .iter()
+        .map(|(n, ty)| {
+            let name = n.to_string();
+            let name = bare(&name);
+            (format!("flow input `{name}`"), name.to_owned(), quote!(#ty))
+        })
+        .collect();
     for (i, slot) in e.a.slots.iter().enumerate() {
         if matches!(slot.source, Source::Output { .. }) {
-            types.push(value_type(e.def, e.a, i));
+            let name = bare(&slot.name).to_owned();
+            checked.push((origin(e.a, i), name, value_type(e.def, e.a, i)));
         }
     }
-    let mut seen = HashSet::new();
-    types.retain(|t| seen.insert(t.to_string()));
-    types
+    for (k, &s) in e.a.order.iter().enumerate() {
+        let step = &e.a.steps[s];
+        if step.map_item.is_some() && step.meta.has_revert {
+            checked.push((
+                format!(
+                    "what map step `{}` finished (kept for its revert)",
+                    step.label
+                ),
+                format!("finished_by_step_{k}"),
+                super::map::finished_type(&step.r.path),
+            ));
+        }
+    }
+    let mut items = TokenStream::new();
+    let mut bounds = Vec::new();
+    for (what, name, ty) in checked {
+        let message = format!(
+            "flow `{flow}` cannot run with a store: {what} is `{{Self}}`, which is not \
+             `Serialize + DeserializeOwned`"
+        );
+        let check = format_ident!("storable_{name}");
+        items.extend(quote! {
+            #[allow(non_camel_case_types)]
+            #[diagnostic::on_unimplemented(
+                message = #message,
+                label = "a run with a store keeps every value of its flow",
+                note = "derive `serde::Serialize` and `serde::Deserialize` for it, or run the \
+                        flow in memory with `Engine::run`"
+            )]
+            trait #check<'d>: __tf::StorableIn<'d> {}
+            #[diagnostic::do_not_recommend]
+            impl<'d, T: __tf::StorableIn<'d>> #check<'d> for T {}
+        });
+        bounds.push(quote!(#ty: #check<'__d>));
+    }
+    (items, bounds)
 }
 
 fn subflows<'a>(a: &'a Analysis) -> Vec<&'a syn::Path> {
@@ -147,7 +197,7 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
     let inputs_ty = inputs_ident(e.def);
     let [v, step, json, inputs, stored, run] =
         ["v", "step", "json", "inputs", "stored", "run"].map(local);
-    let types = stored_types(e);
+    let (checks, bounds) = storable_checks(e);
     let subs = subflows(e.a);
     let loads = output_arms(
         e,
@@ -172,9 +222,6 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
             }
         })
     };
-    // What the map steps finished is stored too (with a failure): bounds only, not fingerprinted
-    // (it is stored iff each item's output type is).
-    let finished_types = reverted_maps(e).into_iter().map(|(_, _, ty)| ty);
     let input_names: Vec<String> = e.def.inputs.iter().map(|(n, _)| n.to_string()).collect();
     let input_ids = e.def.inputs.iter().map(|(n, _)| n);
     let input_ids2 = input_ids.clone();
@@ -193,10 +240,11 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
         }
     });
     quote! {
+        #checks
+
         impl<'__d> __tf::DurableFlow for #name
         where
-            #(#types: __tf::StorableIn<'__d>,)*
-            #(#finished_types: __tf::StorableIn<'__d>,)*
+            #(#bounds,)*
             #(#subs: __tf::SubflowIn<'__d>,)*
         {
             fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Loaded {
