@@ -24,6 +24,7 @@ const CASES: &[(&str, usize)] = &[
     ("flow_output_type_mismatch", 1),
     ("durable_value_not_serializable", 1),
     ("durable_subflow_not_serializable", 1),
+    ("value_read_twice_not_clone", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

@@ -10,6 +10,7 @@ use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 
 pub use core::any::type_name;
+pub use core::clone::Clone;
 pub use core::default::Default;
 pub use core::marker::Send;
 pub use core::option::Option::{self, None, Some};

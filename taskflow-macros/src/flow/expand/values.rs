@@ -2,10 +2,11 @@
 //! its type; whether it is shared (read by reference somewhere) or moved out by its only reader;
 //! and how a step's parameter reads it, on each engine.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashSet};
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::quote;
+use quote::{format_ident, quote, quote_spanned};
 
 use super::super::graph::{Analysis, Source, Step};
 use super::super::parse::FlowDef;
@@ -74,6 +75,11 @@ pub struct Values {
     /// A by-value parameter that is the slot's only reader moves the value out instead of
     /// cloning it — unless a retry could run that reader again without writing the slot again.
     movable: Vec<bool>,
+    /// Where a clone of each slot is reported when its type is not `Clone`: the first step in
+    /// the run's order that takes it by value (else the flow).
+    clone_spans: Vec<Span>,
+    /// The slots some generated code clones, each through its check (`clone_checks`).
+    cloned: RefCell<BTreeSet<usize>>,
 }
 
 impl Values {
@@ -125,6 +131,20 @@ impl Values {
                 }
             })
             .collect();
+        let mut clone_spans = vec![Span::call_site(); a.slots.len()];
+        for &s in a.order.iter().rev() {
+            let step = &a.steps[s];
+            for (p, slot) in step.args.iter().enumerate() {
+                if let Some(slot) = *slot {
+                    if matches!(
+                        mode(a, &step.args, &step.meta.params, p),
+                        Mode::Value | Mode::OptValue
+                    ) {
+                        clone_spans[slot] = Span::call_site().located_at(step.r.span());
+                    }
+                }
+            }
+        }
         Values {
             fields: fields
                 .into_iter()
@@ -133,7 +153,100 @@ impl Values {
             step_fields,
             shared,
             movable,
+            clone_spans,
+            cloned: RefCell::default(),
         }
+    }
+
+    /// A copy of the value in `slot` (`option`: of the value a decider may have skipped, as an
+    /// `Option`), through the slot's clone check, spanned on its first by-value reader.
+    fn clone_of(&self, slot: usize, option: bool) -> TokenStream {
+        self.cloned.borrow_mut().insert(slot);
+        let v = local("v");
+        let f = self.field(slot);
+        let copy = format_ident!("copy_of_{}", self.fields[slot]);
+        if option {
+            quote!(#v.#f.opt().map(#copy))
+        } else {
+            quote!(#copy(#v.#f.get()))
+        }
+    }
+
+    /// The check of every slot some generated code clones (`clone_of`): a trait whose
+    /// `#[diagnostic::on_unimplemented]` message names the value, where it comes from and the
+    /// steps that take it by value, and whose impl for every `Clone` type is not recommended, so
+    /// a value that is not `Clone` is that one error, in our words. Called after everything else
+    /// is generated.
+    pub fn clone_checks(&self, def: &FlowDef, a: &Analysis) -> TokenStream {
+        let mut items = TokenStream::new();
+        for &slot in self.cloned.borrow().iter() {
+            let mut readers = Vec::new();
+            for &s in &a.order {
+                let step = &a.steps[s];
+                let by_value = step.args.iter().enumerate().any(|(p, arg)| {
+                    *arg == Some(slot)
+                        && matches!(
+                            mode(a, &step.args, &step.meta.params, p),
+                            Mode::Value | Mode::OptValue
+                        )
+                });
+                if by_value {
+                    readers.push(format!("`{}`", step.label));
+                }
+            }
+            let who = match readers.len() {
+                0 => "it is read by value more than once (by a decider or a retry controller), \
+                      so it is cloned"
+                    .to_owned(),
+                1 => format!(
+                    "step {} takes it by value, and as another reads it too, or a retry may run \
+                     the step again, it gets a clone",
+                    readers[0]
+                ),
+                _ => format!(
+                    "steps {} take it by value, so all but the last get a clone",
+                    readers.join(", ")
+                ),
+            };
+            let message = format!(
+                "{} is `{{Self}}`, which is not `Clone`: {who}",
+                super::binding::origin(a, slot)
+            );
+            let span = self.clone_spans[slot];
+            let check = format_ident!(
+                "clone_{}",
+                self.fields[slot],
+                span = Span::mixed_site().located_at(span)
+            );
+            let copy = format_ident!("copy_of_{}", self.fields[slot]);
+            let ty = value_type(def, a, slot);
+            let call = quote_spanned!(span=> #check::cloned(v));
+            items.extend(quote! {
+                #[allow(non_camel_case_types)]
+                #[diagnostic::on_unimplemented(
+                    message = #message,
+                    label = "this step gets a clone of it",
+                    note = "derive or implement `Clone` for it, or have the steps that only \
+                            look at it take it by reference (`&T`)"
+                )]
+                trait #check: Sized {
+                    fn cloned(v: &Self) -> Self;
+                }
+                #[diagnostic::do_not_recommend]
+                impl<T: __tf::Clone> #check for T {
+                    #[inline(always)]
+                    fn cloned(v: &T) -> T {
+                        v.clone()
+                    }
+                }
+                // Every clone of the value, in one place: one error when it is not `Clone`.
+                #[inline(always)]
+                fn #copy(v: &#ty) -> #ty {
+                    #call
+                }
+            });
+        }
+        items
     }
 
     pub fn field(&self, slot: usize) -> &Ident {
@@ -229,24 +342,16 @@ impl Values {
         let f = self.field(slot);
         match (m == Mode::OptValue, self.movable[slot]) {
             (false, true) => quote!(#v.#f.take()),
-            (false, false) => quote!(#v.#f.cloned()),
             (true, true) => quote!(#v.#f.take_opt()),
-            (true, false) => quote!(#v.#f.cloned_opt()),
+            (option, false) => self.clone_of(slot, option),
         }
     }
 
     /// A read that never moves (a decider's: it may be asked again after a retry).
     pub fn read_again(&self, m: Mode, slot: Option<usize>, label: &str) -> TokenStream {
-        let v = local("v");
         match (m, slot) {
-            (Mode::Value, Some(s)) => {
-                let f = self.field(s);
-                quote!(#v.#f.cloned())
-            }
-            (Mode::OptValue, Some(s)) => {
-                let f = self.field(s);
-                quote!(#v.#f.cloned_opt())
-            }
+            (Mode::Value, Some(s)) => self.clone_of(s, false),
+            (Mode::OptValue, Some(s)) => self.clone_of(s, true),
             _ => self.borrowed(m, slot, label),
         }
     }
