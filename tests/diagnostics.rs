@@ -25,6 +25,8 @@ const CASES: &[(&str, usize)] = &[
     ("durable_value_not_serializable", 1),
     ("durable_subflow_not_serializable", 1),
     ("value_read_twice_not_clone", 1),
+    ("revert_hook_result_wrong_type", 1),
+    ("revert_hook_failures_wrong_type", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

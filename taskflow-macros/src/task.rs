@@ -574,12 +574,61 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
             quote!((#(#tys,)*))
         }
     };
+    // What `result` and `failures` must be, as a person writes it, for the checks' messages.
+    let outcome_text = match def.output_tys.as_slice() {
+        [] => "()".to_owned(),
+        [one] => format!("&{}", crate::type_text::pretty(&quote!(#one))),
+        many => {
+            let tys: Vec<String> = many
+                .iter()
+                .map(|t| format!("&{}", crate::type_text::pretty(&quote!(#t))))
+                .collect();
+            format!("({})", tys.join(", "))
+        }
+    };
+    let hook_text = hook_path.to_token_stream().to_string().replace(' ', "");
+    let mut checks = TokenStream::new();
     let mut args = Vec::new();
     for hp in &hook.params {
         let hp_name = hp.name.to_string();
         let value = match hp_name.as_str() {
-            "result" => quote!(__result),
-            "failures" => quote!(__failures),
+            "result" | "failures" => {
+                let (value, must, why) = if hp_name == "result" {
+                    (
+                        quote!(__result),
+                        format!("TaskOutcome<{outcome_text}>"),
+                        format!("the outcome of task `{name}`"),
+                    )
+                } else {
+                    (
+                        quote!(__failures),
+                        "&[Failure]".to_owned(),
+                        "what failed in the flow".to_owned(),
+                    )
+                };
+                let check = format_ident!(
+                    "{}_check",
+                    hp_name,
+                    span = proc_macro2::Span::mixed_site().located_at(hp.name.span())
+                );
+                let message = format!(
+                    "revert hook `{hook_text}` parameter `{hp_name}` is {why}: it must be \
+                     `{must}`, but it is `{{Self}}`"
+                );
+                let label = format!("make this `{must}`");
+                checks.extend(quote! {
+                    #[allow(non_camel_case_types)]
+                    #[diagnostic::on_unimplemented(message = #message, label = #label)]
+                    trait #check<T>: Sized { fn pass(v: T) -> Self; }
+                    impl<T> #check<T> for T {
+                        #[inline(always)]
+                        fn pass(v: T) -> T { v }
+                    }
+                });
+                // The argument too is spanned on the parameter: rustc reports the bound there.
+                let span = hp.name.span();
+                quote_spanned!(span=> #check::pass({ #value }))
+            }
             other => match flow_params.iter().position(|p| p.name == other) {
                 Some(i) => {
                     let input = &inputs[i];
@@ -627,6 +676,7 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                 __failures: &'__tf [::taskflow::Failure],
             ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::taskflow::BoxError>> + ::core::marker::Send + '__tf {
                 let __result: ::taskflow::TaskOutcome<#outcome_ty> = ::taskflow::__private::Lend::lend(__result);
+                #checks
                 async move { #call }
             }
         }

@@ -150,7 +150,9 @@ pub use taskflow_macros::task;
 /// It may be sync or async and return `()` or `Result<(), E>`. A hook that returns `Err` or panics
 /// is recorded in [`FlowError::revert_failures`], the other reverts still run, and the flow ends in
 /// [`FlowState::Failure`] instead of `Reverted`. A parameter with any other name is a compile error
-/// pointing at it.
+/// pointing at it, and so is a `result` or `failures` of another type (the error says which type
+/// it must be: `TaskOutcome<&u32>` above, `TaskOutcome<()>` for a task without outputs,
+/// `TaskOutcome<(&A, &B)>` for two).
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
