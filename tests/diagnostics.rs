@@ -27,6 +27,11 @@ const CASES: &[(&str, usize)] = &[
     ("value_read_twice_not_clone", 1),
     ("revert_hook_result_wrong_type", 1),
     ("revert_hook_failures_wrong_type", 1),
+    ("map_over_not_vec", 1),
+    ("map_over_wrong_element", 1),
+    ("decider_not_bool", 1),
+    ("retry_times_wrong_type", 1),
+    ("retry_for_each_wrong_type", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

@@ -74,11 +74,21 @@ pub fn checked(
             ),
             _ => ("{Self}", quote!(fn pass(v: T) -> Self), None),
         };
-        let message = format!(
-            "step `{}` parameter `{pname}` takes `{takes}`, but {} is `{{T}}`",
-            step.label,
-            origin(a, slot)
-        );
+        // A map step's item parameter reads each element of the value it maps over.
+        let message = if step.map_item == Some(p) {
+            format!(
+                "map step `{}` parameter `{pname}` takes `{takes}`, but the elements of {} are \
+                 `{{T}}`",
+                step.label,
+                origin(a, slot)
+            )
+        } else {
+            format!(
+                "step `{}` parameter `{pname}` takes `{takes}`, but {} is `{{T}}`",
+                step.label,
+                origin(a, slot)
+            )
+        };
         let label = format!("`{pname}` reads a `{{T}}` here");
         let trait_name = format_ident!(
             "parameter_{}",
@@ -139,7 +149,7 @@ pub fn checked_output(
 
 /// A check that passes a value of exactly the type expected, `sig` (`fn pass(v: ..T..) ->
 /// ..Self..`) with the value as it is, and otherwise fails with `message` and `label`.
-fn identity_check(name: &Ident, message: &str, label: &str, sig: TokenStream) -> TokenStream {
+pub fn identity_check(name: &Ident, message: &str, label: &str, sig: TokenStream) -> TokenStream {
     quote! {
         #[allow(non_camel_case_types)]
         #[diagnostic::on_unimplemented(message = #message, label = #label)]

@@ -2,8 +2,8 @@
 //! and set the value it provides, decide after a failure, wait before the next attempt — each
 //! evaluates the controller's expression) and the deciders on links (`__decide`).
 
-use proc_macro2::TokenStream;
-use quote::quote;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 
 use super::super::graph::Analysis;
 use super::structure::index;
@@ -31,8 +31,33 @@ pub fn retry_methods(a: &Analysis, values: &Values) -> TokenStream {
         };
         let store = match s.item {
             Some(slot) => {
+                // Through a check that names the controller and the value when the controller
+                // provides another type than the value is declared with.
                 let f = values.field(slot);
-                quote!(|#item| #v.#f.set(#item))
+                let (name, declared) = s.spec.provides.as_ref().expect("a provided value");
+                let span = Span::call_site().located_at(match declared {
+                    Some(ty) => syn::spanned::Spanned::span(ty),
+                    None => syn::spanned::Spanned::span(&s.spec.controller),
+                });
+                let name = name.to_string();
+                let name = super::values::bare(&name);
+                let message = format!(
+                    "retry controller `{}` provides `{{T}}`, but its value `{name}` is declared \
+                     `{{Self}}`",
+                    crate::type_text::pretty(&s.spec.controller.to_token_stream())
+                );
+                let check = format_ident!(
+                    "provided_{name}",
+                    span = Span::mixed_site().located_at(span)
+                );
+                let items = super::binding::identity_check(
+                    &check,
+                    &message,
+                    "declared here",
+                    quote!(fn pass(v: T) -> Self),
+                );
+                let pass = quote_spanned!(span=> #check::pass({ #item }));
+                quote!(|#item| { #items #v.#f.set(#pass) })
             }
             None => quote!(|_| ()),
         };
@@ -58,38 +83,70 @@ pub fn decide_method(a: &Analysis, values: &Values, pos: &[usize]) -> TokenStrea
     let mut targets: Vec<usize> = a.deciders.iter().filter_map(|d| d.to).collect();
     targets.sort_unstable();
     targets.dedup();
-    let arms = targets.iter().map(|&to| {
-        let k = index(pos[to]);
-        let label = &a.steps[to].label;
-        let mut lets = Vec::new();
-        let mut calls = Vec::new();
-        for (i, d) in a
-            .deciders
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.to == Some(to))
-        {
-            let path = d.link.decider.as_ref().expect("a decider link");
-            let vars: Vec<_> = (0..d.args.len())
-                .map(|p| local(&format!("d{i}_{p}")))
-                .collect();
-            for (p, var) in vars.iter().enumerate() {
-                // Deciders never move a value: they may be asked again after a retry.
-                let read = values.read_again(mode(a, &d.args, &d.meta.params, p), d.args[p], label);
-                lets.push(quote!(let #var = #read;));
+    let mut checks = TokenStream::new();
+    let arms: Vec<TokenStream> = targets
+        .iter()
+        .map(|&to| {
+            let k = index(pos[to]);
+            let label = &a.steps[to].label;
+            let mut lets = Vec::new();
+            let mut calls = Vec::new();
+            for (i, d) in a
+                .deciders
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.to == Some(to))
+            {
+                let path = d.link.decider.as_ref().expect("a decider link");
+                let vars: Vec<_> = (0..d.args.len())
+                    .map(|p| local(&format!("d{i}_{p}")))
+                    .collect();
+                for (p, var) in vars.iter().enumerate() {
+                    // Deciders never move a value: they may be asked again after a retry.
+                    let read =
+                        values.read_again(mode(a, &d.args, &d.meta.params, p), d.args[p], label);
+                    lets.push(quote!(let #var = #read;));
+                }
+                // Through a check that names the decider when it does not return `bool`.
+                let span = Span::call_site().located_at(syn::spanned::Spanned::span(path));
+                let check =
+                    format_ident!("decider_{i}", span = Span::mixed_site().located_at(span));
+                let message = format!(
+                    "decider `{}` (on the link into step `{label}`) must return `bool`, but it \
+                 returns `{{Self}}`",
+                    path.to_token_stream().to_string().replace(' ', "")
+                );
+                checks.extend(quote! {
+                #[allow(non_camel_case_types)]
+                #[diagnostic::on_unimplemented(
+                    message = #message,
+                    label = "returns a `{Self}`",
+                    note = "a decider says whether the step runs: `true` runs it, `false` skips it"
+                )]
+                trait #check {
+                    fn says(self) -> bool;
+                }
+                impl #check for bool {
+                    #[inline(always)]
+                    fn says(self) -> bool {
+                        self
+                    }
+                }
+            });
+                calls.push(quote_spanned!(span=> #check::says({ #path(#(#vars),*) })));
             }
-            calls.push(quote!(#path(#(#vars),*)));
-        }
-        quote! {
-            #k => {
-                #(#lets)*
-                // `&`, not `&&`: every decider is asked, as in TaskFlow, even after one said no.
-                __tf::catch_sync(#label, move || true #(& #calls)*)
+            quote! {
+                #k => {
+                    #(#lets)*
+                    // `&`, not `&&`: every decider is asked, as in TaskFlow, even after one said no.
+                    __tf::catch_sync(#label, move || true #(& #calls)*)
+                }
             }
-        }
-    });
+        })
+        .collect();
     quote! {
         fn __decide(#v: &mut __Values, #step: usize) -> __tf::Result<bool, __tf::Failure> {
+            #checks
             match #step {
                 #(#arms)*
                 _ => __tf::Ok(true),

@@ -3,10 +3,10 @@
 //! input order. On failure the finished items are kept, so each is reverted on its own.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 
 use super::super::graph::Step;
-use super::values::{local, mode, param_names, skippable, value_type, Mode};
+use super::values::{bare, local, mode, param_names, skippable, value_type, Mode};
 use super::{Emit, StepCode};
 
 /// The names the step's functions use themselves.
@@ -54,13 +54,18 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     let vars: Vec<&Ident> = others.iter().map(|&p| &params[p]).collect();
     let other_tys: Vec<&TokenStream> = owned.iter().map(|(_, ty)| ty).collect();
     let takes: Vec<&TokenStream> = owned.iter().map(|(take, _)| take).collect();
+    let (item_checks, elements) = items_check(e, step, items_slot);
+    // Spanned on the value after `over`, with the argument: rustc reports a bound there.
+    let over_span =
+        Span::call_site().located_at(step.r.map_over.as_ref().expect("a map step").span());
+    let element = quote_spanned!(over_span=> #elements::at({ &*#items }, #i));
     let values: Vec<TokenStream> = (0..step.args.len())
         .map(|p| {
             if p == item {
                 return if step.meta.params[item].by_ref {
-                    quote!(&#items[#i])
+                    element.clone()
                 } else {
-                    quote!(::core::clone::Clone::clone(&#items[#i]))
+                    quote!(::core::clone::Clone::clone(#element))
                 };
             }
             let var = &params[p];
@@ -76,10 +81,8 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
             }
         })
         .collect();
-    // Every value but the item passes through its binding's check.
-    let mut checked_modes = modes.clone();
-    checked_modes[item] = Mode::Ctx;
-    let (checks, call_args) = super::binding::checked(e.a, step, &values, &checked_modes, span);
+    // Every value passes through its binding's check (the item's names the elements).
+    let (checks, call_args) = super::binding::checked(e.a, step, &values, &modes, span);
     let call = quote_spanned!(span=> #path(#(#call_args),*));
     let normalize = |outcome: TokenStream| {
         if step.meta.fallible {
@@ -105,10 +108,11 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
             __Done::#name(__tf::map_sync(&#run, #n, #run_item).await)
         }
     };
+    let count = quote_spanned!(over_span=> #elements::len({ &*#items }));
     let function = quote! {
         async fn #name(#items: __tf::Arc<#items_ty>, #(#vars: #other_tys,)* #run: __tf::RunContext) -> __Done {
             #checks
-            let #n = #items.len();
+            let #n = #count;
             #body
         }
     };
@@ -122,7 +126,50 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         finish: quote!(#v.#out_f.set(__tf::map_done(#out, &mut #v.#finished)?)),
         revert: revert(e, s, step),
         restore: None,
+        items: item_checks,
     }
+}
+
+/// How map step `step` reads the elements of the value it iterates (slot `items`): through a
+/// check whose message names the step, the value and where it comes from when that value is not
+/// a `Vec`, spanned on the value after `over`. The check's items (in the step's function), and
+/// its name, whose `len(&items)` and `at(&items, i)` read the elements.
+fn items_check(e: &Emit, step: &Step, items: usize) -> (TokenStream, Ident) {
+    let over = step.r.map_over.as_ref().expect("a map step");
+    let span = Span::call_site().located_at(over.span());
+    let message = format!(
+        "map step `{}` runs once per element of {}, which must be a `Vec`, but it is `{{Self}}`",
+        step.label,
+        super::binding::origin(e.a, items)
+    );
+    let elements = format_ident!(
+        "elements_of_{}",
+        bare(&step.label),
+        span = Span::mixed_site().located_at(span)
+    );
+    let checks = quote! {
+        #[allow(non_camel_case_types)]
+        #[diagnostic::on_unimplemented(
+            message = #message,
+            label = "not a `Vec`",
+            note = "`map task over values` runs the task once per element of a `Vec` value"
+        )]
+        trait #elements<E: ?::core::marker::Sized> {
+            fn len(v: &Self) -> usize;
+            fn at(v: &Self, i: usize) -> &E;
+        }
+        impl<E> #elements<E> for __tf::Vec<E> {
+            #[inline(always)]
+            fn len(v: &Self) -> usize {
+                v.len()
+            }
+            #[inline(always)]
+            fn at(v: &Self, i: usize) -> &E {
+                &v[i]
+            }
+        }
+    };
+    (checks, elements)
 }
 
 /// The step's revert, an arm of `__revert`: the hook of each finished item, newest first, with
@@ -140,11 +187,14 @@ fn revert(e: &Emit, s: usize, step: &Step) -> Option<TokenStream> {
     let [v, undo, i, result, failures] = ["v", "undo", "i", "result", "failures"].map(local);
     let params = param_names(step, RESERVED);
     let (vars, handles, read) = super::task::hook_handles(e, step, &params, &v);
+    let (_, elements) = items_check(e, step, step.args[item].expect("bound by analysis"));
+    let over_span =
+        Span::call_site().located_at(step.r.map_over.as_ref().expect("a map step").span());
     let mut inputs = Vec::new();
     for (p, slot) in read {
         let var = &params[p];
         inputs.push(if p == item {
-            quote!(&#var[#i])
+            quote_spanned!(over_span=> #elements::at({ &**#var }, #i))
         } else {
             match (step.meta.params[p].optional, skippable(e.a, slot)) {
                 (true, true) => quote!(#var.as_deref()),

@@ -65,6 +65,9 @@ pub struct StepCode {
     pub revert: Option<TokenStream>,
     /// `__restore_sub`'s arm (a sub-flow step).
     pub restore: Option<TokenStream>,
+    /// Items of the flow's `const _` block that its function and revert use (a map step's
+    /// check of the value it maps over).
+    pub items: TokenStream,
 }
 
 /// The flow's items, from its checked IR.
@@ -203,6 +206,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
 
     // ---- per step
     let functions = steps.iter().map(|(_, c)| &c.function);
+    let step_items = steps.iter().map(|(_, c)| &c.items);
     let args_variants = steps.iter().map(|(_, c)| &c.args);
     let done_variants = steps.iter().map(|(_, c)| &c.done);
     let serial = steps.iter().enumerate().map(|(k, (_, c))| {
@@ -313,6 +317,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
 
             #steps_items
+            #(#step_items)*
 
             /// What a step hands back, to be stored in its slots.
             pub enum __Done {

@@ -58,6 +58,7 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         restore: Some(
             quote!(__tf::restore_subflow(__Steps::#name(#v), &mut #v.#field, #stored, #label, #run)),
         ),
+        items: TokenStream::new(),
     }
 }
 

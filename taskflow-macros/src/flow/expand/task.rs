@@ -85,6 +85,7 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         finish: store(e, step),
         revert: revert(e, step),
         restore: None,
+        items: TokenStream::new(),
     }
 }
 
