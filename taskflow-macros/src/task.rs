@@ -632,7 +632,8 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
             other => match flow_params.iter().position(|p| p.name == other) {
                 Some(i) => {
                     let input = &inputs[i];
-                    if hp.by_ref {
+                    // An optional input reaches the hook as the task reads it: `Option<&T>`.
+                    if hp.by_ref || flow_params[i].inner_ty.is_some() {
                         quote!(#input)
                     } else {
                         quote!(::std::borrow::ToOwned::to_owned(#input))

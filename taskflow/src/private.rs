@@ -68,6 +68,31 @@ where
     }
 }
 
+/// An `Option<&P>` parameter reads a value `T` that lends a `P` ([`Lends`]; then it is always
+/// `Some`), or an `Option` of one — such as a sub-flow's output that a decider inside the
+/// sub-flow may skip — whose `None` it reads as `None`. `M` says which (`Whole` or `Inside`, with
+/// the dereferences) and is inferred.
+pub trait OptLends<P: ?Sized, M> {
+    fn opt_lend(&self) -> Option<&P>;
+}
+
+/// [`OptLends`] of the value itself.
+pub struct Whole<I>(I);
+/// [`OptLends`] of what an `Option` value holds.
+pub struct Inside<I>(I);
+
+impl<T: ?Sized + Lends<P, I>, P: ?Sized, I> OptLends<P, Whole<I>> for T {
+    fn opt_lend(&self) -> Option<&P> {
+        Some(self.lend())
+    }
+}
+
+impl<T: Lends<P, I>, P: ?Sized, I> OptLends<P, Inside<I>> for Option<T> {
+    fn opt_lend(&self) -> Option<&P> {
+        self.as_ref().map(Lends::lend)
+    }
+}
+
 /// What a step's task ends with: its outputs, or its failure.
 pub type Outcome<T> = Result<T, Failure>;
 

@@ -56,16 +56,20 @@ pub fn checked(
         // What the parameter takes, the signature of the check's `pass`, and, for a parameter
         // that lends (a `&P` reads a `T` that dereferences to a `P`, `__tf::Lends`), how `pass`
         // lends it; any other passes the value as it is.
+        // An `Option<&P>` reads through `__tf::OptLends`: also an `Option` value's contents.
         let (takes, sig, lend) = match mode {
             Mode::Ref => (
                 "&{Self}",
                 quote!(fn pass(v: &T) -> &Self),
-                Some(quote!(__tf::Lends::lend(v))),
+                Some((quote!(__tf::Lends), quote!(__tf::Lends::lend(v)))),
             ),
             Mode::OptRef => (
                 "Option<&{Self}>",
                 quote!(fn pass(v: __tf::Option<&T>) -> __tf::Option<&Self>),
-                Some(quote!(v.map(|v| __tf::Lends::lend(v)))),
+                Some((
+                    quote!(__tf::OptLends),
+                    quote!(v.and_then(|v| __tf::OptLends::opt_lend(v))),
+                )),
             ),
             Mode::OptValue => (
                 "Option<{Self}>",
@@ -98,7 +102,7 @@ pub fn checked(
         items.extend(match lend {
             // `I` counts the dereferences from `T` to `P`; rustc infers it. The impl is not
             // recommended, so a failure is this trait's, with its message, not `Lends`'s.
-            Some(body) => quote! {
+            Some((lends, body)) => quote! {
                 #[allow(non_camel_case_types)]
                 #[diagnostic::on_unimplemented(
                     message = #message,
@@ -108,7 +112,7 @@ pub fn checked(
                 )]
                 trait #trait_name<T: ?Sized, I> { #sig; }
                 #[diagnostic::do_not_recommend]
-                impl<T: ?Sized + __tf::Lends<P, I>, P: ?Sized, I> #trait_name<T, I> for P {
+                impl<T: ?Sized + #lends<P, I>, P: ?Sized, I> #trait_name<T, I> for P {
                     #sig { #body }
                 }
             },

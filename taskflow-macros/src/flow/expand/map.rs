@@ -197,8 +197,8 @@ fn revert(e: &Emit, s: usize, step: &Step) -> Option<TokenStream> {
             quote_spanned!(over_span=> #elements::at({ &**#var }, #i))
         } else {
             match (step.meta.params[p].optional, skippable(e.a, slot)) {
-                (true, true) => quote!(#var.as_deref()),
-                (true, false) => quote!(__tf::Option::as_ref(&**#var)),
+                (true, true) => quote!(#var.as_deref().and_then(__tf::OptLends::opt_lend)),
+                (true, false) => quote!(__tf::OptLends::opt_lend(&**#var)),
                 (false, _) => quote!(#var),
             }
         });

@@ -152,9 +152,9 @@ fn revert(e: &Emit, step: &Step) -> Option<TokenStream> {
     for (p, slot) in read {
         let var = &params[p];
         inputs.push(match (step.meta.params[p].optional, skippable(e.a, slot)) {
-            (true, true) => quote!(#var.as_deref()),
-            // The value itself is an `Option<T>`: lend its contents.
-            (true, false) => quote!(__tf::Option::as_ref(&*#var)),
+            // A value that is an `Option` itself (a sub-flow's skippable output): its contents.
+            (true, true) => quote!(#var.as_deref().and_then(__tf::OptLends::opt_lend)),
+            (true, false) => quote!(__tf::OptLends::opt_lend(&*#var)),
             (false, _) => quote!(&#var),
         });
     }
