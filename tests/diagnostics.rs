@@ -32,6 +32,9 @@ const CASES: &[(&str, usize)] = &[
     ("decider_not_bool", 1),
     ("retry_times_wrong_type", 1),
     ("retry_for_each_wrong_type", 1),
+    ("task_error_used_in_flow_generic", 1),
+    ("task_error_used_in_flow_pattern", 1),
+    ("task_error_used_in_flow_provides", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

@@ -343,10 +343,12 @@ pub fn expand_task(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(out) => return out,
     };
     let defaults = strip_default_attrs(&mut func);
+    let export = args.export;
     let def = analyze(&func, &defaults, args, &mut cx);
     let errors = cx.into_compile_errors();
     let Some(def) = def else {
-        return quote!(#errors #func);
+        let broken = broken_collector(&func, export);
+        return quote!(#errors #func #broken);
     };
     match &def.revert {
         // The hook's signature is only known to its own collector macro: ask it, and finish the
@@ -395,8 +397,11 @@ pub fn expand_with_hook(input: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
     let args = parse_args(attr, &mut cx);
     let defaults = strip_default_attrs(&mut func);
+    let export = args.export;
     let Some(def) = analyze(&func, &defaults, args, &mut cx) else {
-        return cx.into_compile_errors();
+        let errors = cx.into_compile_errors();
+        let broken = broken_collector(&func, export);
+        return quote!(#errors #broken);
     };
     let hook = metas.first().and_then(HookMeta::parse);
     let Some(hook) = hook else {
@@ -408,11 +413,32 @@ pub fn expand_with_hook(input: TokenStream) -> TokenStream {
                 path.to_token_stream()
             ),
         );
-        return cx.into_compile_errors();
+        let errors = cx.into_compile_errors();
+        let broken = broken_collector(&func, export);
+        return quote!(#errors #broken);
     };
     let out = companions(&def, Some(&hook), &mut cx);
     let errors = cx.into_compile_errors();
     quote!(#errors #out)
+}
+
+/// The collector of a task that has its own errors (reported by `#[task]`): its metadata says
+/// it is broken, so a flow that uses it reports nothing more about it (nor "cannot find macro").
+fn broken_collector(func: &ItemFn, export: bool) -> TokenStream {
+    let meta = StepMeta {
+        kind: StepKind::Task,
+        name: func.sig.ident.to_string(),
+        vis: VisRank::of(&func.vis),
+        is_async: func.sig.asyncness.is_some(),
+        fallible: false,
+        params: Vec::new(),
+        provides: Vec::new(),
+        has_revert: false,
+        sync_hook: false,
+        broken: true,
+    }
+    .to_tokens();
+    collector_items("__taskflow_meta", &func.sig.ident, &func.vis, &meta, export)
 }
 
 fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStream {

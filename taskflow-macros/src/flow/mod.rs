@@ -23,7 +23,7 @@ use proc_macro2::{Delimiter, Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
 
 use crate::ctxt::Ctxt;
-use crate::meta::{self, StepMeta};
+use crate::meta::{self, StepKind, StepMeta};
 
 pub use parse::FlowDef;
 
@@ -143,6 +143,11 @@ pub fn expand_impl(input: TokenStream) -> TokenStream {
         return expand::fallback(&def, cx.into_compile_errors());
     }
     let mut metas: Vec<StepMeta> = metas.into_iter().flatten().collect();
+    // A task that failed its own checks has reported why, and its metadata is not known: this
+    // flow's wiring through it cannot be checked, and it adds no error of its own.
+    if metas.iter().any(|m| m.broken && m.kind == StepKind::Task) {
+        return expand::fallback(&def, cx.into_compile_errors());
+    }
     // A sub-flow that failed its own checks has reported why; check this flow's wiring all the
     // same, but emit no executor over it.
     let sub_broken = metas.iter().any(|m| m.broken);
