@@ -11,7 +11,10 @@
 //! the code that measures or asserts on them.
 //!
 //! benches/compile_time.sh compiles and runs this file on its own (it needs only std and
-//! `OUT_DIR`) to check the same 100- and 500-step flows.
+//! `OUT_DIR`) for the chains it compiles: with `TASKFLOW_CHAINS` set to step counts
+//! (`"100 1000 5000"`), it writes `chain{N}.rs` (flow `Chain{N}`) for each of them too. Cargo
+//! never sets that variable, so builds of the package write only what its tests and benchmarks
+//! include.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,6 +22,7 @@ use std::{env, fs};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=TASKFLOW_CHAINS");
     let out = env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts");
     let out = Path::new(&out);
 
@@ -41,6 +45,20 @@ fn main() {
         &fan_out("FanOutAsync", "noop_async", "y", "s", 1024),
     );
     write(out, "sleep64.rs", &fan_out("Sleep64", "nap", "z", "n", 64));
+    // benches/compile_time.sh.
+    if let Some(counts) = env::var_os("TASKFLOW_CHAINS") {
+        for count in counts.to_string_lossy().split_whitespace() {
+            let steps: usize = count
+                .parse()
+                .unwrap_or_else(|_| panic!("TASKFLOW_CHAINS: `{count}` is not a step count"));
+            let name = format!("Chain{steps}");
+            write(
+                out,
+                &format!("chain{steps}.rs"),
+                &chain(&name, "add_one", steps),
+            );
+        }
+    }
 }
 
 /// A `linear` chain of `steps` calls of `task`, step `s{i}` binding its `x` to `v{i}` and

@@ -11,6 +11,9 @@ use std::process::Command;
 /// Each case, and how many mistakes it makes.
 const CASES: &[(&str, usize)] = &[
     ("type_mismatch", 1),
+    ("not_a_task", 1),
+    ("module_as_step", 1),
+    ("hook_without_revert_attr", 1),
     ("type_mismatch_by_value", 1),
     ("type_mismatch_flow_input", 1),
     ("type_mismatch_several", 2),

@@ -53,11 +53,33 @@ fn storable_checks(e: &Emit) -> (TokenStream, Vec<TokenStream>) {
             ));
         }
     }
+    // One check per type as written: the `DurableFlow` impl's methods prove each value's bounds
+    // from the impl's where-clauses, and each proof scans them all, so a bound per value made
+    // checking a flow quadratic in its values. A type that cannot be stored is one error,
+    // naming the values of that type.
+    let mut groups: Vec<(String, TokenStream, Vec<String>)> = Vec::new();
+    let mut by_type: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (what, name, ty) in checked {
+        match by_type.entry(ty.to_string()) {
+            std::collections::hash_map::Entry::Occupied(g) => groups[*g.get()].2.push(what),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(groups.len());
+                groups.push((name, ty, vec![what]));
+            }
+        }
+    }
     let mut items = TokenStream::new();
     let mut bounds = Vec::new();
-    for (what, name, ty) in checked {
+    for (name, ty, whats) in groups {
+        let what = match whats.as_slice() {
+            [one] => format!("{one} is"),
+            [a, b] => format!("{a} and {b} are"),
+            [a, b, c] => format!("{a}, {b} and {c} are"),
+            [a, b, rest @ ..] => format!("{a}, {b} and {} other values are", rest.len()),
+            [] => unreachable!("a group has its first value"),
+        };
         let message = format!(
-            "flow `{flow}` cannot run with a store: {what} is `{{Self}}`, which is not \
+            "flow `{flow}` cannot run with a store: {what} `{{Self}}`, which is not \
              `Serialize + DeserializeOwned`"
         );
         let check = format_ident!("storable_{name}");
