@@ -12,6 +12,7 @@ use std::process::Command;
 const CASES: &[(&str, usize)] = &[
     ("type_mismatch", 1),
     ("not_a_task", 1),
+    ("durable_two_values_not_serializable", 1),
     ("module_as_step", 1),
     ("hook_without_revert_attr", 1),
     ("type_mismatch_by_value", 1),
