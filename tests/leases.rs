@@ -18,7 +18,7 @@ use taskflow::store::{
 use taskflow::{DurableError, Outcome, StepState, SuspendHandle};
 
 mod common;
-use common::{HookedStore, Refused, TempDir};
+use common::{HookedStore, PgStore, Refused, TempDir};
 
 // ---- helpers
 
@@ -50,6 +50,7 @@ fn backends(tmp: &TempDir) -> Vec<(&'static str, Arc<dyn Store>)> {
             "sqlite",
             Arc::new(SqliteStore::open(tmp.path().join("flows.db")).unwrap()),
         ),
+        ("postgres", Arc::new(PgStore::new())),
     ]
 }
 

@@ -1,8 +1,9 @@
 //! The storage layer through its public API: every behaviour of the `Store` trait is one function
-//! run against all three backends; then what only one backend has (files, SQLite's schema and
+//! run against every backend (memory, directory, SQLite, and PostgreSQL at `DATABASE_URL`, each
+//! test in a schema of its own); then what only one backend has (files, SQLite's schema and
 //! transactions).
 mod common;
-use common::{Mount, TempDir};
+use common::{Mount, PgStore, TempDir};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +44,9 @@ macro_rules! for_each_backend {
         }
         mod sqlite {
             $( #[test] fn $behaviour() { let (store, _tmp) = super::sqlite(); super::$behaviour(&store); } )*
+        }
+        mod postgres {
+            $( #[test] fn $behaviour() { let store = super::PgStore::new(); super::$behaviour(&store); } )*
         }
     };
 }

@@ -244,3 +244,132 @@ pub fn child_or_list(name: &str, child: impl FnOnce(&[String])) -> bool {
     }
     false
 }
+
+/// The database the PostgreSQL tests use: `DATABASE_URL` (`.ci/run` sets it), or this machine's
+/// local server.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A `PostgresStore` in a schema of its own (so tests run in parallel, each on empty tables),
+/// dropped with the schema; a blocking [`Store`](taskflow::store::Store) over it, so that one
+/// test body serves every backend. Its runtime drives the pool's connections.
+pub struct PgStore {
+    pub store: std::sync::Arc<taskflow::store::PostgresStore>,
+    pub rt: tokio::runtime::Runtime,
+    pub schema: String,
+}
+
+impl PgStore {
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let schema = format!(
+            "test_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            &taskflow::store::new_flow_id()[13..]
+        );
+        Self::in_schema(&schema)
+    }
+
+    pub fn in_schema(schema: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let options = taskflow::store::PostgresOptions {
+            schema: schema.to_owned(),
+            ..Default::default()
+        };
+        let url = database_url();
+        let store = rt
+            .block_on(taskflow::store::PostgresStore::connect_with(&url, options))
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at {url} (set DATABASE_URL to another server): {e}")
+            });
+        PgStore {
+            store: std::sync::Arc::new(store),
+            rt,
+            schema: schema.to_owned(),
+        }
+    }
+
+    /// Runs `sql` on its own connection (to damage or inspect the store's tables).
+    pub fn sql(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        let url = database_url();
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            let conn = tokio::spawn(conn);
+            let done = client.batch_execute(sql).await;
+            drop(client);
+            let _ = conn.await;
+            done
+        })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let _ = self.sql(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ));
+    }
+}
+
+impl PgStore {
+    /// `fut` run to its end on the store's runtime: from this thread, or from a helper thread
+    /// when this one is inside a runtime already (an engine calls a blocking store from its
+    /// run's thread), where `block_on` may not be called.
+    fn wait<T: Send>(&self, fut: impl std::future::Future<Output = T> + Send) -> T {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| s.spawn(|| self.rt.block_on(fut)).join().unwrap())
+        } else {
+            self.rt.block_on(fut)
+        }
+    }
+}
+
+impl taskflow::store::Store for PgStore {
+    fn create_flow(
+        &self,
+        flow: &taskflow::store::FlowRecord,
+    ) -> Result<(), taskflow::store::StoreError> {
+        use taskflow::store::AsyncStore;
+        self.wait(self.store.create_flow(flow))
+    }
+    fn checkpoint(
+        &self,
+        flow_id: &str,
+        checkpoint: &taskflow::store::Checkpoint,
+    ) -> Result<(), taskflow::store::StoreError> {
+        use taskflow::store::AsyncStore;
+        self.wait(self.store.checkpoint(flow_id, checkpoint))
+    }
+    fn load_flow(
+        &self,
+        flow_id: &str,
+    ) -> Result<Option<taskflow::store::StoredFlow>, taskflow::store::StoreError> {
+        use taskflow::store::AsyncStore;
+        self.wait(self.store.load_flow(flow_id))
+    }
+    fn list_flows(&self) -> Result<Vec<taskflow::store::FlowRecord>, taskflow::store::StoreError> {
+        use taskflow::store::AsyncStore;
+        self.wait(self.store.list_flows())
+    }
+    fn delete_flow(&self, flow_id: &str) -> Result<(), taskflow::store::StoreError> {
+        use taskflow::store::AsyncStore;
+        self.wait(self.store.delete_flow(flow_id))
+    }
+    fn acquire(
+        &self,
+        flow_id: &str,
+        owner: &taskflow::store::Owner,
+        until: u64,
+    ) -> Result<taskflow::store::StoredFlow, taskflow::store::StoreError> {
+        use taskflow::store::AsyncStore;
+        self.wait(self.store.acquire(flow_id, owner, until))
+    }
+}

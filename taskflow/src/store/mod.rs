@@ -18,6 +18,7 @@
 //! | [`MemoryStore`] | a map in memory (tests, runs that need no durability) | it is checked, then applied under one lock |
 //! | [`DirStore`] | one JSON file per flow in a directory | the whole file is rewritten: temp file, fsync, rename, fsync of the directory |
 //! | [`SqliteStore`] | one SQLite database file (WAL, `synchronous=FULL`) | it is one transaction |
+//! | `PostgresStore` (feature `postgres`) | tables in a PostgreSQL schema, shared by many processes | it is one transaction, which locks the run's row and checks the writer's fence first |
 //!
 //! Bad data is refused with an error that names it — a file or row that does not parse is
 //! [`StoreError::Corrupt`], a store written by a newer taskflow is [`StoreError::SchemaTooNew`] —
@@ -70,6 +71,8 @@ mod checksum;
 mod dir;
 mod lease;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -90,6 +93,8 @@ pub use dir::{DirScan, DirStore};
 pub(crate) use lease::{abandon, forget};
 pub use lease::{utc, Fence, Lease, LeaseUpdate, Owner};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteError, SqliteStore};
 

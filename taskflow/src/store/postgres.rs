@@ -1,0 +1,978 @@
+//! A store in a PostgreSQL database, for runs on several machines (tokio-postgres, pooled by
+//! deadpool-postgres).
+
+use std::error::Error as StdError;
+use std::time::SystemTime;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{IsolationLevel, NoTls, Row};
+
+use super::{
+    lease, unix_millis, validate_checkpoint, validate_flow_id, AsyncStore, AtomRecord, Checkpoint,
+    FlowRecord, Lease, LeaseUpdate, Owner, RetryRecord, StoreError, StoreFuture, StoredFlow,
+};
+
+/// The schema version this library creates and the newest it opens.
+const SCHEMA_VERSION: u32 = 1;
+
+/// `MIGRATIONS[i]` takes a schema from version `i` to `i + 1` (version 0: a schema without our
+/// tables), in the transaction that also records the new version. `{s}` is the schema's quoted
+/// name. The tables are those of [`SqliteStore`](super::SqliteStore) without its checksums
+/// (docs/design.md, "PostgreSQL store", says why): `flows`, one row per run, rewritten by every
+/// checkpoint; `graphs`, the flow's structure, apart so that the rewrite does not copy it;
+/// `atoms`, one row per step (`id` keeps the order steps were first recorded in); `retries`, one
+/// row per retry scope of a (sub-)flow. JSON is kept as text, exactly as written; times are Unix
+/// milliseconds.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE {s}.taskflow_schema (
+    store   TEXT NOT NULL CHECK (store = 'taskflow'),
+    version INTEGER NOT NULL
+);
+CREATE TABLE {s}.flows (
+    id          TEXT PRIMARY KEY,
+    logbook     TEXT NOT NULL,
+    flow_name   TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    inputs      TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    epoch       BIGINT NOT NULL,
+    lease       TEXT
+);
+CREATE INDEX flows_by_creation ON {s}.flows (created_at, id COLLATE \"C\");
+CREATE TABLE {s}.graphs (
+    flow_id TEXT PRIMARY KEY REFERENCES {s}.flows (id) ON DELETE CASCADE,
+    graph   TEXT NOT NULL
+);
+CREATE TABLE {s}.atoms (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    flow_id        TEXT NOT NULL REFERENCES {s}.flows (id) ON DELETE CASCADE,
+    name           TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    attempt        BIGINT NOT NULL,
+    runs           BIGINT NOT NULL,
+    result         TEXT,
+    failure        TEXT,
+    revert_failure TEXT,
+    progress       REAL NOT NULL,
+    started_at     BIGINT,
+    finished_at    BIGINT,
+    UNIQUE (flow_id, name)
+);
+CREATE TABLE {s}.retries (
+    flow_id TEXT NOT NULL REFERENCES {s}.flows (id) ON DELETE CASCADE,
+    flow    TEXT NOT NULL,
+    scope   BIGINT NOT NULL,
+    attempt BIGINT NOT NULL,
+    history TEXT NOT NULL,
+    failure TEXT,
+    PRIMARY KEY (flow_id, flow, scope)
+);
+"];
+
+const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
+
+/// The advisory lock every migration takes first (with the schema's name as the second key):
+/// processes that start at once over one database migrate one after the other, and each later
+/// one finds the schema as the first left it.
+const MIGRATION_LOCK: i32 = 0x7466_6d67; // "tfmg"
+
+/// Where a [`PostgresStore`] keeps its tables, and how many connections it pools.
+///
+/// ```
+/// use taskflow::store::PostgresOptions;
+///
+/// let options = PostgresOptions::default();
+/// assert_eq!((options.schema.as_str(), options.pool_size), ("taskflow", 16));
+/// let options = PostgresOptions { schema: "jobs_eu".into(), ..options };
+/// assert_eq!(options.schema, "jobs_eu");
+/// ```
+/// Write it with `..Default::default()`: options may be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// The PostgreSQL schema (namespace) of the store's tables, created when it does not exist:
+    /// 1 to 63 ASCII lowercase letters, digits or `_`, not starting with a digit or with `pg_`
+    /// (reserved by PostgreSQL). Several stores
+    /// can share a database under different schemas. Default `taskflow`.
+    pub schema: String,
+    /// The most connections the store opens at once. Default 16.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: "taskflow".into(),
+            pool_size: 16,
+        }
+    }
+}
+
+/// A store in a PostgreSQL database: the same records, semantics and leases as
+/// [`SqliteStore`](super::SqliteStore), for runs that share one database from several
+/// processes or machines. An [`AsyncStore`]: a run awaits its writes without blocking its thread.
+///
+/// Each checkpoint is one transaction that locks the run's row first and checks the writer's
+/// fence in it, so a writer that lost its lease writes nothing ([`StoreError::LostLease`]);
+/// [`acquire`](AsyncStore::acquire) takes the run in one transaction the same way. Connecting
+/// creates the schema and its tables when they do not exist and migrates them when they are
+/// older, in one transaction under an advisory lock, so processes started at once are safe; a
+/// schema that has other tables than ours, or ours of a newer taskflow, is refused and left as
+/// it is. Connections are plain TCP or Unix sockets (no TLS yet: keep the database on a private
+/// network or a socket).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use taskflow::prelude::*;
+/// use taskflow::store::PostgresStore;
+///
+/// #[task(provides = doubled)]
+/// fn double(x: u32) -> u32 { x * 2 }
+///
+/// flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = Arc::new(PostgresStore::connect("postgres://postgres@127.0.0.1/test").await?);
+/// let out = Engine::serial().run(Double, DoubleInputs { x: 21 }).durable(store, "job-1").await?;
+/// assert_eq!(out.doubled, 42);
+/// # Ok(()) }
+/// ```
+pub struct PostgresStore {
+    pool: Pool,
+    schema: String,
+    sql: Statements,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The statements of a store, with its schema's name in them.
+struct Statements {
+    insert_flow: String,
+    insert_graph: String,
+    lock_flow: String,
+    update_flow: String,
+    take_flow: String,
+    upsert_atom: String,
+    upsert_retry: String,
+    select_flow: String,
+    select_atoms: String,
+    select_retries: String,
+    list_flows: String,
+    delete_flow: String,
+}
+
+const FLOW_COLUMNS: &str =
+    "f.id, f.logbook, f.flow_name, f.fingerprint, f.state, f.inputs, f.created_at, \
+     f.updated_at, f.epoch, f.lease";
+
+impl Statements {
+    fn new(s: &str) -> Self {
+        Statements {
+            insert_flow: format!(
+                "INSERT INTO {s}.flows (id, logbook, flow_name, fingerprint, state, inputs, \
+                 created_at, updated_at, epoch, lease) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ),
+            insert_graph: format!("INSERT INTO {s}.graphs (flow_id, graph) VALUES ($1, $2)"),
+            lock_flow: format!("SELECT epoch, lease FROM {s}.flows WHERE id = $1 FOR UPDATE"),
+            update_flow: format!(
+                "UPDATE {s}.flows SET state = coalesce($2, state), updated_at = $3, \
+                 lease = CASE WHEN $4 THEN $5 ELSE lease END WHERE id = $1"
+            ),
+            take_flow: format!(
+                "UPDATE {s}.flows SET epoch = $2, lease = $3, updated_at = $4 WHERE id = $1"
+            ),
+            upsert_atom: format!(
+                "INSERT INTO {s}.atoms (flow_id, name, state, attempt, runs, result, failure, \
+                 revert_failure, progress, started_at, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (flow_id, name) DO UPDATE SET state = excluded.state, \
+                 attempt = excluded.attempt, runs = excluded.runs, result = excluded.result, \
+                 failure = excluded.failure, revert_failure = excluded.revert_failure, \
+                 progress = excluded.progress, started_at = excluded.started_at, \
+                 finished_at = excluded.finished_at"
+            ),
+            upsert_retry: format!(
+                "INSERT INTO {s}.retries (flow_id, flow, scope, attempt, history, failure) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (flow_id, flow, scope) DO UPDATE SET attempt = excluded.attempt, \
+                 history = excluded.history, failure = excluded.failure"
+            ),
+            select_flow: format!(
+                "SELECT {FLOW_COLUMNS}, g.graph FROM {s}.flows f \
+                 LEFT JOIN {s}.graphs g ON g.flow_id = f.id WHERE f.id = $1"
+            ),
+            select_atoms: format!(
+                "SELECT name, state, attempt, runs, result, failure, revert_failure, progress, \
+                 started_at, finished_at FROM {s}.atoms WHERE flow_id = $1 ORDER BY id"
+            ),
+            select_retries: format!(
+                "SELECT flow, scope, attempt, history, failure FROM {s}.retries \
+                 WHERE flow_id = $1 ORDER BY flow COLLATE \"C\", scope"
+            ),
+            list_flows: format!(
+                "SELECT {FLOW_COLUMNS}, g.graph FROM {s}.flows f \
+                 LEFT JOIN {s}.graphs g ON g.flow_id = f.id \
+                 ORDER BY f.created_at, f.id COLLATE \"C\""
+            ),
+            delete_flow: format!("DELETE FROM {s}.flows WHERE id = $1"),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (like `postgres://user@host:5432/db`, or key-value
+    /// form `host=/run/postgresql dbname=db`) with the default [`PostgresOptions`] (schema
+    /// `taskflow`), creating or migrating the store's tables.
+    ///
+    /// Fails with [`StoreError::Invalid`] for a URL that does not parse and for a schema that
+    /// holds tables that are not a taskflow store's, [`StoreError::SchemaTooNew`] for a store
+    /// written by a newer taskflow, and [`StoreError::Backend`] when the database cannot be
+    /// reached or refuses a statement. See [`PostgresStore`] for an example.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with the store's tables in `options.schema` and at most
+    /// `options.pool_size` connections.
+    ///
+    /// ```no_run
+    /// use taskflow::store::{PostgresOptions, PostgresStore};
+    /// # async fn run() -> Result<(), taskflow::store::StoreError> {
+    /// let options = PostgresOptions { schema: "billing".into(), pool_size: 4, ..Default::default() };
+    /// let store = PostgresStore::connect_with("postgres://postgres@127.0.0.1/test", options).await?;
+    /// assert_eq!(store.schema(), "billing");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        validate_schema(&options.schema)?;
+        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid {
+            what: "PostgreSQL connection string".into(),
+            detail: format!("{e}"),
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .build()
+            .map_err(backend)?;
+        let quoted = format!("\"{}\"", options.schema);
+        let store = PostgresStore {
+            pool,
+            sql: Statements::new(&quoted),
+            schema: options.schema,
+        };
+        store.migrate(&quoted).await?;
+        Ok(store)
+    }
+
+    /// The schema the store's tables are in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Creates the schema and its tables, or brings them up to [`SCHEMA_VERSION`], in one
+    /// transaction under [`MIGRATION_LOCK`].
+    async fn migrate(&self, quoted: &str) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await.map_err(backend)?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&MIGRATION_LOCK, &self.schema],
+        )
+        .await
+        .map_err(backend)?;
+        let tables: Vec<String> = tx
+            .query(
+                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1",
+                &[&self.schema],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let version = if tables.is_empty() {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+                .await
+                .map_err(backend)?;
+            0
+        } else if tables.iter().any(|t| t == "taskflow_schema") {
+            let rows = tx
+                .query(
+                    &format!("SELECT store, version FROM {quoted}.taskflow_schema"),
+                    &[],
+                )
+                .await
+                .map_err(|e| self.not_ours(&tables, Some(e)))?;
+            match rows.as_slice() {
+                [row] => {
+                    let store: String = row
+                        .try_get(0)
+                        .map_err(|e| self.not_ours(&tables, Some(e)))?;
+                    let version: i32 = row
+                        .try_get(1)
+                        .map_err(|e| self.not_ours(&tables, Some(e)))?;
+                    if store != "taskflow" {
+                        return Err(self.not_ours(&tables, None));
+                    }
+                    u32::try_from(version).map_err(|_| self.not_ours(&tables, None))?
+                }
+                _ => return Err(self.not_ours(&tables, None)),
+            }
+        } else {
+            return Err(self.not_ours(&tables, None));
+        };
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version == SCHEMA_VERSION {
+            return tx.commit().await.map_err(backend);
+        }
+        for migration in &MIGRATIONS[version as usize..] {
+            tx.batch_execute(&migration.replace("{s}", quoted))
+                .await
+                .map_err(backend)?;
+        }
+        let new = SCHEMA_VERSION as i32;
+        let stmt = if version == 0 {
+            format!("INSERT INTO {quoted}.taskflow_schema (store, version) VALUES ('taskflow', $1)")
+        } else {
+            format!("UPDATE {quoted}.taskflow_schema SET version = $1")
+        };
+        tx.execute(&stmt, &[&new]).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    fn not_ours(&self, tables: &[String], error: Option<tokio_postgres::Error>) -> StoreError {
+        let listed = tables
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let why = match error {
+            Some(e) => format!(": reading its `taskflow_schema` table failed: {e}"),
+            None => String::new(),
+        };
+        StoreError::Invalid {
+            what: format!("PostgreSQL schema `{}`", self.schema),
+            detail: format!(
+                "it holds tables that are not a taskflow store's ({listed}){why}; it is left \
+                 as it is: give the store a schema of its own (PostgresOptions::schema)"
+            ),
+        }
+    }
+
+    /// The run `flow_id` as stored, read with `client` (in the caller's transaction).
+    async fn load_in(
+        &self,
+        client: &impl GenericClient,
+        flow_id: &str,
+        lock: bool,
+    ) -> Result<Option<StoredFlow>, StoreError> {
+        if lock {
+            let locked = client
+                .query_opt(&self.sql.lock_flow, &[&flow_id])
+                .await
+                .map_err(backend)?;
+            if locked.is_none() {
+                return Ok(None);
+            }
+        }
+        let Some(row) = client
+            .query_opt(&self.sql.select_flow, &[&flow_id])
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let flow = read_flow(&row)?;
+        let atoms = client
+            .query(&self.sql.select_atoms, &[&flow_id])
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| read_atom(r, flow_id))
+            .collect::<Result<_, _>>()?;
+        let retries = client
+            .query(&self.sql.select_retries, &[&flow_id])
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| read_retry(r, flow_id))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(StoredFlow {
+            flow,
+            atoms,
+            retries,
+        }))
+    }
+
+    async fn do_create(&self, flow: &FlowRecord) -> Result<(), StoreError> {
+        validate_flow_id(&flow.id)?;
+        let graph = match &flow.graph {
+            Value::Null => None,
+            graph => Some(to_json(graph, "flow graph")?),
+        };
+        let inputs = to_json(&flow.inputs, "inputs")?;
+        let lease = lease_json(flow.lease.as_ref())?;
+        let mut client = self.pool.get().await.map_err(backend)?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let inserted = tx
+            .execute(
+                &self.sql.insert_flow,
+                &[
+                    &flow.id,
+                    &flow.logbook,
+                    &flow.flow_name,
+                    &flow.fingerprint,
+                    &flow.state.to_string(),
+                    &inputs,
+                    &to_i64(flow.created_at, "created_at")?,
+                    &to_i64(flow.updated_at, "updated_at")?,
+                    &to_i64(flow.epoch, "epoch")?,
+                    &lease,
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(StoreError::AlreadyExists {
+                    flow_id: flow.id.clone(),
+                })
+            }
+            Err(e) => return Err(backend(e)),
+        }
+        if let Some(graph) = graph {
+            tx.execute(&self.sql.insert_graph, &[&flow.id, &graph])
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn do_checkpoint(&self, flow_id: &str, cp: &Checkpoint) -> Result<(), StoreError> {
+        validate_checkpoint(cp)?;
+        // Everything converted before the transaction: nothing fails half-way for a bad value.
+        let atoms = last_of_each(&cp.atoms, |a| a.name.clone())
+            .into_iter()
+            .map(AtomRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let retries = last_of_each(&cp.retries, |r| (r.flow.clone(), r.scope))
+            .into_iter()
+            .map(RetryRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
+        let mut client = self.pool.get().await.map_err(backend)?;
+        // Dropping `tx` on any early return rolls back what was written.
+        let tx = client.transaction().await.map_err(backend)?;
+        // The run's row locked first: the fence is checked against what no other writer can
+        // change before this transaction ends.
+        let Some(row) = tx
+            .query_opt(&self.sql.lock_flow, &[&flow_id])
+            .await
+            .map_err(backend)?
+        else {
+            return Err(StoreError::NotFound {
+                flow_id: flow_id.to_owned(),
+            });
+        };
+        let what = format!("flows row id={flow_id:?}");
+        let epoch: i64 = get(&row, 0, &what, "epoch")?;
+        let mut held: Option<Lease> = opt_json(get(&row, 1, &what, "lease")?, &what, "lease")?;
+        lease::check(
+            flow_id,
+            u64::try_from(epoch).unwrap_or(0),
+            held.as_ref(),
+            cp.fence.as_ref(),
+            unix_millis(SystemTime::now()),
+        )?;
+        let lease_changes = cp.lease != LeaseUpdate::Keep;
+        lease::update(&mut held, cp.lease);
+        let lease = lease_json(held.as_ref())?;
+        let upsert_atom = tx
+            .prepare_cached(&self.sql.upsert_atom)
+            .await
+            .map_err(backend)?;
+        for a in &atoms {
+            tx.execute(
+                &upsert_atom,
+                &[
+                    &flow_id,
+                    &a.name,
+                    &a.state,
+                    &a.attempt,
+                    &a.runs,
+                    &a.result,
+                    &a.failure,
+                    &a.revert_failure,
+                    &a.progress,
+                    &a.started_at,
+                    &a.finished_at,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        if !retries.is_empty() {
+            let upsert_retry = tx
+                .prepare_cached(&self.sql.upsert_retry)
+                .await
+                .map_err(backend)?;
+            for r in &retries {
+                tx.execute(
+                    &upsert_retry,
+                    &[
+                        &flow_id, &r.flow, &r.scope, &r.attempt, &r.history, &r.failure,
+                    ],
+                )
+                .await
+                .map_err(backend)?;
+            }
+        }
+        let state = cp.flow_state.map(|s| s.to_string());
+        tx.execute(
+            &self.sql.update_flow,
+            &[&flow_id, &state, &now, &lease_changes, &lease],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn do_load(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
+        let mut client = self.pool.get().await.map_err(backend)?;
+        // One snapshot: the flow, its atoms and its retries as one commit left them.
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(backend)?;
+        let loaded = self.load_in(&tx, flow_id, false).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(loaded)
+    }
+
+    async fn do_list(&self) -> Result<Vec<FlowRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        client
+            .query(&self.sql.list_flows, &[])
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(read_flow)
+            .collect()
+    }
+
+    async fn do_delete(&self, flow_id: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        // The run's graph, atoms and retries go with it (ON DELETE CASCADE), in one statement.
+        let deleted = client
+            .execute(&self.sql.delete_flow, &[&flow_id])
+            .await
+            .map_err(backend)?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                flow_id: flow_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn do_acquire(
+        &self,
+        flow_id: &str,
+        owner: &Owner,
+        until: u64,
+    ) -> Result<StoredFlow, StoreError> {
+        let mut client = self.pool.get().await.map_err(backend)?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // The row locked first: two takers at once take turns, and the second sees the first's
+        // lease.
+        let mut stored =
+            self.load_in(&tx, flow_id, true)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    flow_id: flow_id.to_owned(),
+                })?;
+        let now = unix_millis(SystemTime::now());
+        if !lease::take(&mut stored.flow, owner, until, now)? {
+            return Ok(stored);
+        }
+        stored.flow.updated_at = now;
+        tx.execute(
+            &self.sql.take_flow,
+            &[
+                &flow_id,
+                &to_i64(stored.flow.epoch, "epoch")?,
+                &lease_json(stored.flow.lease.as_ref())?,
+                &to_i64(now, "the time")?,
+            ],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(stored)
+    }
+}
+
+impl AsyncStore for PostgresStore {
+    fn create_flow<'a>(&'a self, flow: &'a FlowRecord) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_create(flow))
+    }
+
+    fn checkpoint<'a>(
+        &'a self,
+        flow_id: &'a str,
+        checkpoint: &'a Checkpoint,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_checkpoint(flow_id, checkpoint))
+    }
+
+    fn load_flow<'a>(&'a self, flow_id: &'a str) -> StoreFuture<'a, Option<StoredFlow>> {
+        Box::pin(self.do_load(flow_id))
+    }
+
+    fn list_flows(&self) -> StoreFuture<'_, Vec<FlowRecord>> {
+        Box::pin(self.do_list())
+    }
+
+    fn delete_flow<'a>(&'a self, flow_id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_delete(flow_id))
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        flow_id: &'a str,
+        owner: &'a Owner,
+        until: u64,
+    ) -> StoreFuture<'a, StoredFlow> {
+        Box::pin(self.do_acquire(flow_id, owner, until))
+    }
+}
+
+/// A schema name we can put in statements without quoting rules to get wrong.
+fn validate_schema(schema: &str) -> Result<(), StoreError> {
+    let ok = (1..=63).contains(&schema.len())
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && !schema.starts_with("pg_")
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid {
+            what: format!("PostgreSQL schema name {schema:?}"),
+            detail: "a schema name is 1 to 63 ASCII lowercase letters, digits or `_`, not \
+                     starting with a digit or `pg_` (PostgreSQL's own)"
+                .into(),
+        })
+    }
+}
+
+/// The later record of each key, in the order each key first appears ("a name given twice in one
+/// checkpoint keeps the later record"; one statement may not upsert one row twice).
+fn last_of_each<T, K: std::hash::Hash + Eq>(items: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
+    let mut at = std::collections::HashMap::new();
+    let mut kept: Vec<&T> = Vec::new();
+    for item in items {
+        match at.entry(key(item)) {
+            std::collections::hash_map::Entry::Occupied(i) => kept[*i.get()] = item,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(kept.len());
+                kept.push(item);
+            }
+        }
+    }
+    kept
+}
+
+fn backend(e: impl Into<Box<dyn StdError + Send + Sync>>) -> StoreError {
+    let source = e.into();
+    // tokio-postgres says only "db error" for what the server said: put that in the message.
+    let source = match source.downcast::<tokio_postgres::Error>() {
+        Ok(e) => Box::new(PostgresError(*e)),
+        Err(other) => other,
+    };
+    StoreError::Backend {
+        store: "PostgreSQL".into(),
+        source,
+    }
+}
+
+/// A tokio-postgres error whose message includes the server's (severity, message, detail,
+/// SQLSTATE), with the client's error as its source.
+#[derive(Debug)]
+struct PostgresError(tokio_postgres::Error);
+
+impl std::fmt::Display for PostgresError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                write!(
+                    f,
+                    "{}: {} (SQLSTATE {})",
+                    db.severity(),
+                    db.message(),
+                    db.code().code()
+                )?;
+                if let Some(detail) = db.detail() {
+                    write!(f, ": {detail}")?;
+                }
+                Ok(())
+            }
+            None => self.0.fmt(f),
+        }
+    }
+}
+
+impl StdError for PostgresError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.0)
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid {
+        what: what.into(),
+        detail: e.to_string(),
+    })
+}
+
+fn lease_json(lease: Option<&Lease>) -> Result<Option<String>, StoreError> {
+    lease.map(|l| to_json(l, "lease")).transpose()
+}
+
+fn to_i64<T: TryInto<i64> + Copy + std::fmt::Display>(n: T, what: &str) -> Result<i64, StoreError> {
+    n.try_into().map_err(|_| StoreError::Invalid {
+        what: what.into(),
+        detail: format!("{n} does not fit a PostgreSQL BIGINT"),
+    })
+}
+
+fn corrupt(what: &str, column: &str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("{what}, column `{column}`"),
+        detail: detail.to_string(),
+    }
+}
+
+fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
+    row: &'r Row,
+    idx: usize,
+    what: &str,
+    column: &str,
+) -> Result<T, StoreError> {
+    row.try_get(idx).map_err(|e| corrupt(what, column, e))
+}
+
+fn json<T: DeserializeOwned>(text: &str, what: &str, column: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, column, e))
+}
+
+fn opt_json<T: DeserializeOwned>(
+    text: Option<String>,
+    what: &str,
+    column: &str,
+) -> Result<Option<T>, StoreError> {
+    text.map(|t| json(&t, what, column)).transpose()
+}
+
+fn state<T: DeserializeOwned>(name: String, what: &str, column: &str) -> Result<T, StoreError> {
+    serde_json::from_value(Value::String(name)).map_err(|e| corrupt(what, column, e))
+}
+
+fn unsigned<T: TryFrom<i64>>(n: i64, what: &str, column: &str) -> Result<T, StoreError> {
+    T::try_from(n).map_err(|_| corrupt(what, column, format!("{n} is out of range")))
+}
+
+fn read_flow(row: &Row) -> Result<FlowRecord, StoreError> {
+    let id: String = row.try_get(0).map_err(|e| corrupt("flows row", "id", e))?;
+    let what = format!("flows row id={id:?}");
+    let w = what.as_str();
+    let graph: Option<String> = get(row, 10, w, "graphs.graph")?;
+    Ok(FlowRecord {
+        logbook: get(row, 1, w, "logbook")?,
+        flow_name: get(row, 2, w, "flow_name")?,
+        fingerprint: get(row, 3, w, "fingerprint")?,
+        state: state(get(row, 4, w, "state")?, w, "state")?,
+        inputs: json(&get::<String>(row, 5, w, "inputs")?, w, "inputs")?,
+        created_at: unsigned(get(row, 6, w, "created_at")?, w, "created_at")?,
+        updated_at: unsigned(get(row, 7, w, "updated_at")?, w, "updated_at")?,
+        epoch: unsigned(get(row, 8, w, "epoch")?, w, "epoch")?,
+        lease: opt_json(get(row, 9, w, "lease")?, w, "lease")?,
+        graph: match graph {
+            Some(g) => json(&g, w, "graphs.graph")?,
+            None => Value::Null,
+        },
+        id,
+    })
+}
+
+fn read_atom(row: &Row, flow_id: &str) -> Result<AtomRecord, StoreError> {
+    let name: String = get(row, 0, &format!("atoms row flow_id={flow_id:?}"), "name")?;
+    let what = format!("atoms row flow_id={flow_id:?} name={name:?}");
+    let w = what.as_str();
+    let progress: f32 = get(row, 7, w, "progress")?;
+    if !(0.0..=1.0).contains(&progress) {
+        return Err(corrupt(
+            w,
+            "progress",
+            format!("{progress} is not between 0 and 1"),
+        ));
+    }
+    Ok(AtomRecord {
+        state: state(get(row, 1, w, "state")?, w, "state")?,
+        attempt: unsigned(get(row, 2, w, "attempt")?, w, "attempt")?,
+        runs: unsigned(get(row, 3, w, "runs")?, w, "runs")?,
+        result: opt_json(get(row, 4, w, "result")?, w, "result")?,
+        failure: opt_json(get(row, 5, w, "failure")?, w, "failure")?,
+        revert_failure: opt_json(get(row, 6, w, "revert_failure")?, w, "revert_failure")?,
+        progress,
+        started_at: get::<Option<i64>>(row, 8, w, "started_at")?
+            .map(|n| unsigned(n, w, "started_at"))
+            .transpose()?,
+        finished_at: get::<Option<i64>>(row, 9, w, "finished_at")?
+            .map(|n| unsigned(n, w, "finished_at"))
+            .transpose()?,
+        name,
+    })
+}
+
+fn read_retry(row: &Row, flow_id: &str) -> Result<RetryRecord, StoreError> {
+    let flow: String = get(row, 0, &format!("retries row flow_id={flow_id:?}"), "flow")?;
+    let scope: i64 = get(row, 1, &format!("retries row flow_id={flow_id:?}"), "scope")?;
+    let what = format!("retries row flow_id={flow_id:?} flow={flow:?} scope={scope}");
+    let w = what.as_str();
+    Ok(RetryRecord {
+        scope: unsigned(scope, w, "scope")?,
+        attempt: unsigned(get(row, 2, w, "attempt")?, w, "attempt")?,
+        history: json(&get::<String>(row, 3, w, "history")?, w, "history")?,
+        failure: opt_json(get(row, 4, w, "failure")?, w, "failure")?,
+        flow,
+    })
+}
+
+/// An atom as its row's columns.
+struct AtomRow {
+    name: String,
+    state: String,
+    attempt: i64,
+    runs: i64,
+    result: Option<String>,
+    failure: Option<String>,
+    revert_failure: Option<String>,
+    progress: f32,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl AtomRow {
+    fn of(atom: &AtomRecord) -> Result<Self, StoreError> {
+        let what = |column: &str| format!("{column} of step `{}`", atom.name);
+        Ok(AtomRow {
+            name: atom.name.clone(),
+            state: atom.state.to_string(),
+            attempt: i64::from(atom.attempt),
+            runs: i64::from(atom.runs),
+            result: atom
+                .result
+                .as_ref()
+                .map(|r| to_json(r, &what("result")))
+                .transpose()?,
+            failure: atom
+                .failure
+                .as_ref()
+                .map(|f| to_json(f, &what("failure")))
+                .transpose()?,
+            revert_failure: atom
+                .revert_failure
+                .as_ref()
+                .map(|f| to_json(f, &what("revert failure")))
+                .transpose()?,
+            progress: atom.progress,
+            started_at: atom
+                .started_at
+                .map(|t| to_i64(t, &what("start time")))
+                .transpose()?,
+            finished_at: atom
+                .finished_at
+                .map(|t| to_i64(t, &what("end time")))
+                .transpose()?,
+        })
+    }
+}
+
+/// A retry record as its row's columns.
+struct RetryRow {
+    flow: String,
+    scope: i64,
+    attempt: i64,
+    history: String,
+    failure: Option<String>,
+}
+
+impl RetryRow {
+    fn of(retry: &RetryRecord) -> Result<Self, StoreError> {
+        Ok(RetryRow {
+            flow: retry.flow.clone(),
+            scope: to_i64(retry.scope, "retry scope")?,
+            attempt: i64::from(retry.attempt),
+            history: to_json(&retry.history, "retry history")?,
+            failure: retry
+                .failure
+                .as_ref()
+                .map(|f| to_json(f, "retry failure"))
+                .transpose()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_checked() {
+        for good in ["taskflow", "t_1", "_x"] {
+            assert!(validate_schema(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1abc", "Tf", "a-b", "a\"b", "pg_x", &"x".repeat(64)] {
+            assert!(
+                matches!(validate_schema(bad), Err(StoreError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_later_record_of_a_key_is_kept_in_first_order() {
+        let items = [("a", 1), ("b", 2), ("a", 3)];
+        let kept: Vec<_> = last_of_each(&items, |i| i.0).into_iter().copied().collect();
+        assert_eq!(kept, [("a", 3), ("b", 2)]);
+    }
+}

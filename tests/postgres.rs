@@ -1,0 +1,244 @@
+//! What only `PostgresStore` has: its schema (created, migrated by processes that start at once,
+//! refused when it is not ours or is newer) and durable runs through it as an `AsyncStore`. The
+//! `Store` contract itself runs on PostgreSQL with the other backends (tests/store.rs,
+//! tests/leases.rs). Needs the server at `DATABASE_URL` (`.ci/run` sets it).
+mod common;
+use common::{database_url, PgStore};
+
+use std::sync::Arc;
+
+use taskflow::prelude::*;
+use taskflow::store::{AsyncStore, PostgresOptions, PostgresStore, Store, StoreError};
+use taskflow::StepState;
+
+fn schema(tag: &str) -> String {
+    format!("tfpg_{tag}_{}", std::process::id())
+}
+
+fn connect(rt: &tokio::runtime::Runtime, schema: &str) -> Result<PostgresStore, StoreError> {
+    let options = PostgresOptions {
+        schema: schema.into(),
+        ..Default::default()
+    };
+    rt.block_on(PostgresStore::connect_with(&database_url(), options))
+}
+
+fn query_one(store: &PgStore, sql: &str) -> String {
+    let url = database_url();
+    store.rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let row = client.query_one(sql, &[]).await.unwrap();
+        row.get::<_, String>(0)
+    })
+}
+
+#[test]
+fn processes_starting_at_once_create_one_schema_once() {
+    let name = schema("race");
+    let guard = PgStore::in_schema(&name);
+    guard
+        .sql(&format!("DROP SCHEMA \"{name}\" CASCADE"))
+        .unwrap();
+    // Eight stores connect to the missing schema at once, each on its own runtime and thread
+    // (as eight processes would): each one creates or finds the same tables.
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Runtime::new().unwrap();
+                connect(&rt, &name).map(|_| ())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(
+        query_one(
+            &guard,
+            &format!("SELECT count(*)::text FROM \"{name}\".taskflow_schema")
+        ),
+        "1"
+    );
+    assert_eq!(
+        query_one(
+            &guard,
+            &format!("SELECT version::text FROM \"{name}\".taskflow_schema")
+        ),
+        "1"
+    );
+}
+
+#[test]
+fn a_schema_of_other_tables_is_refused_and_left_alone() {
+    let name = schema("foreign");
+    let guard = PgStore::in_schema(&name);
+    guard
+        .sql(&format!(
+            "DROP SCHEMA \"{name}\" CASCADE; CREATE SCHEMA \"{name}\"; \
+             CREATE TABLE \"{name}\".notes (body TEXT); \
+             CREATE TABLE \"{name}\".schema_version (version INTEGER); \
+             INSERT INTO \"{name}\".notes VALUES ('keep me')"
+        ))
+        .unwrap();
+    let err = connect(&guard.rt, &name).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{text}");
+    assert!(text.contains(&format!("schema `{name}`")), "{text}");
+    assert!(
+        text.contains("`notes`") && text.contains("`schema_version`"),
+        "{text}"
+    );
+    assert_eq!(
+        query_one(&guard, &format!("SELECT body FROM \"{name}\".notes")),
+        "keep me"
+    );
+    assert_eq!(
+        query_one(
+            &guard,
+            &format!("SELECT count(*)::text FROM pg_tables WHERE schemaname = '{name}'")
+        ),
+        "2",
+        "nothing was created beside the user's tables"
+    );
+}
+
+#[test]
+fn a_store_of_a_newer_taskflow_is_refused_and_left_alone() {
+    let store = PgStore::new();
+    let s = store.schema.clone();
+    store
+        .sql(&format!("UPDATE \"{s}\".taskflow_schema SET version = 99"))
+        .unwrap();
+    let err = connect(&store.rt, &s).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 99,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        query_one(
+            &store,
+            &format!("SELECT version::text FROM \"{s}\".taskflow_schema")
+        ),
+        "99"
+    );
+}
+
+#[test]
+fn a_bad_url_or_schema_name_is_a_clear_error() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(PostgresStore::connect("postgres://host:notaport/db"))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid PostgreSQL connection string"),
+        "{err}"
+    );
+    let options = PostgresOptions {
+        schema: "Robert'); DROP TABLE".into(),
+        ..Default::default()
+    };
+    let err = rt
+        .block_on(PostgresStore::connect_with(&database_url(), options))
+        .unwrap_err();
+    assert!(err.to_string().contains("schema name"), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_a_backend_error() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Port 9 (discard) on loopback: nothing listens there.
+    let err = rt
+        .block_on(PostgresStore::connect(
+            "postgres://postgres@127.0.0.1:9/test?connect_timeout=2",
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err}");
+    assert!(err.to_string().starts_with("PostgreSQL error"), "{err}");
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("attach failed")]
+struct AttachFailed;
+
+#[task(provides = volume)]
+fn create(size: u32) -> u32 {
+    size * 10
+}
+
+#[task(provides = attached)]
+fn attach(volume: u32, fail: bool) -> Result<u32, AttachFailed> {
+    if fail {
+        Err(AttachFailed)
+    } else {
+        Ok(volume + 1)
+    }
+}
+
+flow! {
+    flow Provision(size: u32, fail: bool) -> (attached) {
+        linear [ create, attach ]
+    }
+}
+
+#[test]
+fn durable_runs_on_both_engines_end_and_resume_through_postgres() {
+    let pg = PgStore::new();
+    let store: Arc<dyn AsyncStore> = pg.store.clone();
+    pg.rt.block_on(async {
+        for (engine, id) in [
+            (Engine::serial(), "serial"),
+            (Engine::parallel(), "parallel"),
+        ] {
+            let out = engine
+                .run(
+                    Provision,
+                    ProvisionInputs {
+                        size: 4,
+                        fail: false,
+                    },
+                )
+                .durable(store.clone(), id)
+                .await
+                .unwrap();
+            assert_eq!(out.attached, 41);
+            // A finished run resumes to its stored outputs without running anything.
+            let again = engine.resume(Provision, store.clone(), id).await.unwrap();
+            assert_eq!(again.attached, 41);
+            let stored = store.load_flow(id).await.unwrap().unwrap();
+            assert_eq!(stored.flow.state, FlowState::Success);
+            assert_eq!(stored.flow.lease, None, "an ended run releases its lease");
+            assert_eq!(stored.atoms.len(), 2);
+
+            let failed = format!("{id}-failed");
+            let err = engine
+                .run(
+                    Provision,
+                    ProvisionInputs {
+                        size: 4,
+                        fail: true,
+                    },
+                )
+                .durable(store.clone(), failed.as_str())
+                .await;
+            assert!(err.is_err());
+            let stored = store.load_flow(&failed).await.unwrap().unwrap();
+            assert_eq!(stored.flow.state, FlowState::Reverted);
+            let attach = stored.atom("attach").unwrap();
+            assert_eq!(attach.state, StepState::Reverted);
+            assert_eq!(attach.failure.as_ref().unwrap().message, "attach failed");
+        }
+    });
+    // The blocking view of the same store lists the four runs.
+    assert_eq!(pg.list_flows().unwrap().len(), 4);
+}
