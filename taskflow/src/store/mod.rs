@@ -69,6 +69,8 @@
 mod asynchronous;
 mod checksum;
 mod dir;
+#[cfg(feature = "postgres")]
+mod jobs;
 mod lease;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -90,6 +92,8 @@ use crate::{Failure, FlowState, PanicError, StepState};
 
 pub use asynchronous::{AnyStore, AsyncStore, IntoStore, StoreFuture};
 pub use dir::{DirScan, DirStore};
+#[cfg(feature = "postgres")]
+pub use jobs::{Claim, FlowKey, Job, JobBoard, JobId, JobState, NewJob, Posted};
 pub(crate) use lease::{abandon, forget};
 pub use lease::{utc, Fence, Lease, LeaseUpdate, Owner};
 pub use memory::MemoryStore;
@@ -671,6 +675,23 @@ pub enum StoreError {
         flow_id: String,
         /// The epoch the writer held it at.
         epoch: u64,
+        /// Who holds it now, if anyone.
+        holder: Option<Owner>,
+    },
+    /// A job board's claimer no longer holds the job (another claim raised its epoch, or the
+    /// job ended): nothing was written, and the claimer must stop.
+    #[error(
+        "lost the claim on job {job} (claimed at epoch {epoch}){}{}: nothing more is written",
+        match state { Some(s) => format!(", which is now {s}"), None => String::new() },
+        match holder { Some(o) => format!(" held by {o}"), None => String::new() }
+    )]
+    LostClaim {
+        /// The job's number.
+        job: i64,
+        /// The claim epoch the writer held it at.
+        epoch: u64,
+        /// The job's state now, if it could be read.
+        state: Option<String>,
         /// Who holds it now, if anyone.
         holder: Option<Owner>,
     },

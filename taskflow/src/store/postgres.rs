@@ -17,7 +17,7 @@ use super::{
 };
 
 /// The schema version this library creates and the newest it opens.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[i]` takes a schema from version `i` to `i + 1` (version 0: a schema without our
 /// tables), in the transaction that also records the new version. `{s}` is the schema's quoted
@@ -73,6 +73,33 @@ CREATE TABLE {s}.retries (
     failure TEXT,
     PRIMARY KEY (flow_id, flow, scope)
 );
+",
+    // The job board (store/jobs.rs): one row per job. `epoch` is the claim epoch, raised by
+    // every claim and checked by every write of a claimer; `takeovers` counts the claims that
+    // took a job whose claim ran out. `jobs_ready` serves the claim query.
+    "
+CREATE TABLE {s}.jobs (
+    id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    flow_name        TEXT NOT NULL,
+    fingerprint      TEXT NOT NULL,
+    inputs           TEXT NOT NULL,
+    idempotency_key  TEXT UNIQUE,
+    priority         INTEGER NOT NULL,
+    run_at           BIGINT NOT NULL,
+    state            TEXT NOT NULL,
+    outcome          TEXT,
+    reason           TEXT,
+    claims           INTEGER NOT NULL DEFAULT 0,
+    takeovers        INTEGER NOT NULL DEFAULT 0,
+    max_takeovers    INTEGER NOT NULL,
+    epoch            BIGINT NOT NULL DEFAULT 0,
+    owner            TEXT,
+    claimed_until    BIGINT,
+    cancel_requested BOOLEAN NOT NULL DEFAULT false,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL
+);
+CREATE INDEX jobs_ready ON {s}.jobs (priority DESC, run_at, id) WHERE state IN ('POSTED', 'CLAIMED');
 "];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
@@ -232,6 +259,13 @@ impl Statements {
 }
 
 impl PostgresStore {
+    /// The schema version this taskflow creates, and the newest it opens.
+    ///
+    /// ```
+    /// assert_eq!(taskflow::store::PostgresStore::SCHEMA_VERSION, 2);
+    /// ```
+    pub const SCHEMA_VERSION: u32 = SCHEMA_VERSION;
+
     /// Connects to the database at `url` (like `postgres://user@host:5432/db`, or key-value
     /// form `host=/run/postgresql dbname=db`) with the default [`PostgresOptions`] (schema
     /// `taskflow`), creating or migrating the store's tables.
@@ -285,6 +319,11 @@ impl PostgresStore {
     /// The schema the store's tables are in.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// The store's pool (the job board shares it).
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Creates the schema and its tables, or brings them up to [`SCHEMA_VERSION`], in one
@@ -674,6 +713,14 @@ impl AsyncStore for PostgresStore {
     }
 }
 
+/// An `Arc<PostgresStore>` is a run's store as it is (an [`AsyncStore`]), like an
+/// `Arc<dyn AsyncStore>`.
+impl super::IntoStore for std::sync::Arc<PostgresStore> {
+    fn into_store(self) -> super::AnyStore {
+        super::AnyStore::Async(self)
+    }
+}
+
 /// A schema name we can put in statements without quoting rules to get wrong.
 fn validate_schema(schema: &str) -> Result<(), StoreError> {
     let ok = (1..=63).contains(&schema.len())
@@ -711,7 +758,7 @@ fn last_of_each<T, K: std::hash::Hash + Eq>(items: &[T], key: impl Fn(&T) -> K) 
     kept
 }
 
-fn backend(e: impl Into<Box<dyn StdError + Send + Sync>>) -> StoreError {
+pub(super) fn backend(e: impl Into<Box<dyn StdError + Send + Sync>>) -> StoreError {
     let source = e.into();
     // tokio-postgres says only "db error" for what the server said: put that in the message.
     let source = match source.downcast::<tokio_postgres::Error>() {
@@ -756,7 +803,7 @@ impl StdError for PostgresError {
     }
 }
 
-fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<String, StoreError> {
+pub(super) fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Invalid {
         what: what.into(),
         detail: e.to_string(),
@@ -767,7 +814,10 @@ fn lease_json(lease: Option<&Lease>) -> Result<Option<String>, StoreError> {
     lease.map(|l| to_json(l, "lease")).transpose()
 }
 
-fn to_i64<T: TryInto<i64> + Copy + std::fmt::Display>(n: T, what: &str) -> Result<i64, StoreError> {
+pub(super) fn to_i64<T: TryInto<i64> + Copy + std::fmt::Display>(
+    n: T,
+    what: &str,
+) -> Result<i64, StoreError> {
     n.try_into().map_err(|_| StoreError::Invalid {
         what: what.into(),
         detail: format!("{n} does not fit a PostgreSQL BIGINT"),
@@ -781,7 +831,7 @@ fn corrupt(what: &str, column: &str, detail: impl ToString) -> StoreError {
     }
 }
 
-fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
+pub(super) fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
     row: &'r Row,
     idx: usize,
     what: &str,
@@ -790,11 +840,15 @@ fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
     row.try_get(idx).map_err(|e| corrupt(what, column, e))
 }
 
-fn json<T: DeserializeOwned>(text: &str, what: &str, column: &str) -> Result<T, StoreError> {
+pub(super) fn json<T: DeserializeOwned>(
+    text: &str,
+    what: &str,
+    column: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| corrupt(what, column, e))
 }
 
-fn opt_json<T: DeserializeOwned>(
+pub(super) fn opt_json<T: DeserializeOwned>(
     text: Option<String>,
     what: &str,
     column: &str,
@@ -802,11 +856,15 @@ fn opt_json<T: DeserializeOwned>(
     text.map(|t| json(&t, what, column)).transpose()
 }
 
-fn state<T: DeserializeOwned>(name: String, what: &str, column: &str) -> Result<T, StoreError> {
+pub(super) fn state<T: DeserializeOwned>(
+    name: String,
+    what: &str,
+    column: &str,
+) -> Result<T, StoreError> {
     serde_json::from_value(Value::String(name)).map_err(|e| corrupt(what, column, e))
 }
 
-fn unsigned<T: TryFrom<i64>>(n: i64, what: &str, column: &str) -> Result<T, StoreError> {
+pub(super) fn unsigned<T: TryFrom<i64>>(n: i64, what: &str, column: &str) -> Result<T, StoreError> {
     T::try_from(n).map_err(|_| corrupt(what, column, format!("{n} is out of range")))
 }
 
