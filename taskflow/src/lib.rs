@@ -46,6 +46,8 @@
 
 extern crate self as taskflow;
 
+#[cfg(feature = "postgres")]
+pub mod conductor;
 mod context;
 mod durable;
 mod engine;
@@ -314,6 +316,9 @@ pub mod guide {
     pub mod suspend {}
     #[doc = include_str!("../../docs/guide/durability.md")]
     pub mod durability {}
+    #[cfg(feature = "postgres")]
+    #[doc = include_str!("../../docs/guide/many_machines.md")]
+    pub mod many_machines {}
 }
 
 /// Everything a flow author needs.

@@ -1,0 +1,456 @@
+//! Conductors: processes that claim jobs from a [`JobBoard`] and run their flows durably in the
+//! board's [`PostgresStore`], on any number of machines.
+//!
+//! A conductor claims up to its concurrency limit of jobs of the flows it registered (name and
+//! fingerprint: a build never runs a job posted for another version of a flow), runs each one
+//! under the job's run id (`job-<id>`), starting it or resuming it from its last checkpoint when
+//! the job was claimed before, renews each claim with heartbeats while the run goes on (also
+//! during a long step: the heartbeat is a task of its own), and ends the job with its run's
+//! outcome. Its writes are fenced twice: the job's claim epoch guards every job update, the run's
+//! lease epoch every checkpoint; a conductor that lost either stops its run at the next step and
+//! writes nothing more for the job.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use taskflow::prelude::*;
+//! use taskflow::conductor::{Conductor, ConductorOptions};
+//! use taskflow::store::PostgresStore;
+//!
+//! #[task(provides = y)]
+//! fn double(x: u32) -> u32 { x * 2 }
+//! flow! { flow Double(x: u32) -> (y) { linear [ double ] } }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(PostgresStore::connect("postgres://postgres@127.0.0.1/test").await?);
+//! let conductor = Conductor::new(store, Engine::serial())
+//!     .options(ConductorOptions { concurrency: 4, ..Default::default() })
+//!     .register(|| Double);
+//! // Runs until `shutdown` completes (in a service, the future of its stop signal, like
+//! // tokio's `signal::ctrl_c()`), then lets each running flow reach a step boundary, gives
+//! // its job back and returns.
+//! let shutdown = tokio::time::sleep(std::time::Duration::from_secs(3600));
+//! let report = conductor.run(shutdown).await?;
+//! println!("{} jobs done", report.done);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::store::{AsyncStore, Claim, FlowKey, JobBoard, Owner, PostgresStore, StoreError};
+use crate::{DurableError, DurableFlow, Engine, FlowState, Outcome, SuspendHandle};
+
+/// How a conductor works: how many jobs at once, how long a claim holds, how often it is
+/// renewed and how often the board is polled, and what a shutdown waits for.
+///
+/// Write it with `..Default::default()`: options may be added.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskflow::conductor::{ConductorOptions, Drain};
+///
+/// let o = ConductorOptions::default();
+/// assert_eq!((o.concurrency, o.claim_hold, o.heartbeat_every), (8, Duration::from_secs(30), Duration::from_secs(10)));
+/// assert_eq!(o.drain, Drain::StepBoundary);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConductorOptions {
+    /// The most jobs it runs at once. Default 8.
+    pub concurrency: usize,
+    /// How long a claim holds unless renewed: how soon another conductor takes over the jobs of
+    /// one that died, was cut off or paused. It must be longer than the conductor can pause
+    /// (a GC-less process still stops in swap, a VM migration, SIGSTOP). Default 30 s.
+    pub claim_hold: Duration,
+    /// How often it renews each claim (well under `claim_hold`). Default 10 s.
+    pub heartbeat_every: Duration,
+    /// How often it looks for jobs when it has room. Default 1 s.
+    pub poll_every: Duration,
+    /// What a shutdown waits for. Default [`Drain::StepBoundary`].
+    pub drain: Drain,
+}
+
+impl Default for ConductorOptions {
+    fn default() -> Self {
+        ConductorOptions {
+            concurrency: 8,
+            claim_hold: Duration::from_secs(30),
+            heartbeat_every: Duration::from_secs(10),
+            poll_every: Duration::from_secs(1),
+            drain: Drain::StepBoundary,
+        }
+    }
+}
+
+/// What a shutting-down conductor waits for before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Each running flow stops at its next step boundary (recorded SUSPENDED); its job is
+    /// released at once, to be resumed by another conductor from there.
+    StepBoundary,
+    /// Each running flow runs to its end; its job is completed.
+    Finish,
+}
+
+/// What a conductor did, when [`Conductor::run`] returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConductorReport {
+    /// Jobs it claimed.
+    pub claimed: u64,
+    /// Jobs it ended (done or cancelled).
+    pub done: u64,
+    /// Jobs it gave back unfinished at shutdown.
+    pub released: u64,
+    /// Jobs it stopped because it lost their claim or their run's lease (another conductor has
+    /// them now), or could not write for them (their claim runs out and they are taken over).
+    pub lost: u64,
+}
+
+type RunFuture = Pin<Box<dyn Future<Output = RunEnd> + Send>>;
+
+/// How one run of a claimed job ended, as far as the conductor is concerned.
+enum RunEnd {
+    /// The run ended in this state (SUCCESS, REVERTED, FAILURE).
+    Ended(FlowState),
+    /// It stopped at a step boundary when asked to.
+    Suspended,
+    /// Another owner's lease on the run is still live.
+    Busy,
+    /// It cannot go on here (the store failed, the run's lease was lost, the inputs do not
+    /// load): leave the job to expire.
+    Abandoned(String),
+}
+
+/// Runs one registered flow for a claim.
+type Runner =
+    Arc<dyn Fn(Arc<Engine>, Arc<PostgresStore>, Claim, SuspendHandle) -> RunFuture + Send + Sync>;
+
+/// Claims jobs of the flows it registered and runs them (see the [module](self)).
+pub struct Conductor {
+    store: Arc<PostgresStore>,
+    board: JobBoard,
+    engine: Arc<Engine>,
+    flows: HashMap<FlowKey, Runner>,
+    options: ConductorOptions,
+}
+
+impl std::fmt::Debug for Conductor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conductor")
+            .field("store", &self.store)
+            .field(
+                "flows",
+                &self.flows.keys().map(|k| &k.name).collect::<Vec<_>>(),
+            )
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conductor {
+    /// A conductor of the board of `store`, running flows on `engine`.
+    pub fn new(store: Arc<PostgresStore>, engine: Engine) -> Conductor {
+        Conductor {
+            board: JobBoard::new(store.clone()),
+            store,
+            engine: Arc::new(engine),
+            flows: HashMap::new(),
+            options: ConductorOptions::default(),
+        }
+    }
+
+    /// With `options`.
+    pub fn options(mut self, options: ConductorOptions) -> Conductor {
+        self.options = options;
+        self
+    }
+
+    /// Runs jobs of flow `F` (this build's fingerprint of it); `flow` makes the flow value.
+    pub fn register<F: DurableFlow + 'static>(
+        mut self,
+        flow: impl Fn() -> F + Send + Sync + 'static,
+    ) -> Conductor {
+        let flow = Arc::new(flow);
+        let runner: Runner = Arc::new(move |engine, store, claim, stop| {
+            let flow = flow.clone();
+            Box::pin(async move { run_one::<F>(&engine, store, &claim, &stop, flow()).await })
+        });
+        self.flows.insert(FlowKey::of::<F>(), runner);
+        self
+    }
+
+    /// The flows it runs.
+    pub fn flows(&self) -> Vec<FlowKey> {
+        self.flows.keys().cloned().collect()
+    }
+
+    /// Claims and runs jobs until `shutdown` completes, then drains as
+    /// [`ConductorOptions::drain`] says and returns what it did. Fails only when the board
+    /// cannot be reached for longer than a claim holds (its jobs are then taken over).
+    pub async fn run(
+        &self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<ConductorReport, StoreError> {
+        let keys = self.flows();
+        let owner = Owner::current();
+        let mut report = ConductorReport::default();
+        let mut running: JoinSet<JobEnd> = JoinSet::new();
+        let mut stops: HashMap<i64, SuspendHandle> = HashMap::new();
+        let draining = Arc::new(AtomicBool::new(false));
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut unreachable_since: Option<Instant> = None;
+        loop {
+            let room = self.options.concurrency.saturating_sub(running.len());
+            if room > 0 {
+                match self
+                    .board
+                    .claim(&owner, &keys, room, self.options.claim_hold)
+                    .await
+                {
+                    Ok(claims) => {
+                        unreachable_since = None;
+                        for claim in claims {
+                            report.claimed += 1;
+                            let stop = SuspendHandle::new();
+                            stops.insert(claim.id.0, stop.clone());
+                            running.spawn(self.job(claim, stop, draining.clone()));
+                        }
+                    }
+                    Err(e) => {
+                        let since = *unreachable_since.get_or_insert_with(Instant::now);
+                        tracing::warn!(error = %e, "conductor: claiming jobs failed");
+                        if since.elapsed() > self.options.claim_hold && running.is_empty() {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            let poll = tokio::time::sleep(self.options.poll_every);
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(end) = running.join_next(), if !running.is_empty() => {
+                    if let Ok(end) = end {
+                        stops.remove(&end.id);
+                        end.count(&mut report);
+                    }
+                }
+                _ = poll => {}
+            }
+        }
+        // Drain: claim nothing more; stop or finish what runs.
+        draining.store(true, Ordering::SeqCst);
+        if self.options.drain == Drain::StepBoundary {
+            for stop in stops.values() {
+                stop.suspend();
+            }
+        }
+        while let Some(end) = running.join_next().await {
+            if let Ok(end) = end {
+                end.count(&mut report);
+            }
+        }
+        Ok(report)
+    }
+
+    /// One claimed job, from its run's start (or resume) to its job's end.
+    fn job(
+        &self,
+        claim: Claim,
+        stop: SuspendHandle,
+        draining: Arc<AtomicBool>,
+    ) -> impl Future<Output = JobEnd> + Send + 'static {
+        let board = self.board.clone();
+        let store = self.store.clone();
+        let engine = self.engine.clone();
+        let runner = self.flows.get(&claim.flow).cloned();
+        let options = self.options.clone();
+        async move {
+            let id = claim.id.0;
+            let Some(runner) = runner else {
+                return JobEnd { id, how: How::Lost }; // claimed only for registered flows
+            };
+            // The heartbeat: renews the claim while the run goes on; a lost claim or a cancel
+            // stops the run at its next step boundary.
+            let lost = Arc::new(AtomicBool::new(false));
+            let cancelled = Arc::new(AtomicBool::new(claim.cancel_requested));
+            let beat = tokio::spawn(heartbeat(
+                board.clone(),
+                claim.clone(),
+                options.clone(),
+                stop.clone(),
+                lost.clone(),
+                cancelled.clone(),
+            ));
+            if cancelled.load(Ordering::SeqCst) {
+                stop.suspend();
+            }
+            let end = loop {
+                // The run on a thread of its own: a sync step blocks that thread, not a worker
+                // of the runtime, where the heartbeats and this conductor's loop run.
+                let run = runner(engine.clone(), store.clone(), claim.clone(), stop.clone());
+                let runtime = tokio::runtime::Handle::current();
+                let end = match tokio::task::spawn_blocking(move || runtime.block_on(run)).await {
+                    Ok(end) => end,
+                    Err(e) => RunEnd::Abandoned(format!("the run's thread failed: {e}")),
+                };
+                match end {
+                    // The previous holder's run lease has not run out yet: wait for it, while
+                    // the heartbeat keeps this claim.
+                    RunEnd::Busy if !lost.load(Ordering::SeqCst) && !stop.is_requested() => {
+                        tokio::time::sleep(options.poll_every).await;
+                    }
+                    RunEnd::Busy => break RunEnd::Suspended,
+                    other => break other,
+                }
+            };
+            beat.abort();
+            let how = if lost.load(Ordering::SeqCst) {
+                How::Lost
+            } else {
+                match end {
+                    RunEnd::Ended(state) => match board.complete(&claim, state).await {
+                        Ok(_) => How::Done,
+                        Err(_) => How::Lost,
+                    },
+                    RunEnd::Suspended if cancelled.load(Ordering::SeqCst) => {
+                        match board.complete(&claim, FlowState::Suspended).await {
+                            Ok(_) => How::Done,
+                            Err(_) => How::Lost,
+                        }
+                    }
+                    RunEnd::Suspended if draining.load(Ordering::SeqCst) => {
+                        match board.release(&claim).await {
+                            Ok(()) => How::Released,
+                            Err(_) => How::Lost,
+                        }
+                    }
+                    RunEnd::Suspended | RunEnd::Busy => match board.release(&claim).await {
+                        Ok(()) => How::Released,
+                        Err(_) => How::Lost,
+                    },
+                    RunEnd::Abandoned(why) => {
+                        tracing::warn!(job = id, %why, "conductor: leaving the job to be taken over");
+                        How::Lost
+                    }
+                }
+            };
+            JobEnd { id, how }
+        }
+    }
+}
+
+struct JobEnd {
+    id: i64,
+    how: How,
+}
+
+enum How {
+    Done,
+    Released,
+    Lost,
+}
+
+impl JobEnd {
+    fn count(&self, report: &mut ConductorReport) {
+        match self.how {
+            How::Done => report.done += 1,
+            How::Released => report.released += 1,
+            How::Lost => report.lost += 1,
+        }
+    }
+}
+
+/// Renews `claim` every `heartbeat_every`. A lost claim, or a claim that could not be renewed
+/// before it ran out (the database unreachable), stops the run: this conductor can no longer
+/// prove the job is its own.
+async fn heartbeat(
+    board: JobBoard,
+    claim: Claim,
+    options: ConductorOptions,
+    stop: SuspendHandle,
+    lost: Arc<AtomicBool>,
+    cancelled: Arc<AtomicBool>,
+) {
+    let mut renewed = Instant::now();
+    loop {
+        tokio::time::sleep(options.heartbeat_every).await;
+        match board.heartbeat(&claim, options.claim_hold).await {
+            Ok(cancel) => {
+                renewed = Instant::now();
+                if cancel {
+                    cancelled.store(true, Ordering::SeqCst);
+                    stop.suspend();
+                }
+            }
+            Err(StoreError::LostClaim { .. }) => {
+                lost.store(true, Ordering::SeqCst);
+                stop.suspend();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job = claim.id.0, error = %e, "conductor: heartbeat failed");
+                if renewed.elapsed() >= options.claim_hold {
+                    lost.store(true, Ordering::SeqCst);
+                    stop.suspend();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Starts or resumes the run of `claim` with flow `flow`, until it ends or `stop` stops it.
+async fn run_one<F: DurableFlow>(
+    engine: &Engine,
+    store: Arc<PostgresStore>,
+    claim: &Claim,
+    stop: &SuspendHandle,
+    flow: F,
+) -> RunEnd {
+    let run_id = claim.id.run_id();
+    let stored = match store.load_flow(&run_id).await {
+        Ok(stored) => stored,
+        Err(e) => return RunEnd::Abandoned(e.to_string()),
+    };
+    let ran = match stored {
+        Some(_) => {
+            engine
+                .resume(flow, store.clone(), &run_id)
+                .until(stop)
+                .await
+        }
+        None => {
+            let inputs = match F::__load_inputs(&claim.inputs) {
+                Ok(inputs) => inputs,
+                Err(e) => {
+                    // The job can never run: end it as failed, its reason in the log.
+                    tracing::error!(job = claim.id.0, error = %e, "conductor: the job's inputs do not load");
+                    return RunEnd::Ended(FlowState::Failure);
+                }
+            };
+            engine
+                .run(flow, inputs)
+                .durable(store.clone(), &run_id)
+                .until(stop)
+                .await
+        }
+    };
+    match ran {
+        Ok(Outcome::Done(_)) => RunEnd::Ended(FlowState::Success),
+        Ok(Outcome::Suspended(_)) => RunEnd::Suspended,
+        Err(DurableError::Failed(_)) => match store.load_flow(&run_id).await {
+            Ok(Some(stored)) if stored.flow.state.is_final() => RunEnd::Ended(stored.flow.state),
+            Ok(_) => RunEnd::Abandoned("the run failed but is not recorded as ended".into()),
+            Err(e) => RunEnd::Abandoned(e.to_string()),
+        },
+        Err(DurableError::Store(StoreError::RunBusy { .. })) => RunEnd::Busy,
+        // Another conductor created the run between the load and the start: it is not ours.
+        Err(DurableError::Store(StoreError::AlreadyExists { .. })) => RunEnd::Busy,
+        Err(e) => RunEnd::Abandoned(e.to_string()),
+    }
+}

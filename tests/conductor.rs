@@ -1,0 +1,384 @@
+//! Conductors through the public API, on PostgreSQL at `DATABASE_URL`: two conductors share the
+//! jobs of a board and run each once; a shutdown stops runs at a step boundary and gives their
+//! jobs back, and another conductor resumes them; a conductor process killed with SIGKILL in
+//! the middle of a job loses it to another, which resumes the run without running again what
+//! was recorded SUCCESS; a cancelled job stops; a job of a flow nobody registered is left alone.
+mod common;
+use common::PgStore;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use taskflow::conductor::{Conductor, ConductorOptions};
+use taskflow::prelude::*;
+use taskflow::store::{
+    AsyncStore, FlowKey, JobBoard, JobState, NewJob, PostgresOptions, PostgresStore,
+};
+
+/// Appends `line` to the side-effect log `log` (one `write` per line, so lines of several
+/// processes do not mix).
+fn note(log: &str, line: String) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    f.write_all(format!("{line} {}\n", std::process::id()).as_bytes())
+        .unwrap();
+}
+
+#[task(provides = a)]
+fn first(x: u32, log: String) -> u32 {
+    note(&log, format!("first {x}"));
+    x + 1
+}
+
+#[task(provides = b)]
+fn slow(a: u32, ms: u64, log: String) -> u32 {
+    note(&log, format!("slow-start {a}"));
+    std::thread::sleep(Duration::from_millis(ms));
+    note(&log, format!("slow {a}"));
+    a * 10
+}
+
+#[task(provides = c)]
+fn last(b: u32, log: String) -> u32 {
+    note(&log, format!("last {b}"));
+    b + 1
+}
+
+flow! {
+    flow Work(x: u32, ms: u64, log: String) -> (c) {
+        linear [ first, slow, last ]
+    }
+}
+
+#[task(provides = y)]
+fn other(x: u32) -> u32 {
+    x
+}
+
+flow! {
+    flow Unknown(x: u32) -> (y) { linear [ other ] }
+}
+
+fn options(hold_ms: u64) -> ConductorOptions {
+    ConductorOptions {
+        concurrency: 4,
+        claim_hold: Duration::from_millis(hold_ms),
+        heartbeat_every: Duration::from_millis(hold_ms / 5),
+        poll_every: Duration::from_millis(20),
+        ..Default::default()
+    }
+}
+
+fn conductor(store: &Arc<PostgresStore>, o: ConductorOptions) -> Conductor {
+    Conductor::new(
+        store.clone(),
+        Engine::serial().lease(Duration::from_secs(2), Duration::from_millis(300)),
+    )
+    .options(o)
+    .register(|| Work)
+}
+
+fn post(board: &JobBoard, x: u32, ms: u64, log: &Path) -> taskflow::store::JobId {
+    let job = NewJob::of::<Work>(&WorkInputs {
+        x,
+        ms,
+        log: log.display().to_string(),
+    })
+    .unwrap();
+    futures_block(board.post(&job)).unwrap().id()
+}
+
+/// Blocks on `fut` in a fresh current-thread runtime (the test's own runtime is elsewhere).
+fn futures_block<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(fut)
+}
+
+fn lines(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+        .collect()
+}
+
+/// Waits (up to 30 s) until every job of `board` is in a final state.
+async fn all_final(board: &JobBoard) {
+    let start = Instant::now();
+    loop {
+        let jobs = board.jobs().await.unwrap();
+        if jobs.iter().all(|j| j.state.is_final()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "jobs did not end: {jobs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn two_conductors_share_the_jobs_and_run_each_once() {
+    let pg = PgStore::new();
+    let tmp = common::TempDir::new();
+    let log = tmp.path().join("log");
+    let board = JobBoard::new(pg.store.clone());
+    for x in 0..24 {
+        post(&board, x, 5, &log);
+    }
+    let unknown =
+        futures_block(board.post(&NewJob::of::<Unknown>(&UnknownInputs { x: 1 }).unwrap()))
+            .unwrap()
+            .id();
+    let (a, b) = (
+        conductor(&pg.store, options(2000)),
+        conductor(&pg.store, options(2000)),
+    );
+    let reports = pg.rt.block_on(async {
+        let done = all_final_except(&board, unknown);
+        let (stop_a, stop_b) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+        let (ra, rb, ()) =
+            tokio::join!(a.run(stop_a.notified()), b.run(stop_b.notified()), async {
+                done.await;
+                stop_a.notify_one();
+                stop_b.notify_one();
+            });
+        (ra.unwrap(), rb.unwrap())
+    });
+    assert_eq!(reports.0.done + reports.1.done, 24, "{reports:?}");
+    assert_eq!(reports.0.lost + reports.1.lost, 0, "{reports:?}");
+    let log = lines(&log);
+    for x in 0..24 {
+        for line in [
+            format!("first {x}"),
+            format!("slow {}", x + 1),
+            format!("last {}", (x + 1) * 10),
+        ] {
+            assert_eq!(
+                log.iter().filter(|l| **l == line).count(),
+                1,
+                "{line}: {log:?}"
+            );
+        }
+    }
+    pg.rt.block_on(async {
+        for job in board.jobs().await.unwrap() {
+            if job.id == unknown {
+                assert_eq!(
+                    job.state,
+                    JobState::Posted,
+                    "a flow nobody here runs is left alone"
+                );
+                continue;
+            }
+            assert_eq!(
+                (job.state, job.outcome, job.claims),
+                (JobState::Done, Some(FlowState::Success), 1)
+            );
+            let run = pg.store.load_flow(&job.id.run_id()).await.unwrap().unwrap();
+            assert_eq!(run.flow.state, FlowState::Success);
+        }
+        let waiting = board
+            .waiting_elsewhere(&[FlowKey::of::<Work>()])
+            .await
+            .unwrap();
+        assert_eq!(waiting.len(), 1);
+    });
+}
+
+/// Waits until every job but `except` has ended.
+async fn all_final_except(board: &JobBoard, except: taskflow::store::JobId) {
+    let start = Instant::now();
+    loop {
+        let jobs = board.jobs().await.unwrap();
+        if jobs
+            .iter()
+            .filter(|j| j.id != except)
+            .all(|j| j.state.is_final())
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "jobs did not end: {jobs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_shutdown_stops_runs_at_a_step_boundary_and_gives_their_jobs_back() {
+    let pg = PgStore::new();
+    let tmp = common::TempDir::new();
+    let log = tmp.path().join("log");
+    let board = JobBoard::new(pg.store.clone());
+    let id = post(&board, 1, 400, &log);
+    let first = conductor(&pg.store, options(2000));
+    let report = pg
+        .rt
+        .block_on(first.run(async {
+            // Shut down while the slow step runs.
+            while !lines(&log).contains(&"slow-start 2".to_owned()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }))
+        .unwrap();
+    assert_eq!(
+        (report.claimed, report.released, report.done),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    pg.rt.block_on(async {
+        let job = board.job(id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.takeovers), (JobState::Posted, 0));
+        let run = pg.store.load_flow(&id.run_id()).await.unwrap().unwrap();
+        assert_eq!(
+            run.flow.state,
+            FlowState::Suspended,
+            "the slow step finished first"
+        );
+        assert_eq!(run.flow.lease, None);
+    });
+    // Another conductor resumes it from there: `first` and `slow` do not run again.
+    let second = conductor(&pg.store, options(2000));
+    pg.rt.block_on(async {
+        let stop = all_final(&board);
+        second.run(stop).await.unwrap();
+        let job = board.job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.outcome),
+            (JobState::Done, Some(FlowState::Success))
+        );
+    });
+    assert_eq!(
+        lines(&log),
+        ["first 1", "slow-start 2", "slow 2", "last 20"],
+        "each step ran once"
+    );
+}
+
+#[test]
+fn a_cancelled_running_job_stops_at_its_next_step() {
+    let pg = PgStore::new();
+    let tmp = common::TempDir::new();
+    let log = tmp.path().join("log");
+    let board = JobBoard::new(pg.store.clone());
+    let id = post(&board, 1, 600, &log);
+    let c = conductor(&pg.store, options(500));
+    pg.rt.block_on(async {
+        let cancel = async {
+            while !lines(&log).contains(&"slow-start 2".to_owned()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(board.cancel(id).await.unwrap(), JobState::Claimed);
+            all_final(&board).await;
+        };
+        let report = c.run(cancel).await.unwrap();
+        assert_eq!(report.done, 1, "{report:?}");
+        let job = board.job(id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Cancelled);
+        let run = pg.store.load_flow(&id.run_id()).await.unwrap().unwrap();
+        assert_eq!(run.flow.state, FlowState::Suspended);
+    });
+    assert!(
+        !lines(&log).iter().any(|l| l.starts_with("last")),
+        "nothing started after the cancel"
+    );
+}
+
+/// The child of `a_killed_conductor_loses_its_job_to_another`: a conductor on the schema named
+/// by `TF_CONDUCTOR_SCHEMA`, until it is killed.
+#[test]
+fn conductor_child() {
+    let Ok(schema) = std::env::var("TF_CONDUCTOR_SCHEMA") else {
+        return; // run as a test of its own: nothing to do
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pg_options = PostgresOptions {
+            schema,
+            ..Default::default()
+        };
+        let store = Arc::new(
+            PostgresStore::connect_with(&common::database_url(), pg_options)
+                .await
+                .unwrap(),
+        );
+        conductor(&store, options(1000))
+            .run(std::future::pending())
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_killed_conductor_loses_its_job_to_another_which_runs_only_what_was_not_recorded() {
+    let pg = PgStore::new();
+    let tmp = common::TempDir::new();
+    let log = tmp.path().join("log");
+    let board = JobBoard::new(pg.store.clone());
+    let id = post(&board, 1, 3000, &log);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "conductor_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TF_CONDUCTOR_SCHEMA", &pg.schema)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !lines(&log).contains(&"slow-start 2".to_owned()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the child never started the job"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe_free_kill(&mut child);
+    let killed_at = Instant::now();
+    let other = conductor(&pg.store, options(1000));
+    pg.rt.block_on(async {
+        other.run(all_final(&board)).await.unwrap();
+        let job = board.job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.outcome),
+            (JobState::Done, Some(FlowState::Success))
+        );
+        assert_eq!((job.claims, job.takeovers, job.epoch), (2, 1, 2));
+    });
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(15),
+        "taken over in bounded time"
+    );
+    let log = lines(&log);
+    // `first` was recorded SUCCESS before the kill: not run again. `slow` was RUNNING: run again.
+    assert_eq!(log.iter().filter(|l| *l == "first 1").count(), 1, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| *l == "slow-start 2").count(),
+        2,
+        "{log:?}"
+    );
+    assert_eq!(log.iter().filter(|l| *l == "last 20").count(), 1, "{log:?}");
+}
+
+/// SIGKILL through the `kill` command (no `unsafe` in the tests either).
+fn unsafe_free_kill(child: &mut std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+}
