@@ -4,6 +4,7 @@
 //! taskflow list <STORE>             every flow in the store, with its state and times
 //! taskflow show <STORE> <FLOW_ID>   one flow: its inputs, each step, its retry scopes
 //! taskflow graph <STORE> <FLOW_ID>  one flow's structure as Graphviz DOT, with step states
+//! taskflow jobs <DATABASE_URL>      the jobs of a PostgreSQL job board, newest first
 //! ```
 //!
 //! `<STORE>` is a directory (a [`DirStore`]) or an SQLite database file (a [`SqliteStore`]); it
@@ -19,8 +20,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use std::sync::Arc;
 use taskflow::store::{
-    AtomRecord, DirStore, FailureRecord, FlowRecord, RetryRecord, SqliteStore, Store, StoredFlow,
+    AtomRecord, DirStore, FailureRecord, FlowRecord, JobBoard, PostgresOptions, PostgresStore,
+    RetryRecord, SqliteStore, Store, StoredFlow,
 };
 use taskflow::{FlowGraph, StepState};
 
@@ -66,6 +69,22 @@ enum Command {
     /// `taskflow graph flows.db <FLOW_ID> | dot -Tsvg > flow.svg`. A run stored by a taskflow
     /// that did not record structures has none to print (exit code 1).
     Graph(FlowArgs),
+    /// List the jobs of a PostgreSQL job board, newest first.
+    ///
+    /// One row per job: its id, state (POSTED, CLAIMED, DONE, CANCELLED, DEAD), flow, its run's
+    /// outcome once it ended, who holds it (host:pid, while claimed), how many times it was
+    /// claimed and how many of those were take-overs, and its age (since it was posted); then,
+    /// for each dead job, why. The database is only read: a schema without a store is an error.
+    Jobs(JobsArgs),
+}
+
+#[derive(Debug, Args)]
+struct JobsArgs {
+    /// The database, like `postgres://user@host:5432/db` (or `host=/run/postgresql dbname=db`).
+    database_url: String,
+    /// The schema of the store (PostgresOptions::schema).
+    #[arg(long, default_value = "taskflow")]
+    schema: String,
 }
 
 // The arguments of the commands. (No doc comments on these structs: clap would take them for
@@ -98,6 +117,7 @@ fn main() -> ExitCode {
         Command::List(StoreArg { store }) => list(store, &mut out),
         Command::Show(flow) => show(&flow.store.store, &flow.flow_id, &mut out),
         Command::Graph(flow) => graph(&flow.store.store, &flow.flow_id, &mut out),
+        Command::Jobs(args) => jobs(args, &mut out),
     };
     if let Err(e) = io::stdout().lock().write_all(out.as_bytes()) {
         // `taskflow list … | head` closes the pipe early: not an error worth a word.
@@ -401,6 +421,80 @@ fn truncate(text: &str, max: usize) -> String {
     let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
+}
+
+/// `taskflow jobs`: the board's jobs as a table, then the reasons of the dead ones.
+fn jobs(args: &JobsArgs, out: &mut String) -> Vec<String> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return vec![format!("cannot start a runtime: {e}")],
+    };
+    let options = PostgresOptions {
+        schema: args.schema.clone(),
+        pool_size: 1,
+    };
+    let listed = runtime.block_on(async {
+        let store = PostgresStore::connect_existing(&args.database_url, options).await?;
+        JobBoard::new(Arc::new(store)).jobs().await
+    });
+    let jobs = match listed {
+        Ok(jobs) => jobs,
+        Err(e) => return vec![e.to_string()],
+    };
+    if jobs.is_empty() {
+        let _ = writeln!(out, "no jobs in schema `{}`", args.schema);
+        return Vec::new();
+    }
+    let now = taskflow_now();
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|job| {
+            vec![
+                job.id.to_string(),
+                job.state.to_string(),
+                one_line(&job.flow.name),
+                job.outcome.map_or("-".into(), |o| o.to_string()),
+                job.owner
+                    .as_ref()
+                    .map_or("-".into(), |o| one_line(&format!("{}:{}", o.host, o.pid))),
+                job.claims.to_string(),
+                job.takeovers.to_string(),
+                duration(Duration::from_millis(now.saturating_sub(job.created_at))),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "ID",
+            "STATE",
+            "FLOW",
+            "OUTCOME",
+            "OWNER",
+            "CLAIMS",
+            "TAKEOVERS",
+            "AGE",
+        ],
+        &rows,
+    ));
+    for job in jobs.iter().filter(|j| j.reason.is_some()) {
+        let _ = writeln!(
+            out,
+            "job {} is {}: {}",
+            job.id,
+            job.state,
+            one_line(job.reason.as_deref().unwrap_or_default())
+        );
+    }
+    Vec::new()
+}
+
+fn taskflow_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Unix milliseconds as UTC `YYYY-MM-DD HH:MM:SS` (proleptic Gregorian calendar).

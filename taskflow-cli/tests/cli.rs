@@ -701,3 +701,135 @@ fn a_bad_command_line_is_exit_code_2() {
         assert!(run.stderr.contains("<FLOW_ID>"), "{run:?}");
     }
 }
+
+// ---- taskflow jobs (PostgreSQL at DATABASE_URL, which .ci/run sets)
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[task(provides = doubled)]
+fn double(x: u32) -> u32 {
+    x * 2
+}
+
+flow! { flow Double(x: u32) -> (doubled) { linear [ double ] } }
+
+#[test]
+fn jobs_lists_a_boards_jobs_with_state_owner_claims_and_why_dead() {
+    use std::time::Duration;
+    use taskflow::store::{FlowKey, JobBoard, NewJob, Owner, PostgresOptions, PostgresStore};
+    let schema = format!("cli_jobs_{}", std::process::id());
+    let url = database_url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(async {
+        let options = PostgresOptions {
+            schema: schema.clone(),
+            ..Default::default()
+        };
+        let store = std::sync::Arc::new(PostgresStore::connect_with(&url, options).await.unwrap());
+        let board = JobBoard::new(store.clone());
+        let key = [FlowKey::of::<Double>()];
+        let owner = Owner {
+            host: "worker-7".into(),
+            pid: 4242,
+            ..Owner::current()
+        };
+        let mut fragile = NewJob::of::<Double>(&DoubleInputs { x: 1 }).unwrap();
+        fragile.max_takeovers = 0;
+        board.post(&fragile).await.unwrap();
+        let claim = board.claim(&owner, &key, 1, Duration::ZERO).await.unwrap();
+        assert_eq!(claim.len(), 1);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Its claim ran out with no take-over allowed: the next claim declares it dead.
+        assert!(board
+            .claim(&owner, &key, 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty());
+        board
+            .post(&NewJob::of::<Double>(&DoubleInputs { x: 2 }).unwrap())
+            .await
+            .unwrap();
+        board
+            .claim(&owner, &key, 1, Duration::from_secs(60))
+            .await
+            .unwrap();
+        board
+            .post(&NewJob::of::<Double>(&DoubleInputs { x: 3 }).unwrap())
+            .await
+            .unwrap();
+        store
+    });
+    let run = taskflow(&["jobs", &url, "--schema", &schema]);
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", run.stdout);
+    let words = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+    assert_eq!(
+        words(0),
+        [
+            "ID",
+            "STATE",
+            "FLOW",
+            "OUTCOME",
+            "OWNER",
+            "CLAIMS",
+            "TAKEOVERS",
+            "AGE"
+        ]
+    );
+    assert_eq!(words(1)[..7], ["3", "POSTED", "Double", "-", "-", "0", "0"]);
+    assert_eq!(
+        words(2)[..7],
+        ["2", "CLAIMED", "Double", "-", "worker-7:4242", "1", "0"]
+    );
+    assert_eq!(
+        words(3)[..7],
+        ["1", "DEAD", "Double", "-", "worker-7:4242", "2", "1"]
+    );
+    assert!(
+        words(1)[7].ends_with("ms") || words(1)[7].ends_with('s'),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[4].starts_with("job 1 is DEAD: its claim ran out 1 time ("),
+        "{}",
+        lines[4]
+    );
+
+    // A schema without a store is an error, and is not created.
+    let missing = format!("cli_missing_{}", std::process::id());
+    let run = taskflow(&["jobs", &url, "--schema", &missing]);
+    assert_error(
+        &run,
+        &format!(
+            "invalid PostgreSQL schema `{missing}`: there is no taskflow store in it; a writer \
+             (PostgresStore::connect) creates one"
+        ),
+    );
+    drop(store);
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let found = client
+            .query_one(
+                "SELECT count(*)::int FROM pg_namespace WHERE nspname = $1",
+                &[&missing],
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.get::<_, i32>(0), 0, "inspecting created nothing");
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+    });
+}

@@ -431,9 +431,11 @@ impl JobBoard {
                        state = CASE WHEN j.state = 'CLAIMED' AND j.takeovers >= j.max_takeovers \
                                THEN 'DEAD' ELSE 'CLAIMED' END, \
                        reason = CASE WHEN j.state = 'CLAIMED' AND j.takeovers >= j.max_takeovers \
-                                THEN format('its claim ran out %s times (each conductor that held \
+                                THEN format('its claim ran out %s %s (each conductor that held \
                                 it died, was cut off or paused, or failed to reach the \
-                                database); allowed: %s take-overs', j.takeovers + 1, j.max_takeovers) \
+                                database); allowed: %s take-overs', j.takeovers + 1, \
+                                CASE WHEN j.takeovers = 0 THEN 'time' ELSE 'times' END, \
+                                j.max_takeovers) \
                                 ELSE j.reason END, \
                        owner = $4, claimed_until = $5, updated_at = $1 \
                      FROM ready WHERE j.id = ready.id \

@@ -290,6 +290,25 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        Self::open(url, options, true).await
+    }
+
+    /// [`connect_with`](Self::connect_with) to a store that must exist at this taskflow's
+    /// schema version, changing nothing in the database: what a tool that only reads (the
+    /// `taskflow` command) uses. A schema without a store, or with one of an older version, is
+    /// [`StoreError::Invalid`] naming it (a writer's `connect` creates or migrates it).
+    ///
+    /// ```no_run
+    /// use taskflow::store::{PostgresOptions, PostgresStore};
+    /// # async fn run() -> Result<(), taskflow::store::StoreError> {
+    /// let store = PostgresStore::connect_existing("postgres://postgres@127.0.0.1/test", PostgresOptions::default()).await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn connect_existing(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        Self::open(url, options, false).await
+    }
+
+    async fn open(url: &str, options: PostgresOptions, create: bool) -> Result<Self, StoreError> {
         validate_schema(&options.schema)?;
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid {
             what: "PostgreSQL connection string".into(),
@@ -312,7 +331,7 @@ impl PostgresStore {
             sql: Statements::new(&quoted),
             schema: options.schema,
         };
-        store.migrate(&quoted).await?;
+        store.migrate(&quoted, create).await?;
         Ok(store)
     }
 
@@ -327,8 +346,9 @@ impl PostgresStore {
     }
 
     /// Creates the schema and its tables, or brings them up to [`SCHEMA_VERSION`], in one
-    /// transaction under [`MIGRATION_LOCK`].
-    async fn migrate(&self, quoted: &str) -> Result<(), StoreError> {
+    /// transaction under [`MIGRATION_LOCK`]; with `create` false, only checks that they are
+    /// there at that version.
+    async fn migrate(&self, quoted: &str, create: bool) -> Result<(), StoreError> {
         let mut client = self.pool.get().await.map_err(backend)?;
         let tx = client.transaction().await.map_err(backend)?;
         tx.execute(
@@ -349,9 +369,11 @@ impl PostgresStore {
             .map(|r| r.get(0))
             .collect();
         let version = if tables.is_empty() {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
-                .await
-                .map_err(backend)?;
+            if create {
+                tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+                    .await
+                    .map_err(backend)?;
+            }
             0
         } else if tables.iter().any(|t| t == "taskflow_schema") {
             let rows = tx
@@ -387,6 +409,21 @@ impl PostgresStore {
         }
         if version == SCHEMA_VERSION {
             return tx.commit().await.map_err(backend);
+        }
+        if !create {
+            let detail = if version == 0 {
+                "there is no taskflow store in it; a writer (PostgresStore::connect) creates one"
+                    .to_owned()
+            } else {
+                format!(
+                    "its store is at schema version {version}, older than this taskflow's \
+                     ({SCHEMA_VERSION}); a writer (PostgresStore::connect) migrates it"
+                )
+            };
+            return Err(StoreError::Invalid {
+                what: format!("PostgreSQL schema `{}`", self.schema),
+                detail,
+            });
         }
         for migration in &MIGRATIONS[version as usize..] {
             tx.batch_execute(&migration.replace("{s}", quoted))
