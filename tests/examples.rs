@@ -3,7 +3,9 @@
 //! left), and exits 0; with `--fail-at configure` it runs only the failing run and exits 1 with
 //! the error;
 //! `resume` finishes a deployment whose process was killed, running no SUCCESS step again;
-//! `orphans` leaves no resource of a crashed provisioning behind.
+//! `orphans` leaves no resource of a crashed provisioning behind;
+//! `conductor demo` finishes every job on PostgreSQL (`DATABASE_URL`) although one of its two
+//! conductors is killed mid-job, running again only the steps that were not recorded SUCCESS.
 
 use std::process::{Command, Output};
 
@@ -240,4 +242,39 @@ fn orphans_reverts_what_the_crashed_process_created() {
         )),
         orphans
     );
+}
+
+#[test]
+fn conductor_demo_finishes_the_killed_conductors_jobs_elsewhere() {
+    let out = run("conductor", &["demo"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("6 of 6 jobs DONE"), "{stdout}");
+    assert!(stdout.contains("killed conductor"), "{stdout}");
+    let taken: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("6 of 6 jobs DONE, "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(taken >= 1, "the killed conductor held a job: {stdout}");
+    for order in 1..=6 {
+        // Recorded SUCCESS before the kill or not, `reserve` and `announce` ran once per order.
+        let count = |what: &str| {
+            stdout
+                .lines()
+                .filter(|l| l.ends_with(&format!("order {order}: {what}")))
+                .count()
+        };
+        assert_eq!(count("reserve"), 1, "order {order}: {stdout}");
+        assert_eq!(
+            stdout
+                .lines()
+                .filter(|l| l.ends_with(&format!("order {order}: vm-{order} is ready")))
+                .count(),
+            1,
+            "order {order}: {stdout}"
+        );
+    }
 }
