@@ -342,10 +342,23 @@ struct Interval {
 fn check_log(log: &str) -> Result<BTreeMap<(String, String), usize>, String> {
     let events = events(log);
     let mut steps: BTreeMap<(String, String), Vec<Interval>> = BTreeMap::new();
+    // Processes the parent has begun to kill: it writes `kill` before the signal, so a victim
+    // can still log a start after that line, before the signal lands.
+    let mut dying = std::collections::HashSet::new();
     for (n, event) in events.iter().enumerate() {
         match event {
             Event::Start { run, step, pid, at } => {
                 let runs = steps.entry((run.clone(), step.clone())).or_default();
+                // Such a late start of a victim is cut short by the kill: another process can
+                // take the run only once the victim is dead (its lease lasts 30 s), so the
+                // victim's run of the step ended before this start.
+                for open in runs
+                    .iter_mut()
+                    .filter(|i| i.until.is_none() && i.pid != *pid && dying.contains(&i.pid))
+                {
+                    open.until = Some(*at);
+                    open.killed = true;
+                }
                 if let Some(open) = runs.iter().find(|i| i.until.is_none()) {
                     return Err(format!(
                         "{run}/{step} started in {pid} (line {}) while {} still ran it",
@@ -368,7 +381,7 @@ fn check_log(log: &str) -> Result<BTreeMap<(String, String), usize>, String> {
                     from: *at,
                     until: None,
                     ended: false,
-                    killed: false,
+                    killed: dying.contains(pid),
                 });
             }
             Event::End { run, step, pid, at } => {
@@ -380,6 +393,7 @@ fn check_log(log: &str) -> Result<BTreeMap<(String, String), usize>, String> {
                 open.ended = true;
             }
             Event::Kill { pid, at } => {
+                dying.insert(*pid);
                 for runs in steps.values_mut() {
                     for i in runs.iter_mut().filter(|i| i.pid == *pid) {
                         // A run still under way ends with the kill; one that ended may still
