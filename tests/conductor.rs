@@ -267,7 +267,7 @@ fn a_shutdown_stops_runs_at_a_step_boundary_and_gives_their_jobs_back() {
 }
 
 #[test]
-fn a_cancelled_running_job_stops_at_its_next_step() {
+fn a_cancelled_running_job_stops_at_its_next_step_and_is_reverted() {
     let pg = PgStore::new();
     let tmp = common::TempDir::new();
     let log = tmp.path().join("log");
@@ -285,9 +285,19 @@ fn a_cancelled_running_job_stops_at_its_next_step() {
         let report = c.run(cancel).await.unwrap();
         assert_eq!(report.done, 1, "{report:?}");
         let job = board.job(id).await.unwrap().unwrap();
-        assert_eq!(job.state, JobState::Cancelled);
+        assert_eq!(
+            (job.state, job.outcome),
+            (JobState::Cancelled, Some(FlowState::Reverted))
+        );
         let run = pg.store.load_flow(&id.run_id()).await.unwrap().unwrap();
-        assert_eq!(run.flow.state, FlowState::Suspended);
+        assert_eq!(run.flow.state, FlowState::Reverted);
+        for step in ["first", "slow"] {
+            assert_eq!(
+                run.atom(step).unwrap().state,
+                taskflow::StepState::Reverted,
+                "{step}"
+            );
+        }
     });
     assert!(
         !lines(&log).iter().any(|l| l.starts_with("last")),

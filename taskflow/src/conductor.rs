@@ -287,7 +287,7 @@ impl Conductor {
                 cancelled.clone(),
             ));
             if cancelled.load(Ordering::SeqCst) {
-                stop.suspend();
+                stop.cancel(); // a take-over of a job being cancelled: revert what it did
             }
             let end = loop {
                 // The run on a thread of its own: a sync step blocks that thread, not a worker
@@ -317,12 +317,6 @@ impl Conductor {
                         Ok(_) => How::Done,
                         Err(_) => How::Lost,
                     },
-                    RunEnd::Suspended if cancelled.load(Ordering::SeqCst) => {
-                        match board.complete(&claim, FlowState::Suspended).await {
-                            Ok(_) => How::Done,
-                            Err(_) => How::Lost,
-                        }
-                    }
                     RunEnd::Suspended if draining.load(Ordering::SeqCst) => {
                         match board.release(&claim).await {
                             Ok(()) => How::Released,
@@ -384,7 +378,7 @@ async fn heartbeat(
                 renewed = Instant::now();
                 if cancel {
                     cancelled.store(true, Ordering::SeqCst);
-                    stop.suspend();
+                    stop.cancel();
                 }
             }
             Err(StoreError::LostClaim { .. }) => {

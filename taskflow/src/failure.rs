@@ -105,6 +105,19 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Why a run that was cancelled ([`SuspendHandle::cancel`](crate::SuspendHandle::cancel)) was
+/// reverted: the failure of its error, named after the flow.
+///
+/// ```
+/// assert_eq!(
+///     taskflow::Cancelled.to_string(),
+///     "cancelled: the run was asked to stop and undo what it did"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled: the run was asked to stop and undo what it did")]
+pub struct Cancelled;
+
 /// The error recorded for a step (or a revert hook) that panicked.
 ///
 /// ```

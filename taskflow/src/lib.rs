@@ -71,7 +71,7 @@ pub use engine::{
     Durable, Ending, Engine, InMemory, Outcome, Paused, RunBuilder, RunStart, Storage, ToEnd, Until,
 };
 pub use error::FlowError;
-pub use failure::{BoxError, Failure, PanicError};
+pub use failure::{BoxError, Cancelled, Failure, PanicError};
 pub use flow::Flow;
 pub use graph::{FlowGraph, GraphJsonError, StepInfo, StepKind};
 pub use listener::{

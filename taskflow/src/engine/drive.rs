@@ -1,8 +1,12 @@
 //! Drives one (sub-)flow run with the engine's policy, from its first transition to its last.
 
+use std::collections::HashMap;
+
+use crate::failure::{Cancelled, Failure};
 use crate::flow::Flow;
 use crate::runtime::failed::Stop;
 use crate::runtime::failure::{handle_restored, Handled};
+use crate::runtime::revert::{revert_ran, OnSuspend, ToUndo};
 use crate::runtime::{Mode, Run, RunContext};
 use crate::state::FlowState;
 use crate::FlowError;
@@ -27,8 +31,40 @@ pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
             }
         },
     };
+    // A cancelled run stopped like a suspended one; each (sub-)flow then undoes everything of
+    // it that ran. A sub-flow's error asks its parent to revert everything, so no retry
+    // controller of the parent retries a cancel. Not when the run stopped for a failed store or
+    // a bug: nothing more may be written then.
+    let result = match result {
+        Err(Stop::Suspended)
+            if cx.cancel_requested() && !cx.store_failed() && !cx.has_internal_error() =>
+        {
+            let error = cancel(run, cx).await;
+            Err(Stop::Failed(if cx.is_root() {
+                error
+            } else {
+                error.with_revert_all(true)
+            }))
+        }
+        other => other,
+    };
     end(run, cx, &result).await;
     result
+}
+
+/// Reverts every step of a cancelled run that ran, finishing the revert although the run is
+/// asked to stop (that request is the cancel), without asking a retry controller.
+async fn cancel<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> FlowError {
+    if run.status.flow != FlowState::Reverting {
+        run.flow_to(cx, FlowState::Reverting);
+    }
+    let cancelled = Failure::from_error(cx.flow(), Cancelled);
+    let mut undo = ToUndo {
+        own: HashMap::new(),
+        failures: vec![cancelled].into(),
+    };
+    let done = revert_ran(run, cx, &mut undo, None, OnSuspend::Finish).await;
+    FlowError::__new(undo.failures.to_vec(), done.failures)
 }
 
 /// The flow's last transitions (through SUSPENDING to SUSPENDED for a suspension), committed.

@@ -92,7 +92,7 @@ async fn newest_first<F: Flow>(
         if only.is_some_and(|o| !o.contains(&step)) || !to_undo(run, &undo.own, step) {
             continue;
         }
-        if on_suspend == OnSuspend::Stop && cx.suspend_requested() {
+        if on_suspend == OnSuspend::Stop && cx.stop_reverting() {
             return Reverted {
                 failures: reverts,
                 stopped: true,
@@ -165,7 +165,7 @@ async fn by_dependencies<F: Flow>(
     let mut stopped = false;
     loop {
         let mut sync_jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
-        if !ready.is_empty() && on_suspend == OnSuspend::Stop && cx.suspend_requested() {
+        if !ready.is_empty() && on_suspend == OnSuspend::Stop && cx.stop_reverting() {
             // The reverts in flight finish; nothing new starts.
             ready.clear();
             stopped = true;

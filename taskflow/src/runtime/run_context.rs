@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::SystemTime;
@@ -280,6 +280,24 @@ impl RunContext {
             || self.has_internal_error()
     }
 
+    /// Whether a revert must stop after the reverts in flight: the run is asked to suspend, or
+    /// cannot go on (a failed store, a bug) — not for a cancel, whose reverts go on to the end.
+    pub(crate) fn stop_reverting(&self) -> bool {
+        self.journal().is_some_and(Journal::failed)
+            || self.has_internal_error()
+            || (self.shared.suspend.is_requested() && !self.shared.suspend.is_cancelled())
+    }
+
+    /// Whether the run was cancelled: once it stopped, it reverts what it did.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.shared.suspend.is_cancelled()
+    }
+
+    /// Whether this is the run's own flow, not a sub-flow of it.
+    pub(crate) fn is_root(&self) -> bool {
+        self.rel.is_empty()
+    }
+
     /// Whether a durable run's checkpoint failed: nothing more is written, and the run stops.
     pub(crate) fn store_failed(&self) -> bool {
         self.journal().is_some_and(Journal::failed)
@@ -292,7 +310,7 @@ impl RunContext {
     }
 
     #[inline]
-    fn has_internal_error(&self) -> bool {
+    pub(crate) fn has_internal_error(&self) -> bool {
         self.shared.stopped_by_bug.load(Ordering::Relaxed)
     }
 
@@ -363,21 +381,29 @@ impl RunContext {
     }
 }
 
-/// Asks a run to stop after the steps in flight ([`RunBuilder::until`](crate::RunBuilder::until)).
-/// Obtainable before a run and usable from anywhere during it (clones share the request).
+/// Asks a run to stop after the steps in flight ([`RunBuilder::until`](crate::RunBuilder::until)),
+/// or to stop and undo what it did ([`cancel`](Self::cancel)). Obtainable before a run and usable
+/// from anywhere during it (clones share the request).
 ///
 /// ```
 /// let handle = taskflow::SuspendHandle::new();
 /// assert!(!handle.is_requested());
 /// handle.clone().suspend();
-/// assert!(handle.is_requested());
+/// assert!(handle.is_requested() && !handle.is_cancelled());
+/// handle.cancel();
+/// assert!(handle.is_requested() && handle.is_cancelled());
 /// ```
 #[derive(Debug, Clone)]
-pub struct SuspendHandle(Option<Arc<AtomicBool>>);
+pub struct SuspendHandle(Option<Arc<AtomicU8>>);
+
+/// What a [`SuspendHandle`] asks for.
+const NOTHING: u8 = 0;
+const SUSPEND: u8 = 1;
+const CANCEL: u8 = 2;
 
 impl Default for SuspendHandle {
     fn default() -> Self {
-        SuspendHandle(Some(Arc::default()))
+        SuspendHandle(Some(Arc::new(AtomicU8::new(NOTHING))))
     }
 }
 
@@ -393,11 +419,45 @@ impl SuspendHandle {
         SuspendHandle(None)
     }
 
-    /// Asks the run to stop after the steps in flight.
+    /// Asks the run to stop after the steps in flight (a cancel asked for already stays).
     pub fn suspend(&self) {
         if let Some(flag) = &self.0 {
-            flag.store(true, Ordering::SeqCst);
+            let _ = flag.compare_exchange(NOTHING, SUSPEND, Ordering::SeqCst, Ordering::SeqCst);
         }
+    }
+
+    /// Asks the run to stop after the steps in flight and then revert every step that ran,
+    /// newest first (on the parallel engine, in reverse dependency order), as for a failure
+    /// but without asking any retry controller: the run ends REVERTED (FAILURE when a revert
+    /// hook fails), its error's failure a [`Cancelled`](crate::Cancelled). A run that is
+    /// resumed with a cancelled handle is reverted from where it was stored.
+    ///
+    /// ```
+    /// use taskflow::prelude::*;
+    /// use taskflow::{DurableError, Outcome, SuspendHandle};
+    ///
+    /// #[task(provides = y)]
+    /// fn inc(x: u32) -> u32 { x + 1 }
+    /// flow! { flow Inc(x: u32) -> (y) { linear [ inc ] } }
+    ///
+    /// let handle = SuspendHandle::new();
+    /// handle.cancel();
+    /// let ended = Engine::serial().run(Inc, IncInputs { x: 1 }).until(&handle).blocking();
+    /// let err = ended.unwrap_err();
+    /// assert_eq!(err.state(), FlowState::Reverted);
+    /// assert!(err.failures()[0].downcast_ref::<taskflow::Cancelled>().is_some());
+    /// ```
+    pub fn cancel(&self) {
+        if let Some(flag) = &self.0 {
+            flag.store(CANCEL, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a cancel was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst) == CANCEL)
     }
 
     /// Whether suspension was asked for.
@@ -405,6 +465,6 @@ impl SuspendHandle {
     pub fn is_requested(&self) -> bool {
         self.0
             .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+            .is_some_and(|flag| flag.load(Ordering::SeqCst) != NOTHING)
     }
 }
