@@ -392,3 +392,44 @@ fn unsafe_free_kill(child: &mut std::process::Child) {
     assert!(status.success());
     child.wait().unwrap();
 }
+
+#[test]
+fn a_posted_job_wakes_an_idle_conductor_long_before_its_next_poll() {
+    let pg = PgStore::new();
+    let tmp = common::TempDir::new();
+    let log = tmp.path().join("log");
+    let board = JobBoard::new(pg.store.clone());
+    let idle = conductor(
+        &pg.store,
+        ConductorOptions {
+            poll_every: Duration::from_secs(60),
+            ..options(2000)
+        },
+    );
+    let took = pg.rt.block_on(async {
+        let done = tokio::sync::Notify::new();
+        let watch = async {
+            // Let the conductor make its first (empty) claim and go idle, then post.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let posted = Instant::now();
+            let job = NewJob::of::<Work>(&WorkInputs {
+                x: 1,
+                ms: 0,
+                log: log.display().to_string(),
+            })
+            .unwrap();
+            board.post(&job).await.unwrap();
+            all_final(&board).await;
+            let took = posted.elapsed();
+            done.notify_one();
+            took
+        };
+        let (report, took) = tokio::join!(idle.run(done.notified()), watch);
+        assert_eq!(report.unwrap().done, 1);
+        took
+    });
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?}: the conductor waited for its poll"
+    );
+}

@@ -69,7 +69,10 @@ pub struct ConductorOptions {
     pub claim_hold: Duration,
     /// How often it renews each claim (well under `claim_hold`). Default 10 s.
     pub heartbeat_every: Duration,
-    /// How often it looks for jobs when it has room. Default 1 s.
+    /// How often it looks for jobs when it has room and nothing woke it: a job posted or
+    /// cancelled wakes it at once (`LISTEN` on the board's channel), this is the fallback for
+    /// run-at times coming due, claims running out, and a lost notification connection.
+    /// Default 1 s.
     pub poll_every: Duration,
     /// What a shutdown waits for. Default [`Drain::StepBoundary`].
     pub drain: Drain,
@@ -204,6 +207,8 @@ impl Conductor {
         let draining = Arc::new(AtomicBool::new(false));
         let mut shutdown = std::pin::pin!(shutdown);
         let mut unreachable_since: Option<Instant> = None;
+        // Woken when a job is posted or cancelled; `poll_every` is the fallback.
+        let posted = self.board.wake_on_post();
         loop {
             let room = self.options.concurrency.saturating_sub(running.len());
             if room > 0 {
@@ -240,6 +245,7 @@ impl Conductor {
                     }
                 }
                 _ = poll => {}
+                _ = posted.notified() => {}
             }
         }
         // Drain: claim nothing more; stop or finish what runs.

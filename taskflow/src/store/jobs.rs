@@ -321,6 +321,14 @@ impl JobBoard {
         format!("taskflow_jobs_{}", self.store.schema())
     }
 
+    /// A `Notify` woken whenever a job is posted or cancelled on this board (a `LISTEN` on
+    /// [`channel`](Self::channel) behind it, for as long as the returned `Arc` is held).
+    pub fn wake_on_post(&self) -> Arc<tokio::sync::Notify> {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        self.store.listen(self.channel(), Arc::downgrade(&wake));
+        wake
+    }
+
     fn s(&self) -> String {
         format!("\"{}\"", self.store.schema())
     }

@@ -171,6 +171,8 @@ impl Default for PostgresOptions {
 /// ```
 pub struct PostgresStore {
     pool: Pool,
+    /// How to connect: for connections of their own, outside the pool (`LISTEN`).
+    config: tokio_postgres::Config,
     schema: String,
     sql: Statements,
 }
@@ -315,7 +317,7 @@ impl PostgresStore {
             detail: format!("{e}"),
         })?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -328,6 +330,7 @@ impl PostgresStore {
         let quoted = format!("\"{}\"", options.schema);
         let store = PostgresStore {
             pool,
+            config,
             sql: Statements::new(&quoted),
             schema: options.schema,
         };
@@ -343,6 +346,63 @@ impl PostgresStore {
     /// The store's pool (the job board shares it).
     pub(super) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Wakes `wake` on every notification on `channel`, from a connection of its own (`LISTEN`
+    /// needs one that stays open), for as long as `wake` has other holders. A dropped connection
+    /// is opened again after a second; meanwhile nothing wakes (callers poll as well).
+    pub(super) fn listen(&self, channel: String, wake: std::sync::Weak<tokio::sync::Notify>) {
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            while wake.strong_count() > 0 {
+                if let Ok((client, mut conn)) = config.connect(NoTls).await {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    // The connection is driven by `messages`: poll both until LISTEN is in.
+                    let ok = {
+                        let listening = async {
+                            client
+                                .batch_execute(&format!("LISTEN \"{channel}\""))
+                                .await
+                                .is_ok()
+                        };
+                        let mut listening = std::pin::pin!(listening);
+                        loop {
+                            tokio::select! {
+                                ok = &mut listening => break ok,
+                                message = messages.next() => {
+                                    if !matches!(message, Some(Ok(_))) { break false; }
+                                }
+                            }
+                        }
+                    };
+                    if ok {
+                        loop {
+                            let message = tokio::select! {
+                                message = messages.next() => message,
+                                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                                    if wake.strong_count() == 0 { return; }
+                                    continue;
+                                }
+                            };
+                            match message {
+                                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                                    match wake.upgrade() {
+                                        Some(wake) => wake.notify_one(),
+                                        None => return,
+                                    }
+                                }
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            }
+                        }
+                    }
+                    drop(client);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
     }
 
     /// Creates the schema and its tables, or brings them up to [`SCHEMA_VERSION`], in one
