@@ -190,6 +190,8 @@ struct Statements {
     insert_flow: String,
     insert_graph: String,
     lock_flow: String,
+    fence_flow: String,
+    select_lease: String,
     update_flow: String,
     take_flow: String,
     upsert_atom: String,
@@ -215,9 +217,19 @@ impl Statements {
             ),
             insert_graph: format!("INSERT INTO {s}.graphs (flow_id, graph) VALUES ($1, $2)"),
             lock_flow: format!("SELECT epoch, lease FROM {s}.flows WHERE id = $1 FOR UPDATE"),
+            select_lease: format!("SELECT epoch, lease FROM {s}.flows WHERE id = $1"),
+            // The fence in SQL: the run's row locked, and a division by zero (SQLSTATE 22012)
+            // when the writer's epoch or owner is not the run's, which aborts the transaction
+            // so that its COMMIT rolls it back.
+            fence_flow: format!(
+                "SELECT 1 / (CASE WHEN epoch = $2 AND (lease::jsonb -> 'owner' ->> 'id') = $3 \
+                 THEN 1 ELSE 0 END) FROM {s}.flows WHERE id = $1 FOR UPDATE"
+            ),
             update_flow: format!(
                 "UPDATE {s}.flows SET state = coalesce($2, state), updated_at = $3, \
-                 lease = CASE WHEN $4 THEN $5 ELSE lease END WHERE id = $1"
+                 lease = CASE $4::text WHEN 'keep' THEN lease WHEN 'release' THEN NULL \
+                   ELSE jsonb_set(lease::jsonb, '{{until}}', to_jsonb($5::bigint))::text END \
+                 WHERE id = $1"
             ),
             take_flow: format!(
                 "UPDATE {s}.flows SET epoch = $2, lease = $3, updated_at = $4 WHERE id = $1"
@@ -620,81 +632,193 @@ impl PostgresStore {
             .map(RetryRow::of)
             .collect::<Result<Vec<_>, _>>()?;
         let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
-        let mut client = self.pool.get().await.map_err(backend)?;
-        // Dropping `tx` on any early return rolls back what was written.
-        let tx = client.transaction().await.map_err(backend)?;
-        // The run's row locked first: the fence is checked against what no other writer can
-        // change before this transaction ends.
-        let Some(row) = tx
-            .query_opt(&self.sql.lock_flow, &[&flow_id])
-            .await
-            .map_err(backend)?
-        else {
-            return Err(StoreError::NotFound {
-                flow_id: flow_id.to_owned(),
-            });
-        };
-        let what = format!("flows row id={flow_id:?}");
-        let epoch: i64 = get(&row, 0, &what, "epoch")?;
-        let mut held: Option<Lease> = opt_json(get(&row, 1, &what, "lease")?, &what, "lease")?;
-        lease::check(
-            flow_id,
-            u64::try_from(epoch).unwrap_or(0),
-            held.as_ref(),
-            cp.fence.as_ref(),
-            unix_millis(SystemTime::now()),
-        )?;
-        let lease_changes = cp.lease != LeaseUpdate::Keep;
-        lease::update(&mut held, cp.lease);
-        let lease = lease_json(held.as_ref())?;
-        let upsert_atom = tx
-            .prepare_cached(&self.sql.upsert_atom)
-            .await
-            .map_err(backend)?;
-        for a in &atoms {
-            tx.execute(
-                &upsert_atom,
-                &[
-                    &flow_id,
-                    &a.name,
-                    &a.state,
-                    &a.attempt,
-                    &a.runs,
-                    &a.result,
-                    &a.failure,
-                    &a.revert_failure,
-                    &a.progress,
-                    &a.started_at,
-                    &a.finished_at,
-                ],
-            )
-            .await
-            .map_err(backend)?;
-        }
-        if !retries.is_empty() {
-            let upsert_retry = tx
-                .prepare_cached(&self.sql.upsert_retry)
-                .await
-                .map_err(backend)?;
-            for r in &retries {
-                tx.execute(
-                    &upsert_retry,
-                    &[
-                        &flow_id, &r.flow, &r.scope, &r.attempt, &r.history, &r.failure,
-                    ],
-                )
-                .await
-                .map_err(backend)?;
-            }
-        }
         let state = cp.flow_state.map(|s| s.to_string());
-        tx.execute(
-            &self.sql.update_flow,
-            &[&flow_id, &state, &now, &lease_changes, &lease],
+        let (lease_mode, until) = match cp.lease {
+            LeaseUpdate::Keep => ("keep", 0),
+            LeaseUpdate::Release => ("release", 0),
+            LeaseUpdate::Renew { until } => ("renew", to_i64(until, "lease expiry")?),
+        };
+        // The transaction is opened by a `BEGIN` sent with its statements (tokio-postgres'
+        // `transaction()` waits for its `BEGIN` alone: one round trip more per checkpoint). A
+        // checkpoint that does not end (its future dropped) takes its connection out of the
+        // pool and closes it, which rolls it back (`Unfinished`).
+        let client = Unfinished(Some(self.pool.get().await.map_err(backend)?));
+        let tx = client.client();
+        let (lock, upsert_atom, upsert_retry, update_flow) = futures_util::future::try_join4(
+            tx.prepare_cached(&self.sql.lock_flow),
+            tx.prepare_cached(&self.sql.upsert_atom),
+            tx.prepare_cached(&self.sql.upsert_retry),
+            tx.prepare_cached(&self.sql.update_flow),
         )
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        // One round trip for the whole checkpoint: the run's row locked (`FOR UPDATE`) and the
+        // writes, sent together and run by the server in that order. The fence is checked on
+        // what the locked row said, before the commit: a writer that lost the run rolls its
+        // writes back, and no other writer can change the row before this transaction ends.
+        macro_rules! params {
+            ($($p:expr),* $(,)?) => { vec![$(&$p as &(dyn tokio_postgres::types::ToSql + Sync)),*] };
+        }
+        let mut writes = Vec::with_capacity(atoms.len() + retries.len() + 1);
+        for a in &atoms {
+            writes.push(tx.execute_raw(
+                &upsert_atom,
+                params![
+                    flow_id,
+                    a.name,
+                    a.state,
+                    a.attempt,
+                    a.runs,
+                    a.result,
+                    a.failure,
+                    a.revert_failure,
+                    a.progress,
+                    a.started_at,
+                    a.finished_at,
+                ],
+            ));
+        }
+        for r in &retries {
+            writes.push(tx.execute_raw(
+                &upsert_retry,
+                params![flow_id, r.flow, r.scope, r.attempt, r.history, r.failure],
+            ));
+        }
+        writes.push(tx.execute_raw(
+            &update_flow,
+            params![flow_id, state, now, lease_mode, until],
+        ));
+        // A fenced writer sends everything at once, COMMIT included: the fence is checked by
+        // the server (`fence_flow`), and a failed check aborts the transaction. Without a fence
+        // (a tool's write) the rule involves whether the lease's owner is alive on this host,
+        // which only this process can tell: the COMMIT waits for the row.
+        if let Some(fence) = &cp.fence {
+            let fence_stmt = tx
+                .prepare_cached(&self.sql.fence_flow)
+                .await
+                .map_err(backend)?;
+            let fence_epoch = to_i64(fence.epoch, "epoch")?;
+            let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&flow_id, &fence_epoch, &fence.owner];
+            let begin = tx.batch_execute("BEGIN");
+            let fenced = tx.query_opt(&fence_stmt, &fence_params);
+            let commit = tx.batch_execute("COMMIT");
+            let (began, fenced, written, committed) = futures_util::future::join4(
+                begin,
+                fenced,
+                futures_util::future::join_all(writes),
+                commit,
+            )
+            .await;
+            began.map_err(backend)?;
+            committed.map_err(backend)?;
+            match fenced {
+                Ok(Some(_)) => {
+                    for w in written {
+                        w.map_err(backend)?; // then the COMMIT rolled back
+                    }
+                    client.done();
+                    return Ok(());
+                }
+                Ok(None) => {
+                    client.done();
+                    return Err(StoreError::NotFound {
+                        flow_id: flow_id.to_owned(),
+                    });
+                }
+                Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
+                    client.done();
+                    // Rolled back: say why, from the run as it is now.
+                    return Err(self.fence_error(flow_id, cp).await);
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&flow_id];
+        let locked = tx.query_opt(&lock, &lock_params);
+        let begin = tx.batch_execute("BEGIN");
+        let (began, locked, written) =
+            futures_util::future::join3(begin, locked, futures_util::future::join_all(writes))
+                .await;
+        let checked = (|| {
+            began.map_err(backend)?;
+            let Some(row) = locked.map_err(backend)? else {
+                return Err(StoreError::NotFound {
+                    flow_id: flow_id.to_owned(),
+                });
+            };
+            let what = format!("flows row id={flow_id:?}");
+            let epoch: i64 = get(&row, 0, &what, "epoch")?;
+            let held: Option<Lease> = opt_json(get(&row, 1, &what, "lease")?, &what, "lease")?;
+            lease::check(
+                flow_id,
+                u64::try_from(epoch).unwrap_or(0),
+                held.as_ref(),
+                cp.fence.as_ref(),
+                unix_millis(SystemTime::now()),
+            )?;
+            for w in written {
+                w.map_err(backend)?;
+            }
+            Ok(())
+        })();
+        let end = match &checked {
+            Ok(()) => tx.batch_execute("COMMIT").await,
+            Err(_) => tx.batch_execute("ROLLBACK").await,
+        };
+        match (checked, end) {
+            (Ok(()), Ok(())) => client.done(),
+            // A COMMIT that failed (the connection broke, say): the connection is not reused,
+            // and what happened to the transaction is for the next read to say.
+            (Ok(()), Err(e)) => return Err(backend(e)),
+            (Err(e), Ok(())) => {
+                client.done();
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Why a fenced checkpoint of `flow_id` was refused by the server, from the run's row as it
+    /// is now (the same rule as every store's, `lease::check`).
+    async fn fence_error(&self, flow_id: &str, cp: &Checkpoint) -> StoreError {
+        let fence = cp.fence.as_ref();
+        let lost = || StoreError::LostLease {
+            flow_id: flow_id.to_owned(),
+            epoch: fence.map_or(0, |f| f.epoch),
+            holder: None,
+        };
+        let row = match self.pool.get().await {
+            Ok(client) => client.query_opt(&self.sql.select_lease, &[&flow_id]).await,
+            Err(e) => return backend(e),
+        };
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                return StoreError::NotFound {
+                    flow_id: flow_id.to_owned(),
+                }
+            }
+            Err(e) => return backend(e),
+        };
+        let what = format!("flows row id={flow_id:?}");
+        let read = (|| {
+            let epoch: i64 = get(&row, 0, &what, "epoch")?;
+            let held: Option<Lease> = opt_json(get(&row, 1, &what, "lease")?, &what, "lease")?;
+            lease::check(
+                flow_id,
+                u64::try_from(epoch).unwrap_or(0),
+                held.as_ref(),
+                fence,
+                unix_millis(SystemTime::now()),
+            )
+        })();
+        match read {
+            Err(e) => e,
+            // Epochs only rise: a fence the server refused stays refused.
+            Ok(()) => lost(),
+        }
     }
 
     async fn do_load(&self, flow_id: &str) -> Result<Option<StoredFlow>, StoreError> {
@@ -807,6 +931,30 @@ impl AsyncStore for PostgresStore {
         until: u64,
     ) -> StoreFuture<'a, StoredFlow> {
         Box::pin(self.do_acquire(flow_id, owner, until))
+    }
+}
+
+/// A pooled connection inside a transaction opened by hand: given back to the pool by
+/// [`done`](Self::done) once the transaction ended, else (an error, or the future holding it
+/// dropped) taken out of the pool and closed, so that the server rolls the transaction back and
+/// no later user of the pool finds it open.
+struct Unfinished(Option<deadpool_postgres::Object>);
+
+impl Unfinished {
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.0.as_ref().expect("a connection until done")
+    }
+
+    fn done(mut self) {
+        self.0 = None; // back to the pool, its transaction over
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(deadpool_postgres::Object::take(object));
+        }
     }
 }
 
