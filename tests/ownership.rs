@@ -1,5 +1,6 @@
 //! One owner at a time, with real processes: four processes started together resume the same
-//! ten runs of a 30-step flow, on SQLite and on the directory store, while the test kills owners
+//! ten runs of a 30-step flow, on SQLite, on the directory store and on PostgreSQL (at
+//! `DATABASE_URL`, a schema per round), while the test kills owners
 //! with SIGKILL at random moments and starts new processes in their place. Every step body
 //! appends its start and end (run, step, pid, monotonic clock) to a shared log, and the test
 //! appends each kill; then it checks, for every round:
@@ -32,7 +33,7 @@ use taskflow::store::{DirStore, SqliteStore, Store, StoreError};
 use taskflow::{DurableError, StepState, SuspendHandle};
 
 mod common;
-use common::TempDir;
+use common::{PgStore, TempDir};
 
 // ---- the flow: 30 steps that log their start and end
 
@@ -134,8 +135,35 @@ fn open(kind: &str, at: &Path) -> Arc<dyn Store> {
     match kind {
         "sqlite" => Arc::new(SqliteStore::open(at).unwrap()),
         "dir" => Arc::new(DirStore::open(at).unwrap()),
+        "postgres" => Arc::new(PgStore::attach(&schema_of(at))),
         other => panic!("unknown store {other}"),
     }
+}
+
+/// The PostgreSQL schema of a round's store at `at` (in the round's temp dir): named after the
+/// temp dir, so rounds and concurrent test processes never share one.
+fn schema_of(at: &Path) -> String {
+    let dir = at
+        .parent()
+        .and_then(|d| d.file_name())
+        .unwrap()
+        .to_string_lossy();
+    let name: String = dir
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("own_{name}").chars().take(63).collect()
+}
+
+/// Drops a round's PostgreSQL schema when the round ends (nothing for the other stores).
+fn schema_guard(round: &Round<'_>) -> Option<PgStore> {
+    (round.kind == "postgres").then(|| PgStore::in_schema(&schema_of(&round.at)))
 }
 
 // ---- the worker process
@@ -241,6 +269,7 @@ impl Round<'_> {
 fn prepare<'a>(kind: &'a str, tmp: &TempDir, slow: Option<(&str, u64)>, runs: usize) -> Round<'a> {
     let at = match kind {
         "sqlite" => tmp.path().join("flows.db"),
+        "postgres" => tmp.path().join("pg"), // names the schema only
         _ => tmp.path().join("runs"),
     };
     let log = tmp.path().join("steps.log").to_string_lossy().into_owned();
@@ -484,6 +513,7 @@ fn check_store(
                 return Err(format!("unreadable run files: {:?}", scan.errors));
             }
         }
+        "postgres" => {} // the server keeps its own pages whole
         _ => {
             let db = rusqlite::Connection::open(&round.at).unwrap();
             let check: String = db
@@ -522,6 +552,7 @@ impl Drop for Children {
 fn round(kind: &str, seed: u64) -> Result<usize, String> {
     let tmp = TempDir::new();
     let round = prepare(kind, &tmp, None, RUNS);
+    let _schema = schema_guard(&round);
     let mut rng = Rng(seed | 1);
     let mut children = Children((0..PROCESSES).map(|n| round.spawn(n, 0)).collect());
     let children = &mut children.0;
@@ -565,6 +596,7 @@ fn stale_writer(kind: &str) -> Result<(), String> {
     let tmp = TempDir::new();
     let lease_ms = 400;
     let round = prepare(kind, &tmp, Some(("s5", 600)), 1);
+    let _schema = schema_guard(&round);
     let mut a = Children(vec![round.spawn(0, lease_ms)]);
     let a = &mut a.0[0];
     // Pause A just after it started the slow step: its RUNNING checkpoint renewed the lease a
@@ -646,6 +678,27 @@ fn stale_writer(kind: &str) -> Result<(), String> {
 /// The rows of every table (SQLite) or the bytes of every run file (directory store).
 fn snapshot(kind: &str, at: &Path) -> Vec<String> {
     match kind {
+        "postgres" => {
+            let pg = PgStore::attach(&schema_of(at));
+            let schema = pg.schema.clone();
+            let mut rows: Vec<String> = pg.rt.block_on(async {
+                let url = common::database_url();
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                let mut rows = Vec::new();
+                for table in ["flows", "atoms", "retries", "graphs"] {
+                    let sql = format!("SELECT '{table}: ' || t::text FROM \"{schema}\".{table} t");
+                    for row in client.query(&sql, &[]).await.unwrap() {
+                        rows.push(row.get::<_, String>(0));
+                    }
+                }
+                rows
+            });
+            rows.sort();
+            rows
+        }
         "sqlite" => {
             let db = rusqlite::Connection::open(at).unwrap();
             let mut rows = Vec::new();
@@ -697,7 +750,7 @@ fn main() {
                 .as_nanos() as u64
         });
     let mut failures = Vec::new();
-    for kind in ["sqlite", "dir"] {
+    for kind in ["sqlite", "dir", "postgres"] {
         if let Err(e) = stale_writer(kind) {
             failures.push(format!("{kind}, paused owner: {e}"));
         }

@@ -259,6 +259,8 @@ pub struct PgStore {
     pub store: std::sync::Arc<taskflow::store::PostgresStore>,
     pub rt: tokio::runtime::Runtime,
     pub schema: String,
+    /// Whether dropping this drops the schema (not for a process that only uses it).
+    pub owns_schema: bool,
 }
 
 impl PgStore {
@@ -293,6 +295,7 @@ impl PgStore {
             store: std::sync::Arc::new(store),
             rt,
             schema: schema.to_owned(),
+            owns_schema: true,
         }
     }
 
@@ -310,8 +313,21 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The store in `schema`, created if missing, which dropping this leaves in place (several
+    /// processes share it; the test that made it drops it).
+    pub fn attach(schema: &str) -> Self {
+        let mut store = Self::in_schema(schema);
+        store.owns_schema = false;
+        store
+    }
+}
+
 impl Drop for PgStore {
     fn drop(&mut self) {
+        if !self.owns_schema {
+            return;
+        }
         let _ = self.sql(&format!(
             "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
             self.schema
