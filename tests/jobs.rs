@@ -411,3 +411,45 @@ fn a_claimed_job_runs_durably_in_the_boards_store() {
         assert_eq!(run.flow.fingerprint, claim.flow.fingerprint);
     });
 }
+
+#[test]
+fn many_claims_complete_in_one_call_each_fenced_on_its_own() {
+    let (pg, board) = board();
+    pg.rt.block_on(async {
+        for x in 0..3 {
+            board.post(&job(x)).await.unwrap();
+        }
+        let mut claims = board
+            .claim(&owner("a"), &keys(), 3, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(claims.len(), 3);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The third job's claim ran out and `b` took it: `a` may end the other two only.
+        let taken = board.claim(&owner("b"), &keys(), 1, HOLD).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        claims.sort_by_key(|c| c.id);
+        let lost_id = taken[0].id;
+        let ended: Vec<(&Claim, FlowState)> = claims
+            .iter()
+            .map(|c| (c, FlowState::Success))
+            .collect();
+        let results = board.complete_many(&ended).await.unwrap();
+        assert_eq!(results.len(), 3);
+        for (claim, result) in claims.iter().zip(&results) {
+            if claim.id == lost_id {
+                assert!(
+                    matches!(result, Err(StoreError::LostClaim { holder: Some(h), .. }) if h.host == "b"),
+                    "{result:?}"
+                );
+                let job = board.job(claim.id).await.unwrap().unwrap();
+                assert_eq!(job.state, JobState::Claimed, "b's claim is untouched");
+            } else {
+                assert!(matches!(result, Ok(JobState::Done)), "{result:?}");
+                let job = board.job(claim.id).await.unwrap().unwrap();
+                assert_eq!((job.state, job.outcome), (JobState::Done, Some(FlowState::Success)));
+            }
+        }
+        assert!(board.complete_many(&[]).await.unwrap().is_empty());
+    });
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::Value;
+use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 
 use super::postgres::{
@@ -357,37 +358,35 @@ impl JobBoard {
             None => now,
         };
         let max = i32::try_from(job.max_takeovers).unwrap_or(i32::MAX);
+        // One round trip: the statement's parameter types are given (`query_typed`, no
+        // separate prepare on a client we cannot cache statements for), and the notification is
+        // sent by the same statement (delivered when the poster's transaction commits).
+        let channel = self.channel();
         let inserted = client
-            .query_opt(
+            .query_typed_opt(
                 &format!(
-                    "INSERT INTO {s}.jobs (flow_name, fingerprint, inputs, idempotency_key, \
-                     priority, run_at, state, max_takeovers, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'POSTED', $7, $8, $8) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+                    "WITH posted AS (INSERT INTO {s}.jobs (flow_name, fingerprint, inputs, \
+                     idempotency_key, priority, run_at, state, max_takeovers, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'POSTED', $7, $8, $8) \
+                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id) \
+                     SELECT id, pg_notify($9, id::text) FROM posted"
                 ),
                 &[
-                    &job.flow.name,
-                    &job.flow.fingerprint,
-                    &inputs,
-                    &job.idempotency_key,
-                    &job.priority,
-                    &run_at,
-                    &max,
-                    &now,
+                    (&job.flow.name, Type::TEXT),
+                    (&job.flow.fingerprint, Type::TEXT),
+                    (&inputs, Type::TEXT),
+                    (&job.idempotency_key, Type::TEXT),
+                    (&job.priority, Type::INT4),
+                    (&run_at, Type::INT8),
+                    (&max, Type::INT4),
+                    (&now, Type::INT8),
+                    (&channel, Type::TEXT),
                 ],
             )
             .await
             .map_err(backend)?;
         if let Some(row) = inserted {
-            let id = JobId(row.get(0));
-            client
-                .execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&self.channel(), &id.0.to_string()],
-                )
-                .await
-                .map_err(backend)?;
-            return Ok(Posted::New(id));
+            return Ok(Posted::New(JobId(row.get(0))));
         }
         let row = client
             .query_one(
@@ -423,8 +422,9 @@ impl JobBoard {
         let client = self.store.pool().get().await.map_err(backend)?;
         let rows = client
             .query(
-                &format!(
-                    "WITH ready AS ( \
+                &client
+                    .prepare_cached(&format!(
+                        "WITH ready AS ( \
                        SELECT id FROM {s}.jobs \
                        WHERE ((state = 'POSTED' AND run_at <= $1) \
                               OR (state = 'CLAIMED' AND claimed_until <= $1)) \
@@ -449,7 +449,9 @@ impl JobBoard {
                      FROM ready WHERE j.id = ready.id \
                      RETURNING j.id, j.epoch, j.flow_name, j.fingerprint, j.inputs, j.state, \
                        j.cancel_requested, j.claims"
-                ),
+                    ))
+                    .await
+                    .map_err(backend)?,
                 &[
                     &to_i64(now, "the time")?,
                     &keys,
@@ -498,11 +500,14 @@ impl JobBoard {
         let client = self.store.pool().get().await.map_err(backend)?;
         let row = client
             .query_opt(
-                &format!(
-                    "UPDATE {s}.jobs SET claimed_until = $3, updated_at = $4 \
+                &client
+                    .prepare_cached(&format!(
+                        "UPDATE {s}.jobs SET claimed_until = $3, updated_at = $4 \
                      WHERE id = $1 AND epoch = $2 AND state = 'CLAIMED' \
                      RETURNING cancel_requested"
-                ),
+                    ))
+                    .await
+                    .map_err(backend)?,
                 &[
                     &claim.id.0,
                     &to_i64(claim.epoch, "epoch")?,
@@ -530,12 +535,15 @@ impl JobBoard {
         let client = self.store.pool().get().await.map_err(backend)?;
         let row = client
             .query_opt(
-                &format!(
-                    "UPDATE {s}.jobs SET \
+                &client
+                    .prepare_cached(&format!(
+                        "UPDATE {s}.jobs SET \
                        state = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'DONE' END, \
                        outcome = $3, owner = NULL, claimed_until = NULL, updated_at = $4 \
                      WHERE id = $1 AND epoch = $2 AND state = 'CLAIMED' RETURNING state"
-                ),
+                    ))
+                    .await
+                    .map_err(backend)?,
                 &[
                     &claim.id.0,
                     &to_i64(claim.epoch, "epoch")?,
@@ -554,6 +562,52 @@ impl JobBoard {
         }
     }
 
+    /// [`complete`](Self::complete) for many claims in one statement (a conductor ending
+    /// several jobs at once): each claim's result in order, a lost claim its own
+    /// [`StoreError::LostClaim`].
+    pub async fn complete_many(
+        &self,
+        ended: &[(&Claim, FlowState)],
+    ) -> Result<Vec<Result<JobState, StoreError>>, StoreError> {
+        if ended.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.s();
+        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
+        let ids: Vec<i64> = ended.iter().map(|(c, _)| c.id.0).collect();
+        let epochs: Vec<i64> = ended
+            .iter()
+            .map(|(c, _)| to_i64(c.epoch, "epoch"))
+            .collect::<Result<_, _>>()?;
+        let outcomes: Vec<String> = ended.iter().map(|(_, o)| o.to_string()).collect();
+        let client = self.store.pool().get().await.map_err(backend)?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "UPDATE {s}.jobs j SET \
+                   state = CASE WHEN j.cancel_requested THEN 'CANCELLED' ELSE 'DONE' END, \
+                   outcome = e.outcome, owner = NULL, claimed_until = NULL, updated_at = $4 \
+                 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS e(id, epoch, outcome) \
+                 WHERE j.id = e.id AND j.epoch = e.epoch AND j.state = 'CLAIMED' \
+                 RETURNING j.id, j.state"
+            ))
+            .await
+            .map_err(backend)?;
+        let rows = client
+            .query(&stmt, &[&ids, &epochs, &outcomes, &now])
+            .await
+            .map_err(backend)?;
+        let done: std::collections::HashMap<i64, String> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let mut results = Vec::with_capacity(ended.len());
+        for (claim, _) in ended {
+            results.push(match done.get(&claim.id.0) {
+                Some(state) => Ok(JobState::parse(state).unwrap_or(JobState::Done)),
+                None => Err(self.lost(&**client, claim).await),
+            });
+        }
+        Ok(results)
+    }
+
     /// Gives `claim`'s job back unfinished (a conductor shutting down): posted again at once,
     /// not counted as a take-over. Fenced like [`heartbeat`](Self::heartbeat).
     pub async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
@@ -562,10 +616,12 @@ impl JobBoard {
         let client = self.store.pool().get().await.map_err(backend)?;
         let n = client
             .execute(
-                &format!(
+                &client.prepare_cached(&format!(
                     "UPDATE {s}.jobs SET state = 'POSTED', owner = NULL, claimed_until = NULL, \
                      run_at = $3, updated_at = $3 WHERE id = $1 AND epoch = $2 AND state = 'CLAIMED'"
-                ),
+                ))
+                .await
+                .map_err(backend)?,
                 &[&claim.id.0, &to_i64(claim.epoch, "epoch")?, &now],
             )
             .await
