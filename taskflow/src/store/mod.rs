@@ -829,6 +829,39 @@ pub(crate) fn apply_checkpoint_indexed(
     }
 }
 
+/// `value` as the JSON text a database column keeps; a value serde refuses is
+/// [`StoreError::Invalid`] naming `what`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn column_json<T: Serialize + ?Sized>(
+    value: &T,
+    what: &str,
+) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid {
+        what: what.into(),
+        detail: e.to_string(),
+    })
+}
+
+/// A run's lease as its column keeps it (`None`: SQL NULL).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn lease_column(lease: Option<&Lease>) -> Result<Option<String>, StoreError> {
+    lease.map(|l| column_json(l, "lease")).transpose()
+}
+
+/// `n` as a database's 64-bit integer; one that does not fit is [`StoreError::Invalid`]
+/// naming `what`, saying what it did not fit `into`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn column_i64<T: TryInto<i64> + Copy + std::fmt::Display>(
+    n: T,
+    what: &str,
+    into: &str,
+) -> Result<i64, StoreError> {
+    n.try_into().map_err(|_| StoreError::Invalid {
+        what: what.into(),
+        detail: format!("{n} does not fit {into}"),
+    })
+}
+
 /// The order of [`Store::list_flows`].
 pub(crate) fn sort_flows(flows: &mut [FlowRecord]) {
     flows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
@@ -1048,25 +1047,14 @@ impl StdError for PostgresError {
     }
 }
 
-pub(super) fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Invalid {
-        what: what.into(),
-        detail: e.to_string(),
-    })
-}
-
-fn lease_json(lease: Option<&Lease>) -> Result<Option<String>, StoreError> {
-    lease.map(|l| to_json(l, "lease")).transpose()
-}
+pub(super) use super::column_json as to_json;
+use super::lease_column as lease_json;
 
 pub(super) fn to_i64<T: TryInto<i64> + Copy + std::fmt::Display>(
     n: T,
     what: &str,
 ) -> Result<i64, StoreError> {
-    n.try_into().map_err(|_| StoreError::Invalid {
-        what: what.into(),
-        detail: format!("{n} does not fit a PostgreSQL BIGINT"),
-    })
+    super::column_i64(n, what, "a PostgreSQL BIGINT")
 }
 
 fn corrupt(what: &str, column: &str, detail: impl ToString) -> StoreError {

@@ -1003,20 +1003,10 @@ impl std::error::Error for SqliteError {
     }
 }
 
-fn invalid(what: impl Into<String>, detail: impl ToString) -> StoreError {
-    StoreError::Invalid {
-        what: what.into(),
-        detail: detail.to_string(),
-    }
-}
-
-fn to_json<T: Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| invalid(what, e))
-}
+use super::column_json as to_json;
 
 fn to_i64<T: TryInto<i64> + Copy + std::fmt::Display>(n: T, what: &str) -> Result<i64, StoreError> {
-    n.try_into()
-        .map_err(|_| invalid(what, format!("{n} does not fit in SQLite's 64-bit integer")))
+    super::column_i64(n, what, "in SQLite's 64-bit integer")
 }
 
 /// Reads the columns of one row, reporting any that does not parse as `Corrupt` naming the row.
@@ -1119,9 +1109,7 @@ impl FlowRow {
     }
 }
 
-fn lease_json(lease: Option<&Lease>) -> Result<Option<String>, StoreError> {
-    lease.map(|l| to_json(l, "lease")).transpose()
-}
+use super::lease_column as lease_json;
 
 /// A `graphs` row as its checksum (`flows.graph_sum`) covers it.
 #[derive(Serialize)]
