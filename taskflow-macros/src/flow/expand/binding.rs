@@ -8,26 +8,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
 use super::super::graph::{Analysis, Source, Step};
-use super::values::{bare, Mode};
-use crate::meta::StepKind;
-
-/// What a message says a slot is: "flow input `size`", "`size` (from step `choose`)".
-pub fn origin(a: &Analysis, slot: usize) -> String {
-    let name = bare(&a.slots[slot].name);
-    match a.slots[slot].source {
-        Source::Input(_) => format!("flow input `{name}`"),
-        Source::Output { step, .. } => {
-            let provider = &a.steps[step];
-            let kind = match provider.meta.kind {
-                StepKind::Flow => "sub-flow",
-                StepKind::Task => "step",
-            };
-            format!("`{name}` (from {kind} `{}`)", provider.label)
-        }
-        Source::RetryItem { .. } => format!("`{name}` (from its retry controller)"),
-        Source::Default { .. } => format!("`{name}`"),
-    }
-}
+use super::values::{bare, origin, Mode};
 
 /// The argument expressions of `step`'s call: each `values[p]` (which gives what mode `modes[p]`
 /// reads: a `T`, a `&T`, an `Option<T>` or an `Option<&T>`) through its binding's check; one

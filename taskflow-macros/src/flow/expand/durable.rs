@@ -6,10 +6,9 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::super::graph::{Analysis, Source};
-use super::binding::origin;
 use super::items::inputs_ident;
 use super::structure::index;
-use super::values::{bare, local, value_type};
+use super::values::{bare, local, origin, value_type};
 use super::Emit;
 use crate::meta::StepKind;
 

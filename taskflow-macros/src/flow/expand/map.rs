@@ -140,7 +140,7 @@ fn items_check(e: &Emit, step: &Step, items: usize) -> (TokenStream, Ident) {
     let message = format!(
         "map step `{}` runs once per element of {}, which must be a `Vec`, but it is `{{Self}}`",
         step.label,
-        super::binding::origin(e.a, items)
+        super::values::origin(e.a, items)
     );
     let elements = format_ident!(
         "elements_of_{}",

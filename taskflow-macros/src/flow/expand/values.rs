@@ -210,7 +210,7 @@ impl Values {
             };
             let message = format!(
                 "{} is `{{Self}}`, which is not `Clone`: {who}",
-                super::binding::origin(a, slot)
+                origin(a, slot)
             );
             let span = self.clone_spans[slot];
             let check = format_ident!(
@@ -354,6 +354,24 @@ impl Values {
             (Mode::OptValue, Some(s)) => self.clone_of(s, true),
             _ => self.borrowed(m, slot, label),
         }
+    }
+}
+
+/// What a message says a slot is: "flow input `size`", "`size` (from step `choose`)".
+pub fn origin(a: &Analysis, slot: usize) -> String {
+    let name = bare(&a.slots[slot].name);
+    match a.slots[slot].source {
+        Source::Input(_) => format!("flow input `{name}`"),
+        Source::Output { step, .. } => {
+            let provider = &a.steps[step];
+            let kind = match provider.meta.kind {
+                StepKind::Flow => "sub-flow",
+                StepKind::Task => "step",
+            };
+            format!("`{name}` (from {kind} `{}`)", provider.label)
+        }
+        Source::RetryItem { .. } => format!("`{name}` (from its retry controller)"),
+        Source::Default { .. } => format!("`{name}`"),
     }
 }
 
