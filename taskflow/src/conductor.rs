@@ -204,7 +204,6 @@ impl Conductor {
         let mut report = ConductorReport::default();
         let mut running: JoinSet<JobEnd> = JoinSet::new();
         let mut stops: HashMap<i64, SuspendHandle> = HashMap::new();
-        let draining = Arc::new(AtomicBool::new(false));
         let mut shutdown = std::pin::pin!(shutdown);
         let mut unreachable_since: Option<Instant> = None;
         // Woken when a job is posted or cancelled; `poll_every` is the fallback.
@@ -223,7 +222,7 @@ impl Conductor {
                             report.claimed += 1;
                             let stop = SuspendHandle::new();
                             stops.insert(claim.id.0, stop.clone());
-                            running.spawn(self.job(claim, stop, draining.clone()));
+                            running.spawn(self.job(claim, stop));
                         }
                     }
                     Err(e) => {
@@ -249,7 +248,6 @@ impl Conductor {
             }
         }
         // Drain: claim nothing more; stop or finish what runs.
-        draining.store(true, Ordering::SeqCst);
         if self.options.drain == Drain::StepBoundary {
             for stop in stops.values() {
                 stop.suspend();
@@ -268,7 +266,6 @@ impl Conductor {
         &self,
         claim: Claim,
         stop: SuspendHandle,
-        draining: Arc<AtomicBool>,
     ) -> impl Future<Output = JobEnd> + Send + 'static {
         let board = self.board.clone();
         let store = self.store.clone();
@@ -323,12 +320,7 @@ impl Conductor {
                         Ok(_) => How::Done,
                         Err(_) => How::Lost,
                     },
-                    RunEnd::Suspended if draining.load(Ordering::SeqCst) => {
-                        match board.release(&claim).await {
-                            Ok(()) => How::Released,
-                            Err(_) => How::Lost,
-                        }
-                    }
+                    // Stopped at a step boundary (a shutdown): the job goes back to the board.
                     RunEnd::Suspended | RunEnd::Busy => match board.release(&claim).await {
                         Ok(()) => How::Released,
                         Err(_) => How::Lost,
