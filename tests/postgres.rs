@@ -6,6 +6,7 @@ mod common;
 use common::{database_url, PgStore};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use taskflow::prelude::*;
 use taskflow::store::{AsyncStore, PostgresOptions, PostgresStore, Store, StoreError};
@@ -265,4 +266,51 @@ fn a_version_1_store_gets_the_job_board_when_connected_and_keeps_its_runs() {
     );
     let stored = pg.rt.block_on(again.load_flow(&flow.id)).unwrap().unwrap();
     assert_eq!(stored.flow, flow);
+}
+
+#[test]
+fn connections_opened_for_another_runtime_answer_while_that_runtime_is_idle() {
+    // The lease keeper renews leases on a runtime of its own, which sits idle between
+    // renewals: a connection the pool opened for it must not depend on it being polled.
+    let pg = PgStore::new();
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = pg.store.clone();
+    idle.block_on(async {
+        // Several at once: the pool opens new connections for them, asked from `idle`.
+        let loads: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.load_flow("none").await })
+            })
+            .collect();
+        for loaded in loads {
+            assert!(loaded.await.unwrap().unwrap().is_none());
+        }
+    });
+    // `idle` is alive but nobody polls it. Every pooled connection must still answer.
+    let store = pg.store.clone();
+    pg.rt.block_on(async {
+        let answered = tokio::time::timeout(Duration::from_secs(10), async {
+            for _ in 0..3 {
+                let loads: Vec<_> = (0..4)
+                    .map(|_| {
+                        let store = store.clone();
+                        tokio::spawn(async move { store.load_flow("none").await })
+                    })
+                    .collect();
+                for loaded in loads {
+                    assert!(loaded.await.unwrap().unwrap().is_none());
+                }
+            }
+        })
+        .await;
+        assert!(
+            answered.is_ok(),
+            "a pooled connection did not answer in 10 s"
+        );
+    });
+    drop(idle);
 }

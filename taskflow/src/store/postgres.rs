@@ -150,7 +150,9 @@ impl Default for PostgresOptions {
 /// older, in one transaction under an advisory lock, so processes started at once are safe; a
 /// schema that has other tables than ours, or ours of a newer taskflow, is refused and left as
 /// it is. Connections are plain TCP or Unix sockets (no TLS yet: keep the database on a private
-/// network or a socket).
+/// network or a socket). The store's connections are driven by the Tokio runtime it was
+/// connected on, whichever runtime uses it later: that runtime must keep running while the
+/// store is used (a multi-thread runtime, or the current-thread runtime of `main`).
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -172,6 +174,9 @@ pub struct PostgresStore {
     pool: Pool,
     /// How to connect: for connections of their own, outside the pool (`LISTEN`).
     config: tokio_postgres::Config,
+    /// The runtime the store was connected on: it drives every connection of the store (see
+    /// `OnRuntime`).
+    runtime: tokio::runtime::Handle,
     schema: String,
     sql: Statements,
 }
@@ -327,9 +332,15 @@ impl PostgresStore {
             what: "PostgreSQL connection string".into(),
             detail: format!("{e}"),
         })?;
-        let manager = Manager::from_config(
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Invalid {
+            what: "PostgresStore::connect".into(),
+            detail: "it must be called inside a Tokio runtime, which then drives the store's \
+                     connections"
+                .into(),
+        })?;
+        let manager = Manager::from_connect(
             config.clone(),
-            NoTls,
+            OnRuntime(runtime.clone()),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -341,6 +352,7 @@ impl PostgresStore {
         let quoted = format!("\"{}\"", options.schema);
         let store = PostgresStore {
             pool,
+            runtime,
             config,
             sql: Statements::new(&quoted),
             schema: options.schema,
@@ -364,7 +376,7 @@ impl PostgresStore {
     /// is opened again after a second; meanwhile nothing wakes (callers poll as well).
     pub(super) fn listen(&self, channel: String, wake: std::sync::Weak<tokio::sync::Notify>) {
         let config = self.config.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             use futures_util::StreamExt as _;
             while wake.strong_count() > 0 {
                 if let Ok((client, mut conn)) = config.connect(NoTls).await {
@@ -930,6 +942,47 @@ impl AsyncStore for PostgresStore {
         until: u64,
     ) -> StoreFuture<'a, StoredFlow> {
         Box::pin(self.do_acquire(flow_id, owner, until))
+    }
+}
+
+/// Opens the pool's connections on the runtime the store was connected on, and drives them
+/// there. deadpool-postgres would open one in whatever runtime asked the pool for it: a
+/// connection opened inside a short-lived runtime (the lease keeper's, a `.blocking()` run's)
+/// is registered with that runtime's I/O driver and driven by a task of it, so once that
+/// runtime stopped being polled, the next user of the connection waited forever (seen as a
+/// conductor test that hung after a lease renewal during a long step opened a connection).
+struct OnRuntime(tokio::runtime::Handle);
+
+impl deadpool_postgres::Connect for OnRuntime {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        async fn open(
+            config: tokio_postgres::Config,
+        ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+        {
+            let (client, connection) = config.connect(NoTls).await?;
+            let driver = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "taskflow: a PostgreSQL connection ended");
+                }
+            });
+            Ok((client, driver))
+        }
+        let config = pg_config.clone();
+        let opened = self.0.spawn(open(config.clone()));
+        Box::pin(async move {
+            match opened.await {
+                Ok(opened) => opened,
+                // The store's runtime is gone (shut down): open it where it is asked for, the
+                // best that is left.
+                Err(_) => open(config).await,
+            }
+        })
     }
 }
 
