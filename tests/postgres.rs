@@ -277,33 +277,12 @@ fn connections_opened_for_another_runtime_answer_while_that_runtime_is_idle() {
         .enable_all()
         .build()
         .unwrap();
-    let store = pg.store.clone();
-    idle.block_on(async {
-        // Several at once: the pool opens new connections for them, asked from `idle`.
-        let loads: Vec<_> = (0..4)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store.load_flow("none").await })
-            })
-            .collect();
-        for loaded in loads {
-            assert!(loaded.await.unwrap().unwrap().is_none());
-        }
-    });
+    idle.block_on(four_loads(pg.store.clone()));
     // `idle` is alive but nobody polls it. Every pooled connection must still answer.
-    let store = pg.store.clone();
     pg.rt.block_on(async {
         let answered = tokio::time::timeout(Duration::from_secs(10), async {
             for _ in 0..3 {
-                let loads: Vec<_> = (0..4)
-                    .map(|_| {
-                        let store = store.clone();
-                        tokio::spawn(async move { store.load_flow("none").await })
-                    })
-                    .collect();
-                for loaded in loads {
-                    assert!(loaded.await.unwrap().unwrap().is_none());
-                }
+                four_loads(pg.store.clone()).await;
             }
         })
         .await;
@@ -313,4 +292,18 @@ fn connections_opened_for_another_runtime_answer_while_that_runtime_is_idle() {
         );
     });
     drop(idle);
+}
+
+/// Four loads of a missing run at once, each a task of the current runtime (so the pool opens
+/// connections for them there when it has none idle).
+async fn four_loads(store: Arc<PostgresStore>) {
+    let loads: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.load_flow("none").await })
+        })
+        .collect();
+    for loaded in loads {
+        assert!(loaded.await.unwrap().unwrap().is_none());
+    }
 }

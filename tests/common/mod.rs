@@ -348,12 +348,14 @@ impl PgStore {
     }
 }
 
+// The store's async methods, called through the blocking trait below.
+use taskflow::store::AsyncStore as _;
+
 impl taskflow::store::Store for PgStore {
     fn create_flow(
         &self,
         flow: &taskflow::store::FlowRecord,
     ) -> Result<(), taskflow::store::StoreError> {
-        use taskflow::store::AsyncStore;
         self.wait(self.store.create_flow(flow))
     }
     fn checkpoint(
@@ -361,22 +363,18 @@ impl taskflow::store::Store for PgStore {
         flow_id: &str,
         checkpoint: &taskflow::store::Checkpoint,
     ) -> Result<(), taskflow::store::StoreError> {
-        use taskflow::store::AsyncStore;
         self.wait(self.store.checkpoint(flow_id, checkpoint))
     }
     fn load_flow(
         &self,
         flow_id: &str,
     ) -> Result<Option<taskflow::store::StoredFlow>, taskflow::store::StoreError> {
-        use taskflow::store::AsyncStore;
         self.wait(self.store.load_flow(flow_id))
     }
     fn list_flows(&self) -> Result<Vec<taskflow::store::FlowRecord>, taskflow::store::StoreError> {
-        use taskflow::store::AsyncStore;
         self.wait(self.store.list_flows())
     }
     fn delete_flow(&self, flow_id: &str) -> Result<(), taskflow::store::StoreError> {
-        use taskflow::store::AsyncStore;
         self.wait(self.store.delete_flow(flow_id))
     }
     fn acquire(
@@ -385,7 +383,6 @@ impl taskflow::store::Store for PgStore {
         owner: &taskflow::store::Owner,
         until: u64,
     ) -> Result<taskflow::store::StoredFlow, taskflow::store::StoreError> {
-        use taskflow::store::AsyncStore;
         self.wait(self.store.acquire(flow_id, owner, until))
     }
 }
