@@ -44,6 +44,8 @@ struct TaskDef {
     output_tys: Vec<Type>,
     revert: Option<syn::Path>,
     export: bool,
+    /// `on_takeover = policy`: the policy's name and its token.
+    on_takeover: Option<Ident>,
 }
 
 #[derive(Default)]
@@ -51,7 +53,15 @@ struct TaskArgs {
     provides: Vec<Ident>,
     revert: Option<syn::Path>,
     export: bool,
+    on_takeover: Option<Ident>,
 }
+
+/// The policies `on_takeover` accepts, and the `taskflow::OnTakeover` variant of each.
+const TAKEOVER_POLICIES: [(&str, &str); 3] = [
+    ("rerun", "Rerun"),
+    ("revert_then_rerun", "RevertThenRerun"),
+    ("hold", "Hold"),
+];
 
 fn parse_args(attr: TokenStream, cx: &mut Ctxt) -> TaskArgs {
     let mut args = TaskArgs::default();
@@ -74,8 +84,21 @@ fn parse_args(attr: TokenStream, cx: &mut Ctxt) -> TaskArgs {
         } else if m.path.is_ident("export") {
             args.export = true;
             Ok(())
+        } else if m.path.is_ident("on_takeover") {
+            let policy: Ident = m.value()?.parse()?;
+            if !TAKEOVER_POLICIES.iter().any(|(name, _)| policy == name) {
+                return Err(syn::Error::new(
+                    policy.span(),
+                    format!(
+                        "unknown take-over policy `{policy}`: expected `rerun` (the default), \
+                         `revert_then_rerun` or `hold`"
+                    ),
+                ));
+            }
+            args.on_takeover = Some(policy);
+            Ok(())
         } else {
-            Err(m.error("unknown #[task] argument: expected `provides = name`, `provides = (a, b)`, `revert = hook` or `export`"))
+            Err(m.error("unknown #[task] argument: expected `provides = name`, `provides = (a, b)`, `revert = hook`, `on_takeover = policy` or `export`"))
         }
     });
     if let Err(e) = parser.parse2(attr) {
@@ -294,6 +317,17 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
     if cx.has_errors() {
         return None;
     }
+    if let Some(policy) = &args.on_takeover {
+        if policy == "revert_then_rerun" && args.revert.is_none() {
+            cx.error(
+                policy.span(),
+                "`on_takeover = revert_then_rerun` undoes the step with its revert hook before \
+                 running it again: add `revert = hook` (a function marked #[revert]), or choose \
+                 `rerun` or `hold`",
+            );
+            return None;
+        }
+    }
     Some(TaskDef {
         vis: func.vis.clone(),
         name: sig.ident.clone(),
@@ -305,6 +339,7 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
         output_tys,
         revert: args.revert,
         export: args.export,
+        on_takeover: args.on_takeover,
     })
 }
 
@@ -512,6 +547,14 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
     let is_async = def.is_async;
     let sync_hook = hook.is_some_and(|h| !h.is_async);
     let name_str = name.to_string();
+    let on_takeover = def.on_takeover.as_ref().map(|policy| {
+        let (_, variant) = TAKEOVER_POLICIES
+            .iter()
+            .find(|(name, _)| policy == name)
+            .expect("checked by parse_args");
+        let variant = format_ident!("{}", variant, span = policy.span());
+        quote!(const ON_TAKEOVER: ::taskflow::OnTakeover = ::taskflow::OnTakeover::#variant;)
+    });
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
@@ -521,6 +564,7 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             const ASYNC: bool = #is_async;
             const SYNC_HOOK: bool = #sync_hook;
             const TYPES: &'static [&'static str] = &[#(#type_texts),*];
+            #on_takeover
         }
         #(#provides_impls)*
         #(#param_impls)*

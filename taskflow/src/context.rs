@@ -1,5 +1,6 @@
-//! What a running task can reach: its name and a way to report progress.
+//! What a running task can reach: its name, a way to report progress, and an idempotency key.
 
+use crate::runtime::run::At;
 use crate::runtime::RunContext;
 
 /// Handed to a task that takes a `ctx: &TaskContext` parameter (any name; the type is what
@@ -36,15 +37,83 @@ use crate::runtime::RunContext;
 pub struct TaskContext {
     run: RunContext,
     step: &'static str,
+    /// The attempts of the retry scopes around the step, outermost first (see [`At`]).
+    attempts: String,
+    /// The item of a `map` step.
+    item: Option<usize>,
 }
 
 impl TaskContext {
     #[doc(hidden)]
-    pub fn __new(run: &RunContext, step: &'static str) -> Self {
+    pub fn __new(run: &RunContext, step: &'static str, at: At<'_>, index: usize) -> Self {
         TaskContext {
             run: run.clone(),
             step,
+            attempts: at.attempts(run.attempts(), index),
+            item: None,
         }
+    }
+
+    /// The context of item `item` of a `map` step.
+    #[doc(hidden)]
+    pub fn __item(&self, item: usize) -> Self {
+        TaskContext {
+            item: Some(item),
+            ..self.clone()
+        }
+    }
+
+    /// A key that names this execution of the step, for an external API that takes an
+    /// idempotency key (a payment provider, a cloud API): the same when the step runs again
+    /// after a take-over or a crash (the run resumed, from any process), and different for every
+    /// new execution — each retry attempt (of every retry scope around the step, in sub-flows
+    /// too), each item of a `map` step, each run.
+    ///
+    /// It reads `<run>:<step path>[:<attempts>][#<item>]`: the run's id (a durable run's flow
+    /// id; a run without a store gets a fresh one), the step's path in the run (`Sub/step`
+    /// inside a sub-flow), the attempt of each retry scope around it, outermost first (`1.2`;
+    /// left out with its `:` outside any scope), and a `map` step's item index. Printable ASCII
+    /// as long as the run's id and step names are.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use taskflow::prelude::*;
+    /// use taskflow::TaskContext;
+    /// use taskflow::store::MemoryStore;
+    ///
+    /// static KEYS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    ///
+    /// #[task(provides = charge_id)]
+    /// fn charge(ctx: &TaskContext, cents: u64) -> Result<String, std::io::Error> {
+    ///     // e.g. the `Idempotency-Key` header of a payment API's request
+    ///     let mut keys = KEYS.lock().unwrap();
+    ///     keys.push(ctx.idempotency_key());
+    ///     if keys.len() == 1 {
+    ///         return Err(std::io::Error::other("timed out")); // the retry is a new execution
+    ///     }
+    ///     Ok(format!("ch-{cents}"))
+    /// }
+    ///
+    /// flow! { flow Pay(cents: u64) -> (charge_id) { retry(Times(2)) linear [ charge ] } }
+    ///
+    /// fn main() {
+    ///     let store = Arc::new(MemoryStore::new());
+    ///     let engine = Engine::serial();
+    ///     engine.run(Pay, PayInputs { cents: 500 }).durable(store, "pay-7").blocking().unwrap();
+    ///     assert_eq!(*KEYS.lock().unwrap(), ["pay-7:charge:1", "pay-7:charge:2"]);
+    /// }
+    /// ```
+    pub fn idempotency_key(&self) -> String {
+        let mut key = format!("{}:{}", self.run.run_id(), self.run.path(self.step));
+        if !self.attempts.is_empty() {
+            key.push(':');
+            key.push_str(&self.attempts);
+        }
+        if let Some(item) = self.item {
+            key.push('#');
+            key.push_str(&item.to_string());
+        }
+        key
     }
 
     /// Reports how far the step is, from 0.0 to 1.0 (clamped), to the engine's listeners (and,

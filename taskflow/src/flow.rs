@@ -8,6 +8,7 @@ use crate::__private::{Ask, Decide, Delay, Enter, Undo};
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::{Decision, History};
+use crate::runtime::run::At;
 use crate::runtime::{RunContext, StepFailed};
 
 /// The future of one step's revert: the reverts that failed.
@@ -87,8 +88,9 @@ pub trait Flow: Sized + Send + Sync + 'static {
         values: &mut Self::Values,
         step: usize,
         run: &RunContext,
+        at: At<'_>,
     ) -> impl StepFuture<Self::Done> {
-        let _ = (values, step, run);
+        let _ = (values, step, run, at);
         async { unbuilt(Self::NAME) }
     }
 
@@ -99,8 +101,9 @@ pub trait Flow: Sized + Send + Sync + 'static {
         values: &'a mut Self::Values,
         step: usize,
         run: &'a RunContext,
+        at: At<'a>,
     ) -> impl Future<Output = Self::Done> + Send + 'a {
-        let _ = (values, step, run);
+        let _ = (values, step, run, at);
         async { unbuilt(Self::NAME) }
     }
 

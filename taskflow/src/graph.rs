@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 use serde_json::{json, Map, Value};
 
 use crate::__private::Task;
-use crate::StepState;
+use crate::{OnTakeover, StepState};
 
 /// What a step of a flow is.
 ///
@@ -76,6 +76,7 @@ pub struct StepInfo {
     /// `map` step), for the fingerprint.
     types: &'static [&'static str],
     map: bool,
+    on_takeover: OnTakeover,
 }
 
 impl StepInfo {
@@ -90,6 +91,7 @@ impl StepInfo {
         let step = StepInfo::__new(name, exec, requires, provides, None, T::SYNC_HOOK);
         StepInfo {
             types: T::TYPES,
+            on_takeover: T::ON_TAKEOVER,
             ..step
         }
     }
@@ -106,6 +108,7 @@ impl StepInfo {
         StepInfo {
             types: T::TYPES,
             map: true,
+            on_takeover: T::ON_TAKEOVER,
             ..step
         }
     }
@@ -151,6 +154,7 @@ impl StepInfo {
             sync_hook,
             types: &[],
             map: false,
+            on_takeover: OnTakeover::Rerun,
         }
     }
 
@@ -161,6 +165,32 @@ impl StepInfo {
             out.push("Vec");
         }
         out.extend_from_slice(self.types);
+    }
+
+    /// What a take-over does with the step when it was RUNNING: its task's
+    /// `#[task(on_takeover = ..)]`, [`OnTakeover::Rerun`] by default (and for a sub-flow, whose
+    /// own steps have their policies).
+    ///
+    /// ```
+    /// use taskflow::prelude::*;
+    /// use taskflow::OnTakeover;
+    ///
+    /// #[task(provides = charge_id, on_takeover = hold)]
+    /// fn charge(cents: u64) -> String { format!("ch-{cents}") }
+    ///
+    /// flow! { flow Pay(cents: u64) -> (charge_id) { linear [ charge ] } }
+    ///
+    /// fn main() {
+    ///     assert_eq!(Pay::graph().steps()[0].on_takeover(), OnTakeover::Hold);
+    /// }
+    /// ```
+    pub fn on_takeover(&self) -> OnTakeover {
+        self.on_takeover
+    }
+
+    /// Whether the step is a `map` step (its task runs once per item).
+    pub(crate) fn is_map(&self) -> bool {
+        self.map
     }
 
     /// Whether the step's revert hook is a plain `fn` (run on a worker by the parallel engine).

@@ -66,7 +66,10 @@ pub mod store;
 pub mod __private;
 
 pub use context::TaskContext;
-pub use durable::{fingerprint, DurableError, DurableFlow, RecordedError, ValueError};
+pub use durable::{
+    fingerprint, release_held, DurableError, DurableFlow, HeldStep, OnTakeover, OutcomeUnknown,
+    RecordedError, Release, ValueError,
+};
 pub use engine::{
     Durable, Ending, Engine, InMemory, Outcome, Paused, RunBuilder, RunStart, Storage, ToEnd, Until,
 };
@@ -101,6 +104,8 @@ pub use state::{FlowState, StepState};
 ///   `anyhow::Result<T>`, `io::Result<T>`) makes the task fallible with output `T`; `E` must
 ///   convert into `Box<dyn Error + Send + Sync>`. A panic is a failure too, of any task.
 /// - `revert = hook`: the function to call to undo the task; mark it with [`#[revert]`](macro@revert).
+/// - `on_takeover = rerun | revert_then_rerun | hold`: what resuming a run does with this step
+///   when it was RUNNING as the run was interrupted (see [`OnTakeover`]; `rerun` by default).
 /// - `export`: makes the task usable from other crates' flows (`use other_crate::my_task;`).
 ///
 /// Sync and async functions mix freely. Generic functions and `&mut` parameters are rejected.

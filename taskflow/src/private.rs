@@ -17,6 +17,7 @@ pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
 pub use std::boxed::Box;
 pub use std::future::Future;
+pub use std::string::String;
 pub use std::sync::Arc;
 pub use std::time::Duration;
 pub use std::vec::Vec;
@@ -28,7 +29,7 @@ pub use crate::flow::{Flow, RevertFuture, StepFuture};
 pub use crate::graph::{Exec, FlowGraph, ScopeInfo, StepInfo, StepKind};
 pub use crate::retry::{Decision, ForEach, History, Retry};
 pub use crate::runtime::fan_out::{map_async, map_sync, MapItem, MapOutcome};
-pub use crate::runtime::run::Run;
+pub use crate::runtime::run::{At, Run};
 pub use crate::runtime::{RunContext, StepFailed};
 pub use crate::store::StoreError;
 pub use crate::FlowError;
@@ -114,6 +115,8 @@ pub trait Task {
     const SYNC_HOOK: bool;
     /// Its output types as written, for the fingerprint of the flows that store them.
     const TYPES: &'static [&'static str];
+    /// What a take-over does with the step when it was RUNNING (`#[task(on_takeover = ..)]`).
+    const ON_TAKEOVER: crate::OnTakeover = crate::OnTakeover::Rerun;
 }
 
 /// The graph's step that runs task `T` once, named after it (see [`StepInfo::__named`]).

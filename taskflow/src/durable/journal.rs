@@ -142,6 +142,20 @@ impl Journal {
         }
     }
 
+    /// Records step `path` as held for a person (see [`super::takeover`]): RUNNING, with a
+    /// failure that says why. What its undo failed with, if it did, stays on it.
+    pub(crate) fn held(&self, path: &str, reason: &str) {
+        let mut j = self.lock();
+        let atom = j.touch(path.to_owned());
+        atom.state = StepState::Running;
+        atom.result = None;
+        atom.failure = Some(FailureRecord {
+            step: path.to_owned(),
+            message: reason.to_owned(),
+            is_panic: false,
+        });
+    }
+
     /// Records a step's result (its outputs as JSON), with its SUCCESS.
     pub(crate) fn result(&self, path: &str, json: Value) {
         self.lock().touch(path.to_owned()).result = Some(json);

@@ -28,6 +28,7 @@ mod fingerprint;
 mod gate;
 pub(crate) mod journal;
 pub(crate) mod lease;
+pub(crate) mod takeover;
 pub(crate) mod value;
 
 use std::collections::HashMap;
@@ -53,6 +54,7 @@ pub use fingerprint::fingerprint;
 pub use gate::DurableFlow;
 use journal::Journal;
 use lease::Hold;
+pub use takeover::{release_held, HeldStep, OnTakeover, OutcomeUnknown, Release};
 pub use value::ValueError;
 
 /// A failure read back from a store: its message survives, its type does not.
@@ -134,6 +136,29 @@ pub enum DurableError {
         /// This build's.
         compiled: String,
     },
+    /// The run is held for a person: a step whose task says `on_takeover = hold` was RUNNING
+    /// when the run was interrupted (or its undo failed after a take-over; see
+    /// [`OnTakeover`]). Nothing of it ran; it is recorded SUSPENDED, and stays held until
+    /// [`release_held`] (`taskflow release`) records what a person decided.
+    #[error(
+        "flow `{flow_id}` is held for a person, with nothing run: {}; once you know what the \
+         step did, release it with `taskflow release <store> {flow_id} --rerun` (or `--fail`)",
+        held_list(.steps)
+    )]
+    Held {
+        /// The run's id.
+        flow_id: String,
+        /// The held steps, with why.
+        steps: Vec<HeldStep>,
+    },
+}
+
+fn held_list(steps: &[HeldStep]) -> String {
+    steps
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 // ---- restoring a run's values from the store
@@ -278,11 +303,38 @@ pub fn restore_into<F: DurableFlow>(
         let failed_task = atom.failure.is_some();
         let state = match atom.state {
             StepState::Pending | StepState::Retrying => StepState::Pending,
-            StepState::Running => {
-                if is_flow {
-                    F::__restore_sub(&mut run.values, k, stored, cx)?;
-                }
+            StepState::Running if is_flow => {
+                F::__restore_sub(&mut run.values, k, stored, cx)?;
                 StepState::Pending
+            }
+            // Held for a person by an earlier resume: held still, until a person releases it.
+            StepState::Running if takeover::is_held(atom) => {
+                let reason = atom.failure.as_ref().map(|f| f.message.clone());
+                cx.hold(path.clone(), reason.unwrap_or_default());
+                StepState::Pending
+            }
+            // Interrupted while it ran: what it did is unknown; its task says what to do.
+            StepState::Running => match info.on_takeover() {
+                OnTakeover::Rerun => StepState::Pending,
+                OnTakeover::Hold => {
+                    cx.hold(path.clone(), takeover::hold_reason(&path));
+                    StepState::Pending
+                }
+                // Its items' outcomes are unknown one by one, and a hook undoes one item it
+                // knows: a person decides.
+                OnTakeover::RevertThenRerun if info.is_map() => {
+                    cx.hold(path.clone(), takeover::map_reason(&path));
+                    StepState::Pending
+                }
+                OnTakeover::RevertThenRerun => {
+                    run.status.unknown.push(k);
+                    StepState::Failure
+                }
+            },
+            // Its undo after a take-over was interrupted: it is undone again.
+            StepState::Reverting if takeover::is_undoing_unknown(atom) && !is_flow => {
+                run.status.unknown.push(k);
+                StepState::Failure
             }
             StepState::Success => {
                 load(&mut run.values)?;
@@ -541,6 +593,14 @@ async fn finish<F: Flow>(
     }
     if let Some(e) = cx.take_internal_error() {
         return Err(internal_error(e).into());
+    }
+    let held = cx.take_held();
+    if !held.is_empty() {
+        let (_, flow_id) = journal.store();
+        return Err(DurableError::Held {
+            flow_id: flow_id.to_owned(),
+            steps: held,
+        });
     }
     match result {
         Ok(()) => Ok(Some(F::__outputs(*run.values))),

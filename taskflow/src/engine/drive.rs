@@ -6,7 +6,7 @@ use crate::failure::{Cancelled, Failure};
 use crate::flow::Flow;
 use crate::runtime::failed::Stop;
 use crate::runtime::failure::{handle_restored, Handled};
-use crate::runtime::revert::{revert_ran, OnSuspend, ToUndo};
+use crate::runtime::revert::{revert_ran, undo_unknown, OnSuspend, ToUndo};
 use crate::runtime::{Mode, Run, RunContext};
 use crate::state::FlowState;
 use crate::FlowError;
@@ -20,6 +20,9 @@ pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
         run.flow_to(cx, FlowState::Resuming);
     }
     run.flow_to(cx, FlowState::Running);
+    if !run.status.unknown.is_empty() {
+        undo_unknown(run, cx).await;
+    }
     let result = match handle_restored(run, cx).await {
         Handled::Failed(e) => Err(Stop::Failed(e)),
         Handled::Suspended => Err(Stop::Suspended),
@@ -36,9 +39,7 @@ pub(crate) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
     // controller of the parent retries a cancel. Not when the run stopped for a failed store or
     // a bug: nothing more may be written then.
     let result = match result {
-        Err(Stop::Suspended)
-            if cx.cancel_requested() && !cx.store_failed() && !cx.has_internal_error() =>
-        {
+        Err(Stop::Suspended) if cx.cancel_requested() && !cx.store_failed() && !cx.is_stopped() => {
             let error = cancel(run, cx).await;
             Err(Stop::Failed(if cx.is_root() {
                 error
@@ -99,8 +100,9 @@ pub async fn run_subflow<F: Flow>(
     mut sub: Run<F>,
     step: &'static str,
     cx: RunContext,
+    attempts: String,
 ) -> SubflowEnd<F> {
-    let cx = cx.within(step);
+    let cx = cx.within_attempts(step, attempts);
     match drive(&mut sub, &cx).await {
         Ok(()) => SubflowEnd::Done(sub),
         Err(Stop::Suspended) => SubflowEnd::Suspended(sub),

@@ -107,7 +107,8 @@ async fn run_until_quiet<F: Flow>(
                 }
                 Begun::Running => {}
             }
-            let future = F::__start(&mut run.values, k, cx);
+            let (values, at) = run.values_at();
+            let future = F::__start(values, k, cx, at);
             in_flight += 1;
             started.push(k);
             match steps[k].exec() {

@@ -32,7 +32,8 @@ pub(super) async fn drive<F: Flow>(run: &mut Run<F>, cx: &RunContext) -> Result<
                     step::not_started(run, cx, k);
                     return Err(Stop::Suspended);
                 }
-                let done = F::__run_step(&mut run.values, k, cx).await;
+                let (values, at) = run.values_at();
+                let done = F::__run_step(values, k, cx, at).await;
                 let outcome = F::__finish(&mut run.values, done);
                 step::end(run, cx, k, outcome)
             }

@@ -9,11 +9,13 @@ use std::task::Poll;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use crate::durable::takeover;
 use crate::failure::Failure;
 use crate::flow::Flow;
 use crate::runtime::pool::block_on;
 use crate::runtime::{Mode, Run, RunContext};
 use crate::state::{FlowState, StepState};
+use crate::OutcomeUnknown;
 
 /// What to revert: the failed tasks, each undone with its own failure (their hooks get
 /// `Err(failure)`), and the failures of the flow that every hook sees.
@@ -218,6 +220,41 @@ async fn by_dependencies<F: Flow>(
     Reverted {
         failures: reverts,
         stopped,
+    }
+}
+
+/// Undoes, one at a time, the steps of a resumed run that were RUNNING when it was interrupted
+/// and whose task says `on_takeover = revert_then_rerun`: each hook gets an [`OutcomeUnknown`]
+/// failure as its `result` (and as the flow's failures); a step undone is PENDING, to run again.
+/// One whose hook fails is held for a person (see [`crate::durable::takeover`]).
+pub(crate) async fn undo_unknown<F: Flow>(run: &mut Run<F>, cx: &RunContext) {
+    for step in std::mem::take(&mut run.status.unknown) {
+        if cx.suspend_requested() {
+            return; // the records still say what to undo, for the next resume
+        }
+        let name = F::graph().steps()[step].name();
+        let path = cx.path(name);
+        let unknown = Failure::from_error(name, OutcomeUnknown::new(path.clone()));
+        run.step_to(cx, step, StepState::Reverting, None);
+        if !cx.commit().await {
+            return;
+        }
+        let mut undo = ToUndo {
+            own: HashMap::from([(step, unknown.clone())]),
+            failures: vec![unknown].into(),
+        };
+        let failed = F::__revert(&mut run.values, step, undo.of(step, cx)).await;
+        match failed.first() {
+            None => {
+                run.step_to(cx, step, StepState::Reverted, None);
+                run.step_to(cx, step, StepState::Pending, None);
+            }
+            Some(failure) => {
+                run.step_to(cx, step, StepState::RevertFailure, Some(failure));
+                let reason = takeover::revert_failed_reason(&path, failure.error());
+                cx.hold(path, reason);
+            }
+        }
     }
 }
 

@@ -98,6 +98,57 @@ impl<F: Flow> Run<F> {
     }
 }
 
+/// Where a step starts in its run: which attempt of each retry scope around it (passed to the
+/// step's code when it starts, for its [`TaskContext`](crate::TaskContext)'s idempotency key).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    status: &'a Status,
+    graph: &'static crate::FlowGraph,
+}
+
+impl<F: Flow> Run<F> {
+    /// Its values, and where its steps start now (for the engines' calls of the flow's code).
+    #[inline(always)]
+    pub(crate) fn values_at(&mut self) -> (&mut F::Values, At<'_>) {
+        (
+            &mut self.values,
+            At {
+                status: &self.status,
+                graph: F::graph(),
+            },
+        )
+    }
+}
+
+impl At<'_> {
+    /// The attempts of the retry scopes around step `step` in this flow, outermost first,
+    /// after `within` (those around the sub-flow step this flow runs as), joined by `.`: what
+    /// tells one execution of the step from the next (`""` outside any scope).
+    pub(crate) fn attempts(&self, within: &str, step: usize) -> String {
+        let mut chain = Vec::new();
+        let mut scope = self.graph.scope_of(step);
+        while let Some(s) = scope {
+            chain.push(self.status.scopes[s].attempt);
+            scope = self.graph.scopes()[s].parent;
+        }
+        let mut out = within.to_owned();
+        for attempt in chain.iter().rev() {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&attempt.to_string());
+        }
+        out
+    }
+
+    /// What a sub-flow run as step `step` passes to its steps: the attempts around `step`.
+    #[doc(hidden)]
+    pub fn __within(&self, run: &RunContext, step: usize) -> String {
+        self.attempts(run.attempts(), step)
+    }
+}
+
 /// Where each step of one flow run is: kept with the run's values, so a suspended run resumes
 /// without re-running finished steps.
 #[derive(Debug, Clone)]
@@ -112,6 +163,9 @@ pub(crate) struct Status {
     pub(crate) unhandled: Vec<Failed>,
     /// Reverts that already failed, from the interrupted handling.
     pub(crate) prior_reverts: Vec<Failure>,
+    /// Steps that were RUNNING when the run was interrupted and whose task says
+    /// `on_takeover = revert_then_rerun`: undone before anything else runs.
+    pub(crate) unknown: Vec<usize>,
 }
 
 /// A retry controller's progress in this run.
@@ -144,6 +198,7 @@ impl Status {
             ],
             unhandled: Vec::new(),
             prior_reverts: Vec::new(),
+            unknown: Vec::new(),
         }
     }
 }

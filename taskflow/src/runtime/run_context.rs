@@ -78,6 +78,9 @@ pub struct RunContext {
     /// The path of this (sub-)flow's steps in a store: `""` at the top, `step/` inside sub-flow
     /// step `step`.
     rel: Name,
+    /// The attempts of the retry scopes around the sub-flow step this flow runs as (see
+    /// [`At::attempts`](crate::runtime::run::At::attempts)): `""` at the top.
+    attempts: Name,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -97,11 +100,17 @@ struct Shared {
     /// The first bug taskflow found in itself during the run (an illegal transition): the run
     /// stops and ends with it.
     internal: Mutex<Option<IllegalTransition>>,
-    /// Whether `internal` holds an error: the check on every step is one atomic load.
+    /// Whether `internal` holds an error, or a step is held: the check on every step is one
+    /// atomic load.
     stopped_by_bug: AtomicBool,
+    /// The steps held for a person (see [`OnTakeover::Hold`](crate::OnTakeover::Hold)): the
+    /// run starts nothing and stops.
+    held: Mutex<Vec<crate::HeldStep>>,
     /// Whether anything sees transitions (a journal or a listener): when nothing does, a
     /// transition is only the state's change.
     observed: bool,
+    /// The run's id: a durable run's flow id, else one made up when a step first asks.
+    run_id: std::sync::OnceLock<Arc<str>>,
 }
 
 impl RunContext {
@@ -123,9 +132,12 @@ impl RunContext {
                 journal,
                 internal: Mutex::new(None),
                 stopped_by_bug: AtomicBool::new(false),
+                held: Mutex::new(Vec::new()),
+                run_id: std::sync::OnceLock::new(),
             }),
             flow: Name::Static(flow),
             rel: Name::Static(""),
+            attempts: Name::Static(""),
         }
     }
 
@@ -135,7 +147,30 @@ impl RunContext {
             shared: self.shared.clone(),
             flow: Name::Shared(Arc::from(format!("{}/{step}", &*self.flow))),
             rel: Name::Shared(Arc::from(format!("{}{step}/", &*self.rel))),
+            attempts: self.attempts.clone(),
         }
+    }
+
+    /// The context for the steps of sub-flow step `step`, run within the retry attempts
+    /// `attempts` (from [`At::__within`](crate::runtime::run::At::__within)).
+    pub(crate) fn within_attempts(&self, step: &str, attempts: String) -> RunContext {
+        RunContext {
+            attempts: Name::Shared(Arc::from(attempts)),
+            ..self.within(step)
+        }
+    }
+
+    /// The attempts of the retry scopes around the sub-flow step this flow runs as.
+    pub(crate) fn attempts(&self) -> &str {
+        &self.attempts
+    }
+
+    /// The run's id: a durable run's flow id, else a fresh one, the same for the whole run.
+    pub(crate) fn run_id(&self) -> &str {
+        self.shared.run_id.get_or_init(|| match self.journal() {
+            Some(journal) => Arc::from(journal.store().1),
+            None => Arc::from(crate::store::new_flow_id()),
+        })
     }
 
     /// A step's path in the store.
@@ -201,6 +236,31 @@ impl RunContext {
             .unwrap_or_else(PoisonError::into_inner);
         internal.get_or_insert(error);
         self.shared.stopped_by_bug.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds the step at `path` in the run (`Sub/step` inside a sub-flow) for a person,
+    /// recording why on it (a durable run): the run starts nothing more, and stops.
+    pub(crate) fn hold(&self, path: String, reason: String) {
+        if let Some(journal) = self.journal() {
+            journal.held(&path, &reason);
+        }
+        self.shared
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(crate::HeldStep { step: path, reason });
+        self.shared.stopped_by_bug.store(true, Ordering::SeqCst);
+    }
+
+    /// The steps held for a person, if any.
+    pub(crate) fn take_held(&self) -> Vec<crate::HeldStep> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// The internal error that stopped the run, if any.
@@ -277,14 +337,14 @@ impl RunContext {
     pub(crate) fn suspend_requested(&self) -> bool {
         self.shared.suspend.is_requested()
             || self.journal().is_some_and(Journal::failed)
-            || self.has_internal_error()
+            || self.is_stopped()
     }
 
     /// Whether a revert must stop after the reverts in flight: the run is asked to suspend, or
     /// cannot go on (a failed store, a bug) — not for a cancel, whose reverts go on to the end.
     pub(crate) fn stop_reverting(&self) -> bool {
         self.journal().is_some_and(Journal::failed)
-            || self.has_internal_error()
+            || self.is_stopped()
             || (self.shared.suspend.is_requested() && !self.shared.suspend.is_cancelled())
     }
 
@@ -309,8 +369,9 @@ impl RunContext {
         self.shared.observed
     }
 
+    /// Whether the run stopped itself: a bug taskflow found in itself, or a held step.
     #[inline]
-    pub(crate) fn has_internal_error(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.shared.stopped_by_bug.load(Ordering::Relaxed)
     }
 

@@ -71,7 +71,8 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
             let var = &params[p];
             // On the step, like the task's own parameters: an error about the value is there.
             match modes[p] {
-                Mode::Ctx => quote!(&#var),
+                // Each item is an execution of its own, with its own idempotency key.
+                Mode::Ctx => quote!(&#var.__item(#i)),
                 // The value itself, not its `Arc` handle: a mismatch names the value's type.
                 Mode::Ref => quote_spanned!(span=> &*#var),
                 Mode::OptRef => quote_spanned!(span=> #var.as_deref()),

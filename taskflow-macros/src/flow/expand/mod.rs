@@ -98,8 +98,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
 
     let name = &def.name;
     let (inputs_ty, outputs_ty) = (inputs_ident(def), outputs_ident(def));
-    let [v, step, run, out, done, inputs, undo, args, copy] = [
-        "v", "step", "run", "out", "done", "inputs", "undo", "args", "copy",
+    let [v, step, run, out, done, inputs, undo, args, copy, at] = [
+        "v", "step", "run", "out", "done", "inputs", "undo", "args", "copy", "at",
     ]
     .map(local);
 
@@ -340,14 +340,14 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                     Self::__taskflow_values(#(#inputs.#input_fields),*)
                 }
 
-                async fn __run_step(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> __Done {
+                async fn __run_step(#v: &mut __Values, #step: usize, #run: &__tf::RunContext, #at: __tf::At<'_>) -> __Done {
                     match #step {
                         #(#serial)*
                         _ => __tf::no_step(#step),
                     }
                 }
 
-                fn __start(#v: &mut __Values, #step: usize, #run: &__tf::RunContext) -> impl __tf::StepFuture<__Done> {
+                fn __start(#v: &mut __Values, #step: usize, #run: &__tf::RunContext, #at: __tf::At<'_>) -> impl __tf::StepFuture<__Done> {
                     let #args = match #step {
                         #(#takes)*
                         _ => __tf::no_step(#step),

@@ -21,6 +21,9 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         local("cx"),
     );
     let (undo, stored) = (local("undo"), local("stored"));
+    // The retry attempts around this step, for the idempotency keys of the sub-flow's steps.
+    let (at, step_var, attempts) = (local("at"), local("step"), local("attempts"));
+    let within = quote!(#at.__within(#run, #step_var));
     // A sub-flow's inputs are taken by value: moved or cloned out of the parent's slots.
     let inputs = (0..step.args.len()).map(|p| {
         let m = mode(e.a, &step.args, &step.meta.params, p);
@@ -48,11 +51,11 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     });
     StepCode {
         function,
-        args: quote!(#name(__tf::Run<#path>, __tf::RunContext)),
+        args: quote!(#name(__tf::Run<#path>, __tf::RunContext, __tf::String)),
         done: quote!(#name(__tf::SubflowEnd<#path>)),
-        serial: quote!(__Done::#name(__tf::run_subflow(__Steps::#name(#v), #label, #run.clone()).await)),
-        take: quote!(__Args::#name(__Steps::#name(#v), #run.clone())),
-        run: quote!(__Args::#name(#sub, #cx) => __Done::#name(__tf::run_subflow(#sub, #label, #cx).await)),
+        serial: quote!(__Done::#name(__tf::run_subflow(__Steps::#name(#v), #label, #run.clone(), #within).await)),
+        take: quote!(__Args::#name(__Steps::#name(#v), #run.clone(), #within)),
+        run: quote!(__Args::#name(#sub, #cx, #attempts) => __Done::#name(__tf::run_subflow(#sub, #label, #cx, #attempts).await)),
         finish,
         revert: Some(quote!(__tf::revert_subflow(&mut #v.#field, #label, #undo))),
         restore: Some(

@@ -280,8 +280,8 @@ impl Values {
         let v = local("v");
         match (m, slot) {
             (Mode::Ctx, _) | (_, None) => {
-                let run = local("run");
-                quote!(&__tf::TaskContext::__new(#run, #label))
+                let (run, at, step) = (local("run"), local("at"), local("step"));
+                quote!(&__tf::TaskContext::__new(#run, #label, #at, #step))
             }
             (Mode::Ref, Some(s)) => {
                 let f = self.field(s);
@@ -307,9 +307,9 @@ impl Values {
     ) -> (TokenStream, TokenStream) {
         let v = local("v");
         let Some(s) = slot.filter(|_| m != Mode::Ctx) else {
-            let run = local("run");
+            let (run, at, step) = (local("run"), local("at"), local("step"));
             return (
-                quote!(__tf::TaskContext::__new(#run, #label)),
+                quote!(__tf::TaskContext::__new(#run, #label, #at, #step)),
                 quote!(__tf::TaskContext),
             );
         };
