@@ -55,6 +55,20 @@ flow! {
     }
 }
 
+/// A payment: a person checks it when its conductor died while it ran.
+#[task(provides = b, on_takeover = hold)]
+fn charge(a: u32, ms: u64, log: String) -> u32 {
+    note(&log, format!("charge-start {a}"));
+    std::thread::sleep(Duration::from_millis(ms));
+    a * 10
+}
+
+flow! {
+    flow Pay(x: u32, ms: u64, log: String) -> (c) {
+        linear [ first, charge, last ]
+    }
+}
+
 #[task(provides = y)]
 fn other(x: u32) -> u32 {
     x
@@ -81,6 +95,7 @@ fn conductor(store: &Arc<PostgresStore>, o: ConductorOptions) -> Conductor {
     )
     .options(o)
     .register(|| Work)
+    .register(|| Pay)
 }
 
 fn post(board: &JobBoard, x: u32, ms: u64, log: &Path) -> taskflow::store::JobId {
@@ -368,6 +383,90 @@ fn a_killed_conductor_loses_its_job_to_another_which_runs_only_what_was_not_reco
         log.iter().filter(|l| *l == "slow-start 2").count(),
         2,
         "{log:?}"
+    );
+    assert_eq!(log.iter().filter(|l| *l == "last 20").count(), 1, "{log:?}");
+}
+
+#[test]
+fn a_job_whose_hold_step_was_running_when_its_conductor_died_is_held_until_released() {
+    let pg = PgStore::new();
+    let tmp = common::TempDir::new();
+    let log = tmp.path().join("log");
+    let board = JobBoard::new(pg.store.clone());
+    let job = NewJob::of::<Pay>(&PayInputs {
+        x: 1,
+        ms: 3000,
+        log: log.display().to_string(),
+    })
+    .unwrap();
+    let id = futures_block(board.post(&job)).unwrap().id();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "conductor_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TF_CONDUCTOR_SCHEMA", &pg.schema)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !lines(&log).contains(&"charge-start 2".to_owned()) {
+        assert!(start.elapsed() < Duration::from_secs(30), "never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe_free_kill(&mut child);
+    let other = conductor(&pg.store, options(1000));
+    pg.rt.block_on(async {
+        let held = async {
+            let start = Instant::now();
+            while board.job(id).await.unwrap().unwrap().state != JobState::Held {
+                assert!(start.elapsed() < Duration::from_secs(30), "never held");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let report = other.run(held).await.unwrap();
+        assert_eq!((report.claimed, report.held), (1, 1));
+        let job = board.job(id).await.unwrap().unwrap();
+        let reason = job.reason.unwrap();
+        assert!(
+            reason.contains("step `charge`") && reason.contains("on_takeover = hold"),
+            "{reason}"
+        );
+        assert_eq!(job.owner, None);
+        // Held: no conductor claims it.
+        let again = conductor(&pg.store, options(1000));
+        let report = again
+            .run(tokio::time::sleep(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        assert_eq!(report.claimed, 0);
+        // A person releases it: the payment runs again, and the job ends.
+        let released = board
+            .release_held(id, taskflow::Release::Rerun)
+            .await
+            .unwrap();
+        assert_eq!(released, ["charge"]);
+        let done = conductor(&pg.store, options(1000));
+        done.run(all_final(&board)).await.unwrap();
+        let job = board.job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.outcome),
+            (JobState::Done, Some(FlowState::Success))
+        );
+        assert!(board
+            .release_held(id, taskflow::Release::Rerun)
+            .await
+            .unwrap()
+            .is_empty());
+    });
+    let log = lines(&log);
+    assert_eq!(log.iter().filter(|l| *l == "first 1").count(), 1, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| *l == "charge-start 2").count(),
+        2,
+        "once in the killed conductor, once after the release: {log:?}"
     );
     assert_eq!(log.iter().filter(|l| *l == "last 20").count(), 1, "{log:?}");
 }

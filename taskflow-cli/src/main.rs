@@ -5,6 +5,8 @@
 //! taskflow show <STORE> <FLOW_ID>   one flow: its inputs, each step, its retry scopes
 //! taskflow graph <STORE> <FLOW_ID>  one flow's structure as Graphviz DOT, with step states
 //! taskflow jobs <DATABASE_URL>      the jobs of a PostgreSQL job board, newest first
+//! taskflow release <STORE|DATABASE_URL> <FLOW_ID|JOB_ID> --rerun|--fail
+//!                                   a person's decision about a run held after a take-over
 //! ```
 //!
 //! `<STORE>` is a directory (a [`DirStore`]) or an SQLite database file (a [`SqliteStore`]); it
@@ -27,10 +29,11 @@ use taskflow::store::{
 };
 use taskflow::{FlowGraph, StepState};
 
-/// Inspect the flows recorded in a taskflow store.
+/// Inspect the flows recorded in a taskflow store (and release a run held for a person).
 ///
 /// A store is a directory of flow files (`DirStore`) or an SQLite database file (`SqliteStore`);
-/// the path says which. It is only read, never created: a path that does not exist is an error.
+/// the path says which. It is never created: a path that does not exist is an error. Only
+/// `release` writes.
 /// Errors go to stderr with exit code 1 (2 for a bad command line). Times are UTC.
 #[derive(Debug, Parser)]
 #[command(name = "taskflow", version)]
@@ -74,8 +77,39 @@ enum Command {
     /// One row per job: its id, state (POSTED, CLAIMED, DONE, CANCELLED, DEAD), flow, its run's
     /// outcome once it ended, who holds it (host:pid, while claimed), how many times it was
     /// claimed and how many of those were take-overs, and its age (since it was posted); then,
-    /// for each dead job, why. The database is only read: a schema without a store is an error.
+    /// for each dead or held job, why. The database is only read: a schema without a store is
+    /// an error.
     Jobs(JobsArgs),
+    /// Release a run held for a person: the one command that writes.
+    ///
+    /// A run is held when a step whose task says `on_takeover = hold` was RUNNING when the run
+    /// was interrupted (its process died, or its conductor lost the job), or when undoing such a
+    /// step after a take-over failed: whether the step did its work is unknown, so nothing of the
+    /// run goes on until a person has looked and decided. `--rerun`: the step runs again when
+    /// the run is next resumed. `--fail`: the step counts as failed (a retry controller decides,
+    /// and its revert hook undoes what it did). With a directory or SQLite store the id is the
+    /// flow's (resume the run afterwards); with a PostgreSQL database URL it is a job's (`12` or
+    /// `job-12`), which is posted again for a conductor. Releasing what is not held changes
+    /// nothing.
+    Release(ReleaseArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("decision").required(true).args(["rerun", "fail"])))]
+struct ReleaseArgs {
+    /// The store (a directory or an SQLite file), or a PostgreSQL database URL.
+    target: String,
+    /// The held flow's id, or the held job's (on PostgreSQL).
+    id: String,
+    /// The held steps run again.
+    #[arg(long)]
+    rerun: bool,
+    /// The held steps count as failed.
+    #[arg(long)]
+    fail: bool,
+    /// The schema of the store, on PostgreSQL (PostgresOptions::schema).
+    #[arg(long, default_value = "taskflow")]
+    schema: String,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +152,7 @@ fn main() -> ExitCode {
         Command::Show(flow) => show(&flow.store.store, &flow.flow_id, &mut out),
         Command::Graph(flow) => graph(&flow.store.store, &flow.flow_id, &mut out),
         Command::Jobs(args) => jobs(args, &mut out),
+        Command::Release(args) => release(args, &mut out),
     };
     if let Err(e) = io::stdout().lock().write_all(out.as_bytes()) {
         // `taskflow list … | head` closes the pipe early: not an error worth a word.
@@ -489,6 +524,74 @@ fn jobs(args: &JobsArgs, out: &mut String) -> Vec<String> {
         );
     }
     Vec::new()
+}
+
+/// `taskflow release`.
+fn release(args: &ReleaseArgs, out: &mut String) -> Vec<String> {
+    let how = if args.fail {
+        taskflow::Release::Fail
+    } else {
+        taskflow::Release::Rerun
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return vec![format!("cannot start a runtime: {e}")],
+    };
+    let is_url = args.target.starts_with("postgres://") || args.target.starts_with("postgresql://");
+    let released = if is_url {
+        let digits = args.id.strip_prefix("job-").unwrap_or(&args.id);
+        let Ok(id) = digits.parse::<i64>() else {
+            return vec![format!(
+                "`{}` is not a job id: expected a number like `12` or `job-12`",
+                args.id
+            )];
+        };
+        let options = PostgresOptions {
+            schema: args.schema.clone(),
+            pool_size: 1,
+        };
+        runtime.block_on(async {
+            let store = PostgresStore::connect_existing(&args.target, options).await?;
+            JobBoard::new(Arc::new(store))
+                .release_held(taskflow::store::JobId(id), how)
+                .await
+        })
+    } else {
+        let path = Path::new(&args.target);
+        // Checked as a store first (never created), then opened for the write.
+        if let Err(e) = open(path) {
+            return vec![e];
+        }
+        let store: Arc<dyn Store> = if path.is_dir() {
+            match DirStore::open(path) {
+                Ok(s) => Arc::new(s),
+                Err(e) => return vec![e.to_string()],
+            }
+        } else {
+            match SqliteStore::open(path) {
+                Ok(s) => Arc::new(s),
+                Err(e) => return vec![e.to_string()],
+            }
+        };
+        runtime.block_on(taskflow::release_held(store, &args.id, how))
+    };
+    match released {
+        Ok(steps) if steps.is_empty() => {
+            let _ = writeln!(out, "nothing held in `{}`: nothing changed", args.id);
+            Vec::new()
+        }
+        Ok(steps) => {
+            let what = if args.fail { "failed" } else { "to run again" };
+            for step in steps {
+                let _ = writeln!(out, "released step `{step}` of `{}`: {what}", args.id);
+            }
+            Vec::new()
+        }
+        Err(e) => vec![e.to_string()],
+    }
 }
 
 fn taskflow_now() -> u64 {

@@ -833,3 +833,190 @@ fn jobs_lists_a_boards_jobs_with_state_owner_claims_and_why_dead() {
             .unwrap();
     });
 }
+
+// ---- taskflow release
+
+/// A run held for a person, as a resume records it: RUNNING with a failure saying why, the run
+/// SUSPENDED.
+fn held_run(store: &dyn Store, id: &str) {
+    store
+        .create_flow(&flow(id, "book", "Pay", FlowState::Suspended, T0))
+        .unwrap();
+    let mut charge = AtomRecord::new("charge");
+    charge.state = StepState::Running;
+    charge.runs = 1;
+    charge.started_at = Some(T0);
+    charge.failure = Some(FailureRecord {
+        step: "charge".into(),
+        message: "held for a person: step `charge` was RUNNING".into(),
+        is_panic: false,
+    });
+    let mut done = AtomRecord::new("prepare");
+    done.state = StepState::Success;
+    done.result = Some(json!(1));
+    store
+        .checkpoint(
+            id,
+            &Checkpoint {
+                atoms: vec![done, charge],
+                ..Checkpoint::default()
+            },
+        )
+        .unwrap();
+}
+
+fn release_a_held_run(store: Box<dyn Store>, path: &Path) {
+    held_run(&*store, "pay-1");
+    drop(store);
+    // A decision is required.
+    let run = taskflow(&["release", s(path), "pay-1"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let run = taskflow(&["release", s(path), "pay-1", "--rerun"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (
+            Some(0),
+            "released step `charge` of `pay-1`: to run again\n",
+            ""
+        ),
+        "{run:?}"
+    );
+    let run = taskflow(&["release", s(path), "pay-1", "--fail"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "nothing held in `pay-1`: nothing changed\n"),
+        "released once: {run:?}"
+    );
+    let store: Box<dyn Store> = if path.is_dir() {
+        Box::new(DirStore::open(path).unwrap())
+    } else {
+        Box::new(SqliteStore::open(path).unwrap())
+    };
+    let stored = store.load_flow("pay-1").unwrap().unwrap();
+    let charge = stored.atoms.iter().find(|a| a.name == "charge").unwrap();
+    assert_eq!((charge.state, &charge.failure), (StepState::Pending, &None));
+    let prepare = stored.atoms.iter().find(|a| a.name == "prepare").unwrap();
+    assert_eq!(prepare.state, StepState::Success, "the rest is untouched");
+    assert_eq!(stored.flow.lease, None, "the release let go of the run");
+
+    held_run(&*store, "pay-2");
+    let run = taskflow(&["release", s(path), "pay-2", "--fail"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let stored = store.load_flow("pay-2").unwrap().unwrap();
+    let charge = stored.atoms.iter().find(|a| a.name == "charge").unwrap();
+    assert_eq!(charge.state, StepState::Failure);
+    assert!(
+        charge
+            .failure
+            .as_ref()
+            .unwrap()
+            .message
+            .starts_with("marked failed by a person after it was held for a person"),
+        "{charge:?}"
+    );
+    assert_error(
+        &taskflow(&["release", s(path), "no-such", "--rerun"]),
+        "no flow `no-such` in the store",
+    );
+}
+
+#[test]
+fn release_of_a_held_run_in_a_sqlite_store() {
+    let (store, path, _tmp) = sqlite_store();
+    release_a_held_run(store, &path);
+}
+
+#[test]
+fn release_of_a_held_run_in_a_dir_store() {
+    let (store, path, _tmp) = dir_store();
+    release_a_held_run(store, &path);
+}
+
+#[test]
+fn release_never_creates_a_store() {
+    let tmp = TempDir::new();
+    let path = tmp.0.join("nothing.db");
+    let run = taskflow(&["release", s(&path), "pay-1", "--rerun"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn jobs_shows_a_held_job_and_release_posts_it_again() {
+    use std::time::Duration;
+    use taskflow::store::{
+        FlowKey, JobBoard, JobState, NewJob, Owner, PostgresOptions, PostgresStore,
+    };
+    let schema = format!("cli_held_{}", std::process::id());
+    let url = database_url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, board, id) = rt.block_on(async {
+        let options = PostgresOptions {
+            schema: schema.clone(),
+            ..Default::default()
+        };
+        let store = std::sync::Arc::new(PostgresStore::connect_with(&url, options).await.unwrap());
+        let board = JobBoard::new(store.clone());
+        let id = board
+            .post(&NewJob::of::<Double>(&DoubleInputs { x: 1 }).unwrap())
+            .await
+            .unwrap()
+            .id();
+        let claims = board
+            .claim(
+                &Owner::current(),
+                &[FlowKey::of::<Double>()],
+                1,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        board
+            .hold(&claims[0], "step `double`: held for a person")
+            .await
+            .unwrap();
+        (store, board, id)
+    });
+    let run = taskflow(&["jobs", &url, "--schema", &schema]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>()[..4],
+        [id.to_string().as_str(), "HELD", "Double", "-"]
+    );
+    assert_eq!(
+        lines[2],
+        format!("job {id} is HELD: step `double`: held for a person")
+    );
+    let job = format!("job-{id}");
+    let run = taskflow(&["release", &url, &job, "--rerun", "--schema", &schema]);
+    // The job never ran: nothing of its run is held, and the job is posted again.
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (
+            Some(0),
+            format!("nothing held in `{job}`: nothing changed\n").as_str()
+        ),
+        "{run:?}"
+    );
+    let state = rt.block_on(async { board.job(id).await.unwrap().unwrap().state });
+    assert_eq!(state, JobState::Posted);
+    assert_error(
+        &taskflow(&["release", &url, "twelve", "--rerun", "--schema", &schema]),
+        "`twelve` is not a job id: expected a number like `12` or `job-12`",
+    );
+    drop((store, board));
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+    });
+}

@@ -112,6 +112,9 @@ pub struct ConductorReport {
     /// Jobs it stopped because it lost their claim or their run's lease (another conductor has
     /// them now), or could not write for them (their claim runs out and they are taken over).
     pub lost: u64,
+    /// Jobs it held for a person: their runs have a step whose outcome is unknown after a
+    /// take-over and whose task says `on_takeover = hold` (see [`JobState::Held`](crate::store::JobState::Held)).
+    pub held: u64,
 }
 
 type RunFuture = Pin<Box<dyn Future<Output = RunEnd> + Send>>;
@@ -127,6 +130,8 @@ enum RunEnd {
     /// It cannot go on here (the store failed, the run's lease was lost, the inputs do not
     /// load): leave the job to expire.
     Abandoned(String),
+    /// It is held for a person, for this reason.
+    Held(String),
 }
 
 /// Runs one registered flow for a claim.
@@ -329,6 +334,13 @@ impl Conductor {
                         tracing::warn!(job = id, %why, "conductor: leaving the job to be taken over");
                         How::Lost
                     }
+                    RunEnd::Held(why) => {
+                        tracing::warn!(job = id, %why, "conductor: the job is held for a person");
+                        match board.hold(&claim, &why).await {
+                            Ok(()) => How::Held,
+                            Err(_) => How::Lost,
+                        }
+                    }
                 }
             };
             JobEnd { id, how }
@@ -345,6 +357,7 @@ enum How {
     Done,
     Released,
     Lost,
+    Held,
 }
 
 impl JobEnd {
@@ -353,6 +366,7 @@ impl JobEnd {
             How::Done => report.done += 1,
             How::Released => report.released += 1,
             How::Lost => report.lost += 1,
+            How::Held => report.held += 1,
         }
     }
 }
@@ -443,6 +457,13 @@ async fn run_one<F: DurableFlow>(
         Err(DurableError::Store(StoreError::RunBusy { .. })) => RunEnd::Busy,
         // Another conductor created the run between the load and the start: it is not ours.
         Err(DurableError::Store(StoreError::AlreadyExists { .. })) => RunEnd::Busy,
+        Err(DurableError::Held { steps, .. }) => RunEnd::Held(
+            steps
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         Err(e) => RunEnd::Abandoned(e.to_string()),
     }
 }

@@ -56,15 +56,20 @@ pub enum JobState {
     /// Taken over more often than it allows ([`NewJob::max_takeovers`]); [`Job::reason`] says
     /// why. [`JobBoard::redrive`] makes it claimable again.
     Dead,
+    /// Held for a person: its run has a step whose outcome is unknown after a take-over and
+    /// whose task says `on_takeover = hold` (see [`OnTakeover`](crate::OnTakeover)); [`Job::reason`]
+    /// says which. [`JobBoard::release_held`] makes it claimable again, with a person's decision.
+    Held,
 }
 
 impl JobState {
-    const ALL: [(JobState, &'static str); 5] = [
+    const ALL: [(JobState, &'static str); 6] = [
         (JobState::Posted, "POSTED"),
         (JobState::Claimed, "CLAIMED"),
         (JobState::Done, "DONE"),
         (JobState::Cancelled, "CANCELLED"),
         (JobState::Dead, "DEAD"),
+        (JobState::Held, "HELD"),
     ];
 
     fn name(self) -> &'static str {
@@ -78,7 +83,8 @@ impl JobState {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
     }
 
-    /// Whether nothing more happens to the job by itself (done, cancelled, dead).
+    /// Whether nothing more happens to the job by itself (done, cancelled, dead). A held job is
+    /// not final: a person releases it.
     pub fn is_final(self) -> bool {
         matches!(self, JobState::Done | JobState::Cancelled | JobState::Dead)
     }
@@ -630,6 +636,80 @@ impl JobBoard {
             return Err(self.lost(&**client, claim).await);
         }
         Ok(())
+    }
+
+    /// Holds `claim`'s job for a person (its run returned [`DurableError::Held`](crate::DurableError::Held)):
+    /// HELD with `reason`, never claimed until [`release_held`](Self::release_held). Fenced like
+    /// [`heartbeat`](Self::heartbeat).
+    pub async fn hold(&self, claim: &Claim, reason: &str) -> Result<(), StoreError> {
+        let s = self.s();
+        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
+        let client = self.store.pool().get().await.map_err(backend)?;
+        let n = client
+            .execute(
+                &client
+                    .prepare_cached(&format!(
+                        "UPDATE {s}.jobs SET state = 'HELD', reason = $3, owner = NULL, \
+                         claimed_until = NULL, updated_at = $4 \
+                         WHERE id = $1 AND epoch = $2 AND state = 'CLAIMED'"
+                    ))
+                    .await
+                    .map_err(backend)?,
+                &[&claim.id.0, &to_i64(claim.epoch, "epoch")?, &reason, &now],
+            )
+            .await
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(self.lost(&**client, claim).await);
+        }
+        Ok(())
+    }
+
+    /// Releases held job `id` with a person's decision about its held steps (see
+    /// [`crate::release_held`]): its run records the decision, then the job is posted again.
+    /// Returns the steps released; false-like (empty, nothing changed) when the job is not held.
+    /// Safe to repeat after a crash between the two writes: the run's part finds nothing held
+    /// and the job is posted.
+    pub async fn release_held(
+        &self,
+        id: JobId,
+        how: crate::Release,
+    ) -> Result<Vec<String>, StoreError> {
+        match self.job(id).await? {
+            Some(job) if job.state == JobState::Held => {}
+            Some(_) => return Ok(Vec::new()),
+            None => {
+                return Err(StoreError::NotFound {
+                    flow_id: id.run_id(),
+                })
+            }
+        }
+        let released = match crate::release_held(self.store.clone(), &id.run_id(), how).await {
+            // A job held before its run was recorded has nothing to release in it.
+            Err(StoreError::NotFound { .. }) => Vec::new(),
+            other => other?,
+        };
+        let s = self.s();
+        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
+        let client = self.store.pool().get().await.map_err(backend)?;
+        client
+            .execute(
+                &format!(
+                    "UPDATE {s}.jobs SET state = 'POSTED', reason = NULL, run_at = $2, \
+                     updated_at = $2 WHERE id = $1 AND state = 'HELD'"
+                ),
+                &[&id.0, &now],
+            )
+            .await
+            .map_err(backend)?;
+        client
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&self.channel(), &id.0.to_string()],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(released)
     }
 
     /// Cancels job `id`: a posted one is never started (CANCELLED at once); a claimed one is
