@@ -1,10 +1,15 @@
-//! The job board's own cost: empty jobs posted, claimed and completed through `JobBoard` by 1, 2
-//! and 4 claimers at once (each claimer posts its share, then claims in batches of up to 32 and
-//! completes each batch with one `complete_many`), on PostgreSQL at `DATABASE_URL`. Per element: one job through its
-//! three statements. No flow runs: this is the board, not a conductor's durable run (for that,
-//! see `benches/postgres.rs`). The baseline, pgbench running the plain single-row post, claim
-//! and complete statements with 1, 2 and 4 clients, is `benches/jobs_pgbench.sh`; both are in
-//! docs/BENCHMARKS.md.
+//! Jobs through PostgreSQL at `DATABASE_URL`, in one run with their baseline:
+//!
+//! - `pgbench`: first, `benches/jobs_pgbench.sh` runs the plain single-row post, claim and
+//!   complete statements of a job queue with 1, 2 and 4 clients (printed; skipped with a note
+//!   when `pgbench` is not installed);
+//! - `jobs/post_claim_complete/N`: the board's own cost, empty jobs posted, claimed and
+//!   completed through `JobBoard` by N claimers at once (each posts its share, then claims in
+//!   batches of up to 32 and completes each batch with one `complete_many`); no flow runs;
+//! - `jobs/conductors/N`: the whole path, N `Conductor`s (each with its own store and pool, as
+//!   on N machines) claiming and running jobs of a one-step flow durably until all are done.
+//!
+//! Per element: one job. Results in docs/BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +17,12 @@ use std::time::{Duration, Instant};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use taskflow::conductor::{Conductor, ConductorOptions, Drain};
 use taskflow::prelude::*;
 use taskflow::store::{FlowKey, JobBoard, NewJob, Owner, PostgresOptions, PostgresStore};
+use taskflow::{FlowEvent, Listener};
 
 const JOBS: u64 = 400;
 
@@ -29,7 +38,44 @@ fn url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// The baseline, in the same run: pgbench's figures, printed before the benchmarks.
+fn pgbench() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/jobs_pgbench.sh");
+    match std::process::Command::new("bash")
+        .args([script, "10"])
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+        Ok(out) => println!(
+            "pgbench baseline not measured: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => println!("pgbench baseline not measured: {e}"),
+    }
+}
+
+/// Counts the runs that ended SUCCESS, and wakes the bench when `target` did.
+struct Finished {
+    done: AtomicU64,
+    target: AtomicU64,
+    all: tokio::sync::Notify,
+}
+
+impl Listener for Finished {
+    fn on_flow(&self, event: &FlowEvent<'_>) {
+        if event.state == FlowState::Success && event.flow == "Empty" {
+            let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+            if done == self.target.load(Ordering::SeqCst) {
+                self.all.notify_one();
+            }
+        }
+    }
+}
+
 fn jobs(c: &mut Criterion) {
+    pgbench();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -98,6 +144,79 @@ fn jobs(c: &mut Criterion) {
                             }
                         }
                         start.elapsed()
+                    })
+                })
+            },
+        );
+    }
+    // Conductors: each with its own store (its own pool and LISTEN connection), as on machines
+    // of their own, running the jobs' one-step flow durably.
+    let finished = Arc::new(Finished {
+        done: AtomicU64::new(0),
+        target: AtomicU64::new(u64::MAX),
+        all: tokio::sync::Notify::new(),
+    });
+    for conductors in [1usize, 2, 4] {
+        let stores: Vec<Arc<PostgresStore>> = rt.block_on(async {
+            let mut stores = Vec::new();
+            for _ in 0..conductors {
+                let options = PostgresOptions {
+                    schema: schema.clone(),
+                    pool_size: 10,
+                };
+                stores.push(Arc::new(
+                    PostgresStore::connect_with(&url(), options).await.unwrap(),
+                ));
+            }
+            stores
+        });
+        group.bench_with_input(
+            BenchmarkId::new("conductors", conductors),
+            &conductors,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut elapsed = Duration::ZERO;
+                        for _ in 0..iters {
+                            for _ in 0..JOBS {
+                                board.post(&job).await.unwrap();
+                            }
+                            finished.done.store(0, Ordering::SeqCst);
+                            finished.target.store(JOBS, Ordering::SeqCst);
+                            let start = Instant::now();
+                            let (stop, _) = tokio::sync::watch::channel(());
+                            let runs: Vec<_> = stores
+                                .iter()
+                                .map(|store| {
+                                    let engine = Engine::serial().listener(finished.clone());
+                                    let conductor = Conductor::new(store.clone(), engine)
+                                        .options(ConductorOptions {
+                                            concurrency: 8,
+                                            drain: Drain::Finish,
+                                            ..Default::default()
+                                        })
+                                        .register(|| Empty);
+                                    let mut stopped = stop.subscribe();
+                                    tokio::spawn(async move {
+                                        conductor
+                                            .run(async move {
+                                                let _ = stopped.changed().await;
+                                            })
+                                            .await
+                                            .unwrap()
+                                    })
+                                })
+                                .collect();
+                            finished.all.notified().await;
+                            drop(stop);
+                            let mut ended = 0;
+                            for run in runs {
+                                ended += run.await.unwrap().done;
+                            }
+                            elapsed += start.elapsed();
+                            assert_eq!(ended, JOBS, "every job ended once");
+                        }
+                        elapsed
                     })
                 })
             },
