@@ -43,7 +43,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::store::{AsyncStore, Claim, FlowKey, JobBoard, Owner, PostgresStore, StoreError};
+use crate::store::{
+    AsyncStore, Claim, FlowKey, JobBoard, JobState, Owner, PostgresStore, StoreError,
+};
 use crate::{DurableError, DurableFlow, Engine, FlowState, Outcome, SuspendHandle};
 
 /// How a conductor works: how many jobs at once, how long a claim holds, how often it is
@@ -186,7 +188,7 @@ impl Conductor {
         let flow = Arc::new(flow);
         let runner: Runner = Arc::new(move |engine, store, claim, stop| {
             let flow = flow.clone();
-            Box::pin(async move { run_one::<F>(&engine, store, &claim, &stop, flow()).await })
+            Box::pin(async move { run_one::<F>(&engine, store, &claim, &stop, &*flow).await })
         });
         self.flows.insert(FlowKey::of::<F>(), runner);
         self
@@ -213,6 +215,7 @@ impl Conductor {
         let mut unreachable_since: Option<Instant> = None;
         // Woken when a job is posted or cancelled; `poll_every` is the fallback.
         let posted = self.board.wake_on_post();
+        let completer = Completer::start(self.board.clone());
         loop {
             let room = self.options.concurrency.saturating_sub(running.len());
             if room > 0 {
@@ -227,7 +230,7 @@ impl Conductor {
                             report.claimed += 1;
                             let stop = SuspendHandle::new();
                             stops.insert(claim.id.0, stop.clone());
-                            running.spawn(self.job(claim, stop));
+                            running.spawn(self.job(claim, stop, &completer));
                         }
                     }
                     Err(e) => {
@@ -243,9 +246,14 @@ impl Conductor {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(end) = running.join_next(), if !running.is_empty() => {
-                    if let Ok(end) = end {
-                        stops.remove(&end.id);
-                        end.count(&mut report);
+                    // With every other job that ended meanwhile: their slots are claimed for
+                    // in one claim.
+                    let mut end = Some(end);
+                    while let Some(done) = end.take().or_else(|| running.try_join_next()) {
+                        if let Ok(done) = done {
+                            stops.remove(&done.id);
+                            done.count(&mut report);
+                        }
                     }
                 }
                 _ = poll => {}
@@ -271,7 +279,9 @@ impl Conductor {
         &self,
         claim: Claim,
         stop: SuspendHandle,
+        completer: &Completer,
     ) -> impl Future<Output = JobEnd> + Send + 'static {
+        let completer = completer.clone();
         let board = self.board.clone();
         let store = self.store.clone();
         let engine = self.engine.clone();
@@ -321,7 +331,7 @@ impl Conductor {
                 How::Lost
             } else {
                 match end {
-                    RunEnd::Ended(state) => match board.complete(&claim, state).await {
+                    RunEnd::Ended(state) => match completer.complete(&claim, state).await {
                         Ok(_) => How::Done,
                         Err(_) => How::Lost,
                     },
@@ -371,6 +381,77 @@ impl JobEnd {
     }
 }
 
+/// A job's end as its conductor asks the board to record it, and where the answer goes.
+type Completion = (
+    Claim,
+    FlowState,
+    tokio::sync::oneshot::Sender<Result<JobState, StoreError>>,
+);
+
+/// Ends jobs in batches: a job's completion waits while the batch before it is written, then
+/// goes with every other waiting then, in one `complete_many` (one statement, one commit). Runs
+/// that end together — the common case at full concurrency — share their completion's commit;
+/// a lone one is written at once.
+#[derive(Clone)]
+struct Completer {
+    tx: tokio::sync::mpsc::UnboundedSender<Completion>,
+}
+
+/// The most completions written in one statement.
+const COMPLETION_BATCH: usize = 64;
+
+impl Completer {
+    /// Starts the task that writes completions to `board`; it ends when every handle is gone.
+    fn start(board: JobBoard) -> Completer {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Completion>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < COMPLETION_BATCH {
+                    match rx.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let ended: Vec<(&Claim, FlowState)> = batch
+                    .iter()
+                    .map(|(claim, state, _)| (claim, *state))
+                    .collect();
+                match board.complete_many(&ended).await {
+                    Ok(results) => {
+                        for ((_, _, reply), result) in batch.into_iter().zip(results) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        for (_, _, reply) in batch {
+                            let _ = reply.send(Err(StoreError::Backend {
+                                store: "PostgreSQL".into(),
+                                source: why.clone().into(),
+                            }));
+                        }
+                    }
+                }
+            }
+        });
+        Completer { tx }
+    }
+
+    /// Ends `claim`'s job with its run's `outcome` (see [`JobBoard::complete`]).
+    async fn complete(&self, claim: &Claim, outcome: FlowState) -> Result<JobState, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::Backend {
+            store: "PostgreSQL".into(),
+            source: "the conductor's completion task is gone".into(),
+        };
+        self.tx
+            .send((claim.clone(), outcome, reply))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
 /// Renews `claim` every `heartbeat_every`. A lost claim, or a claim that could not be renewed
 /// before it ran out (the database unreachable), stops the run: this conductor can no longer
 /// prove the job is its own.
@@ -416,34 +497,48 @@ async fn run_one<F: DurableFlow>(
     store: Arc<PostgresStore>,
     claim: &Claim,
     stop: &SuspendHandle,
-    flow: F,
+    flow: &(dyn Fn() -> F + Send + Sync),
 ) -> RunEnd {
     let run_id = claim.id.run_id();
-    let stored = match store.load_flow(&run_id).await {
-        Ok(stored) => stored,
-        Err(e) => return RunEnd::Abandoned(e.to_string()),
-    };
-    let ran = match stored {
-        Some(_) => {
-            engine
-                .resume(flow, store.clone(), &run_id)
-                .until(stop)
-                .await
+    // A job claimed for the first time has no run yet (only a conductor under a claim starts
+    // one): no look first. A job claimed before may have one: resume it.
+    let stored = if claim.takeover {
+        match store.load_flow(&run_id).await {
+            Ok(stored) => stored.is_some(),
+            Err(e) => return RunEnd::Abandoned(e.to_string()),
         }
-        None => {
-            let inputs = match F::__load_inputs(&claim.inputs) {
-                Ok(inputs) => inputs,
-                Err(e) => {
-                    // The job can never run: end it as failed, its reason in the log.
-                    tracing::error!(job = claim.id.0, error = %e, "conductor: the job's inputs do not load");
-                    return RunEnd::Ended(FlowState::Failure);
-                }
-            };
-            engine
-                .run(flow, inputs)
-                .durable(store.clone(), &run_id)
-                .until(stop)
-                .await
+    } else {
+        false
+    };
+    let ran = if stored {
+        engine
+            .resume(flow(), store.clone(), &run_id)
+            .until(stop)
+            .await
+    } else {
+        let inputs = match F::__load_inputs(&claim.inputs) {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                // The job can never run: end it as failed, its reason in the log.
+                tracing::error!(job = claim.id.0, error = %e, "conductor: the job's inputs do not load");
+                return RunEnd::Ended(FlowState::Failure);
+            }
+        };
+        let started = engine
+            .run(flow(), inputs)
+            .durable(store.clone(), &run_id)
+            .until(stop)
+            .await;
+        match started {
+            // A run of that id exists after all (created by someone else, or between a look
+            // and the start): it is resumed, or is another owner's (busy).
+            Err(DurableError::Store(StoreError::AlreadyExists { .. })) => {
+                engine
+                    .resume(flow(), store.clone(), &run_id)
+                    .until(stop)
+                    .await
+            }
+            other => other,
         }
     };
     match ran {
@@ -455,8 +550,6 @@ async fn run_one<F: DurableFlow>(
             Err(e) => RunEnd::Abandoned(e.to_string()),
         },
         Err(DurableError::Store(StoreError::RunBusy { .. })) => RunEnd::Busy,
-        // Another conductor created the run between the load and the start: it is not ours.
-        Err(DurableError::Store(StoreError::AlreadyExists { .. })) => RunEnd::Busy,
         Err(DurableError::Held { steps, .. }) => RunEnd::Held(
             steps
                 .iter()
