@@ -334,13 +334,9 @@ fn conductor_child() {
     });
 }
 
-#[test]
-fn a_killed_conductor_loses_its_job_to_another_which_runs_only_what_was_not_recorded() {
-    let pg = PgStore::new();
-    let tmp = common::TempDir::new();
-    let log = tmp.path().join("log");
-    let board = JobBoard::new(pg.store.clone());
-    let id = post(&board, 1, 3000, &log);
+/// Starts a conductor process (`conductor_child`) on `pg`'s schema and kills it with SIGKILL
+/// once the side-effect log `log` has the line `line`.
+fn kill_child_conductor_at(pg: &PgStore, log: &Path, line: &str) {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "conductor_child",
@@ -353,14 +349,24 @@ fn a_killed_conductor_loses_its_job_to_another_which_runs_only_what_was_not_reco
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while !lines(&log).contains(&"slow-start 2".to_owned()) {
+    while !lines(log).contains(&line.to_owned()) {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "the child never started the job"
+            "the child never logged `{line}`"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    unsafe_free_kill(&mut child);
+    common::kill(&mut child);
+}
+
+#[test]
+fn a_killed_conductor_loses_its_job_to_another_which_runs_only_what_was_not_recorded() {
+    let pg = PgStore::new();
+    let tmp = common::TempDir::new();
+    let log = tmp.path().join("log");
+    let board = JobBoard::new(pg.store.clone());
+    let id = post(&board, 1, 3000, &log);
+    kill_child_conductor_at(&pg, &log, "slow-start 2");
     let killed_at = Instant::now();
     let other = conductor(&pg.store, options(1000));
     pg.rt.block_on(async {
@@ -400,23 +406,7 @@ fn a_job_whose_hold_step_was_running_when_its_conductor_died_is_held_until_relea
     })
     .unwrap();
     let id = futures_block(board.post(&job)).unwrap().id();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "conductor_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("TF_CONDUCTOR_SCHEMA", &pg.schema)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !lines(&log).contains(&"charge-start 2".to_owned()) {
-        assert!(start.elapsed() < Duration::from_secs(30), "never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    unsafe_free_kill(&mut child);
+    kill_child_conductor_at(&pg, &log, "charge-start 2");
     let other = conductor(&pg.store, options(1000));
     pg.rt.block_on(async {
         let held = async {
@@ -469,16 +459,6 @@ fn a_job_whose_hold_step_was_running_when_its_conductor_died_is_held_until_relea
         "once in the killed conductor, once after the release: {log:?}"
     );
     assert_eq!(log.iter().filter(|l| *l == "last 20").count(), 1, "{log:?}");
-}
-
-/// SIGKILL through the `kill` command (no `unsafe` in the tests either).
-fn unsafe_free_kill(child: &mut std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap();
 }
 
 #[test]

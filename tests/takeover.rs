@@ -5,7 +5,7 @@
 //! and hooks write, and what the store recorded.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -267,7 +267,7 @@ impl Case {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        kill(&mut child);
+        common::kill(&mut child);
         // Its lease runs out.
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -308,16 +308,6 @@ impl Case {
         rt.block_on(taskflow::release_held(store(&self.db), &self.id, how))
             .unwrap()
     }
-}
-
-/// SIGKILL through the `kill` command (no `unsafe` in the tests).
-fn kill(child: &mut Child) {
-    let status = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap();
 }
 
 #[test]

@@ -386,3 +386,15 @@ impl taskflow::store::Store for PgStore {
         self.wait(self.store.acquire(flow_id, owner, until))
     }
 }
+
+/// Kills `child` with SIGKILL (through the `kill` command: no `unsafe` in the tests) and reaps
+/// it.
+#[allow(dead_code)]
+pub fn kill(child: &mut std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+}

@@ -617,31 +617,24 @@ impl JobBoard {
     /// Gives `claim`'s job back unfinished (a conductor shutting down): posted again at once,
     /// not counted as a take-over. Fenced like [`heartbeat`](Self::heartbeat).
     pub async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
-        let s = self.s();
-        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
-        let client = self.store.pool().get().await.map_err(backend)?;
-        let n = client
-            .execute(
-                &client.prepare_cached(&format!(
-                    "UPDATE {s}.jobs SET state = 'POSTED', owner = NULL, claimed_until = NULL, \
-                     run_at = $3, updated_at = $3 WHERE id = $1 AND epoch = $2 AND state = 'CLAIMED'"
-                ))
-                .await
-                .map_err(backend)?,
-                &[&claim.id.0, &to_i64(claim.epoch, "epoch")?, &now],
-            )
-            .await
-            .map_err(backend)?;
-        if n == 0 {
-            return Err(self.lost(&**client, claim).await);
-        }
-        Ok(())
+        self.let_go(claim, JobState::Posted, None).await
     }
 
     /// Holds `claim`'s job for a person (its run returned [`DurableError::Held`](crate::DurableError::Held)):
     /// HELD with `reason`, never claimed until [`release_held`](Self::release_held). Fenced like
     /// [`heartbeat`](Self::heartbeat).
     pub async fn hold(&self, claim: &Claim, reason: &str) -> Result<(), StoreError> {
+        self.let_go(claim, JobState::Held, Some(reason)).await
+    }
+
+    /// Ends `claim` without ending its job: the job goes to `to` (POSTED again at once, or
+    /// HELD with `reason`), fenced by the claim's epoch.
+    async fn let_go(
+        &self,
+        claim: &Claim,
+        to: JobState,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
         let s = self.s();
         let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
         let client = self.store.pool().get().await.map_err(backend)?;
@@ -649,13 +642,20 @@ impl JobBoard {
             .execute(
                 &client
                     .prepare_cached(&format!(
-                        "UPDATE {s}.jobs SET state = 'HELD', reason = $3, owner = NULL, \
-                         claimed_until = NULL, updated_at = $4 \
-                         WHERE id = $1 AND epoch = $2 AND state = 'CLAIMED'"
+                        "UPDATE {s}.jobs SET state = $3, reason = coalesce($4, reason), \
+                         owner = NULL, claimed_until = NULL, \
+                         run_at = CASE WHEN $3 = 'POSTED' THEN $5 ELSE run_at END, \
+                         updated_at = $5 WHERE id = $1 AND epoch = $2 AND state = 'CLAIMED'"
                     ))
                     .await
                     .map_err(backend)?,
-                &[&claim.id.0, &to_i64(claim.epoch, "epoch")?, &reason, &now],
+                &[
+                    &claim.id.0,
+                    &to_i64(claim.epoch, "epoch")?,
+                    &to.name(),
+                    &reason,
+                    &now,
+                ],
             )
             .await
             .map_err(backend)?;
