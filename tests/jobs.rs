@@ -277,6 +277,81 @@ fn a_claim_that_ran_out_is_taken_over_and_the_old_claimer_can_write_nothing() {
 }
 
 #[test]
+fn the_runs_writes_through_a_stale_claims_view_change_nothing() {
+    use taskflow::store::{Checkpoint, FlowRecord, LeaseUpdate};
+    let (pg, board) = board();
+    pg.rt.block_on(async {
+        let id = board.post(&job(7)).await.unwrap().id();
+        let stale = board
+            .claim(&owner("a"), &keys(), 1, Duration::ZERO)
+            .await
+            .unwrap()
+            .remove(0);
+        let old = pg.store.for_claim(&stale);
+        // While the claim holds, its view creates the run and writes to it under the run's
+        // lease.
+        let mut record = FlowRecord::new("jobs", "Double", "fp", serde_json::json!({"x": 7}));
+        record.id = id.run_id();
+        let a = owner("a");
+        let fence = record.lease_to(&a, u64::MAX / 2);
+        old.create_flow(&record).await.unwrap();
+        let mut step = taskflow::store::AtomRecord::new("double");
+        step.state = taskflow::StepState::Running;
+        let cp = Checkpoint {
+            atoms: vec![step.clone()],
+            fence: Some(fence.clone()),
+            lease: LeaseUpdate::Keep,
+            ..Checkpoint::default()
+        };
+        old.checkpoint(&record.id, &cp).await.unwrap();
+        // Taken over: another claim raises the epoch.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let fresh = board.claim(&owner("b"), &keys(), 1, HOLD).await.unwrap().remove(0);
+        assert_eq!(fresh.epoch, 2);
+        let before = pg.store.load_flow(&record.id).await.unwrap().unwrap();
+        // The run's lease is still the old claimer's, but its claim is gone: nothing lands.
+        step.state = taskflow::StepState::Success;
+        step.result = Some(serde_json::json!(14));
+        let late = Checkpoint {
+            atoms: vec![step],
+            flow_state: Some(FlowState::Success),
+            fence: Some(fence),
+            lease: LeaseUpdate::Release,
+            ..Checkpoint::default()
+        };
+        let lost = |e: StoreError| {
+            assert!(
+                matches!(&e, StoreError::LostClaim { job, epoch: 1, state: Some(s), holder: Some(h) }
+                    if *job == id.0 && s == "CLAIMED" && h.host == "b"),
+                "{e}"
+            );
+        };
+        lost(old.checkpoint(&record.id, &late).await.unwrap_err());
+        lost(old.acquire(&record.id, &a, u64::MAX / 2).await.unwrap_err());
+        let mut other = record.clone();
+        other.id = "job-elsewhere".into();
+        lost(old.create_flow(&other).await.unwrap_err());
+        let after = pg.store.load_flow(&record.id).await.unwrap().unwrap();
+        assert_eq!(after.atoms, before.atoms, "nothing written");
+        assert_eq!((after.flow.state, after.flow.epoch), (before.flow.state, before.flow.epoch));
+        assert!(pg.store.load_flow("job-elsewhere").await.unwrap().is_none());
+        // The fresh claim's view takes the run (once its lease runs out) and writes.
+        let new = pg.store.for_claim(&fresh);
+        let taken = new.acquire(&record.id, &owner("b"), u64::MAX / 2).await;
+        assert!(
+            matches!(taken, Err(StoreError::RunBusy { .. })),
+            "the old lease is live: {taken:?}"
+        );
+        // An unfenced write through a claim's view is refused outright.
+        let unfenced = Checkpoint::default();
+        assert!(matches!(
+            new.checkpoint(&record.id, &unfenced).await,
+            Err(StoreError::Invalid { .. })
+        ));
+    });
+}
+
+#[test]
 fn a_job_taken_over_too_often_is_dead_with_its_reason_until_redriven() {
     let (pg, board) = board();
     pg.rt.block_on(async {

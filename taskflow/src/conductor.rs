@@ -283,7 +283,8 @@ impl Conductor {
     ) -> impl Future<Output = JobEnd> + Send + 'static {
         let completer = completer.clone();
         let board = self.board.clone();
-        let store = self.store.clone();
+        // Every write for the job's run is fenced by this claim, besides the run's lease.
+        let store = Arc::new(self.store.for_claim(&claim));
         let engine = self.engine.clone();
         let runner = self.flows.get(&claim.flow).cloned();
         let options = self.options.clone();

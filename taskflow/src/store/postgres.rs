@@ -2,6 +2,7 @@
 //! deadpool-postgres).
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -170,6 +171,7 @@ impl Default for PostgresOptions {
 /// assert_eq!(out.doubled, 42);
 /// # Ok(()) }
 /// ```
+#[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
     /// How to connect: for connections of their own, outside the pool (`LISTEN`).
@@ -178,7 +180,10 @@ pub struct PostgresStore {
     /// `OnRuntime`).
     runtime: tokio::runtime::Handle,
     schema: String,
-    sql: Statements,
+    sql: Arc<Statements>,
+    /// A view for one claim of a job ([`PostgresStore::for_claim`]): the job and the claim's
+    /// epoch, checked in every write's transaction.
+    claim: Option<(i64, i64)>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -195,6 +200,7 @@ struct Statements {
     insert_graph: String,
     lock_flow: String,
     fence_flow: String,
+    fence_job: String,
     select_lease: String,
     update_flow: String,
     take_flow: String,
@@ -225,6 +231,13 @@ impl Statements {
             // The fence in SQL: the run's row locked, and a division by zero (SQLSTATE 22012)
             // when the writer's epoch or owner is not the run's, which aborts the transaction
             // so that its COMMIT rolls it back.
+            // The claim's fence, the same way: the job's row shared-locked (a claim or a
+            // heartbeat of it waits for this transaction), and a division by zero when another
+            // claim raised its epoch or it is no longer claimed.
+            fence_job: format!(
+                "SELECT 1 / (CASE WHEN epoch = $2 AND state = 'CLAIMED' THEN 1 ELSE 0 END) \
+                 FROM {s}.jobs WHERE id = $1 FOR SHARE"
+            ),
             fence_flow: format!(
                 "SELECT 1 / (CASE WHEN epoch = $2 AND (lease::jsonb -> 'owner' ->> 'id') = $3 \
                  THEN 1 ELSE 0 END) FROM {s}.flows WHERE id = $1 FOR UPDATE"
@@ -354,11 +367,66 @@ impl PostgresStore {
             pool,
             runtime,
             config,
-            sql: Statements::new(&quoted),
+            sql: Arc::new(Statements::new(&quoted)),
             schema: options.schema,
+            claim: None,
         };
         store.migrate(&quoted, create).await?;
         Ok(store)
+    }
+
+    /// This store as seen by the holder of `claim` (a conductor running the job's run): every
+    /// write through it — creating, taking and checkpointing a run — is fenced by the claim's
+    /// epoch in the write's own transaction, besides the run's lease. Once another claim raised
+    /// the job's epoch (the claim ran out and another conductor took the job) or the job is no
+    /// longer claimed, each write changes nothing and fails with [`StoreError::LostClaim`]. The
+    /// view shares the store's pool.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use taskflow::store::{Claim, PostgresStore};
+    /// fn store_for(store: &PostgresStore, claim: &Claim) -> Arc<PostgresStore> {
+    ///     Arc::new(store.for_claim(claim))
+    /// }
+    /// ```
+    pub fn for_claim(&self, claim: &super::Claim) -> PostgresStore {
+        PostgresStore {
+            claim: Some((claim.id.0, i64::try_from(claim.epoch).unwrap_or(i64::MAX))),
+            ..self.clone()
+        }
+    }
+
+    /// Checks this view's claim in transaction `tx` (nothing to check for the store itself):
+    /// `LostClaim` when it no longer holds (the transaction is then aborted).
+    async fn check_claim(
+        &self,
+        tx: &impl deadpool_postgres::GenericClient,
+    ) -> Result<(), StoreError> {
+        let Some((job, epoch)) = self.claim else {
+            return Ok(());
+        };
+        match tx.query_opt(&self.sql.fence_job, &[&job, &epoch]).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(self.lost_claim().await),
+            Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => Err(self.lost_claim().await),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// Why this view's claim no longer holds, from the job as it is now.
+    async fn lost_claim(&self) -> StoreError {
+        let (job, epoch) = self.claim.unwrap_or_default();
+        let board = super::JobBoard::new(Arc::new(PostgresStore {
+            claim: None,
+            ..self.clone()
+        }));
+        let now = board.job(super::JobId(job)).await.ok().flatten();
+        StoreError::LostClaim {
+            job,
+            epoch: u64::try_from(epoch).unwrap_or(0),
+            state: now.as_ref().map(|j| j.state.to_string()),
+            holder: now.and_then(|j| j.owner),
+        }
     }
 
     /// The schema the store's tables are in.
@@ -597,6 +665,7 @@ impl PostgresStore {
         let lease = lease_json(flow.lease.as_ref())?;
         let mut client = self.pool.get().await.map_err(backend)?;
         let tx = client.transaction().await.map_err(backend)?;
+        self.check_claim(&tx).await?;
         let inserted = tx
             .execute(
                 &self.sql.insert_flow,
@@ -633,6 +702,12 @@ impl PostgresStore {
 
     async fn do_checkpoint(&self, flow_id: &str, cp: &Checkpoint) -> Result<(), StoreError> {
         validate_checkpoint(cp)?;
+        if self.claim.is_some() && cp.fence.is_none() {
+            return Err(StoreError::Invalid {
+                what: format!("checkpoint of flow `{flow_id}`"),
+                detail: "a claim's view of the store writes only under the run's lease".into(),
+            });
+        }
         // Everything converted before the transaction: nothing fails half-way for a bad value.
         let atoms = last_of_each(&cp.atoms, |a| a.name.clone())
             .into_iter()
@@ -712,16 +787,48 @@ impl PostgresStore {
             let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                 [&flow_id, &fence_epoch, &fence.owner];
             let begin = tx.batch_execute("BEGIN");
+            // A claim's view checks the claim first, in the same round trip.
+            let claim = self.claim;
+            let job_stmt = match claim {
+                Some(_) => Some(
+                    tx.prepare_cached(&self.sql.fence_job)
+                        .await
+                        .map_err(backend)?,
+                ),
+                None => None,
+            };
+            let claimed = async {
+                match (&job_stmt, &claim) {
+                    (Some(stmt), Some((job, epoch))) => {
+                        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [job, epoch];
+                        Some(tx.query_opt(stmt, &params).await)
+                    }
+                    _ => None,
+                }
+            };
             let fenced = tx.query_opt(&fence_stmt, &fence_params);
             let commit = tx.batch_execute("COMMIT");
-            let (began, fenced, written, committed) = futures_util::future::join4(
+            let (began, claimed, fenced, written, committed) = futures_util::future::join5(
                 begin,
+                claimed,
                 fenced,
                 futures_util::future::join_all(writes),
                 commit,
             )
             .await;
             began.map_err(backend)?;
+            match claimed {
+                None | Some(Ok(Some(_))) => {}
+                Some(Ok(None)) => {
+                    client.done();
+                    return Err(self.lost_claim().await);
+                }
+                Some(Err(e)) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
+                    client.done();
+                    return Err(self.lost_claim().await);
+                }
+                Some(Err(e)) => return Err(backend(e)),
+            }
             committed.map_err(backend)?;
             match fenced {
                 Ok(Some(_)) => {
@@ -881,6 +988,7 @@ impl PostgresStore {
     ) -> Result<StoredFlow, StoreError> {
         let mut client = self.pool.get().await.map_err(backend)?;
         let tx = client.transaction().await.map_err(backend)?;
+        self.check_claim(&tx).await?;
         // The row locked first: two takers at once take turns, and the second sees the first's
         // lease.
         let mut stored =
