@@ -132,8 +132,13 @@ flow! { flow HoldInner(plan: Plan, a: u32) -> (c) { linear [ charge_hold, finish
 flow! { flow HoldOuter(plan: Plan) -> (c) { linear [ prepare, HoldInner ] } }
 flow! { flow HoldThenRefuse(plan: Plan) -> () { linear [ prepare, charge_hold, finish, refuse ] } }
 
-fn engine() -> Engine {
-    Engine::serial().lease(Duration::from_millis(300), Duration::from_millis(100))
+fn engine(parallel: bool) -> Engine {
+    let engine = if parallel {
+        Engine::parallel()
+    } else {
+        Engine::serial()
+    };
+    engine.lease(Duration::from_millis(300), Duration::from_millis(100))
 }
 
 fn store(db: &Path) -> Arc<SqliteStore> {
@@ -141,9 +146,15 @@ fn store(db: &Path) -> Arc<SqliteStore> {
 }
 
 /// Starts or resumes run `id` of the flow named `flow`: what the child does, and the test after.
-fn run_named(flow: &str, db: &Path, id: &str, plan: Plan) -> Result<(), DurableError> {
+fn run_named(
+    flow: &str,
+    db: &Path,
+    id: &str,
+    plan: Plan,
+    parallel: bool,
+) -> Result<(), DurableError> {
     let store = store(db);
-    let e = engine();
+    let e = engine(parallel);
     let exists = store.load_flow(id).unwrap().is_some();
     macro_rules! go {
         ($f:ident) => {
@@ -198,7 +209,7 @@ fn takeover_child() {
         log: log.to_owned(),
         undo_fails: undo_fails == "true",
     };
-    let _ = run_named(flow, Path::new(db), id, plan);
+    let _ = run_named(flow, Path::new(db), id, plan, false);
     panic!("the child was to be killed before its run ended");
 }
 
@@ -280,7 +291,12 @@ impl Case {
     }
 
     fn resume(&self) -> Result<(), DurableError> {
-        run_named(self.flow, &self.db, &self.id, self.plan())
+        run_named(self.flow, &self.db, &self.id, self.plan(), false)
+    }
+
+    /// The same, on the parallel engine.
+    fn resume_parallel(&self) -> Result<(), DurableError> {
+        run_named(self.flow, &self.db, &self.id, self.plan(), true)
     }
 
     fn atom(&self, name: &str) -> taskflow::store::AtomRecord {
@@ -539,4 +555,33 @@ fn a_run_that_is_not_held_is_not_changed_by_a_release() {
         Release::Rerun,
     ));
     assert!(missing.unwrap_err().to_string().contains("no-such-run"));
+}
+
+#[test]
+fn the_parallel_engine_follows_the_policies_too() {
+    let undo = Case::new("RevertRerun", false);
+    undo.kill_child_at("charge start", false);
+    undo.resume_parallel().unwrap();
+    assert_eq!(
+        &lines(&undo.log)[2..],
+        [
+            "undo start unknown",
+            "undo end",
+            "charge start run-RevertRerun:charge_revert",
+            "charge end",
+            "finish 2",
+        ]
+    );
+    let hold = Case::new("HoldOuter", false);
+    hold.kill_child_at("charge start", false);
+    let before = lines(&hold.log);
+    assert!(matches!(
+        hold.resume_parallel(),
+        Err(DurableError::Held { .. })
+    ));
+    assert_eq!(lines(&hold.log), before, "nothing ran");
+    assert_eq!(hold.flow_state(), FlowState::Suspended);
+    assert_eq!(hold.release(Release::Rerun), ["HoldInner/charge_hold"]);
+    hold.resume_parallel().unwrap();
+    assert_eq!(hold.flow_state(), FlowState::Success);
 }
