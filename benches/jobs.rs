@@ -86,6 +86,7 @@ fn jobs(c: &mut Criterion) {
         let options = PostgresOptions {
             schema: schema.clone(),
             pool_size: 8,
+            ..Default::default()
         };
         Arc::new(PostgresStore::connect_with(&url(), options).await.unwrap())
     });

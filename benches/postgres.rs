@@ -47,6 +47,7 @@ fn postgres(c: &mut Criterion) {
         let options = PostgresOptions {
             schema: schema.clone(),
             pool_size: 4,
+            ..Default::default()
         };
         Arc::new(PostgresStore::connect_with(&url(), options).await.unwrap())
     });

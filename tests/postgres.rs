@@ -307,3 +307,130 @@ async fn four_loads(store: Arc<PostgresStore>) {
         assert!(loaded.await.unwrap().unwrap().is_none());
     }
 }
+
+/// A TCP proxy to the server at `DATABASE_URL` that, once armed, passes on nothing more of what
+/// its client sends from the first `COMMIT` on: the client seems paused just before it commits
+/// (the server sees a session idle inside its transaction), while what the server sends still
+/// reaches the client. Dropping it closes the connection it holds (the server then rolls the
+/// transaction back), so that a test that fails does not leave it holding locks.
+struct Withholding {
+    port: u16,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    held: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Withholding {
+    fn start(host: String, upstream: u16) -> Withholding {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (is_armed, holding) = (armed.clone(), held.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let Ok(mut server) = std::net::TcpStream::connect((host.as_str(), upstream)) else {
+                    continue;
+                };
+                let (mut from_server, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+                let (armed, holding) = (is_armed.clone(), holding.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let commit = buf[..n].windows(6).any(|w| w == b"COMMIT");
+                        if armed.load(Ordering::SeqCst) && commit {
+                            // Send nothing more; the connection stays open until the drop.
+                            holding.lock().unwrap().push(server);
+                            return;
+                        }
+                        if server.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Withholding { port, armed, held }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Withholding {
+    fn drop(&mut self) {
+        for server in self.held.lock().unwrap().drain(..) {
+            let _ = server.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_client_paused_inside_a_transaction_does_not_hold_its_locks_past_the_idle_timeout() {
+    // Store `a` is paused (its COMMIT withheld) while it creates a run, holding the new row's
+    // key; store `b` creating the same run waits for that transaction. The server ends `a`'s
+    // session once it has been idle in its transaction for `a`'s timeout, and `b` goes on. (A
+    // conductor paused while it creates or takes over a run held up the conductor taking its job
+    // over for as long as it stayed paused: seen in tests/chaos.rs.)
+    let b = PgStore::new();
+    let config: tokio_postgres::Config = database_url().parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("this test needs a DATABASE_URL over TCP, not {other:?}"),
+    };
+    let proxy = Withholding::start(host, config.get_ports().first().copied().unwrap_or(5432));
+    let mut url = format!(
+        "host=127.0.0.1 port={} user={} dbname={}",
+        proxy.port,
+        config.get_user().unwrap_or("postgres"),
+        config.get_dbname().unwrap_or("postgres")
+    );
+    if let Some(password) = config.get_password() {
+        url.push_str(&format!(" password={}", String::from_utf8_lossy(password)));
+    }
+    let options = PostgresOptions {
+        schema: b.schema.clone(),
+        pool_size: 1,
+        idle_in_transaction_timeout: Some(Duration::from_millis(500)),
+    };
+    let a = Arc::new(
+        b.rt.block_on(PostgresStore::connect_with(&url, options))
+            .unwrap(),
+    );
+    proxy.arm();
+    let record = taskflow::store::FlowRecord::new("paused", "Paused", "fp", serde_json::json!({}));
+    let paused = {
+        let (a, record) = (a.clone(), record.clone());
+        b.rt.spawn(async move { a.create_flow(&record).await })
+    };
+    b.rt.block_on(async {
+        // `a`'s INSERT is in and its COMMIT withheld before `b` tries.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let created =
+            tokio::time::timeout(Duration::from_secs(10), b.store.create_flow(&record)).await;
+        let created = created.expect("the create waited for the paused client's transaction");
+        created.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), paused)
+            .await
+            .expect("the paused client heard that its session ended")
+            .unwrap();
+        assert!(
+            matches!(ended, Err(StoreError::Backend { .. })),
+            "the paused client's create: {ended:?}"
+        );
+        let stored = b.store.load_flow(&record.id).await.unwrap().unwrap();
+        assert_eq!(stored.flow.id, record.id);
+    });
+}

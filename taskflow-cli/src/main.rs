@@ -470,6 +470,7 @@ fn jobs(args: &JobsArgs, out: &mut String) -> Vec<String> {
     let options = PostgresOptions {
         schema: args.schema.clone(),
         pool_size: 1,
+        ..Default::default()
     };
     let listed = runtime.block_on(async {
         let store = PostgresStore::connect_existing(&args.database_url, options).await?;

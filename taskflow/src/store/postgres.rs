@@ -109,13 +109,16 @@ const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 /// one finds the schema as the first left it.
 const MIGRATION_LOCK: i32 = 0x7466_6d67; // "tfmg"
 
-/// Where a [`PostgresStore`] keeps its tables, and how many connections it pools.
+/// Where a [`PostgresStore`] keeps its tables, how many connections it pools, and how long the
+/// server lets one of them sit idle inside a transaction.
 ///
 /// ```
+/// use std::time::Duration;
 /// use taskflow::store::PostgresOptions;
 ///
 /// let options = PostgresOptions::default();
 /// assert_eq!((options.schema.as_str(), options.pool_size), ("taskflow", 16));
+/// assert_eq!(options.idle_in_transaction_timeout, Some(Duration::from_secs(5)));
 /// let options = PostgresOptions { schema: "jobs_eu".into(), ..options };
 /// assert_eq!(options.schema, "jobs_eu");
 /// ```
@@ -129,6 +132,20 @@ pub struct PostgresOptions {
     pub schema: String,
     /// The most connections the store opens at once. Default 16.
     pub pool_size: usize,
+    /// How long the server lets a connection of the store wait for its next statement inside a
+    /// transaction before it ends the session, rolling the transaction back
+    /// (`idle_in_transaction_session_timeout`, set on each connection the store opens).
+    ///
+    /// A process that is paused (SIGSTOP, swapping, a VM migration) or cut off while it is inside
+    /// one of the store's transactions — creating a run, taking one over, part-way through
+    /// sending a checkpoint — holds that transaction's row locks for as long as it stays paused:
+    /// a conductor taking its job over would wait for them, however long ago its claim and its
+    /// runs' leases ran out. Keep this below the claim hold
+    /// ([`ConductorOptions::claim_hold`](crate::conductor::ConductorOptions::claim_hold)) and the
+    /// runs' lease ([`Engine::lease`](crate::Engine::lease)), so that such locks are gone by the
+    /// time anyone may take over. The store's own transactions never wait for anything but the
+    /// server between their statements. Default 5 s; `None` leaves the server's setting.
+    pub idle_in_transaction_timeout: Option<std::time::Duration>,
 }
 
 impl Default for PostgresOptions {
@@ -136,6 +153,7 @@ impl Default for PostgresOptions {
         PostgresOptions {
             schema: "taskflow".into(),
             pool_size: 16,
+            idle_in_transaction_timeout: Some(std::time::Duration::from_secs(5)),
         }
     }
 }
@@ -353,7 +371,10 @@ impl PostgresStore {
         })?;
         let manager = Manager::from_connect(
             config.clone(),
-            OnRuntime(runtime.clone()),
+            OnRuntime {
+                runtime: runtime.clone(),
+                idle_in_transaction_timeout: options.idle_in_transaction_timeout,
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -1059,7 +1080,11 @@ impl AsyncStore for PostgresStore {
 /// is registered with that runtime's I/O driver and driven by a task of it, so once that
 /// runtime stopped being polled, the next user of the connection waited forever (seen as a
 /// conductor test that hung after a lease renewal during a long step opened a connection).
-struct OnRuntime(tokio::runtime::Handle);
+/// Each connection gets the store's `idle_in_transaction_session_timeout` before it is used.
+struct OnRuntime {
+    runtime: tokio::runtime::Handle,
+    idle_in_transaction_timeout: Option<std::time::Duration>,
+}
 
 impl deadpool_postgres::Connect for OnRuntime {
     fn connect(
@@ -1071,6 +1096,7 @@ impl deadpool_postgres::Connect for OnRuntime {
     > {
         async fn open(
             config: tokio_postgres::Config,
+            idle_in_transaction: Option<std::time::Duration>,
         ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
         {
             let (client, connection) = config.connect(NoTls).await?;
@@ -1079,16 +1105,26 @@ impl deadpool_postgres::Connect for OnRuntime {
                     tracing::warn!(error = %e, "taskflow: a PostgreSQL connection ended");
                 }
             });
+            if let Some(timeout) = idle_in_transaction {
+                // 0 would turn the timeout off: a timeout under a millisecond is one.
+                let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+                let set = format!("SET idle_in_transaction_session_timeout = {ms}");
+                if let Err(e) = client.batch_execute(&set).await {
+                    driver.abort();
+                    return Err(e);
+                }
+            }
             Ok((client, driver))
         }
         let config = pg_config.clone();
-        let opened = self.0.spawn(open(config.clone()));
+        let idle = self.idle_in_transaction_timeout;
+        let opened = self.runtime.spawn(open(config.clone(), idle));
         Box::pin(async move {
             match opened.await {
                 Ok(opened) => opened,
                 // The store's runtime is gone (shut down): open it where it is asked for, the
                 // best that is left.
-                Err(_) => open(config).await,
+                Err(_) => open(config, idle).await,
             }
         })
     }
