@@ -164,6 +164,7 @@ fn jobs(c: &mut Criterion) {
                 let options = PostgresOptions {
                     schema: schema.clone(),
                     pool_size: 10,
+                    ..Default::default()
                 };
                 stores.push(Arc::new(
                     PostgresStore::connect_with(&url(), options).await.unwrap(),

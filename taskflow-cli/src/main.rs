@@ -553,6 +553,7 @@ fn release(args: &ReleaseArgs, out: &mut String) -> Vec<String> {
         let options = PostgresOptions {
             schema: args.schema.clone(),
             pool_size: 1,
+            ..Default::default()
         };
         runtime.block_on(async {
             let store = PostgresStore::connect_existing(&args.target, options).await?;
