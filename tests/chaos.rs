@@ -48,9 +48,9 @@
 //!   conductor, once continued, went on with at most the one body of each lost job that it had
 //!   begun before the pause (recorded RUNNING: a pause can land between that record and the
 //!   body's first line, and the body then logs its start after the pause), and none of what it
-//!   finished after it was continued is recorded (the runs' fence). Paused within its leases, it
-//!   did not finish the job whose `s3` it was in: its heartbeat found the claim taken and stopped
-//!   the run, and the new holder ran the rest (the job board's fence);
+//!   finished after it was continued is recorded (the runs' fence). Paused within its leases
+//!   (it still holds the runs' leases), the same holds, by the claim's fence on the runs' writes,
+//!   and it did not finish the job whose `s3` it was in: the new holder ran the rest;
 //! - **bounded time**: every job ended within 150 s of the conductors' start.
 //!
 //! This file is its own harness (`harness = false`): with `TF_CHAOS_CHILD` set, it is a conductor
@@ -1702,13 +1702,19 @@ fn check_fences(
     for p in pauses.iter().filter(|p| p.jobs.contains(&n)) {
         match p.kind {
             PauseKind::PastLease => check_lost_lease(p, run, bodies, fail),
-            PauseKind::PastClaim => check_lost_claim(p, bodies, fail),
+            // The run's writes are fenced by the claim too (`PostgresStore::for_claim`): once
+            // another conductor claimed the job, nothing more of the paused one lands, though
+            // it still holds the run's lease.
+            PauseKind::PastClaim => {
+                check_lost_lease(p, run, bodies, fail);
+                check_lost_claim(p, bodies, fail);
+            }
         }
     }
 }
 
-/// The conductor paused past its claim and its runs' leases lost the job at both fences: a
-/// linear flow runs one body at a time, and only the one it had under way, or had begun
+/// The conductor paused past its claim (and, for [`PauseKind::PastLease`], its runs' leases)
+/// lost the job at the claim's fence (and the lease's): a linear flow runs one body at a time, and only the one it had under way, or had begun
 /// (recorded RUNNING) and not yet logged, may go on once it is continued (a second one would
 /// need a checkpoint of the conductor's to land after it lost the run); nothing it finished after
 /// it was continued is recorded.
