@@ -20,3 +20,43 @@ fn a_500_step_flow_runs_every_step() {
     assert_eq!(out.v500, 507);
     assert_eq!(Chain500::graph().steps().len(), 500);
 }
+
+mod common;
+
+/// A durable run of the 500-step flow stopped by a failed checkpoint in its 300s resumes from
+/// the store: the steps' results are saved and loaded past the first chunk of `flow!`'s
+/// dispatches on the step number (64 steps each), on both engines.
+#[test]
+fn a_500_step_durable_run_resumes_past_the_first_chunks() {
+    use std::sync::Arc;
+    use taskflow::store::{MemoryStore, Store, StoreError};
+    for engine in [Engine::serial(), Engine::parallel().workers(2)] {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let flaky = common::HookedStore::new(store.clone(), |n, _, write| {
+            if n >= 300 {
+                return Err(StoreError::Io {
+                    path: "flaky".into(),
+                    source: std::io::Error::other("no space left on device"),
+                });
+            }
+            write()
+        });
+        engine
+            .run(Chain500, Chain500Inputs { v0: 7 })
+            .durable(Arc::new(flaky), "chain")
+            .blocking()
+            .unwrap_err();
+        let stored = store.load_flow("chain").unwrap().unwrap();
+        let done = stored
+            .atoms
+            .iter()
+            .filter(|a| a.state == taskflow::StepState::Success)
+            .count();
+        assert!((64..500).contains(&done), "{done} steps recorded SUCCESS");
+        let out = engine
+            .resume(Chain500, store.clone(), "chain")
+            .blocking()
+            .unwrap();
+        assert_eq!(out.v500, 507);
+    }
+}
