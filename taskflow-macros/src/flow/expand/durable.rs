@@ -6,6 +6,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::super::graph::{Analysis, Source};
+use super::chunk::{dispatch, Sig};
 use super::items::inputs_ident;
 use super::structure::index;
 use super::values::{bare, local, origin, value_type};
@@ -116,7 +117,7 @@ fn subflows<'a>(a: &'a Analysis) -> Vec<&'a syn::Path> {
 /// here, at compile time, for each value's concrete type (`__tf::Stored`): serde for a
 /// `Serialize + DeserializeOwned` type, else an error that no run can reach, because only a flow
 /// whose every stored type is serializable gets past the `DurableFlow` gate to a store.
-pub fn save_step_method(e: &Emit) -> TokenStream {
+pub fn save_step_method(e: &Emit, chunks: &mut TokenStream) -> TokenStream {
     let [v, step] = ["v", "step"].map(local);
     let saves = output_arms(
         e,
@@ -126,12 +127,26 @@ pub fn save_step_method(e: &Emit) -> TokenStream {
     if saves.is_empty() {
         return quote!();
     }
+    let sig = Sig {
+        asyncness: false,
+        generics: quote!(),
+        params: quote!(#v: &__Values, #step: usize),
+        args: quote!(#v, #step),
+        ret: quote!(__tf::Saved),
+        bounds: quote!(),
+        wrap: None,
+    };
+    let body = dispatch(
+        chunks,
+        "__save_step",
+        &sig,
+        &step,
+        &saves,
+        &quote!(__tf::Ok(__tf::JsonValue::Null)),
+    );
     quote! {
         fn __save_step(#v: &__Values, #step: usize) -> __tf::Saved {
-            match #step {
-                #(#saves)*
-                _ => __tf::Ok(__tf::JsonValue::Null),
-            }
+            #body
         }
     }
 }
@@ -192,10 +207,9 @@ fn output_arms(
     e: &Emit,
     one: impl Fn(&syn::Ident) -> TokenStream,
     many: impl Fn(&[&str], &[&syn::Ident]) -> TokenStream,
-) -> Vec<TokenStream> {
+) -> Vec<(usize, TokenStream)> {
     let mut arms = Vec::new();
     for (k, &s) in e.a.order.iter().enumerate() {
-        let k = index(k);
         let body = match e.a.steps[s].outs.as_slice() {
             [] => continue,
             [out] => one(e.values.field(*out)),
@@ -205,7 +219,7 @@ fn output_arms(
                 many(&names, &fields)
             }
         };
-        arms.push(quote!(#k => #body,));
+        arms.push((k, body));
     }
     arms
 }
@@ -213,7 +227,11 @@ fn output_arms(
 /// The `DurableFlow` impl. Its bounds mention the impl's lifetime so that rustc checks them
 /// where the impl is used (a run with a store), not here: a flow with a value that is not
 /// serializable still compiles and runs in memory (see `StorableIn`).
-pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream {
+pub fn durable_impl(
+    e: &Emit,
+    restores: &[(usize, TokenStream)],
+    chunks: &mut TokenStream,
+) -> TokenStream {
     let name = &e.def.name;
     let inputs_ty = inputs_ident(e.def);
     let [v, step, json, inputs, stored, run] =
@@ -246,17 +264,51 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
     let input_names: Vec<String> = e.def.inputs.iter().map(|(n, _)| n.to_string()).collect();
     let input_ids = e.def.inputs.iter().map(|(n, _)| n);
     let input_ids2 = input_ids.clone();
+    // The chunks of `__load_step` and `__restore_sub` have the impl's bounds, which their arms
+    // use.
+    let where_clause = quote! {
+        where
+            #(#bounds,)*
+            #(#subs: __tf::SubflowIn<'__d>,)*
+    };
+    let load_sig = Sig {
+        asyncness: false,
+        generics: quote!(<'__d>),
+        params: quote!(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue),
+        args: quote!(#v, #step, #json),
+        ret: quote!(__tf::Loaded),
+        bounds: where_clause.clone(),
+        wrap: None,
+    };
+    let loads = dispatch(
+        chunks,
+        "__load_step",
+        &load_sig,
+        &step,
+        &loads,
+        &quote!(__tf::Ok(())),
+    );
     let restore = (!restores.is_empty()).then(|| {
-        let arms = restores.iter().map(|(k, code)| {
-            let k = index(*k);
-            quote!(#k => #code,)
-        });
+        let sig = Sig {
+            asyncness: false,
+            generics: quote!(<'__d>),
+            params: quote!(#v: &mut __Values, #step: usize, #stored: &__tf::Restore<'_>, #run: &__tf::RunContext),
+            args: quote!(#v, #step, #stored, #run),
+            ret: quote!(__tf::Result<(), __tf::StoreError>),
+            bounds: where_clause.clone(),
+            wrap: None,
+        };
+        let body = dispatch(
+            chunks,
+            "__restore_sub",
+            &sig,
+            &step,
+            restores,
+            &quote!(__tf::Ok(())),
+        );
         quote! {
             fn __restore_sub(#v: &mut __Values, #step: usize, #stored: &__tf::Restore<'_>, #run: &__tf::RunContext) -> __tf::Result<(), __tf::StoreError> {
-                match #step {
-                    #(#arms)*
-                    _ => __tf::Ok(()),
-                }
+                #body
             }
         }
     });
@@ -264,15 +316,10 @@ pub fn durable_impl(e: &Emit, restores: &[(usize, TokenStream)]) -> TokenStream 
         #checks
 
         impl<'__d> __tf::DurableFlow for #name
-        where
-            #(#bounds,)*
-            #(#subs: __tf::SubflowIn<'__d>,)*
+        #where_clause
         {
             fn __load_step(#v: &mut __Values, #step: usize, #json: &__tf::JsonValue) -> __tf::Loaded {
-                match #step {
-                    #(#loads)*
-                    _ => __tf::Ok(()),
-                }
+                #loads
             }
 
             #load_finished

@@ -92,6 +92,9 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
             outcome
         }
     };
+    let done_async = e.done(name, quote!(__tf::map_async(&#run, #n, #run_item).await));
+    let done_sync = e.done(name, quote!(__tf::map_sync(&#run, #n, #run_item).await));
+    let args_enum = e.args_enum(label);
     let body = if step.meta.is_async {
         let outcome = normalize(quote!(__tf::catch_async(#label, #call).await));
         quote! {
@@ -100,13 +103,13 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
                 #(let #vars = ::core::clone::Clone::clone(&#vars);)*
                 async move { #outcome }
             };
-            __Done::#name(__tf::map_async(&#run, #n, #run_item).await)
+            #done_async
         }
     } else {
         let outcome = normalize(quote!(__tf::catch_sync(#label, || #call)));
         quote! {
             let #run_item = move |#i: usize| #outcome;
-            __Done::#name(__tf::map_sync(&#run, #n, #run_item).await)
+            #done_sync
         }
     };
     let count = quote_spanned!(over_span=> #elements::len({ &*#items }));
@@ -122,8 +125,8 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         args: quote!(#name(__tf::Arc<#items_ty>, #(#other_tys,)* __tf::RunContext)),
         done: quote!(#name(__tf::MapOutcome<#elem_ty>)),
         serial: quote!(__Steps::#name(#v.#items_f.arc(), #(#takes,)* #run.clone()).await),
-        take: quote!(__Args::#name(#v.#items_f.arc(), #(#takes,)* #run.clone())),
-        run: quote!(__Args::#name(#items, #(#vars,)* #run) => __Steps::#name(#items, #(#vars,)* #run).await),
+        take: quote!(#args_enum::#name(#v.#items_f.arc(), #(#takes,)* #run.clone())),
+        run: quote!(#args_enum::#name(#items, #(#vars,)* #run) => __Steps::#name(#items, #(#vars,)* #run).await),
         finish: quote!(#v.#out_f.set(__tf::map_done(#out, &mut #v.#finished)?)),
         revert: revert(e, s, step),
         restore: None,

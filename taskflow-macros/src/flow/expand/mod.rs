@@ -15,6 +15,7 @@
 //! On errors the pipeline emits `fallback` instead.
 
 mod binding;
+mod chunk;
 mod control;
 mod durable;
 mod fallback;
@@ -42,6 +43,40 @@ pub struct Emit<'a> {
     pub def: &'a FlowDef,
     pub a: &'a Analysis<'a>,
     pub values: Values,
+    /// In a flow of more than [`chunk::CHUNK`] steps, each step's chunk by its label: its
+    /// variants of `__Args` and `__Done` are in that chunk's `__Args{c}` and `__Done{c}`, which
+    /// are variants `c{c}` of `__Args` and `__Done` (see `chunk`). Empty in a smaller flow.
+    pub chunk_of: std::collections::HashMap<String, usize>,
+}
+
+impl Emit<'_> {
+    /// The enum of step `label`'s variant of `__Args`: `__Args`, or its chunk's.
+    pub fn args_enum(&self, label: &str) -> proc_macro2::Ident {
+        match self.chunk_of.get(label) {
+            Some(c) => quote::format_ident!("__Args{}", c),
+            None => proc_macro2::Ident::new("__Args", Span::call_site()),
+        }
+    }
+
+    /// Step `name`'s `__Done` of `outcome`: `__Done::name(outcome)`, or in a large flow
+    /// `__Done::c{c}(__Done{c}::name(outcome))`.
+    pub fn done(&self, name: &proc_macro2::Ident, outcome: TokenStream) -> TokenStream {
+        match self.chunk_of.get(&name.to_string()) {
+            Some(c) => {
+                let (variant, inner) = chunk_names(*c, "__Done");
+                quote!(__Done::#variant(#inner::#name(#outcome)))
+            }
+            None => quote!(__Done::#name(#outcome)),
+        }
+    }
+}
+
+/// Chunk `c`'s variant of an enum of chunks (`c{c}`) and the enum inside it (`{outer}{c}`).
+fn chunk_names(c: usize, outer: &str) -> (proc_macro2::Ident, proc_macro2::Ident) {
+    (
+        quote::format_ident!("c{}", c),
+        quote::format_ident!("{}{}", outer, c),
+    )
 }
 
 /// What one step adds to each part of the executor. Expressions use the locals of the methods
@@ -72,15 +107,26 @@ pub struct StepCode {
 
 /// The flow's items, from its checked IR.
 pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
-    let e = Emit {
-        def,
-        a,
-        values: Values::new(def, a),
-    };
     let mut pos = vec![0usize; a.steps.len()];
     for (k, &s) in a.order.iter().enumerate() {
         pos[s] = k;
     }
+    let chunked = a.order.len() > chunk::CHUNK;
+    let chunk_of = if chunked {
+        a.order
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| (a.steps[s].label.clone(), k / chunk::CHUNK))
+            .collect()
+    } else {
+        Default::default()
+    };
+    let e = Emit {
+        def,
+        a,
+        values: Values::new(def, a),
+        chunk_of,
+    };
     let steps: Vec<(usize, StepCode)> = a
         .order
         .iter()
@@ -207,32 +253,140 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     // ---- per step
     let functions = steps.iter().map(|(_, c)| &c.function);
     let step_items = steps.iter().map(|(_, c)| &c.items);
-    let args_variants = steps.iter().map(|(_, c)| &c.args);
-    let done_variants = steps.iter().map(|(_, c)| &c.done);
-    let serial = steps.iter().enumerate().map(|(k, (_, c))| {
-        let (k, run) = (index(k), &c.serial);
-        quote!(#k => #run,)
-    });
-    let takes = steps.iter().enumerate().map(|(k, (_, c))| {
-        let (k, take) = (index(k), &c.take);
-        quote!(#k => #take,)
-    });
-    let runs = steps.iter().map(|(_, c)| {
-        let run = &c.run;
-        quote!(#run,)
-    });
-    let finishes = steps.iter().map(|(s, c)| {
-        let name = ident(&a.steps[*s].label, Span::call_site());
-        let finish = &c.finish;
-        quote!(__Done::#name(#out) => #finish,)
-    });
-    let reverts: Vec<TokenStream> = steps
+    // `__Args` and `__Done`: one variant per step, or in a large flow one per chunk of steps,
+    // each an enum of the chunk's steps (`chunk`), so that no `match` has every step's arm.
+    let enums = |name: &str, variants: &dyn Fn(&StepCode) -> &TokenStream, public: bool| {
+        let vis = public.then(|| quote!(pub));
+        let outer = proc_macro2::Ident::new(name, Span::call_site());
+        if !chunked {
+            let variants = steps.iter().map(|(_, c)| variants(c));
+            return quote!(#vis enum #outer { #(#variants,)* });
+        }
+        let mut items = TokenStream::new();
+        let mut outer_variants = Vec::new();
+        for (c, group) in steps.chunks(chunk::CHUNK).enumerate() {
+            let (variant, inner) = chunk_names(c, name);
+            let variants = group.iter().map(|(_, code)| variants(code));
+            items.extend(quote!(#vis enum #inner { #(#variants,)* }));
+            outer_variants.push(quote!(#variant(#inner)));
+        }
+        quote! {
+            #vis enum #outer { #(#outer_variants,)* }
+            #items
+        }
+    };
+    let args_enums = enums("__Args", &|c| &c.args, false);
+    let done_enums = enums("__Done", &|c| &c.done, true);
+    // The dispatches on the step number, in chunks (`chunk`) for a large flow: the functions of
+    // `__Chunks` they call.
+    let mut chunks = TokenStream::new();
+    let step_sig = |asyncness: bool, ret: TokenStream| chunk::Sig {
+        asyncness,
+        generics: quote!(),
+        params: quote!(#v: &mut __Values, #step: usize, #run: &__tf::RunContext, #at: __tf::At<'_>),
+        args: quote!(#v, #step, #run, #at),
+        ret,
+        bounds: quote!(),
+        wrap: None,
+    };
+    let no_step = quote!(__tf::no_step(#step));
+    let serial: Vec<(usize, TokenStream)> = steps
         .iter()
         .enumerate()
-        .filter_map(|(k, (_, c))| {
-            let k = index(k);
-            c.revert.as_ref().map(|revert| quote!(#k => #revert,))
-        })
+        .map(|(k, (_, c))| (k, c.serial.clone()))
+        .collect();
+    let serial = chunk::dispatch(
+        &mut chunks,
+        "__run_step",
+        &step_sig(true, quote!(__Done)),
+        &step,
+        &serial,
+        &no_step,
+    );
+    let takes: Vec<(usize, TokenStream)> = steps
+        .iter()
+        .enumerate()
+        .map(|(k, (_, c))| (k, c.take.clone()))
+        .collect();
+    let takes = chunk::dispatch(
+        &mut chunks,
+        "__start",
+        &chunk::Sig {
+            wrap: chunked.then_some("__Args"),
+            ..step_sig(false, quote!(__Args))
+        },
+        &step,
+        &takes,
+        &no_step,
+    );
+    // The parallel engine's run of the `__Args` it took, and `__finish`: a `match` over every
+    // step, or over the chunks, each chunk's `match` in its own function.
+    let (runs, finishes) = {
+        let run_arms = |group: &[(usize, StepCode)]| -> Vec<TokenStream> {
+            group
+                .iter()
+                .map(|(_, c)| {
+                    let run = &c.run;
+                    quote!(#run,)
+                })
+                .collect()
+        };
+        let finish_arms =
+            |group: &[(usize, StepCode)], done_enum: &proc_macro2::Ident| -> Vec<TokenStream> {
+                group
+                    .iter()
+                    .map(|(s, c)| {
+                        let name = ident(&a.steps[*s].label, Span::call_site());
+                        let finish = &c.finish;
+                        quote!(#done_enum::#name(#out) => #finish,)
+                    })
+                    .collect()
+            };
+        if !chunked {
+            let runs = run_arms(&steps);
+            let finishes = finish_arms(
+                &steps,
+                &proc_macro2::Ident::new("__Done", Span::call_site()),
+            );
+            (
+                quote!(match #args { #(#runs)* }),
+                quote! {
+                    match #done { #(#finishes)* }
+                    __tf::Ok(())
+                },
+            )
+        } else {
+            let mut run_outer = Vec::new();
+            let mut finish_outer = Vec::new();
+            for (c, group) in steps.chunks(chunk::CHUNK).enumerate() {
+                let (variant, args_enum) = chunk_names(c, "__Args");
+                let (_, done_enum) = chunk_names(c, "__Done");
+                let go = quote::format_ident!("__go_{}", c);
+                let finish = quote::format_ident!("__finish_{}", c);
+                let runs = run_arms(group);
+                let finishes = finish_arms(group, &done_enum);
+                chunks.extend(quote! {
+                    async fn #go(#args: #args_enum) -> __Done {
+                        match #args { #(#runs)* }
+                    }
+                    fn #finish(#v: &mut __Values, #done: #done_enum) -> __tf::Result<(), __tf::StepFailed> {
+                        match #done { #(#finishes)* }
+                        __tf::Ok(())
+                    }
+                });
+                run_outer.push(quote!(__Args::#variant(#args) => __Chunks::#go(#args).await,));
+                finish_outer.push(quote!(__Done::#variant(#done) => __Chunks::#finish(#v, #done),));
+            }
+            (
+                quote!(match #args { #(#run_outer)* }),
+                quote!(match #done { #(#finish_outer)* }),
+            )
+        }
+    };
+    let reverts: Vec<(usize, TokenStream)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (_, c))| c.revert.clone().map(|revert| (k, revert)))
         .collect();
     let restores: Vec<(usize, TokenStream)> = steps
         .iter()
@@ -251,18 +405,30 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
 
             /// What the parallel engine's future for a step owns: the values it reads.
-            enum __Args {
-                #(#args_variants,)*
-            }
+            #args_enums
         }
     });
     let revert_method = (!reverts.is_empty()).then(|| {
+        let sig = chunk::Sig {
+            asyncness: false,
+            generics: quote!(),
+            params: quote!(#v: &mut __Values, #step: usize, #undo: __tf::Undo<'_>),
+            args: quote!(#v, #step, #undo),
+            ret: quote!(__tf::RevertFuture),
+            bounds: quote!(),
+            wrap: None,
+        };
+        let body = chunk::dispatch(
+            &mut chunks,
+            "__revert",
+            &sig,
+            &step,
+            &reverts,
+            &quote!(__tf::nothing_to_revert()),
+        );
         quote! {
             fn __revert(#v: &mut __Values, #step: usize, #undo: __tf::Undo<'_>) -> __tf::RevertFuture {
-                match #step {
-                    #(#reverts)*
-                    _ => __tf::nothing_to_revert(),
-                }
+                #body
             }
         }
     });
@@ -287,7 +453,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     let graph = structure::graph_static(def, Some((a, &pos)), values_fn);
     let retry_methods = control::retry_methods(a, &e.values);
     let decide_method = control::decide_method(a, &e.values, &pos);
-    let save_step_method = durable::save_step_method(&e);
+    let save_step_method = durable::save_step_method(&e, &mut chunks);
     let save_finished_method = durable::save_finished_method(&e);
     // `__save_step` picks how a value is saved by method resolution, between these traits.
     let uses = if save_step_method.is_empty() && save_finished_method.is_empty() {
@@ -295,7 +461,18 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     } else {
         quote! { use ::taskflow::__private::{self as __tf, NotStorable as _, SaveStored as _}; }
     };
-    let durable_impl = durable::durable_impl(&e, &restores);
+    let durable_impl = durable::durable_impl(&e, &restores, &mut chunks);
+    let chunks = (!chunks.is_empty()).then(|| {
+        quote! {
+            /// The arms of the dispatches on the step number, a function per chunk of steps.
+            struct __Chunks;
+
+            #[allow(unused_variables)]
+            impl __Chunks {
+                #chunks
+            }
+        }
+    });
     // Last: every read that clones is generated by now.
     let clone_checks = e.values.clone_checks(def, a);
 
@@ -320,9 +497,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             #(#step_items)*
 
             /// What a step hands back, to be stored in its slots.
-            pub enum __Done {
-                #(#done_variants,)*
-            }
+            #done_enums
 
             #graph
 
@@ -341,29 +516,18 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
                 }
 
                 async fn __run_step(#v: &mut __Values, #step: usize, #run: &__tf::RunContext, #at: __tf::At<'_>) -> __Done {
-                    match #step {
-                        #(#serial)*
-                        _ => __tf::no_step(#step),
-                    }
+                    #serial
                 }
 
                 fn __start(#v: &mut __Values, #step: usize, #run: &__tf::RunContext, #at: __tf::At<'_>) -> impl __tf::StepFuture<__Done> {
-                    let #args = match #step {
-                        #(#takes)*
-                        _ => __tf::no_step(#step),
-                    };
+                    let #args = #takes;
                     async move {
-                        match #args {
-                            #(#runs)*
-                        }
+                        #runs
                     }
                 }
 
                 fn __finish(#v: &mut __Values, #done: __Done) -> __tf::Result<(), __tf::StepFailed> {
-                    match #done {
-                        #(#finishes)*
-                    }
-                    __tf::Ok(())
+                    #finishes
                 }
 
                 #revert_method
@@ -382,6 +546,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
             }
 
             #durable_impl
+
+            #chunks
 
             #clone_checks
         };

@@ -49,13 +49,21 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         let #out = __tf::subflow_done(#out, &mut #v.#field)?;
         #(#copies)*
     });
+    let args_enum = e.args_enum(label);
+    let run_done = e.done(
+        name,
+        quote!(__tf::run_subflow(#sub, #label, #cx, #attempts).await),
+    );
     StepCode {
         function,
         args: quote!(#name(__tf::Run<#path>, __tf::RunContext, __tf::String)),
         done: quote!(#name(__tf::SubflowEnd<#path>)),
-        serial: quote!(__Done::#name(__tf::run_subflow(__Steps::#name(#v), #label, #run.clone(), #within).await)),
-        take: quote!(__Args::#name(__Steps::#name(#v), #run.clone(), #within)),
-        run: quote!(__Args::#name(#sub, #cx, #attempts) => __Done::#name(__tf::run_subflow(#sub, #label, #cx, #attempts).await)),
+        serial: e.done(
+            name,
+            quote!(__tf::run_subflow(__Steps::#name(#v), #label, #run.clone(), #within).await),
+        ),
+        take: quote!(#args_enum::#name(__Steps::#name(#v), #run.clone(), #within)),
+        run: quote!(#args_enum::#name(#sub, #cx, #attempts) => #run_done),
         finish,
         revert: Some(quote!(__tf::revert_subflow(&mut #v.#field, #label, #undo))),
         restore: Some(

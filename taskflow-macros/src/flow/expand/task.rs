@@ -51,11 +51,12 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
         outcome = quote!(#outcome.map(|_| ()));
     }
     let asyncness = step.meta.is_async.then(|| quote!(async));
+    let done = e.done(name, outcome);
     let function = quote! {
         #asyncness fn #name(#(#params: #param_tys),*) -> __Done {
             #checks
             let #ran = #caught;
-            __Done::#name(#outcome)
+            #done
         }
     };
     let awaited = step.meta.is_async.then(|| quote!(.await));
@@ -75,13 +76,14 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
     let lent = modes.iter().zip(&params).map(|(&m, p)| Values::lent(m, p));
     let out_ty = super::values::outputs_type(e.def, e.a, step);
 
+    let args_enum = e.args_enum(label);
     StepCode {
         function,
         args: quote!(#name(#(#owned_tys),*)),
         done: quote!(#name(__tf::Outcome<#out_ty>)),
         serial,
-        take: quote!(__Args::#name(#(#takes),*)),
-        run: quote!(__Args::#name(#(#params),*) => __Steps::#name(#(#lent),*)#awaited),
+        take: quote!(#args_enum::#name(#(#takes),*)),
+        run: quote!(#args_enum::#name(#(#params),*) => __Steps::#name(#(#lent),*)#awaited),
         finish: store(e, step),
         revert: revert(e, step),
         restore: None,
