@@ -11,6 +11,9 @@
 //!   undo (`__revert`, an arm per step) and ask the controllers and deciders (`control`); and the
 //!   `DurableFlow` impl (`durable`). Hidden methods a flow would write as the trait's default
 //!   (no retries, no deciders, nothing to undo, no sub-flows) are left out.
+//! - in a flow of more than 256 steps, `__Chunks`: the dispatches on the step number and the
+//!   `match`es over `__Args` and `__Done` take a chunk of 64 steps first, then call the chunk's
+//!   function (`chunk`); `__Args` and `__Done` are then enums of per-chunk enums.
 //!
 //! On errors the pipeline emits `fallback` instead.
 
@@ -43,7 +46,7 @@ pub struct Emit<'a> {
     pub def: &'a FlowDef,
     pub a: &'a Analysis<'a>,
     pub values: Values,
-    /// In a flow of more than [`chunk::CHUNK`] steps, each step's chunk by its label: its
+    /// In a flow of more than [`chunk::FROM`] steps, each step's chunk by its label: its
     /// variants of `__Args` and `__Done` are in that chunk's `__Args{c}` and `__Done{c}`, which
     /// are variants `c{c}` of `__Args` and `__Done` (see `chunk`). Empty in a smaller flow.
     pub chunk_of: std::collections::HashMap<String, usize>,
@@ -111,7 +114,7 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
     for (k, &s) in a.order.iter().enumerate() {
         pos[s] = k;
     }
-    let chunked = a.order.len() > chunk::CHUNK;
+    let chunked = a.order.len() > chunk::FROM;
     let chunk_of = if chunked {
         a.order
             .iter()
