@@ -1,6 +1,6 @@
 //! What a running task can reach: its name, a way to report progress, and an idempotency key.
 
-use crate::runtime::run::At;
+use crate::runtime::At;
 use crate::runtime::RunContext;
 
 /// Handed to a task that takes a `ctx: &TaskContext` parameter (any name; the type is what

@@ -8,7 +8,7 @@ use crate::__private::{Ask, Decide, Delay, Enter, Undo};
 use crate::failure::Failure;
 use crate::graph::FlowGraph;
 use crate::retry::{Decision, History};
-use crate::runtime::run::At;
+use crate::runtime::At;
 use crate::runtime::{RunContext, StepFailed};
 
 /// The future of one step's revert: the reverts that failed.

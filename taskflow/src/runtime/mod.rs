@@ -24,6 +24,7 @@ pub(crate) mod run_context;
 pub(crate) mod step;
 
 pub use failed::StepFailed;
+pub use run::At;
 pub(crate) use run::Run;
 pub(crate) use run_context::Mode;
 pub use run_context::{RunContext, SuspendHandle};
