@@ -102,7 +102,7 @@ struct Shared {
     internal: Mutex<Option<IllegalTransition>>,
     /// Whether `internal` holds an error, or a step is held: the check on every step is one
     /// atomic load.
-    stopped_by_bug: AtomicBool,
+    stopped: AtomicBool,
     /// The steps held for a person (see [`OnTakeover::Hold`](crate::OnTakeover::Hold)): the
     /// run starts nothing and stops.
     held: Mutex<Vec<crate::HeldStep>>,
@@ -131,7 +131,7 @@ impl RunContext {
                 suspend,
                 journal,
                 internal: Mutex::new(None),
-                stopped_by_bug: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
                 held: Mutex::new(Vec::new()),
                 run_id: std::sync::OnceLock::new(),
             }),
@@ -235,7 +235,7 @@ impl RunContext {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         internal.get_or_insert(error);
-        self.shared.stopped_by_bug.store(true, Ordering::SeqCst);
+        self.shared.stopped.store(true, Ordering::SeqCst);
     }
 
     /// Holds the step at `path` in the run (`Sub/step` inside a sub-flow) for a person,
@@ -249,7 +249,7 @@ impl RunContext {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(crate::HeldStep { step: path, reason });
-        self.shared.stopped_by_bug.store(true, Ordering::SeqCst);
+        self.shared.stopped.store(true, Ordering::SeqCst);
     }
 
     /// The steps held for a person, if any.
@@ -372,7 +372,7 @@ impl RunContext {
     /// Whether the run stopped itself: a bug taskflow found in itself, or a held step.
     #[inline]
     pub(crate) fn is_stopped(&self) -> bool {
-        self.shared.stopped_by_bug.load(Ordering::Relaxed)
+        self.shared.stopped.load(Ordering::Relaxed)
     }
 
     /// Calls every listener, each behind `catch_unwind`: a listener that panics breaks nothing.
