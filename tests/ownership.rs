@@ -414,10 +414,23 @@ fn check_log(log: &str) -> Result<BTreeMap<(String, String), usize>, String> {
                 });
             }
             Event::End { run, step, pid, at } => {
-                let open = steps
-                    .get_mut(&(run.clone(), step.clone()))
-                    .and_then(|runs| runs.iter_mut().find(|i| i.until.is_none() && i.pid == *pid))
-                    .ok_or_else(|| format!("{run}/{step} ended in {pid} without a start"))?;
+                let runs = steps.get_mut(&(run.clone(), step.clone()));
+                let open = runs.and_then(|runs| {
+                    // Its own run still under way; or, for a victim, the run that its `kill`
+                    // line closed: the parent writes that line before the signal, so the
+                    // victim can still log the end of the step it was in, after that line.
+                    let own = |i: &Interval| i.pid == *pid;
+                    match runs.iter().position(|i| own(i) && i.until.is_none()) {
+                        Some(k) => runs.get_mut(k),
+                        None if dying.contains(pid) => runs
+                            .iter_mut()
+                            .rev()
+                            .find(|i| own(i) && i.killed && !i.ended),
+                        None => None,
+                    }
+                });
+                let open =
+                    open.ok_or_else(|| format!("{run}/{step} ended in {pid} without a start"))?;
                 open.until = Some(*at);
                 open.ended = true;
             }
