@@ -116,26 +116,6 @@ fn kind(n: u32) -> Kind {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on this machine. (std's
-/// `Instant` is CLOCK_MONOTONIC on Linux and shows its fields in its `Debug` output.)
-fn mono() -> u64 {
-    let text = format!("{:?}", Instant::now());
-    let field = |name: &str| -> u64 {
-        let at = text
-            .find(name)
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-            + name.len();
-        text[at..]
-            .trim_start_matches([':', ' '])
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap_or_else(|_| panic!("cannot read {name} of {text}"))
-    };
-    field("tv_sec") * 1_000_000_000 + field("tv_nsec")
-}
-
 /// Appends `line` to `log` in a single write (O_APPEND: lines of several processes never mix).
 fn append(log: &str, line: &str) {
     let mut f = std::fs::OpenOptions::new()
@@ -159,7 +139,7 @@ const SLOW_MS: u64 = 150;
 fn body(plan: &Plan, step: u32, attempt: u32, prev: &Mark) -> Result<Mark, Refused> {
     let pid = std::process::id();
     let n = plan.n;
-    let at = mono();
+    let at = common::mono();
     append(
         &plan.log,
         &format!("start {n} s{step} {attempt} {pid} {at}"),
@@ -173,7 +153,10 @@ fn body(plan: &Plan, step: u32, attempt: u32, prev: &Mark) -> Result<Mark, Refus
     let outcome = if fails { "failed" } else { "ok" };
     append(
         &plan.log,
-        &format!("end {n} s{step} {attempt} {pid} {} {at} {outcome}", mono()),
+        &format!(
+            "end {n} s{step} {attempt} {pid} {} {at} {outcome}",
+            common::mono()
+        ),
     );
     if fails {
         return Err(Refused(step));
@@ -188,7 +171,7 @@ fn body(plan: &Plan, step: u32, attempt: u32, prev: &Mark) -> Result<Mark, Refus
 fn undo(plan: &Plan, step: u32, attempt: u32, result: TaskOutcome<&Mark>) {
     let pid = std::process::id();
     let n = plan.n;
-    let at = mono();
+    let at = common::mono();
     let undoes = match result {
         Ok(mark) => format!("{}:{}", mark.pid, mark.at),
         Err(_) => "failed".to_owned(),
@@ -200,7 +183,7 @@ fn undo(plan: &Plan, step: u32, attempt: u32, result: TaskOutcome<&Mark>) {
     std::thread::sleep(Duration::from_millis(2));
     append(
         &plan.log,
-        &format!("rend {n} s{step} {attempt} {pid} {} {at}", mono()),
+        &format!("rend {n} s{step} {attempt} {pid} {} {at}", common::mono()),
     );
 }
 
@@ -414,8 +397,11 @@ impl Cluster {
             .arg("-u")
             .output()
             .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-        let root =
-            std::env::temp_dir().join(format!("taskflow-chaos-{}-{}", std::process::id(), mono()));
+        let root = std::env::temp_dir().join(format!(
+            "taskflow-chaos-{}-{}",
+            std::process::id(),
+            common::mono()
+        ));
         std::fs::create_dir_all(root.join("pg")).unwrap();
         let cluster = Cluster {
             bin,
@@ -656,7 +642,7 @@ impl Conductors {
             .expect("starting a conductor process");
         append(
             &self.log,
-            &format!("spawn {slot} {} {}", child.id(), mono()),
+            &format!("spawn {slot} {} {}", child.id(), common::mono()),
         );
         self.started.push((slot, child.id()));
         child
@@ -687,7 +673,10 @@ impl Conductors {
         for slot in 0..SLOTS {
             if let Some(status) = self.slots[slot].try_wait().unwrap() {
                 let pid = self.slots[slot].id();
-                append(&self.log, &format!("exit {pid} {} {}", status, mono()));
+                append(
+                    &self.log,
+                    &format!("exit {pid} {} {}", status, common::mono()),
+                );
                 self.exits.push((pid, status.to_string()));
                 self.slots[slot] = self.spawn(slot);
             }
@@ -698,12 +687,18 @@ impl Conductors {
     /// once reaped), then starts new ones in their place.
     fn kill(&mut self, slots: &[usize]) {
         for &slot in slots {
-            append(&self.log, &format!("kill {} {}", self.pid(slot), mono()));
+            append(
+                &self.log,
+                &format!("kill {} {}", self.pid(slot), common::mono()),
+            );
             let _ = self.slots[slot].kill();
         }
         for &slot in slots {
             self.slots[slot].wait().unwrap();
-            append(&self.log, &format!("dead {} {}", self.pid(slot), mono()));
+            append(
+                &self.log,
+                &format!("dead {} {}", self.pid(slot), common::mono()),
+            );
         }
         for &slot in slots {
             self.slots[slot] = self.spawn(slot);
@@ -880,7 +875,7 @@ struct Test {
 
 impl Test {
     fn note(&self, line: &str) {
-        append(&self.log, &format!("{line} {}", mono()));
+        append(&self.log, &format!("{line} {}", common::mono()));
     }
 
     /// The board's jobs, or `None` while the server cannot answer.
@@ -970,7 +965,7 @@ impl Test {
         };
         let mut slow = None;
         while Instant::now() < until {
-            let now = mono();
+            let now = common::mono();
             slow = self
                 .tail
                 .open_of(pid)
@@ -994,7 +989,7 @@ impl Test {
         while !is_stopped(pid) {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let stopped = mono();
+        let stopped = common::mono();
         append(&self.log, &format!("stopped {pid} {stopped}"));
         let since = Instant::now();
         let under_way = self.tail.open_of(pid);
@@ -1034,7 +1029,7 @@ impl Test {
                 }
             ));
         }
-        let cont = mono();
+        let cont = common::mono();
         append(&self.log, &format!("cont {pid} {cont}"));
         signal("-CONT", pid);
         if let (PauseKind::PastClaim, Some((n, _))) = (kind, &slow) {

@@ -49,24 +49,9 @@ pub struct Plan {
     slow_ms: u64,
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on this machine. (std's
-/// `Instant` is CLOCK_MONOTONIC on Linux and shows its fields in its `Debug` output.)
+/// The machine's monotonic clock in nanoseconds (see `common::mono`).
 fn mono() -> u128 {
-    let text = format!("{:?}", Instant::now());
-    let field = |name: &str| -> u128 {
-        let at = text
-            .find(name)
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-            + name.len();
-        text[at..]
-            .trim_start_matches([':', ' '])
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap_or_else(|_| panic!("cannot read {name} of {text}"))
-    };
-    field("tv_sec") * 1_000_000_000 + field("tv_nsec")
+    u128::from(common::mono())
 }
 
 /// Appends one line in a single write (O_APPEND: lines of several processes never mix).

@@ -398,3 +398,25 @@ pub fn kill(child: &mut std::process::Child) {
     assert!(status.success());
     child.wait().unwrap();
 }
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on this machine, for logs that
+/// several processes write. (std's `Instant` is CLOCK_MONOTONIC on Linux and shows its fields
+/// in its `Debug` output.)
+#[allow(dead_code)]
+pub fn mono() -> u64 {
+    let text = format!("{:?}", std::time::Instant::now());
+    let field = |name: &str| -> u64 {
+        let at = text
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            + name.len();
+        text[at..]
+            .trim_start_matches([':', ' '])
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("cannot read {name} of {text}"))
+    };
+    field("tv_sec") * 1_000_000_000 + field("tv_nsec")
+}

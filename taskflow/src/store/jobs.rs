@@ -536,36 +536,13 @@ impl JobBoard {
         claim: &Claim,
         outcome: FlowState,
     ) -> Result<JobState, StoreError> {
-        let s = self.s();
-        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
-        let client = self.store.pool().get().await.map_err(backend)?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached(&format!(
-                        "UPDATE {s}.jobs SET \
-                       state = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'DONE' END, \
-                       outcome = $3, owner = NULL, claimed_until = NULL, updated_at = $4 \
-                     WHERE id = $1 AND epoch = $2 AND state = 'CLAIMED' RETURNING state"
-                    ))
-                    .await
-                    .map_err(backend)?,
-                &[
-                    &claim.id.0,
-                    &to_i64(claim.epoch, "epoch")?,
-                    &outcome.to_string(),
-                    &now,
-                ],
-            )
-            .await
-            .map_err(backend)?;
-        match row {
-            Some(row) => {
-                let state: String = row.get(0);
-                Ok(JobState::parse(&state).unwrap_or(JobState::Done))
-            }
-            None => Err(self.lost(&**client, claim).await),
-        }
+        let mut ended = self.complete_many(&[(claim, outcome)]).await?;
+        ended.pop().unwrap_or_else(|| {
+            Err(StoreError::Backend {
+                store: "PostgreSQL".into(),
+                source: "complete_many answered nothing for one claim".into(),
+            })
+        })
     }
 
     /// [`complete`](Self::complete) for many claims in one statement (a conductor ending
