@@ -679,6 +679,17 @@ impl JobBoard {
             )
             .await
             .map_err(backend)?;
+        self.wake(&**client, id).await?;
+        Ok(released)
+    }
+
+    /// Wakes the idle conductors about job `id` (posted again, or cancelled): a `NOTIFY` on the
+    /// board's channel.
+    async fn wake(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        id: JobId,
+    ) -> Result<(), StoreError> {
         client
             .execute(
                 "SELECT pg_notify($1, $2)",
@@ -686,7 +697,7 @@ impl JobBoard {
             )
             .await
             .map_err(backend)?;
-        Ok(released)
+        Ok(())
     }
 
     /// Cancels job `id`: a posted one is never started (CANCELLED at once); a claimed one is
@@ -709,13 +720,7 @@ impl JobBoard {
             .await
             .map_err(backend)?;
         if row.is_some() {
-            client
-                .execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&self.channel(), &id.0.to_string()],
-                )
-                .await
-                .map_err(backend)?;
+            self.wake(&**client, id).await?;
         }
         match self.job(id).await? {
             Some(job) => Ok(job.state),
