@@ -335,6 +335,10 @@ fn the_runs_writes_through_a_stale_claims_view_change_nothing() {
         assert_eq!(after.atoms, before.atoms, "nothing written");
         assert_eq!((after.flow.state, after.flow.epoch), (before.flow.state, before.flow.epoch));
         assert!(pg.store.load_flow("job-elsewhere").await.unwrap().is_none());
+        // The late checkpoint would have ended the job: it is still the fresh claim's.
+        let now = board.job(id).await.unwrap().unwrap();
+        assert_eq!((now.state, now.epoch), (JobState::Claimed, 2));
+        assert_eq!(old.completed(), None);
         // The fresh claim's view takes the run (once its lease runs out) and writes.
         let new = pg.store.for_claim(&fresh);
         let taken = new.acquire(&record.id, &owner("b"), u64::MAX / 2).await;
@@ -484,6 +488,104 @@ fn a_claimed_job_runs_durably_in_the_boards_store() {
         let run = store.load_flow(&id.run_id()).await.unwrap().unwrap();
         assert_eq!(run.flow.state, FlowState::Success);
         assert_eq!(run.flow.fingerprint, claim.flow.fingerprint);
+    });
+}
+
+#[test]
+fn a_claims_view_ends_its_job_with_the_runs_last_checkpoint() {
+    let (pg, board) = board();
+    pg.rt.block_on(async {
+        // A job run to its end through its claim's view is DONE, with no call to `complete`.
+        let id = board.post(&job(21)).await.unwrap().id();
+        let claim = board
+            .claim(&owner("a"), &keys(), 1, HOLD)
+            .await
+            .unwrap()
+            .remove(0);
+        let view = Arc::new(pg.store.for_claim(&claim));
+        assert_eq!(view.completed(), None);
+        let out = Engine::serial()
+            .run(Double, DoubleInputs { x: 21 })
+            .durable(view.clone(), &claim.id.run_id())
+            .await
+            .unwrap();
+        assert_eq!(out.y, 42);
+        assert_eq!(view.completed(), Some((FlowState::Success, JobState::Done)));
+        let done = board.job(id).await.unwrap().unwrap();
+        assert_eq!(done.state, JobState::Done);
+        assert_eq!(done.outcome, Some(FlowState::Success));
+        assert_eq!(done.owner, None);
+        // Ended once: the claim no longer holds.
+        assert!(matches!(
+            board.complete(&claim, FlowState::Success).await,
+            Err(StoreError::LostClaim { .. })
+        ));
+        // A job cancelled while it ran ends CANCELLED, as `complete` would end it.
+        let id = board.post(&job(5)).await.unwrap().id();
+        let claim = board
+            .claim(&owner("a"), &keys(), 1, HOLD)
+            .await
+            .unwrap()
+            .remove(0);
+        board.cancel(id).await.unwrap();
+        let view = Arc::new(pg.store.for_claim(&claim));
+        Engine::serial()
+            .run(Double, DoubleInputs { x: 5 })
+            .durable(view.clone(), &claim.id.run_id())
+            .await
+            .unwrap();
+        assert_eq!(
+            view.completed(),
+            Some((FlowState::Success, JobState::Cancelled))
+        );
+        assert_eq!(
+            board.job(id).await.unwrap().unwrap().state,
+            JobState::Cancelled
+        );
+    });
+}
+
+#[test]
+fn the_runs_end_and_its_jobs_end_are_one_commit() {
+    let (pg, board) = board();
+    // The job's row refuses to end: the run's last checkpoint, in the same transaction, is
+    // rolled back with it.
+    pg.sql(&format!(
+        "CREATE FUNCTION \"{s}\".refuse() RETURNS trigger AS $$ BEGIN \
+           IF NEW.state = 'DONE' THEN RAISE EXCEPTION 'no end today'; END IF; RETURN NEW; \
+         END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse BEFORE UPDATE ON \"{s}\".jobs \
+           FOR EACH ROW EXECUTE FUNCTION \"{s}\".refuse();",
+        s = pg.schema
+    ))
+    .unwrap();
+    pg.rt.block_on(async {
+        let id = board.post(&job(21)).await.unwrap().id();
+        let claim = board
+            .claim(&owner("a"), &keys(), 1, HOLD)
+            .await
+            .unwrap()
+            .remove(0);
+        let view = Arc::new(pg.store.for_claim(&claim));
+        let err = Engine::serial()
+            .run(Double, DoubleInputs { x: 21 })
+            .durable(view.clone(), &claim.id.run_id())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no end today"), "{err}");
+        assert_eq!(view.completed(), None);
+        let run = pg.store.load_flow(&id.run_id()).await.unwrap().unwrap();
+        assert_eq!(
+            run.flow.state,
+            FlowState::Running,
+            "the run's end was rolled back"
+        );
+        assert_eq!(
+            run.atom("double").unwrap().state,
+            taskflow::StepState::Running
+        );
+        let job = board.job(id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Claimed);
     });
 }
 

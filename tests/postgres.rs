@@ -434,3 +434,43 @@ fn a_client_paused_inside_a_transaction_does_not_hold_its_locks_past_the_idle_ti
         assert_eq!(stored.flow.id, record.id);
     });
 }
+
+#[test]
+fn a_run_and_its_first_checkpoint_are_one_transaction() {
+    use taskflow::store::{AtomRecord, Checkpoint, FlowRecord, LeaseUpdate, Owner};
+    let pg = PgStore::new();
+    // The server refuses the first step's row: the run's own row goes with it.
+    pg.sql(&format!(
+        "CREATE FUNCTION \"{s}\".refuse() RETURNS trigger AS $$ BEGIN \
+           RAISE EXCEPTION 'no steps today'; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse BEFORE INSERT ON \"{s}\".atoms \
+           FOR EACH ROW EXECUTE FUNCTION \"{s}\".refuse();",
+        s = pg.schema
+    ))
+    .unwrap();
+    let mut run = FlowRecord::new("book", "Flow", "fp", serde_json::json!({"x": 1}))
+        .with_graph(serde_json::json!({"steps": ["a"]}));
+    let fence = run.lease_to(&Owner::current(), u64::MAX / 2);
+    let first = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        atoms: vec![AtomRecord::new("a")],
+        fence: Some(fence),
+        lease: LeaseUpdate::Keep,
+        ..Checkpoint::default()
+    };
+    let err = pg.create_with(&run, &first).unwrap_err();
+    assert!(err.to_string().contains("no steps today"), "{err}");
+    assert!(pg.load_flow(&run.id).unwrap().is_none(), "nothing recorded");
+    assert_eq!(
+        query_one(
+            &pg,
+            &format!("SELECT count(*)::text FROM \"{}\".graphs", pg.schema)
+        ),
+        "0"
+    );
+    // The connection it used is usable again, and a run without the trigger is recorded.
+    pg.sql(&format!("DROP TRIGGER refuse ON \"{}\".atoms", pg.schema))
+        .unwrap();
+    pg.create_with(&run, &first).unwrap();
+    assert_eq!(pg.load_flow(&run.id).unwrap().unwrap().atoms.len(), 1);
+}

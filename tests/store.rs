@@ -57,6 +57,7 @@ for_each_backend!(
     invalid_checkpoint_changes_nothing,
     unknown_flow_is_not_found,
     create_twice_is_already_exists,
+    created_with_its_first_checkpoint_all_or_nothing,
     list_flows_in_creation_order_with_states,
     delete_removes_one_flow,
     unsafe_flow_id_is_refused,
@@ -374,6 +375,67 @@ fn create_twice_is_already_exists(store: &dyn Store) {
     }
     assert_eq!(load(store, &first.id).flow, first);
     assert_eq!(store.list_flows().unwrap(), [first]);
+}
+
+/// A run recorded with its first checkpoint is stored as that checkpoint leaves it; an id in
+/// use, a checkpoint that is invalid or whose fence is not the run's, records nothing.
+fn created_with_its_first_checkpoint_all_or_nothing(store: &dyn Store) {
+    use taskflow::store::{LeaseUpdate, Owner};
+    let owner = Owner::current();
+    let mut run = flow("First");
+    let fence = run.lease_to(&owner, u64::MAX / 2);
+    let mut first = Checkpoint {
+        flow_state: Some(FlowState::Running),
+        atoms: vec![atom("a", StepState::Running), atom("b", StepState::Pending)],
+        fence: Some(fence.clone()),
+        lease: LeaseUpdate::Renew {
+            until: u64::MAX / 3,
+        },
+        ..Checkpoint::default()
+    };
+    store.create_with(&run, &first).unwrap();
+    let stored = load(store, &run.id);
+    assert_eq!(stored.flow.state, FlowState::Running);
+    assert_eq!(
+        stored.flow.lease.as_ref().map(|l| l.until),
+        Some(u64::MAX / 3)
+    );
+    assert_eq!(stored.atoms, first.atoms);
+    // Then it is checkpointed like any run.
+    let next = Checkpoint {
+        atoms: vec![atom("a", StepState::Success)],
+        fence: Some(fence.clone()),
+        lease: LeaseUpdate::Keep,
+        ..Checkpoint::default()
+    };
+    store.checkpoint(&run.id, &next).unwrap();
+    assert_eq!(
+        load(store, &run.id).atom("a").unwrap().state,
+        StepState::Success
+    );
+    // The id in use: refused, the stored run unchanged.
+    let before = load(store, &run.id);
+    match store.create_with(&run, &first) {
+        Err(StoreError::AlreadyExists { flow_id }) => assert_eq!(flow_id, run.id),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(load(store, &run.id), before);
+    // A checkpoint with another writer's fence, and an invalid one: no run.
+    run = flow("Second");
+    run.lease_to(&owner, u64::MAX / 2);
+    first.fence = Some(taskflow::store::Fence {
+        epoch: fence.epoch + 1,
+        ..fence.clone()
+    });
+    assert!(store.create_with(&run, &first).is_err());
+    first.fence = Some(fence);
+    first.atoms[1].progress = f32::NAN;
+    assert!(matches!(
+        store.create_with(&run, &first),
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(store.load_flow(&run.id).unwrap().is_none());
+    assert_eq!(store.list_flows().unwrap().len(), 1);
 }
 
 /// `list_flows` gives every flow with its current state, oldest first.

@@ -76,6 +76,11 @@ pub struct ConductorOptions {
     /// run-at times coming due, claims running out, and a lost notification connection.
     /// Default 1 s.
     pub poll_every: Duration,
+    /// The least time between two claims. A claim takes every job it has room for, so what
+    /// was posted and what ended meanwhile goes in one claim rather than one claim each, and
+    /// conductors woken together by one post do not all ask at once again and again; a job
+    /// waits at most this long for a conductor with room. Default 5 ms.
+    pub claim_cooldown: Duration,
     /// What a shutdown waits for. Default [`Drain::StepBoundary`].
     pub drain: Drain,
 }
@@ -87,6 +92,7 @@ impl Default for ConductorOptions {
             claim_hold: Duration::from_secs(30),
             heartbeat_every: Duration::from_secs(10),
             poll_every: Duration::from_secs(1),
+            claim_cooldown: Duration::from_millis(5),
             drain: Drain::StepBoundary,
         }
     }
@@ -216,9 +222,16 @@ impl Conductor {
         // Woken when a job is posted or cancelled; `poll_every` is the fallback.
         let posted = self.board.wake_on_post();
         let completer = Completer::start(self.board.clone());
+        // Whether a claim may find jobs: at the start, after a wake (a post, a cancel, the
+        // poll), and after a claim that got all it asked for. Not after one that got fewer: the
+        // board had no more then, and a slot freed since is filled at the next wake.
+        let mut may_find = true;
+        let mut last_claim: Option<Instant> = None;
         loop {
             let room = self.options.concurrency.saturating_sub(running.len());
-            if room > 0 {
+            let due = last_claim.map(|at| at + self.options.claim_cooldown);
+            if room > 0 && may_find && due.is_none_or(|due| Instant::now() >= due) {
+                last_claim = Some(Instant::now());
                 match self
                     .board
                     .claim(&owner, &keys, room, self.options.claim_hold)
@@ -226,6 +239,7 @@ impl Conductor {
                 {
                     Ok(claims) => {
                         unreachable_since = None;
+                        may_find = claims.len() == room;
                         for claim in claims {
                             report.claimed += 1;
                             let stop = SuspendHandle::new();
@@ -234,6 +248,7 @@ impl Conductor {
                         }
                     }
                     Err(e) => {
+                        may_find = false; // tried again at the next poll
                         let since = *unreachable_since.get_or_insert_with(Instant::now);
                         tracing::warn!(error = %e, "conductor: claiming jobs failed");
                         if since.elapsed() > self.options.claim_hold && running.is_empty() {
@@ -243,6 +258,9 @@ impl Conductor {
                 }
             }
             let poll = tokio::time::sleep(self.options.poll_every);
+            // A claim that is wanted waits out the cooldown.
+            let cooling = room > 0 && may_find && due.is_some_and(|due| Instant::now() < due);
+            let cooled = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into());
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(end) = running.join_next(), if !running.is_empty() => {
@@ -256,8 +274,9 @@ impl Conductor {
                         }
                     }
                 }
-                _ = poll => {}
-                _ = posted.notified() => {}
+                _ = poll => may_find = true,
+                _ = posted.notified() => may_find = true,
+                _ = cooled, if cooling => {}
             }
         }
         // Drain: claim nothing more; stop or finish what runs.
@@ -328,7 +347,11 @@ impl Conductor {
                 }
             };
             beat.abort();
-            let how = if lost.load(Ordering::SeqCst) {
+            // The run's last checkpoint ended the job too, in its transaction (the heartbeat
+            // may have found the claim gone since, which is this).
+            let how = if store.completed().is_some() {
+                How::Done
+            } else if lost.load(Ordering::SeqCst) {
                 How::Lost
             } else {
                 match end {
@@ -545,6 +568,11 @@ async fn run_one<F: DurableFlow>(
     match ran {
         Ok(Outcome::Done(_)) => RunEnd::Ended(FlowState::Success),
         Ok(Outcome::Suspended(_)) => RunEnd::Suspended,
+        Err(DurableError::Failed(_)) if store.completed().is_some() => RunEnd::Ended(
+            store
+                .completed()
+                .map_or(FlowState::Failure, |(state, _)| state),
+        ),
         Err(DurableError::Failed(_)) => match store.load_flow(&run_id).await {
             Ok(Some(stored)) if stored.flow.state.is_final() => RunEnd::Ended(stored.flow.state),
             Ok(_) => RunEnd::Abandoned("the run failed but is not recorded as ended".into()),

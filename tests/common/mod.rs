@@ -365,6 +365,13 @@ impl taskflow::store::Store for PgStore {
     ) -> Result<(), taskflow::store::StoreError> {
         self.wait(self.store.checkpoint(flow_id, checkpoint))
     }
+    fn create_with(
+        &self,
+        flow: &taskflow::store::FlowRecord,
+        first: &taskflow::store::Checkpoint,
+    ) -> Result<(), taskflow::store::StoreError> {
+        self.wait(self.store.create_with(flow, first))
+    }
     fn load_flow(
         &self,
         flow_id: &str,

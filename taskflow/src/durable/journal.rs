@@ -12,8 +12,8 @@ use crate::graph::FlowGraph;
 use crate::retry::History;
 use crate::state::{FlowState, StepState};
 use crate::store::{
-    unix_millis, AnyStore, AtomRecord, Checkpoint, FailureRecord, LeaseUpdate, RetryRecord,
-    StoreError, StoredFlow,
+    unix_millis, AnyStore, AtomRecord, Checkpoint, FailureRecord, FlowRecord, LeaseUpdate,
+    RetryRecord, StoreError, StoredFlow,
 };
 
 use super::lease::Hold;
@@ -42,6 +42,9 @@ struct JournalState {
     release: bool,
     /// The first checkpoint that failed: the run stops, and nothing more is written.
     error: Option<StoreError>,
+    /// A new run not recorded yet: it is, with the first checkpoint (one transaction where the
+    /// store can, see [`Store::create_with`](crate::store::Store::create_with)).
+    create: Option<FlowRecord>,
 }
 
 impl JournalState {
@@ -86,6 +89,18 @@ impl Journal {
                 ..JournalState::default()
             }),
         }
+    }
+
+    /// The journal of the new run `record`, which its first checkpoint records.
+    pub(crate) fn starting(
+        store: AnyStore,
+        record: FlowRecord,
+        inline: bool,
+        hold: Arc<Hold>,
+    ) -> Self {
+        let journal = Journal::new(store, &record.id, None, inline, hold);
+        journal.lock().create = Some(record);
+        journal
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JournalState> {
@@ -248,15 +263,27 @@ impl Journal {
             self.lock().error.get_or_insert_with(|| held.lost_error());
             return false;
         }
-        let Some(checkpoint) = self.take_checkpoint() else {
+        let Some((create, checkpoint)) = self.take_checkpoint() else {
             return self.lock().error.is_none();
         };
         let releases = checkpoint.lease == LeaseUpdate::Release;
-        match self
-            .store
-            .checkpoint(&self.flow_id, checkpoint, self.inline)
-            .await
-        {
+        let creates = create.is_some();
+        let written = match create {
+            Some(record) => {
+                self.store
+                    .create_with(record, checkpoint, self.inline)
+                    .await
+            }
+            None => {
+                self.store
+                    .checkpoint(&self.flow_id, checkpoint, self.inline)
+                    .await
+            }
+        };
+        if creates && written.is_ok() {
+            held.set_recorded();
+        }
+        match written {
             Ok(()) if releases => {
                 held.set_released();
                 true
@@ -269,6 +296,10 @@ impl Journal {
                 if matches!(e, StoreError::LostLease { .. }) {
                     held.set_lost();
                 }
+                if matches!(e, StoreError::AlreadyExists { .. }) {
+                    // Another run has the id: this one never held a lease to let go.
+                    held.set_released();
+                }
                 self.lock().error.get_or_insert(e);
                 false
             }
@@ -277,10 +308,13 @@ impl Journal {
 
     /// What was recorded since the last checkpoint, as the next checkpoint: `None` when nothing
     /// was, or when a checkpoint failed (nothing more is written).
-    fn take_checkpoint(&self) -> Option<Checkpoint> {
+    fn take_checkpoint(&self) -> Option<(Option<FlowRecord>, Checkpoint)> {
         let mut j = self.lock();
         if j.error.is_some()
-            || (j.dirty.is_empty() && j.retries.is_empty() && j.flow_state.is_none())
+            || (j.dirty.is_empty()
+                && j.retries.is_empty()
+                && j.flow_state.is_none()
+                && j.create.is_none())
         {
             return None;
         }
@@ -301,13 +335,14 @@ impl Journal {
                 until: held.times().until(),
             }
         };
-        Some(Checkpoint {
+        let checkpoint = Checkpoint {
             flow_state: j.flow_state.take(),
             atoms,
             retries: std::mem::take(&mut j.retries),
             fence: Some(held.fence().clone()),
             lease,
-        })
+        };
+        Some((j.create.take(), checkpoint))
     }
 
     pub(crate) fn failed(&self) -> bool {

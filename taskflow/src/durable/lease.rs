@@ -61,6 +61,9 @@ pub(crate) struct Held {
     lost: AtomicBool,
     /// The run's last checkpoint released the lease.
     released: AtomicBool,
+    /// The run is in the store (a new run is recorded by its first checkpoint): until then
+    /// there is nothing for the keeper to renew.
+    recorded: AtomicBool,
 }
 
 impl Held {
@@ -82,6 +85,11 @@ impl Held {
 
     pub(crate) fn set_released(&self) {
         self.released.store(true, Ordering::Release);
+    }
+
+    /// The new run's first checkpoint recorded it.
+    pub(crate) fn set_recorded(&self) {
+        self.recorded.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_lost(&self) {
@@ -112,12 +120,14 @@ impl Held {
 pub(crate) struct Hold(Arc<Held>);
 
 impl Hold {
-    /// Holds the lease `fence` of run `flow_id` in `store`, taken just now for `times`.
+    /// Holds the lease `fence` of run `flow_id` in `store`, taken just now for `times`;
+    /// `recorded` false for a new run that its first checkpoint records.
     pub(crate) fn new(
         store: AnyStore,
         flow_id: &str,
         fence: Fence,
         times: LeaseTimes,
+        recorded: bool,
     ) -> Arc<Hold> {
         let held = Arc::new(Held {
             store,
@@ -127,6 +137,7 @@ impl Hold {
             next_renewal: Mutex::new(Instant::now() + times.renew_every),
             lost: AtomicBool::new(false),
             released: AtomicBool::new(false),
+            recorded: AtomicBool::new(recorded),
         });
         keeper().add(held.clone());
         Arc::new(Hold(held))
@@ -214,6 +225,7 @@ impl Keeper {
                 .filter(|h| {
                     !h.is_lost()
                         && !h.released.load(Ordering::Acquire)
+                        && h.recorded.load(Ordering::Acquire)
                         && *h
                             .next_renewal
                             .lock()

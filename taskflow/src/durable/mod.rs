@@ -46,8 +46,8 @@ use crate::runtime::failure::{add_failure, finish_revert, Handled};
 use crate::runtime::{Run, RunContext, SuspendHandle};
 use crate::state::{FlowState, StepState};
 use crate::store::{
-    AnyStore, AtomRecord, Checkpoint, FailureRecord, Fence, FlowRecord, LeaseUpdate, Owner,
-    RetryRecord, StoreError, StoredFlow,
+    validate_flow_id, AnyStore, AtomRecord, Checkpoint, FailureRecord, Fence, FlowRecord,
+    LeaseUpdate, Owner, RetryRecord, StoreError, StoredFlow,
 };
 use crate::{FlowError, PanicError};
 pub use fingerprint::fingerprint;
@@ -423,10 +423,13 @@ pub(crate) async fn start<F: DurableFlow>(
     record.id = flow_id.to_owned();
     // The run is recorded with its starter's lease: nobody else can take it in between.
     let owner = Owner::current();
+    // It is recorded with its first checkpoint, which writes its first steps ahead: one
+    // commit where the store can (`Store::create_with`). An id in use fails that checkpoint,
+    // before any step starts.
     let fence = record.lease_to(&owner, engine.lease.until());
-    store.create_flow(&record, inline).await?;
-    let hold = Hold::new(store.clone(), flow_id, fence, engine.lease);
-    let journal = Arc::new(Journal::new(store.clone(), flow_id, None, inline, hold));
+    validate_flow_id(flow_id)?;
+    let hold = Hold::new(store.clone(), flow_id, fence, engine.lease, false);
+    let journal = Arc::new(Journal::starting(store.clone(), record, inline, hold));
     journal.pending_run(F::graph());
     let cx = engine.context(suspend, F::NAME, Some(journal.clone()));
     let run = Run::<F>::new(F::__values(inputs));
@@ -470,7 +473,7 @@ pub(crate) async fn resume<F: DurableFlow>(
         owner: owner.id.clone(),
         epoch: stored.flow.epoch,
     };
-    let hold = Hold::new(store.clone(), flow_id, fence.clone(), engine.lease);
+    let hold = Hold::new(store.clone(), flow_id, fence.clone(), engine.lease, true);
     let journal = Arc::new(Journal::new(
         store.clone(),
         flow_id,

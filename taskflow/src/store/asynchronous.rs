@@ -82,6 +82,19 @@ pub trait AsyncStore: Send + Sync {
         flow_id: &'a str,
         checkpoint: &'a Checkpoint,
     ) -> StoreFuture<'a, ()>;
+    /// [`Store::create_with`], asynchronously: the new run `flow` with its first checkpoint.
+    /// This provided method awaits [`create_flow`](Self::create_flow), then
+    /// [`checkpoint`](Self::checkpoint); a store that can, does both in one transaction.
+    fn create_with<'a>(
+        &'a self,
+        flow: &'a FlowRecord,
+        first: &'a Checkpoint,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.create_flow(flow).await?;
+            self.checkpoint(&flow.id, first).await
+        })
+    }
     /// [`Store::load_flow`], asynchronously.
     fn load_flow<'a>(&'a self, flow_id: &'a str) -> StoreFuture<'a, Option<StoredFlow>>;
     /// [`Store::list_flows`], asynchronously.
@@ -174,17 +187,19 @@ impl AnyStore {
         call()
     }
 
-    pub(crate) async fn create_flow(
+    pub(crate) async fn create_with(
         &self,
-        flow: &FlowRecord,
+        flow: FlowRecord,
+        first: Checkpoint,
         inline: bool,
     ) -> Result<(), StoreError> {
         match self {
+            AnyStore::Blocking(store) if inline => store.create_with(&flow, &first),
             AnyStore::Blocking(store) => {
-                let (store, flow) = (store.clone(), flow.clone());
-                Self::blocking(inline, move || store.create_flow(&flow)).await
+                let store = store.clone();
+                Self::blocking(inline, move || store.create_with(&flow, &first)).await
             }
-            AnyStore::Async(store) => store.create_flow(flow).await,
+            AnyStore::Async(store) => store.create_with(&flow, &first).await,
         }
     }
 

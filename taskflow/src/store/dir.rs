@@ -491,6 +491,13 @@ impl Store for DirStore {
         self.write(&stored, true)
     }
 
+    fn create_with(&self, flow: &FlowRecord, first: &Checkpoint) -> Result<(), StoreError> {
+        // The run's file is written once, as its first checkpoint leaves it.
+        let stored = super::created_with(flow, first)?;
+        let _writing = self.lock()?;
+        self.write(&stored, true)
+    }
+
     fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let not_found = || StoreError::NotFound {
             flow_id: flow_id.to_owned(),

@@ -79,7 +79,7 @@ impl JobState {
             .map_or("?", |(_, n)| n)
     }
 
-    fn parse(name: &str) -> Option<JobState> {
+    pub(super) fn parse(name: &str) -> Option<JobState> {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
     }
 
@@ -343,7 +343,12 @@ impl JobBoard {
     /// Posts `job`, or finds the job posted with its idempotency key.
     pub async fn post(&self, job: &NewJob) -> Result<Posted, StoreError> {
         let client = self.store.pool().get().await.map_err(backend)?;
-        self.post_in(&**client, job).await
+        // On the store's own connections the statement is prepared once per connection.
+        let stmt = client
+            .prepare_cached(&self.post_sql())
+            .await
+            .map_err(backend)?;
+        self.post_with(&**client, job, Some(&stmt)).await
     }
 
     /// Posts `job` with `client`: inside the caller's own transaction when `client` is one
@@ -356,6 +361,31 @@ impl JobBoard {
         client: &impl tokio_postgres::GenericClient,
         job: &NewJob,
     ) -> Result<Posted, StoreError> {
+        self.post_with(client, job, None).await
+    }
+
+    /// The statement that posts a job and notifies the board's channel (delivered when the
+    /// poster's transaction commits).
+    fn post_sql(&self) -> String {
+        let s = self.s();
+        format!(
+            "WITH posted AS (INSERT INTO {s}.jobs (flow_name, fingerprint, inputs, \
+             idempotency_key, priority, run_at, state, max_takeovers, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'POSTED', $7, $8, $8) \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id) \
+             SELECT id, pg_notify($9, id::text) FROM posted"
+        )
+    }
+
+    /// Posts `job` with `client`, through `stmt` ([`post_sql`](Self::post_sql) prepared) or,
+    /// on a client we cannot cache statements for, in one round trip with the parameters'
+    /// types given (`query_typed`, no separate prepare).
+    async fn post_with(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        job: &NewJob,
+        stmt: Option<&tokio_postgres::Statement>,
+    ) -> Result<Posted, StoreError> {
         let s = self.s();
         let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
         let inputs = to_json(&job.inputs, "job inputs")?;
@@ -364,33 +394,26 @@ impl JobBoard {
             None => now,
         };
         let max = i32::try_from(job.max_takeovers).unwrap_or(i32::MAX);
-        // One round trip: the statement's parameter types are given (`query_typed`, no
-        // separate prepare on a client we cannot cache statements for), and the notification is
-        // sent by the same statement (delivered when the poster's transaction commits).
         let channel = self.channel();
-        let inserted = client
-            .query_typed_opt(
-                &format!(
-                    "WITH posted AS (INSERT INTO {s}.jobs (flow_name, fingerprint, inputs, \
-                     idempotency_key, priority, run_at, state, max_takeovers, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'POSTED', $7, $8, $8) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id) \
-                     SELECT id, pg_notify($9, id::text) FROM posted"
-                ),
-                &[
-                    (&job.flow.name, Type::TEXT),
-                    (&job.flow.fingerprint, Type::TEXT),
-                    (&inputs, Type::TEXT),
-                    (&job.idempotency_key, Type::TEXT),
-                    (&job.priority, Type::INT4),
-                    (&run_at, Type::INT8),
-                    (&max, Type::INT4),
-                    (&now, Type::INT8),
-                    (&channel, Type::TEXT),
-                ],
-            )
-            .await
-            .map_err(backend)?;
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 9] = [
+            (&job.flow.name, Type::TEXT),
+            (&job.flow.fingerprint, Type::TEXT),
+            (&inputs, Type::TEXT),
+            (&job.idempotency_key, Type::TEXT),
+            (&job.priority, Type::INT4),
+            (&run_at, Type::INT8),
+            (&max, Type::INT4),
+            (&now, Type::INT8),
+            (&channel, Type::TEXT),
+        ];
+        let inserted = match stmt {
+            Some(stmt) => {
+                let values: Vec<_> = params.iter().map(|(v, _)| *v).collect();
+                client.query_opt(stmt, &values).await
+            }
+            None => client.query_typed_opt(&self.post_sql(), &params).await,
+        }
+        .map_err(backend)?;
         if let Some(row) = inserted {
             return Ok(Posted::New(JobId(row.get(0))));
         }
@@ -555,7 +578,6 @@ impl JobBoard {
         if ended.is_empty() {
             return Ok(Vec::new());
         }
-        let s = self.s();
         let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
         let ids: Vec<i64> = ended.iter().map(|(c, _)| c.id.0).collect();
         let epochs: Vec<i64> = ended
@@ -565,14 +587,7 @@ impl JobBoard {
         let outcomes: Vec<String> = ended.iter().map(|(_, o)| o.to_string()).collect();
         let client = self.store.pool().get().await.map_err(backend)?;
         let stmt = client
-            .prepare_cached(&format!(
-                "UPDATE {s}.jobs j SET \
-                   state = CASE WHEN j.cancel_requested THEN 'CANCELLED' ELSE 'DONE' END, \
-                   outcome = e.outcome, owner = NULL, claimed_until = NULL, updated_at = $4 \
-                 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS e(id, epoch, outcome) \
-                 WHERE j.id = e.id AND j.epoch = e.epoch AND j.state = 'CLAIMED' \
-                 RETURNING j.id, j.state"
-            ))
+            .prepare_cached(&self.store.statements().complete_jobs)
             .await
             .map_err(backend)?;
         let rows = client

@@ -5,9 +5,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use super::{
-    apply_checkpoint_indexed, atom_index, check_fence, lease, sort_flows, unix_millis,
-    validate_checkpoint, validate_flow_id, Checkpoint, FlowRecord, Owner, Store, StoreError,
-    StoredFlow,
+    apply_checkpoint_indexed, atom_index, check_fence, created_with, lease, sort_flows,
+    unix_millis, validate_checkpoint, validate_flow_id, Checkpoint, FlowRecord, Owner, Store,
+    StoreError, StoredFlow,
 };
 
 /// A [`Store`] in memory. Everything is lost when it is dropped.
@@ -76,6 +76,19 @@ impl Store for MemoryStore {
         let now = unix_millis(SystemTime::now());
         check_fence(&entry.stored.flow, checkpoint, now)?;
         apply_checkpoint_indexed(&mut entry.stored, &mut entry.index, checkpoint, now);
+        Ok(())
+    }
+
+    fn create_with(&self, flow: &FlowRecord, first: &Checkpoint) -> Result<(), StoreError> {
+        let stored = created_with(flow, first)?;
+        let mut flows = self.flows();
+        if flows.contains_key(&flow.id) {
+            return Err(StoreError::AlreadyExists {
+                flow_id: flow.id.clone(),
+            });
+        }
+        let index = atom_index(&stored);
+        flows.insert(flow.id.clone(), Entry { stored, index });
         Ok(())
     }
 

@@ -506,6 +506,35 @@ pub trait Store: Send + Sync {
     /// ```
     fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError>;
 
+    /// Records the new run `flow` with its first checkpoint `first`: what
+    /// [`create_flow`](Self::create_flow) and then [`checkpoint`](Self::checkpoint) do, with
+    /// their errors. A durable run is recorded this way when its first steps are written ahead,
+    /// so a store that can do both in one write saves a commit per run. Every store of this
+    /// crate does, all or nothing: an id in use, or a checkpoint refused, records nothing. This
+    /// provided method (for other stores) does one after the other; when its checkpoint fails,
+    /// the run stays recorded as created.
+    ///
+    /// ```
+    /// use taskflow::store::{AtomRecord, Checkpoint, FlowRecord, MemoryStore, Store, StoreError};
+    /// use taskflow::FlowState;
+    ///
+    /// let store = MemoryStore::new();
+    /// let flow = FlowRecord::new("book", "Flow", "fp", serde_json::json!(null));
+    /// let first = Checkpoint {
+    ///     flow_state: Some(FlowState::Running),
+    ///     atoms: vec![AtomRecord::new("a")],
+    ///     ..Default::default()
+    /// };
+    /// store.create_with(&flow, &first).unwrap();
+    /// let stored = store.load_flow(&flow.id).unwrap().unwrap();
+    /// assert_eq!((stored.flow.state, stored.atoms.len()), (FlowState::Running, 1));
+    /// assert!(matches!(store.create_with(&flow, &first), Err(StoreError::AlreadyExists { .. })));
+    /// ```
+    fn create_with(&self, flow: &FlowRecord, first: &Checkpoint) -> Result<(), StoreError> {
+        self.create_flow(flow)?;
+        self.checkpoint(&flow.id, first)
+    }
+
     /// The run `flow_id` with the latest record of each step, or `None` when there is none.
     ///
     /// ```
@@ -784,6 +813,25 @@ pub(crate) fn check_fence(flow: &FlowRecord, cp: &Checkpoint, now: u64) -> Resul
 pub(crate) fn apply_checkpoint(stored: &mut StoredFlow, cp: &Checkpoint, now: u64) {
     let mut index = atom_index(stored);
     apply_checkpoint_indexed(stored, &mut index, cp, now);
+}
+
+/// The new run `flow` as its first checkpoint `first` leaves it (see [`Store::create_with`]),
+/// or why it cannot be recorded: a bad id, a bad checkpoint, a fence that is not the run's.
+pub(crate) fn created_with(
+    flow: &FlowRecord,
+    first: &Checkpoint,
+) -> Result<StoredFlow, StoreError> {
+    validate_flow_id(&flow.id)?;
+    validate_checkpoint(first)?;
+    let now = unix_millis(SystemTime::now());
+    check_fence(flow, first, now)?;
+    let mut stored = StoredFlow {
+        flow: flow.clone(),
+        atoms: Vec::new(),
+        retries: Vec::new(),
+    };
+    apply_checkpoint(&mut stored, first, now);
+    Ok(stored)
 }
 
 /// Where each atom of `stored` is, by name.

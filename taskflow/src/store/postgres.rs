@@ -15,6 +15,7 @@ use super::{
     lease, unix_millis, validate_checkpoint, validate_flow_id, AsyncStore, AtomRecord, Checkpoint,
     FlowRecord, Lease, LeaseUpdate, Owner, RetryRecord, StoreError, StoreFuture, StoredFlow,
 };
+use crate::state::FlowState;
 
 /// The schema version this library creates and the newest it opens.
 const SCHEMA_VERSION: u32 = 2;
@@ -202,6 +203,8 @@ pub struct PostgresStore {
     /// A view for one claim of a job ([`PostgresStore::for_claim`]): the job and the claim's
     /// epoch, checked in every write's transaction.
     claim: Option<(i64, i64)>,
+    /// How a claim's view ended its job, with its run's last checkpoint.
+    ended: Arc<std::sync::OnceLock<(FlowState, super::JobState)>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -213,7 +216,7 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 /// The statements of a store, with its schema's name in them.
-struct Statements {
+pub(super) struct Statements {
     insert_flow: String,
     insert_graph: String,
     lock_flow: String,
@@ -229,6 +232,12 @@ struct Statements {
     select_retries: String,
     list_flows: String,
     delete_flow: String,
+    /// Ends claimed jobs: `$1` ids, `$2` their claims' epochs, `$3` their runs' outcomes,
+    /// `$4` the time; each only while that claim holds (see `JobBoard::complete_many`).
+    pub(super) complete_jobs: String,
+    /// `complete_jobs` of one claim that is its fence too: a division by zero (aborting the
+    /// transaction) when the claim no longer holds; else one row, `1` and the job's new state.
+    complete_job_fenced: String,
 }
 
 const FLOW_COLUMNS: &str =
@@ -237,7 +246,7 @@ const FLOW_COLUMNS: &str =
 
 impl Statements {
     fn new(s: &str) -> Self {
-        Statements {
+        let mut sql = Statements {
             insert_flow: format!(
                 "INSERT INTO {s}.flows (id, logbook, flow_name, fingerprint, state, inputs, \
                  created_at, updated_at, epoch, lease) \
@@ -303,7 +312,21 @@ impl Statements {
                  ORDER BY f.created_at, f.id COLLATE \"C\""
             ),
             delete_flow: format!("DELETE FROM {s}.flows WHERE id = $1"),
-        }
+            complete_jobs: format!(
+                "UPDATE {s}.jobs j SET \
+                   state = CASE WHEN j.cancel_requested THEN 'CANCELLED' ELSE 'DONE' END, \
+                   outcome = e.outcome, owner = NULL, claimed_until = NULL, updated_at = $4 \
+                 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS e(id, epoch, outcome) \
+                 WHERE j.id = e.id AND j.epoch = e.epoch AND j.state = 'CLAIMED' \
+                 RETURNING j.id, j.state"
+            ),
+            complete_job_fenced: String::new(),
+        };
+        sql.complete_job_fenced = format!(
+            "WITH e AS ({}) SELECT 1 / count(*)::int, max(e.state) FROM e",
+            sql.complete_jobs
+        );
+        sql
     }
 }
 
@@ -391,6 +414,7 @@ impl PostgresStore {
             sql: Arc::new(Statements::new(&quoted)),
             schema: options.schema,
             claim: None,
+            ended: Arc::default(),
         };
         store.migrate(&quoted, create).await?;
         Ok(store)
@@ -403,6 +427,11 @@ impl PostgresStore {
     /// longer claimed, each write changes nothing and fails with [`StoreError::LostClaim`]. The
     /// view shares the store's pool.
     ///
+    /// The run's last checkpoint — the one that records it SUCCESS, REVERTED or FAILURE — also
+    /// ends the job in its transaction, as [`JobBoard::complete`](super::JobBoard::complete)
+    /// would: the run's end and the job's are one commit, and
+    /// [`completed`](Self::completed) says how the job ended.
+    ///
     /// ```no_run
     /// # use std::sync::Arc;
     /// # use taskflow::store::{Claim, PostgresStore};
@@ -413,7 +442,51 @@ impl PostgresStore {
     pub fn for_claim(&self, claim: &super::Claim) -> PostgresStore {
         PostgresStore {
             claim: Some((claim.id.0, i64::try_from(claim.epoch).unwrap_or(i64::MAX))),
+            ended: Arc::default(),
             ..self.clone()
+        }
+    }
+
+    /// For a [claim's view](Self::for_claim): the job's state (DONE, or CANCELLED for a job
+    /// cancelled meanwhile) once the run's last checkpoint through this view ended it, with the
+    /// run's outcome; `None` before, and always for the store itself.
+    ///
+    /// ```no_run
+    /// # use taskflow::store::{JobState, PostgresStore};
+    /// fn ended(view: &PostgresStore) -> bool {
+    ///     matches!(view.completed(), Some((_, JobState::Done | JobState::Cancelled)))
+    /// }
+    /// ```
+    pub fn completed(&self) -> Option<(FlowState, super::JobState)> {
+        self.ended.get().copied()
+    }
+
+    /// The fence of this view's claim, sent with a transaction's other statements: `None`
+    /// without a claim (the store itself) or without its statement.
+    async fn fence_claim(
+        &self,
+        client: &tokio_postgres::Client,
+        stmt: Option<&tokio_postgres::Statement>,
+    ) -> Option<Result<Option<Row>, tokio_postgres::Error>> {
+        match (stmt, &self.claim) {
+            (Some(stmt), Some((job, epoch))) => Some(client.query_opt(stmt, &[job, epoch]).await),
+            _ => None,
+        }
+    }
+
+    /// The statement of this view's claim fence, prepared (`None` for the store itself).
+    async fn claim_statement(
+        &self,
+        client: &deadpool_postgres::Object,
+    ) -> Result<Option<tokio_postgres::Statement>, StoreError> {
+        match self.claim {
+            Some(_) => Ok(Some(
+                client
+                    .prepare_cached(&self.sql.fence_job)
+                    .await
+                    .map_err(backend)?,
+            )),
+            None => Ok(None),
         }
     }
 
@@ -453,6 +526,11 @@ impl PostgresStore {
     /// The schema the store's tables are in.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// The store's statements (the job board shares some).
+    pub(super) fn statements(&self) -> &Statements {
+        &self.sql
     }
 
     /// The store's pool (the job board shares it).
@@ -721,6 +799,118 @@ impl PostgresStore {
         tx.commit().await.map_err(backend)
     }
 
+    /// The run `flow` recorded with its first checkpoint `first` in one transaction, sent in
+    /// one round trip: the claim's fence (for a claim's view), the run's row as the checkpoint
+    /// leaves it (applied here, as the memory store applies one), its graph, and the rows of
+    /// its steps and retry scopes.
+    async fn do_create_with(
+        &self,
+        flow: &FlowRecord,
+        first: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let stored = super::created_with(flow, first)?;
+        // Everything converted before the transaction: nothing fails half-way for a bad value.
+        let run = &stored.flow;
+        let graph = match &run.graph {
+            Value::Null => None,
+            graph => Some(to_json(graph, "flow graph")?),
+        };
+        let (inputs, lease) = (
+            to_json(&run.inputs, "inputs")?,
+            lease_json(run.lease.as_ref())?,
+        );
+        let (created, updated, epoch) = (
+            to_i64(run.created_at, "created_at")?,
+            to_i64(run.updated_at, "updated_at")?,
+            to_i64(run.epoch, "epoch")?,
+        );
+        let state = run.state.to_string();
+        let atoms = stored
+            .atoms
+            .iter()
+            .map(AtomRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let retries = stored
+            .retries
+            .iter()
+            .map(RetryRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = Unfinished(Some(self.pool.get().await.map_err(backend)?));
+        let tx = client.client();
+        let (insert_flow, insert_graph, upsert_atom, upsert_retry) =
+            futures_util::future::try_join4(
+                tx.prepare_cached(&self.sql.insert_flow),
+                tx.prepare_cached(&self.sql.insert_graph),
+                tx.prepare_cached(&self.sql.upsert_atom),
+                tx.prepare_cached(&self.sql.upsert_retry),
+            )
+            .await
+            .map_err(backend)?;
+        let fence_job = self.claim_statement(tx).await?;
+        let begin = tx.batch_execute("BEGIN");
+        let claimed = self.fence_claim(tx, fence_job.as_ref());
+        let id = &run.id;
+        let inserted = tx.execute_raw(
+            &insert_flow,
+            params![
+                id,
+                run.logbook,
+                run.flow_name,
+                run.fingerprint,
+                state,
+                inputs,
+                created,
+                updated,
+                epoch,
+                lease
+            ],
+        );
+        let graphed = async {
+            match &graph {
+                Some(graph) => tx.execute(&insert_graph, &[id, graph]).await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let id_str: &str = id;
+        let writes = row_writes(tx, [&upsert_atom, &upsert_retry], &id_str, &atoms, &retries);
+        let commit = tx.batch_execute("COMMIT");
+        // Polled in this order, so sent in it, all at once.
+        let ((began, claimed, inserted), (graphed, written, committed)) =
+            futures_util::future::join(
+                futures_util::future::join3(begin, claimed, inserted),
+                futures_util::future::join3(
+                    graphed,
+                    futures_util::future::join_all(writes),
+                    commit,
+                ),
+            )
+            .await;
+        began.map_err(backend)?;
+        // The first statement that failed aborted the transaction, and its COMMIT rolled it back.
+        if !claim_held(claimed)? {
+            client.done();
+            return Err(self.lost_claim().await);
+        }
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                committed.map_err(backend)?;
+                client.done();
+                return Err(StoreError::AlreadyExists {
+                    flow_id: id.clone(),
+                });
+            }
+            Err(e) => return Err(backend(e)),
+        }
+        graphed.map_err(backend)?;
+        for w in written {
+            w.map_err(backend)?;
+        }
+        committed.map_err(backend)?;
+        client.done();
+        Ok(())
+    }
+
     async fn do_checkpoint(&self, flow_id: &str, cp: &Checkpoint) -> Result<(), StoreError> {
         validate_checkpoint(cp)?;
         if self.claim.is_some() && cp.fence.is_none() {
@@ -763,38 +953,24 @@ impl PostgresStore {
         // writes, sent together and run by the server in that order. The fence is checked on
         // what the locked row said, before the commit: a writer that lost the run rolls its
         // writes back, and no other writer can change the row before this transaction ends.
-        macro_rules! params {
-            ($($p:expr),* $(,)?) => { vec![$(&$p as &(dyn tokio_postgres::types::ToSql + Sync)),*] };
-        }
-        let mut writes = Vec::with_capacity(atoms.len() + retries.len() + 1);
-        for a in &atoms {
-            writes.push(tx.execute_raw(
-                &upsert_atom,
-                params![
-                    flow_id,
-                    a.name,
-                    a.state,
-                    a.attempt,
-                    a.runs,
-                    a.result,
-                    a.failure,
-                    a.revert_failure,
-                    a.progress,
-                    a.started_at,
-                    a.finished_at,
-                ],
-            ));
-        }
-        for r in &retries {
-            writes.push(tx.execute_raw(
-                &upsert_retry,
-                params![flow_id, r.flow, r.scope, r.attempt, r.history, r.failure],
-            ));
-        }
-        writes.push(tx.execute_raw(
+        let writes = row_writes(
+            tx,
+            [&upsert_atom, &upsert_retry],
+            &flow_id,
+            &atoms,
+            &retries,
+        );
+        let updated = tx.execute_raw(
             &update_flow,
             params![flow_id, state, now, lease_mode, until],
-        ));
+        );
+        // Polled in this order, so sent in it: the rows, then the run's.
+        let writes = async {
+            let (mut written, updated) =
+                futures_util::future::join(futures_util::future::join_all(writes), updated).await;
+            written.push(updated);
+            written
+        };
         // A fenced writer sends everything at once, COMMIT included: the fence is checked by
         // the server (`fence_flow`), and a failed check aborts the transaction. Without a fence
         // (a tool's write) the rule involves whether the lease's owner is alive on this host,
@@ -807,54 +983,62 @@ impl PostgresStore {
             let fence_epoch = to_i64(fence.epoch, "epoch")?;
             let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                 [&flow_id, &fence_epoch, &fence.owner];
-            let begin = tx.batch_execute("BEGIN");
-            // A claim's view checks the claim first, in the same round trip.
-            let claim = self.claim;
-            let job_stmt = match claim {
-                Some(_) => Some(
-                    tx.prepare_cached(&self.sql.fence_job)
+            // A claim's view checks the claim first, in the same round trip. The run's last
+            // checkpoint ends the job instead, with a statement that is the claim's fence too
+            // (it aborts the transaction when the claim no longer holds).
+            let ends = match (self.claim, cp.flow_state) {
+                (Some((job, epoch)), Some(state)) if state.is_final() => Some((
+                    tx.prepare_cached(&self.sql.complete_job_fenced)
                         .await
                         .map_err(backend)?,
-                ),
-                None => None,
+                    [job],
+                    [epoch],
+                    [state.to_string()],
+                    state,
+                )),
+                _ => None,
             };
+            let job_stmt = match ends {
+                Some(_) => None,
+                None => self.claim_statement(tx).await?,
+            };
+            let begin = tx.batch_execute("BEGIN");
             let claimed = async {
-                match (&job_stmt, &claim) {
-                    (Some(stmt), Some((job, epoch))) => {
-                        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [job, epoch];
-                        Some(tx.query_opt(stmt, &params).await)
-                    }
-                    _ => None,
+                match &ends {
+                    Some((stmt, ids, epochs, outcomes, _)) => Some(
+                        tx.query_opt(stmt, &[&&ids[..], &&epochs[..], &&outcomes[..], &now])
+                            .await,
+                    ),
+                    None => self.fence_claim(tx, job_stmt.as_ref()).await,
                 }
             };
             let fenced = tx.query_opt(&fence_stmt, &fence_params);
             let commit = tx.batch_execute("COMMIT");
-            let (began, claimed, fenced, written, committed) = futures_util::future::join5(
-                begin,
-                claimed,
-                fenced,
-                futures_util::future::join_all(writes),
-                commit,
-            )
-            .await;
+            let (began, claimed, fenced, written, committed) =
+                futures_util::future::join5(begin, claimed, fenced, writes, commit).await;
             began.map_err(backend)?;
-            match claimed {
-                None | Some(Ok(Some(_))) => {}
-                Some(Ok(None)) => {
-                    client.done();
-                    return Err(self.lost_claim().await);
-                }
-                Some(Err(e)) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
-                    client.done();
-                    return Err(self.lost_claim().await);
-                }
-                Some(Err(e)) => return Err(backend(e)),
+            // How the job ended, if this checkpoint ended it.
+            let job_end = match (&claimed, &ends) {
+                (Some(Ok(Some(row))), Some((.., state))) => Some((
+                    *state,
+                    row.get::<_, Option<String>>(1)
+                        .and_then(|name| super::JobState::parse(&name))
+                        .unwrap_or(super::JobState::Done),
+                )),
+                _ => None,
+            };
+            if !claim_held(claimed)? {
+                client.done();
+                return Err(self.lost_claim().await);
             }
             committed.map_err(backend)?;
             match fenced {
                 Ok(Some(_)) => {
                     for w in written {
                         w.map_err(backend)?; // then the COMMIT rolled back
+                    }
+                    if let Some(end) = job_end {
+                        let _ = self.ended.set(end); // committed with the run's end
                     }
                     client.done();
                     return Ok(());
@@ -876,9 +1060,7 @@ impl PostgresStore {
         let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&flow_id];
         let locked = tx.query_opt(&lock, &lock_params);
         let begin = tx.batch_execute("BEGIN");
-        let (began, locked, written) =
-            futures_util::future::join3(begin, locked, futures_util::future::join_all(writes))
-                .await;
+        let (began, locked, written) = futures_util::future::join3(begin, locked, writes).await;
         let checked = (|| {
             began.map_err(backend)?;
             let Some(row) = locked.map_err(backend)? else {
@@ -1044,6 +1226,14 @@ impl AsyncStore for PostgresStore {
         Box::pin(self.do_create(flow))
     }
 
+    fn create_with<'a>(
+        &'a self,
+        flow: &'a FlowRecord,
+        first: &'a Checkpoint,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_create_with(flow, first))
+    }
+
     fn checkpoint<'a>(
         &'a self,
         flow_id: &'a str,
@@ -1128,6 +1318,63 @@ impl deadpool_postgres::Connect for OnRuntime {
             }
         })
     }
+}
+
+/// Whether a claim's fence sent with a transaction held: true also without one. False when
+/// the claim was lost (the fence aborted the transaction, and its COMMIT rolled it back).
+fn claim_held(
+    claimed: Option<Result<Option<Row>, tokio_postgres::Error>>,
+) -> Result<bool, StoreError> {
+    match claimed {
+        None | Some(Ok(Some(_))) => Ok(true),
+        Some(Ok(None)) => Ok(false),
+        Some(Err(e)) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => Ok(false),
+        Some(Err(e)) => Err(backend(e)),
+    }
+}
+
+/// A statement's parameters, as `execute_raw` takes them.
+macro_rules! params {
+    ($($p:expr),* $(,)?) => { vec![$(&$p as &(dyn tokio_postgres::types::ToSql + Sync)),*] };
+}
+use params;
+
+/// The writes of the rows of `atoms` and `retries` of run `flow_id` through `client`, with the
+/// statements `[upsert_atom, upsert_retry]`: unsent until awaited, so that a checkpoint sends
+/// them in one round trip with its transaction's other statements.
+fn row_writes<'a, 'b: 'a>(
+    client: &'a tokio_postgres::Client,
+    [upsert_atom, upsert_retry]: [&'a tokio_postgres::Statement; 2],
+    flow_id: &'a &'b str,
+    atoms: &'a [AtomRow],
+    retries: &'a [RetryRow],
+) -> Vec<impl std::future::Future<Output = Result<u64, tokio_postgres::Error>> + 'a> {
+    let mut writes = Vec::with_capacity(atoms.len() + retries.len());
+    for a in atoms {
+        writes.push(client.execute_raw(
+            upsert_atom,
+            params![
+                *flow_id,
+                a.name,
+                a.state,
+                a.attempt,
+                a.runs,
+                a.result,
+                a.failure,
+                a.revert_failure,
+                a.progress,
+                a.started_at,
+                a.finished_at,
+            ],
+        ));
+    }
+    for r in retries {
+        writes.push(client.execute_raw(
+            upsert_retry,
+            params![*flow_id, r.flow, r.scope, r.attempt, r.history, r.failure],
+        ));
+    }
+    writes
 }
 
 /// A pooled connection inside a transaction opened by hand: given back to the pool by

@@ -564,6 +564,223 @@ impl SqliteStore {
         Ok(Some((stored, read.row)))
     }
 
+    /// Inserts the new run `flow` (its `flows` and `graphs` rows) in transaction `tx`.
+    fn insert_run(&self, tx: &Transaction<'_>, flow: &FlowRecord) -> Result<(), StoreError> {
+        validate_flow_id(&flow.id)?;
+        let graph = match &flow.graph {
+            Value::Null => None,
+            graph => Some(to_json(graph, "flow graph")?),
+        };
+        let graph_sum = graph.as_deref().map(|graph| {
+            row_sum(&GraphRow {
+                flow_id: &flow.id,
+                graph,
+            })
+        });
+        let row = FlowRow::of(flow, graph_sum, 0)?;
+        let sum = to_hex(row_sum(&row));
+        let err = sql_error(&self.path);
+        let inserted = tx.execute(
+            "INSERT INTO flows (id, logbook, flow_name, fingerprint, state, inputs, created_at, \
+             updated_at, epoch, lease, graph_sum, tally, sum) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                row.id,
+                row.logbook,
+                row.flow_name,
+                row.fingerprint,
+                row.state,
+                row.inputs,
+                row.created_at,
+                row.updated_at,
+                row.epoch,
+                row.lease,
+                row.graph_sum,
+                row.tally,
+                sum,
+            ],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(e)
+                if e.sqlite_extended_error_code()
+                    == Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
+            {
+                return Err(StoreError::AlreadyExists {
+                    flow_id: flow.id.clone(),
+                });
+            }
+            Err(e) => return Err(err(e)),
+        }
+        if let Some(graph) = graph {
+            tx.execute(
+                "INSERT INTO graphs (flow_id, graph) VALUES (?1, ?2)",
+                params![flow.id, graph],
+            )
+            .map_err(&err)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `checkpoint` to run `flow_id` in transaction `tx`, fenced; what the run's rows
+    /// are after it, for [`remember`](Self::remember) once the transaction committed.
+    fn checkpoint_in(
+        &self,
+        tx: &Transaction<'_>,
+        flow_id: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<Written, StoreError> {
+        let err = sql_error(&self.path);
+        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
+        let mut written = self.written(tx, flow_id).map_err(naming_run(flow_id))?;
+        // The fence is checked in the transaction that writes: no other writer comes between.
+        lease::check(
+            flow_id,
+            u64::try_from(written.row.epoch).unwrap_or(0),
+            written.lease.as_ref(),
+            checkpoint.fence.as_ref(),
+            unix_millis(SystemTime::now()),
+        )?;
+        let flow = &mut written.row;
+        if let Some(state) = checkpoint.flow_state {
+            flow.state = state.to_string();
+        }
+        if checkpoint.lease != LeaseUpdate::Keep {
+            lease::update(&mut written.lease, checkpoint.lease);
+            flow.lease = lease_json(written.lease.as_ref())?;
+        }
+        flow.updated_at = now;
+        // The tally follows each row replaced: minus the old row's checksum, plus the new one's.
+        let mut tally = flow
+            .tally
+            .as_deref()
+            .and_then(checksum::from_hex)
+            .ok_or_else(|| {
+                checksum::missing(format!("flows row id={flow_id:?}, column `tally`"))
+            })?;
+        {
+            let mut old_atom = tx
+                .prepare_cached("SELECT sum FROM atoms WHERE flow_id = ?1 AND name = ?2")
+                .map_err(&err)?;
+            let mut upsert_atom = tx
+                .prepare_cached(
+                    "INSERT INTO atoms (flow_id, name, state, attempt, result, failure, \
+                     revert_failure, progress, started_at, finished_at, runs, sum) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     ON CONFLICT (flow_id, name) DO UPDATE SET state = excluded.state, \
+                     attempt = excluded.attempt, result = excluded.result, \
+                     failure = excluded.failure, revert_failure = excluded.revert_failure, \
+                     progress = excluded.progress, started_at = excluded.started_at, \
+                     finished_at = excluded.finished_at, runs = excluded.runs, \
+                     sum = excluded.sum",
+                )
+                .map_err(&err)?;
+            for atom in &checkpoint.atoms {
+                let row = AtomRow::of(flow_id, atom)?;
+                let sum = row_sum(&row);
+                let old = match written.atoms.get(&row.name) {
+                    Some(&old) => old,
+                    None => replaced_sum(
+                        &mut old_atom,
+                        params![flow_id, row.name],
+                        || format!("atoms row flow_id={flow_id:?} name={:?}", row.name),
+                        &err,
+                    )?,
+                };
+                tally = tally.wrapping_sub(old).wrapping_add(sum);
+                upsert_atom
+                    .execute(params![
+                        flow_id,
+                        row.name,
+                        row.state,
+                        row.attempt,
+                        row.result,
+                        row.failure,
+                        row.revert_failure,
+                        row.progress,
+                        row.started_at,
+                        row.finished_at,
+                        row.runs,
+                        to_hex(sum),
+                    ])
+                    .map_err(&err)?;
+                written.atoms.insert(row.name.clone(), sum);
+            }
+            let mut old_retry = tx
+                .prepare_cached(
+                    "SELECT sum FROM retries WHERE flow_id = ?1 AND flow = ?2 AND scope = ?3",
+                )
+                .map_err(&err)?;
+            let mut upsert_retry = tx
+                .prepare_cached(
+                    "INSERT INTO retries (flow_id, flow, scope, attempt, history, failure, sum) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (flow_id, flow, scope) DO UPDATE SET \
+                     attempt = excluded.attempt, history = excluded.history, \
+                     failure = excluded.failure, sum = excluded.sum",
+                )
+                .map_err(&err)?;
+            for retry in &checkpoint.retries {
+                let row = RetryRow::of(flow_id, retry)?;
+                let sum = row_sum(&row);
+                let key = (retry.flow.clone(), retry.scope);
+                let old = match written.retries.get(&key) {
+                    Some(&old) => old,
+                    None => replaced_sum(
+                        &mut old_retry,
+                        params![flow_id, row.flow, row.scope],
+                        || checksum::Record::Retry(&row.flow, retry.scope).describe(flow_id),
+                        &err,
+                    )?,
+                };
+                tally = tally.wrapping_sub(old).wrapping_add(sum);
+                upsert_retry
+                    .execute(params![
+                        flow_id,
+                        row.flow,
+                        row.scope,
+                        row.attempt,
+                        row.history,
+                        row.failure,
+                        to_hex(sum),
+                    ])
+                    .map_err(&err)?;
+                written.retries.insert(key, sum);
+            }
+        }
+        let flow = &mut written.row;
+        flow.tally = Some(to_hex(tally));
+        written.sum = row_sum(flow);
+        tx.prepare_cached(
+            "UPDATE flows SET state = ?2, updated_at = ?3, lease = ?4, tally = ?5, sum = ?6 \
+             WHERE id = ?1",
+        )
+        .and_then(|mut update| {
+            update.execute(params![
+                flow_id,
+                flow.state,
+                flow.updated_at,
+                flow.lease,
+                flow.tally,
+                to_hex(written.sum),
+            ])
+        })
+        .map_err(&err)?;
+        Ok(written)
+    }
+
+    /// Keeps what run `flow_id`'s rows are after a committed `checkpoint` (not for a run that
+    /// let go of its lease: it is not written again soon).
+    fn remember(&self, flow_id: &str, checkpoint: &Checkpoint, written: Written) {
+        if checkpoint.lease != LeaseUpdate::Release {
+            let mut remembered = self.remembered();
+            if remembered.len() >= WRITTEN_RUNS {
+                remembered.clear();
+            }
+            remembered.insert(flow_id.to_owned(), written);
+        }
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock is held unwinds through the open transaction's drop, which rolls
         // it back: the connection is still usable.
@@ -1441,218 +1658,39 @@ fn naming_run(flow_id: &str) -> impl Fn(StoreError) -> StoreError + '_ {
 
 impl Store for SqliteStore {
     fn create_flow(&self, flow: &FlowRecord) -> Result<(), StoreError> {
-        validate_flow_id(&flow.id)?;
-        let graph = match &flow.graph {
-            Value::Null => None,
-            graph => Some(to_json(graph, "flow graph")?),
-        };
-        let graph_sum = graph.as_deref().map(|graph| {
-            row_sum(&GraphRow {
-                flow_id: &flow.id,
-                graph,
-            })
-        });
-        let row = FlowRow::of(flow, graph_sum, 0)?;
-        let sum = to_hex(row_sum(&row));
-        let err = sql_error(&self.path);
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
-        let inserted = tx.execute(
-            "INSERT INTO flows (id, logbook, flow_name, fingerprint, state, inputs, created_at, \
-             updated_at, epoch, lease, graph_sum, tally, sum) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
-                row.id,
-                row.logbook,
-                row.flow_name,
-                row.fingerprint,
-                row.state,
-                row.inputs,
-                row.created_at,
-                row.updated_at,
-                row.epoch,
-                row.lease,
-                row.graph_sum,
-                row.tally,
-                sum,
-            ],
-        );
-        match inserted {
-            Ok(_) => {}
-            Err(e)
-                if e.sqlite_extended_error_code()
-                    == Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
-            {
-                return Err(StoreError::AlreadyExists {
-                    flow_id: flow.id.clone(),
-                });
-            }
-            Err(e) => return Err(err(e)),
-        }
-        if let Some(graph) = graph {
-            tx.execute(
-                "INSERT INTO graphs (flow_id, graph) VALUES (?1, ?2)",
-                params![flow.id, graph],
-            )
-            .map_err(&err)?;
-        }
-        tx.commit().map_err(&err)
+            .map_err(sql_error(&self.path))?;
+        self.insert_run(&tx, flow)?;
+        tx.commit().map_err(sql_error(&self.path))
+    }
+
+    fn create_with(&self, flow: &FlowRecord, first: &Checkpoint) -> Result<(), StoreError> {
+        validate_checkpoint(first)?;
+        let mut conn = self.conn();
+        // One transaction, one commit: the run and its first checkpoint, or neither.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_error(&self.path))?;
+        self.insert_run(&tx, flow)?;
+        let written = self.checkpoint_in(&tx, &flow.id, first)?;
+        tx.commit().map_err(sql_error(&self.path))?;
+        self.remember(&flow.id, first, written);
+        Ok(())
     }
 
     fn checkpoint(&self, flow_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         validate_checkpoint(checkpoint)?;
-        let err = sql_error(&self.path);
-        let now = to_i64(unix_millis(SystemTime::now()), "the time")?;
         let mut conn = self.conn();
         // Any early return drops `tx`, which rolls back everything written so far; and what this
         // handle remembers of the run is taken out here and put back only once the commit is done.
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
-        let mut written = self.written(&tx, flow_id).map_err(naming_run(flow_id))?;
-        // The fence is checked in the transaction that writes: no other writer comes between.
-        lease::check(
-            flow_id,
-            u64::try_from(written.row.epoch).unwrap_or(0),
-            written.lease.as_ref(),
-            checkpoint.fence.as_ref(),
-            unix_millis(SystemTime::now()),
-        )?;
-        let flow = &mut written.row;
-        if let Some(state) = checkpoint.flow_state {
-            flow.state = state.to_string();
-        }
-        if checkpoint.lease != LeaseUpdate::Keep {
-            lease::update(&mut written.lease, checkpoint.lease);
-            flow.lease = lease_json(written.lease.as_ref())?;
-        }
-        flow.updated_at = now;
-        // The tally follows each row replaced: minus the old row's checksum, plus the new one's.
-        let mut tally = flow
-            .tally
-            .as_deref()
-            .and_then(checksum::from_hex)
-            .ok_or_else(|| {
-                checksum::missing(format!("flows row id={flow_id:?}, column `tally`"))
-            })?;
-        {
-            let mut old_atom = tx
-                .prepare_cached("SELECT sum FROM atoms WHERE flow_id = ?1 AND name = ?2")
-                .map_err(&err)?;
-            let mut upsert_atom = tx
-                .prepare_cached(
-                    "INSERT INTO atoms (flow_id, name, state, attempt, result, failure, \
-                     revert_failure, progress, started_at, finished_at, runs, sum) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-                     ON CONFLICT (flow_id, name) DO UPDATE SET state = excluded.state, \
-                     attempt = excluded.attempt, result = excluded.result, \
-                     failure = excluded.failure, revert_failure = excluded.revert_failure, \
-                     progress = excluded.progress, started_at = excluded.started_at, \
-                     finished_at = excluded.finished_at, runs = excluded.runs, \
-                     sum = excluded.sum",
-                )
-                .map_err(&err)?;
-            for atom in &checkpoint.atoms {
-                let row = AtomRow::of(flow_id, atom)?;
-                let sum = row_sum(&row);
-                let old = match written.atoms.get(&row.name) {
-                    Some(&old) => old,
-                    None => replaced_sum(
-                        &mut old_atom,
-                        params![flow_id, row.name],
-                        || format!("atoms row flow_id={flow_id:?} name={:?}", row.name),
-                        &err,
-                    )?,
-                };
-                tally = tally.wrapping_sub(old).wrapping_add(sum);
-                upsert_atom
-                    .execute(params![
-                        flow_id,
-                        row.name,
-                        row.state,
-                        row.attempt,
-                        row.result,
-                        row.failure,
-                        row.revert_failure,
-                        row.progress,
-                        row.started_at,
-                        row.finished_at,
-                        row.runs,
-                        to_hex(sum),
-                    ])
-                    .map_err(&err)?;
-                written.atoms.insert(row.name.clone(), sum);
-            }
-            let mut old_retry = tx
-                .prepare_cached(
-                    "SELECT sum FROM retries WHERE flow_id = ?1 AND flow = ?2 AND scope = ?3",
-                )
-                .map_err(&err)?;
-            let mut upsert_retry = tx
-                .prepare_cached(
-                    "INSERT INTO retries (flow_id, flow, scope, attempt, history, failure, sum) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                     ON CONFLICT (flow_id, flow, scope) DO UPDATE SET \
-                     attempt = excluded.attempt, history = excluded.history, \
-                     failure = excluded.failure, sum = excluded.sum",
-                )
-                .map_err(&err)?;
-            for retry in &checkpoint.retries {
-                let row = RetryRow::of(flow_id, retry)?;
-                let sum = row_sum(&row);
-                let key = (retry.flow.clone(), retry.scope);
-                let old = match written.retries.get(&key) {
-                    Some(&old) => old,
-                    None => replaced_sum(
-                        &mut old_retry,
-                        params![flow_id, row.flow, row.scope],
-                        || checksum::Record::Retry(&row.flow, retry.scope).describe(flow_id),
-                        &err,
-                    )?,
-                };
-                tally = tally.wrapping_sub(old).wrapping_add(sum);
-                upsert_retry
-                    .execute(params![
-                        flow_id,
-                        row.flow,
-                        row.scope,
-                        row.attempt,
-                        row.history,
-                        row.failure,
-                        to_hex(sum),
-                    ])
-                    .map_err(&err)?;
-                written.retries.insert(key, sum);
-            }
-        }
-        let flow = &mut written.row;
-        flow.tally = Some(to_hex(tally));
-        written.sum = row_sum(flow);
-        tx.prepare_cached(
-            "UPDATE flows SET state = ?2, updated_at = ?3, lease = ?4, tally = ?5, sum = ?6 \
-             WHERE id = ?1",
-        )
-        .and_then(|mut update| {
-            update.execute(params![
-                flow_id,
-                flow.state,
-                flow.updated_at,
-                flow.lease,
-                flow.tally,
-                to_hex(written.sum),
-            ])
-        })
-        .map_err(&err)?;
-        tx.commit().map_err(&err)?;
-        if checkpoint.lease != LeaseUpdate::Release {
-            let mut remembered = self.remembered();
-            if remembered.len() >= WRITTEN_RUNS {
-                remembered.clear();
-            }
-            remembered.insert(flow_id.to_owned(), written);
-        }
+            .map_err(sql_error(&self.path))?;
+        let written = self.checkpoint_in(&tx, flow_id, checkpoint)?;
+        tx.commit().map_err(sql_error(&self.path))?;
+        self.remember(flow_id, checkpoint, written);
         Ok(())
     }
 
