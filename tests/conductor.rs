@@ -501,3 +501,117 @@ fn a_posted_job_wakes_an_idle_conductor_long_before_its_next_poll() {
         "took {took:?}: the conductor waited for its poll"
     );
 }
+
+/// A step with a revert hook that takes its time, and a step that fails after it.
+#[task(provides = d, revert = slow_undo)]
+fn undoable(x: u32, ms: u64, log: String) -> u32 {
+    note(&log, format!("undoable {x}"));
+    std::thread::sleep(Duration::from_millis(ms));
+    x
+}
+
+#[revert]
+fn slow_undo(x: u32, ms: u64, log: String) {
+    std::thread::sleep(Duration::from_millis(ms));
+    note(&log, format!("undone {x}"));
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no")]
+struct No;
+
+#[task]
+fn refuse(d: u32) -> Result<(), No> {
+    let _ = d;
+    Err(No)
+}
+
+flow! {
+    flow Undo(x: u32, ms: u64, log: String) {
+        linear [ undoable, refuse ]
+    }
+}
+
+#[test]
+fn long_sync_steps_and_hooks_do_not_hold_up_the_conductors_heartbeats() {
+    // Twice as many runs as the runtime has workers, each in a sync step and then a sync revert
+    // hook for three claim-holds: if they blocked the workers, the heartbeats would stop and
+    // the second conductor, on a runtime of its own, would take the jobs over.
+    let pg = PgStore::new();
+    let tmp = common::TempDir::new();
+    let log = tmp.path().join("log");
+    let board = JobBoard::new(pg.store.clone());
+    let hold = 400;
+    let ids: Vec<_> = (0..4)
+        .map(|x| {
+            let job = NewJob::of::<Undo>(&UndoInputs {
+                x,
+                ms: 3 * hold,
+                log: log.display().to_string(),
+            })
+            .unwrap();
+            futures_block(board.post(&job)).unwrap().id()
+        })
+        .collect();
+    let busy = Conductor::new(
+        pg.store.clone(),
+        Engine::serial().lease(Duration::from_secs(2), Duration::from_millis(300)),
+    )
+    .options(ConductorOptions {
+        concurrency: 4,
+        ..options(hold)
+    })
+    .register(|| Undo);
+    let report = pg.rt.block_on(async {
+        let all_claimed = async {
+            // Let the rival start once every job is claimed by `busy`.
+            loop {
+                let jobs = board.jobs().await.unwrap();
+                if jobs.iter().all(|j| j.state != JobState::Posted) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let schema = pg.schema.clone();
+        let rival = std::thread::spawn(move || {
+            let other = PgStore::attach(&schema);
+            let rival = conductor(&other.store, options(hold)).register(|| Undo);
+            let board = JobBoard::new(other.store.clone());
+            other
+                .rt
+                .block_on(rival.run(async move { all_final(&board).await }))
+                .unwrap()
+        });
+        let run = busy.run(async {
+            all_claimed.await;
+            all_final(&board).await;
+        });
+        let report = run.await.unwrap();
+        let rival = tokio::task::spawn_blocking(move || rival.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(rival.claimed, 0, "the rival took a job over: {rival:?}");
+        report
+    });
+    assert_eq!(
+        (report.claimed, report.done, report.lost),
+        (4, 4, 0),
+        "{report:?}"
+    );
+    pg.rt.block_on(async {
+        for id in ids {
+            let job = board.job(id).await.unwrap().unwrap();
+            assert_eq!(
+                (job.state, job.outcome, job.claims, job.takeovers),
+                (JobState::Done, Some(FlowState::Reverted), 1, 0)
+            );
+        }
+    });
+    let log = lines(&log);
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("undone")).count(),
+        4,
+        "{log:?}"
+    );
+}

@@ -332,7 +332,13 @@ impl Conductor {
                 // of the runtime, where the heartbeats and this conductor's loop run.
                 let run = runner(engine.clone(), store.clone(), claim.clone(), stop.clone());
                 let runtime = tokio::runtime::Handle::current();
-                let end = match tokio::task::spawn_blocking(move || runtime.block_on(run)).await {
+                let ran = match runtime.runtime_flavor() {
+                    tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::spawn(crate::__private::off_worker(run))
+                    }
+                    _ => tokio::task::spawn_blocking(move || runtime.block_on(run)),
+                };
+                let end = match ran.await {
                     Ok(end) => end,
                     Err(e) => RunEnd::Abandoned(format!("the run's thread failed: {e}")),
                 };

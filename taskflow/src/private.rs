@@ -185,10 +185,35 @@ impl<E: TaskError> HookReturn for Result<(), E> {
     }
 }
 
+tokio::task_local! {
+    /// Set around a run driven on a worker of a multi-thread runtime that must not be held up
+    /// (a conductor's, where its heartbeats run): the run's sync user code — steps, map items,
+    /// deciders, revert hooks — runs in `block_in_place`, which hands the worker's other tasks
+    /// to another thread for as long as it takes.
+    static BLOCKING_OFF_WORKER: ();
+}
+
+/// Drives `run` so that its sync user code does not block the runtime's worker (see
+/// `BLOCKING_OFF_WORKER`); only on a multi-thread runtime, where `block_in_place` works.
+pub(crate) fn off_worker<F: Future>(run: F) -> impl Future<Output = F::Output> {
+    BLOCKING_OFF_WORKER.scope((), run)
+}
+
+/// Calls `f`, in `block_in_place` inside [`off_worker`].
+#[inline(always)]
+pub(crate) fn sync_call<R>(f: impl FnOnce() -> R) -> R {
+    if BLOCKING_OFF_WORKER.try_with(|_| ()).is_ok() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// Runs a sync step, turning a panic into a failure of `step`.
 #[inline(always)]
 pub fn catch_sync<R>(step: &'static str, f: impl FnOnce() -> R) -> Result<R, Failure> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Failure::from_panic(step, payload))
+    sync_call(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|payload| Failure::from_panic(step, payload))
 }
 
 /// Polls an async step, turning a panic into a failure of `step`.

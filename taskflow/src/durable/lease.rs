@@ -166,6 +166,20 @@ struct KeeperState {
     held: Vec<Arc<Held>>,
     /// The leases to release (their runs let go without releasing them).
     release: Vec<Arc<Held>>,
+    /// What the keeper thread does now: a lease added or let go wakes it only when it would
+    /// otherwise not see it in time.
+    waiting: Waiting,
+}
+
+#[derive(Default, Clone, Copy)]
+enum Waiting {
+    /// Renewing or releasing; it looks at the leases again before it waits.
+    #[default]
+    Busy,
+    /// Asleep until the next renewal due.
+    Until(Instant),
+    /// Asleep: nothing to renew.
+    Forever,
 }
 
 fn keeper() -> &'static Keeper {
@@ -192,8 +206,22 @@ impl Keeper {
     }
 
     fn add(&self, held: Arc<Held>) {
-        self.lock().held.push(held);
-        self.wake.notify_one();
+        let mut state = self.lock();
+        let due = *held
+            .next_renewal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.held.push(held);
+        // Most runs end before their first renewal: the keeper is not woken for them.
+        let wake = match state.waiting {
+            Waiting::Busy => false,
+            Waiting::Until(at) => due < at,
+            Waiting::Forever => true,
+        };
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
     }
 
     fn remove(&self, held: &Arc<Held>) {
@@ -204,9 +232,9 @@ impl Keeper {
             // see it when the keeper has released the lease (or when it runs out).
             abandon(&held.fence.owner);
             state.release.push(held.clone());
+            drop(state);
+            self.wake.notify_one();
         }
-        drop(state);
-        self.wake.notify_one();
     }
 
     fn run(&self) {
@@ -244,6 +272,7 @@ impl Keeper {
                             .unwrap_or_else(PoisonError::into_inner)
                     })
                     .min();
+                state.waiting = next.map_or(Waiting::Forever, Waiting::Until);
                 state = match next {
                     Some(at) => {
                         let wait = at.saturating_duration_since(now);
@@ -257,6 +286,7 @@ impl Keeper {
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner),
                 };
+                state.waiting = Waiting::Busy;
                 continue;
             }
             drop(state);

@@ -104,7 +104,8 @@ async fn newest_first<F: Flow>(
         if !cx.commit().await {
             continue; // the run stops: the store still says what to undo
         }
-        let failed = F::__revert(&mut run.values, step, undo.of(step, cx)).await;
+        let sync = F::graph().steps()[step].sync_hook();
+        let failed = hook(sync, F::__revert(&mut run.values, step, undo.of(step, cx))).await;
         reverts.extend(reverted(run, cx, step, failed));
     }
     Reverted {
@@ -187,7 +188,7 @@ async fn by_dependencies<F: Flow>(
                     let work = move || (step, block_on(future));
                     sync_jobs.push(cx.pool_job(work, undone_tx.clone()));
                 }
-                _ => reverting.push(tagged(step, future)),
+                _ => reverting.push(tagged(step, hook(steps[step].sync_hook(), future))),
             }
         }
         if let Some(pool) = pool {
@@ -243,7 +244,8 @@ pub(crate) async fn undo_unknown<F: Flow>(run: &mut Run<F>, cx: &RunContext) {
             own: HashMap::from([(step, unknown.clone())]),
             failures: vec![unknown].into(),
         };
-        let failed = F::__revert(&mut run.values, step, undo.of(step, cx)).await;
+        let sync = F::graph().steps()[step].sync_hook();
+        let failed = hook(sync, F::__revert(&mut run.values, step, undo.of(step, cx))).await;
         match failed.first() {
             None => {
                 run.step_to(cx, step, StepState::Reverted, None);
@@ -286,4 +288,19 @@ pub async fn revert_subflow<F: Flow>(
         },
     );
     crate::__private::within(step, failed)
+}
+
+/// Awaits a revert hook's `future`; a sync hook's (`sync`), which is done at its first poll, is
+/// polled as sync user code is called (in `block_in_place` where the run must not block its
+/// worker, see `__private::off_worker`).
+async fn hook<T>(sync: bool, future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    if sync {
+        if let Some(done) =
+            crate::__private::sync_call(|| futures_util::FutureExt::now_or_never(future.as_mut()))
+        {
+            return done;
+        }
+    }
+    future.await
 }
