@@ -1,13 +1,16 @@
 //! Jobs through PostgreSQL at `DATABASE_URL`, in one run with their baseline:
 //!
-//! - `pgbench`: first, `benches/jobs_pgbench.sh` runs the plain single-row post, claim and
-//!   complete statements of a job queue with 1, 2 and 4 clients (printed; skipped with a note
-//!   when `pgbench` is not installed);
+//! - `pgbench`: `benches/jobs_pgbench.sh` runs the plain single-row post, claim and complete
+//!   statements of a job queue with N clients, just before the benchmarks of N claimers and N
+//!   conductors, for N = 1, 2, 4 (printed; skipped with a note when `pgbench` is not
+//!   installed);
 //! - `jobs/post_claim_complete/N`: the board's own cost, empty jobs posted, claimed and
 //!   completed through `JobBoard` by N claimers at once (each posts its share, then claims in
 //!   batches of up to 32 and completes each batch with one `complete_many`); no flow runs;
 //! - `jobs/conductors/N`: the whole path, N `Conductor`s (each with its own store and pool, as
-//!   on N machines) claiming and running jobs of a one-step flow durably until all are done.
+//!   on N machines, started once) claiming and running jobs of a one-step flow durably; a
+//!   sample posts its jobs (N posters, one job per statement, as pgbench's clients post theirs)
+//!   and ends when all of them ran to SUCCESS.
 //!
 //! Per element: one job. Results in docs/BENCHMARKS.md.
 
@@ -38,11 +41,12 @@ fn url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// The baseline, in the same run: pgbench's figures, printed before the benchmarks.
-fn pgbench() {
+/// The baseline, in the same run: pgbench's figure with `clients` clients, printed before the
+/// benchmarks of as many claimers and conductors.
+fn pgbench(clients: u64) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/jobs_pgbench.sh");
     match std::process::Command::new("bash")
-        .args([script, "10"])
+        .args([script, "10", &clients.to_string()])
         .output()
     {
         Ok(out) if out.status.success() => {
@@ -75,7 +79,6 @@ impl Listener for Finished {
 }
 
 fn jobs(c: &mut Criterion) {
-    pgbench();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -94,13 +97,22 @@ fn jobs(c: &mut Criterion) {
     let job = NewJob::of::<Empty>(&EmptyInputs { x: 1 }).unwrap();
     let keys = [FlowKey::of::<Empty>()];
 
+    let finished = Arc::new(Finished {
+        done: AtomicU64::new(0),
+        target: AtomicU64::new(u64::MAX),
+        all: tokio::sync::Notify::new(),
+    });
     let mut group = c.benchmark_group("jobs");
     group.throughput(Throughput::Elements(JOBS));
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(10));
-    for claimers in [1u64, 2, 4] {
+    // For each number of clients: the baseline first, then the board alone, then conductors,
+    // so that each ratio is of figures measured within a minute of each other.
+    for n in [1u64, 2, 4] {
+        pgbench(n);
+        let claimers = n;
         group.bench_with_input(
             BenchmarkId::new("post_claim_complete", claimers),
             &claimers,
@@ -149,80 +161,87 @@ fn jobs(c: &mut Criterion) {
                 })
             },
         );
-    }
-    // Conductors: each with its own store (its own pool and LISTEN connection), as on machines
-    // of their own, running the jobs' one-step flow durably.
-    let finished = Arc::new(Finished {
-        done: AtomicU64::new(0),
-        target: AtomicU64::new(u64::MAX),
-        all: tokio::sync::Notify::new(),
-    });
-    for conductors in [1usize, 2, 4] {
-        let stores: Vec<Arc<PostgresStore>> = rt.block_on(async {
-            let mut stores = Vec::new();
+        // Conductors: each with its own store (its own pool and LISTEN connection), as on machines
+        // of their own, started once per group and running the jobs' one-step flow durably. Each
+        // sample posts its jobs — one poster per conductor, one job per statement, as each pgbench
+        // client posts its own — and ends when every one of them ran to SUCCESS.
+        let conductors = n;
+        let (stop, _) = tokio::sync::watch::channel(());
+        let runs: Vec<_> = rt.block_on(async {
+            let mut runs = Vec::new();
             for _ in 0..conductors {
                 let options = PostgresOptions {
                     schema: schema.clone(),
                     pool_size: 10,
                     ..Default::default()
                 };
-                stores.push(Arc::new(
-                    PostgresStore::connect_with(&url(), options).await.unwrap(),
-                ));
+                let store = Arc::new(PostgresStore::connect_with(&url(), options).await.unwrap());
+                let engine = Engine::serial().listener(finished.clone());
+                let conductor = Conductor::new(store, engine)
+                    .options(ConductorOptions {
+                        concurrency: 8,
+                        drain: Drain::Finish,
+                        ..Default::default()
+                    })
+                    .register(|| Empty);
+                let mut stopped = stop.subscribe();
+                runs.push(tokio::spawn(async move {
+                    conductor
+                        .run(async move {
+                            let _ = stopped.changed().await;
+                        })
+                        .await
+                        .unwrap()
+                }));
             }
-            stores
+            runs
         });
+        let posted = AtomicU64::new(0);
         group.bench_with_input(
             BenchmarkId::new("conductors", conductors),
             &conductors,
-            |b, _| {
+            |b, &conductors| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
                         let mut elapsed = Duration::ZERO;
                         for _ in 0..iters {
-                            for _ in 0..JOBS {
-                                board.post(&job).await.unwrap();
-                            }
                             finished.done.store(0, Ordering::SeqCst);
                             finished.target.store(JOBS, Ordering::SeqCst);
                             let start = Instant::now();
-                            let (stop, _) = tokio::sync::watch::channel(());
-                            let runs: Vec<_> = stores
-                                .iter()
-                                .map(|store| {
-                                    let engine = Engine::serial().listener(finished.clone());
-                                    let conductor = Conductor::new(store.clone(), engine)
-                                        .options(ConductorOptions {
-                                            concurrency: 8,
-                                            drain: Drain::Finish,
-                                            ..Default::default()
-                                        })
-                                        .register(|| Empty);
-                                    let mut stopped = stop.subscribe();
+                            let posters: Vec<_> = (0..conductors)
+                                .map(|i| {
+                                    let (board, job) = (board.clone(), job.clone());
+                                    let share =
+                                        JOBS / conductors + u64::from(i < JOBS % conductors);
                                     tokio::spawn(async move {
-                                        conductor
-                                            .run(async move {
-                                                let _ = stopped.changed().await;
-                                            })
-                                            .await
-                                            .unwrap()
+                                        for _ in 0..share {
+                                            board.post(&job).await.unwrap();
+                                        }
                                     })
                                 })
                                 .collect();
-                            finished.all.notified().await;
-                            drop(stop);
-                            let mut ended = 0;
-                            for run in runs {
-                                ended += run.await.unwrap().done;
+                            for poster in posters {
+                                poster.await.unwrap();
                             }
+                            finished.all.notified().await;
                             elapsed += start.elapsed();
-                            assert_eq!(ended, JOBS, "every job ended once");
+                            posted.fetch_add(JOBS, Ordering::SeqCst);
                         }
                         elapsed
                     })
                 })
             },
         );
+        drop(stop);
+        let ended: u64 = rt.block_on(async {
+            let mut ended = 0;
+            for run in runs {
+                ended += run.await.unwrap().done;
+            }
+            ended
+        });
+        assert_eq!(ended, posted.load(Ordering::SeqCst), "every job ended once");
+        eprintln!("conductors/{conductors}: {ended} jobs, each ended once");
     }
     group.finish();
     rt.block_on(async {

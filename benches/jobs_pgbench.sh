@@ -7,9 +7,12 @@
 # script run is one job; with several clients a claim can find every posted job locked by the
 # others and claim none, as a real claimer would, so jobs/s counts script runs).
 #
-#   benches/jobs_pgbench.sh [SECONDS]     (default 10; DATABASE_URL as for the tests)
+#   benches/jobs_pgbench.sh [SECONDS [CLIENTS...]]   (default 10 s, clients 1 2 4;
+#                                                     DATABASE_URL as for the tests)
 set -euo pipefail
 secs="${1:-10}"
+shift || true
+if [ "$#" -gt 0 ]; then clients_list=("$@"); else clients_list=(1 2 4); fi
 url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 schema="pgbench_jobs_$$"
 work="$(mktemp -d)"
@@ -31,7 +34,7 @@ INSERT INTO $schema.jobs (flow_name, fingerprint, inputs, priority, run_at, stat
 WITH c AS (UPDATE $schema.jobs SET state = 'CLAIMED', epoch = epoch + 1, claims = claims + 1, owner = 'o', claimed_until = 1 WHERE id = (SELECT id FROM $schema.jobs WHERE state = 'POSTED' AND run_at <= 1 ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id) SELECT coalesce(max(id), 0) AS claimed FROM c \gset
 UPDATE $schema.jobs SET state = 'DONE', outcome = 'SUCCESS', owner = NULL WHERE id = :claimed AND epoch = 1;
 SQL
-for clients in 1 2 4; do
+for clients in "${clients_list[@]}"; do
     tps=$(pgbench "$url" -n -M prepared -c "$clients" -j "$clients" -T "$secs" -f "$work/job.sql" 2>&1 \
         | awk '/^tps/ {print $3}')
     printf 'pgbench post+claim+complete, %d clients: %s jobs/s\n' "$clients" "$tps"

@@ -77,9 +77,10 @@ pub struct ConductorOptions {
     /// Default 1 s.
     pub poll_every: Duration,
     /// The least time between two claims. A claim takes every job it has room for, so what
-    /// was posted and what ended meanwhile goes in one claim rather than one claim each, and
-    /// conductors woken together by one post do not all ask at once again and again; a job
-    /// waits at most this long for a conductor with room. Default 5 ms.
+    /// was posted and what ended meanwhile goes in one claim rather than one claim each. A
+    /// conductor whose claims find nothing (others, woken by the same post, were first) waits
+    /// twice as long after each, up to 16 times this, and this long again once it finds a job:
+    /// conductors that lose the race for each post stop asking after every one. Default 5 ms.
     pub claim_cooldown: Duration,
     /// What a shutdown waits for. Default [`Drain::StepBoundary`].
     pub drain: Drain,
@@ -227,9 +228,10 @@ impl Conductor {
         // board had no more then, and a slot freed since is filled at the next wake.
         let mut may_find = true;
         let mut last_claim: Option<Instant> = None;
+        let mut cooldown = self.options.claim_cooldown;
         loop {
             let room = self.options.concurrency.saturating_sub(running.len());
-            let due = last_claim.map(|at| at + self.options.claim_cooldown);
+            let due = last_claim.map(|at| at + cooldown);
             if room > 0 && may_find && due.is_none_or(|due| Instant::now() >= due) {
                 last_claim = Some(Instant::now());
                 match self
@@ -240,6 +242,11 @@ impl Conductor {
                     Ok(claims) => {
                         unreachable_since = None;
                         may_find = claims.len() == room;
+                        cooldown = if claims.is_empty() {
+                            (cooldown * 2).min(self.options.claim_cooldown * 16)
+                        } else {
+                            self.options.claim_cooldown
+                        };
                         for claim in claims {
                             report.claimed += 1;
                             let stop = SuspendHandle::new();
