@@ -65,6 +65,12 @@ pub mod store;
 #[path = "private.rs"]
 pub mod __private;
 
+// Hidden traits that rustc names in the notes under an error ("required for `Measure` to
+// implement `DurableSubflow<'_>`"): rustc prints an item by its shortest visible name when that
+// name is unique, and items reached only through the hidden `__private` are printed with it.
+#[doc(hidden)]
+pub use __private::{SubflowIn as DurableSubflow, TaskError};
+
 pub use context::TaskContext;
 pub use durable::{
     fingerprint, release_held, DurableError, DurableFlow, HeldStep, OnTakeover, OutcomeUnknown,

@@ -41,24 +41,21 @@ mod slot;
 
 /// A `&P` parameter reads a value `T` that is a `P` or dereferences to one (`String` to `str`,
 /// `Arc<String>` to `str`, a `Deref` type of the user's to its target): `I` counts the
-/// dereferences (`Here`, `There<Here>`, ...) and is inferred, so any chain serves, and a value
-/// that reaches no `P` fails the binding's check of the flow, which names the step.
+/// dereferences (`()`, `((),)`, ...: one tuple more per dereference) and is inferred, so any
+/// chain serves, and a value that reaches no `P` fails the binding's check of the flow, which
+/// names the step. The counts are tuples, not types of ours, because rustc prints them in the
+/// help line under that check's message (`parameter_size<u32, (_,)>`): they name nothing hidden.
 pub trait Lends<P: ?Sized, I> {
     fn lend(&self) -> &P;
 }
 
-/// [`Lends`] with no dereference.
-pub struct Here;
-/// [`Lends`] with one dereference more than `I`.
-pub struct There<I>(I);
-
-impl<T: ?Sized> Lends<T, Here> for T {
+impl<T: ?Sized> Lends<T, ()> for T {
     fn lend(&self) -> &T {
         self
     }
 }
 
-impl<T, P, I> Lends<P, There<I>> for T
+impl<T, P, I> Lends<P, (I,)> for T
 where
     T: ?Sized + core::ops::Deref,
     T::Target: Lends<P, I>,
@@ -71,24 +68,20 @@ where
 
 /// An `Option<&P>` parameter reads a value `T` that lends a `P` ([`Lends`]; then it is always
 /// `Some`), or an `Option` of one — such as a sub-flow's output that a decider inside the
-/// sub-flow may skip — whose `None` it reads as `None`. `M` says which (`Whole` or `Inside`, with
-/// the dereferences) and is inferred.
+/// sub-flow may skip — whose `None` it reads as `None`. `M` says which (`(I,)` the value itself,
+/// `((), I)` what an `Option` holds, `I` the dereferences) and is inferred; tuples for the same
+/// reason as [`Lends`]'s counts.
 pub trait OptLends<P: ?Sized, M> {
     fn opt_lend(&self) -> Option<&P>;
 }
 
-/// [`OptLends`] of the value itself.
-pub struct Whole<I>(I);
-/// [`OptLends`] of what an `Option` value holds.
-pub struct Inside<I>(I);
-
-impl<T: ?Sized + Lends<P, I>, P: ?Sized, I> OptLends<P, Whole<I>> for T {
+impl<T: ?Sized + Lends<P, I>, P: ?Sized, I> OptLends<P, (I,)> for T {
     fn opt_lend(&self) -> Option<&P> {
         Some(self.lend())
     }
 }
 
-impl<T: Lends<P, I>, P: ?Sized, I> OptLends<P, Inside<I>> for Option<T> {
+impl<T: Lends<P, I>, P: ?Sized, I> OptLends<P, ((), I)> for Option<T> {
     fn opt_lend(&self) -> Option<&P> {
         self.as_ref().map(Lends::lend)
     }

@@ -126,6 +126,8 @@ pub fn decide_method(a: &Analysis, values: &Values, pos: &[usize]) -> TokenStrea
                 trait #check {
                     fn says(self) -> bool;
                 }
+                // Not recommended: rustc would add "`bool` implements it", pointing at `flow!`.
+                #[diagnostic::do_not_recommend]
                 impl #check for bool {
                     #[inline(always)]
                     fn says(self) -> bool {

@@ -162,6 +162,8 @@ fn items_check(e: &Emit, step: &Step, items: usize) -> (TokenStream, Ident) {
             fn len(v: &Self) -> usize;
             fn at(v: &Self, i: usize) -> &E;
         }
+        // Not recommended: rustc would add "`Vec<E>` implements it", pointing at `flow!`.
+        #[diagnostic::do_not_recommend]
         impl<E> #elements<E> for __tf::Vec<E> {
             #[inline(always)]
             fn len(v: &Self) -> usize {
