@@ -39,6 +39,8 @@ const CASES: &[(&str, usize)] = &[
     ("task_error_used_in_flow_generic", 1),
     ("task_error_used_in_flow_pattern", 1),
     ("task_error_used_in_flow_provides", 1),
+    ("type_mismatch_into_subflow_input", 1),
+    ("type_mismatch_subflow_into_subflow", 2),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

@@ -676,8 +676,12 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                         "what failed in the flow".to_owned(),
                     )
                 };
+                // Named after the hook: rustc prints the trait's name in a help line, short
+                // only when no other item of the crate has it (and every hook has a `result`).
+                let hook_name = hook_path.segments.last().expect("a path").ident.to_string();
                 let check = format_ident!(
-                    "{}_check",
+                    "{}_{}",
+                    hook_name.trim_start_matches("r#"),
                     hp_name,
                     span = proc_macro2::Span::mixed_site().located_at(hp.name.span())
                 );

@@ -1,5 +1,5 @@
-//! The type check of each binding, in our words: a step's parameter reads a flow value through a
-//! trait made for that one binding, whose `#[diagnostic::on_unimplemented]` message names the
+//! The type check of each binding, in our words: a step's parameter (a sub-flow's input) reads a
+//! flow value through a trait made for that one binding, whose `#[diagnostic::on_unimplemented]` message names the
 //! step, the parameter and where the value comes from. The parameter's type is inferred from the
 //! task's signature at the call, so a mismatch is that trait's one error (`E0277`), spanned on the
 //! step, and never also rustc's `mismatched types` at the call.
@@ -9,6 +9,7 @@ use quote::{format_ident, quote, quote_spanned};
 
 use super::super::graph::{Analysis, Source, Step};
 use super::values::{bare, origin, Mode};
+use crate::meta::StepKind;
 
 /// The argument expressions of `step`'s call: each `values[p]` (which gives what mode `modes[p]`
 /// reads: a `T`, a `&T`, an `Option<T>` or an `Option<&T>`) through its binding's check; one
@@ -16,6 +17,7 @@ use super::values::{bare, origin, Mode};
 /// call, before it.
 pub fn checked(
     a: &Analysis,
+    flow: &Ident,
     step: &Step,
     values: &[TokenStream],
     modes: &[Mode],
@@ -67,6 +69,12 @@ pub fn checked(
                 step.label,
                 origin(a, slot)
             )
+        } else if step.meta.kind == StepKind::Flow {
+            format!(
+                "sub-flow `{}` input `{pname}` takes `{takes}`, but {} is `{{T}}`",
+                step.label,
+                origin(a, slot)
+            )
         } else {
             format!(
                 "step `{}` parameter `{pname}` takes `{takes}`, but {} is `{{T}}`",
@@ -75,11 +83,7 @@ pub fn checked(
             )
         };
         let label = format!("`{pname}` reads a `{{T}}` here");
-        let trait_name = format_ident!(
-            "parameter_{}",
-            pname,
-            span = Span::mixed_site().located_at(span)
-        );
+        let trait_name = check_ident(flow, &format!("{}_{pname}", bare(&step.label)), span);
         items.extend(match lend {
             // `I` counts the dereferences from `T` to `P`; rustc infers it. The impl is not
             // recommended, so a failure is this trait's, with its message, not `Lends`'s.
@@ -99,7 +103,15 @@ pub fn checked(
             },
             None => identity_check(&trait_name, &message, &label, sig),
         });
-        args.push(quote_spanned!(span=> #trait_name::pass(#param)));
+        // The argument in a block spanned like the step's parameters, so that rustc puts the
+        // error on the step whatever expression reads the value (a sub-flow's input is a slot
+        // read, not a parameter); a map step's element is spanned on the value after `over`.
+        let arg = if step.map_item == Some(p) {
+            param.clone()
+        } else {
+            quote_spanned!(Span::mixed_site().located_at(span)=> { #param })
+        };
+        args.push(quote_spanned!(span=> #trait_name::pass(#arg)));
     }
     (items, args)
 }
@@ -123,13 +135,23 @@ pub fn checked_output(
         origin(a, slot)
     );
     let label = format!("`{name}` is a `{{T}}`");
-    let trait_name = format_ident!(
-        "output_{}",
-        name,
-        span = Span::mixed_site().located_at(span)
-    );
+    let trait_name = check_ident(flow, &format!("output_{name}"), span);
     let items = identity_check(&trait_name, &message, &label, quote!(fn pass(v: T) -> Self));
     (items, quote_spanned!(span=> #trait_name::pass({ #value })))
+}
+
+/// The name of a check's trait, `{flow}_{what}`, resolved where `flow!` is (so it clashes with
+/// nothing of the user's), located at `span`. rustc names the trait in a help line under the
+/// check's message ("the trait `Boot_attach_size<u32>` is not implemented for `u64`"), and
+/// prints it this short only when no other item of the crate has its name: hence the flow's name
+/// in it, as the same step or value names recur from flow to flow.
+pub fn check_ident(flow: &Ident, what: &str, span: Span) -> Ident {
+    let flow = flow.to_string();
+    format_ident!(
+        "{}_{what}",
+        bare(&flow),
+        span = Span::mixed_site().located_at(span)
+    )
 }
 
 /// A check that passes a value of exactly the type expected, `sig` (`fn pass(v: ..T..) ->

@@ -3,7 +3,7 @@
 //! input order. On failure the finished items are kept, so each is reverted on its own.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 
 use super::super::graph::Step;
 use super::values::{bare, local, mode, param_names, skippable, value_type, Mode};
@@ -83,7 +83,8 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         })
         .collect();
     // Every value passes through its binding's check (the item's names the elements).
-    let (checks, call_args) = super::binding::checked(e.a, step, &values, &modes, span);
+    let (checks, call_args) =
+        super::binding::checked(e.a, &e.def.name, step, &values, &modes, span);
     let call = quote_spanned!(span=> #path(#(#call_args),*));
     let normalize = |outcome: TokenStream| {
         if step.meta.fallible {
@@ -146,10 +147,10 @@ fn items_check(e: &Emit, step: &Step, items: usize) -> (TokenStream, Ident) {
         step.label,
         super::values::origin(e.a, items)
     );
-    let elements = format_ident!(
-        "elements_of_{}",
-        bare(&step.label),
-        span = Span::mixed_site().located_at(span)
+    let elements = super::binding::check_ident(
+        &e.def.name,
+        &format!("elements_of_{}", bare(&step.label)),
+        span,
     );
     let checks = quote! {
         #[allow(non_camel_case_types)]
