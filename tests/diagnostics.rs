@@ -41,6 +41,8 @@ const CASES: &[(&str, usize)] = &[
     ("task_error_used_in_flow_provides", 1),
     ("type_mismatch_into_subflow_input", 1),
     ("type_mismatch_subflow_into_subflow", 2),
+    ("map_over_not_vec_with_revert", 1),
+    ("map_over_wrong_element_with_revert", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

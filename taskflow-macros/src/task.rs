@@ -733,6 +733,25 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
         };
         args.push(value);
     }
+    // The type each input reaches the hook as, for a `map` step's revert, which reads its
+    // element through `__private::element_of` (see there): a function of that type, `&T` to
+    // `&T`, whose signature may elide lifetimes as the task's own does.
+    let input_fns = def
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.ctx && p.inner_ty.is_none())
+        .map(|(k, p)| {
+            let f = format_ident!("__taskflow_input_{}", k);
+            let ty = &p.value_ty;
+            quote! {
+                #[doc(hidden)]
+                #[inline(always)]
+                pub fn #f(v: &#ty) -> &#ty {
+                    v
+                }
+            }
+        });
     let call_await = hook.is_async.then(|| quote!(.await));
     let span = hook_path.span();
     let call = if args.len() == hook.params.len() {
@@ -754,6 +773,7 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                 #checks
                 async move { #call }
             }
+            #(#input_fns)*
         }
     }
 }

@@ -87,6 +87,55 @@ impl<T: Lends<P, I>, P: ?Sized, I> OptLends<P, ((), I)> for Option<T> {
     }
 }
 
+/// How a `map` step's revert hook reads the element of the item it undoes: `element_of(input,
+/// items, i).element()`, where `input` is the task's `__taskflow_input_k` (the type `&P` the
+/// hook takes), with `LendElement` and `NoElement` in scope. When `items` is a `Vec` whose
+/// elements lend a `P`, method resolution picks `LendElement` (by value, found first); otherwise
+/// `NoElement` (by reference), which reads nothing and says nothing. The step's own function
+/// reads the elements through the checks that report such a mismatch, in our words, so the
+/// crate does not build and `NoElement::element` never runs: the revert adds no second error.
+pub struct ElementOf<'a, P: ?Sized, T: ?Sized> {
+    items: &'a T,
+    i: usize,
+    param: core::marker::PhantomData<fn(&P) -> &P>,
+}
+
+/// The `i`th element of `items`, as the hook's parameter `input` takes it (see [`ElementOf`]).
+pub fn element_of<'a, P: ?Sized, T: ?Sized>(
+    _input: for<'x> fn(&'x P) -> &'x P,
+    items: &'a T,
+    i: usize,
+) -> ElementOf<'a, P, T> {
+    ElementOf {
+        items,
+        i,
+        param: core::marker::PhantomData,
+    }
+}
+
+/// [`ElementOf`] of a `Vec` whose elements lend a `P`.
+pub trait LendElement<'a, P: ?Sized, I> {
+    fn element(self) -> &'a P;
+}
+
+impl<'a, P: ?Sized, E: Lends<P, I>, I> LendElement<'a, P, I> for ElementOf<'a, P, Vec<E>> {
+    #[inline(always)]
+    fn element(self) -> &'a P {
+        self.items[self.i].lend()
+    }
+}
+
+/// [`ElementOf`] of anything else: only in a crate that does not build.
+pub trait NoElement<'a, P: ?Sized> {
+    fn element(self) -> &'a P;
+}
+
+impl<'a, P: ?Sized, T: ?Sized> NoElement<'a, P> for &ElementOf<'a, P, T> {
+    fn element(self) -> &'a P {
+        unreachable!("a map step over a value its task cannot take does not compile")
+    }
+}
+
 /// What a step's task ends with: its outputs, or its failure.
 pub type Outcome<T> = Result<T, Failure>;
 

@@ -3,7 +3,7 @@
 //! input order. On failure the finished items are kept, so each is reverted on its own.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 
 use super::super::graph::Step;
 use super::values::{bare, local, mode, param_names, skippable, value_type, Mode};
@@ -194,14 +194,17 @@ fn revert(e: &Emit, s: usize, step: &Step) -> Option<TokenStream> {
     let [v, undo, i, result, failures] = ["v", "undo", "i", "result", "failures"].map(local);
     let params = param_names(step, RESERVED);
     let (vars, handles, read) = super::task::hook_handles(e, step, &params, &v);
-    let (_, elements) = items_check(e, step, step.args[item].expect("bound by analysis"));
-    let over_span =
-        Span::call_site().located_at(step.r.map_over.as_ref().expect("a map step").span());
     let mut inputs = Vec::new();
     for (p, slot) in read {
         let var = &params[p];
         inputs.push(if p == item {
-            quote_spanned!(over_span=> #elements::at({ &**#var }, #i))
+            // Not through the elements' checks: the step's function reports a mismatch, and
+            // this reads nothing in a crate that has one (see `__private::ElementOf`).
+            let input = format_ident!("__taskflow_input_{}", p);
+            quote!({
+                use __tf::{LendElement as _, NoElement as _};
+                __tf::element_of(#path::#input, &**#var, #i).element()
+            })
         } else {
             match (step.meta.params[p].optional, skippable(e.a, slot)) {
                 (true, true) => quote!(#var.as_deref().and_then(__tf::OptLends::opt_lend)),
