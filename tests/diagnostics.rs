@@ -43,6 +43,7 @@ const CASES: &[(&str, usize)] = &[
     ("type_mismatch_subflow_into_subflow", 2),
     ("map_over_not_vec_with_revert", 1),
     ("map_over_wrong_element_with_revert", 1),
+    ("revert_hook_input_wrong_type", 2),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

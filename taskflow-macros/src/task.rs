@@ -704,13 +704,54 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                 quote_spanned!(span=> #check::pass({ #value }))
             }
             other => match flow_params.iter().position(|p| p.name == other) {
+                // An optional input reaches the hook as the task reads it: `Option<&T>`.
+                Some(i) if flow_params[i].inner_ty.is_some() => {
+                    let input = &inputs[i];
+                    quote!(#input)
+                }
+                // Any other through a check that names the hook, the parameter and the task's
+                // input when the hook takes another type: a `&P` one reads the input through
+                // `Lends` (as deref coercion did: `&String` into `&str`), one by value a copy
+                // (`ToOwned`).
                 Some(i) => {
                     let input = &inputs[i];
-                    // An optional input reaches the hook as the task reads it: `Option<&T>`.
-                    if hp.by_ref || flow_params[i].inner_ty.is_some() {
-                        quote!(#input)
+                    let hook_name = hook_path.segments.last().expect("a path").ident.to_string();
+                    let check = format_ident!(
+                        "{}_{}",
+                        hook_name.trim_start_matches("r#"),
+                        hp_name,
+                        span = proc_macro2::Span::mixed_site().located_at(hp.name.span())
+                    );
+                    let takes = if hp.by_ref { "&{Self}" } else { "{Self}" };
+                    let message = format!(
+                        "revert hook `{hook_text}` parameter `{hp_name}` takes `{takes}`, but \
+                         the input `{other}` of task `{name}` is `{{T}}`"
+                    );
+                    let label = format!("`{hp_name}` reads a `{{T}}`");
+                    let span = hp.name.span();
+                    if hp.by_ref {
+                        checks.extend(quote! {
+                            #[allow(non_camel_case_types)]
+                            #[diagnostic::on_unimplemented(message = #message, label = #label)]
+                            trait #check<T: ?Sized, I> { fn pass(v: &T) -> &Self; }
+                            #[diagnostic::do_not_recommend]
+                            impl<T: ?Sized + ::taskflow::__private::Lends<P, I>, P: ?Sized, I> #check<T, I> for P {
+                                #[inline(always)]
+                                fn pass(v: &T) -> &P { ::taskflow::__private::Lends::lend(v) }
+                            }
+                        });
+                        quote_spanned!(span=> #check::pass({ #input }))
                     } else {
-                        quote!(::std::borrow::ToOwned::to_owned(#input))
+                        checks.extend(quote! {
+                            #[allow(non_camel_case_types)]
+                            #[diagnostic::on_unimplemented(message = #message, label = #label)]
+                            trait #check<T>: Sized { fn pass(v: T) -> Self; }
+                            impl<T> #check<T> for T {
+                                #[inline(always)]
+                                fn pass(v: T) -> T { v }
+                            }
+                        });
+                        quote_spanned!(span=> #check::pass({ ::std::borrow::ToOwned::to_owned(#input) }))
                     }
                 }
                 None => {
