@@ -44,6 +44,8 @@ const CASES: &[(&str, usize)] = &[
     ("map_over_not_vec_with_revert", 1),
     ("map_over_wrong_element_with_revert", 1),
     ("revert_hook_input_wrong_type", 2),
+    ("decider_param_wrong_type", 2),
+    ("type_mismatch_optional", 2),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

@@ -11,6 +11,37 @@ use super::super::graph::{Analysis, Source, Step};
 use super::values::{bare, origin, Mode};
 use crate::meta::StepKind;
 
+/// Who reads the values being checked, for the checks' messages and names.
+pub struct Reader<'r> {
+    /// "step `attach`", "sub-flow `Attach`", "decider `big_enough` (on the link into ..)".
+    pub who: String,
+    /// "parameter" or "input".
+    pub param_word: &'static str,
+    /// What the checks' trait names start with, after the flow's name.
+    pub name: String,
+    pub args: &'r [Option<usize>],
+    pub params: &'r [crate::meta::ParamMeta],
+    /// A map step's item parameter, which reads each element of the value.
+    pub map_item: Option<usize>,
+}
+
+impl<'r> Reader<'r> {
+    pub fn step(step: &'r Step) -> Reader<'r> {
+        let (kind, param_word) = match step.meta.kind {
+            StepKind::Flow => ("sub-flow", "input"),
+            StepKind::Task => ("step", "parameter"),
+        };
+        Reader {
+            who: format!("{kind} `{}`", step.label),
+            param_word,
+            name: bare(&step.label).to_owned(),
+            args: &step.args,
+            params: &step.meta.params,
+            map_item: step.map_item,
+        }
+    }
+}
+
 /// The argument expressions of `step`'s call: each `values[p]` (which gives what mode `modes[p]`
 /// reads: a `T`, a `&T`, an `Option<T>` or an `Option<&T>`) through its binding's check; one
 /// in mode `Ctx` is passed as it is. And the checks' items, to go in the function that makes the
@@ -23,10 +54,22 @@ pub fn checked(
     modes: &[Mode],
     span: Span,
 ) -> (TokenStream, Vec<TokenStream>) {
+    checked_for(a, flow, &Reader::step(step), values, modes, span)
+}
+
+/// [`checked`] for any reader of flow values (a decider too).
+pub fn checked_for(
+    a: &Analysis,
+    flow: &Ident,
+    reader: &Reader,
+    values: &[TokenStream],
+    modes: &[Mode],
+    span: Span,
+) -> (TokenStream, Vec<TokenStream>) {
     let mut items = TokenStream::new();
     let mut args = Vec::new();
     for (p, (param, &mode)) in values.iter().zip(modes).enumerate() {
-        let slot = match (mode, step.args[p]) {
+        let slot = match (mode, reader.args[p]) {
             (Mode::Ctx, _) | (_, None) => None,
             (_, Some(slot)) if matches!(a.slots[slot].source, Source::Default { .. }) => None,
             (_, Some(slot)) => Some(slot),
@@ -35,7 +78,7 @@ pub fn checked(
             args.push(quote!(#param));
             continue;
         };
-        let pname = bare(&step.meta.params[p].name);
+        let pname = bare(&reader.params[p].name);
         // What the parameter takes, the signature of the check's `pass`, and, for a parameter
         // that lends (a `&P` reads a `T` that dereferences to a `P`, `__tf::Lends`), how `pass`
         // lends it; any other passes the value as it is.
@@ -62,28 +105,20 @@ pub fn checked(
             _ => ("{Self}", quote!(fn pass(v: T) -> Self), None),
         };
         // A map step's item parameter reads each element of the value it maps over.
-        let message = if step.map_item == Some(p) {
+        let (who, word) = (&reader.who, reader.param_word);
+        let message = if reader.map_item == Some(p) {
             format!(
-                "map step `{}` parameter `{pname}` takes `{takes}`, but the elements of {} are \
-                 `{{T}}`",
-                step.label,
-                origin(a, slot)
-            )
-        } else if step.meta.kind == StepKind::Flow {
-            format!(
-                "sub-flow `{}` input `{pname}` takes `{takes}`, but {} is `{{T}}`",
-                step.label,
+                "map {who} {word} `{pname}` takes `{takes}`, but the elements of {} are `{{T}}`",
                 origin(a, slot)
             )
         } else {
             format!(
-                "step `{}` parameter `{pname}` takes `{takes}`, but {} is `{{T}}`",
-                step.label,
+                "{who} {word} `{pname}` takes `{takes}`, but {} is `{{T}}`",
                 origin(a, slot)
             )
         };
         let label = format!("`{pname}` reads a `{{T}}` here");
-        let trait_name = check_ident(flow, &format!("{}_{pname}", bare(&step.label)), span);
+        let trait_name = check_ident(flow, &format!("{}_{pname}", reader.name), span);
         items.extend(match lend {
             // `I` counts the dereferences from `T` to `P`; rustc infers it. The impl is not
             // recommended, so a failure is this trait's, with its message, not `Lends`'s.
@@ -106,7 +141,7 @@ pub fn checked(
         // The argument in a block spanned like the step's parameters, so that rustc puts the
         // error on the step whatever expression reads the value (a sub-flow's input is a slot
         // read, not a parameter); a map step's element is spanned on the value after `over`.
-        let arg = if step.map_item == Some(p) {
+        let arg = if reader.map_item == Some(p) {
             param.clone()
         } else {
             quote_spanned!(Span::mixed_site().located_at(span)=> { #param })

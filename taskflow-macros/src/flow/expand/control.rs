@@ -98,14 +98,30 @@ pub fn decide_method(a: &Analysis, flow: &Ident, values: &Values, pos: &[usize])
                 let vars: Vec<_> = (0..d.args.len())
                     .map(|p| local(&format!("d{i}_{p}")))
                     .collect();
+                let modes: Vec<_> = (0..d.args.len())
+                    .map(|p| mode(a, &d.args, &d.meta.params, p))
+                    .collect();
                 for (p, var) in vars.iter().enumerate() {
                     // Deciders never move a value: they may be asked again after a retry.
-                    let read =
-                        values.read_again(mode(a, &d.args, &d.meta.params, p), d.args[p], label);
+                    let read = values.read_again(modes[p], d.args[p], label);
                     lets.push(quote!(let #var = #read;));
                 }
-                // Through a check that names the decider when it does not return `bool`.
+                // Through a check that names the decider when it does not return `bool`, its
+                // arguments through their bindings' checks.
                 let span = Span::call_site().located_at(syn::spanned::Spanned::span(path));
+                let decider = path.to_token_stream().to_string().replace(' ', "");
+                let reader = super::binding::Reader {
+                    who: format!("decider `{decider}` (on the link into step `{label}`)"),
+                    param_word: "parameter",
+                    name: format!("decider_{i}"),
+                    args: &d.args,
+                    params: &d.meta.params,
+                    map_item: None,
+                };
+                let vars: Vec<TokenStream> = vars.iter().map(|v| quote!(#v)).collect();
+                let (arg_checks, vars) =
+                    super::binding::checked_for(a, flow, &reader, &vars, &modes, span);
+                checks.extend(arg_checks);
                 let check = super::binding::check_ident(flow, &format!("decider_{i}"), span);
                 let message = format!(
                     "decider `{}` (on the link into step `{label}`) must return `bool`, but it \
