@@ -325,7 +325,14 @@ impl Ask for Delay {
     }
 }
 
-/// The element type of a flow value that `ParameterizedForEach` iterates.
+/// The element type of a flow value that `ParameterizedForEach` iterates. rustc reports a value
+/// that is not a `Vec` at every use of the item's type (several errors, not one), so the message
+/// at least is ours.
+#[diagnostic::on_unimplemented(
+    message = "`ParameterizedForEach(values)` runs its scope once per element of a `Vec`, but the value is `{Self}`",
+    label = "not a `Vec`",
+    note = "give `ParameterizedForEach` a `Vec` value"
+)]
 pub trait Elements {
     type Item;
 }
