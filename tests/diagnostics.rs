@@ -46,6 +46,7 @@ const CASES: &[(&str, usize)] = &[
     ("revert_hook_input_wrong_type", 2),
     ("decider_param_wrong_type", 2),
     ("type_mismatch_optional", 2),
+    ("type_mismatch_static_ref", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

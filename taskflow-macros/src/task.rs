@@ -28,6 +28,8 @@ struct TaskParam {
     inner_ty: Option<Type>,
     /// The type of the flow value the parameter reads (`T` for both `T` and `&T`).
     value_ty: Type,
+    /// `&'static T`: reads a value of that very type, by value.
+    static_ref: bool,
     default: bool,
 }
 
@@ -221,6 +223,7 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                         optional: false,
                         inner_ty: None,
                         value_ty: (*pt.ty).clone(),
+                        static_ref: false,
                         default: false,
                     });
                     continue;
@@ -229,6 +232,9 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                     Some(inner) => (true, inner),
                     None => (false, &*pt.ty),
                 };
+                let static_ref = !optional
+                    && matches!(ty, Type::Reference(r)
+                        if r.lifetime.as_ref().is_some_and(|l| l.ident == "static"));
                 let (by_ref, value_ty) = match ty {
                     Type::Reference(r) if r.mutability.is_some() => {
                         cx.error_spanned(&pt.ty, format!("parameter `{}` takes `&mut`: a flow value is shared between steps, take it by value or by `&`", pi.ident));
@@ -247,6 +253,7 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                 params.push(TaskParam {
                     name: pi.ident.clone(),
                     by_ref,
+                    static_ref,
                     ctx: false,
                     optional,
                     value_ty: if optional && !by_ref {
@@ -527,6 +534,7 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             .map(|p| ParamMeta {
                 name: p.name.to_string(),
                 by_ref: p.by_ref,
+                static_ref: p.static_ref,
                 default: p.default,
                 ctx: p.ctx,
                 optional: p.optional,

@@ -136,7 +136,15 @@ pub fn checked_for(
                     #sig { #body }
                 }
             },
-            None => identity_check(&trait_name, &message, &label, sig),
+            // A `&'static T` parameter reads its value by value: a `String` is not a `&'static
+            // str`, which deref does not change, and the message alone would not say why.
+            None => {
+                let note = reader.params[p].static_ref.then_some(
+                    "a `&'static` parameter takes a value that is that `&'static` reference \
+                     itself, not one it borrows from the run's values; take `&T` to borrow it",
+                );
+                identity_check_noted(&trait_name, &message, &label, note, sig)
+            }
         });
         // The argument in a block spanned like the step's parameters, so that rustc puts the
         // error on the step whatever expression reads the value (a sub-flow's input is a slot
@@ -192,9 +200,21 @@ pub fn check_ident(flow: &Ident, what: &str, span: Span) -> Ident {
 /// A check that passes a value of exactly the type expected, `sig` (`fn pass(v: ..T..) ->
 /// ..Self..`) with the value as it is, and otherwise fails with `message` and `label`.
 pub fn identity_check(name: &Ident, message: &str, label: &str, sig: TokenStream) -> TokenStream {
+    identity_check_noted(name, message, label, None, sig)
+}
+
+/// [`identity_check`] with a note under its message.
+pub fn identity_check_noted(
+    name: &Ident,
+    message: &str,
+    label: &str,
+    note: Option<&str>,
+    sig: TokenStream,
+) -> TokenStream {
+    let note = note.map(|n| quote!(, note = #n));
     quote! {
         #[allow(non_camel_case_types)]
-        #[diagnostic::on_unimplemented(message = #message, label = #label)]
+        #[diagnostic::on_unimplemented(message = #message, label = #label #note)]
         trait #name<T>: Sized { #sig; }
         impl<T> #name<T> for T {
             #sig { v }
