@@ -1,8 +1,9 @@
-//! The type check of each binding, in our words: a step's parameter (a sub-flow's input) reads a
-//! flow value through a trait made for that one binding, whose `#[diagnostic::on_unimplemented]` message names the
-//! step, the parameter and where the value comes from. The parameter's type is inferred from the
-//! task's signature at the call, so a mismatch is that trait's one error (`E0277`), spanned on the
-//! step, and never also rustc's `mismatched types` at the call.
+//! The type check of each binding, in our words: a step's parameter (a sub-flow's input, a
+//! decider's parameter) reads a flow value through a trait made for that one binding, whose
+//! `#[diagnostic::on_unimplemented]` message names the step, the parameter and where the value
+//! comes from. The parameter's type is inferred from the task's signature at the call, so a
+//! mismatch is that trait's one error (`E0277`), spanned on the step, and never also rustc's
+//! `mismatched types` at the call.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
