@@ -39,6 +39,14 @@ const CASES: &[(&str, usize)] = &[
     ("task_error_used_in_flow_generic", 1),
     ("task_error_used_in_flow_pattern", 1),
     ("task_error_used_in_flow_provides", 1),
+    ("type_mismatch_into_subflow_input", 1),
+    ("type_mismatch_subflow_into_subflow", 2),
+    ("map_over_not_vec_with_revert", 1),
+    ("map_over_wrong_element_with_revert", 1),
+    ("revert_hook_input_wrong_type", 2),
+    ("decider_param_wrong_type", 2),
+    ("type_mismatch_optional", 2),
+    ("type_mismatch_static_ref", 1),
 ];
 
 /// One error as rustc reported it: its message and where its primary span is.

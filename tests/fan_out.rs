@@ -208,3 +208,53 @@ fn a_sync_map_runs_on_the_worker_pool_and_keeps_input_order() {
         assert!(out.squares.is_empty());
     }
 }
+
+fn tag_name(name: &str, trace: &Trace) -> String {
+    trace.push(format!("tag {name}"));
+    format!("#{name}")
+}
+
+#[revert]
+fn untag_name(name: &str, trace: &Trace, result: TaskOutcome<&String>) {
+    trace.push(format!(
+        "untag {name} ({})",
+        result.map_or("-", |t| t.as_str())
+    ));
+}
+
+#[task(provides = published)]
+fn publish(tags: &[String]) -> Result<usize, Refused> {
+    Err(Refused(tags.len() as u32))
+}
+
+#[task(provides = tag, revert = untag_name)]
+fn tag_name_undone(name: &str, trace: &Trace) -> String {
+    tag_name(name, trace)
+}
+
+flow! {
+    flow Tags(trace: Trace, names: Vec<String>) -> (published) {
+        linear [ map tag_name_undone over names -> tags, publish ]
+    }
+}
+
+#[test]
+fn a_map_revert_hook_reads_each_element_as_its_task_does() {
+    // `Vec<String>` elements into a `&str` parameter, in the task and in its revert hook (which
+    // reads the element through `__private::element_of`, not through the step's checks).
+    for engine in [Engine::serial(), Engine::parallel()] {
+        let trace = Trace::default();
+        let inputs = TagsInputs {
+            trace: trace.clone(),
+            names: vec!["a".into(), "b".into()],
+        };
+        assert!(engine.run(Tags, inputs).blocking().is_err());
+        let events = trace.events();
+        let mut ran = events[..2].to_vec();
+        ran.sort();
+        assert_eq!(ran, ["tag a", "tag b"], "{engine:?}");
+        let mut undone = events[2..].to_vec();
+        undone.sort();
+        assert_eq!(undone, ["untag a (#a)", "untag b (#b)"], "{engine:?}");
+    }
+}

@@ -44,6 +44,8 @@ impl VisRank {
 pub struct ParamMeta {
     pub name: String,
     pub by_ref: bool,
+    /// `&'static T`: read by value (a copy of the reference), so it cannot borrow a flow value.
+    pub static_ref: bool,
     pub default: bool,
     /// `&TaskContext`: supplied by the engine, not bound to a flow value.
     pub ctx: bool,
@@ -103,6 +105,7 @@ impl StepMeta {
                 (_, true, true) => "optref",
                 (_, true, false) => "opt",
                 (_, false, true) => "ref",
+                (_, false, false) if p.static_ref => "static",
                 (_, false, false) => "value",
             });
             let default = flag(p.default, "default", "required");
@@ -142,6 +145,7 @@ impl StepMeta {
             params.push(ParamMeta {
                 name,
                 by_ref: mode == "ref" || mode == "optref",
+                static_ref: mode == "static",
                 optional: mode == "opt" || mode == "optref",
                 ctx: mode == "ctx",
                 default: ident(parts.next()?)? == "default",

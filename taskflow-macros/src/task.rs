@@ -28,6 +28,8 @@ struct TaskParam {
     inner_ty: Option<Type>,
     /// The type of the flow value the parameter reads (`T` for both `T` and `&T`).
     value_ty: Type,
+    /// `&'static T`: reads a value of that very type, by value.
+    static_ref: bool,
     default: bool,
 }
 
@@ -221,6 +223,7 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                         optional: false,
                         inner_ty: None,
                         value_ty: (*pt.ty).clone(),
+                        static_ref: false,
                         default: false,
                     });
                     continue;
@@ -229,6 +232,9 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                     Some(inner) => (true, inner),
                     None => (false, &*pt.ty),
                 };
+                let static_ref = !optional
+                    && matches!(ty, Type::Reference(r)
+                        if r.lifetime.as_ref().is_some_and(|l| l.ident == "static"));
                 let (by_ref, value_ty) = match ty {
                     Type::Reference(r) if r.mutability.is_some() => {
                         cx.error_spanned(&pt.ty, format!("parameter `{}` takes `&mut`: a flow value is shared between steps, take it by value or by `&`", pi.ident));
@@ -247,6 +253,7 @@ fn analyze(func: &ItemFn, defaults: &[bool], args: TaskArgs, cx: &mut Ctxt) -> O
                 params.push(TaskParam {
                     name: pi.ident.clone(),
                     by_ref,
+                    static_ref,
                     ctx: false,
                     optional,
                     value_ty: if optional && !by_ref {
@@ -527,6 +534,7 @@ fn companions(def: &TaskDef, hook: Option<&HookMeta>, cx: &mut Ctxt) -> TokenStr
             .map(|p| ParamMeta {
                 name: p.name.to_string(),
                 by_ref: p.by_ref,
+                static_ref: p.static_ref,
                 default: p.default,
                 ctx: p.ctx,
                 optional: p.optional,
@@ -676,8 +684,12 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                         "what failed in the flow".to_owned(),
                     )
                 };
+                // Named after the hook: rustc prints the trait's name in a help line, short
+                // only when no other item of the crate has it (and every hook has a `result`).
+                let hook_name = hook_path.segments.last().expect("a path").ident.to_string();
                 let check = format_ident!(
-                    "{}_check",
+                    "{}_{}",
+                    hook_name.trim_start_matches("r#"),
                     hp_name,
                     span = proc_macro2::Span::mixed_site().located_at(hp.name.span())
                 );
@@ -700,13 +712,54 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                 quote_spanned!(span=> #check::pass({ #value }))
             }
             other => match flow_params.iter().position(|p| p.name == other) {
+                // An optional input reaches the hook as the task reads it: `Option<&T>`.
+                Some(i) if flow_params[i].inner_ty.is_some() => {
+                    let input = &inputs[i];
+                    quote!(#input)
+                }
+                // Any other through a check that names the hook, the parameter and the task's
+                // input when the hook takes another type: a `&P` one reads the input through
+                // `Lends` (as deref coercion did: `&String` into `&str`), one by value a copy
+                // (`ToOwned`).
                 Some(i) => {
                     let input = &inputs[i];
-                    // An optional input reaches the hook as the task reads it: `Option<&T>`.
-                    if hp.by_ref || flow_params[i].inner_ty.is_some() {
-                        quote!(#input)
+                    let hook_name = hook_path.segments.last().expect("a path").ident.to_string();
+                    let check = format_ident!(
+                        "{}_{}",
+                        hook_name.trim_start_matches("r#"),
+                        hp_name,
+                        span = proc_macro2::Span::mixed_site().located_at(hp.name.span())
+                    );
+                    let takes = if hp.by_ref { "&{Self}" } else { "{Self}" };
+                    let message = format!(
+                        "revert hook `{hook_text}` parameter `{hp_name}` takes `{takes}`, but \
+                         the input `{other}` of task `{name}` is `{{T}}`"
+                    );
+                    let label = format!("`{hp_name}` reads a `{{T}}`");
+                    let span = hp.name.span();
+                    if hp.by_ref {
+                        checks.extend(quote! {
+                            #[allow(non_camel_case_types)]
+                            #[diagnostic::on_unimplemented(message = #message, label = #label)]
+                            trait #check<T: ?Sized, I> { fn pass(v: &T) -> &Self; }
+                            #[diagnostic::do_not_recommend]
+                            impl<T: ?Sized + ::taskflow::__private::Lends<P, I>, P: ?Sized, I> #check<T, I> for P {
+                                #[inline(always)]
+                                fn pass(v: &T) -> &P { ::taskflow::__private::Lends::lend(v) }
+                            }
+                        });
+                        quote_spanned!(span=> #check::pass({ #input }))
                     } else {
-                        quote!(::std::borrow::ToOwned::to_owned(#input))
+                        checks.extend(quote! {
+                            #[allow(non_camel_case_types)]
+                            #[diagnostic::on_unimplemented(message = #message, label = #label)]
+                            trait #check<T>: Sized { fn pass(v: T) -> Self; }
+                            impl<T> #check<T> for T {
+                                #[inline(always)]
+                                fn pass(v: T) -> T { v }
+                            }
+                        });
+                        quote_spanned!(span=> #check::pass({ ::std::borrow::ToOwned::to_owned(#input) }))
                     }
                 }
                 None => {
@@ -729,6 +782,25 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
         };
         args.push(value);
     }
+    // The type each input reaches the hook as, for a `map` step's revert, which reads its
+    // element through `__private::element_of` (see there): a function of that type, `&T` to
+    // `&T`, whose signature may elide lifetimes as the task's own does.
+    let input_fns = def
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.ctx && p.inner_ty.is_none())
+        .map(|(k, p)| {
+            let f = format_ident!("__taskflow_input_{}", k);
+            let ty = &p.value_ty;
+            quote! {
+                #[doc(hidden)]
+                #[inline(always)]
+                pub fn #f(v: &#ty) -> &#ty {
+                    v
+                }
+            }
+        });
     let call_await = hook.is_async.then(|| quote!(.await));
     let span = hook_path.span();
     let call = if args.len() == hook.params.len() {
@@ -750,6 +822,7 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                 #checks
                 async move { #call }
             }
+            #(#input_fns)*
         }
     }
 }

@@ -65,6 +65,12 @@ pub mod store;
 #[path = "private.rs"]
 pub mod __private;
 
+// Hidden traits that rustc names in the notes under an error ("required for `Measure` to
+// implement `DurableSubflow<'_>`"): rustc prints an item by its shortest visible name when that
+// name is unique, and items reached only through the hidden `__private` are printed with it.
+#[doc(hidden)]
+pub use __private::{SubflowIn as DurableSubflow, TaskError};
+
 pub use context::TaskContext;
 pub use durable::{
     fingerprint, release_held, DurableError, DurableFlow, HeldStep, OnTakeover, OutcomeUnknown,
@@ -149,7 +155,10 @@ pub use taskflow_macros::task;
 /// Marks a function as a revert hook, named by a task's `#[task(revert = this_fn)]`.
 ///
 /// A hook binds its parameters by name, like a task. It may take:
-/// - any input of its task, by reference or by value (cloned);
+/// - any input of its task, by reference or by value (cloned): by `&P` the input must be a `P`
+///   or dereference to one (a `&str` of a `String` input), by value it is the input's owned
+///   type (`String` of a `&str` input); another type is one compile error on the hook's
+///   parameter, naming the input and both types;
 /// - `result`: a [`TaskOutcome`] — `Ok` with references to the task's outputs when the task had
 ///   succeeded (a later step failed), `Err(failure)` when this very task is the one that failed;
 /// - `failures: &[Failure]`: what failed in the flow.

@@ -41,24 +41,21 @@ mod slot;
 
 /// A `&P` parameter reads a value `T` that is a `P` or dereferences to one (`String` to `str`,
 /// `Arc<String>` to `str`, a `Deref` type of the user's to its target): `I` counts the
-/// dereferences (`Here`, `There<Here>`, ...) and is inferred, so any chain serves, and a value
-/// that reaches no `P` fails the binding's check of the flow, which names the step.
+/// dereferences (`()`, `((),)`, ...: one tuple more per dereference) and is inferred, so any
+/// chain serves, and a value that reaches no `P` fails the binding's check of the flow, which
+/// names the step. The counts are tuples, not types of ours, because rustc prints them in the
+/// help line under that check's message (`parameter_size<u32, (_,)>`): they name nothing hidden.
 pub trait Lends<P: ?Sized, I> {
     fn lend(&self) -> &P;
 }
 
-/// [`Lends`] with no dereference.
-pub struct Here;
-/// [`Lends`] with one dereference more than `I`.
-pub struct There<I>(I);
-
-impl<T: ?Sized> Lends<T, Here> for T {
+impl<T: ?Sized> Lends<T, ()> for T {
     fn lend(&self) -> &T {
         self
     }
 }
 
-impl<T, P, I> Lends<P, There<I>> for T
+impl<T, P, I> Lends<P, (I,)> for T
 where
     T: ?Sized + core::ops::Deref,
     T::Target: Lends<P, I>,
@@ -71,26 +68,71 @@ where
 
 /// An `Option<&P>` parameter reads a value `T` that lends a `P` ([`Lends`]; then it is always
 /// `Some`), or an `Option` of one — such as a sub-flow's output that a decider inside the
-/// sub-flow may skip — whose `None` it reads as `None`. `M` says which (`Whole` or `Inside`, with
-/// the dereferences) and is inferred.
+/// sub-flow may skip — whose `None` it reads as `None`. `M` says which (`(I,)` the value itself,
+/// `((), I)` what an `Option` holds, `I` the dereferences) and is inferred; tuples for the same
+/// reason as [`Lends`]'s counts.
 pub trait OptLends<P: ?Sized, M> {
     fn opt_lend(&self) -> Option<&P>;
 }
 
-/// [`OptLends`] of the value itself.
-pub struct Whole<I>(I);
-/// [`OptLends`] of what an `Option` value holds.
-pub struct Inside<I>(I);
-
-impl<T: ?Sized + Lends<P, I>, P: ?Sized, I> OptLends<P, Whole<I>> for T {
+impl<T: ?Sized + Lends<P, I>, P: ?Sized, I> OptLends<P, (I,)> for T {
     fn opt_lend(&self) -> Option<&P> {
         Some(self.lend())
     }
 }
 
-impl<T: Lends<P, I>, P: ?Sized, I> OptLends<P, Inside<I>> for Option<T> {
+impl<T: Lends<P, I>, P: ?Sized, I> OptLends<P, ((), I)> for Option<T> {
     fn opt_lend(&self) -> Option<&P> {
         self.as_ref().map(Lends::lend)
+    }
+}
+
+/// How a `map` step's revert hook reads the element of the item it undoes: `element_of(input,
+/// items, i).element()`, where `input` is the task's `__taskflow_input_k` (the type `&P` the
+/// hook takes), with `LendElement` and `NoElement` in scope. When `items` is a `Vec` whose
+/// elements lend a `P`, method resolution picks `LendElement` (by value, found first); otherwise
+/// `NoElement` (by reference), which reads nothing and says nothing. The step's own function
+/// reads the elements through the checks that report such a mismatch, in our words, so the
+/// crate does not build and `NoElement::element` never runs: the revert adds no second error.
+pub struct ElementOf<'a, P: ?Sized, T: ?Sized> {
+    items: &'a T,
+    i: usize,
+    param: core::marker::PhantomData<fn(&P) -> &P>,
+}
+
+/// The `i`th element of `items`, as the hook's parameter `input` takes it (see [`ElementOf`]).
+pub fn element_of<'a, P: ?Sized, T: ?Sized>(
+    _input: for<'x> fn(&'x P) -> &'x P,
+    items: &'a T,
+    i: usize,
+) -> ElementOf<'a, P, T> {
+    ElementOf {
+        items,
+        i,
+        param: core::marker::PhantomData,
+    }
+}
+
+/// [`ElementOf`] of a `Vec` whose elements lend a `P`.
+pub trait LendElement<'a, P: ?Sized, I> {
+    fn element(self) -> &'a P;
+}
+
+impl<'a, P: ?Sized, E: Lends<P, I>, I> LendElement<'a, P, I> for ElementOf<'a, P, Vec<E>> {
+    #[inline(always)]
+    fn element(self) -> &'a P {
+        self.items[self.i].lend()
+    }
+}
+
+/// [`ElementOf`] of anything else: only in a crate that does not build.
+pub trait NoElement<'a, P: ?Sized> {
+    fn element(self) -> &'a P;
+}
+
+impl<'a, P: ?Sized, T: ?Sized> NoElement<'a, P> for &ElementOf<'a, P, T> {
+    fn element(self) -> &'a P {
+        unreachable!("a map step over a value its task cannot take does not compile")
     }
 }
 
@@ -308,7 +350,14 @@ impl Ask for Delay {
     }
 }
 
-/// The element type of a flow value that `ParameterizedForEach` iterates.
+/// The element type of a flow value that `ParameterizedForEach` iterates. rustc reports a value
+/// that is not a `Vec` at every use of the item's type (several errors, not one), so the message
+/// at least is ours.
+#[diagnostic::on_unimplemented(
+    message = "`ParameterizedForEach(values)` runs its scope once per element of a `Vec`, but the value is `{Self}`",
+    label = "not a `Vec`",
+    note = "give `ParameterizedForEach` a `Vec` value"
+)]
 pub trait Elements {
     type Item;
 }

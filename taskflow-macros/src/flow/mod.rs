@@ -2,12 +2,12 @@
 //! wiring and emit the static executor.
 //!
 //! A proc macro cannot read other items, so `flow!` (the entry) only parses the flow, finds the
-//! step paths and starts a chain of collector calls; the end of the chain, `__flow_impl`, holds
-//! every step's metadata and runs the stages (`expand_impl`): the metadata read, bind, check,
-//! expand — each stage using only what the ones before it produced. Each hop of a chain is one level of macro
-//! expansion, so steps are collected in chunks of [`CHUNK`]: each chunk's chain ends by defining a
+//! step paths and starts a chain of collector calls; the end of the chain, `flow!` again (with
+//! the metadata in front), holds every step's metadata and runs the stages (`expand_impl`): the
+//! metadata read, bind, check, expand — each stage using only what the ones before it produced.
+//! Each hop of a chain is one level of macro expansion, so steps are collected in chunks of [`CHUNK`]: each chunk's chain ends by defining a
 //! collector macro for the whole chunk, and a last chain through those chunk collectors reaches
-//! `__flow_impl`. A 500-step flow thus nests about `CHUNK + 500 / CHUNK` levels deep, well inside
+//! the end. A 500-step flow thus nests about `CHUNK + 500 / CHUNK` levels deep, well inside
 //! rustc's default recursion limit of 128.
 
 mod bind;
@@ -31,6 +31,17 @@ pub use parse::FlowDef;
 const CHUNK: usize = 64;
 
 pub fn expand_entry(input: TokenStream) -> TokenStream {
+    // The end of the chain calls `flow!` again, with what it collected in front of the flow
+    // (`[ ] [ metadata… ] flow…`): a flow as written starts with `flow`, `pub` or an attribute,
+    // never with a `[..]`. Calling `::taskflow::flow` rather than a hidden macro is for rustc's
+    // note under an error in the expansion, which names the macro by the path it was called by.
+    let collected = matches!(
+        input.clone().into_iter().next(),
+        Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Bracket && g.stream().is_empty()
+    );
+    if collected {
+        return expand_impl(input);
+    }
     let def: FlowDef = match syn::parse2(input.clone()) {
         Ok(def) => def,
         Err(e) => return e.to_compile_error(),
@@ -61,12 +72,12 @@ pub fn expand_entry(input: TokenStream) -> TokenStream {
         steps.iter().map(|path| quote!({ #path })).collect()
     };
     let Some(first) = steps.first() else {
-        return quote!(::taskflow::__private::__flow_impl! { [ ] [ ] #input });
+        return quote!(::taskflow::flow! { [ ] [ ] #input });
     };
     if steps.len() <= CHUNK {
         // One chain: no chunk collectors, so a step that is not a task costs one error, not two.
         let rest = paths(&steps[1..]);
-        return quote!(#first! { [ #(#rest)* { ::taskflow::__private::__flow_impl } ] [ ] #input });
+        return quote!(#first! { [ #(#rest)* { ::taskflow::flow } ] [ ] #input });
     }
     let mut out = TokenStream::new();
     let mut chunk_names = Vec::new();
@@ -85,7 +96,7 @@ pub fn expand_entry(input: TokenStream) -> TokenStream {
     let first = &chunk_names[0];
     let rest = chunk_names[1..].iter().map(|n| quote!({ #n }));
     out.extend(quote! {
-        #first! { [ #(#rest)* { ::taskflow::__private::__flow_impl } ] [ ] #input }
+        #first! { [ #(#rest)* { ::taskflow::flow } ] [ ] #input }
     });
     out
 }

@@ -1,14 +1,47 @@
-//! The type check of each binding, in our words: a step's parameter reads a flow value through a
-//! trait made for that one binding, whose `#[diagnostic::on_unimplemented]` message names the
-//! step, the parameter and where the value comes from. The parameter's type is inferred from the
-//! task's signature at the call, so a mismatch is that trait's one error (`E0277`), spanned on the
-//! step, and never also rustc's `mismatched types` at the call.
+//! The type check of each binding, in our words: a step's parameter (a sub-flow's input, a
+//! decider's parameter) reads a flow value through a trait made for that one binding, whose
+//! `#[diagnostic::on_unimplemented]` message names the step, the parameter and where the value
+//! comes from. The parameter's type is inferred from the task's signature at the call, so a
+//! mismatch is that trait's one error (`E0277`), spanned on the step, and never also rustc's
+//! `mismatched types` at the call.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
 use super::super::graph::{Analysis, Source, Step};
 use super::values::{bare, origin, Mode};
+use crate::meta::StepKind;
+
+/// Who reads the values being checked, for the checks' messages and names.
+pub struct Reader<'r> {
+    /// "step `attach`", "sub-flow `Attach`", "decider `big_enough` (on the link into ..)".
+    pub who: String,
+    /// "parameter" or "input".
+    pub param_word: &'static str,
+    /// What the checks' trait names start with, after the flow's name.
+    pub name: String,
+    pub args: &'r [Option<usize>],
+    pub params: &'r [crate::meta::ParamMeta],
+    /// A map step's item parameter, which reads each element of the value.
+    pub map_item: Option<usize>,
+}
+
+impl<'r> Reader<'r> {
+    pub fn step(step: &'r Step) -> Reader<'r> {
+        let (kind, param_word) = match step.meta.kind {
+            StepKind::Flow => ("sub-flow", "input"),
+            StepKind::Task => ("step", "parameter"),
+        };
+        Reader {
+            who: format!("{kind} `{}`", step.label),
+            param_word,
+            name: bare(&step.label).to_owned(),
+            args: &step.args,
+            params: &step.meta.params,
+            map_item: step.map_item,
+        }
+    }
+}
 
 /// The argument expressions of `step`'s call: each `values[p]` (which gives what mode `modes[p]`
 /// reads: a `T`, a `&T`, an `Option<T>` or an `Option<&T>`) through its binding's check; one
@@ -16,7 +49,20 @@ use super::values::{bare, origin, Mode};
 /// call, before it.
 pub fn checked(
     a: &Analysis,
+    flow: &Ident,
     step: &Step,
+    values: &[TokenStream],
+    modes: &[Mode],
+    span: Span,
+) -> (TokenStream, Vec<TokenStream>) {
+    checked_for(a, flow, &Reader::step(step), values, modes, span)
+}
+
+/// [`checked`] for any reader of flow values (a decider too).
+pub fn checked_for(
+    a: &Analysis,
+    flow: &Ident,
+    reader: &Reader,
     values: &[TokenStream],
     modes: &[Mode],
     span: Span,
@@ -24,7 +70,7 @@ pub fn checked(
     let mut items = TokenStream::new();
     let mut args = Vec::new();
     for (p, (param, &mode)) in values.iter().zip(modes).enumerate() {
-        let slot = match (mode, step.args[p]) {
+        let slot = match (mode, reader.args[p]) {
             (Mode::Ctx, _) | (_, None) => None,
             (_, Some(slot)) if matches!(a.slots[slot].source, Source::Default { .. }) => None,
             (_, Some(slot)) => Some(slot),
@@ -33,7 +79,7 @@ pub fn checked(
             args.push(quote!(#param));
             continue;
         };
-        let pname = bare(&step.meta.params[p].name);
+        let pname = bare(&reader.params[p].name);
         // What the parameter takes, the signature of the check's `pass`, and, for a parameter
         // that lends (a `&P` reads a `T` that dereferences to a `P`, `__tf::Lends`), how `pass`
         // lends it; any other passes the value as it is.
@@ -60,26 +106,20 @@ pub fn checked(
             _ => ("{Self}", quote!(fn pass(v: T) -> Self), None),
         };
         // A map step's item parameter reads each element of the value it maps over.
-        let message = if step.map_item == Some(p) {
+        let (who, word) = (&reader.who, reader.param_word);
+        let message = if reader.map_item == Some(p) {
             format!(
-                "map step `{}` parameter `{pname}` takes `{takes}`, but the elements of {} are \
-                 `{{T}}`",
-                step.label,
+                "map {who} {word} `{pname}` takes `{takes}`, but the elements of {} are `{{T}}`",
                 origin(a, slot)
             )
         } else {
             format!(
-                "step `{}` parameter `{pname}` takes `{takes}`, but {} is `{{T}}`",
-                step.label,
+                "{who} {word} `{pname}` takes `{takes}`, but {} is `{{T}}`",
                 origin(a, slot)
             )
         };
         let label = format!("`{pname}` reads a `{{T}}` here");
-        let trait_name = format_ident!(
-            "parameter_{}",
-            pname,
-            span = Span::mixed_site().located_at(span)
-        );
+        let trait_name = check_ident(flow, &format!("{}_{pname}", reader.name), span);
         items.extend(match lend {
             // `I` counts the dereferences from `T` to `P`; rustc infers it. The impl is not
             // recommended, so a failure is this trait's, with its message, not `Lends`'s.
@@ -97,9 +137,25 @@ pub fn checked(
                     #sig { #body }
                 }
             },
-            None => identity_check(&trait_name, &message, &label, sig),
+            // A `&'static T` parameter reads its value by value: a `String` is not a `&'static
+            // str`, which deref does not change, and the message alone would not say why.
+            None => {
+                let note = reader.params[p].static_ref.then_some(
+                    "a `&'static` parameter takes a value that is that `&'static` reference \
+                     itself, not one it borrows from the run's values; take `&T` to borrow it",
+                );
+                identity_check_noted(&trait_name, &message, &label, note, sig)
+            }
         });
-        args.push(quote_spanned!(span=> #trait_name::pass(#param)));
+        // The argument in a block spanned like the step's parameters, so that rustc puts the
+        // error on the step whatever expression reads the value (a sub-flow's input is a slot
+        // read, not a parameter); a map step's element is spanned on the value after `over`.
+        let arg = if reader.map_item == Some(p) {
+            param.clone()
+        } else {
+            quote_spanned!(Span::mixed_site().located_at(span)=> { #param })
+        };
+        args.push(quote_spanned!(span=> #trait_name::pass(#arg)));
     }
     (items, args)
 }
@@ -123,21 +179,43 @@ pub fn checked_output(
         origin(a, slot)
     );
     let label = format!("`{name}` is a `{{T}}`");
-    let trait_name = format_ident!(
-        "output_{}",
-        name,
-        span = Span::mixed_site().located_at(span)
-    );
+    let trait_name = check_ident(flow, &format!("output_{name}"), span);
     let items = identity_check(&trait_name, &message, &label, quote!(fn pass(v: T) -> Self));
     (items, quote_spanned!(span=> #trait_name::pass({ #value })))
+}
+
+/// The name of a check's trait, `{flow}_{what}`, resolved where `flow!` is (so it clashes with
+/// nothing of the user's), located at `span`. rustc names the trait in a help line under the
+/// check's message ("the trait `Boot_attach_size<u32>` is not implemented for `u64`"), and
+/// prints it this short only when no other item of the crate has its name: hence the flow's name
+/// in it, as the same step or value names recur from flow to flow.
+pub fn check_ident(flow: &Ident, what: &str, span: Span) -> Ident {
+    let flow = flow.to_string();
+    format_ident!(
+        "{}_{what}",
+        bare(&flow),
+        span = Span::mixed_site().located_at(span)
+    )
 }
 
 /// A check that passes a value of exactly the type expected, `sig` (`fn pass(v: ..T..) ->
 /// ..Self..`) with the value as it is, and otherwise fails with `message` and `label`.
 pub fn identity_check(name: &Ident, message: &str, label: &str, sig: TokenStream) -> TokenStream {
+    identity_check_noted(name, message, label, None, sig)
+}
+
+/// [`identity_check`] with a note under its message.
+pub fn identity_check_noted(
+    name: &Ident,
+    message: &str,
+    label: &str,
+    note: Option<&str>,
+    sig: TokenStream,
+) -> TokenStream {
+    let note = note.map(|n| quote!(, note = #n));
     quote! {
         #[allow(non_camel_case_types)]
-        #[diagnostic::on_unimplemented(message = #message, label = #label)]
+        #[diagnostic::on_unimplemented(message = #message, label = #label #note)]
         trait #name<T>: Sized { #sig; }
         impl<T> #name<T> for T {
             #sig { v }

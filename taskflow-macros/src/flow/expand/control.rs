@@ -2,8 +2,8 @@
 //! and set the value it provides, decide after a failure, wait before the next attempt — each
 //! evaluates the controller's expression) and the deciders on links (`__decide`).
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
 
 use super::super::graph::Analysis;
 use super::structure::index;
@@ -12,7 +12,7 @@ use super::values::{local, mode, Values};
 /// `__retry`: asks a scope's controller (`__private::Ask`: begin an attempt and store the value
 /// it provides, decide after a failure, or wait before the next attempt), its expression
 /// evaluated each time; none for a flow without retries (the trait's default).
-pub fn retry_methods(a: &Analysis, values: &Values) -> TokenStream {
+pub fn retry_methods(a: &Analysis, flow: &Ident, values: &Values) -> TokenStream {
     if a.scopes.is_empty() {
         return TokenStream::new();
     }
@@ -46,10 +46,7 @@ pub fn retry_methods(a: &Analysis, values: &Values) -> TokenStream {
                      `{{Self}}`",
                     crate::type_text::pretty(&s.spec.controller.to_token_stream())
                 );
-                let check = format_ident!(
-                    "provided_{name}",
-                    span = Span::mixed_site().located_at(span)
-                );
+                let check = super::binding::check_ident(flow, &format!("provided_{name}"), span);
                 let items = super::binding::identity_check(
                     &check,
                     &message,
@@ -75,7 +72,7 @@ pub fn retry_methods(a: &Analysis, values: &Values) -> TokenStream {
 
 /// `__decide`: whether a guarded step runs — every decider on a link into it must say yes. None
 /// for a flow without deciders (the trait's default).
-pub fn decide_method(a: &Analysis, values: &Values, pos: &[usize]) -> TokenStream {
+pub fn decide_method(a: &Analysis, flow: &Ident, values: &Values, pos: &[usize]) -> TokenStream {
     if a.deciders.is_empty() {
         return TokenStream::new();
     }
@@ -101,16 +98,31 @@ pub fn decide_method(a: &Analysis, values: &Values, pos: &[usize]) -> TokenStrea
                 let vars: Vec<_> = (0..d.args.len())
                     .map(|p| local(&format!("d{i}_{p}")))
                     .collect();
+                let modes: Vec<_> = (0..d.args.len())
+                    .map(|p| mode(a, &d.args, &d.meta.params, p))
+                    .collect();
                 for (p, var) in vars.iter().enumerate() {
                     // Deciders never move a value: they may be asked again after a retry.
-                    let read =
-                        values.read_again(mode(a, &d.args, &d.meta.params, p), d.args[p], label);
+                    let read = values.read_again(modes[p], d.args[p], label);
                     lets.push(quote!(let #var = #read;));
                 }
-                // Through a check that names the decider when it does not return `bool`.
+                // Through a check that names the decider when it does not return `bool`, its
+                // arguments through their bindings' checks.
                 let span = Span::call_site().located_at(syn::spanned::Spanned::span(path));
-                let check =
-                    format_ident!("decider_{i}", span = Span::mixed_site().located_at(span));
+                let decider = path.to_token_stream().to_string().replace(' ', "");
+                let reader = super::binding::Reader {
+                    who: format!("decider `{decider}` (on the link into step `{label}`)"),
+                    param_word: "parameter",
+                    name: format!("decider_{i}"),
+                    args: &d.args,
+                    params: &d.meta.params,
+                    map_item: None,
+                };
+                let vars: Vec<TokenStream> = vars.iter().map(|v| quote!(#v)).collect();
+                let (arg_checks, vars) =
+                    super::binding::checked_for(a, flow, &reader, &vars, &modes, span);
+                checks.extend(arg_checks);
+                let check = super::binding::check_ident(flow, &format!("decider_{i}"), span);
                 let message = format!(
                     "decider `{}` (on the link into step `{label}`) must return `bool`, but it \
                  returns `{{Self}}`",
@@ -126,6 +138,8 @@ pub fn decide_method(a: &Analysis, values: &Values, pos: &[usize]) -> TokenStrea
                 trait #check {
                     fn says(self) -> bool;
                 }
+                // Not recommended: rustc would add "`bool` implements it", pointing at `flow!`.
+                #[diagnostic::do_not_recommend]
                 impl #check for bool {
                     #[inline(always)]
                     fn says(self) -> bool {

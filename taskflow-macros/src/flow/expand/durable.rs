@@ -82,7 +82,8 @@ fn storable_checks(e: &Emit) -> (TokenStream, Vec<TokenStream>) {
             "flow `{flow}` cannot run with a store: {what} `{{Self}}`, which is not \
              `Serialize + DeserializeOwned`"
         );
-        let check = format_ident!("storable_{name}");
+        // Named after the flow too: see `binding::check_ident`.
+        let check = format_ident!("{}_storable_{name}", super::values::bare(&flow.to_string()));
         items.extend(quote! {
             #[allow(non_camel_case_types)]
             #[diagnostic::on_unimplemented(

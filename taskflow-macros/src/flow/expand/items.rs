@@ -76,6 +76,7 @@ pub fn collector(def: &FlowDef, broken: bool) -> TokenStream {
             .map(|(n, ty)| ParamMeta {
                 name: n.to_string(),
                 by_ref: false,
+                static_ref: false,
                 default: false,
                 ctx: false,
                 optional: is_option(ty),

@@ -83,7 +83,8 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
         })
         .collect();
     // Every value passes through its binding's check (the item's names the elements).
-    let (checks, call_args) = super::binding::checked(e.a, step, &values, &modes, span);
+    let (checks, call_args) =
+        super::binding::checked(e.a, &e.def.name, step, &values, &modes, span);
     let call = quote_spanned!(span=> #path(#(#call_args),*));
     let normalize = |outcome: TokenStream| {
         if step.meta.fallible {
@@ -146,10 +147,10 @@ fn items_check(e: &Emit, step: &Step, items: usize) -> (TokenStream, Ident) {
         step.label,
         super::values::origin(e.a, items)
     );
-    let elements = format_ident!(
-        "elements_of_{}",
-        bare(&step.label),
-        span = Span::mixed_site().located_at(span)
+    let elements = super::binding::check_ident(
+        &e.def.name,
+        &format!("elements_of_{}", bare(&step.label)),
+        span,
     );
     let checks = quote! {
         #[allow(non_camel_case_types)]
@@ -162,6 +163,8 @@ fn items_check(e: &Emit, step: &Step, items: usize) -> (TokenStream, Ident) {
             fn len(v: &Self) -> usize;
             fn at(v: &Self, i: usize) -> &E;
         }
+        // Not recommended: rustc would add "`Vec<E>` implements it", pointing at `flow!`.
+        #[diagnostic::do_not_recommend]
         impl<E> #elements<E> for __tf::Vec<E> {
             #[inline(always)]
             fn len(v: &Self) -> usize {
@@ -191,14 +194,17 @@ fn revert(e: &Emit, s: usize, step: &Step) -> Option<TokenStream> {
     let [v, undo, i, result, failures] = ["v", "undo", "i", "result", "failures"].map(local);
     let params = param_names(step, RESERVED);
     let (vars, handles, read) = super::task::hook_handles(e, step, &params, &v);
-    let (_, elements) = items_check(e, step, step.args[item].expect("bound by analysis"));
-    let over_span =
-        Span::call_site().located_at(step.r.map_over.as_ref().expect("a map step").span());
     let mut inputs = Vec::new();
     for (p, slot) in read {
         let var = &params[p];
         inputs.push(if p == item {
-            quote_spanned!(over_span=> #elements::at({ &**#var }, #i))
+            // Not through the elements' checks: the step's function reports a mismatch, and
+            // this reads nothing in a crate that has one (see `__private::ElementOf`).
+            let input = format_ident!("__taskflow_input_{}", p);
+            quote!({
+                use __tf::{LendElement as _, NoElement as _};
+                __tf::element_of(#path::#input, &**#var, #i).element()
+            })
         } else {
             match (step.meta.params[p].optional, skippable(e.a, slot)) {
                 (true, true) => quote!(#var.as_deref().and_then(__tf::OptLends::opt_lend)),

@@ -454,8 +454,8 @@ pub fn expand(def: &FlowDef, a: &Analysis) -> TokenStream {
         }
     };
     let graph = structure::graph_static(def, Some((a, &pos)), values_fn);
-    let retry_methods = control::retry_methods(a, &e.values);
-    let decide_method = control::decide_method(a, &e.values, &pos);
+    let retry_methods = control::retry_methods(a, &def.name, &e.values);
+    let decide_method = control::decide_method(a, &def.name, &e.values, &pos);
     let save_step_method = durable::save_step_method(&e, &mut chunks);
     let save_finished_method = durable::save_finished_method(&e);
     // `__save_step` picks how a value is saved by method resolution, between these traits.

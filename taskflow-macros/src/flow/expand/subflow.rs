@@ -6,7 +6,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 
 use super::super::graph::Step;
-use super::values::{ident, local, mode};
+use super::values::{ident, local, mode, Mode};
 use super::{Emit, StepCode};
 
 pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
@@ -24,14 +24,21 @@ pub fn code(e: &Emit, s: usize, step: &Step, name: &Ident) -> StepCode {
     // The retry attempts around this step, for the idempotency keys of the sub-flow's steps.
     let (at, step_var, attempts) = (local("at"), local("step"), local("attempts"));
     let within = quote!(#at.__within(#run, #step_var));
-    // A sub-flow's inputs are taken by value: moved or cloned out of the parent's slots.
-    let inputs = (0..step.args.len()).map(|p| {
-        let m = mode(e.a, &step.args, &step.meta.params, p);
-        e.values.owned(e.def, e.a, m, step.args[p], label).0
-    });
-    let values = subflow_values(step, inputs);
+    // A sub-flow's inputs are taken by value: moved or cloned out of the parent's slots, each
+    // through its binding's check, which names the sub-flow and the input when the value's type
+    // is not the input's.
+    let modes: Vec<Mode> = (0..step.args.len())
+        .map(|p| mode(e.a, &step.args, &step.meta.params, p))
+        .collect();
+    let inputs: Vec<TokenStream> = (0..step.args.len())
+        .map(|p| e.values.owned(e.def, e.a, modes[p], step.args[p], label).0)
+        .collect();
+    let span = Span::call_site().located_at(step.r.span());
+    let (checks, inputs) = super::binding::checked(e.a, &e.def.name, step, &inputs, &modes, span);
+    let values = subflow_values(step, inputs.into_iter());
     let function = quote! {
         fn #name(#v: &mut __Values) -> __tf::Run<#path> {
+            #checks
             __tf::subflow_run(&mut #v.#field, || #values)
         }
     };

@@ -32,7 +32,7 @@ pub fn code(e: &Emit, step: &Step, name: &Ident) -> StepCode {
     // Each value passes through its binding's check, which names the step and the parameter
     // when its type is not what the task takes.
     let values: Vec<TokenStream> = params.iter().map(|p| quote!(#p)).collect();
-    let (checks, args) = super::binding::checked(e.a, step, &values, &modes, span);
+    let (checks, args) = super::binding::checked(e.a, &e.def.name, step, &values, &modes, span);
     let call = quote_spanned!(span=> #path(#(#args),*));
     let ran = local("ran");
     let caught = if step.meta.is_async {

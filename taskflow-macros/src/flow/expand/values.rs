@@ -213,10 +213,10 @@ impl Values {
                 origin(a, slot)
             );
             let span = self.clone_spans[slot];
-            let check = format_ident!(
-                "clone_{}",
-                self.fields[slot],
-                span = Span::mixed_site().located_at(span)
+            let check = super::binding::check_ident(
+                &def.name,
+                &format!("clone_{}", self.fields[slot]),
+                span,
             );
             let copy = format_ident!("copy_of_{}", self.fields[slot]);
             let ty = value_type(def, a, slot);
