@@ -227,28 +227,52 @@ impl<E: TaskError> HookReturn for Result<(), E> {
     }
 }
 
-tokio::task_local! {
-    /// Set around a run driven on a worker of a multi-thread runtime that must not be held up
-    /// (a conductor's, where its heartbeats run): the run's sync user code — steps, map items,
-    /// deciders, revert hooks — runs in `block_in_place`, which hands the worker's other tasks
-    /// to another thread for as long as it takes.
-    static BLOCKING_OFF_WORKER: ();
+thread_local! {
+    /// Set while a run that must not block its worker is polled (see [`off_worker`]). A plain
+    /// thread-local flag: a Tokio task-local's check cost 39 instructions per sync step; this
+    /// one, with `block_in_place` out of line, about 20 (10% of the serial engine's run of
+    /// no-op steps, docs/BENCHMARKS.md).
+    static OFF_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Drives `run` so that its sync user code does not block the runtime's worker (see
-/// `BLOCKING_OFF_WORKER`); only on a multi-thread runtime, where `block_in_place` works.
+/// Drives `run`, a run on a worker of a multi-thread runtime that must not be held up (a
+/// conductor's, where its heartbeats run), so that its sync user code — steps, `map` items,
+/// deciders, revert hooks — runs in `block_in_place`, which hands the worker's other tasks to
+/// another thread for as long as the call takes. Only for a multi-thread runtime, where
+/// `block_in_place` is allowed.
 pub(crate) fn off_worker<F: Future>(run: F) -> impl Future<Output = F::Output> {
-    BLOCKING_OFF_WORKER.scope((), run)
+    /// Sets the flag for one poll, and puts back what it was (also when the poll panics).
+    struct Polling(bool);
+    impl Drop for Polling {
+        fn drop(&mut self) {
+            OFF_WORKER.with(|off| off.set(self.0));
+        }
+    }
+    async move {
+        let mut run = pin!(run);
+        poll_fn(|cx| {
+            let _polling = Polling(OFF_WORKER.with(|off| off.replace(true)));
+            run.as_mut().poll(cx)
+        })
+        .await
+    }
 }
 
-/// Calls `f`, in `block_in_place` inside [`off_worker`].
+/// Calls `f`, in `block_in_place` while a run of [`off_worker`] is polled.
 #[inline(always)]
 pub(crate) fn sync_call<R>(f: impl FnOnce() -> R) -> R {
-    if BLOCKING_OFF_WORKER.try_with(|_| ()).is_ok() {
-        tokio::task::block_in_place(f)
+    if OFF_WORKER.with(std::cell::Cell::get) {
+        in_place(f)
     } else {
         f()
     }
+}
+
+/// `block_in_place`, out of the way of the usual path (a run not of [`off_worker`]).
+#[cold]
+#[inline(never)]
+fn in_place<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
 }
 
 /// Runs a sync step, turning a panic into a failure of `step`.
