@@ -50,6 +50,17 @@ fn keys() -> Vec<FlowKey> {
 
 const HOLD: Duration = Duration::from_secs(60);
 
+/// A job of `Double` for `x`, posted and claimed by owner `a`.
+async fn posted_and_claimed(board: &JobBoard, x: u32) -> (taskflow::store::JobId, Claim) {
+    let id = board.post(&job(x)).await.unwrap().id();
+    let claim = board
+        .claim(&owner("a"), &keys(), 1, HOLD)
+        .await
+        .unwrap()
+        .remove(0);
+    (id, claim)
+}
+
 /// A board on a fresh schema, and a runtime to drive it.
 fn board() -> (PgStore, JobBoard) {
     let pg = PgStore::new();
@@ -443,12 +454,7 @@ fn a_cancelled_job_is_never_started_or_is_stopped_by_its_conductor() {
 fn a_released_job_is_posted_again_without_a_takeover() {
     let (pg, board) = board();
     pg.rt.block_on(async {
-        let id = board.post(&job(1)).await.unwrap().id();
-        let claim = board
-            .claim(&owner("a"), &keys(), 1, HOLD)
-            .await
-            .unwrap()
-            .remove(0);
+        let (id, claim) = posted_and_claimed(&board, 1).await;
         board.release(&claim).await.unwrap();
         let job = board.job(id).await.unwrap().unwrap();
         assert_eq!(
@@ -496,12 +502,7 @@ fn a_claims_view_ends_its_job_with_the_runs_last_checkpoint() {
     let (pg, board) = board();
     pg.rt.block_on(async {
         // A job run to its end through its claim's view is DONE, with no call to `complete`.
-        let id = board.post(&job(21)).await.unwrap().id();
-        let claim = board
-            .claim(&owner("a"), &keys(), 1, HOLD)
-            .await
-            .unwrap()
-            .remove(0);
+        let (id, claim) = posted_and_claimed(&board, 21).await;
         let view = Arc::new(pg.store.for_claim(&claim));
         assert_eq!(view.completed(), None);
         let out = Engine::serial()
@@ -521,12 +522,7 @@ fn a_claims_view_ends_its_job_with_the_runs_last_checkpoint() {
             Err(StoreError::LostClaim { .. })
         ));
         // A job cancelled while it ran ends CANCELLED, as `complete` would end it.
-        let id = board.post(&job(5)).await.unwrap().id();
-        let claim = board
-            .claim(&owner("a"), &keys(), 1, HOLD)
-            .await
-            .unwrap()
-            .remove(0);
+        let (id, claim) = posted_and_claimed(&board, 5).await;
         board.cancel(id).await.unwrap();
         let view = Arc::new(pg.store.for_claim(&claim));
         Engine::serial()
@@ -560,12 +556,7 @@ fn the_runs_end_and_its_jobs_end_are_one_commit() {
     ))
     .unwrap();
     pg.rt.block_on(async {
-        let id = board.post(&job(21)).await.unwrap().id();
-        let claim = board
-            .claim(&owner("a"), &keys(), 1, HOLD)
-            .await
-            .unwrap()
-            .remove(0);
+        let (id, claim) = posted_and_claimed(&board, 21).await;
         let view = Arc::new(pg.store.for_claim(&claim));
         let err = Engine::serial()
             .run(Double, DoubleInputs { x: 21 })
