@@ -6,9 +6,10 @@
 //! `mismatched types` at the call.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 
 use super::super::graph::{Analysis, Source, Step};
+use super::values::check_ident;
 use super::values::{bare, origin, Mode};
 use crate::meta::StepKind;
 
@@ -182,20 +183,6 @@ pub fn checked_output(
     let trait_name = check_ident(flow, &format!("output_{name}"), span);
     let items = identity_check(&trait_name, &message, &label, quote!(fn pass(v: T) -> Self));
     (items, quote_spanned!(span=> #trait_name::pass({ #value })))
-}
-
-/// The name of a check's trait, `{flow}_{what}`, resolved where `flow!` is (so it clashes with
-/// nothing of the user's), located at `span`. rustc names the trait in a help line under the
-/// check's message ("the trait `Boot_attach_size<u32>` is not implemented for `u64`"), and
-/// prints it this short only when no other item of the crate has its name: hence the flow's name
-/// in it, as the same step or value names recur from flow to flow.
-pub fn check_ident(flow: &Ident, what: &str, span: Span) -> Ident {
-    let flow = flow.to_string();
-    format_ident!(
-        "{}_{what}",
-        bare(&flow),
-        span = Span::mixed_site().located_at(span)
-    )
 }
 
 /// A check that passes a value of exactly the type expected, `sig` (`fn pass(v: ..T..) ->

@@ -46,7 +46,7 @@ pub fn retry_methods(a: &Analysis, flow: &Ident, values: &Values) -> TokenStream
                      `{{Self}}`",
                     crate::type_text::pretty(&s.spec.controller.to_token_stream())
                 );
-                let check = super::binding::check_ident(flow, &format!("provided_{name}"), span);
+                let check = super::values::check_ident(flow, &format!("provided_{name}"), span);
                 let items = super::binding::identity_check(
                     &check,
                     &message,
@@ -122,7 +122,7 @@ pub fn decide_method(a: &Analysis, flow: &Ident, values: &Values, pos: &[usize])
                 let (arg_checks, vars) =
                     super::binding::checked_for(a, flow, &reader, &vars, &modes, span);
                 checks.extend(arg_checks);
-                let check = super::binding::check_ident(flow, &format!("decider_{i}"), span);
+                let check = super::values::check_ident(flow, &format!("decider_{i}"), span);
                 let message = format!(
                     "decider `{}` (on the link into step `{label}`) must return `bool`, but it \
                  returns `{{Self}}`",

@@ -82,7 +82,7 @@ fn storable_checks(e: &Emit) -> (TokenStream, Vec<TokenStream>) {
             "flow `{flow}` cannot run with a store: {what} `{{Self}}`, which is not \
              `Serialize + DeserializeOwned`"
         );
-        // Named after the flow too: see `binding::check_ident`.
+        // Named after the flow too: see `values::check_ident`.
         let check = format_ident!("{}_storable_{name}", super::values::bare(&flow.to_string()));
         items.extend(quote! {
             #[allow(non_camel_case_types)]

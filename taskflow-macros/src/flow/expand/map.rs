@@ -147,7 +147,7 @@ fn items_check(e: &Emit, step: &Step, items: usize) -> (TokenStream, Ident) {
         step.label,
         super::values::origin(e.a, items)
     );
-    let elements = super::binding::check_ident(
+    let elements = super::values::check_ident(
         &e.def.name,
         &format!("elements_of_{}", bare(&step.label)),
         span,

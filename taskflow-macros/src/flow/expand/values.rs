@@ -213,11 +213,7 @@ impl Values {
                 origin(a, slot)
             );
             let span = self.clone_spans[slot];
-            let check = super::binding::check_ident(
-                &def.name,
-                &format!("clone_{}", self.fields[slot]),
-                span,
-            );
+            let check = check_ident(&def.name, &format!("clone_{}", self.fields[slot]), span);
             let copy = format_ident!("copy_of_{}", self.fields[slot]);
             let ty = value_type(def, a, slot);
             let call = quote_spanned!(span=> #check::cloned(v));
@@ -492,4 +488,18 @@ fn layout(def: &FlowDef, a: &Analysis) -> (Vec<bool>, Vec<bool>) {
         })
         .collect();
     (shared, movable)
+}
+
+/// The name of a check's trait, `{flow}_{what}`, resolved where `flow!` is (so it clashes with
+/// nothing of the user's), located at `span`. rustc names the trait in a help line under the
+/// check's message ("the trait `Boot_attach_size<u32>` is not implemented for `u64`"), and
+/// prints it this short only when no other item of the crate has its name: hence the flow's name
+/// in it, as the same step or value names recur from flow to flow.
+pub fn check_ident(flow: &Ident, what: &str, span: Span) -> Ident {
+    let flow = flow.to_string();
+    format_ident!(
+        "{}_{what}",
+        bare(&flow),
+        span = Span::mixed_site().located_at(span)
+    )
 }
