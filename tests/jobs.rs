@@ -342,6 +342,14 @@ fn the_runs_writes_through_a_stale_claims_view_change_nothing() {
         let mut other = record.clone();
         other.id = "job-elsewhere".into();
         lost(old.create_flow(&other).await.unwrap_err());
+        // Nor with its first checkpoint (one statement fenced by the claim).
+        let first = Checkpoint {
+            atoms: vec![taskflow::store::AtomRecord::new("double")],
+            fence: Some(other.lease_to(&a, u64::MAX / 2)),
+            lease: LeaseUpdate::Keep,
+            ..Checkpoint::default()
+        };
+        lost(old.create_with(&other, &first).await.unwrap_err());
         let after = pg.store.load_flow(&record.id).await.unwrap().unwrap();
         assert_eq!(after.atoms, before.atoms, "nothing written");
         assert_eq!((after.flow.state, after.flow.epoch), (before.flow.state, before.flow.epoch));

@@ -219,6 +219,11 @@ impl std::fmt::Debug for PostgresStore {
 pub(super) struct Statements {
     insert_flow: String,
     insert_graph: String,
+    /// The run's row and its graph's in one statement (`$11` the graph or null); `count`: 1.
+    insert_run: String,
+    /// `insert_run` under a claim's fence: only while job `$12` is claimed at epoch `$13` (a
+    /// division by zero otherwise, aborting the transaction); `count`: 0 when there is no job.
+    insert_run_claimed: String,
     lock_flow: String,
     fence_flow: String,
     fence_job: String,
@@ -253,6 +258,24 @@ impl Statements {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             insert_graph: format!("INSERT INTO {s}.graphs (flow_id, graph) VALUES ($1, $2)"),
+            insert_run: format!(
+                "WITH f AS (INSERT INTO {s}.flows (id, logbook, flow_name, fingerprint, state, \
+                 inputs, created_at, updated_at, epoch, lease) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id), \
+                 g AS (INSERT INTO {s}.graphs (flow_id, graph) \
+                 SELECT id, $11::text FROM f WHERE $11::text IS NOT NULL) \
+                 SELECT count(*) FROM f"
+            ),
+            insert_run_claimed: format!(
+                "WITH fence AS (SELECT 1 / (CASE WHEN epoch = $13 AND state = 'CLAIMED' \
+                 THEN 1 ELSE 0 END) AS held FROM {s}.jobs WHERE id = $12 FOR SHARE), \
+                 f AS (INSERT INTO {s}.flows (id, logbook, flow_name, fingerprint, state, \
+                 inputs, created_at, updated_at, epoch, lease) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM fence RETURNING id), \
+                 g AS (INSERT INTO {s}.graphs (flow_id, graph) \
+                 SELECT id, $11::text FROM f WHERE $11::text IS NOT NULL) \
+                 SELECT count(*) FROM f"
+            ),
             lock_flow: format!("SELECT epoch, lease FROM {s}.flows WHERE id = $1 FOR UPDATE"),
             select_lease: format!("SELECT epoch, lease FROM {s}.flows WHERE id = $1"),
             // The fence in SQL: the run's row locked, and a division by zero (SQLSTATE 22012)
@@ -837,62 +860,65 @@ impl PostgresStore {
             .collect::<Result<Vec<_>, _>>()?;
         let client = Unfinished(Some(self.pool.get().await.map_err(backend)?));
         let tx = client.client();
-        let (insert_flow, insert_graph, upsert_atom, upsert_retry) =
-            futures_util::future::try_join4(
-                tx.prepare_cached(&self.sql.insert_flow),
-                tx.prepare_cached(&self.sql.insert_graph),
-                tx.prepare_cached(&self.sql.upsert_atom),
-                tx.prepare_cached(&self.sql.upsert_retry),
-            )
-            .await
-            .map_err(backend)?;
-        let fence_job = self.claim_statement(tx).await?;
-        let begin = tx.batch_execute("BEGIN");
-        let claimed = self.fence_claim(tx, fence_job.as_ref());
-        let id = &run.id;
-        let inserted = tx.execute_raw(
-            &insert_flow,
-            params![
-                id,
-                run.logbook,
-                run.flow_name,
-                run.fingerprint,
-                state,
-                inputs,
-                created,
-                updated,
-                epoch,
-                lease
-            ],
-        );
-        let graphed = async {
-            match &graph {
-                Some(graph) => tx.execute(&insert_graph, &[id, graph]).await.map(|_| ()),
-                None => Ok(()),
-            }
+        // One statement for the run's row and its graph's, fenced by the claim for a claim's
+        // view (three statements before: the fence, the two inserts).
+        let insert = match self.claim {
+            Some(_) => &self.sql.insert_run_claimed,
+            None => &self.sql.insert_run,
         };
+        let (insert, upsert_atom, upsert_retry) = futures_util::future::try_join3(
+            tx.prepare_cached(insert),
+            tx.prepare_cached(&self.sql.upsert_atom),
+            tx.prepare_cached(&self.sql.upsert_retry),
+        )
+        .await
+        .map_err(backend)?;
+        let begin = tx.batch_execute("BEGIN");
+        let id = &run.id;
+        let (job, job_epoch) = self.claim.unwrap_or_default();
+        let mut values = params![
+            id,
+            run.logbook,
+            run.flow_name,
+            run.fingerprint,
+            state,
+            inputs,
+            created,
+            updated,
+            epoch,
+            lease,
+            graph
+        ];
+        if self.claim.is_some() {
+            values.extend(params![job, job_epoch]);
+        }
+        let inserted = tx.query_one(&insert, &values);
         let id_str: &str = id;
         let writes = row_writes(tx, [&upsert_atom, &upsert_retry], &id_str, &atoms, &retries);
         let commit = tx.batch_execute("COMMIT");
         // Polled in this order, so sent in it, all at once.
-        let ((began, claimed, inserted), (graphed, written, committed)) =
-            futures_util::future::join(
-                futures_util::future::join3(begin, claimed, inserted),
-                futures_util::future::join3(
-                    graphed,
-                    futures_util::future::join_all(writes),
-                    commit,
-                ),
-            )
-            .await;
+        let (began, inserted, written, committed) = futures_util::future::join4(
+            begin,
+            inserted,
+            futures_util::future::join_all(writes),
+            commit,
+        )
+        .await;
         began.map_err(backend)?;
         // The first statement that failed aborted the transaction, and its COMMIT rolled it back.
-        if !claim_held(claimed)? {
-            client.done();
-            return Err(self.lost_claim().await);
-        }
         match inserted {
-            Ok(_) => {}
+            Ok(row) if row.get::<_, i64>(0) == 1 => {}
+            // No job row to fence with: the claim's job is gone.
+            Ok(_) => {
+                committed.map_err(backend)?;
+                client.done();
+                return Err(self.lost_claim().await);
+            }
+            Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
+                committed.map_err(backend)?;
+                client.done();
+                return Err(self.lost_claim().await);
+            }
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 committed.map_err(backend)?;
                 client.done();
@@ -902,7 +928,6 @@ impl PostgresStore {
             }
             Err(e) => return Err(backend(e)),
         }
-        graphed.map_err(backend)?;
         for w in written {
             w.map_err(backend)?;
         }
