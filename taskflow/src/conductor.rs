@@ -335,8 +335,9 @@ impl Conductor {
                 stop.cancel(); // a take-over of a job being cancelled: revert what it did
             }
             let end = loop {
-                // The run on a thread of its own: a sync step blocks that thread, not a worker
-                // of the runtime, where the heartbeats and this conductor's loop run.
+                // A sync step must not block a worker of the runtime, where the heartbeats and
+                // this conductor's loop run: on a multi-thread runtime the run is a task whose
+                // sync user code runs in `block_in_place`; elsewhere it gets a thread of its own.
                 let run = runner(engine.clone(), store.clone(), claim.clone(), stop.clone());
                 let runtime = tokio::runtime::Handle::current();
                 let ran = match runtime.runtime_flavor() {
@@ -347,7 +348,7 @@ impl Conductor {
                 };
                 let end = match ran.await {
                     Ok(end) => end,
-                    Err(e) => RunEnd::Abandoned(format!("the run's thread failed: {e}")),
+                    Err(e) => RunEnd::Abandoned(format!("the run's task failed: {e}")),
                 };
                 match end {
                     // The previous holder's run lease has not run out yet: wait for it, while
@@ -581,15 +582,16 @@ async fn run_one<F: DurableFlow>(
     match ran {
         Ok(Outcome::Done(_)) => RunEnd::Ended(FlowState::Success),
         Ok(Outcome::Suspended(_)) => RunEnd::Suspended,
-        Err(DurableError::Failed(_)) if store.completed().is_some() => RunEnd::Ended(
-            store
-                .completed()
-                .map_or(FlowState::Failure, |(state, _)| state),
-        ),
-        Err(DurableError::Failed(_)) => match store.load_flow(&run_id).await {
-            Ok(Some(stored)) if stored.flow.state.is_final() => RunEnd::Ended(stored.flow.state),
-            Ok(_) => RunEnd::Abandoned("the run failed but is not recorded as ended".into()),
-            Err(e) => RunEnd::Abandoned(e.to_string()),
+        // Its end, as its last checkpoint recorded it with the job's, or as stored.
+        Err(DurableError::Failed(_)) => match store.completed() {
+            Some((state, _)) => RunEnd::Ended(state),
+            None => match store.load_flow(&run_id).await {
+                Ok(Some(stored)) if stored.flow.state.is_final() => {
+                    RunEnd::Ended(stored.flow.state)
+                }
+                Ok(_) => RunEnd::Abandoned("the run failed but is not recorded as ended".into()),
+                Err(e) => RunEnd::Abandoned(e.to_string()),
+            },
         },
         Err(DurableError::Store(StoreError::RunBusy { .. })) => RunEnd::Busy,
         Err(DurableError::Held { steps, .. }) => RunEnd::Held(
