@@ -6,6 +6,7 @@
 
 use proc_macro::TokenStream;
 
+mod checks;
 mod ctxt;
 mod flow;
 mod meta;

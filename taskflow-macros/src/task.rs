@@ -14,6 +14,7 @@ use syn::{
     FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, Visibility,
 };
 
+use crate::checks::identity_check;
 use crate::ctxt::Ctxt;
 use crate::meta::{self, HookMeta, HookParam, ParamMeta, StepKind, StepMeta, VisRank};
 
@@ -698,15 +699,12 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                      `{must}`, but it is `{{Self}}`"
                 );
                 let label = format!("make this `{must}`");
-                checks.extend(quote! {
-                    #[allow(non_camel_case_types)]
-                    #[diagnostic::on_unimplemented(message = #message, label = #label)]
-                    trait #check<T>: Sized { fn pass(v: T) -> Self; }
-                    impl<T> #check<T> for T {
-                        #[inline(always)]
-                        fn pass(v: T) -> T { v }
-                    }
-                });
+                checks.extend(identity_check(
+                    &check,
+                    &message,
+                    &label,
+                    quote!(fn pass(v: T) -> Self),
+                ));
                 // The argument too is spanned on the parameter: rustc reports the bound there.
                 let span = hp.name.span();
                 quote_spanned!(span=> #check::pass({ #value }))
@@ -750,15 +748,12 @@ fn revert_glue(def: &TaskDef, hook: &HookMeta, cx: &mut Ctxt) -> TokenStream {
                         });
                         quote_spanned!(span=> #check::pass({ #input }))
                     } else {
-                        checks.extend(quote! {
-                            #[allow(non_camel_case_types)]
-                            #[diagnostic::on_unimplemented(message = #message, label = #label)]
-                            trait #check<T>: Sized { fn pass(v: T) -> Self; }
-                            impl<T> #check<T> for T {
-                                #[inline(always)]
-                                fn pass(v: T) -> T { v }
-                            }
-                        });
+                        checks.extend(identity_check(
+                            &check,
+                            &message,
+                            &label,
+                            quote!(fn pass(v: T) -> Self),
+                        ));
                         quote_spanned!(span=> #check::pass({ ::std::borrow::ToOwned::to_owned(#input) }))
                     }
                 }

@@ -11,6 +11,7 @@ use quote::{quote, quote_spanned};
 use super::super::graph::{Analysis, Source, Step};
 use super::values::check_ident;
 use super::values::{bare, origin, Mode};
+use crate::checks::{identity_check, identity_check_noted};
 use crate::meta::StepKind;
 
 /// Who reads the values being checked, for the checks' messages and names.
@@ -183,29 +184,4 @@ pub fn checked_output(
     let trait_name = check_ident(flow, &format!("output_{name}"), span);
     let items = identity_check(&trait_name, &message, &label, quote!(fn pass(v: T) -> Self));
     (items, quote_spanned!(span=> #trait_name::pass({ #value })))
-}
-
-/// A check that passes a value of exactly the type expected, `sig` (`fn pass(v: ..T..) ->
-/// ..Self..`) with the value as it is, and otherwise fails with `message` and `label`.
-pub fn identity_check(name: &Ident, message: &str, label: &str, sig: TokenStream) -> TokenStream {
-    identity_check_noted(name, message, label, None, sig)
-}
-
-/// [`identity_check`] with a note under its message.
-pub fn identity_check_noted(
-    name: &Ident,
-    message: &str,
-    label: &str,
-    note: Option<&str>,
-    sig: TokenStream,
-) -> TokenStream {
-    let note = note.map(|n| quote!(, note = #n));
-    quote! {
-        #[allow(non_camel_case_types)]
-        #[diagnostic::on_unimplemented(message = #message, label = #label #note)]
-        trait #name<T>: Sized { #sig; }
-        impl<T> #name<T> for T {
-            #sig { v }
-        }
-    }
 }

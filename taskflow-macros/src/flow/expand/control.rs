@@ -47,7 +47,7 @@ pub fn retry_methods(a: &Analysis, flow: &Ident, values: &Values) -> TokenStream
                     crate::type_text::pretty(&s.spec.controller.to_token_stream())
                 );
                 let check = super::values::check_ident(flow, &format!("provided_{name}"), span);
-                let items = super::binding::identity_check(
+                let items = crate::checks::identity_check(
                     &check,
                     &message,
                     "declared here",
