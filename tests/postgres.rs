@@ -309,7 +309,8 @@ async fn four_loads(store: Arc<PostgresStore>) {
 }
 
 /// A TCP proxy to the server at `DATABASE_URL` that, once armed, passes on nothing more of what
-/// its client sends from the first `COMMIT` on: the client seems paused just before it commits
+/// its client sends from the first `COMMIT` message on (what comes before it in the same write
+/// still goes through): the client seems paused just before it commits
 /// (the server sees a session idle inside its transaction), while what the server sends still
 /// reaches the client. Dropping it closes the connection it holds (the server then rolls the
 /// transaction back), so that a test that fails does not leave it holding locks.
@@ -348,8 +349,12 @@ impl Withholding {
                             Ok(0) | Err(_) => return,
                             Ok(n) => n,
                         };
-                        let commit = buf[..n].windows(6).any(|w| w == b"COMMIT");
-                        if armed.load(Ordering::SeqCst) && commit {
+                        // The `COMMIT` query message: 'Q', its length, the text. A client
+                        // that pipelines its transaction sends it in one write with the
+                        // statements before it, which do reach the server.
+                        let commit = buf[..n].windows(6).position(|w| w == b"COMMIT");
+                        if let (true, Some(at)) = (armed.load(Ordering::SeqCst), commit) {
+                            let _ = server.write_all(&buf[..at.saturating_sub(5)]);
                             // Send nothing more; the connection stays open until the drop.
                             holding.lock().unwrap().push(server);
                             return;
