@@ -217,8 +217,6 @@ impl std::fmt::Debug for PostgresStore {
 
 /// The statements of a store, with its schema's name in them.
 pub(super) struct Statements {
-    insert_flow: String,
-    insert_graph: String,
     /// The run's row and its graph's in one statement (`$11` the graph or null); `count`: 1.
     insert_run: String,
     /// `insert_run` under a claim's fence: only while job `$12` is claimed at epoch `$13` (a
@@ -252,12 +250,6 @@ const FLOW_COLUMNS: &str =
 impl Statements {
     fn new(s: &str) -> Self {
         let mut sql = Statements {
-            insert_flow: format!(
-                "INSERT INTO {s}.flows (id, logbook, flow_name, fingerprint, state, inputs, \
-                 created_at, updated_at, epoch, lease) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            ),
-            insert_graph: format!("INSERT INTO {s}.graphs (flow_id, graph) VALUES ($1, $2)"),
             insert_run: format!(
                 "WITH f AS (INSERT INTO {s}.flows (id, logbook, flow_name, fingerprint, state, \
                  inputs, created_at, updated_at, epoch, lease) \
@@ -777,61 +769,31 @@ impl PostgresStore {
         }))
     }
 
+    /// The new run `flow`, with no step records yet ([`do_insert`](Self::do_insert)).
     async fn do_create(&self, flow: &FlowRecord) -> Result<(), StoreError> {
         validate_flow_id(&flow.id)?;
-        let graph = match &flow.graph {
-            Value::Null => None,
-            graph => Some(to_json(graph, "flow graph")?),
-        };
-        let inputs = to_json(&flow.inputs, "inputs")?;
-        let lease = lease_json(flow.lease.as_ref())?;
-        let mut client = self.pool.get().await.map_err(backend)?;
-        let tx = client.transaction().await.map_err(backend)?;
-        self.check_claim(&tx).await?;
-        let inserted = tx
-            .execute(
-                &self.sql.insert_flow,
-                &[
-                    &flow.id,
-                    &flow.logbook,
-                    &flow.flow_name,
-                    &flow.fingerprint,
-                    &flow.state.to_string(),
-                    &inputs,
-                    &to_i64(flow.created_at, "created_at")?,
-                    &to_i64(flow.updated_at, "updated_at")?,
-                    &to_i64(flow.epoch, "epoch")?,
-                    &lease,
-                ],
-            )
-            .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                return Err(StoreError::AlreadyExists {
-                    flow_id: flow.id.clone(),
-                })
-            }
-            Err(e) => return Err(backend(e)),
-        }
-        if let Some(graph) = graph {
-            tx.execute(&self.sql.insert_graph, &[&flow.id, &graph])
-                .await
-                .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
+        self.do_insert(&StoredFlow {
+            flow: flow.clone(),
+            atoms: Vec::new(),
+            retries: Vec::new(),
+        })
+        .await
     }
 
-    /// The run `flow` recorded with its first checkpoint `first` in one transaction, sent in
-    /// one round trip: the claim's fence (for a claim's view), the run's row as the checkpoint
-    /// leaves it (applied here, as the memory store applies one), its graph, and the rows of
-    /// its steps and retry scopes.
+    /// The run `flow` recorded with its first checkpoint `first` (applied here, as the memory
+    /// store applies one), in one transaction ([`do_insert`](Self::do_insert)).
     async fn do_create_with(
         &self,
         flow: &FlowRecord,
         first: &Checkpoint,
     ) -> Result<(), StoreError> {
-        let stored = super::created_with(flow, first)?;
+        self.do_insert(&super::created_with(flow, first)?).await
+    }
+
+    /// The new run `stored` written in one transaction, sent in one round trip: the claim's
+    /// fence (for a claim's view), the run's row and its graph's in one statement, and the rows
+    /// of its steps and retry scopes.
+    async fn do_insert(&self, stored: &StoredFlow) -> Result<(), StoreError> {
         // Everything converted before the transaction: nothing fails half-way for a bad value.
         let run = &stored.flow;
         let graph = match &run.graph {
